@@ -1,0 +1,190 @@
+//! The decrypt-and-verify core: Graph's scheme for `encryptedContent`, in the order that keeps
+//! forged input away from the expensive and sensitive steps.
+//!
+//! 1. Checks that need no secret: certificate id known, thumbprint matches, base64 well formed,
+//!    lengths right, size within the limit. These errors name the field.
+//! 2. RSA-OAEP (SHA-1) unwrap of `dataKey` to exactly 32 bytes.
+//! 3. HMAC-SHA256 of the ciphertext under that key, compared in constant time with
+//!    `dataSignature`, **before** any AES.
+//! 4. AES-256-CBC with IV = the key's first 16 bytes, PKCS#7 padding removed.
+//!
+//! Steps 2 to 4 fail with one opaque [`ItemErrorKind::Decrypt`]. The plaintext must then be
+//! UTF-8 JSON.
+
+use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
+use base64::Engine as _;
+use serde_json::value::RawValue;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::keystore::hex_upper;
+use super::KeyStore;
+use crate::error::ItemErrorKind;
+use crate::webhook::EncryptedContent;
+
+/// Standard alphabet; padding optional; non-canonical trailing bits accepted (the HMAC, not the
+/// encoding, protects the bytes).
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Reusable buffers for decrypting notifications: keep one per thread and pass it to every call,
+/// and decryption allocates nothing once the buffers have grown to the largest item seen.
+///
+/// The plaintext buffer is zeroized before reuse and on drop. `Debug` shows capacities only.
+#[derive(Default)]
+pub struct DecryptBuffer {
+    wrapped_key: Vec<u8>,
+    signature: Vec<u8>,
+    data: Zeroizing<Vec<u8>>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for DecryptBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptBuffer")
+            .field("data_capacity", &self.data.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecryptBuffer {
+    /// Empty buffers; they grow on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+type Failure = (&'static str, ItemErrorKind);
+
+const F_ID: &str = "encryptedContent.encryptionCertificateId";
+const F_THUMB: &str = "encryptedContent.encryptionCertificateThumbprint";
+const F_KEY: &str = "encryptedContent.dataKey";
+const F_SIG: &str = "encryptedContent.dataSignature";
+const F_DATA: &str = "encryptedContent.data";
+const F_CONTENT: &str = "encryptedContent";
+
+/// Decodes base64 `text` into `out` (cleared first). ASCII white space, which some encoders wrap
+/// lines with, is skipped.
+fn decode(
+    text: &str,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    field: &'static str,
+) -> Result<(), Failure> {
+    out.clear();
+    let input = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        scratch.clear();
+        scratch.extend(text.bytes().filter(|b| !b.is_ascii_whitespace()));
+        scratch.as_slice()
+    } else {
+        text.as_bytes()
+    };
+    B64.decode_vec(input, out)
+        .map_err(|_| (field, ItemErrorKind::NotBase64))
+}
+
+/// Decrypts and verifies one notification's `encryptedContent`; returns the resource JSON, which
+/// borrows from `buf`.
+pub(crate) fn decrypt<'b>(
+    keys: &KeyStore,
+    content: &EncryptedContent<'_>,
+    max_item_bytes: usize,
+    buf: &'b mut DecryptBuffer,
+) -> Result<&'b str, Failure> {
+    let entry = keys
+        .get(&content.encryption_certificate_id)
+        .ok_or((F_ID, ItemErrorKind::UnknownCertificate))?;
+    if let (Some(expected), Some(sent)) =
+        (entry.thumbprint, &content.encryption_certificate_thumbprint)
+    {
+        let sent = sent.trim();
+        if !sent.eq_ignore_ascii_case(&hex_upper(&expected)) {
+            return Err((F_THUMB, ItemErrorKind::ThumbprintMismatch));
+        }
+    }
+
+    let DecryptBuffer {
+        wrapped_key,
+        signature,
+        data,
+        scratch,
+    } = buf;
+    decode(&content.data_key, wrapped_key, scratch, F_KEY)?;
+    if wrapped_key.len() != entry.modulus_len {
+        return Err((
+            F_KEY,
+            ItemErrorKind::WrongLength {
+                expected: entry.modulus_len,
+                actual: wrapped_key.len(),
+            },
+        ));
+    }
+    decode(&content.data_signature, signature, scratch, F_SIG)?;
+    if signature.len() != 32 {
+        return Err((
+            F_SIG,
+            ItemErrorKind::WrongLength {
+                expected: 32,
+                actual: signature.len(),
+            },
+        ));
+    }
+    // The size check comes before decoding, from the base64 length alone.
+    let estimate = content.data.len() / 4 * 3;
+    if estimate > max_item_bytes.saturating_add(64) {
+        return Err((
+            F_DATA,
+            ItemErrorKind::TooLarge {
+                size: estimate,
+                limit: max_item_bytes,
+            },
+        ));
+    }
+    data.zeroize();
+    decode(&content.data, data, scratch, F_DATA)?;
+    if data.is_empty() || data.len() % 16 != 0 {
+        return Err((F_DATA, ItemErrorKind::NotBlockAligned { len: data.len() }));
+    }
+
+    let provider = keys.provider();
+    let mut key = Zeroizing::new([0u8; 32]);
+    entry
+        .key
+        .unwrap_key(wrapped_key, &mut key)
+        .map_err(|_| (F_CONTENT, ItemErrorKind::Decrypt))?;
+    let tag = Zeroizing::new((provider.hmac_sha256)(key.as_slice(), data));
+    if !bool::from(tag.as_slice().ct_eq(signature)) {
+        return Err((F_CONTENT, ItemErrorKind::Decrypt));
+    }
+    let mut iv = [0u8; 16];
+    iv.copy_from_slice(&key[..16]);
+    let len = (provider.aes256_cbc_decrypt)(&key, &iv, data)
+        .map_err(|_| (F_CONTENT, ItemErrorKind::Decrypt))?;
+    if len > max_item_bytes {
+        return Err((
+            F_DATA,
+            ItemErrorKind::TooLarge {
+                size: len,
+                limit: max_item_bytes,
+            },
+        ));
+    }
+    data.truncate(len);
+
+    let text = std::str::from_utf8(data).map_err(|_| (F_DATA, ItemErrorKind::PlaintextNotUtf8))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_json::from_str::<&RawValue>(text).map_err(|e| {
+        (
+            F_DATA,
+            ItemErrorKind::PlaintextNotJson {
+                line: e.line(),
+                column: e.column(),
+            },
+        )
+    })?;
+    Ok(text)
+}

@@ -1,0 +1,75 @@
+//! Keys, the crypto-provider seam, and the decrypt-and-verify core.
+//!
+//! * [`PrivateKey`] and [`Certificate`] read the formats users hold keys in.
+//! * [`KeyStore`] holds keys by `encryptionCertificateId` (several at once, for rotation).
+//! * [`CryptoProvider`] is the seam between the crate and a crypto backend: the few primitives
+//!   Graph's scheme needs. [`RUST_CRYPTO`] (feature `rust-crypto`, on by default) is the pure-Rust
+//!   one; a caller can name another, or bring its own.
+
+mod decrypt;
+mod keys;
+mod keystore;
+#[cfg(feature = "pkcs12")]
+mod pkcs12;
+#[cfg(feature = "rust-crypto")]
+mod rust_crypto;
+
+pub(crate) use decrypt::decrypt;
+pub use decrypt::DecryptBuffer;
+pub use keys::{Certificate, PrivateKey};
+pub use keystore::KeyStore;
+#[cfg(feature = "rust-crypto")]
+pub use rust_crypto::RUST_CRYPTO;
+
+use std::fmt;
+
+use crate::error::KeyError;
+
+/// The primitives Graph's rich-notification scheme needs, from one crypto backend.
+///
+/// A provider is a plain value of function pointers, named by the caller: there is no global
+/// default to install, and two backends compiled in at once never conflict. The crate's own
+/// [`RUST_CRYPTO`] is one; a caller may define another (for a hardware module, say).
+///
+/// Contract: every function is a pure computation over its arguments; failures return
+/// [`CryptoFailure`] and never panic.
+#[derive(Clone, Copy)]
+pub struct CryptoProvider {
+    /// A short name for logs (`"rust-crypto"`).
+    pub name: &'static str,
+    /// Prepares an RSA private key for RSA-OAEP (SHA-1) decryption, once, at load time.
+    pub load_rsa_private_key: fn(&PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError>,
+    /// HMAC-SHA256 of `message` under `key`.
+    pub hmac_sha256: fn(key: &[u8], message: &[u8]) -> [u8; 32],
+    /// AES-256-CBC decryption of `buf` in place with PKCS#7 padding removed; returns the length
+    /// of the plaintext at the start of `buf`. `buf` is a non-empty multiple of 16 bytes.
+    pub aes256_cbc_decrypt:
+        fn(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) -> Result<usize, CryptoFailure>,
+}
+
+impl fmt::Debug for CryptoProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CryptoProvider")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An RSA private key loaded by a [`CryptoProvider`], ready to unwrap `dataKey` values.
+pub trait RsaOaepSha1Key: Send + Sync {
+    /// Decrypts an RSA-OAEP ciphertext (SHA-1 digest, MGF1-SHA-1, empty label) into `out`.
+    /// A plaintext of any length other than 32 bytes is a failure.
+    fn unwrap_key(&self, ciphertext: &[u8], out: &mut [u8; 32]) -> Result<(), CryptoFailure>;
+}
+
+/// A cryptographic operation failed. Deliberately without detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CryptoFailure;
+
+impl fmt::Display for CryptoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cryptographic operation failed")
+    }
+}
+
+impl std::error::Error for CryptoFailure {}

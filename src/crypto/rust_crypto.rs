@@ -1,0 +1,75 @@
+//! The pure-Rust provider: `rsa`, `aes` + `cbc`, `hmac` + `sha2` from RustCrypto.
+//!
+//! RSA decryption is blinded with fresh randomness from the operating system on every call, which
+//! is this backend's defence against timing side channels in the big-integer arithmetic (see the
+//! crate's security notes on RUSTSEC-2023-0071).
+
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+use hmac::{Hmac, Mac};
+use rand_core::OsRng;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::{Oaep, RsaPrivateKey};
+use sha1::Sha1;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{CryptoFailure, CryptoProvider, PrivateKey, RsaOaepSha1Key};
+use crate::error::KeyError;
+
+/// The pure-Rust crypto provider (RustCrypto). The default.
+pub const RUST_CRYPTO: CryptoProvider = CryptoProvider {
+    name: "rust-crypto",
+    load_rsa_private_key: load,
+    hmac_sha256,
+    aes256_cbc_decrypt,
+};
+
+struct Key(RsaPrivateKey);
+
+fn load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> {
+    let mut k =
+        RsaPrivateKey::from_pkcs1_der(key.pkcs1_der()).map_err(|_| KeyError::Malformed {
+            reason: "rejected by the rsa crate",
+        })?;
+    k.validate().map_err(|_| KeyError::Malformed {
+        reason: "inconsistent RSA key components",
+    })?;
+    // CRT values, computed once here rather than on every decryption.
+    k.precompute().map_err(|_| KeyError::Malformed {
+        reason: "cannot precompute CRT values",
+    })?;
+    Ok(Box::new(Key(k)))
+}
+
+impl RsaOaepSha1Key for Key {
+    fn unwrap_key(&self, ciphertext: &[u8], out: &mut [u8; 32]) -> Result<(), CryptoFailure> {
+        let plain = self
+            .0
+            .decrypt_blinded(&mut OsRng, Oaep::new::<Sha1>(), ciphertext)
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoFailure)?;
+        if plain.len() != 32 {
+            return Err(CryptoFailure);
+        }
+        out.copy_from_slice(&plain);
+        Ok(())
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+fn aes256_cbc_decrypt(
+    key: &[u8; 32],
+    iv: &[u8; 16],
+    buf: &mut [u8],
+) -> Result<usize, CryptoFailure> {
+    cbc::Decryptor::<aes::Aes256>::new(key.into(), iv.into())
+        .decrypt_padded_mut::<Pkcs7>(buf)
+        .map(|plain| plain.len())
+        .map_err(|_| CryptoFailure)
+}

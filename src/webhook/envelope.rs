@@ -1,0 +1,701 @@
+//! The notification collection Graph POSTs to a webhook, parsed without copying.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::value::RawValue;
+
+use crate::error::{BodyError, ItemError, ItemErrorKind};
+use crate::json::{self, Kind, Members};
+
+/// Bounds on what one POST may make the crate do. Every bound has a documented default and can be
+/// changed.
+///
+/// ```
+/// use graph_chat_notifications::webhook::Limits;
+/// let limits = Limits::default().max_items(200).max_item_bytes(1 << 20);
+/// assert_eq!(limits.get_max_items(), 200);
+/// assert_eq!(Limits::default().get_max_body_bytes(), 16 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    max_body_bytes: usize,
+    max_items: usize,
+    max_item_bytes: usize,
+    max_depth: usize,
+    max_tokens: usize,
+}
+
+impl Default for Limits {
+    /// Body 16 MiB, 1,000 notifications, 4 MiB of decrypted data per notification, nesting 64
+    /// levels deep, 100 validation tokens.
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_items: 1_000,
+            max_item_bytes: 4 * 1024 * 1024,
+            max_depth: 64,
+            max_tokens: 100,
+        }
+    }
+}
+
+impl Limits {
+    /// Largest body accepted, in bytes (default 16 MiB). Larger bodies are refused unread.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+    /// Most notifications accepted in one body (default 1,000).
+    pub fn max_items(mut self, n: usize) -> Self {
+        self.max_items = n;
+        self
+    }
+    /// Largest decrypted resource accepted per notification, in bytes (default 4 MiB). Checked
+    /// from the length of `data` before it is decoded.
+    pub fn max_item_bytes(mut self, n: usize) -> Self {
+        self.max_item_bytes = n;
+        self
+    }
+    /// Deepest nesting of arrays and objects accepted in the body (default 64).
+    pub fn max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+    /// Most `validationTokens` accepted in one body (default 100).
+    pub fn max_tokens(mut self, n: usize) -> Self {
+        self.max_tokens = n;
+        self
+    }
+    /// The body size limit in bytes.
+    pub fn get_max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+    /// The notification count limit.
+    pub fn get_max_items(&self) -> usize {
+        self.max_items
+    }
+    /// The per-notification decrypted size limit in bytes.
+    pub fn get_max_item_bytes(&self) -> usize {
+        self.max_item_bytes
+    }
+    /// The nesting depth limit.
+    pub fn get_max_depth(&self) -> usize {
+        self.max_depth
+    }
+    /// The validation token count limit.
+    pub fn get_max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+}
+
+/// A parsed notification collection, borrowing from the request body.
+///
+/// Parsing splits failures in two: the body as a whole ([`BodyError`]) and each notification on
+/// its own ([`ItemError`], in [`Envelope::items`]), so one malformed notification never hides the
+/// others.
+///
+/// ```
+/// use graph_chat_notifications::webhook::{Envelope, Limits};
+/// let body = br#"{"value":[
+///   {"subscriptionId":"s1","changeType":"created","resource":"chats('19:a@thread.v2')",
+///    "clientState":"secret","resourceData":{"id":"19:a@thread.v2"}},
+///   {"subscriptionId":42}
+/// ]}"#;
+/// let envelope = Envelope::parse(body, &Limits::default())?;
+/// assert_eq!(envelope.len(), 2);
+/// let first = envelope.items()[0].as_ref().unwrap();
+/// assert_eq!(first.resource.as_deref(), Some("chats('19:a@thread.v2')"));
+/// let second = envelope.items()[1].as_ref().unwrap_err();
+/// assert_eq!(second.to_string(), "notification 1: subscriptionId: expected a string");
+/// # Ok::<(), graph_chat_notifications::BodyError>(())
+/// ```
+pub struct Envelope<'a> {
+    items: Vec<Result<ChangeNotification<'a>, ItemError>>,
+    validation_tokens: Option<Vec<Cow<'a, str>>>,
+}
+
+impl fmt::Debug for Envelope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("items", &self.items)
+            .field(
+                "validation_tokens",
+                &self.validation_tokens.as_ref().map(|t| Redacted(t.len())),
+            )
+            .finish()
+    }
+}
+
+/// Prints how many secrets there are, never what they are.
+struct Redacted(usize);
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} redacted]", self.0)
+    }
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses a POST body. Bytes, so that invalid UTF-8 is a typed error rather than the caller's
+    /// problem.
+    pub fn parse(body: &'a [u8], limits: &Limits) -> Result<Self, BodyError> {
+        if body.len() > limits.max_body_bytes {
+            return Err(BodyError::TooLarge {
+                size: body.len(),
+                limit: limits.max_body_bytes,
+            });
+        }
+        let text = std::str::from_utf8(body).map_err(|e| BodyError::NotUtf8 {
+            offset: e.valid_up_to(),
+        })?;
+        // A UTF-8 byte order mark is not JSON, but some senders write one.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if text.trim().is_empty() {
+            return Err(BodyError::Empty);
+        }
+        if json::nests_deeper_than(text.as_bytes(), limits.max_depth) {
+            return Err(BodyError::TooDeep {
+                limit: limits.max_depth,
+            });
+        }
+        let root: &'a RawValue = serde_json::from_str(text).map_err(|e| BodyError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let Some(Members(members)) = json::members(root) else {
+            return Err(BodyError::NotACollection {
+                reason: "the body is not a JSON object",
+            });
+        };
+        let mut value = None;
+        let mut tokens = None;
+        for (key, raw) in members {
+            if key.eq_ignore_ascii_case("value") {
+                if value.replace(raw).is_some() {
+                    return Err(BodyError::NotACollection {
+                        reason: "`value` appears more than once",
+                    });
+                }
+            } else if key.eq_ignore_ascii_case("validationTokens") && tokens.replace(raw).is_some()
+            {
+                return Err(BodyError::BadValidationTokens {
+                    reason: "appears more than once",
+                });
+            }
+        }
+        let value = value.ok_or(BodyError::NotACollection {
+            reason: "it has no `value` array",
+        })?;
+        if json::kind(value) != Kind::Array {
+            return Err(BodyError::NotACollection {
+                reason: "`value` is not an array",
+            });
+        }
+        let raw_items: Vec<&'a RawValue> =
+            serde_json::from_str(value.get()).map_err(|_| BodyError::NotACollection {
+                reason: "`value` is not an array",
+            })?;
+        if raw_items.len() > limits.max_items {
+            return Err(BodyError::TooManyItems {
+                count: raw_items.len(),
+                limit: limits.max_items,
+            });
+        }
+        let validation_tokens = match tokens {
+            None => None,
+            Some(raw) if json::kind(raw) == Kind::Null => None,
+            Some(raw) => Some(parse_tokens(raw, limits)?),
+        };
+        let items = raw_items
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| ChangeNotification::parse(i, raw))
+            .collect();
+        Ok(Self {
+            items,
+            validation_tokens,
+        })
+    }
+
+    /// Every notification in `value`, in order: parsed, or the error that names its bad field.
+    pub fn items(&self) -> &[Result<ChangeNotification<'a>, ItemError>] {
+        &self.items
+    }
+
+    /// Takes the notifications out of the envelope.
+    pub fn into_items(self) -> Vec<Result<ChangeNotification<'a>, ItemError>> {
+        self.items
+    }
+
+    /// Number of notifications in `value`.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether `value` is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The `validationTokens` array: `None` when the body has none, `Some(&[])` when it is empty.
+    pub fn validation_tokens(&self) -> Option<&[Cow<'a, str>]> {
+        self.validation_tokens.as_deref()
+    }
+
+    /// Whether any notification carries `encryptedContent` (and so needs validation tokens).
+    pub fn has_encrypted_content(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(i, Ok(n) if n.encrypted_content.is_some()))
+    }
+}
+
+fn parse_tokens<'a>(raw: &'a RawValue, limits: &Limits) -> Result<Vec<Cow<'a, str>>, BodyError> {
+    let not_strings = BodyError::BadValidationTokens {
+        reason: "expected an array of strings",
+    };
+    if json::kind(raw) != Kind::Array {
+        return Err(not_strings);
+    }
+    let raws: Vec<&'a RawValue> =
+        serde_json::from_str(raw.get()).map_err(|_| not_strings.clone())?;
+    if raws.len() > limits.max_tokens {
+        return Err(BodyError::BadValidationTokens {
+            reason: "more tokens than the configured limit",
+        });
+    }
+    raws.into_iter()
+        .map(|r| json::string(r).ok_or_else(|| not_strings.clone()))
+        .collect()
+}
+
+/// One item of `value`: a change notification, with or without resource data, or a lifecycle
+/// notification. Fields keep Graph's names in snake case; absent and `null` are both `None`.
+///
+/// Field names are matched regardless of letter case, since Graph's own samples use both
+/// `encryptedContent` and `EncryptedContent`. `Debug` redacts `clientState`.
+#[non_exhaustive]
+pub struct ChangeNotification<'a> {
+    /// Position in `value`.
+    pub index: usize,
+    /// `id` of the notification.
+    pub id: Option<Cow<'a, str>>,
+    /// `subscriptionId`.
+    pub subscription_id: Option<Cow<'a, str>>,
+    /// `subscriptionExpirationDateTime`, as sent.
+    pub subscription_expiration_date_time: Option<Cow<'a, str>>,
+    /// `changeType` as sent (`created`, `updated`, `deleted`, in any case); see
+    /// [`ChangeNotification::change_type`].
+    pub change_type: Option<Cow<'a, str>>,
+    /// `clientState` as sent. A secret shared with Graph: never logged.
+    pub client_state: Option<Cow<'a, str>>,
+    /// `resource`, for example `chats('19:...@thread.v2')/messages('1616...')`.
+    pub resource: Option<Cow<'a, str>>,
+    /// `resourceData`, untouched (any JSON value).
+    pub resource_data: Option<&'a RawValue>,
+    /// `tenantId`.
+    pub tenant_id: Option<Cow<'a, str>>,
+    /// `lifecycleEvent` as sent; see [`ChangeNotification::lifecycle_event`].
+    pub lifecycle_event: Option<Cow<'a, str>>,
+    /// `encryptedContent`, present when the subscription includes resource data.
+    pub encrypted_content: Option<EncryptedContent<'a>>,
+    /// The whole notification as it appeared in the body.
+    pub raw: &'a RawValue,
+}
+
+impl fmt::Debug for ChangeNotification<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeNotification")
+            .field("index", &self.index)
+            .field("id", &self.id)
+            .field("subscription_id", &self.subscription_id)
+            .field("change_type", &self.change_type)
+            .field(
+                "client_state",
+                &self.client_state.as_ref().map(|_| Redacted(1)),
+            )
+            .field("resource", &self.resource)
+            .field("tenant_id", &self.tenant_id)
+            .field("lifecycle_event", &self.lifecycle_event)
+            .field("encrypted_content", &self.encrypted_content)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `changeType` of a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeType<'a> {
+    /// `created`
+    Created,
+    /// `updated`
+    Updated,
+    /// `deleted`
+    Deleted,
+    /// A value this version of the crate does not know, kept as sent.
+    Other(Cow<'a, str>),
+}
+
+impl<'a> ChangeType<'a> {
+    /// Parses a `changeType` value, in any letter case.
+    pub fn parse(s: &'a str) -> Self {
+        if s.eq_ignore_ascii_case("created") {
+            Self::Created
+        } else if s.eq_ignore_ascii_case("updated") {
+            Self::Updated
+        } else if s.eq_ignore_ascii_case("deleted") {
+            Self::Deleted
+        } else {
+            Self::Other(Cow::Borrowed(s))
+        }
+    }
+}
+
+/// `lifecycleEvent` of a lifecycle notification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LifecycleEvent<'a> {
+    /// `reauthorizationRequired`: reauthorize or renew the subscription.
+    ReauthorizationRequired,
+    /// `subscriptionRemoved`: recreate the subscription, then resync with a GET.
+    SubscriptionRemoved,
+    /// `missed`: some notifications were not delivered; resync with a GET.
+    Missed,
+    /// An event this version of the crate does not know, kept as sent (never an error).
+    Other(Cow<'a, str>),
+}
+
+impl<'a> LifecycleEvent<'a> {
+    /// Parses a `lifecycleEvent` value, in any letter case.
+    pub fn parse(s: &'a str) -> Self {
+        if s.eq_ignore_ascii_case("reauthorizationRequired") {
+            Self::ReauthorizationRequired
+        } else if s.eq_ignore_ascii_case("subscriptionRemoved") {
+            Self::SubscriptionRemoved
+        } else if s.eq_ignore_ascii_case("missed") {
+            Self::Missed
+        } else {
+            Self::Other(Cow::Borrowed(s))
+        }
+    }
+}
+
+impl<'a> ChangeNotification<'a> {
+    /// The typed `changeType`, if present.
+    pub fn change_type(&self) -> Option<ChangeType<'_>> {
+        self.change_type.as_deref().map(ChangeType::parse)
+    }
+
+    /// The typed `lifecycleEvent`, if this is a lifecycle notification.
+    pub fn lifecycle_event(&self) -> Option<LifecycleEvent<'_>> {
+        self.lifecycle_event.as_deref().map(LifecycleEvent::parse)
+    }
+
+    fn parse(index: usize, raw: &'a RawValue) -> Result<Self, ItemError> {
+        let err = |field, kind| ItemError::new(index, field, kind);
+        let Some(Members(members)) = json::members(raw) else {
+            return Err(err(
+                "",
+                ItemErrorKind::WrongType {
+                    expected: "a notification object",
+                },
+            ));
+        };
+        let mut fields = Fields::new(&ITEM_FIELDS);
+        fields.collect(members).map_err(|(f, k)| err(f, k))?;
+        let s = |i: usize| fields.string(i).map_err(|(f, k)| err(f, k));
+        let encrypted_content = match fields.get(ENCRYPTED_CONTENT) {
+            None => None,
+            Some(raw) => Some(EncryptedContent::parse(raw).map_err(|(f, k)| err(f, k))?),
+        };
+        Ok(Self {
+            index,
+            id: s(0)?,
+            subscription_id: s(1)?,
+            subscription_expiration_date_time: s(2)?,
+            change_type: s(3)?,
+            client_state: s(4)?,
+            resource: s(5)?,
+            tenant_id: s(6)?,
+            lifecycle_event: s(7)?,
+            resource_data: fields.get(RESOURCE_DATA),
+            encrypted_content,
+            raw,
+        })
+    }
+}
+
+const ITEM_FIELDS: [&str; 10] = [
+    "id",
+    "subscriptionId",
+    "subscriptionExpirationDateTime",
+    "changeType",
+    "clientState",
+    "resource",
+    "tenantId",
+    "lifecycleEvent",
+    "resourceData",
+    "encryptedContent",
+];
+const RESOURCE_DATA: usize = 8;
+const ENCRYPTED_CONTENT: usize = 9;
+
+/// `encryptedContent` of a notification with resource data: the wrapped key, the ciphertext and
+/// its signature, all still base64 as sent. `Debug` shows the certificate id and thumbprint only.
+#[non_exhaustive]
+pub struct EncryptedContent<'a> {
+    /// `data`: base64 of the AES-256-CBC ciphertext.
+    pub data: Cow<'a, str>,
+    /// `dataKey`: base64 of the RSA-OAEP-wrapped symmetric key.
+    pub data_key: Cow<'a, str>,
+    /// `dataSignature`: base64 of HMAC-SHA256 over the ciphertext.
+    pub data_signature: Cow<'a, str>,
+    /// `encryptionCertificateId`: which key unwraps `dataKey`.
+    pub encryption_certificate_id: Cow<'a, str>,
+    /// `encryptionCertificateThumbprint`: uppercase hex SHA-1 of the certificate's DER.
+    pub encryption_certificate_thumbprint: Option<Cow<'a, str>>,
+}
+
+impl fmt::Debug for EncryptedContent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptedContent")
+            .field("data_len", &self.data.len())
+            .field("encryption_certificate_id", &self.encryption_certificate_id)
+            .field(
+                "encryption_certificate_thumbprint",
+                &self.encryption_certificate_thumbprint,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+const ENC_FIELDS: [&str; 5] = [
+    "encryptedContent.data",
+    "encryptedContent.dataKey",
+    "encryptedContent.dataSignature",
+    "encryptedContent.encryptionCertificateId",
+    "encryptedContent.encryptionCertificateThumbprint",
+];
+
+impl<'a> EncryptedContent<'a> {
+    fn parse(raw: &'a RawValue) -> Result<Self, (&'static str, ItemErrorKind)> {
+        let Some(Members(members)) = json::members(raw) else {
+            return Err((
+                "encryptedContent",
+                ItemErrorKind::WrongType {
+                    expected: "an object",
+                },
+            ));
+        };
+        let mut fields = Fields::new(&ENC_FIELDS);
+        fields.collect(members)?;
+        let required = |i: usize| {
+            fields
+                .string(i)?
+                .ok_or((ENC_FIELDS[i], ItemErrorKind::Missing))
+        };
+        Ok(Self {
+            data: required(0)?,
+            data_key: required(1)?,
+            data_signature: required(2)?,
+            encryption_certificate_id: required(3)?,
+            encryption_certificate_thumbprint: fields.string(4)?,
+        })
+    }
+}
+
+/// Known members of one object, matched by name in any letter case. `names` are the error paths;
+/// the part after the last `.` is the JSON key.
+struct Fields<'a, 'n, const N: usize> {
+    names: &'n [&'static str; N],
+    values: [Option<&'a RawValue>; N],
+}
+
+impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
+    fn new(names: &'n [&'static str; N]) -> Self {
+        Self {
+            names,
+            values: [None; N],
+        }
+    }
+
+    fn collect(
+        &mut self,
+        members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    ) -> Result<(), (&'static str, ItemErrorKind)> {
+        for (key, raw) in members {
+            let found = self.names.iter().position(|path| {
+                let name = path.rsplit('.').next().unwrap_or(path);
+                name.eq_ignore_ascii_case(&key)
+            });
+            if let Some(i) = found {
+                if self.values[i].replace(raw).is_some() {
+                    return Err((self.names[i], ItemErrorKind::Duplicate));
+                }
+            }
+        }
+        // `null` means absent, as Graph writes `"clientState": null` for subscriptions without one.
+        for v in &mut self.values {
+            if matches!(v, Some(raw) if json::kind(raw) == Kind::Null) {
+                *v = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, i: usize) -> Option<&'a RawValue> {
+        self.values[i]
+    }
+
+    fn string(&self, i: usize) -> Result<Option<Cow<'a, str>>, (&'static str, ItemErrorKind)> {
+        match self.values[i] {
+            None => Ok(None),
+            Some(raw) => json::string(raw).map(Some).ok_or((
+                self.names[i],
+                ItemErrorKind::WrongType {
+                    expected: "a string",
+                },
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Envelope<'_>, BodyError> {
+        Envelope::parse(body.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn body_level_refusals_are_typed() {
+        assert_eq!(parse("").unwrap_err(), BodyError::Empty);
+        assert!(matches!(parse("{").unwrap_err(), BodyError::NotJson { .. }));
+        assert!(matches!(
+            parse("[]").unwrap_err(),
+            BodyError::NotACollection { .. }
+        ));
+        assert!(matches!(
+            parse("{}").unwrap_err(),
+            BodyError::NotACollection { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"value":{}}"#).unwrap_err(),
+            BodyError::NotACollection { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"value":[],"Value":[]}"#).unwrap_err(),
+            BodyError::NotACollection { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"value":[],"validationTokens":"x"}"#).unwrap_err(),
+            BodyError::BadValidationTokens { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"value":[],"validationTokens":["a",1]}"#).unwrap_err(),
+            BodyError::BadValidationTokens { .. }
+        ));
+        assert!(matches!(
+            Envelope::parse(b"{\"value\":[\xff]}", &Limits::default()).unwrap_err(),
+            BodyError::NotUtf8 { offset: 10 }
+        ));
+        let deep = format!("{{\"value\":[{}{}]}}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(parse(&deep).unwrap_err(), BodyError::TooDeep { limit: 64 });
+        let limits = Limits::default().max_items(1).max_body_bytes(40);
+        assert!(matches!(
+            Envelope::parse(br#"{"value":[{},{}]}"#, &limits).unwrap_err(),
+            BodyError::TooManyItems { count: 2, limit: 1 }
+        ));
+        assert!(matches!(
+            Envelope::parse(&[b' '; 41], &limits).unwrap_err(),
+            BodyError::TooLarge {
+                size: 41,
+                limit: 40
+            }
+        ));
+    }
+
+    #[test]
+    fn item_errors_name_index_and_field() {
+        let env = parse(
+            r#"{"value":[
+                {"changeType":"created"},
+                3,
+                {"clientState":7},
+                {"encryptedContent":{"data":"a","dataKey":"b","dataSignature":"c"}},
+                {"encryptedContent":{"data":"a","dataKey":"b","dataSignature":"c","encryptionCertificateId":"x","Data":"d"}},
+                {"encryptedContent":[]},
+                {"changeType":"created","ChangeType":"updated"}
+            ]}"#,
+        )
+        .unwrap();
+        let errs: Vec<String> = env
+            .items()
+            .iter()
+            .map(|r| match r {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            errs,
+            [
+                "ok",
+                "notification 1: expected a notification object",
+                "notification 2: clientState: expected a string",
+                "notification 3: encryptedContent.encryptionCertificateId: missing",
+                "notification 4: encryptedContent.data: appears more than once",
+                "notification 5: encryptedContent: expected an object",
+                "notification 6: changeType: appears more than once",
+            ]
+        );
+    }
+
+    #[test]
+    fn both_casings_and_nulls() {
+        let env = parse(
+            r#"{"Value":[{"ChangeType":"Created","EncryptedContent":{"Data":"QQ==","DataKey":"Qg==",
+            "DataSignature":"Qw==","EncryptionCertificateId":"c1","encryptionCertificateThumbprint":null},
+            "clientState":null,"lifecycleEvent":null}],"ValidationTokens":["t"]}"#,
+        )
+        .unwrap();
+        let n = env.items()[0].as_ref().unwrap();
+        assert_eq!(n.change_type(), Some(ChangeType::Created));
+        assert!(n.client_state.is_none());
+        let ec = n.encrypted_content.as_ref().unwrap();
+        assert_eq!(ec.data, "QQ==");
+        assert_eq!(ec.encryption_certificate_id, "c1");
+        assert!(ec.encryption_certificate_thumbprint.is_none());
+        assert_eq!(env.validation_tokens().unwrap().len(), 1);
+        assert!(env.has_encrypted_content());
+    }
+
+    #[test]
+    fn debug_hides_client_state_and_tokens() {
+        let env = parse(
+            r#"{"value":[{"clientState":"topsecretvalue"}],"validationTokens":["eyJtokenvalue"]}"#,
+        )
+        .unwrap();
+        let dbg = format!("{env:?}");
+        assert!(!dbg.contains("topsecretvalue"), "{dbg}");
+        assert!(!dbg.contains("eyJtokenvalue"), "{dbg}");
+    }
+
+    #[test]
+    fn lifecycle_events_parse_and_unknown_ones_are_kept() {
+        assert_eq!(
+            LifecycleEvent::parse("reauthorizationRequired"),
+            LifecycleEvent::ReauthorizationRequired
+        );
+        assert_eq!(
+            LifecycleEvent::parse("SubscriptionRemoved"),
+            LifecycleEvent::SubscriptionRemoved
+        );
+        assert_eq!(LifecycleEvent::parse("missed"), LifecycleEvent::Missed);
+        assert_eq!(
+            LifecycleEvent::parse("somethingNew"),
+            LifecycleEvent::Other("somethingNew".into())
+        );
+    }
+}

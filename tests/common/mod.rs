@@ -1,0 +1,95 @@
+//! Fixture access shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::webhook::{Payload, Receiver};
+use graph_chat_notifications::ItemError;
+
+pub const CLIENT_STATE: &str = "secretClientState";
+
+pub fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+pub fn read(path: &str) -> Vec<u8> {
+    std::fs::read(fixture(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn key(bits: u32, file: &str) -> PrivateKey {
+    PrivateKey::from_bytes(&read(&format!("keys/rsa{bits}/{file}"))).unwrap()
+}
+
+/// A store with the PKCS#8 PEM key of every fixture size, under the ids the batches use.
+pub fn all_keys() -> KeyStore {
+    let mut keys = KeyStore::new();
+    for bits in [2048, 3072, 4096] {
+        keys.insert(format!("graphsim-rsa{bits}"), key(bits, "key.pkcs8.pem"))
+            .unwrap();
+    }
+    keys
+}
+
+pub fn receiver(keys: KeyStore) -> Receiver {
+    Receiver::builder()
+        .keys(keys)
+        .client_state(CLIENT_STATE)
+        .build()
+        .unwrap()
+}
+
+/// (plaintext file, certificate id) for each item of a fixture batch.
+pub fn manifest(batch: &str) -> Vec<(String, String)> {
+    let m: serde_json::Value = serde_json::from_slice(&read("batches/manifest.json")).unwrap();
+    m[batch]
+        .as_array()
+        .unwrap_or_else(|| panic!("{batch} not in manifest"))
+        .iter()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap().to_string(),
+                e[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn plaintext(name: &str) -> String {
+    String::from_utf8(read(&format!("plaintexts/{name}"))).unwrap()
+}
+
+/// Opens every notification of `body`: the decrypted resource of each, or its error.
+pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemError>> {
+    let envelope = receiver.parse(body).expect("body accepted");
+    let mut buf = DecryptBuffer::new();
+    envelope
+        .items()
+        .iter()
+        .map(|item| {
+            let n = item.as_ref().map_err(Clone::clone)?;
+            match receiver.open(n, &mut buf)? {
+                Payload::Resource(json) => Ok(json.to_string()),
+                other => panic!("expected a resource, got {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// The Microsoft SDK vector wrapped in a notification collection of one item.
+pub fn vector_body() -> Vec<u8> {
+    let ec: serde_json::Value = serde_json::from_slice(&read(
+        "vectors/dotnet-core-chatmessage/encryptedContent.json",
+    ))
+    .unwrap();
+    serde_json::to_vec(&serde_json::json!({"value": [{
+        "subscriptionId": "0d4c6a4e-0000-0000-0000-000000000000",
+        "changeType": "created",
+        "clientState": CLIENT_STATE,
+        "resource": "teams('79852646-8963-4d32-95f1-e0c5237d37fa')/channels('19:etTE40ziboDEfQ1v0B96_nCVjGUsZ77LQa5KRb0cukQ1@thread.tacv2')/messages('1625067617497')/replies('1625126194597')",
+        "encryptedContent": ec,
+    }]}))
+    .unwrap()
+}
