@@ -1,6 +1,9 @@
 //! Fixture access shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "rust-crypto")]
+pub mod seal;
+
 use std::path::PathBuf;
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
@@ -61,7 +64,8 @@ pub fn plaintext(name: &str) -> String {
     String::from_utf8(read(&format!("plaintexts/{name}"))).unwrap()
 }
 
-/// Opens every notification of `body`: the decrypted resource of each, or its error.
+/// Opens every notification of `body`: the decrypted resource of each (other payloads rendered
+/// as `resourceData:<json>` or `lifecycle:<event>`), or its error.
 pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemError>> {
     let envelope = receiver.parse(body).expect("body accepted");
     let mut buf = DecryptBuffer::new();
@@ -72,7 +76,11 @@ pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemErro
             let n = item.as_ref().map_err(Clone::clone)?;
             match receiver.open(n, &mut buf)? {
                 Payload::Resource(json) => Ok(json.to_string()),
-                other => panic!("expected a resource, got {other:?}"),
+                Payload::ResourceData(raw) => {
+                    Ok(format!("resourceData:{}", raw.map_or("null", |r| r.get())))
+                }
+                Payload::Lifecycle(event) => Ok(format!("lifecycle:{event:?}")),
+                other => panic!("unexpected payload {other:?}"),
             }
         })
         .collect()

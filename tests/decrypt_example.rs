@@ -1,0 +1,161 @@
+//! The `decrypt` example, driven as an outside caller would: arguments, stdin, stdout lines and
+//! exit status, per its documented contract.
+#![cfg(feature = "rust-crypto")]
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// The example binary `cargo test` builds next to the test binaries.
+fn example() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir
+        .join("examples")
+        .join(format!("decrypt{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built; run through `cargo test`",
+        path.display()
+    );
+    path
+}
+
+fn run(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<Value>, String) {
+    let mut child = Command::new(example())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or_default()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (
+        out.status.code().unwrap(),
+        lines,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn path(p: &str) -> String {
+    fixture(p).display().to_string()
+}
+
+#[test]
+fn decrypts_a_batch_with_keys_of_every_format() {
+    let k2 = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs1.pem"));
+    let k4 = format!(
+        "--key=graphsim-rsa4096={}",
+        path("keys/rsa4096/key.pkcs8.der")
+    );
+    let batch = path("batches/two-certs.json");
+    let (code, lines, _) = run(
+        &["--key", &k2, &k4, "--client-state", CLIENT_STATE, &batch],
+        None,
+    );
+    assert_eq!(code, 0);
+    let expected = manifest("two-certs.json");
+    assert_eq!(lines.len(), expected.len());
+    for (i, (line, (name, _))) in lines.iter().zip(&expected).enumerate() {
+        assert_eq!(line["index"], i);
+        assert_eq!(line["ok"], true);
+        assert_eq!(line["changeType"], "updated");
+        assert!(
+            line["resource"].as_str().unwrap().starts_with("chats(")
+                || line["resource"].as_str().unwrap().starts_with("teams(")
+        );
+        let want: Value = serde_json::from_str(&plaintext(name)).unwrap();
+        assert_eq!(line["content"], want, "{name}");
+    }
+}
+
+#[test]
+fn stdin_item_failures_and_exit_one() {
+    let mut body: Value = serde_json::from_slice(&read("batches/rsa2048.json")).unwrap();
+    body["value"][1]["encryptedContent"]["dataKey"] = "@@@".into();
+    body["value"][2]["clientState"] = "forged".into();
+    body["value"].as_array_mut().unwrap().push(serde_json::json!({
+        "subscriptionId": "s", "clientState": CLIENT_STATE, "lifecycleEvent": "subscriptionRemoved"}));
+    body["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "subscriptionId": "s", "clientState": CLIENT_STATE, "changeType": "deleted",
+        "resource": "chats('19:x@thread.v2')", "resourceData": {"id": "19:x@thread.v2"}}));
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    let (code, lines, _) = run(
+        &["--key", &key, "--client-state", CLIENT_STATE, "-"],
+        Some(&bytes),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[1]["ok"], false);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("dataKey"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2]["error"].as_str().unwrap().contains("clientState"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3]["ok"], true);
+    let n = lines.len();
+    assert_eq!(lines[n - 2]["lifecycleEvent"], "subscriptionRemoved");
+    assert!(lines[n - 2].get("content").is_none());
+    assert_eq!(lines[n - 1]["resourceData"]["id"], "19:x@thread.v2");
+    assert_eq!(lines[n - 1]["changeType"], "deleted");
+    // Without --key nothing can be decrypted, and every item says so by field.
+    let (code, lines, _) = run(&[], Some(&bytes));
+    assert_eq!(code, 1);
+    assert!(lines[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("encryptionCertificateId"));
+}
+
+#[test]
+fn refusals_exit_two_with_a_message() {
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    for (args, stdin) in [
+        (vec!["--key", key.as_str()], &b"not json"[..]),
+        (vec![], &b"{\"value\": 3}"[..]),
+        (vec!["--key", "no-equals-sign"], &b"{}"[..]),
+        (vec!["--key", "id=/nonexistent/key.pem"], &b"{}"[..]),
+        (vec!["--bogus"], &b"{}"[..]),
+        (vec!["--client-state"], &b"{}"[..]),
+        (vec!["a.json", "b.json"], &b"{}"[..]),
+        (vec!["/nonexistent/body.json"], &b""[..]),
+        (
+            vec!["--jwks", "jwks.json", "--app-id", "a", "--tenant-id", "t"],
+            &b"{\"value\":[]}"[..],
+        ),
+        (vec!["--typed"], &b"{\"value\":[]}"[..]),
+    ] {
+        let (code, lines, stderr) = run(&args, Some(stdin));
+        assert_eq!(code, 2, "{args:?}");
+        assert!(lines.is_empty(), "{args:?}");
+        assert!(!stderr.trim().is_empty(), "{args:?}");
+    }
+    let (code, lines, _) = run(&[], Some(b"{\"value\":[]}"));
+    assert_eq!((code, lines.len()), (0, 0));
+}
