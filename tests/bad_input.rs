@@ -442,7 +442,8 @@ fn notifications_without_resource_data_and_lifecycle_events() {
 #[test]
 fn body_level_refusals() {
     let r = default_receiver();
-    let cases: Vec<(Vec<u8>, fn(&BodyError) -> bool)> = vec![
+    type Check = fn(&BodyError) -> bool;
+    let cases: Vec<(Vec<u8>, Check)> = vec![
         (b"".to_vec(), |e| *e == BodyError::Empty),
         (b"   \n".to_vec(), |e| *e == BodyError::Empty),
         (b"\xff\xfe".to_vec(), |e| {

@@ -376,7 +376,7 @@ mod tests {
         )
         .is_err());
         assert_eq!(
-            PrivateKey::from_pem("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+            PrivateKey::from_pem("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
                 .unwrap_err(),
             KeyError::BadCertificate {
                 reason: "not a DER X.509 certificate"

@@ -25,6 +25,14 @@ use std::fmt;
 
 use crate::error::KeyError;
 
+/// Loads a key into a provider: [`CryptoProvider::load_rsa_private_key`].
+pub type LoadRsaKeyFn = fn(&PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError>;
+/// HMAC-SHA256 of a message under a key: [`CryptoProvider::hmac_sha256`].
+pub type HmacSha256Fn = fn(key: &[u8], message: &[u8]) -> [u8; 32];
+/// AES-256-CBC decryption in place, PKCS#7 removed: [`CryptoProvider::aes256_cbc_decrypt`].
+pub type Aes256CbcDecryptFn =
+    fn(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) -> Result<usize, CryptoFailure>;
+
 /// The primitives Graph's rich-notification scheme needs, from one crypto backend.
 ///
 /// A provider is a plain value of function pointers, named by the caller: there is no global
@@ -38,13 +46,12 @@ pub struct CryptoProvider {
     /// A short name for logs (`"rust-crypto"`).
     pub name: &'static str,
     /// Prepares an RSA private key for RSA-OAEP (SHA-1) decryption, once, at load time.
-    pub load_rsa_private_key: fn(&PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError>,
+    pub load_rsa_private_key: LoadRsaKeyFn,
     /// HMAC-SHA256 of `message` under `key`.
-    pub hmac_sha256: fn(key: &[u8], message: &[u8]) -> [u8; 32],
+    pub hmac_sha256: HmacSha256Fn,
     /// AES-256-CBC decryption of `buf` in place with PKCS#7 padding removed; returns the length
     /// of the plaintext at the start of `buf`. `buf` is a non-empty multiple of 16 bytes.
-    pub aes256_cbc_decrypt:
-        fn(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) -> Result<usize, CryptoFailure>,
+    pub aes256_cbc_decrypt: Aes256CbcDecryptFn,
 }
 
 impl fmt::Debug for CryptoProvider {

@@ -34,7 +34,7 @@ const MAX_CLIENT_STATE_CHARS: usize = 128;
 /// let envelope = receiver.parse(&body)?;
 /// let mut buf = DecryptBuffer::new();
 /// for item in envelope.items() {
-///     let notification = item.as_ref()?;
+///     let notification = item.as_ref().map_err(Clone::clone)?;
 ///     match receiver.open(notification, &mut buf)? {
 ///         Payload::Resource(json) => assert!(json.starts_with('{')),
 ///         other => panic!("unexpected {other:?}"),
