@@ -17,6 +17,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{compact_json, ChangeNotification, Payload, Receiver};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -27,6 +28,9 @@ const USAGE: &str = "usage: decrypt [--key CERT_ID=KEY_FILE]... [--client-state 
 struct Args {
     keys: Vec<(String, String)>,
     client_states: Vec<String>,
+    jwks: Option<String>,
+    app_ids: Vec<String>,
+    tenant_ids: Vec<String>,
     input: Option<String>,
 }
 
@@ -34,6 +38,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         keys: Vec::new(),
         client_states: Vec::new(),
+        jwks: None,
+        app_ids: Vec::new(),
+        tenant_ids: Vec::new(),
         input: None,
     };
     let mut only_positional = false;
@@ -72,11 +79,13 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
                 args.keys.push((id.to_string(), path.to_string()));
             }
             ("--client-state", Some(v)) => args.client_states.push(v),
-            ("--jwks" | "--app-id" | "--tenant-id", _) => {
-                return Err(format!(
-                    "{name}: validation token checks are not available in this version"
-                ))
+            ("--jwks", Some(v)) => {
+                if args.jwks.replace(v).is_some() {
+                    return Err("--jwks given twice".into());
+                }
             }
+            ("--app-id", Some(v)) => args.app_ids.push(v),
+            ("--tenant-id", Some(v)) => args.tenant_ids.push(v),
             ("--typed", _) => {
                 return Err("--typed: typed models are not available in this version".into())
             }
@@ -84,7 +93,15 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             _ => return Err(format!("unknown option {name}")),
         }
     }
-    Ok(args)
+    match (
+        &args.jwks,
+        args.app_ids.is_empty(),
+        args.tenant_ids.is_empty(),
+    ) {
+        (Some(_), false, false) | (None, true, true) => Ok(args),
+        (Some(_), _, _) => Err("--jwks needs at least one --app-id and one --tenant-id".into()),
+        (None, _, _) => Err("--app-id and --tenant-id go with --jwks".into()),
+    }
 }
 
 fn build_receiver(args: &Args) -> Result<Receiver, String> {
@@ -100,7 +117,20 @@ fn build_receiver(args: &Args) -> Result<Receiver, String> {
     for s in &args.client_states {
         builder = builder.client_state(s.clone());
     }
-    builder.build().map_err(|e| format!("--client-state: {e}"))
+    builder = match &args.jwks {
+        Some(path) => {
+            let validator = TokenValidator::new(args.app_ids.clone(), args.tenant_ids.clone());
+            let jwks =
+                std::fs::read(path).map_err(|e| format!("--jwks: cannot read {path}: {e}"))?;
+            validator
+                .update_jwks(&jwks)
+                .map_err(|e| format!("--jwks: {path}: {e}"))?;
+            builder.tokens(validator)
+        }
+        // Without --jwks the tool decrypts whatever it is given: it is a debugging aid.
+        None => builder.dangerous_skip_token_validation(),
+    };
+    builder.build().map_err(|e| e.to_string())
 }
 
 fn read_input(input: Option<&str>) -> Result<Vec<u8>, String> {
@@ -153,7 +183,7 @@ impl<'a> Line<'a> {
 
     fn opened(
         n: &'a ChangeNotification<'_>,
-        payload: &Payload<'a>,
+        payload: &'a Payload<'a>,
         content: Option<&'a RawValue>,
     ) -> Self {
         let mut line = Self {
@@ -168,7 +198,7 @@ impl<'a> Line<'a> {
         };
         match payload {
             Payload::Lifecycle(_) => line.lifecycle_event = n.lifecycle_event.as_deref(),
-            Payload::ResourceData(data) => line.resource_data = Some(*data),
+            Payload::ResourceData(data) => line.resource_data = Some(data.as_deref()),
             _ => {}
         }
         line
@@ -195,17 +225,17 @@ fn run() -> Result<bool, Stop> {
     })?;
     let receiver = build_receiver(&args).map_err(Stop::Usage)?;
     let body = read_input(args.input.as_deref()).map_err(Stop::Refused)?;
-    let envelope = receiver
-        .parse(&body)
+    let batch = receiver
+        .receive(&body, std::time::SystemTime::now())
         .map_err(|e| Stop::Refused(format!("body refused: {e}")))?;
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut buf = DecryptBuffer::new();
     let mut all_ok = true;
-    for (index, item) in envelope.items().iter().enumerate() {
-        let opened = item.as_ref().map_err(Clone::clone).and_then(|n| {
-            let payload = receiver.open(n, &mut buf)?;
+    for index in 0..batch.len() {
+        let opened = batch.open(index, &mut buf).map(|opened| {
+            let (n, payload) = (opened.notification, opened.payload);
             let compacted;
             let content = match &payload {
                 Payload::Resource(json) => {
@@ -215,7 +245,7 @@ fn run() -> Result<bool, Stop> {
                 }
                 _ => None,
             };
-            Ok(serde_json::to_string(&Line::opened(n, &payload, content)).expect("serializable"))
+            serde_json::to_string(&Line::opened(n, &payload, content)).expect("serializable")
         });
         let line = match opened {
             Ok(line) => line,

@@ -66,12 +66,32 @@ pub enum BodyError {
         /// The configured limit.
         limit: usize,
     },
+    /// The body carries `encryptedContent` but no `validationTokens` (or an empty array): nothing
+    /// proves it comes from Graph, so nothing in it is decrypted.
+    #[error("the body carries encrypted content but no validationTokens")]
+    MissingValidationTokens,
+    /// A validation token failed; every token must pass, so nothing in the body is decrypted.
+    #[error("validationTokens[{index}]: {error}")]
+    Token {
+        /// Position of the failing token in `validationTokens`.
+        index: usize,
+        /// Why it failed.
+        error: crate::tokens::TokenError,
+    },
     /// `validationTokens` is present but is not an array of strings.
     #[error("validationTokens: {reason}")]
     BadValidationTokens {
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+impl BodyError {
+    /// Whether fetching the identity platform's JWKS again may let this body through: a token
+    /// names a signing key the validator does not hold yet. Rate-limit the fetches.
+    pub fn wants_jwks_refresh(&self) -> bool {
+        matches!(self, Self::Token { error, .. } if error.wants_jwks_refresh())
+    }
 }
 
 /// One notification of a batch failed. The others are unaffected.

@@ -13,32 +13,47 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-//! use graph_chat_notifications::webhook::{Payload, Receiver};
+//! use graph_chat_notifications::tokens::TokenValidator;
+//! use graph_chat_notifications::webhook::{Inbound, Payload, Receiver};
+//! # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
+//! # let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
 //!
-//! // Once, at start-up: the key for the certificate id you subscribed with.
-//! let pem = std::fs::read("tests/fixtures/keys/rsa2048/key.pkcs8.pem")?;
+//! // Once, at start-up: the key for the certificate id you subscribed with, your clientState,
+//! // and who may send you validation tokens (your app id, the tenants you serve).
+//! let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
+//! let tokens = TokenValidator::new(
+//!     ["11111111-2222-3333-4444-555555555555"],
+//!     ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"],
+//! );
+//! tokens.update_jwks(&read("tokens/jwks.json"))?; // bytes you fetched from the JWKS URL
 //! let receiver = Receiver::builder()
-//!     .keys(KeyStore::new().with_key("graphsim-rsa2048", PrivateKey::from_bytes(&pem)?)?)
+//!     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
 //!     .client_state("secretClientState")
+//!     .tokens(tokens)
 //!     .build()?;
 //!
-//! // Per POST: parse the body, then open each notification.
-//! let body = std::fs::read("tests/fixtures/batches/rsa2048.json")?;
-//! let envelope = receiver.parse(&body)?; // whole-body refusal: answer and log
-//! let mut buf = DecryptBuffer::new(); // one per thread, reused
-//! for item in envelope.items() {
-//!     let opened = item
-//!         .as_ref()
-//!         .map_err(Clone::clone)
-//!         .and_then(|n| receiver.open(n, &mut buf));
-//!     match opened {
-//!         Ok(Payload::Resource(json)) => println!("{json}"),
-//!         Ok(other) => println!("{other:?}"),
-//!         Err(e) => eprintln!("{e}"), // names the notification and the field
+//! // Per POST: one call, with the query string, the body and the time.
+//! let body = read("tokens/batch.json");
+//! match receiver.handle("", &body, now)? {
+//!     Inbound::Handshake(reply) => println!("200 text/plain: {}", reply.body()),
+//!     Inbound::Notifications(batch) => {
+//!         let mut buf = DecryptBuffer::new(); // one per thread, reused
+//!         for i in 0..batch.len() {
+//!             match batch.open(i, &mut buf) {
+//!                 Ok(opened) => match opened.payload {
+//!                     Payload::Resource(json) => println!("{json}"),
+//!                     other => println!("{other:?}"),
+//!                 },
+//!                 Err(e) => eprintln!("{e}"), // names the notification and the field
+//!             }
+//!         }
 //!     }
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Modules: [`webhook`] (handshake, envelope, [`webhook::Receiver`]), [`tokens`]
+//! (`validationTokens`), [`crypto`] (keys and the decrypt core), [`error`].
 //!
 //! # Features
 //! * `rust-crypto` (default): the pure-Rust [`crypto::RUST_CRYPTO`] provider.
@@ -51,6 +66,7 @@
 pub mod crypto;
 pub mod error;
 mod json;
+pub mod tokens;
 pub mod webhook;
 
 pub use error::{BodyError, ItemError, ItemErrorKind, KeyError};

@@ -379,6 +379,7 @@ fn client_state_mismatch_or_absence_fails_that_item_only() {
         .keys(all_keys())
         .client_state("other")
         .client_state(CLIENT_STATE)
+        .dangerous_skip_token_validation()
         .build()
         .unwrap();
     let body = serde_json::to_vec(&json!({"value": [good_item()]})).unwrap();
@@ -391,6 +392,7 @@ fn huge_fields_are_refused_by_size_not_by_work() {
         .keys(all_keys())
         .client_state(CLIENT_STATE)
         .limits(Limits::default().max_item_bytes(1024))
+        .dangerous_skip_token_validation()
         .build()
         .unwrap();
     let item = with_enc(|m| {
@@ -419,23 +421,23 @@ fn notifications_without_resource_data_and_lifecycle_events() {
         {"subscriptionId": "s", "clientState": "forged", "lifecycleEvent": "subscriptionRemoved"},
     ]}))
     .unwrap();
-    let envelope = r.parse(&body).unwrap();
+    let batch = r.receive(&body, std::time::SystemTime::now()).unwrap();
     let mut buf = DecryptBuffer::new();
-    let items = envelope.items();
-    let n0 = items[0].as_ref().unwrap();
-    match r.open(n0, &mut buf).unwrap() {
+    let opened = batch.open(0, &mut buf).unwrap();
+    assert_eq!(opened.notification.change_type.as_deref(), Some("deleted"));
+    match opened.payload {
         Payload::ResourceData(Some(raw)) => assert_eq!(raw.get(), r#"{"id":"19:a@thread.v2"}"#),
         other => panic!("{other:?}"),
     }
     use graph_chat_notifications::webhook::LifecycleEvent;
-    let p1 = r.open(items[1].as_ref().unwrap(), &mut buf).unwrap();
+    let p1 = batch.open(1, &mut buf).unwrap().payload;
     assert!(matches!(
         p1,
         Payload::Lifecycle(LifecycleEvent::ReauthorizationRequired)
     ));
-    let p2 = r.open(items[2].as_ref().unwrap(), &mut buf).unwrap();
+    let p2 = batch.open(2, &mut buf).unwrap().payload.into_owned();
     assert!(matches!(p2, Payload::Lifecycle(LifecycleEvent::Other(ref s)) if s == "brandNewEvent"));
-    let e3 = r.open(items[3].as_ref().unwrap(), &mut buf).unwrap_err();
+    let e3 = batch.open(3, &mut buf).unwrap_err();
     assert_eq!(e3.kind(), &ItemErrorKind::ClientStateMismatch);
 }
 
@@ -488,7 +490,7 @@ fn body_level_refusals() {
         ),
     ];
     for (body, check) in cases {
-        let e = r.parse(&body).unwrap_err();
+        let e = r.receive(&body, std::time::SystemTime::now()).unwrap_err();
         assert!(
             check(&e),
             "{:?} -> {e:?}",
@@ -499,11 +501,15 @@ fn body_level_refusals() {
     // A byte order mark is tolerated.
     let mut body = "\u{feff}".as_bytes().to_vec();
     body.extend_from_slice(br#"{"value":[]}"#);
-    assert!(r.parse(&body).unwrap().is_empty());
+    assert!(r
+        .receive(&body, std::time::SystemTime::now())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
 fn without_keys_every_encrypted_item_fails_by_name() {
+    // An empty store needs no token validator: nothing can be decrypted anyway.
     let r = Receiver::builder().keys(KeyStore::new()).build().unwrap();
     let body = serde_json::to_vec(&json!({"value": [good_item()]})).unwrap();
     let e = open_all(&r, &body)[0].clone().unwrap_err();

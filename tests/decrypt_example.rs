@@ -39,7 +39,8 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<Value>, String) {
         .unwrap();
     {
         let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or_default()).unwrap();
+        // The example may exit before reading (bad arguments): a broken pipe is expected then.
+        let _ = input.write_all(stdin.unwrap_or_default());
     }
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -158,4 +159,77 @@ fn refusals_exit_two_with_a_message() {
     }
     let (code, lines, _) = run(&[], Some(b"{\"value\":[]}"));
     assert_eq!((code, lines.len()), (0, 0));
+}
+
+#[test]
+fn jwks_turns_token_validation_on() {
+    use common::mint::{with, Minter, APP, TENANT};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let m = Minter::fixture();
+    let good = m.token(&Minter::v1_at(now));
+    let bad = m.token(&with(
+        Minter::v1_at(now),
+        serde_json::json!({"azp": "not-graph"}),
+    ));
+    let body_with = |tokens: Value| {
+        let mut body: Value = serde_json::from_slice(&read("tokens/batch.json")).unwrap();
+        body["validationTokens"] = tokens;
+        serde_json::to_vec(&body).unwrap()
+    };
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    let jwks = path("tokens/jwks.json");
+    let args = [
+        "--key",
+        key.as_str(),
+        "--client-state",
+        CLIENT_STATE,
+        "--jwks",
+        jwks.as_str(),
+        "--app-id",
+        "00000000-0000-0000-0000-000000000000",
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+        "-",
+    ];
+    let (code, lines, _) = run(&args, Some(&body_with(serde_json::json!([good]))));
+    assert_eq!(code, 0);
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["ok"] == true));
+
+    // One bad token among good ones: nothing is decrypted.
+    let (code, lines, stderr) = run(&args, Some(&body_with(serde_json::json!([good, bad]))));
+    assert_eq!((code, lines.len()), (2, 0));
+    assert!(stderr.contains("validationTokens[1]"), "{stderr}");
+    // No tokens at all.
+    let (code, lines, stderr) = run(&args, Some(&body_with(serde_json::json!([]))));
+    assert_eq!((code, lines.len()), (2, 0));
+    assert!(stderr.contains("validationTokens"), "{stderr}");
+    // The fixture tokens were minted for 2027: not valid yet by the clock.
+    let (code, _, stderr) = run(&args, Some(&read("tokens/batch.json")));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not valid before"), "{stderr}");
+
+    // --jwks without app or tenant, or app without --jwks: bad arguments.
+    for bad_args in [
+        vec!["--jwks", jwks.as_str(), "--app-id", APP],
+        vec!["--jwks", jwks.as_str(), "--tenant-id", TENANT],
+        vec!["--app-id", APP, "--tenant-id", TENANT],
+        vec![
+            "--jwks",
+            "/nonexistent.json",
+            "--app-id",
+            APP,
+            "--tenant-id",
+            TENANT,
+        ],
+    ] {
+        let (code, _, stderr) = run(&bad_args, Some(b"{\"value\":[]}"));
+        assert_eq!(code, 2, "{bad_args:?}");
+        assert!(!stderr.is_empty());
+    }
 }

@@ -33,6 +33,10 @@ pub type HmacSha256Fn = fn(key: &[u8], message: &[u8]) -> [u8; 32];
 pub type Aes256CbcDecryptFn =
     fn(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) -> Result<usize, CryptoFailure>;
 
+/// Loads an RS256 public key (modulus, exponent; big-endian): [`CryptoProvider::load_rs256_public_key`].
+pub type LoadRs256KeyFn =
+    fn(modulus: &[u8], exponent: &[u8]) -> Result<Box<dyn Rs256PublicKey>, KeyError>;
+
 /// The primitives Graph's rich-notification scheme needs, from one crypto backend.
 ///
 /// A provider is a plain value of function pointers, named by the caller: there is no global
@@ -52,6 +56,8 @@ pub struct CryptoProvider {
     /// AES-256-CBC decryption of `buf` in place with PKCS#7 padding removed; returns the length
     /// of the plaintext at the start of `buf`. `buf` is a non-empty multiple of 16 bytes.
     pub aes256_cbc_decrypt: Aes256CbcDecryptFn,
+    /// Prepares a JWKS key for checking RS256 signatures of `validationTokens`.
+    pub load_rs256_public_key: LoadRs256KeyFn,
 }
 
 impl fmt::Debug for CryptoProvider {
@@ -67,6 +73,13 @@ pub trait RsaOaepSha1Key: Send + Sync {
     /// Decrypts an RSA-OAEP ciphertext (SHA-1 digest, MGF1-SHA-1, empty label) into `out`.
     /// A plaintext of any length other than 32 bytes is a failure.
     fn unwrap_key(&self, ciphertext: &[u8], out: &mut [u8; 32]) -> Result<(), CryptoFailure>;
+}
+
+/// A public key from the identity platform's JWKS, ready to check RS256 (RSASSA-PKCS1-v1_5 with
+/// SHA-256) signatures.
+pub trait Rs256PublicKey: Send + Sync {
+    /// Whether `signature` is a valid RS256 signature of `message`.
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
 }
 
 /// A cryptographic operation failed. Deliberately without detail.

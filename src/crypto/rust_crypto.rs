@@ -1,4 +1,6 @@
-//! The pure-Rust provider: `rsa`, `aes` + `cbc`, `hmac` + `sha2` from RustCrypto.
+//! The pure-Rust provider: `rsa`, `aes` + `cbc`, `hmac` + `sha2` from RustCrypto, and
+//! `jsonwebtoken`'s RustCrypto verifier for RS256, named explicitly rather than through
+//! jsonwebtoken's process-wide default.
 //!
 //! RSA decryption is blinded with fresh randomness from the operating system on every call, which
 //! is this backend's defence against timing side channels in the big-integer arithmetic (see the
@@ -13,7 +15,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{CryptoFailure, CryptoProvider, PrivateKey, RsaOaepSha1Key};
+use super::{CryptoFailure, CryptoProvider, PrivateKey, Rs256PublicKey, RsaOaepSha1Key};
 use crate::error::KeyError;
 
 /// The pure-Rust crypto provider (RustCrypto). The default.
@@ -22,6 +24,7 @@ pub const RUST_CRYPTO: CryptoProvider = CryptoProvider {
     load_rsa_private_key: load,
     hmac_sha256,
     aes256_cbc_decrypt,
+    load_rs256_public_key,
 };
 
 struct Key(RsaPrivateKey);
@@ -72,4 +75,33 @@ fn aes256_cbc_decrypt(
         .decrypt_padded_mut::<Pkcs7>(buf)
         .map(|plain| plain.len())
         .map_err(|_| CryptoFailure)
+}
+
+/// A JWKS key; `jsonwebtoken`'s RustCrypto verifier checks each signature.
+struct JwtKey(jsonwebtoken::DecodingKey);
+
+fn load_rs256_public_key(
+    modulus: &[u8],
+    exponent: &[u8],
+) -> Result<Box<dyn Rs256PublicKey>, KeyError> {
+    let key = jsonwebtoken::DecodingKey::from_rsa_raw_components(modulus, exponent);
+    // Fail at load time, not at the first token, if the backend refuses the key.
+    (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory)(
+        &jsonwebtoken::Algorithm::RS256,
+        &key,
+    )
+    .map_err(|_| KeyError::Provider {
+        reason: "not a usable RS256 key",
+    })?;
+    Ok(Box::new(JwtKey(key)))
+}
+
+impl Rs256PublicKey for JwtKey {
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory)(
+            &jsonwebtoken::Algorithm::RS256,
+            &self.0,
+        )
+        .is_ok_and(|v| v.verify(message, &signature.to_vec()).is_ok())
+    }
 }

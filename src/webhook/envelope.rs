@@ -380,6 +380,18 @@ impl<'a> LifecycleEvent<'a> {
     }
 }
 
+impl LifecycleEvent<'_> {
+    /// The event without borrows.
+    pub fn into_owned(self) -> LifecycleEvent<'static> {
+        match self {
+            Self::ReauthorizationRequired => LifecycleEvent::ReauthorizationRequired,
+            Self::SubscriptionRemoved => LifecycleEvent::SubscriptionRemoved,
+            Self::Missed => LifecycleEvent::Missed,
+            Self::Other(s) => LifecycleEvent::Other(Cow::Owned(s.into_owned())),
+        }
+    }
+}
+
 impl<'a> ChangeNotification<'a> {
     /// The typed `changeType`, if present.
     pub fn change_type(&self) -> Option<ChangeType<'_>> {

@@ -3,8 +3,11 @@
 mod envelope;
 mod receiver;
 
+mod handshake;
+
 pub use crate::json::compact as compact_json;
 pub use envelope::{
     ChangeNotification, ChangeType, EncryptedContent, Envelope, LifecycleEvent, Limits,
 };
-pub use receiver::{ConfigError, Payload, Receiver, ReceiverBuilder};
+pub use handshake::{handshake, HandshakeResponse};
+pub use receiver::{Batch, ConfigError, Inbound, Opened, Payload, Receiver, ReceiverBuilder};

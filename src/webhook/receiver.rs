@@ -1,44 +1,55 @@
 //! One configured value that runs the inbound path for every POST.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{ChangeNotification, Envelope, LifecycleEvent, Limits};
+use super::{handshake, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits};
 use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
 use crate::error::{BodyError, ItemError, ItemErrorKind};
+use crate::tokens::{TokenValidator, ValidatedToken};
 
 /// Longest `clientState` Graph accepts.
 const MAX_CLIENT_STATE_CHARS: usize = 128;
 
-/// Verifies and decrypts notification bodies. Configure it once, share it across threads
-/// (it is `Send + Sync`), and give each thread its own [`DecryptBuffer`].
+/// Runs the whole inbound path. Configure it once, share it across threads (it is
+/// `Send + Sync`), and give each thread its own [`DecryptBuffer`].
 ///
-/// For each POST: [`Receiver::parse`] the body, then [`Receiver::open`] each notification. A bad
-/// notification yields an [`ItemError`] naming it and its field; the others are unaffected.
+/// Per POST, [`Receiver::handle`] answers the validation handshake, or parses the body and checks
+/// every `validationToken` (before any RSA work) and hands back a [`Batch`]; [`Batch::open`]
+/// then checks each notification's `clientState` and decrypts it. A bad notification yields an
+/// [`ItemError`] naming it and its field; the others are unaffected.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-/// use graph_chat_notifications::webhook::{Payload, Receiver};
+/// use graph_chat_notifications::tokens::TokenValidator;
+/// use graph_chat_notifications::webhook::{Inbound, Payload, Receiver};
+/// # let fixture = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
 ///
-/// let key = PrivateKey::from_bytes(&std::fs::read("tests/fixtures/keys/rsa2048/key.pkcs8.pem")?)?;
+/// let key = PrivateKey::from_bytes(&fixture("keys/rsa2048/key.pkcs8.pem"))?;
+/// let tokens = TokenValidator::new(
+///     ["11111111-2222-3333-4444-555555555555"], // your app id
+///     ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"], // the tenants you serve
+/// );
+/// tokens.update_jwks(&fixture("tokens/jwks.json"))?; // fetched from the identity platform
 /// let receiver = Receiver::builder()
 ///     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
 ///     .client_state("secretClientState")
+///     .tokens(tokens)
 ///     .build()?;
 ///
-/// let body = std::fs::read("tests/fixtures/batches/rsa2048.json")?;
-/// let envelope = receiver.parse(&body)?;
+/// let body = fixture("tokens/batch.json");
+/// # let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+/// let Inbound::Notifications(batch) = receiver.handle("", &body, now)? else { unreachable!() };
 /// let mut buf = DecryptBuffer::new();
-/// for item in envelope.items() {
-///     let notification = item.as_ref().map_err(Clone::clone)?;
-///     match receiver.open(notification, &mut buf)? {
-///         Payload::Resource(json) => assert!(json.starts_with('{')),
-///         other => panic!("unexpected {other:?}"),
-///     }
+/// for i in 0..batch.len() {
+///     let opened = batch.open(i, &mut buf)?;
+///     assert!(matches!(opened.payload, Payload::Resource(_)));
 /// }
 /// # Ok(()) }
 /// ```
@@ -46,6 +57,7 @@ pub struct Receiver {
     keys: Option<KeyStore>,
     client_states: Vec<Zeroizing<String>>,
     limits: Limits,
+    tokens: Option<TokenValidator>,
 }
 
 impl fmt::Debug for Receiver {
@@ -57,6 +69,7 @@ impl fmt::Debug for Receiver {
                 &format_args!("[{} redacted]", self.client_states.len()),
             )
             .field("limits", &self.limits)
+            .field("tokens", &self.tokens)
             .finish()
     }
 }
@@ -67,6 +80,8 @@ pub struct ReceiverBuilder {
     keys: Option<KeyStore>,
     client_states: Vec<Zeroizing<String>>,
     limits: Limits,
+    tokens: Option<TokenValidator>,
+    skip_tokens: bool,
 }
 
 impl fmt::Debug for ReceiverBuilder {
@@ -85,6 +100,14 @@ pub enum ConfigError {
         /// Its length in characters.
         len: usize,
     },
+    /// Keys are configured (so encrypted content is expected) but validation tokens are not
+    /// checked: configure a [`TokenValidator`], or opt out explicitly with
+    /// [`ReceiverBuilder::dangerous_skip_token_validation`].
+    #[error("keys are configured but validation tokens are not checked")]
+    TokenValidationNotConfigured,
+    /// The token validator has no app id or no tenant, so it could accept nothing.
+    #[error("the token validator needs at least one app id and one tenant id")]
+    EmptyTokenValidator,
 }
 
 impl ReceiverBuilder {
@@ -111,6 +134,21 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Checks `validationTokens`: every token must pass before anything in the body is
+    /// decrypted, and a body with encrypted content must carry tokens.
+    pub fn tokens(mut self, validator: TokenValidator) -> Self {
+        self.tokens = Some(validator);
+        self
+    }
+
+    /// Decrypts without checking `validationTokens`. Then anyone who has your certificate (it
+    /// is public) can make notifications you will decrypt and trust: use it only in tests, or
+    /// behind another proof of origin.
+    pub fn dangerous_skip_token_validation(mut self) -> Self {
+        self.skip_tokens = true;
+        self
+    }
+
     /// Checks the configuration and builds the receiver.
     pub fn build(self) -> Result<Receiver, ConfigError> {
         for s in &self.client_states {
@@ -118,6 +156,15 @@ impl ReceiverBuilder {
             if len == 0 || len > MAX_CLIENT_STATE_CHARS {
                 return Err(ConfigError::BadClientState { len });
             }
+        }
+        if let Some(t) = &self.tokens {
+            if t.app_ids().is_empty() || t.tenant_ids().is_empty() {
+                return Err(ConfigError::EmptyTokenValidator);
+            }
+        }
+        let has_keys = self.keys.as_ref().is_some_and(|k| !k.is_empty());
+        if has_keys && self.tokens.is_none() && !self.skip_tokens {
+            return Err(ConfigError::TokenValidationNotConfigured);
         }
         #[cfg(feature = "rust-crypto")]
         let keys = Some(self.keys.unwrap_or_default());
@@ -127,7 +174,34 @@ impl ReceiverBuilder {
             keys,
             client_states: self.client_states,
             limits: self.limits,
+            tokens: self.tokens,
         })
+    }
+}
+
+/// What one POST to the webhook is.
+#[derive(Debug)]
+pub enum Inbound<'r, 'a> {
+    /// A validation request: send this response.
+    Handshake(HandshakeResponse),
+    /// A notification collection whose tokens passed.
+    Notifications(Batch<'r, 'a>),
+}
+
+/// A notification collection that passed the body checks and the token checks. Open its
+/// notifications one at a time with [`Batch::open`].
+pub struct Batch<'r, 'a> {
+    receiver: &'r Receiver,
+    envelope: Envelope<'a>,
+    tokens: Vec<ValidatedToken>,
+}
+
+impl fmt::Debug for Batch<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("envelope", &self.envelope)
+            .field("tokens", &self.tokens)
+            .finish()
     }
 }
 
@@ -136,16 +210,38 @@ impl ReceiverBuilder {
 #[non_exhaustive]
 pub enum Payload<'c> {
     /// The decrypted resource (a `chat` or `chatMessage`), as UTF-8 JSON exactly as Graph sent it.
-    Resource(&'c str),
+    Resource(Cow<'c, str>),
     /// A notification without resource data: its `resourceData`, if any. Fetch the resource
     /// with a GET to see it.
-    ResourceData(Option<&'c RawValue>),
+    ResourceData(Option<Cow<'c, RawValue>>),
     /// A lifecycle notification.
     Lifecycle(LifecycleEvent<'c>),
 }
 
+impl Payload<'_> {
+    /// The payload without borrows, for queues and caches.
+    pub fn into_owned(self) -> Payload<'static> {
+        match self {
+            Self::Resource(s) => Payload::Resource(Cow::Owned(s.into_owned())),
+            Self::ResourceData(r) => Payload::ResourceData(r.map(|r| Cow::Owned(r.into_owned()))),
+            Self::Lifecycle(e) => Payload::Lifecycle(e.into_owned()),
+        }
+    }
+}
+
+/// One opened notification: the notification as sent, and what it delivered.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Opened<'c, 'a> {
+    /// The notification (subscription, change type, resource, tenant...).
+    pub notification: &'c ChangeNotification<'a>,
+    /// What it delivered.
+    pub payload: Payload<'c>,
+}
+
 impl Receiver {
-    /// A builder with no keys, no expected clientState and default [`Limits`].
+    /// A builder with no keys, no expected clientState, no token validation and default
+    /// [`Limits`].
     pub fn builder() -> ReceiverBuilder {
         ReceiverBuilder::default()
     }
@@ -160,18 +256,59 @@ impl Receiver {
         self.keys.as_ref()
     }
 
-    /// Parses a POST body within the configured limits.
-    pub fn parse<'a>(&self, body: &'a [u8]) -> Result<Envelope<'a>, BodyError> {
-        Envelope::parse(body, &self.limits)
+    /// The token validator, to [`update_jwks`](TokenValidator::update_jwks) when keys rotate.
+    pub fn tokens(&self) -> Option<&TokenValidator> {
+        self.tokens.as_ref()
     }
 
-    /// Verifies one notification and opens its payload: `clientState` first (constant time),
-    /// then, for resource data, key lookup and authenticated decryption into `buf`.
-    pub fn open<'c>(
+    /// One call per POST: `query` is the request URL's query string (with or without `?`),
+    /// `body` its body, `now` the current time (for token expiry).
+    ///
+    /// A `validationToken` in the query makes it a handshake. Otherwise the body is parsed
+    /// within the limits and its `validationTokens` are checked; an `Err` refuses the whole body,
+    /// with a reason that is safe to log.
+    pub fn handle<'r, 'a>(
+        &'r self,
+        query: &str,
+        body: &'a [u8],
+        now: SystemTime,
+    ) -> Result<Inbound<'r, 'a>, BodyError> {
+        if let Some(reply) = handshake(query) {
+            return Ok(Inbound::Handshake(reply));
+        }
+        self.receive(body, now).map(Inbound::Notifications)
+    }
+
+    /// Parses a notification collection and checks its `validationTokens` (when a validator is
+    /// configured): all must pass, and encrypted content without tokens is refused.
+    pub fn receive<'r, 'a>(
+        &'r self,
+        body: &'a [u8],
+        now: SystemTime,
+    ) -> Result<Batch<'r, 'a>, BodyError> {
+        let envelope = Envelope::parse(body, &self.limits)?;
+        let mut tokens = Vec::new();
+        if let Some(validator) = &self.tokens {
+            let sent = envelope.validation_tokens().unwrap_or(&[]);
+            if sent.is_empty() && envelope.has_encrypted_content() {
+                return Err(BodyError::MissingValidationTokens);
+            }
+            tokens = validator
+                .validate_all(sent, now)
+                .map_err(|(index, error)| BodyError::Token { index, error })?;
+        }
+        Ok(Batch {
+            receiver: self,
+            envelope,
+            tokens,
+        })
+    }
+
+    fn open<'c, 'a>(
         &self,
-        notification: &'c ChangeNotification<'_>,
+        notification: &'c ChangeNotification<'a>,
         buf: &'c mut DecryptBuffer,
-    ) -> Result<Payload<'c>, ItemError> {
+    ) -> Result<Opened<'c, 'a>, ItemError> {
         let fail = |field, kind| ItemError::new(notification.index, field, kind);
         if !self.client_states.is_empty() {
             let sent = notification
@@ -189,18 +326,58 @@ impl Receiver {
                 return Err(fail("clientState", ItemErrorKind::ClientStateMismatch));
             }
         }
-        if let Some(event) = notification.lifecycle_event() {
-            return Ok(Payload::Lifecycle(event));
-        }
-        let Some(content) = &notification.encrypted_content else {
-            return Ok(Payload::ResourceData(notification.resource_data));
+        let payload = if let Some(event) = notification.lifecycle_event() {
+            Payload::Lifecycle(event)
+        } else if let Some(content) = &notification.encrypted_content {
+            let keys = self
+                .keys
+                .as_ref()
+                .ok_or_else(|| fail("encryptedContent", ItemErrorKind::NoProvider))?;
+            let json = decrypt(keys, content, self.limits.get_max_item_bytes(), buf)
+                .map_err(|(field, kind)| fail(field, kind))?;
+            Payload::Resource(Cow::Borrowed(json))
+        } else {
+            Payload::ResourceData(notification.resource_data.map(Cow::Borrowed))
         };
-        let keys = self
-            .keys
+        Ok(Opened {
+            notification,
+            payload,
+        })
+    }
+}
+
+impl<'r, 'a> Batch<'r, 'a> {
+    /// Number of notifications.
+    pub fn len(&self) -> usize {
+        self.envelope.len()
+    }
+
+    /// Whether the batch holds no notification.
+    pub fn is_empty(&self) -> bool {
+        self.envelope.is_empty()
+    }
+
+    /// The parsed notifications, or the error of each one that could not be parsed.
+    pub fn notifications(&self) -> &[Result<ChangeNotification<'a>, ItemError>] {
+        self.envelope.items()
+    }
+
+    /// The tokens that passed, one per (app, tenant) in the batch; empty without validation.
+    pub fn validated_tokens(&self) -> &[ValidatedToken] {
+        &self.tokens
+    }
+
+    /// Verifies notification `index` and opens its payload: `clientState` first (constant
+    /// time), then, for resource data, key lookup and authenticated decryption into `buf`.
+    /// Panics only if `index >= self.len()`.
+    pub fn open<'c>(
+        &'c self,
+        index: usize,
+        buf: &'c mut DecryptBuffer,
+    ) -> Result<Opened<'c, 'a>, ItemError> {
+        let notification = self.envelope.items()[index]
             .as_ref()
-            .ok_or_else(|| fail("encryptedContent", ItemErrorKind::NoProvider))?;
-        decrypt(keys, content, self.limits.get_max_item_bytes(), buf)
-            .map(Payload::Resource)
-            .map_err(|(field, kind)| fail(field, kind))
+            .map_err(Clone::clone)?;
+        self.receiver.open(notification, buf)
     }
 }

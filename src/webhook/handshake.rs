@@ -1,0 +1,91 @@
+//! The validation handshake: Graph checks that the endpoint is yours before it subscribes.
+
+use std::fmt;
+
+/// The reply to a validation request: status 200, `Content-Type: text/plain; charset=utf-8`,
+/// and the URL-decoded `validationToken` as the body. Graph expects it within 10 seconds.
+///
+/// The token is opaque and reflected back, so send it only as `text/plain`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HandshakeResponse {
+    token: String,
+}
+
+impl fmt::Debug for HandshakeResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeResponse")
+            .field("token_len", &self.token.len())
+            .finish()
+    }
+}
+
+impl HandshakeResponse {
+    /// The HTTP status to reply with: 200.
+    pub const STATUS: u16 = 200;
+    /// The `Content-Type` to reply with.
+    pub const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
+
+    /// The HTTP status: 200.
+    pub fn status(&self) -> u16 {
+        Self::STATUS
+    }
+
+    /// The `Content-Type` header value.
+    pub fn content_type(&self) -> &'static str {
+        Self::CONTENT_TYPE
+    }
+
+    /// The response body: the decoded token.
+    pub fn body(&self) -> &str {
+        &self.token
+    }
+
+    /// The response body, owned.
+    pub fn into_body(self) -> String {
+        self.token
+    }
+}
+
+/// Answers a validation request, if the query string carries a `validationToken`: from
+/// `validationToken=Validation%3A%20Testing...` it returns the decoded token to send back.
+/// The same call serves the `notificationUrl` and the `lifecycleNotificationUrl`.
+///
+/// `query` is the URL's query, with or without the leading `?`. The token is decoded as a form
+/// value (`%XX` escapes, `+` as a space), as Graph encodes it.
+///
+/// ```
+/// use graph_chat_notifications::webhook::handshake;
+/// let reply = handshake("?validationToken=Validation%3A%20Testing+reachability").unwrap();
+/// assert_eq!(reply.status(), 200);
+/// assert_eq!(reply.content_type(), "text/plain; charset=utf-8");
+/// assert_eq!(reply.body(), "Validation: Testing reachability");
+/// assert!(handshake("tenant=x").is_none());
+/// ```
+pub fn handshake(query: &str) -> Option<HandshakeResponse> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name.eq_ignore_ascii_case("validationToken"))
+        .map(|(_, value)| HandshakeResponse {
+            token: value.into_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes_and_plus() {
+        let r = handshake("validationToken=a%2Bb+c%26d%3D%F0%9F%8E%89&x=1").unwrap();
+        assert_eq!(r.body(), "a+b c&d=🎉");
+        assert_eq!(handshake("x=1&validationToken=").unwrap().body(), "");
+        assert!(handshake("").is_none());
+        assert!(handshake("validationTokens=1").is_none());
+    }
+
+    #[test]
+    fn debug_does_not_echo_the_token() {
+        let r = handshake("validationToken=%3Cscript%3E").unwrap();
+        assert!(!format!("{r:?}").contains("script"));
+    }
+}
