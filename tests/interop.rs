@@ -168,3 +168,31 @@ fn thumbprint_is_checked_when_the_certificate_is_known() {
         assert_eq!(e.kind(), &ItemErrorKind::ThumbprintMismatch);
     }
 }
+
+#[test]
+fn one_receiver_serves_many_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<graph_chat_notifications::webhook::Receiver>();
+    assert_send_sync::<graph_chat_notifications::tokens::TokenValidator>();
+    assert_send_sync::<KeyStore>();
+
+    let receiver = receiver(all_keys());
+    let body = read("batches/two-certs.json");
+    let expected: Vec<String> = manifest("two-certs.json")
+        .iter()
+        .map(|(n, _)| plaintext(n))
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..3 {
+                    let got: Vec<String> = open_all(&receiver, &body)
+                        .into_iter()
+                        .map(Result::unwrap)
+                        .collect();
+                    assert_eq!(got, expected);
+                }
+            });
+        }
+    });
+}

@@ -31,8 +31,10 @@ const B64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
-/// Reusable buffers for decrypting notifications: keep one per thread and pass it to every call,
-/// and decryption allocates nothing once the buffers have grown to the largest item seen.
+/// Reusable buffers for decrypting notifications: keep one per thread and pass it to every call.
+/// The crate's own buffers (decoded key, signature and ciphertext, and the plaintext, decrypted in
+/// place) stop growing once they fit the largest notification seen; the RSA backend may still
+/// allocate inside its own arithmetic.
 ///
 /// The plaintext buffer is zeroized before reuse and on drop. `Debug` shows capacities only.
 #[derive(Default)]
