@@ -53,7 +53,8 @@
 //! ```
 //!
 //! Modules: [`webhook`] (handshake, envelope, [`webhook::Receiver`]), [`tokens`]
-//! (`validationTokens`), [`crypto`] (keys and the decrypt core), [`error`].
+//! (`validationTokens`), [`crypto`] (keys and the decrypt core), [`subscription`] (requests
+//! checked against what Graph accepts), [`error`].
 //!
 //! # Features
 //! * `rust-crypto` (default): the pure-Rust [`crypto::RUST_CRYPTO`] provider.
@@ -66,6 +67,7 @@
 pub mod crypto;
 pub mod error;
 mod json;
+pub mod subscription;
 pub mod tokens;
 pub mod webhook;
 

@@ -11,22 +11,8 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::Value;
 
-/// The example binary `cargo test` builds next to the test binaries.
 fn example() -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir
-        .join("examples")
-        .join(format!("decrypt{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built; run through `cargo test`",
-        path.display()
-    );
-    path
+    example_path("decrypt")
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<Value>, String) {

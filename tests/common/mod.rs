@@ -8,9 +8,12 @@ pub mod seal;
 
 use std::path::PathBuf;
 
-use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::webhook::{Payload, Receiver};
-use graph_chat_notifications::ItemError;
+#[cfg(feature = "rust-crypto")]
+use graph_chat_notifications::{
+    crypto::{DecryptBuffer, KeyStore, PrivateKey},
+    webhook::{Payload, Receiver},
+    ItemError,
+};
 
 pub const CLIENT_STATE: &str = "secretClientState";
 
@@ -24,10 +27,12 @@ pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(fixture(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+#[cfg(feature = "rust-crypto")]
 pub fn key(bits: u32, file: &str) -> PrivateKey {
     PrivateKey::from_bytes(&read(&format!("keys/rsa{bits}/{file}"))).unwrap()
 }
 
+#[cfg(feature = "rust-crypto")]
 /// A store with the PKCS#8 PEM key of every fixture size, under the ids the batches use.
 pub fn all_keys() -> KeyStore {
     let mut keys = KeyStore::new();
@@ -38,6 +43,7 @@ pub fn all_keys() -> KeyStore {
     keys
 }
 
+#[cfg(feature = "rust-crypto")]
 /// A receiver for the decryption tests, which carry no validation tokens (the token tests
 /// build their own).
 pub fn receiver(keys: KeyStore) -> Receiver {
@@ -69,6 +75,7 @@ pub fn plaintext(name: &str) -> String {
     String::from_utf8(read(&format!("plaintexts/{name}"))).unwrap()
 }
 
+#[cfg(feature = "rust-crypto")]
 /// Opens every notification of `body`: the decrypted resource of each (other payloads rendered
 /// as `resourceData:<json>` or `lifecycle:<event>`), or its error.
 pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemError>> {
@@ -103,4 +110,22 @@ pub fn vector_body() -> Vec<u8> {
         "encryptedContent": ec,
     }]}))
     .unwrap()
+}
+
+/// An example binary, which `cargo test` builds next to the test binaries.
+pub fn example_path(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built; run through `cargo test`",
+        path.display()
+    );
+    path
 }

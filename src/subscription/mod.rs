@@ -1,0 +1,820 @@
+//! Subscription requests for Teams chats and chat messages, checked against what Graph accepts,
+//! as plain request values: the crate sends nothing.
+//!
+//! Graph refuses a wrong subscription with a 400, often only after the validation handshake.
+//! [`SubscriptionRequest::build`] refuses the same combinations up front, with a reason.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use graph_chat_notifications::subscription::{Resource, SubscriptionRequest};
+//! use graph_chat_notifications::webhook::ChangeType;
+//!
+//! let now = SystemTime::now(); // injected: the crate reads no clock
+//! let request = SubscriptionRequest::builder(
+//!     Resource::chat_messages("19:abc@thread.v2"),
+//!     "https://webhook.example.com/api/notifications",
+//! )
+//! .change_types([ChangeType::Created, ChangeType::Updated])
+//! .search("Hello")
+//! .client_state("a-secret-you-choose")
+//! .expires_in(now, Duration::from_secs(45 * 60))
+//! .build()?;
+//! assert_eq!(request.method.as_str(), "POST");
+//! assert_eq!(request.url, "https://graph.microsoft.com/v1.0/subscriptions");
+//!
+//! // More than an hour needs a lifecycle URL, and Graph's limit is 4,320 minutes.
+//! let refused = SubscriptionRequest::builder(Resource::all_chats(), "https://webhook.example.com/n")
+//!     .change_types([ChangeType::Created])
+//!     .expires_in(now, Duration::from_secs(2 * 3600))
+//!     .build()
+//!     .unwrap_err();
+//! assert!(refused.to_string().contains("lifecycleNotificationUrl"));
+//! # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+//! ```
+
+mod resource;
+mod returned;
+
+pub use resource::{ApiVersion, Model, Permissions, Resource, Support};
+pub use returned::{Subscription, SubscriptionParseError};
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::webhook::ChangeType;
+
+/// Where Graph lives.
+const GRAPH: &str = "https://graph.microsoft.com";
+/// Longest subscription Graph grants on chats and chat messages: 4,320 minutes (3 days).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(4_320 * 60);
+/// Longest subscription that may go without a `lifecycleNotificationUrl`.
+pub const MAX_LIFETIME_WITHOUT_LIFECYCLE_URL: Duration = Duration::from_secs(60 * 60);
+/// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
+pub const MAX_SECRET_CHARS: usize = 128;
+
+/// Why a request was refused: what Graph would have refused, said so a user can act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// No change type was given.
+    #[error("changeType: give at least one of created, updated, deleted")]
+    NoChangeType,
+    /// A change type other than created, updated, deleted.
+    #[error("changeType: {0:?} is not one of created, updated, deleted")]
+    UnsupportedChangeType(String),
+    /// An id in the resource path is empty or holds characters that would change the path.
+    #[error(
+        "resource: the {what} {id:?} is empty or holds '/', '?', '#', '&', quotes or white space"
+    )]
+    BadId {
+        /// Which id (`chat id`, `team id`...).
+        what: &'static str,
+        /// The id as given.
+        id: String,
+    },
+    /// The resource does not take this query option.
+    #[error(
+        "resource {resource}: {option} is not supported on this resource (supported: {supported})"
+    )]
+    UnsupportedQueryOption {
+        /// The resource path.
+        resource: String,
+        /// The option (`model=B`, `$search`...).
+        option: String,
+        /// What the resource supports instead.
+        supported: &'static str,
+    },
+    /// `$search` was given an empty keyword.
+    #[error("$search: the keyword is empty")]
+    EmptySearch,
+    /// The mentions filter needs a user's object id (a GUID).
+    #[error("$filter: {0:?} is not a user object id (a GUID)")]
+    BadMentionedUser(String),
+    /// A URL is not one Graph delivers to.
+    #[error("{field}: {reason}")]
+    BadUrl {
+        /// `notificationUrl` or `lifecycleNotificationUrl`.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No expiration was given.
+    #[error("expirationDateTime: required; use expires_in(now, lifetime) or expires_at(time)")]
+    NoExpiration,
+    /// The expiration is not in the future.
+    #[error("expirationDateTime: must be after now")]
+    ExpirationNotInFuture,
+    /// The expiration is past Graph's maximum for these resources.
+    #[error("expirationDateTime: {minutes} minutes ahead is over the maximum of 4320 minutes for chat and chatMessage subscriptions")]
+    ExpirationTooFar {
+        /// Minutes ahead of now.
+        minutes: u64,
+    },
+    /// More than an hour ahead without a lifecycle URL.
+    #[error("lifecycleNotificationUrl is a required property for subscription creation on this resource when the expirationDateTime value is set to greater than 1 hour")]
+    LifecycleUrlRequired,
+    /// `clientState` is empty or too long.
+    #[error("clientState: must be 1 to 128 characters, got {0}")]
+    BadClientState(usize),
+    /// `encryptionCertificateId` is empty or too long.
+    #[error("encryptionCertificateId: must be 1 to 128 characters, got {0}")]
+    BadCertificateId(usize),
+    /// The certificate bytes are empty.
+    #[error("encryptionCertificate: no certificate bytes")]
+    EmptyCertificate,
+    /// A subscription id is empty or holds characters that would change the URL.
+    #[error("subscription id {0:?} is empty or holds '/', '?', '#' or white space")]
+    BadSubscriptionId(String),
+    /// The time cannot be written as a date (out of range).
+    #[error("expirationDateTime: the time is out of range")]
+    TimeOutOfRange,
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `POST`
+    Post,
+    /// `PATCH`
+    Patch,
+    /// `DELETE`
+    Delete,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// A request to send to Graph with your HTTP client, adding your `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpRequest {
+    /// The method.
+    pub method: Method,
+    /// The full URL.
+    pub url: String,
+    /// Headers other than `Authorization` (`Content-Type` when there is a body).
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// The JSON body, if any.
+    pub body: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for HttpRequest {
+    /// The body may hold the clientState: only its length is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl HttpRequest {
+    fn json(method: Method, url: String, body: &impl Serialize) -> Self {
+        Self {
+            method,
+            url,
+            headers: vec![("Content-Type", "application/json")],
+            body: Some(serde_json::to_vec(body).expect("request bodies serialize")),
+        }
+    }
+
+    fn empty(method: Method, url: String) -> Self {
+        Self {
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// The body as JSON text (empty without a body).
+    pub fn body_text(&self) -> &str {
+        self.body
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
+
+/// `latestSupportedTlsVersion`: the newest TLS version the notification endpoint supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsVersion {
+    /// `v1_0`
+    V1_0,
+    /// `v1_1`
+    V1_1,
+    /// `v1_2` (Graph's default)
+    V1_2,
+    /// `v1_3`
+    V1_3,
+}
+
+impl TlsVersion {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::V1_0 => "v1_0",
+            Self::V1_1 => "v1_1",
+            Self::V1_2 => "v1_2",
+            Self::V1_3 => "v1_3",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Expiry {
+    In(SystemTime, Duration),
+    At(SystemTime, SystemTime),
+}
+
+/// Builds a `POST /subscriptions` request. Required parts come first; [`build`](Self::build)
+/// checks every rule.
+#[derive(Clone)]
+pub struct SubscriptionRequest {
+    resource: Resource,
+    notification_url: String,
+    change_types: Vec<ChangeType<'static>>,
+    lifecycle_url: Option<String>,
+    model: Option<Model>,
+    search: Option<String>,
+    mentions: Option<String>,
+    user_specific: bool,
+    certificate: Option<(Vec<u8>, String)>,
+    expiry: Option<Expiry>,
+    client_state: Option<String>,
+    tls: Option<TlsVersion>,
+    version: Option<ApiVersion>,
+}
+
+impl fmt::Debug for SubscriptionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionRequest")
+            .field("resource", &self.resource)
+            .field("notification_url", &self.notification_url)
+            .field("change_types", &self.change_types)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody<'a> {
+    change_type: String,
+    notification_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifecycle_notification_url: Option<&'a str>,
+    resource: String,
+    include_resource_data: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_certificate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_certificate_id: Option<&'a str>,
+    expiration_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_state: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latest_supported_tls_version: Option<&'static str>,
+}
+
+impl SubscriptionRequest {
+    /// A request to watch `resource`, delivering to `notification_url`: an `https://` URL, or
+    /// the `EventHub:https://...?tenantId=...` and `EventGrid:?azuresubscriptionid=...` forms.
+    pub fn builder(resource: Resource, notification_url: impl Into<String>) -> Self {
+        Self {
+            resource,
+            notification_url: notification_url.into(),
+            change_types: Vec::new(),
+            lifecycle_url: None,
+            model: None,
+            search: None,
+            mentions: None,
+            user_specific: false,
+            certificate: None,
+            expiry: None,
+            client_state: None,
+            tls: None,
+            version: None,
+        }
+    }
+
+    /// The changes to be notified of (`created`, `updated`, `deleted`).
+    pub fn change_types(mut self, types: impl IntoIterator<Item = ChangeType<'static>>) -> Self {
+        self.change_types = types.into_iter().collect();
+        self
+    }
+
+    /// Where lifecycle notifications go (required past one hour of lifetime).
+    pub fn lifecycle_url(mut self, url: impl Into<String>) -> Self {
+        self.lifecycle_url = Some(url.into());
+        self
+    }
+
+    /// `model=A` or `model=B`, where the resource is metered.
+    pub fn model(mut self, model: Model) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// `$search`: only messages containing `keyword`.
+    pub fn search(mut self, keyword: impl Into<String>) -> Self {
+        self.search = Some(keyword.into());
+        self
+    }
+
+    /// `$filter`: only messages that mention the user with this object id.
+    pub fn mentions(mut self, user_id: impl Into<String>) -> Self {
+        self.mentions = Some(user_id.into());
+        self
+    }
+
+    /// `notifyOnUserSpecificProperties=true`: also notify on the subscribing user's own view of
+    /// a chat (its `viewpoint`). Delegated access only; Graph takes it on the beta API.
+    pub fn user_specific_properties(mut self) -> Self {
+        self.user_specific = true;
+        self
+    }
+
+    /// `includeResourceData: true`, with the certificate (its DER bytes) Graph encrypts for and
+    /// the id you give it (1 to 128 characters; notifications name it as
+    /// `encryptionCertificateId`).
+    pub fn include_resource_data(
+        mut self,
+        certificate_der: impl Into<Vec<u8>>,
+        certificate_id: impl Into<String>,
+    ) -> Self {
+        self.certificate = Some((certificate_der.into(), certificate_id.into()));
+        self
+    }
+
+    /// Expires `lifetime` after `now`.
+    pub fn expires_in(mut self, now: SystemTime, lifetime: Duration) -> Self {
+        self.expiry = Some(Expiry::In(now, lifetime));
+        self
+    }
+
+    /// Expires at `at`, judged from `now`.
+    pub fn expires_at(mut self, now: SystemTime, at: SystemTime) -> Self {
+        self.expiry = Some(Expiry::At(now, at));
+        self
+    }
+
+    /// `clientState`: a secret (1 to 128 characters) Graph echoes in every notification.
+    pub fn client_state(mut self, value: impl Into<String>) -> Self {
+        self.client_state = Some(value.into());
+        self
+    }
+
+    /// `latestSupportedTlsVersion` (Graph assumes `v1_2` without it).
+    pub fn latest_supported_tls_version(mut self, version: TlsVersion) -> Self {
+        self.tls = Some(version);
+        self
+    }
+
+    /// Overrides the API version chosen from the resource and its options.
+    pub fn api_version(mut self, version: ApiVersion) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The resource string with its query options, as the body's `resource` carries it.
+    fn resource_string(&self, support: &Support) -> Result<String, SubscriptionError> {
+        let path = self.resource.path();
+        let unsupported =
+            |option: String, supported: &'static str| SubscriptionError::UnsupportedQueryOption {
+                resource: path.clone(),
+                option,
+                supported,
+            };
+        let mut options: Vec<String> = Vec::new();
+        if let Some(model) = self.model {
+            if !support.models.contains(&model) {
+                let supported = match support.models {
+                    [] => "no model",
+                    [Model::B] => "model=B",
+                    _ => "model=A, model=B",
+                };
+                return Err(unsupported(format!("model={}", model.as_str()), supported));
+            }
+            options.push(format!("model={}", model.as_str()));
+        }
+        if let Some(keyword) = &self.search {
+            if !support.search {
+                return Err(unsupported(
+                    "$search".into(),
+                    "channel and chat messages, and a user's chat messages",
+                ));
+            }
+            if keyword.trim().is_empty() {
+                return Err(SubscriptionError::EmptySearch);
+            }
+            options.push(format!("$search={}", encode_query_value(keyword)));
+        }
+        if let Some(user) = &self.mentions {
+            if !support.mentions_filter {
+                return Err(unsupported(
+                    "the mentions $filter".into(),
+                    "channel and chat messages",
+                ));
+            }
+            if !is_guid(user) {
+                return Err(SubscriptionError::BadMentionedUser(user.clone()));
+            }
+            options.push(format!(
+                "$filter=mentions/any(u: u/mentioned/user/id eq '{user}')"
+            ));
+        }
+        if self.user_specific {
+            if !support.user_specific_properties {
+                return Err(unsupported(
+                    "notifyOnUserSpecificProperties".into(),
+                    "a chat, a user's chats and /me/chats, with delegated access",
+                ));
+            }
+            options.push("notifyOnUserSpecificProperties=true".into());
+        }
+        Ok(if options.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", options.join("&"))
+        })
+    }
+
+    /// Checks every rule and returns the request.
+    pub fn build(&self) -> Result<HttpRequest, SubscriptionError> {
+        for (what, id) in self.resource.ids() {
+            check_path_id(what, id)?;
+        }
+        let change_type = change_type_list(&self.change_types)?;
+        check_delivery_url("notificationUrl", &self.notification_url)?;
+        if let Some(url) = &self.lifecycle_url {
+            check_delivery_url("lifecycleNotificationUrl", url)?;
+        }
+        let support = self.resource.support();
+        let resource = self.resource_string(&support)?;
+
+        let (now, expires) = match self.expiry.clone().ok_or(SubscriptionError::NoExpiration)? {
+            Expiry::In(now, lifetime) => (
+                now,
+                now.checked_add(lifetime)
+                    .ok_or(SubscriptionError::TimeOutOfRange)?,
+            ),
+            Expiry::At(now, at) => (now, at),
+        };
+        let lifetime = check_lifetime(now, expires)?;
+        if lifetime > MAX_LIFETIME_WITHOUT_LIFECYCLE_URL && self.lifecycle_url.is_none() {
+            return Err(SubscriptionError::LifecycleUrlRequired);
+        }
+        if let Some(state) = &self.client_state {
+            let n = state.chars().count();
+            if n == 0 || n > MAX_SECRET_CHARS {
+                return Err(SubscriptionError::BadClientState(n));
+            }
+        }
+        let (certificate, certificate_id) = match &self.certificate {
+            None => (None, None),
+            Some((der, id)) => {
+                let (c, i) = certificate_fields(der, id)?;
+                (Some(c), Some(i))
+            }
+        };
+        let version = self.version.unwrap_or(
+            if self.user_specific && support.user_specific_properties_beta {
+                ApiVersion::Beta
+            } else {
+                support.version
+            },
+        );
+        let body = CreateBody {
+            change_type,
+            notification_url: &self.notification_url,
+            lifecycle_notification_url: self.lifecycle_url.as_deref(),
+            resource,
+            include_resource_data: certificate.is_some(),
+            encryption_certificate: certificate,
+            encryption_certificate_id: certificate_id,
+            expiration_date_time: format_time(expires)?,
+            client_state: self.client_state.as_deref(),
+            latest_supported_tls_version: self.tls.map(TlsVersion::as_str),
+        };
+        Ok(HttpRequest::json(
+            Method::Post,
+            format!("{GRAPH}/{version}/subscriptions"),
+            &body,
+        ))
+    }
+}
+
+fn certificate_fields<'a>(der: &[u8], id: &'a str) -> Result<(String, &'a str), SubscriptionError> {
+    if der.is_empty() {
+        return Err(SubscriptionError::EmptyCertificate);
+    }
+    let n = id.chars().count();
+    if n == 0 || n > MAX_SECRET_CHARS {
+        return Err(SubscriptionError::BadCertificateId(n));
+    }
+    Ok((base64::engine::general_purpose::STANDARD.encode(der), id))
+}
+
+fn change_type_list(types: &[ChangeType<'static>]) -> Result<String, SubscriptionError> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for t in types {
+        let name = match t {
+            ChangeType::Created => "created",
+            ChangeType::Updated => "updated",
+            ChangeType::Deleted => "deleted",
+            ChangeType::Other(other) => {
+                return Err(SubscriptionError::UnsupportedChangeType(other.to_string()))
+            }
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return Err(SubscriptionError::NoChangeType);
+    }
+    Ok(names.join(","))
+}
+
+fn check_lifetime(now: SystemTime, expires: SystemTime) -> Result<Duration, SubscriptionError> {
+    let lifetime = expires
+        .duration_since(now)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or(SubscriptionError::ExpirationNotInFuture)?;
+    if lifetime > MAX_LIFETIME {
+        return Err(SubscriptionError::ExpirationTooFar {
+            minutes: lifetime.as_secs().div_ceil(60),
+        });
+    }
+    Ok(lifetime)
+}
+
+/// ISO 8601 in UTC with seven fractional digits, as Graph writes it: `2019-09-19T11:00:00.0000000Z`.
+pub fn format_time(t: SystemTime) -> Result<String, SubscriptionError> {
+    let t = OffsetDateTime::from(t);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+    );
+    t.format(&format)
+        .map_err(|_| SubscriptionError::TimeOutOfRange)
+}
+
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn check_path_id(what: &'static str, id: &str) -> Result<(), SubscriptionError> {
+    let bad = id.is_empty()
+        || id
+            .chars()
+            .any(|c| c.is_whitespace() || "/?#&'\"\\".contains(c));
+    if bad {
+        return Err(SubscriptionError::BadId {
+            what,
+            id: id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn subscription_url(id: &str, suffix: &str) -> Result<String, SubscriptionError> {
+    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || "/?#".contains(c)) {
+        return Err(SubscriptionError::BadSubscriptionId(id.to_string()));
+    }
+    Ok(format!("{GRAPH}/v1.0/subscriptions/{id}{suffix}"))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode_query_value(v: &str) -> Cow<'_, str> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    if v.bytes().all(unreserved) {
+        return Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if unreserved(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn check_delivery_url(field: &'static str, raw: &str) -> Result<(), SubscriptionError> {
+    let bad = |reason| Err(SubscriptionError::BadUrl { field, reason });
+    if let Some(rest) = strip_prefix_ignore_case(raw, "EventHub:") {
+        let Ok(url) = url::Url::parse(rest) else {
+            return bad("the EventHub: form needs an https URL after the prefix");
+        };
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return bad("the EventHub: form needs an https URL after the prefix");
+        }
+        if !url
+            .query_pairs()
+            .any(|(k, v)| k == "tenantId" && !v.is_empty())
+        {
+            return bad("the EventHub: form needs a tenantId query parameter");
+        }
+        return Ok(());
+    }
+    if let Some(rest) = strip_prefix_ignore_case(raw, "EventGrid:") {
+        let query = rest.strip_prefix('?').unwrap_or(rest);
+        let keys: Vec<String> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
+        for needed in [
+            "azuresubscriptionid",
+            "resourcegroup",
+            "partnertopic",
+            "location",
+        ] {
+            if !keys.iter().any(|k| k == needed) {
+                return bad("the EventGrid: form needs azuresubscriptionid, resourcegroup, partnertopic and location");
+            }
+        }
+        return Ok(());
+    }
+    let Ok(url) = url::Url::parse(raw) else {
+        return bad("not a URL");
+    };
+    if url.scheme() != "https" {
+        return bad("Graph delivers only to https URLs");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return bad("the URL has no host");
+    }
+    if url.fragment().is_some() {
+        return bad("the URL must not have a fragment");
+    }
+    Ok(())
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    (s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+    .then(|| &s[prefix.len()..])
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RenewBody<'a> {
+    expiration_date_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_certificate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_certificate_id: Option<&'a str>,
+}
+
+/// `PATCH /subscriptions/{id}` with only `expirationDateTime`: extends a subscription to
+/// `lifetime` after `now` (at most 4,320 minutes; past one hour the subscription must have been
+/// created with a `lifecycleNotificationUrl`).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use graph_chat_notifications::subscription::renew;
+/// let now = UNIX_EPOCH + Duration::from_secs(1_568_887_200); // 2019-09-19T10:00:00Z
+/// let request = renew("7f105c7d-2dc5-4530-97cd-4e7ae6534c07", now, Duration::from_secs(3600))?;
+/// assert_eq!(request.method.as_str(), "PATCH");
+/// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/subscriptions/7f105c7d-2dc5-4530-97cd-4e7ae6534c07");
+/// assert_eq!(request.body_text(), r#"{"expirationDateTime":"2019-09-19T11:00:00.0000000Z"}"#);
+/// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+/// ```
+pub fn renew(
+    subscription_id: &str,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<HttpRequest, SubscriptionError> {
+    renew_body(subscription_id, now, lifetime, None)
+}
+
+/// [`renew`] that also rotates the encryption certificate: the PATCH carries the new
+/// `encryptionCertificate` and `encryptionCertificateId`. Keep the old key until no notification
+/// names the old id.
+pub fn renew_with_certificate(
+    subscription_id: &str,
+    now: SystemTime,
+    lifetime: Duration,
+    certificate_der: &[u8],
+    certificate_id: &str,
+) -> Result<HttpRequest, SubscriptionError> {
+    renew_body(
+        subscription_id,
+        now,
+        lifetime,
+        Some((certificate_der, certificate_id)),
+    )
+}
+
+fn renew_body(
+    subscription_id: &str,
+    now: SystemTime,
+    lifetime: Duration,
+    certificate: Option<(&[u8], &str)>,
+) -> Result<HttpRequest, SubscriptionError> {
+    let url = subscription_url(subscription_id, "")?;
+    let expires = now
+        .checked_add(lifetime)
+        .ok_or(SubscriptionError::TimeOutOfRange)?;
+    check_lifetime(now, expires)?;
+    let (encryption_certificate, encryption_certificate_id) = match certificate {
+        None => (None, None),
+        Some((der, id)) => {
+            let (c, i) = certificate_fields(der, id)?;
+            (Some(c), Some(i))
+        }
+    };
+    let body = RenewBody {
+        expiration_date_time: format_time(expires)?,
+        encryption_certificate,
+        encryption_certificate_id,
+    };
+    Ok(HttpRequest::json(Method::Patch, url, &body))
+}
+
+/// `POST /subscriptions/{id}/reauthorize`, no body: the answer to a `reauthorizationRequired`
+/// lifecycle notification.
+pub fn reauthorize(subscription_id: &str) -> Result<HttpRequest, SubscriptionError> {
+    Ok(HttpRequest::empty(
+        Method::Post,
+        subscription_url(subscription_id, "/reauthorize")?,
+    ))
+}
+
+/// `DELETE /subscriptions/{id}`.
+pub fn delete(subscription_id: &str) -> Result<HttpRequest, SubscriptionError> {
+    Ok(HttpRequest::empty(
+        Method::Delete,
+        subscription_url(subscription_id, "")?,
+    ))
+}
+
+/// When to renew a subscription: half-way through its lifetime, and never later than `margin`
+/// before it expires. A 60-minute subscription renews after 30 minutes, as the Teams guidance
+/// advises; a 3-day one renews after 36 hours.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use graph_chat_notifications::subscription::renew_at;
+/// let issued = UNIX_EPOCH + Duration::from_secs(1_000_000);
+/// let hour = Duration::from_secs(3600);
+/// assert_eq!(renew_at(issued, issued + hour, Duration::from_secs(300)), issued + hour / 2);
+/// assert_eq!(renew_at(issued, issued + Duration::from_secs(600), Duration::from_secs(500)), issued + Duration::from_secs(100));
+/// ```
+pub fn renew_at(issued_at: SystemTime, expires_at: SystemTime, margin: Duration) -> SystemTime {
+    let lifetime = expires_at.duration_since(issued_at).unwrap_or_default();
+    let half_way = issued_at + lifetime / 2;
+    let before_margin = expires_at
+        .checked_sub(margin)
+        .unwrap_or(issued_at)
+        .max(issued_at);
+    half_way.min(before_margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_have_seven_fractional_digits() {
+        let t = std::time::UNIX_EPOCH + Duration::new(1_568_890_800, 123_456_789);
+        assert_eq!(format_time(t).unwrap(), "2019-09-19T11:00:00.1234567Z");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("Hello"), "Hello");
+        assert_eq!(encode_query_value("a b&c#d%é"), "a%20b%26c%23d%25%C3%A9");
+    }
+
+    #[test]
+    fn guids() {
+        assert!(is_guid("9a6eb4d1-826b-48b1-9627-b50836c8fee9"));
+        assert!(!is_guid("9a6eb4d1-826b-48b1-9627-b50836c8fee"));
+        assert!(!is_guid(
+            "9a6eb4d1-826b-48b1-9627-b50836c8fee9') or true or ('"
+        ));
+    }
+}
