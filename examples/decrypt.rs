@@ -26,6 +26,7 @@ const USAGE: &str = "usage: decrypt [--key CERT_ID=KEY_FILE]... [--client-state 
 [--jwks FILE --app-id ID... --tenant-id ID...] [--typed] [FILE|-]";
 
 struct Args {
+    typed: bool,
     keys: Vec<(String, String)>,
     client_states: Vec<String>,
     jwks: Option<String>,
@@ -36,6 +37,7 @@ struct Args {
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
+        typed: false,
         keys: Vec::new(),
         client_states: Vec::new(),
         jwks: None,
@@ -86,9 +88,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             ("--app-id", Some(v)) => args.app_ids.push(v),
             ("--tenant-id", Some(v)) => args.tenant_ids.push(v),
-            ("--typed", _) => {
-                return Err("--typed: typed models are not available in this version".into())
-            }
+            ("--typed", _) => args.typed = true,
             ("--help", _) => return Err(String::new()),
             _ => return Err(format!("unknown option {name}")),
         }
@@ -234,18 +234,21 @@ fn run() -> Result<bool, Stop> {
     let mut buf = DecryptBuffer::new();
     let mut all_ok = true;
     for index in 0..batch.len() {
-        let opened = batch.open(index, &mut buf).map(|opened| {
-            let (n, payload) = (opened.notification, opened.payload);
-            let compacted;
-            let content = match &payload {
-                Payload::Resource(json) => {
-                    compacted = compact_json(json);
-                    // Valid JSON by construction: the receiver checked it.
-                    Some(serde_json::from_str::<&RawValue>(&compacted).expect("checked JSON"))
-                }
+        let opened = batch.open(index, &mut buf).and_then(|opened| {
+            // With --typed, the content is the typed model serialized again; without, as sent.
+            let text: Option<String> = match (&opened.payload, args.typed) {
+                (Payload::Resource(_), true) => opened
+                    .decode()?
+                    .map(|r| serde_json::to_string(&r).expect("models serialize")),
+                (Payload::Resource(json), false) => Some(compact_json(json).into_owned()),
                 _ => None,
             };
-            serde_json::to_string(&Line::opened(n, &payload, content)).expect("serializable")
+            // Valid JSON by construction: the receiver checked it.
+            let content = text
+                .as_deref()
+                .map(|t| serde_json::from_str::<&RawValue>(t).expect("checked JSON"));
+            let line = Line::opened(opened.notification, &opened.payload, content);
+            Ok(serde_json::to_string(&line).expect("serializable"))
         });
         let line = match opened {
             Ok(line) => line,

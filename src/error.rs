@@ -206,6 +206,15 @@ pub enum ItemErrorKind {
     /// The decrypted resource is not UTF-8.
     #[error("the decrypted resource is not UTF-8")]
     PlaintextNotUtf8,
+    /// The decrypted resource is JSON but does not fit its model: a property of the wrong type,
+    /// or a time that is not a time.
+    #[error("the decrypted resource does not fit its model: {path}: {reason}")]
+    Model {
+        /// The property's JSON path inside the resource (`from.user.displayName`).
+        path: String,
+        /// What was wrong, without the offending value.
+        reason: String,
+    },
     /// The decrypted resource is not JSON.
     #[error("the decrypted resource is not JSON (line {line}, column {column})")]
     PlaintextNotJson {

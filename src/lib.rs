@@ -67,6 +67,7 @@
 pub mod crypto;
 pub mod error;
 mod json;
+pub mod model;
 pub mod subscription;
 pub mod tokens;
 pub mod webhook;

@@ -515,3 +515,16 @@ fn without_keys_every_encrypted_item_fails_by_name() {
     let e = open_all(&r, &body)[0].clone().unwrap_err();
     assert_eq!(e.field(), "encryptedContent.encryptionCertificateId");
 }
+
+#[test]
+fn debug_of_a_decrypted_payload_hides_the_plaintext() {
+    let r = default_receiver();
+    let body = serde_json::to_vec(&json!({"value": [good_item()]})).unwrap();
+    let batch = r.receive(&body, std::time::SystemTime::now()).unwrap();
+    let mut buf = DecryptBuffer::new();
+    let opened = batch.open(0, &mut buf).unwrap();
+    let text = format!("{opened:?} {:?}", opened.payload);
+    assert!(!text.contains("hello"), "{text}");
+    let text = format!("{buf:?}");
+    assert!(!text.contains("hello"), "{text}");
+}

@@ -136,7 +136,6 @@ fn refusals_exit_two_with_a_message() {
             vec!["--jwks", "jwks.json", "--app-id", "a", "--tenant-id", "t"],
             &b"{\"value\":[]}"[..],
         ),
-        (vec!["--typed"], &b"{\"value\":[]}"[..]),
     ] {
         let (code, lines, stderr) = run(&args, Some(stdin));
         assert_eq!(code, 2, "{args:?}");
@@ -218,4 +217,31 @@ fn jwks_turns_token_validation_on() {
         assert_eq!(code, 2, "{bad_args:?}");
         assert!(!stderr.is_empty());
     }
+}
+
+#[test]
+fn typed_content_is_the_model_serialized_again() {
+    use common::seal::{notification, Seal};
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    let batch = path("batches/rsa2048.json");
+    let (code, lines, _) = run(&["--typed", "--key", &key, &batch], None);
+    assert_eq!(code, 0);
+    for (line, (name, _)) in lines.iter().zip(manifest("rsa2048.json")) {
+        let want: Value = serde_json::from_str(&plaintext(&name)).unwrap();
+        assert_eq!(line["content"], want, "{name}");
+    }
+    // A resource that does not fit its model fails that notification only, naming the property.
+    let seal = Seal::new(&read("keys/rsa2048/cert.der"), "graphsim-rsa2048");
+    let good = notification(seal.encrypt(br#"{"id":"1","body":{"content":"fine"}}"#));
+    let bad = notification(seal.encrypt(br#"{"id":"2","from":{"user":{"displayName":42}}}"#));
+    let body = serde_json::to_vec(&serde_json::json!({"value": [good, bad]})).unwrap();
+    let (code, lines, _) = run(&["--typed", "--key", &key], Some(&body));
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["ok"], true);
+    let error = lines[1]["error"].as_str().unwrap();
+    assert!(error.contains("from.user.displayName"), "{error}");
+    assert!(error.starts_with("notification 1"), "{error}");
+    // Without --typed the same body decrypts: the content is passed on as sent.
+    let (code, _, _) = run(&["--key", &key], Some(&body));
+    assert_eq!(code, 0);
 }

@@ -205,8 +205,9 @@ impl fmt::Debug for Batch<'_, '_> {
     }
 }
 
-/// What one notification delivered, once verified.
-#[derive(Debug, Clone)]
+/// What one notification delivered, once verified. `Debug` shows the size of a decrypted
+/// resource, never its content.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Payload<'c> {
     /// The decrypted resource (a `chat` or `chatMessage`), as UTF-8 JSON exactly as Graph sent it.
@@ -216,6 +217,16 @@ pub enum Payload<'c> {
     ResourceData(Option<Cow<'c, RawValue>>),
     /// A lifecycle notification.
     Lifecycle(LifecycleEvent<'c>),
+}
+
+impl fmt::Debug for Payload<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resource(json) => write!(f, "Resource([{} bytes])", json.len()),
+            Self::ResourceData(r) => f.debug_tuple("ResourceData").field(r).finish(),
+            Self::Lifecycle(e) => f.debug_tuple("Lifecycle").field(e).finish(),
+        }
+    }
 }
 
 impl Payload<'_> {
@@ -237,6 +248,30 @@ pub struct Opened<'c, 'a> {
     pub notification: &'c ChangeNotification<'a>,
     /// What it delivered.
     pub payload: Payload<'c>,
+}
+
+impl<'c> Opened<'c, '_> {
+    /// The typed resource of a notification with resource data (`None` for other payloads).
+    /// Which model applies comes from the notification's `resourceData` `@odata.type` or its
+    /// `resource` path, else from the document. A resource that does not fit its model fails
+    /// this notification with [`ItemErrorKind::Model`], naming the property.
+    pub fn decode(&self) -> Result<Option<crate::model::Resource<'_>>, ItemError> {
+        let Payload::Resource(json) = &self.payload else {
+            return Ok(None);
+        };
+        crate::model::decode(json, crate::model::kind_of(self.notification))
+            .map(Some)
+            .map_err(|e| {
+                ItemError::new(
+                    self.notification.index,
+                    "encryptedContent.data",
+                    ItemErrorKind::Model {
+                        path: e.path().to_string(),
+                        reason: e.reason().to_string(),
+                    },
+                )
+            })
+    }
 }
 
 impl Receiver {

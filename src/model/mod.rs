@@ -1,0 +1,719 @@
+//! Typed `chat` and `chatMessage` resources: borrowed from the decrypted buffer, lossless, and
+//! strict where it matters.
+//!
+//! * **Borrowed**: strings borrow from the JSON they were read from unless an escape forces a
+//!   copy; [`IntoOwned::into_owned`] makes a `'static` copy for queues and caches.
+//! * **Lossless**: every property is a [`Prop`], which tells an absent property (in a
+//!   user-specific chat notification, "unchanged") from `null` and from a value; properties this
+//!   version does not model are kept in `other`; enum values it does not know are kept as
+//!   `Other`. Serializing a model gives back the JSON it was read from (as a JSON value: key order
+//!   may differ).
+//! * **Strict**: a property of the wrong JSON type, or a time that is not a time, fails with a
+//!   [`ModelError`] naming the property's path (`from.user.displayName`).
+//!
+//! ```
+//! use graph_chat_notifications::model::{decode, Kind, Resource};
+//! let json = r#"{"id":"1616990032035","messageType":"message","createdDateTime":"2021-03-29T03:53:52.035Z",
+//!   "lastEditedDateTime":null,"body":{"contentType":"html","content":"<p>Hi</p>"},"newProperty":[1]}"#;
+//! let Resource::ChatMessage(m) = decode(json, Some(Kind::ChatMessage))? else { unreachable!() };
+//! assert_eq!(m.id.as_deref(), Some("1616990032035"));
+//! assert!(m.last_edited_date_time.is_null());      // null, not absent
+//! assert!(m.deleted_date_time.is_absent());        // absent, not null
+//! let back: serde_json::Value = serde_json::to_value(&m).unwrap();
+//! assert_eq!(back, serde_json::from_str::<serde_json::Value>(json).unwrap());
+//!
+//! let err = decode(r#"{"id":"1","createdDateTime":"yesterday"}"#, Some(Kind::ChatMessage)).unwrap_err();
+//! assert_eq!(err.path(), "createdDateTime");
+//! # Ok::<(), graph_chat_notifications::model::ModelError>(())
+//! ```
+
+mod chat;
+mod message;
+mod path;
+mod timeline;
+
+pub use chat::{
+    Chat, ChatType, ChatViewpoint, ConversationMember, LastMessagePreview, OnlineMeetingInfo,
+};
+pub use message::{
+    Attachment, BodyType, ChannelIdentity, ChatMessage, DlpAction, EventDetail, EventFields,
+    Identity, IdentitySet, Importance, ItemBody, Mention, MessageHistoryItem, MessageType,
+    PolicyTip, PolicyViolation, Reaction, RedactedText,
+};
+pub use path::{ResourcePath, ResourcePathError};
+pub use timeline::{
+    chat_is_visible, metered_cost_usd, ChatTimeline, Entry, METERED_PRICE_MICRO_USD,
+};
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+/// Converts a borrowed model into one that owns its data (`'static`).
+pub trait IntoOwned {
+    /// The owned type.
+    type Owned;
+    /// Copies whatever is borrowed.
+    fn into_owned(self) -> Self::Owned;
+}
+
+macro_rules! owned_as_is {
+    ($($t:ty),*) => {
+        $(impl IntoOwned for $t {
+            type Owned = $t;
+            fn into_owned(self) -> $t {
+                self
+            }
+        })*
+    };
+}
+owned_as_is!(bool, i64, u64, f64, serde_json::Map<String, serde_json::Value>, serde_json::Value);
+
+impl<T: IntoOwned> IntoOwned for Vec<T> {
+    type Owned = Vec<T::Owned>;
+    fn into_owned(self) -> Self::Owned {
+        self.into_iter().map(IntoOwned::into_owned).collect()
+    }
+}
+
+impl<T: IntoOwned> IntoOwned for Box<T> {
+    type Owned = Box<T::Owned>;
+    fn into_owned(self) -> Self::Owned {
+        Box::new((*self).into_owned())
+    }
+}
+
+/// A string, borrowed from the JSON it was read from unless it held escapes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Text<'static> {
+    fn from(s: String) -> Self {
+        Text(Cow::Owned(s))
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl IntoOwned for Text<'_> {
+    type Owned = Text<'static>;
+    fn into_owned(self) -> Text<'static> {
+        Text(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// A property of a Graph resource: absent, `null`, or a value. The three are different things:
+/// in a user-specific chat notification an absent property means "unchanged", and a message
+/// whose `deletedDateTime` is `null` is one that is not deleted.
+#[derive(Clone, PartialEq, Default)]
+pub enum Prop<T> {
+    /// Not in the JSON.
+    #[default]
+    Absent,
+    /// `null` in the JSON.
+    Null,
+    /// A value.
+    Value(T),
+}
+
+impl<T: fmt::Debug> fmt::Debug for Prop<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Absent => f.write_str("Absent"),
+            Self::Null => f.write_str("Null"),
+            Self::Value(v) => v.fmt(f),
+        }
+    }
+}
+
+impl<T> Prop<T> {
+    /// Whether the property is not in the JSON.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+    /// Whether the property is `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Null)
+    }
+    /// The value, if there is one.
+    pub fn get(&self) -> Option<&T> {
+        match self {
+            Self::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// The value, if there is one, by value.
+    pub fn into_option(self) -> Option<T> {
+        match self {
+            Self::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Deref> Prop<T> {
+    /// The value, dereferenced (`Prop<Text>` to `Option<&str>`).
+    pub fn as_deref(&self) -> Option<&T::Target> {
+        self.get().map(Deref::deref)
+    }
+}
+
+impl<T: IntoOwned> IntoOwned for Prop<T> {
+    type Owned = Prop<T::Owned>;
+    fn into_owned(self) -> Prop<T::Owned> {
+        match self {
+            Self::Absent => Prop::Absent,
+            Self::Null => Prop::Null,
+            Self::Value(v) => Prop::Value(v.into_owned()),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Prop<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(v) => v.serialize(s),
+            _ => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Prop<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            None => Self::Null,
+            Some(v) => Self::Value(v),
+        })
+    }
+}
+
+/// A JSON subtree the models do not interpret (navigation arrays such as `messages` or
+/// `installedApps`), kept as it was sent.
+#[derive(Clone)]
+pub enum Json<'a> {
+    /// Borrowed from the input.
+    Borrowed(&'a RawValue),
+    /// Owned.
+    Owned(Box<RawValue>),
+}
+
+impl Json<'_> {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        match self {
+            Self::Borrowed(r) => r.get(),
+            Self::Owned(r) => r.get(),
+        }
+    }
+}
+
+impl PartialEq for Json<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for Json<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Json({} bytes)", self.get().len())
+    }
+}
+
+impl IntoOwned for Json<'_> {
+    type Owned = Json<'static>;
+    fn into_owned(self) -> Json<'static> {
+        match self {
+            Self::Borrowed(r) => Json::Owned(r.to_owned()),
+            Self::Owned(r) => Json::Owned(r),
+        }
+    }
+}
+
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Borrowed(r) => r.serialize(s),
+            Self::Owned(r) => r.serialize(s),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(Json::Borrowed)
+    }
+}
+
+/// A Graph timestamp: kept as sent (for lossless output) and parsed. Accepts 0 to 9 fractional
+/// digits, `Z` or an offset (`+05:30`), no offset (read as UTC), and year 1.
+#[derive(Clone)]
+pub struct DateTime<'a> {
+    raw: Text<'a>,
+    at: OffsetDateTime,
+}
+
+impl DateTime<'_> {
+    /// The time.
+    pub fn at(&self) -> OffsetDateTime {
+        self.at
+    }
+    /// The text as sent.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl PartialEq for DateTime<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl fmt::Debug for DateTime<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.raw, f)
+    }
+}
+
+impl IntoOwned for DateTime<'_> {
+    type Owned = DateTime<'static>;
+    fn into_owned(self) -> DateTime<'static> {
+        DateTime {
+            raw: self.raw.into_owned(),
+            at: self.at,
+        }
+    }
+}
+
+/// Parses a Graph timestamp.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    // Lower-case `t`/`z` and a missing offset occur in the wild; read the latter as UTC.
+    let upper = s.to_ascii_uppercase();
+    if let Ok(t) = OffsetDateTime::parse(&upper, &Rfc3339) {
+        return Some(t);
+    }
+    let has_offset = upper.ends_with('Z')
+        || upper
+            .get(upper.len().saturating_sub(6)..)
+            .is_some_and(|t| t.starts_with(['+', '-']) && t.as_bytes().get(3) == Some(&b':'));
+    if has_offset {
+        return None;
+    }
+    OffsetDateTime::parse(&format!("{upper}Z"), &Rfc3339).ok()
+}
+
+impl Serialize for DateTime<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.raw)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for DateTime<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Text::deserialize(d)?;
+        let at =
+            parse_time(&raw).ok_or_else(|| de::Error::custom("expected an ISO 8601 date-time"))?;
+        Ok(DateTime { raw, at })
+    }
+}
+
+/// Declares a string enum whose unknown values are kept as `Other`.
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name<'a> {
+            $($(#[$vm])* $variant,)*
+            /// A value this version of the crate does not know, kept as sent.
+            Other($crate::model::Text<'a>),
+        }
+
+        impl<'a> $name<'a> {
+            /// The value as Graph writes it.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $text,)*
+                    Self::Other(t) => t,
+                }
+            }
+
+            fn from_text(t: $crate::model::Text<'a>) -> Self {
+                $(if t.eq_ignore_ascii_case($text) { return Self::$variant; })*
+                Self::Other(t)
+            }
+        }
+
+        impl $crate::model::IntoOwned for $name<'_> {
+            type Owned = $name<'static>;
+            fn into_owned(self) -> $name<'static> {
+                match self {
+                    $(Self::$variant => $name::$variant,)*
+                    Self::Other(t) => $name::Other($crate::model::IntoOwned::into_owned(t)),
+                }
+            }
+        }
+
+        impl serde::Serialize for $name<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::model::Text::deserialize(d).map(Self::from_text)
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+/// Declares a model struct: every field a [`Prop`], unknown properties kept in `other`, and its
+/// [`IntoOwned`] conversion.
+macro_rules! model {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
+        #[non_exhaustive]
+        pub struct $name<'a> {
+            $(
+                $(#[$fm])*
+                #[serde(default, skip_serializing_if = "crate::model::Prop::is_absent")]
+                pub $field: crate::model::Prop<$ty>,
+            )*
+            /// Properties this version of the crate does not model, kept as sent.
+            #[serde(flatten)]
+            pub other: serde_json::Map<String, serde_json::Value>,
+            #[serde(skip)]
+            _borrow: std::marker::PhantomData<&'a ()>,
+        }
+
+        impl $crate::model::IntoOwned for $name<'_> {
+            type Owned = $name<'static>;
+            fn into_owned(self) -> $name<'static> {
+                $name {
+                    $($field: $crate::model::IntoOwned::into_owned(self.$field),)*
+                    other: self.other,
+                    _borrow: std::marker::PhantomData,
+                }
+            }
+        }
+    };
+}
+pub(crate) use model;
+
+/// Why a resource could not be read as its model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", if path.is_empty() { "the resource" } else { path.as_str() })]
+pub struct ModelError {
+    path: String,
+    reason: String,
+}
+
+impl ModelError {
+    /// The JSON path of the property that failed (`from.user.displayName`,
+    /// `mentions[0].mentioned`); empty for the resource as a whole.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// What was wrong, without the offending value.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    fn from_json(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde's messages may quote the offending value (plaintext); keep only what was expected.
+        let reason = match message.split_once(", expected ") {
+            Some((_, expected)) => {
+                let expected = expected.split(" at line ").next().unwrap_or(expected);
+                format!("expected {expected}")
+            }
+            None if message.starts_with("expected an ISO 8601") => {
+                "expected an ISO 8601 date-time".into()
+            }
+            None => match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "not valid JSON".into()
+                }
+                _ => message
+                    .split(" at line ")
+                    .next()
+                    .filter(|m| !m.contains('"'))
+                    .unwrap_or("invalid value")
+                    .to_string(),
+            },
+        };
+        Self { path, reason }
+    }
+}
+
+/// Which resource a JSON document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `#microsoft.graph.chat`
+    Chat,
+    /// `#microsoft.graph.chatMessage`
+    ChatMessage,
+}
+
+impl Kind {
+    /// From an `@odata.type` (any letter case, with or without `#`).
+    pub fn from_odata_type(t: &str) -> Option<Self> {
+        let t = t.trim_start_matches('#');
+        if t.eq_ignore_ascii_case("microsoft.graph.chat") {
+            Some(Self::Chat)
+        } else if t.eq_ignore_ascii_case("microsoft.graph.chatMessage") {
+            Some(Self::ChatMessage)
+        } else {
+            None
+        }
+    }
+}
+
+/// A decoded resource.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Resource<'a> {
+    /// A chat.
+    Chat(Box<Chat<'a>>),
+    /// A chat or channel message.
+    ChatMessage(Box<ChatMessage<'a>>),
+}
+
+impl IntoOwned for Resource<'_> {
+    type Owned = Resource<'static>;
+    fn into_owned(self) -> Resource<'static> {
+        match self {
+            Self::Chat(c) => Resource::Chat(c.into_owned()),
+            Self::ChatMessage(m) => Resource::ChatMessage(m.into_owned()),
+        }
+    }
+}
+
+impl Serialize for Resource<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Chat(c) => c.serialize(s),
+            Self::ChatMessage(m) => m.serialize(s),
+        }
+    }
+}
+
+fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(ModelError::from_json)?;
+    de.end().map_err(|_| ModelError {
+        path: String::new(),
+        reason: "trailing characters after the resource".into(),
+    })?;
+    Ok(value)
+}
+
+/// Decodes a resource. `kind` comes from the notification (`resourceData`'s `@odata.type`, or
+/// the `resource` path: see [`kind_of`]); without it, the document's own `@odata.type` decides,
+/// then its shape (`chatType`, `viewpoint`, `members` or a `19:` id make a chat).
+pub fn decode(json: &str, kind: Option<Kind>) -> Result<Resource<'_>, ModelError> {
+    let kind = match kind {
+        Some(k) => k,
+        None => {
+            #[derive(Deserialize)]
+            struct Peek<'a> {
+                #[serde(rename = "@odata.type", borrow)]
+                odata_type: Option<Text<'a>>,
+                #[serde(borrow)]
+                id: Option<&'a RawValue>,
+                #[serde(rename = "chatType", borrow)]
+                chat_type: Option<&'a RawValue>,
+                #[serde(borrow)]
+                viewpoint: Option<&'a RawValue>,
+                #[serde(borrow)]
+                members: Option<&'a RawValue>,
+            }
+            let peek: Peek<'_> = read(json)?;
+            // Chat ids look like `19:...@thread.v2`; message ids are numbers.
+            let chat_id = peek.id.is_some_and(|id| id.get().starts_with("\"19:"));
+            let chat_shaped = peek.chat_type.is_some()
+                || peek.viewpoint.is_some()
+                || peek.members.is_some()
+                || chat_id;
+            peek.odata_type
+                .as_deref()
+                .and_then(Kind::from_odata_type)
+                .unwrap_or(if chat_shaped {
+                    Kind::Chat
+                } else {
+                    Kind::ChatMessage
+                })
+        }
+    };
+    Ok(match kind {
+        Kind::Chat => Resource::Chat(Box::new(read(json)?)),
+        Kind::ChatMessage => Resource::ChatMessage(Box::new(read(json)?)),
+    })
+}
+
+/// The kind of resource a notification carries, from its `resourceData` `@odata.type` or, failing
+/// that, its `resource` path.
+pub fn kind_of(notification: &crate::webhook::ChangeNotification<'_>) -> Option<Kind> {
+    #[derive(Deserialize)]
+    struct Data<'a> {
+        #[serde(rename = "@odata.type", borrow)]
+        odata_type: Option<Text<'a>>,
+    }
+    let from_data = notification
+        .resource_data
+        .and_then(|r| serde_json::from_str::<Data<'_>>(r.get()).ok())
+        .and_then(|d| d.odata_type.as_deref().and_then(Kind::from_odata_type));
+    from_data.or_else(|| {
+        notification
+            .resource
+            .as_deref()
+            .and_then(|r| ResourcePath::parse(r).ok())
+            .map(|p| p.kind())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_graph_sends() {
+        for ok in [
+            "2021-06-03T14:25:04+05:30",
+            "2023-01-10T11:03:37.0068432-08:00",
+            "0001-01-01T00:00:00Z",
+            "2021-03-29T03:53:52.035Z",
+            "2021-03-29T03:53:52Z",
+            "2021-03-29T03:53:52.1234567",
+            "2021-03-29t03:53:52z",
+        ] {
+            assert!(parse_time(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "yesterday",
+            "2021-13-01T00:00:00Z",
+            "2021-03-29",
+            "2021-03-29T03:53:52+25:00",
+            "",
+        ] {
+            assert!(parse_time(bad).is_none(), "{bad}");
+        }
+        let a = parse_time("2021-06-03T14:25:04+05:30").unwrap();
+        let b = parse_time("2021-06-03T08:55:04Z").unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let e = decode(
+            r#"{"id": 5, "body": {"content": 7}}"#,
+            Some(Kind::ChatMessage),
+        )
+        .unwrap_err();
+        assert_eq!(e.path(), "id");
+        assert_eq!(e.reason(), "expected a string");
+        let e = decode(
+            r#"{"subject": "x", "importance": ["secret words"]}"#,
+            Some(Kind::ChatMessage),
+        )
+        .unwrap_err();
+        assert_eq!(e.path(), "importance");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let e = decode(
+            r#"{"createdDateTime": "secret words"}"#,
+            Some(Kind::ChatMessage),
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "createdDateTime: expected an ISO 8601 date-time"
+        );
+    }
+}

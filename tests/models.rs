@@ -1,0 +1,534 @@
+//! Typed models: every documented payload and many realistic variants round-trip losslessly,
+//! borrow from their input, convert to owned; mistyped fields fail by name; the timeline rules.
+
+mod common;
+
+use std::borrow::Cow;
+
+use common::*;
+use graph_chat_notifications::model::{
+    chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatTimeline, ChatType,
+    DlpAction, EventDetail, Importance, IntoOwned, Kind, MessageType, Resource, ResourcePath, Text,
+};
+use graph_chat_notifications::webhook::ChangeType;
+use serde_json::Value;
+
+fn all_documents() -> Vec<(String, String)> {
+    let mut docs = Vec::new();
+    for dir in ["plaintexts", "models"] {
+        let mut names: Vec<_> = std::fs::read_dir(fixture(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for path in names {
+            docs.push((
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            ));
+        }
+    }
+    docs.push((
+        "vector".into(),
+        String::from_utf8(read("vectors/dotnet-core-chatmessage/plaintext.json")).unwrap(),
+    ));
+    docs
+}
+
+#[test]
+fn every_payload_round_trips_borrowed_and_owned() {
+    let docs = all_documents();
+    assert!(docs.len() >= 30, "{}", docs.len());
+    for (name, json) in &docs {
+        let original: Value = serde_json::from_str(json).unwrap();
+        let decoded = decode(json, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let file = std::path::Path::new(name)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let expected_kind = if original.get("chatType").is_some() || file.starts_with("chat-") {
+            "chat"
+        } else {
+            "message"
+        };
+        match (&decoded, expected_kind) {
+            (Resource::Chat(_), "chat") | (Resource::ChatMessage(_), "message") => {}
+            other => panic!("{name}: decoded as {other:?}"),
+        }
+        assert_eq!(serde_json::to_value(&decoded).unwrap(), original, "{name}");
+        let owned: Resource<'static> = decoded.clone().into_owned();
+        assert_eq!(owned, decoded, "{name}");
+        assert_eq!(serde_json::to_value(&owned).unwrap(), original, "{name}");
+    }
+}
+
+#[test]
+fn strings_borrow_from_the_buffer_unless_escaped() {
+    let json = r#"{"id":"1","subject":"plain","summary":"esc\u00e9aped","body":{"contentType":"text","content":"x"}}"#;
+    let Resource::ChatMessage(m) = decode(json, Some(Kind::ChatMessage)).unwrap() else {
+        panic!()
+    };
+    assert!(matches!(
+        m.subject.get(),
+        Some(Text(Cow::Borrowed("plain")))
+    ));
+    assert!(matches!(m.summary.get(), Some(Text(Cow::Owned(s))) if s == "escéaped"));
+    let owned = m.into_owned();
+    assert!(matches!(owned.subject.get(), Some(Text(Cow::Owned(_)))));
+}
+
+#[test]
+fn typed_values_of_the_variants() {
+    let msg = |name: &str| -> ChatMessage<'static> {
+        serde_json::from_slice::<ChatMessage>(&read(&format!("models/{name}.json")))
+            .unwrap()
+            .into_owned()
+    };
+    let m = msg("mentions");
+    let mentions = m.mentions.get().unwrap();
+    assert_eq!(mentions.len(), 3);
+    assert_eq!(
+        mentions[1]
+            .mentioned
+            .get()
+            .unwrap()
+            .conversation
+            .get()
+            .unwrap()
+            .display_name
+            .as_deref(),
+        Some("General")
+    );
+    assert_eq!(
+        m.body.get().unwrap().content_type.get(),
+        Some(&BodyType::Html)
+    );
+    assert!(
+        !format!("{m:?}").contains("look</div>"),
+        "message content stays out of Debug"
+    );
+
+    let r = msg("reactions");
+    assert_eq!(
+        r.reactions.get().unwrap()[1].reaction_type.as_deref(),
+        Some("💯")
+    );
+    assert_eq!(
+        r.message_history.get().unwrap()[0].actions.as_deref(),
+        Some("reactionAdded")
+    );
+
+    let a = msg("attachments");
+    let kinds: Vec<&str> = a
+        .attachments
+        .get()
+        .unwrap()
+        .iter()
+        .map(|x| x.content_type.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "reference",
+            "application/vnd.microsoft.card.adaptive",
+            "messageReference",
+            "meetingReference"
+        ]
+    );
+    let card: Value =
+        serde_json::from_str(a.attachments.get().unwrap()[1].content.get().unwrap()).unwrap();
+    assert_eq!(card["type"], "AdaptiveCard");
+
+    assert_eq!(msg("dlp-block").dlp_action(), Some(&DlpAction::BlockAccess));
+    assert!(msg("dlp-block").dlp_action().unwrap().blocks());
+    assert!(!msg("dlp-notify").dlp_action().unwrap().blocks());
+    assert!(msg("dlp-flags").dlp_action().unwrap().blocks());
+
+    let reply = msg("channel-reply");
+    assert_eq!(reply.reply_to_id.as_deref(), Some("1616965872395"));
+    assert_eq!(
+        reply.channel_identity.get().unwrap().team_id.as_deref(),
+        Some("fbe2bf47-16c8-47cf-b4a5-4b9b187c508b")
+    );
+    assert!(reply.chat_id.is_null());
+
+    assert!(msg("deleted").is_deleted());
+    assert!(!msg("mentions").is_deleted());
+
+    let added = msg("system-members-added");
+    assert_eq!(
+        added.message_type.get(),
+        Some(&MessageType::SystemEventMessage)
+    );
+    match added.event_detail.get().unwrap() {
+        EventDetail::MembersAdded(f) => {
+            assert_eq!(f.members.get().unwrap().len(), 1);
+            assert_eq!(
+                f.visible_history_start_date_time.get().unwrap().at().year(),
+                1
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        msg("system-members-deleted").event_detail.get(),
+        Some(EventDetail::MembersDeleted(_))
+    ));
+    match msg("system-chat-renamed").event_detail.get().unwrap() {
+        EventDetail::ChatRenamed(f) => {
+            assert_eq!(f.chat_display_name.as_deref(), Some("Q2 launch 🚀"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match msg("system-call-ended").event_detail.get().unwrap() {
+        EventDetail::CallEnded(f) => assert_eq!(f.call_duration.as_deref(), Some("PT1M13S")),
+        other => panic!("{other:?}"),
+    }
+    match msg("system-unknown-event").event_detail.get().unwrap() {
+        EventDetail::Other(f) => assert_eq!(f.other["teamsAppDisplayName"], "Contoso"),
+        other => panic!("{other:?}"),
+    }
+
+    let u = msg("unknown-fields-and-enums");
+    assert_eq!(
+        u.message_type.get(),
+        Some(&MessageType::Other("brandNewKind".to_string().into()))
+    );
+    assert_eq!(u.importance.get().map(Importance::as_str), Some("critical"));
+    assert_eq!(
+        u.body
+            .get()
+            .unwrap()
+            .content_type
+            .get()
+            .map(BodyType::as_str),
+        Some("markdown")
+    );
+    assert!(u.other.contains_key("newTopLevel"));
+    assert!(u.from.get().unwrap().other.contains_key("bot"));
+
+    let e = msg("escapes-and-non-bmp");
+    assert!(e
+        .body
+        .get()
+        .unwrap()
+        .content
+        .get()
+        .unwrap()
+        .contains("math 𝔸"));
+    assert_eq!(e.subject.as_deref(), Some("Ünïcödé 𝄞"));
+}
+
+#[test]
+fn chats_meeting_user_specific_and_unknown() {
+    let chat = |name: &str| match decode(
+        std::str::from_utf8(&read(&format!("models/{name}.json"))).unwrap(),
+        Some(Kind::Chat),
+    )
+    .unwrap()
+    .into_owned()
+    {
+        Resource::Chat(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let m = chat("chat-meeting");
+    assert_eq!(m.chat_type.get(), Some(&ChatType::Meeting));
+    assert!(m
+        .online_meeting_info
+        .get()
+        .unwrap()
+        .join_web_url
+        .as_deref()
+        .unwrap()
+        .contains("meetup-join"));
+    assert_eq!(
+        m.members.get().unwrap()[1].roles.get().unwrap()[0].as_ref(),
+        "guest"
+    );
+    // A user-specific notification: only viewpoint (and id); the rest is absent, not null.
+    let u = chat("chat-user-specific-hidden");
+    assert!(u.topic.is_absent() && u.chat_type.is_absent() && u.members.is_absent());
+    let vp = u.viewpoint.get().unwrap();
+    assert_eq!(vp.is_hidden.get(), Some(&true));
+    let t = |s: &str| graph_chat_notifications::model::parse_time(s).unwrap();
+    assert!(
+        !chat_is_visible(vp, Some(t("2024-05-02T06:59:00Z"))),
+        "07:00Z is the last read (+02:00)"
+    );
+    assert!(chat_is_visible(vp, Some(t("2024-05-02T07:00:01Z"))));
+    assert!(!chat_is_visible(vp, None));
+    let x = chat("chat-unknown-type");
+    assert_eq!(x.chat_type.get().map(ChatType::as_str), Some("community"));
+    assert!(x.viewpoint.is_null());
+    assert!(
+        chat_is_visible(&Default::default(), None),
+        "not hidden: visible"
+    );
+}
+
+#[test]
+fn mistyped_fields_fail_by_name() {
+    let cases = [
+        (r#"{"id": 5}"#, Kind::ChatMessage, "id"),
+        (
+            r#"{"createdDateTime": "not a time"}"#,
+            Kind::ChatMessage,
+            "createdDateTime",
+        ),
+        (
+            r#"{"lastEditedDateTime": "2024-13-40T00:00:00Z"}"#,
+            Kind::ChatMessage,
+            "lastEditedDateTime",
+        ),
+        (
+            r#"{"body": {"content": ["x"]}}"#,
+            Kind::ChatMessage,
+            "body.content",
+        ),
+        (
+            r#"{"from": {"user": {"displayName": 3}}}"#,
+            Kind::ChatMessage,
+            "from.user.displayName",
+        ),
+        (
+            r#"{"mentions": [{"id": "zero"}]}"#,
+            Kind::ChatMessage,
+            "mentions[0].id",
+        ),
+        (r#"{"mentions": {}}"#, Kind::ChatMessage, "mentions"),
+        (
+            r#"{"reactions": [{"createdDateTime": 17}]}"#,
+            Kind::ChatMessage,
+            "reactions[0].createdDateTime",
+        ),
+        (r#"{"importance": true}"#, Kind::ChatMessage, "importance"),
+        (
+            r#"{"policyViolation": {"policyTip": {"matchedConditionDescriptions": [1]}}}"#,
+            Kind::ChatMessage,
+            "policyViolation.policyTip.matchedConditionDescriptions[0]",
+        ),
+        (
+            r##"{"eventDetail": {"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail", "members": [{"id": 1}]}}"##,
+            Kind::ChatMessage,
+            "eventDetail",
+        ),
+        (r#"{"eventDetail": "x"}"#, Kind::ChatMessage, "eventDetail"),
+        (
+            r#"{"isHiddenForAllMembers": "no"}"#,
+            Kind::Chat,
+            "isHiddenForAllMembers",
+        ),
+        (
+            r#"{"viewpoint": {"lastMessageReadDateTime": "soon"}}"#,
+            Kind::Chat,
+            "viewpoint.lastMessageReadDateTime",
+        ),
+        (
+            r#"{"members": [{"roles": "owner"}]}"#,
+            Kind::Chat,
+            "members[0].roles",
+        ),
+        (r#"{"chatType": 1}"#, Kind::Chat, "chatType"),
+    ];
+    for (json, kind, path) in cases {
+        let e = decode(json, Some(kind)).expect_err(json);
+        assert_eq!(e.path(), path, "{json}: {e}");
+        assert!(e.to_string().starts_with(path), "{e}");
+    }
+    let e = decode(r##"{"eventDetail": {"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail", "members": [{"id": 1}]}}"##, None).unwrap_err();
+    assert!(e.reason().contains("members[0].id"), "{e}");
+    assert!(decode("[1]", Some(Kind::Chat)).is_err());
+    assert!(decode(r#"{"id":"1"} trailing"#, None).is_err());
+}
+
+#[test]
+fn resource_paths_and_kinds() {
+    for (path, kind) in [
+        ("chats('19:a@thread.v2')", Kind::Chat),
+        ("chats('19:a@thread.v2')/messages('1')", Kind::ChatMessage),
+        (
+            "teams('t')/channels('19:c@thread.tacv2')/messages('1')",
+            Kind::ChatMessage,
+        ),
+        (
+            "teams('t')/channels('c')/messages('1')/replies('2')",
+            Kind::ChatMessage,
+        ),
+    ] {
+        assert_eq!(ResourcePath::parse(path).unwrap().kind(), kind, "{path}");
+    }
+    assert_eq!(
+        Kind::from_odata_type("#Microsoft.Graph.chatMessage"),
+        Some(Kind::ChatMessage)
+    );
+    assert_eq!(
+        Kind::from_odata_type("#microsoft.graph.chat"),
+        Some(Kind::Chat)
+    );
+    assert_eq!(Kind::from_odata_type("#microsoft.graph.team"), None);
+}
+
+#[test]
+fn metered_cost() {
+    assert_eq!(metered_cost_usd(300_000), 225.0);
+    assert_eq!(metered_cost_usd(0), 0.0);
+    assert_eq!(metered_cost_usd(1), 0.00075);
+}
+
+fn message(id: &str, created: u32, edited: Option<u32>, text: &str) -> ChatMessage<'static> {
+    let t = |m: u32| format!("2024-05-02T09:{:02}:{:02}Z", m / 60, m % 60);
+    let json = serde_json::json!({
+        "id": id, "createdDateTime": t(created),
+        "lastModifiedDateTime": t(edited.unwrap_or(created)),
+        "lastEditedDateTime": edited.map(t),
+        "body": {"contentType": "text", "content": text},
+    });
+    let text = json.to_string();
+    serde_json::from_str::<ChatMessage>(&text)
+        .unwrap()
+        .into_owned()
+}
+
+#[test]
+fn timeline_rules() {
+    let mut t = ChatTimeline::new();
+    let v1 = message("b", 10, None, "first");
+    let v2 = message("b", 10, Some(20), "edited");
+    let a = message("a", 5, None, "earlier");
+    assert!(t.apply(&ChangeType::Updated, "b", Some(&v2)));
+    assert!(
+        !t.apply(&ChangeType::Created, "b", Some(&v1)),
+        "older version arriving late changes nothing"
+    );
+    assert!(
+        !t.apply(&ChangeType::Updated, "b", Some(&v2)),
+        "duplicate changes nothing"
+    );
+    assert!(t.apply(&ChangeType::Created, "a", Some(&a)));
+    let texts: Vec<&str> = t
+        .messages()
+        .iter()
+        .map(|m| m.body.get().unwrap().content.get().unwrap().as_ref())
+        .collect();
+    assert_eq!(texts, ["earlier", "edited"], "ordered by createdDateTime");
+    assert!(
+        !t.apply(&ChangeType::Updated, "c", None),
+        "no data, no change"
+    );
+    assert!(t.apply(&ChangeType::Deleted, "a", None));
+    assert!(
+        !t.apply(&ChangeType::Created, "a", Some(&a)),
+        "a deletion without data is final"
+    );
+    assert_eq!(t.messages().len(), 1);
+    assert!(t.get("a").unwrap().deleted);
+    assert_eq!(
+        t.newest_created(),
+        Some(graph_chat_notifications::model::parse_time("2024-05-02T09:00:10Z").unwrap())
+    );
+    // DLP surfaced on entries.
+    let bytes = read("models/dlp-block.json");
+    let blocked: ChatMessage = serde_json::from_slice(&bytes).unwrap();
+    t.apply(&ChangeType::Updated, "1714641330123", Some(&blocked));
+    assert!(t.get("1714641330123").unwrap().dlp_blocked());
+}
+
+mod convergence {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct Event {
+        change: u8,
+        id: u8,
+        created: u32,
+        edited: Option<u32>,
+        text: u8,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            0u8..3,
+            0u8..4,
+            0u32..50,
+            proptest::option::of(0u32..60),
+            0u8..3,
+        )
+            .prop_map(|(change, id, created, edited, text)| Event {
+                change,
+                id,
+                created,
+                edited: edited.map(|e| e.max(created)),
+                text,
+            })
+    }
+
+    fn apply(t: &mut ChatTimeline, e: &Event) {
+        let id = format!("m{}", e.id);
+        let change = [
+            ChangeType::Created,
+            ChangeType::Updated,
+            ChangeType::Deleted,
+        ][e.change as usize]
+            .clone();
+        let msg = message(
+            &id,
+            e.created + e.id as u32 * 100,
+            e.edited.map(|x| x + e.id as u32 * 100),
+            &format!("t{}", e.text),
+        );
+        let with_data = !(e.change == 2 && e.text == 0);
+        t.apply(&change, &id, with_data.then_some(&msg));
+    }
+
+    fn view(t: &ChatTimeline) -> Vec<(String, bool, Option<String>)> {
+        let mut v: Vec<_> = ["m0", "m1", "m2", "m3"]
+            .iter()
+            .filter_map(|id| t.get(id))
+            .map(|e| {
+                (
+                    e.id.clone(),
+                    e.deleted,
+                    e.message
+                        .as_ref()
+                        .map(|m| serde_json::to_string(m).unwrap()),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, .. ProptestConfig::default() })]
+
+        #[test]
+        fn any_order_and_duplication_converges(
+            events in proptest::collection::vec(event(), 1..12),
+            order in any::<u64>(),
+            dups in proptest::collection::vec(0usize..100, 0..8),
+        ) {
+            let mut a = ChatTimeline::new();
+            for e in &events {
+                apply(&mut a, e);
+            }
+            // The same events, shuffled, with some delivered more than once.
+            let mut shuffled = events.clone();
+            for d in &dups {
+                shuffled.push(events[d % events.len()].clone());
+            }
+            let mut state = order;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let mut b = ChatTimeline::new();
+            for e in &shuffled {
+                apply(&mut b, e);
+            }
+            prop_assert_eq!(view(&a), view(&b));
+            let ids = |t: &ChatTimeline| t.messages().iter().map(|m| m.id.as_deref().unwrap().to_string()).collect::<Vec<_>>();
+            prop_assert_eq!(ids(&a), ids(&b));
+        }
+    }
+}
