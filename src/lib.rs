@@ -59,6 +59,7 @@
 //! # Features
 //! * `rust-crypto` (default): the pure-Rust [`crypto::RUST_CRYPTO`] provider.
 //! * `pkcs12`: load keys from `.pfx` files, legacy (3DES/RC2) and modern (PBES2/AES).
+//! * `testing`: [`testing::GraphSimulator`], Graph's side for your tests (test-only).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -69,6 +70,8 @@ pub mod error;
 mod json;
 pub mod model;
 pub mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tokens;
 pub mod webhook;
 

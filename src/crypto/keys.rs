@@ -198,6 +198,12 @@ impl PrivateKey {
         &self.pkcs8
     }
 
+    /// Modulus and public exponent, big-endian.
+    #[cfg(feature = "testing")]
+    pub(crate) fn public_numbers(&self) -> (&[u8], &[u8]) {
+        (&self.public.modulus, &self.public.exponent)
+    }
+
     /// The key as PKCS#1 `RSAPrivateKey` DER, for crypto providers. Secret.
     pub fn pkcs1_der(&self) -> &[u8] {
         &self.pkcs1
@@ -285,6 +291,12 @@ impl Certificate {
             },
             der: der.to_vec(),
         })
+    }
+
+    /// Modulus and public exponent, big-endian.
+    #[cfg(feature = "testing")]
+    pub(crate) fn public_numbers(&self) -> (&[u8], &[u8]) {
+        (&self.public.modulus, &self.public.exponent)
     }
 
     /// The certificate's DER bytes.

@@ -1,27 +1,29 @@
-//! The identity platform's side: validation tokens signed RS256 with the fixture signing key,
-//! with any header and claims, for negative tests.
+//! Validation tokens signed with the fixture signing key (whose JWKS is `tokens/jwks.json`),
+//! through the crate's simulator, with any header and claims for negative tests.
 #![allow(dead_code)]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine as _;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use graph_chat_notifications::crypto::PrivateKey;
+use graph_chat_notifications::testing::{claims_v1, claims_v2, GraphSimulator};
+use serde_json::Value;
 
 use super::read;
+
+#[allow(unused_imports)]
+pub use graph_chat_notifications::testing::signing_input;
 
 pub const NOW: u64 = 1_800_000_000;
 pub const APP: &str = "11111111-2222-3333-4444-555555555555";
 pub const TENANT: &str = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1";
 pub const GRAPH: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
-pub fn now() -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW)
+pub fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(NOW)
 }
 
 pub struct Minter {
-    key: RsaPrivateKey,
+    sim: GraphSimulator,
     pub kid: String,
 }
 
@@ -37,60 +39,44 @@ impl Minter {
     }
 
     fn from_dir(dir: &str) -> Self {
-        let pem = String::from_utf8(read(&format!("{dir}/signing.pem"))).unwrap();
+        let key = PrivateKey::from_bytes(&read(&format!("{dir}/signing.pem"))).unwrap();
+        let kid = String::from_utf8(read(&format!("{dir}/kid")))
+            .unwrap()
+            .trim()
+            .to_string();
         Self {
-            key: RsaPrivateKey::from_pkcs8_pem(&pem).unwrap(),
-            kid: String::from_utf8(read(&format!("{dir}/kid")))
-                .unwrap()
-                .trim()
-                .to_string(),
+            sim: GraphSimulator::with_signing_key(&key, kid.clone(), APP, TENANT),
+            kid,
         }
     }
 
     pub fn header(&self) -> Value {
-        json!({"typ": "JWT", "alg": "RS256", "kid": self.kid, "x5t": self.kid})
+        self.sim.header()
     }
 
-    /// Claims of a v1 token as the identity platform issues it.
+    /// Claims of a v1 token at [`NOW`].
     pub fn v1() -> Value {
-        Self::v1_at(NOW as i64)
+        claims_v1(APP, TENANT, now())
     }
 
     /// [`v1`](Self::v1) issued at `now` (seconds since the epoch).
     pub fn v1_at(now: i64) -> Value {
-        json!({
-            "aud": APP, "iss": format!("https://sts.windows.net/{TENANT}/"),
-            "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
-            "appid": GRAPH, "azp": GRAPH, "appidacr": "2", "tid": TENANT, "ver": "1.0",
-        })
+        claims_v1(APP, TENANT, UNIX_EPOCH + Duration::from_secs(now as u64))
     }
 
-    /// Claims of a v2 token.
+    /// Claims of a v2 token at [`NOW`].
     pub fn v2() -> Value {
-        let now = NOW as i64;
-        json!({
-            "aud": APP, "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
-            "iat": now - 5, "nbf": now - 5, "exp": now + 3600,
-            "azp": GRAPH, "azpacr": "2", "tid": TENANT, "ver": "2.0",
-        })
+        claims_v2(APP, TENANT, now())
     }
 
     /// `header.claims.signature`, RS256.
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
-        sign_input_with(self, &signing_input(header, claims))
+        self.sim.sign(header, claims)
     }
 
     pub fn token(&self, claims: &Value) -> String {
-        self.sign(&self.header(), claims)
+        self.sim.sign(&self.sim.header(), claims)
     }
-}
-
-pub fn signing_input(header: &Value, claims: &Value) -> String {
-    format!(
-        "{}.{}",
-        B64URL.encode(serde_json::to_vec(header).unwrap()),
-        B64URL.encode(serde_json::to_vec(claims).unwrap())
-    )
 }
 
 /// `claims` with `changes` applied: a `null` value removes the claim.
@@ -107,7 +93,5 @@ pub fn with(mut claims: Value, changes: Value) -> Value {
 
 /// Signs an arbitrary signing input with the minter's key.
 pub fn sign_input_with(m: &Minter, input: &str) -> String {
-    let digest = Sha256::digest(input.as_bytes());
-    let sig = m.key.sign(Pkcs1v15Sign::new::<Sha256>(), &digest).unwrap();
-    format!("{input}.{}", B64URL.encode(sig))
+    m.sim.sign_input(input)
 }
