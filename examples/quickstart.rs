@@ -1,99 +1,153 @@
-//! The inbound job end to end, offline: answer Graph's validation handshake, then receive a
-//! notification body the way Graph sends it, check its validation tokens, and verify and decrypt
-//! each notification.
+//! The whole job, offline, in order: subscribe, answer the handshake, receive a batch the way
+//! Graph sends it (encrypted, with validation tokens), check it, decrypt it, and read the typed
+//! chat and chatMessage.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! ```
 //!
-//! The key, the JWKS and the body are test fixtures made by an independent implementation of
-//! Graph's side (OpenSSL). In production the body is what Graph POSTs to your `notificationUrl`,
-//! the key is that of the certificate you subscribed with, the JWKS comes from the identity
-//! platform, and `now` is the clock.
+//! Microsoft Graph is played by the crate's test simulator (feature `testing`); everything the
+//! webhook side does is what a production service does.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::model::{IntoOwned, Resource};
+use graph_chat_notifications::subscription::{Resource as Watch, SubscriptionRequest};
+use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{Inbound, Payload, Receiver};
+use graph_chat_notifications::webhook::{ChangeType, Inbound, Payload, Receiver};
 
+const APP_ID: &str = "11111111-2222-3333-4444-555555555555";
+const TENANT_ID: &str = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-fn read(path: &str) -> std::io::Result<Vec<u8>> {
-    std::fs::read(format!("{FIXTURES}/{path}"))
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // 1. Once, at start-up: the private key of each certificate id you subscribed with, the
-    //    clientState you chose, and who may vouch for a batch (your app id, your tenants).
-    let key = PrivateKey::from_bytes(&read("keys/rsa2048/key-and-cert.pem")?)?;
-    println!("key: {} bits, {:?}", key.bits(), key.certificate());
-    let tokens = TokenValidator::new(
-        ["11111111-2222-3333-4444-555555555555"],
-        ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"],
+    let now = SystemTime::now();
+
+    // 1. Your key and certificate (here a test fixture), and the subscription request to send to
+    //    Graph with your own HTTP client and token.
+    let key = PrivateKey::from_bytes(&std::fs::read(format!(
+        "{FIXTURES}/keys/rsa2048/key-and-cert.pem"
+    ))?)?;
+    let certificate = key
+        .certificate()
+        .expect("the PEM holds the certificate")
+        .clone();
+    let request = SubscriptionRequest::builder(
+        Watch::all_chat_messages(),
+        "https://webhook.example.com/notifications",
+    )
+    .change_types([
+        ChangeType::Created,
+        ChangeType::Updated,
+        ChangeType::Deleted,
+    ])
+    .include_resource_data(certificate.der(), "cert-2026-11")
+    .expires_in(now, Duration::from_secs(55 * 60))
+    .client_state("secretClientState")
+    .build()?;
+    println!(
+        "1. subscribe: {} {}\n   {:.120}...",
+        request.method.as_str(),
+        request.url,
+        request.body_text()
     );
-    tokens.update_jwks(&read("tokens/jwks.json")?)?;
+
+    // 2. Configure the receiver once: keys, clientState, and who may vouch for a batch.
+    let graph = GraphSimulator::new(APP_ID, TENANT_ID); // plays Microsoft Graph
+    let tokens = TokenValidator::new([APP_ID], [TENANT_ID]);
+    tokens.update_jwks(&graph.jwks())?; // in production: bytes fetched from the JWKS URL
     let receiver = Receiver::builder()
-        .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
+        .keys(KeyStore::new().with_key("cert-2026-11", key)?)
         .client_state("secretClientState")
         .tokens(tokens)
         .build()?;
 
-    // The tokens in the fixture were minted at this time; a server passes SystemTime::now().
-    let now: SystemTime = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-
-    // 2. When you subscribe, Graph first checks the URL: answer 200 text/plain with the token.
+    // 3. Graph checks the URL first: answer 200 text/plain with the decoded token.
     let query = "validationToken=Validation%3A%20Testing%20client%20application%20reachability";
     if let Inbound::Handshake(reply) = receiver.handle(query, b"", now)? {
         println!(
-            "\nhandshake: {} {} {:?}",
+            "2. handshake: {} {} {:?}",
             reply.status(),
             reply.content_type(),
             reply.body()
         );
     }
 
-    // 3. Then notifications arrive. One call checks the body and every validation token
-    //    (before any RSA work); an error refuses the whole body.
-    let body = read("tokens/batch.json")?;
+    // 4. Then notifications arrive: a chat and a message, encrypted for your certificate.
+    let chat = std::fs::read_to_string(format!("{FIXTURES}/plaintexts/chat-group-members.json"))?;
+    let message = std::fs::read_to_string(format!("{FIXTURES}/plaintexts/message-html.json"))?;
+    let body = graph.collection(
+        &[
+            graph.notification(
+                &chat,
+                (&certificate).into(),
+                "cert-2026-11",
+                ChangeType::Created,
+            ),
+            graph.notification(
+                &message,
+                (&certificate).into(),
+                "cert-2026-11",
+                ChangeType::Created,
+            ),
+        ],
+        &[graph.token(now)],
+    );
+
+    // 5. One call checks the body and every validation token, before any RSA work.
     let Inbound::Notifications(batch) = receiver.handle("", &body, now)? else {
         unreachable!("no validationToken in the query");
     };
     println!(
-        "\nreceived {} notifications, tokens from {:?}",
+        "3. received {} notifications; tokens from tenant {}",
         batch.len(),
-        batch.validated_tokens()
+        batch.validated_tokens()[0].tenant_id
     );
 
-    // 4. Open each notification: clientState, key lookup, HMAC check, then AES. Each one
-    //    succeeds or fails on its own.
+    // 6. Open each: clientState, key, HMAC, AES; then the typed model.
     let mut buf = DecryptBuffer::new();
+    let mut kept = Vec::new();
     for i in 0..batch.len() {
-        let opened = match batch.open(i, &mut buf) {
-            Ok(opened) => opened,
-            Err(e) => {
-                println!("  failed {e}");
-                continue;
-            }
+        let opened = batch.open(i, &mut buf)?;
+        let resource = match opened.decode()? {
+            Some(r) => r.into_owned(), // owned: fit for a queue
+            None => continue,
         };
-        let n = opened.notification;
-        let change = n.change_type.as_deref().unwrap_or("?");
-        let resource = n.resource.as_deref().unwrap_or("?");
-        match opened.payload {
-            Payload::Resource(json) => {
-                let value: serde_json::Value = serde_json::from_str(&json)?;
-                let kind = if value.get("chatType").is_some() {
-                    "chat"
-                } else {
-                    "chatMessage"
-                };
-                println!(
-                    "\n{change} {kind} {resource}\n{}",
-                    serde_json::to_string_pretty(&value)?
-                );
-            }
-            other => println!("\n{change} {resource}: {other:?}"),
+        match &resource {
+            Resource::Chat(c) => println!(
+                "4. chat {:?} ({:?}), {} members",
+                c.topic.as_deref().unwrap_or(""),
+                c.chat_type.get().map(|t| t.as_str()),
+                c.members.get().map_or(0, Vec::len)
+            ),
+            Resource::ChatMessage(m) => println!(
+                "5. message {} from {:?} at {}: {} bytes of {:?}",
+                m.id.as_deref().unwrap_or("?"),
+                m.from
+                    .get()
+                    .and_then(|f| f.user.get())
+                    .and_then(|u| u.display_name.as_deref()),
+                m.created_date_time.get().map(|t| t.as_str()).unwrap_or("?"),
+                m.body
+                    .get()
+                    .and_then(|b| b.content.get())
+                    .map_or(0, |c| c.len()),
+                m.body
+                    .get()
+                    .and_then(|b| b.content_type.get())
+                    .map(|t| t.as_str()),
+            ),
+            _ => {}
+        }
+        if let Payload::Resource(_) = opened.payload {
+            kept.push(resource);
         }
     }
+    println!(
+        "6. done: {} typed resources ready for your queue",
+        kept.len()
+    );
     Ok(())
 }

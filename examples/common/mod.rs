@@ -1,0 +1,213 @@
+//! What the `decrypt` and `webhook` examples share: option parsing, the receiver they build
+//! from options, and the JSON line they print for each notification.
+#![allow(dead_code)]
+
+use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::tokens::TokenValidator;
+use graph_chat_notifications::webhook::{
+    compact_json, Batch, ChangeNotification, Payload, Receiver,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Long options: `--name value` or `--name=value`; flags take no value; anything else, and
+/// everything after `--`, is positional.
+pub struct Options {
+    pub values: Vec<(String, String)>,
+    pub flags: Vec<String>,
+    pub positional: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(
+        mut argv: impl Iterator<Item = String>,
+        with_value: &[&str],
+        flags: &[&str],
+    ) -> Result<Self, String> {
+        let mut out = Options {
+            values: Vec::new(),
+            flags: Vec::new(),
+            positional: Vec::new(),
+        };
+        let mut only_positional = false;
+        while let Some(arg) = argv.next() {
+            if only_positional || arg == "-" || !arg.starts_with("--") {
+                out.positional.push(arg);
+                continue;
+            }
+            if arg == "--" {
+                only_positional = true;
+                continue;
+            }
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (arg.clone(), None),
+            };
+            if flags.contains(&name.as_str()) {
+                if inline.is_some() {
+                    return Err(format!("{name} takes no value"));
+                }
+                out.flags.push(name);
+            } else if with_value.contains(&name.as_str()) {
+                let value = match inline {
+                    Some(v) => v,
+                    None => argv.next().ok_or_else(|| format!("{name} needs a value"))?,
+                };
+                out.values.push((name, value));
+            } else {
+                return Err(format!("unknown option {name}"));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.values
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn one(&self, name: &str) -> Result<Option<String>, String> {
+        let mut all = self.all(name);
+        if all.len() > 1 {
+            return Err(format!("{name} given more than once"));
+        }
+        Ok(all.pop())
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+}
+
+/// The receiver the options describe: `--key CERT_ID=KEY_FILE`..., `--client-state S`...,
+/// `--jwks FILE --app-id ID... --tenant-id ID...` (token validation; without `--jwks` the tools
+/// decrypt without it, as debugging aids).
+pub fn receiver_from(options: &Options) -> Result<Receiver, String> {
+    let mut keys = KeyStore::new();
+    for spec in options.all("--key") {
+        let (id, path) = spec
+            .split_once('=')
+            .filter(|(id, path)| !id.is_empty() && !path.is_empty())
+            .ok_or_else(|| format!("--key takes CERT_ID=KEY_FILE, got {spec:?}"))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("--key {id}: cannot read {path}: {e}"))?;
+        let key = PrivateKey::from_bytes(&bytes).map_err(|e| format!("--key {id}: {path}: {e}"))?;
+        keys.insert(id, key)
+            .map_err(|e| format!("--key {id}: {e}"))?;
+    }
+    let mut builder = Receiver::builder().keys(keys);
+    for s in options.all("--client-state") {
+        builder = builder.client_state(s);
+    }
+    let (apps, tenants) = (options.all("--app-id"), options.all("--tenant-id"));
+    builder = match options.one("--jwks")? {
+        Some(path) if !apps.is_empty() && !tenants.is_empty() => {
+            let validator = TokenValidator::new(apps, tenants);
+            let jwks =
+                std::fs::read(&path).map_err(|e| format!("--jwks: cannot read {path}: {e}"))?;
+            validator
+                .update_jwks(&jwks)
+                .map_err(|e| format!("--jwks: {path}: {e}"))?;
+            builder.tokens(validator)
+        }
+        Some(_) => return Err("--jwks needs at least one --app-id and one --tenant-id".into()),
+        None if !apps.is_empty() || !tenants.is_empty() => {
+            return Err("--app-id and --tenant-id go with --jwks".into())
+        }
+        None => builder.dangerous_skip_token_validation(),
+    };
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// One output line. Field order is the contract's.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    index: usize,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifecycle_event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_data: Option<Option<&'a RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn opened_line(
+    n: &ChangeNotification<'_>,
+    payload: &Payload<'_>,
+    content: Option<&RawValue>,
+) -> String {
+    let mut line = Line {
+        index: n.index,
+        ok: true,
+        change_type: n.change_type.as_deref(),
+        resource: n.resource.as_deref(),
+        content,
+        lifecycle_event: None,
+        resource_data: None,
+        error: None,
+    };
+    match payload {
+        Payload::Lifecycle(_) => line.lifecycle_event = n.lifecycle_event.as_deref(),
+        Payload::ResourceData(data) => line.resource_data = Some(data.as_deref()),
+        _ => {}
+    }
+    serde_json::to_string(&line).expect("serializable")
+}
+
+fn failed_line(index: usize, error: String) -> String {
+    let line = Line {
+        index,
+        ok: false,
+        change_type: None,
+        resource: None,
+        content: None,
+        lifecycle_event: None,
+        resource_data: None,
+        error: Some(error),
+    };
+    serde_json::to_string(&line).expect("serializable")
+}
+
+/// Opens every notification of `batch` and renders its line; also says whether all were ok.
+/// With `typed`, the content is the typed model serialized again; without, as it was sent.
+pub fn batch_lines(
+    batch: &Batch<'_, '_>,
+    buf: &mut DecryptBuffer,
+    typed: bool,
+) -> (Vec<String>, bool) {
+    let mut all_ok = true;
+    let lines = (0..batch.len())
+        .map(|index| {
+            let line = batch.open(index, buf).and_then(|opened| {
+                let text: Option<String> = match (&opened.payload, typed) {
+                    (Payload::Resource(_), true) => opened
+                        .decode()?
+                        .map(|r| serde_json::to_string(&r).expect("models serialize")),
+                    (Payload::Resource(json), false) => Some(compact_json(json).into_owned()),
+                    _ => None,
+                };
+                // Valid JSON by construction: the receiver checked it.
+                let content = text
+                    .as_deref()
+                    .map(|t| serde_json::from_str::<&RawValue>(t).expect("checked JSON"));
+                Ok(opened_line(opened.notification, &opened.payload, content))
+            });
+            line.unwrap_or_else(|e| {
+                all_ok = false;
+                failed_line(index, e.to_string())
+            })
+        })
+        .collect();
+    (lines, all_ok)
+}
