@@ -59,6 +59,7 @@
 //! # Features
 //! * `rust-crypto` (default): the pure-Rust [`crypto::RUST_CRYPTO`] provider.
 //! * `pkcs12`: load keys from `.pfx` files, legacy (3DES/RC2) and modern (PBES2/AES).
+//! * `aws-lc`: the AWS-LC provider, [`crypto::AWS_LC`] (faster, constant-time RSA; builds C).
 //! * `testing`: [`testing::GraphSimulator`], Graph's side for your tests (test-only).
 
 #![forbid(unsafe_code)]

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use common::seal::{notification, Seal};
 use common::*;
-use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
 use graph_chat_notifications::webhook::{Limits, Payload, Receiver};
 use graph_chat_notifications::{BodyError, ItemErrorKind};
 use serde_json::{json, Value};
@@ -510,7 +510,7 @@ fn body_level_refusals() {
 #[test]
 fn without_keys_every_encrypted_item_fails_by_name() {
     // An empty store needs no token validator: nothing can be decrypted anyway.
-    let r = Receiver::builder().keys(KeyStore::new()).build().unwrap();
+    let r = Receiver::builder().keys(store()).build().unwrap();
     let body = serde_json::to_vec(&json!({"value": [good_item()]})).unwrap();
     let e = open_all(&r, &body)[0].clone().unwrap_err();
     assert_eq!(e.field(), "encryptedContent.encryptionCertificateId");

@@ -74,9 +74,7 @@ fn every_key_format_loads_and_decrypts() {
         for file in formats {
             let k = key(bits, file);
             assert_eq!(k.bits(), bits as usize, "{bits} {file}");
-            let keys = KeyStore::new()
-                .with_key(format!("graphsim-rsa{bits}"), k)
-                .unwrap();
+            let keys = store().with_key(format!("graphsim-rsa{bits}"), k).unwrap();
             assert_batch(&format!("rsa{bits}.json"), keys);
         }
     }
@@ -99,7 +97,7 @@ fn pkcs12_legacy_modern_and_passwordless() {
             cert.thumbprint(),
             "{file}"
         );
-        let keys = KeyStore::new().with_key("graphsim-rsa2048", k).unwrap();
+        let keys = store().with_key("graphsim-rsa2048", k).unwrap();
         assert_batch("rsa2048.json", keys);
     }
     // Without a password, `from_bytes` reads a passwordless PKCS#12 too.
@@ -118,11 +116,7 @@ fn microsoft_sdk_vector_from_pem() {
         "4B95353E086AD37196606ACF834A14532F03E6DB"
     );
     let k = k.with_certificate(cert).unwrap();
-    let receiver = receiver(
-        KeyStore::new()
-            .with_key("custom-id-for-testing", k)
-            .unwrap(),
-    );
+    let receiver = receiver(store().with_key("custom-id-for-testing", k).unwrap());
     let results = open_all(&receiver, &vector_body());
     let expected =
         String::from_utf8(read("vectors/dotnet-core-chatmessage/plaintext.json")).unwrap();
@@ -134,11 +128,7 @@ fn microsoft_sdk_vector_from_pem() {
 fn microsoft_sdk_vector_from_legacy_pfx() {
     let k =
         PrivateKey::from_pkcs12(&read("vectors/dotnet-core-chatmessage/cert.pfx"), "rich").unwrap();
-    let receiver = receiver(
-        KeyStore::new()
-            .with_key("custom-id-for-testing", k)
-            .unwrap(),
-    );
+    let receiver = receiver(store().with_key("custom-id-for-testing", k).unwrap());
     let results = open_all(&receiver, &vector_body());
     let expected =
         String::from_utf8(read("vectors/dotnet-core-chatmessage/plaintext.json")).unwrap();
@@ -148,7 +138,7 @@ fn microsoft_sdk_vector_from_legacy_pfx() {
 #[test]
 fn thumbprint_is_checked_when_the_certificate_is_known() {
     let k = key(2048, "key-and-cert.pem");
-    let keys = KeyStore::new().with_key("graphsim-rsa2048", k).unwrap();
+    let keys = store().with_key("graphsim-rsa2048", k).unwrap();
     let receiver = receiver(keys);
     let body = String::from_utf8(read("batches/rsa2048.json")).unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&read("keys/rsa2048/cert.json")).unwrap();

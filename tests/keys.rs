@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use graph_chat_notifications::crypto::{Certificate, KeyStore, PrivateKey};
+use graph_chat_notifications::crypto::{Certificate, PrivateKey};
 use graph_chat_notifications::KeyError;
 
 #[test]
@@ -122,7 +122,7 @@ fn pkcs12_refusals_are_typed() {
 
 #[test]
 fn key_store_ids_rotation_and_limits() {
-    let mut keys = KeyStore::new();
+    let mut keys = store();
     assert_eq!(
         keys.insert("", key(2048, "key.pkcs8.pem")).unwrap_err(),
         KeyError::BadCertificateId { len: 0 }
@@ -150,9 +150,7 @@ fn key_store_ids_rotation_and_limits() {
 fn debug_output_holds_no_key_material() {
     let pem = String::from_utf8(read("keys/rsa2048/key-and-cert.pem")).unwrap();
     let k = PrivateKey::from_bytes(pem.as_bytes()).unwrap();
-    let keys = KeyStore::new()
-        .with_key("graphsim-rsa2048", k.clone())
-        .unwrap();
+    let keys = store().with_key("graphsim-rsa2048", k.clone()).unwrap();
     let receiver = receiver(keys);
     for text in [
         format!("{k:?}"),

@@ -33,7 +33,7 @@ impl RsaOaepSha1Key for Counting {
 }
 
 fn counting_load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> {
-    Ok(Box::new(Counting((RUST_CRYPTO.load_rsa_private_key)(key)?)))
+    Ok(Box::new(Counting((provider().load_rsa_private_key)(key)?)))
 }
 
 static COUNTING: CryptoProvider = CryptoProvider {
@@ -47,7 +47,7 @@ fn unwraps() -> usize {
 }
 
 fn validator() -> TokenValidator {
-    let v = TokenValidator::new([APP], [TENANT]);
+    let v = TokenValidator::with_provider(provider(), [APP], [TENANT]);
     assert_eq!(v.update_jwks(&read("tokens/jwks.json")).unwrap(), 1);
     v
 }
@@ -520,7 +520,7 @@ fn unknown_kid_asks_for_a_jwks_refresh_and_rotation_works() {
     );
 
     // Without any JWKS every token fails, asking for one.
-    let empty = TokenValidator::new([APP], [TENANT]);
+    let empty = TokenValidator::with_provider(provider(), [APP], [TENANT]);
     let e = empty
         .validate(&m.token(&Minter::v1()), mint::now())
         .unwrap_err();
@@ -595,7 +595,7 @@ fn handshake_through_the_receiver_and_configuration_rules() {
     ));
 
     let key = || {
-        KeyStore::new()
+        store()
             .with_key(
                 "k",
                 PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem")).unwrap(),
@@ -609,7 +609,11 @@ fn handshake_through_the_receiver_and_configuration_rules() {
     assert_eq!(
         Receiver::builder()
             .keys(key())
-            .tokens(TokenValidator::new([APP], Vec::<String>::new()))
+            .tokens(TokenValidator::with_provider(
+                provider(),
+                [APP],
+                Vec::<String>::new()
+            ))
             .build()
             .unwrap_err(),
         ConfigError::EmptyTokenValidator

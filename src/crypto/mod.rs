@@ -6,6 +6,8 @@
 //!   Graph's scheme needs. [`RUST_CRYPTO`] (feature `rust-crypto`, on by default) is the pure-Rust
 //!   one; a caller can name another, or bring its own.
 
+#[cfg(feature = "aws-lc")]
+mod aws_lc;
 mod decrypt;
 mod keys;
 mod keystore;
@@ -14,6 +16,8 @@ mod pkcs12;
 #[cfg(feature = "rust-crypto")]
 mod rust_crypto;
 
+#[cfg(feature = "aws-lc")]
+pub use aws_lc::AWS_LC;
 pub(crate) use decrypt::decrypt;
 pub use decrypt::DecryptBuffer;
 pub use keys::{Certificate, PrivateKey};

@@ -10,12 +10,30 @@ use std::path::PathBuf;
 
 #[cfg(feature = "rust-crypto")]
 use graph_chat_notifications::{
-    crypto::{DecryptBuffer, KeyStore, PrivateKey},
+    crypto::{CryptoProvider, DecryptBuffer, KeyStore, PrivateKey},
     webhook::{Payload, Receiver},
     ItemError,
 };
 
 pub const CLIENT_STATE: &str = "secretClientState";
+
+/// The crypto provider the conformance suites run against: `GCN_PROVIDER=aws-lc` (with the
+/// `aws-lc` feature) or the default RustCrypto one. `.ci/run` runs the suites with each.
+#[cfg(feature = "rust-crypto")]
+pub fn provider() -> &'static CryptoProvider {
+    match std::env::var("GCN_PROVIDER").as_deref() {
+        #[cfg(feature = "aws-lc")]
+        Ok("aws-lc") => &graph_chat_notifications::crypto::AWS_LC,
+        Ok("rust-crypto") | Err(_) => &graph_chat_notifications::crypto::RUST_CRYPTO,
+        Ok(other) => panic!("GCN_PROVIDER={other}: not a provider compiled in"),
+    }
+}
+
+/// An empty key store on [`provider`].
+#[cfg(feature = "rust-crypto")]
+pub fn store() -> KeyStore {
+    KeyStore::with_provider(provider())
+}
 
 pub fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +53,7 @@ pub fn key(bits: u32, file: &str) -> PrivateKey {
 #[cfg(feature = "rust-crypto")]
 /// A store with the PKCS#8 PEM key of every fixture size, under the ids the batches use.
 pub fn all_keys() -> KeyStore {
-    let mut keys = KeyStore::new();
+    let mut keys = store();
     for bits in [2048, 3072, 4096] {
         keys.insert(format!("graphsim-rsa{bits}"), key(bits, "key.pkcs8.pem"))
             .unwrap();

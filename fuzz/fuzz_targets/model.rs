@@ -1,0 +1,18 @@
+//! Typed decoding of any text: a model or an error naming a path, never a panic; a model always
+//! decodes again from its own serialization, to the same model. Resource paths too.
+#![no_main]
+
+use graph_chat_notifications::model::{decode, Kind, ResourcePath};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = ResourcePath::parse(text);
+    for kind in [None, Some(Kind::Chat), Some(Kind::ChatMessage)] {
+        if let Ok(resource) = decode(text, kind) {
+            let again = serde_json::to_string(&resource).unwrap();
+            let decoded = decode(&again, kind).expect("a model's own JSON decodes");
+            assert_eq!(serde_json::to_string(&decoded).unwrap(), again);
+        }
+    }
+});
