@@ -221,3 +221,247 @@ mod tests {
         assert!(matches!(compact(r#"{"a":1}"#), Cow::Borrowed(_)));
     }
 }
+
+/// Nesting deeper than this is refused by [`validate`] (as serde_json refuses it when building
+/// values).
+pub(crate) const MAX_VALIDATE_DEPTH: usize = 128;
+
+/// Checks that `text` is one JSON value (RFC 8259) with optional surrounding white space,
+/// nested at most [`MAX_VALIDATE_DEPTH`] deep, without allocating. On failure, the byte offset
+/// where it stopped making sense.
+pub(crate) fn validate(text: &str) -> Result<(), usize> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    // One bit per open container: 1 for an object, 0 for an array.
+    let mut stack = [0u64; MAX_VALIDATE_DEPTH / 64];
+    let mut depth = 0usize;
+    let ws = |i: &mut usize| {
+        while matches!(b.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *i += 1;
+        }
+    };
+    let in_object = |stack: &[u64; MAX_VALIDATE_DEPTH / 64], depth: usize| {
+        depth > 0 && stack[(depth - 1) / 64] >> ((depth - 1) % 64) & 1 == 1
+    };
+    loop {
+        // A value is expected here.
+        ws(&mut i);
+        match b.get(i) {
+            Some(b'{' | b'[') => {
+                let object = b[i] == b'{';
+                if depth == MAX_VALIDATE_DEPTH {
+                    return Err(i);
+                }
+                let (word, bit) = (depth / 64, depth % 64);
+                stack[word] = (stack[word] & !(1 << bit)) | (u64::from(object) << bit);
+                depth += 1;
+                i += 1;
+                ws(&mut i);
+                if b.get(i) == Some(if object { &b'}' } else { &b']' }) {
+                    depth -= 1;
+                    i += 1;
+                } else {
+                    if object {
+                        i = key(b, i)?;
+                    }
+                    continue;
+                }
+            }
+            Some(b'"') => i = json_string(b, i)?,
+            Some(b't') if b[i..].starts_with(b"true") => i += 4,
+            Some(b'f') if b[i..].starts_with(b"false") => i += 5,
+            Some(b'n') if b[i..].starts_with(b"null") => i += 4,
+            Some(b'-' | b'0'..=b'9') => i = number(b, i)?,
+            _ => return Err(i),
+        }
+        // After a value: a separator, a closer, or the end.
+        loop {
+            ws(&mut i);
+            if depth == 0 {
+                return if i == b.len() { Ok(()) } else { Err(i) };
+            }
+            let object = in_object(&stack, depth);
+            match b.get(i) {
+                Some(b',') => {
+                    i += 1;
+                    if object {
+                        ws(&mut i);
+                        i = key(b, i)?;
+                    }
+                    break;
+                }
+                Some(b'}') if object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                Some(b']') if !object => {
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return Err(i),
+            }
+        }
+    }
+}
+
+/// An object key and its colon, starting at `i`; returns where the value starts.
+fn key(b: &[u8], i: usize) -> Result<usize, usize> {
+    if b.get(i) != Some(&b'"') {
+        return Err(i);
+    }
+    let mut i = json_string(b, i)?;
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    if b.get(i) != Some(&b':') {
+        return Err(i);
+    }
+    Ok(i + 1)
+}
+
+/// A string starting at the quote at `i`; returns the index after its closing quote.
+fn json_string(b: &[u8], mut i: usize) -> Result<usize, usize> {
+    i += 1;
+    loop {
+        match b.get(i) {
+            None => return Err(i),
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => match b.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u')
+                    if b.get(i + 2..i + 6)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                {
+                    i += 6
+                }
+                _ => return Err(i),
+            },
+            Some(0..=0x1f) => return Err(i),
+            Some(_) => i += 1,
+        }
+    }
+}
+
+/// A number starting at `i`; returns the index after it.
+fn number(b: &[u8], mut i: usize) -> Result<usize, usize> {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return Err(i),
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return Err(i);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return Err(i);
+        }
+    }
+    Ok(i)
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&c| c != b'\n').count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    fn serde_ok(s: &str) -> bool {
+        serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+    }
+
+    #[test]
+    fn agrees_with_serde_json() {
+        let cases = [
+            "{}",
+            "[]",
+            " {\"a\" : [1, -2.5e+10, true, false, null, \"x\\u00e9\\n\"]} ",
+            "0",
+            "-0",
+            "1.0",
+            "\"\"",
+            "[[[[]]]]",
+            "{\"a\":{\"b\":{}}}",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "1e+",
+            "[1 2]",
+            "{\"a\" 1}",
+            "{1:2}",
+            "\"\\x\"",
+            "\"\\u12G4\"",
+            "\"tab\there\"",
+            "tru",
+            "nul",
+            "[",
+            "]",
+            "{",
+            "}",
+            "",
+            " ",
+            "[]]",
+            "{}x",
+            "\"\\ud800\"",
+            "[\"a\",{\"b\":[null]}]",
+            "[-]",
+            "{\"a\":}",
+            "[,1]",
+            "{,}",
+            "\"unterminated",
+            "1 2",
+            "[1,[2,[3]],{}]",
+            "{\"\":\"\"}",
+            "1E5",
+            "-1.5E-3",
+            "[true false]",
+            "nulll",
+            "[nul]",
+            "{\"a\":1 \"b\":2}",
+        ];
+        for c in cases {
+            assert_eq!(validate(c).is_ok(), serde_ok(c), "{c:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert!(validate(&deep).is_ok());
+        let deeper = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert!(validate(&deeper).is_err());
+        let mixed = format!("{}1{}", "[{\"a\":".repeat(60), "}]".repeat(60));
+        assert!(validate(&mixed).is_ok() && serde_ok(&mixed));
+    }
+
+    #[test]
+    fn line_and_column() {
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("x", 0), (1, 1));
+    }
+}

@@ -13,11 +13,9 @@
 
 use base64::engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig};
 use base64::Engine as _;
-use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::keystore::hex_upper;
 use super::KeyStore;
 use crate::error::ItemErrorKind;
 use crate::webhook::EncryptedContent;
@@ -89,6 +87,15 @@ fn decode(
         .map_err(|_| (field, ItemErrorKind::NotBase64))
 }
 
+/// Whether `hex` (either case) spells `bytes`, without allocating.
+fn hex_matches(hex: &str, bytes: &[u8]) -> bool {
+    let digit = |c: u8| (c as char).to_digit(16);
+    hex.len() == bytes.len() * 2
+        && hex.as_bytes().chunks(2).zip(bytes).all(|(pair, &b)| {
+            matches!((digit(pair[0]), digit(pair[1])), (Some(h), Some(l)) if h * 16 + l == u32::from(b))
+        })
+}
+
 /// Decrypts and verifies one notification's `encryptedContent`; returns the resource JSON, which
 /// borrows from `buf`.
 pub(crate) fn decrypt<'b>(
@@ -103,8 +110,7 @@ pub(crate) fn decrypt<'b>(
     if let (Some(expected), Some(sent)) =
         (entry.thumbprint, &content.encryption_certificate_thumbprint)
     {
-        let sent = sent.trim();
-        if !sent.eq_ignore_ascii_case(&hex_upper(&expected)) {
+        if !hex_matches(sent.trim(), &expected) {
             return Err((F_THUMB, ItemErrorKind::ThumbprintMismatch));
         }
     }
@@ -179,14 +185,25 @@ pub(crate) fn decrypt<'b>(
 
     let text = std::str::from_utf8(data).map_err(|_| (F_DATA, ItemErrorKind::PlaintextNotUtf8))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    serde_json::from_str::<&RawValue>(text).map_err(|e| {
-        (
-            F_DATA,
-            ItemErrorKind::PlaintextNotJson {
-                line: e.line(),
-                column: e.column(),
-            },
-        )
+    // serde_json would allocate a stack for this on every item; the crate's validator does not.
+    crate::json::validate(text).map_err(|at| {
+        let (line, column) = crate::json::line_column(text, at);
+        (F_DATA, ItemErrorKind::PlaintextNotJson { line, column })
     })?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex_matches;
+
+    #[test]
+    fn hex_matching() {
+        assert!(hex_matches("4B95", &[0x4b, 0x95]));
+        assert!(hex_matches("4b95", &[0x4b, 0x95]));
+        assert!(!hex_matches("4B96", &[0x4b, 0x95]));
+        assert!(!hex_matches("4B9", &[0x4b, 0x95]));
+        assert!(!hex_matches("4G95", &[0x4b, 0x95]));
+        assert!(!hex_matches("", &[0x4b]));
+    }
 }

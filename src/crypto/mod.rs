@@ -6,6 +6,8 @@
 //!   Graph's scheme needs. [`RUST_CRYPTO`] (feature `rust-crypto`, on by default) is the pure-Rust
 //!   one; a caller can name another, or bring its own.
 
+#[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
+mod aes_cbc;
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
 mod decrypt;

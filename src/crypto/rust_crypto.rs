@@ -6,7 +6,6 @@
 //! is this backend's defence against timing side channels in the big-integer arithmetic (see the
 //! crate's security notes on RUSTSEC-2023-0071).
 
-use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
 use hmac::{Hmac, Mac};
 use rand_core::OsRng;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -15,6 +14,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::aes_cbc::aes256_cbc_decrypt;
 use super::{CryptoFailure, CryptoProvider, PrivateKey, Rs256PublicKey, RsaOaepSha1Key};
 use crate::error::KeyError;
 
@@ -64,17 +64,6 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(message);
     mac.finalize().into_bytes().into()
-}
-
-fn aes256_cbc_decrypt(
-    key: &[u8; 32],
-    iv: &[u8; 16],
-    buf: &mut [u8],
-) -> Result<usize, CryptoFailure> {
-    cbc::Decryptor::<aes::Aes256>::new(key.into(), iv.into())
-        .decrypt_padded_mut::<Pkcs7>(buf)
-        .map(|plain| plain.len())
-        .map_err(|_| CryptoFailure)
 }
 
 /// A JWKS key; `jsonwebtoken`'s RustCrypto verifier checks each signature.
