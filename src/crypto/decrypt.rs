@@ -168,7 +168,8 @@ pub(crate) fn decrypt<'b>(
     if !bool::from(tag.as_slice().ct_eq(signature)) {
         return Err((F_CONTENT, ItemErrorKind::Decrypt));
     }
-    let mut iv = [0u8; 16];
+    // The IV is half the key: as secret as the rest.
+    let mut iv = Zeroizing::new([0u8; 16]);
     iv.copy_from_slice(&key[..16]);
     let len = (provider.aes256_cbc_decrypt)(&key, &iv, data)
         .map_err(|_| (F_CONTENT, ItemErrorKind::Decrypt))?;
