@@ -21,6 +21,7 @@ fn read(path: &str) -> Vec<u8> {
 }
 
 fn providers() -> Vec<&'static CryptoProvider> {
+    #[allow(unused_mut)] // without the aws-lc feature there is nothing to add
     let mut p = vec![&RUST_CRYPTO];
     #[cfg(feature = "aws-lc")]
     p.push(&graph_chat_notifications::crypto::AWS_LC);
