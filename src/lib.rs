@@ -77,4 +77,18 @@ pub mod tokens;
 pub mod webhook;
 
 pub use error::{BodyError, ItemError, ItemErrorKind, KeyError};
+
+/// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
+pub(crate) const MAX_GRAPH_SECRET_CHARS: usize = 128;
+
+/// Graph's rule for `clientState` and `encryptionCertificateId`: 1 to 128 characters. On
+/// failure, the length in characters.
+pub(crate) fn check_graph_secret_len(value: &str) -> Result<(), usize> {
+    let len = value.chars().count();
+    if (1..=MAX_GRAPH_SECRET_CHARS).contains(&len) {
+        Ok(())
+    } else {
+        Err(len)
+    }
+}
 pub use webhook::ConfigError;

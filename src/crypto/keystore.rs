@@ -5,9 +5,6 @@ use std::fmt;
 use super::{CryptoProvider, PrivateKey, RsaOaepSha1Key};
 use crate::error::KeyError;
 
-/// Longest `encryptionCertificateId` Graph accepts.
-pub(crate) const MAX_CERTIFICATE_ID_CHARS: usize = 128;
-
 /// The private keys that unwrap `dataKey`, by the `encryptionCertificateId` chosen when
 /// subscribing. Several can be live at once: during a rotation keep the old key until no
 /// notification names it.
@@ -98,10 +95,7 @@ impl KeyStore {
         key: PrivateKey,
     ) -> Result<(), KeyError> {
         let id = certificate_id.into();
-        let len = id.chars().count();
-        if len == 0 || len > MAX_CERTIFICATE_ID_CHARS {
-            return Err(KeyError::BadCertificateId { len });
-        }
+        crate::check_graph_secret_len(&id).map_err(|len| KeyError::BadCertificateId { len })?;
         let entry = Entry {
             modulus_len: key.modulus_len(),
             thumbprint: key.certificate().map(|c| c.thumbprint()),

@@ -55,7 +55,7 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(4_320 * 60);
 /// Longest subscription that may go without a `lifecycleNotificationUrl`.
 pub const MAX_LIFETIME_WITHOUT_LIFECYCLE_URL: Duration = Duration::from_secs(60 * 60);
 /// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
-pub const MAX_SECRET_CHARS: usize = 128;
+pub const MAX_SECRET_CHARS: usize = crate::MAX_GRAPH_SECRET_CHARS;
 
 /// Why a request was refused: what Graph would have refused, said so a user can act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -479,10 +479,7 @@ impl SubscriptionRequest {
             return Err(SubscriptionError::LifecycleUrlRequired);
         }
         if let Some(state) = &self.client_state {
-            let n = state.chars().count();
-            if n == 0 || n > MAX_SECRET_CHARS {
-                return Err(SubscriptionError::BadClientState(n));
-            }
+            crate::check_graph_secret_len(state).map_err(SubscriptionError::BadClientState)?;
         }
         let (certificate, certificate_id) = match &self.certificate {
             None => (None, None),
@@ -522,10 +519,7 @@ fn certificate_fields<'a>(der: &[u8], id: &'a str) -> Result<(String, &'a str), 
     if der.is_empty() {
         return Err(SubscriptionError::EmptyCertificate);
     }
-    let n = id.chars().count();
-    if n == 0 || n > MAX_SECRET_CHARS {
-        return Err(SubscriptionError::BadCertificateId(n));
-    }
+    crate::check_graph_secret_len(id).map_err(SubscriptionError::BadCertificateId)?;
     Ok((base64::engine::general_purpose::STANDARD.encode(der), id))
 }
 

@@ -13,9 +13,6 @@ use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
 use crate::error::{BodyError, ItemError, ItemErrorKind};
 use crate::tokens::{TokenValidator, ValidatedToken};
 
-/// Longest `clientState` Graph accepts.
-const MAX_CLIENT_STATE_CHARS: usize = 128;
-
 /// Runs the whole inbound path. Configure it once, share it across threads (it is
 /// `Send + Sync`), and give each thread its own [`DecryptBuffer`].
 ///
@@ -152,10 +149,7 @@ impl ReceiverBuilder {
     /// Checks the configuration and builds the receiver.
     pub fn build(self) -> Result<Receiver, ConfigError> {
         for s in &self.client_states {
-            let len = s.chars().count();
-            if len == 0 || len > MAX_CLIENT_STATE_CHARS {
-                return Err(ConfigError::BadClientState { len });
-            }
+            crate::check_graph_secret_len(s).map_err(|len| ConfigError::BadClientState { len })?;
         }
         if let Some(t) = &self.tokens {
             if t.app_ids().is_empty() || t.tenant_ids().is_empty() {
