@@ -64,7 +64,6 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod crypto;
 pub mod error;
@@ -77,6 +76,7 @@ pub mod tokens;
 pub mod webhook;
 
 pub use error::{BodyError, ItemError, ItemErrorKind, KeyError};
+pub use webhook::ConfigError;
 
 /// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
 pub(crate) const MAX_GRAPH_SECRET_CHARS: usize = 128;
@@ -91,4 +91,3 @@ pub(crate) fn check_graph_secret_len(value: &str) -> Result<(), usize> {
         Err(len)
     }
 }
-pub use webhook::ConfigError;
