@@ -158,15 +158,16 @@ impl<'a> Envelope<'a> {
                 limit: limits.max_depth,
             });
         }
-        let root: &'a RawValue = serde_json::from_str(text).map_err(|e| BodyError::NotJson {
-            line: e.line(),
-            column: e.column(),
-        })?;
-        let Some(Members(members)) = json::members(root) else {
-            return Err(BodyError::NotACollection {
+        // One pass reads the root's members (values stay raw) and checks the whole document.
+        let Members(members) = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => BodyError::NotACollection {
                 reason: "the body is not a JSON object",
-            });
-        };
+            },
+            _ => BodyError::NotJson {
+                line: e.line(),
+                column: e.column(),
+            },
+        })?;
         let mut value = None;
         let mut tokens = None;
         for (key, raw) in members {
