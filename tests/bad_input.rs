@@ -138,52 +138,22 @@ fn broken_base64_names_the_field() {
 #[test]
 fn lengths_are_checked_before_any_crypto() {
     let r = default_receiver();
-    let item = with_enc(|m| {
-        m.insert("dataKey".into(), B64.encode([7u8; 255]).into());
-    });
-    assert_eq!(
-        middle(item, &r),
-        (
-            "encryptedContent.dataKey",
-            ItemErrorKind::WrongLength {
-                expected: 256,
-                actual: 255
-            }
-        )
-    );
-    let item = with_enc(|m| {
-        m.insert("dataSignature".into(), B64.encode([7u8; 20]).into());
-    });
-    assert_eq!(
-        middle(item, &r),
-        (
-            "encryptedContent.dataSignature",
-            ItemErrorKind::WrongLength {
-                expected: 32,
-                actual: 20
-            }
-        )
-    );
-    let item = with_enc(|m| {
-        m.insert("data".into(), B64.encode([7u8; 33]).into());
-    });
-    assert_eq!(
-        middle(item, &r),
-        (
-            "encryptedContent.data",
-            ItemErrorKind::NotBlockAligned { len: 33 }
-        )
-    );
-    let item = with_enc(|m| {
-        m.insert("data".into(), "".into());
-    });
-    assert_eq!(
-        middle(item, &r),
-        (
-            "encryptedContent.data",
-            ItemErrorKind::NotBlockAligned { len: 0 }
-        )
-    );
+    let wrong = |expected, actual| ItemErrorKind::WrongLength { expected, actual };
+    for (field, bytes, expected) in [
+        ("dataKey", 255, wrong(256, 255)),
+        ("dataSignature", 20, wrong(32, 20)),
+        ("data", 33, ItemErrorKind::NotBlockAligned { len: 33 }),
+        ("data", 0, ItemErrorKind::NotBlockAligned { len: 0 }),
+    ] {
+        let item = with_enc(|m| {
+            m.insert(field.into(), B64.encode(vec![7u8; bytes]).into());
+        });
+        let (f, kind) = middle(item, &r);
+        assert_eq!(
+            (f.strip_prefix("encryptedContent.").unwrap(), kind),
+            (field, expected)
+        );
+    }
 }
 
 #[test]
