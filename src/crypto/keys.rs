@@ -55,12 +55,24 @@ struct PublicNumbers {
 }
 
 impl PublicNumbers {
+    fn new(modulus: pkcs1::UintRef<'_>, exponent: pkcs1::UintRef<'_>) -> Self {
+        Self {
+            modulus: strip_zeros(modulus.as_bytes()),
+            exponent: strip_zeros(exponent.as_bytes()),
+        }
+    }
+
     fn bits(&self) -> usize {
         match self.modulus.first() {
             None => 0,
             Some(&b) => self.modulus.len() * 8 - b.leading_zeros() as usize,
         }
     }
+}
+
+/// Uppercase hex, as Graph writes thumbprints.
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 fn strip_zeros(b: &[u8]) -> Vec<u8> {
@@ -214,10 +226,7 @@ fn parse_pkcs1(der: &[u8]) -> Result<PublicNumbers, KeyError> {
     let key = pkcs1::RsaPrivateKey::from_der(der).map_err(|_| KeyError::Malformed {
         reason: "not a PKCS#1 RSAPrivateKey",
     })?;
-    let public = PublicNumbers {
-        modulus: strip_zeros(key.modulus.as_bytes()),
-        exponent: strip_zeros(key.public_exponent.as_bytes()),
-    };
+    let public = PublicNumbers::new(key.modulus, key.public_exponent);
     let bits = public.bits();
     if !(MIN_BITS..=MAX_BITS).contains(&bits) {
         return Err(KeyError::UnsupportedKeySize { bits });
@@ -285,10 +294,7 @@ impl Certificate {
         })?;
         Ok(Self {
             thumbprint: Sha1::digest(der).into(),
-            public: PublicNumbers {
-                modulus: strip_zeros(key.modulus.as_bytes()),
-                exponent: strip_zeros(key.public_exponent.as_bytes()),
-            },
+            public: PublicNumbers::new(key.modulus, key.public_exponent),
             der: der.to_vec(),
         })
     }
@@ -311,7 +317,7 @@ impl Certificate {
 
     /// The thumbprint as uppercase hex, as Graph writes it.
     pub fn thumbprint_hex(&self) -> String {
-        self.thumbprint.iter().map(|b| format!("{b:02X}")).collect()
+        hex_upper(&self.thumbprint)
     }
 
     /// The DER in standard base64: the value of `encryptionCertificate` when subscribing.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::keys::hex_upper;
 use super::{CryptoProvider, PrivateKey, RsaOaepSha1Key};
 use crate::error::KeyError;
 
@@ -53,10 +54,6 @@ impl fmt::Debug for KeyStore {
             .field("keys", &self.entries.iter().map(E).collect::<Vec<_>>())
             .finish()
     }
-}
-
-pub(crate) fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 #[cfg(feature = "rust-crypto")]
