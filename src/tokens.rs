@@ -9,8 +9,8 @@
 //! * `exp` and `nbf` against the `now` you pass, with a small leeway (60 s by default);
 //! * `aud`: one of your app ids;
 //! * the publisher, Microsoft Graph's change-tracking app `0bf30f3b-4a52-48df-9a82-234910c4a086`,
-//!   in `appid` (v1 tokens) or `azp` (v2 tokens): every one of those claims that is present must
-//!   carry it;
+//!   in `appid` (v1 tokens) or `azp` (v2 tokens), as the token's `ver` (else its issuer) says;
+//!   that claim must be present, and the other one, when present, must name Graph too;
 //! * the issuer, `https://sts.windows.net/{tenant}/` (v1) or
 //!   `https://login.microsoftonline.com/{tenant}/v2.0` (v2), for a tenant you serve, matched
 //!   exactly (and `tid`, when present, must name the same tenant).
@@ -211,6 +211,7 @@ struct Claims {
     appid: Option<serde_json::Value>,
     azp: Option<serde_json::Value>,
     tid: Option<serde_json::Value>,
+    ver: Option<serde_json::Value>,
 }
 
 fn truncated(s: &str) -> String {
@@ -239,16 +240,37 @@ fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// The tenant named by an identity-platform issuer, v1 or v2.
-fn issuer_tenant(iss: &str) -> Option<&str> {
-    let tenant = iss
+/// The two token formats of the identity platform, which name the publisher in different claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenVersion {
+    /// Issuer `https://sts.windows.net/{tenant}/`; the publisher is in `appid`.
+    V1,
+    /// Issuer `https://login.microsoftonline.com/{tenant}/v2.0`; the publisher is in `azp`.
+    V2,
+}
+
+impl TokenVersion {
+    /// The claim that must name the publisher.
+    fn publisher_claim(self) -> &'static str {
+        match self {
+            Self::V1 => "appid",
+            Self::V2 => "azp",
+        }
+    }
+}
+
+/// The tenant named by an identity-platform issuer, and the token format the issuer belongs to.
+fn issuer_tenant(iss: &str) -> Option<(&str, TokenVersion)> {
+    let (tenant, version) = iss
         .strip_prefix("https://sts.windows.net/")
         .and_then(|t| t.strip_suffix('/'))
+        .map(|t| (t, TokenVersion::V1))
         .or_else(|| {
             iss.strip_prefix("https://login.microsoftonline.com/")
                 .and_then(|t| t.strip_suffix("/v2.0"))
+                .map(|t| (t, TokenVersion::V2))
         })?;
-    (!tenant.is_empty() && !tenant.contains(['/', '?', '#', ' '])).then_some(tenant)
+    (!tenant.is_empty() && !tenant.contains(['/', '?', '#', ' '])).then_some((tenant, version))
 }
 
 impl TokenValidator {
@@ -418,23 +440,28 @@ impl TokenValidator {
             .find_map(|a| self.app_ids.iter().find(|id| id.eq_ignore_ascii_case(a)))
             .ok_or(TokenError::Audience)?
             .clone();
-        let mut publishers = 0;
+        let iss = claims.iss.ok_or(TokenError::Claim { claim: "iss" })?;
+        let (tenant, issuer_version) = issuer_tenant(&iss).ok_or(TokenError::Issuer)?;
+        // The token's own `ver` says which claim carries the publisher; without it, the issuer's
+        // format does.
+        let version = match &claims.ver {
+            None => issuer_version,
+            Some(serde_json::Value::String(v)) if v == "1.0" => TokenVersion::V1,
+            Some(serde_json::Value::String(v)) if v == "2.0" => TokenVersion::V2,
+            Some(_) => return Err(TokenError::Claim { claim: "ver" }),
+        };
+        // The claim of the token's version must name Graph; the other, when present, too.
         for (claim, value) in [("appid", &claims.appid), ("azp", &claims.azp)] {
             match value {
+                None if claim == version.publisher_claim() => {
+                    return Err(TokenError::Claim { claim })
+                }
                 None => {}
                 Some(serde_json::Value::String(v))
-                    if v.eq_ignore_ascii_case(GRAPH_CHANGE_TRACKING_APP_ID) =>
-                {
-                    publishers += 1
-                }
+                    if v.eq_ignore_ascii_case(GRAPH_CHANGE_TRACKING_APP_ID) => {}
                 Some(_) => return Err(TokenError::Publisher { claim }),
             }
         }
-        if publishers == 0 {
-            return Err(TokenError::Claim { claim: "appid" });
-        }
-        let iss = claims.iss.ok_or(TokenError::Claim { claim: "iss" })?;
-        let tenant = issuer_tenant(&iss).ok_or(TokenError::Issuer)?;
         let tenant_id = self
             .tenant_ids
             .iter()
@@ -474,10 +501,13 @@ mod tests {
 
     #[test]
     fn issuers_name_their_tenant_exactly() {
-        assert_eq!(issuer_tenant("https://sts.windows.net/abc/"), Some("abc"));
+        assert_eq!(
+            issuer_tenant("https://sts.windows.net/abc/"),
+            Some(("abc", TokenVersion::V1))
+        );
         assert_eq!(
             issuer_tenant("https://login.microsoftonline.com/abc/v2.0"),
-            Some("abc")
+            Some(("abc", TokenVersion::V2))
         );
         assert_eq!(issuer_tenant("https://sts.windows.net/abc"), None);
         assert_eq!(issuer_tenant("https://sts.windows.net//"), None);

@@ -251,13 +251,33 @@ fn publisher_must_be_graph_in_every_claim_present() {
         String::from_utf8(read("tokens/wrong-publisher.jwt")).unwrap(),
         TokenError::Publisher { claim: "appid" },
     );
-    // v1 with only appid, v2 with only azp: both fine.
+    // The claim of the token's version must be there: `appid` in v1, `azp` in v2.
+    refused(
+        m.token(&with(Minter::v1(), json!({"appid": null}))),
+        TokenError::Claim { claim: "appid" },
+    );
+    refused(
+        m.token(&with(Minter::v2(), json!({"azp": null}))),
+        TokenError::Claim { claim: "azp" },
+    );
+    // Without `ver`, the issuer's format decides.
+    refused(
+        m.token(&with(Minter::v1(), json!({"appid": null, "ver": null}))),
+        TokenError::Claim { claim: "appid" },
+    );
+    refused(
+        m.token(&with(Minter::v1(), json!({"ver": "3.0"}))),
+        TokenError::Claim { claim: "ver" },
+    );
+    // v1 with only appid, v2 with only azp, either without `ver`: all fine.
     let v = validator();
-    v.validate(
-        &m.token(&with(Minter::v1(), json!({"azp": null}))),
-        mint::now(),
-    )
-    .unwrap();
+    for claims in [
+        with(Minter::v1(), json!({"azp": null})),
+        with(Minter::v1(), json!({"azp": null, "ver": null})),
+        with(Minter::v2(), json!({"ver": null})),
+    ] {
+        v.validate(&m.token(&claims), mint::now()).unwrap();
+    }
 }
 
 #[test]
@@ -478,6 +498,16 @@ fn every_token_must_pass_and_encrypted_content_needs_tokens() {
     )
     .unwrap();
     assert!(r.receive(&plain, mint::now()).is_ok());
+    // An encrypted notification too broken to parse still makes the body need tokens.
+    let broken = serde_json::to_vec(&json!({"value": [
+        {"clientState": CLIENT_STATE, "lifecycleEvent": "missed"},
+        {"clientState": CLIENT_STATE, "encryptedContent": {"data": "QQ=="}},
+    ]}))
+    .unwrap();
+    assert_eq!(
+        r.receive(&broken, mint::now()).unwrap_err(),
+        BodyError::MissingValidationTokens
+    );
     let plain_bad =
         serde_json::to_vec(&json!({"value": [], "validationTokens": ["x.y.z"]})).unwrap();
     assert!(matches!(
