@@ -113,6 +113,7 @@ impl Limits {
 pub struct Envelope<'a> {
     items: Vec<Result<ChangeNotification<'a>, ItemError>>,
     validation_tokens: Option<Vec<Cow<'a, str>>>,
+    encrypted: bool,
 }
 
 impl fmt::Debug for Envelope<'_> {
@@ -207,14 +208,23 @@ impl<'a> Envelope<'a> {
             Some(raw) if json::kind(raw) == Kind::Null => None,
             Some(raw) => Some(parse_tokens(raw, limits)?),
         };
+        let mut encrypted = false;
         let items = raw_items
             .into_iter()
             .enumerate()
-            .map(|(i, raw)| ChangeNotification::parse(i, raw))
+            .map(|(i, raw)| {
+                let item = ChangeNotification::parse(i, raw);
+                encrypted |= match &item {
+                    Ok(n) => n.encrypted_content.is_some(),
+                    Err(_) => carries_encrypted_content(raw),
+                };
+                item
+            })
             .collect();
         Ok(Self {
             items,
             validation_tokens,
+            encrypted,
         })
     }
 
@@ -243,12 +253,22 @@ impl<'a> Envelope<'a> {
         self.validation_tokens.as_deref()
     }
 
-    /// Whether any notification carries `encryptedContent` (and so needs validation tokens).
+    /// Whether any notification carries `encryptedContent` (and so needs validation tokens),
+    /// counting notifications too malformed to parse: a body is not spared the token check
+    /// because its encrypted items are broken.
     pub fn has_encrypted_content(&self) -> bool {
-        self.items
-            .iter()
-            .any(|i| matches!(i, Ok(n) if n.encrypted_content.is_some()))
+        self.encrypted
     }
+}
+
+/// Whether a notification that failed to parse has an `encryptedContent` member (any case, not
+/// `null`).
+fn carries_encrypted_content(raw: &RawValue) -> bool {
+    json::members(raw).is_some_and(|Members(members)| {
+        members
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("encryptedContent") && json::kind(v) != Kind::Null)
+    })
 }
 
 fn parse_tokens<'a>(raw: &'a RawValue, limits: &Limits) -> Result<Vec<Cow<'a, str>>, BodyError> {
@@ -682,6 +702,20 @@ mod tests {
         assert!(ec.encryption_certificate_thumbprint.is_none());
         assert_eq!(env.validation_tokens().unwrap().len(), 1);
         assert!(env.has_encrypted_content());
+    }
+
+    #[test]
+    fn malformed_encrypted_items_still_count_as_encrypted_content() {
+        let broken =
+            parse(r#"{"value":[{"EncryptedContent":{"data":"QQ=="}},{"changeType":"updated"}]}"#)
+                .unwrap();
+        assert!(broken.items()[0].is_err());
+        assert!(broken.has_encrypted_content());
+        let plain =
+            parse(r#"{"value":[{"encryptedContent":null,"id":5},{"changeType":"updated"}]}"#)
+                .unwrap();
+        assert!(plain.items()[0].is_err());
+        assert!(!plain.has_encrypted_content());
     }
 
     #[test]
