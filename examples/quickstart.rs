@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::model::{IntoOwned, Resource};
+use graph_chat_notifications::model::{EnumValue, IntoOwned, Resource};
 use graph_chat_notifications::subscription::{Resource as Watch, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
@@ -119,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Resource::Chat(c) => println!(
                 "4. chat {:?} ({:?}), {} members",
                 c.topic.as_deref().unwrap_or(""),
-                c.chat_type.get().map(|t| t.as_str()),
+                c.chat_type.get().map(EnumValue::as_str),
                 c.members.get().map_or(0, Vec::len)
             ),
             Resource::ChatMessage(m) => println!(
@@ -137,7 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m.body
                     .get()
                     .and_then(|b| b.content_type.get())
-                    .map(|t| t.as_str()),
+                    .map(EnumValue::as_str),
             ),
             _ => {}
         }

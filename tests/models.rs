@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use common::*;
 use graph_chat_notifications::model::{
     chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatTimeline, ChatType,
-    DlpAction, EventDetail, Importance, IntoOwned, Kind, MessageType, Resource, ResourcePath, Text,
+    DlpAction, EnumValue, EventDetail, Importance, IntoOwned, Kind, MessageType, Resource,
+    ResourcePath, Text,
 };
 use graph_chat_notifications::webhook::ChangeType;
 use serde_json::Value;
@@ -100,8 +101,8 @@ fn typed_values_of_the_variants() {
         Some("General")
     );
     assert_eq!(
-        m.body.get().unwrap().content_type.get(),
-        Some(&BodyType::Html)
+        m.body.get().unwrap().content_type.known(),
+        Some(BodyType::Html)
     );
     assert!(
         !format!("{m:?}").contains("look</div>"),
@@ -139,7 +140,10 @@ fn typed_values_of_the_variants() {
         serde_json::from_str(a.attachments.get().unwrap()[1].content.get().unwrap()).unwrap();
     assert_eq!(card["type"], "AdaptiveCard");
 
-    assert_eq!(msg("dlp-block").dlp_action(), Some(&DlpAction::BlockAccess));
+    assert_eq!(
+        msg("dlp-block").dlp_action().and_then(EnumValue::known),
+        Some(DlpAction::BlockAccess)
+    );
     assert!(msg("dlp-block").dlp_action().unwrap().blocks());
     assert!(!msg("dlp-notify").dlp_action().unwrap().blocks());
     assert!(msg("dlp-flags").dlp_action().unwrap().blocks());
@@ -157,8 +161,8 @@ fn typed_values_of_the_variants() {
 
     let added = msg("system-members-added");
     assert_eq!(
-        added.message_type.get(),
-        Some(&MessageType::SystemEventMessage)
+        added.message_type.known(),
+        Some(MessageType::SystemEventMessage)
     );
     match added.event_detail.get().unwrap() {
         EventDetail::MembersAdded(f) => {
@@ -190,20 +194,15 @@ fn typed_values_of_the_variants() {
     }
 
     let u = msg("unknown-fields-and-enums");
+    assert_eq!(u.message_type.known(), None);
     assert_eq!(
-        u.message_type.get(),
-        Some(&MessageType::Other("brandNewKind".to_string().into()))
+        u.message_type.get().map(EnumValue::as_str),
+        Some("brandNewKind")
     );
-    assert_eq!(u.importance.get().map(Importance::as_str), Some("critical"));
-    assert_eq!(
-        u.body
-            .get()
-            .unwrap()
-            .content_type
-            .get()
-            .map(BodyType::as_str),
-        Some("markdown")
-    );
+    assert_eq!(u.importance.known(), None::<Importance>);
+    assert_eq!(u.importance.get().map(EnumValue::as_str), Some("critical"));
+    let body_type = u.body.get().unwrap().content_type.get().unwrap();
+    assert_eq!((body_type.known(), body_type.as_str()), (None, "markdown"));
     assert!(u.other.contains_key("newTopLevel"));
     assert!(u.from.get().unwrap().other.contains_key("bot"));
 
@@ -232,7 +231,7 @@ fn chats_meeting_user_specific_and_unknown() {
         other => panic!("{other:?}"),
     };
     let m = chat("chat-meeting");
-    assert_eq!(m.chat_type.get(), Some(&ChatType::Meeting));
+    assert_eq!(m.chat_type.known(), Some(ChatType::Meeting));
     assert!(m
         .online_meeting_info
         .get()
@@ -258,12 +257,57 @@ fn chats_meeting_user_specific_and_unknown() {
     assert!(chat_is_visible(vp, Some(t("2024-05-02T07:00:01Z"))));
     assert!(!chat_is_visible(vp, None));
     let x = chat("chat-unknown-type");
-    assert_eq!(x.chat_type.get().map(ChatType::as_str), Some("community"));
+    assert_eq!(x.chat_type.known(), None);
+    assert_eq!(x.chat_type.get().map(EnumValue::as_str), Some("community"));
     assert!(x.viewpoint.is_null());
     assert!(
         chat_is_visible(&Default::default(), None),
         "not hidden: visible"
     );
+}
+
+#[test]
+fn enum_values_keep_their_spelling_and_are_known_in_any_case() {
+    // The Graph docs spell DLP actions `BlockAccess`; payloads use `blockAccess`. Both are the
+    // same member, and each serializes back exactly as it came.
+    let json = r#"{"id":"1","messageType":"Message","importance":"HIGH",
+        "body":{"contentType":"HTML","content":"x"},
+        "policyViolation":{"dlpAction":"BlockAccess","userAction":"None"}}"#;
+    let Resource::ChatMessage(m) = decode(json, Some(Kind::ChatMessage)).unwrap() else {
+        panic!("a message")
+    };
+    assert_eq!(m.message_type.known(), Some(MessageType::Message));
+    assert_eq!(m.importance.known(), Some(Importance::High));
+    assert_eq!(
+        m.body.get().unwrap().content_type.known(),
+        Some(BodyType::Html)
+    );
+    let dlp = m.dlp_action().unwrap();
+    assert_eq!(
+        (dlp.known(), dlp.as_str()),
+        (Some(DlpAction::BlockAccess), "BlockAccess")
+    );
+    assert!(dlp.blocks());
+    let back: Value = serde_json::to_value(m.into_owned()).unwrap();
+    assert_eq!(back, serde_json::from_str::<Value>(json).unwrap());
+
+    let chat: EnumValue<ChatType> = EnumValue::new("OneOnOne");
+    assert!(chat.is(ChatType::OneOnOne) && chat == ChatType::OneOnOne);
+    assert_eq!(EnumValue::from(ChatType::Group).as_str(), "group");
+    // Flag combinations name no single member; `blocks` reads each flag.
+    for (flags, blocks) in [
+        ("notifySender, BlockAccessExternal", true),
+        ("NotifySender,blockAccess", true),
+        ("notifySender", false),
+        ("None", false),
+        ("blockAccessSomeday", false),
+    ] {
+        assert_eq!(
+            EnumValue::<DlpAction>::new(flags).blocks(),
+            blocks,
+            "{flags}"
+        );
+    }
 }
 
 #[test]

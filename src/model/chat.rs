@@ -1,7 +1,8 @@
 //! The `chat` resource and what it holds.
 
 use super::{
-    model, string_enum, DateTime, EventDetail, IdentitySet, ItemBody, Json, MessageType, Text,
+    model, string_enum, DateTime, EnumValue, EventDetail, IdentitySet, ItemBody, Json, MessageType,
+    Text,
 };
 
 string_enum! {
@@ -37,7 +38,7 @@ model! {
         /// `lastUpdatedDateTime`
         last_updated_date_time: DateTime<'a>,
         /// `chatType`
-        chat_type: ChatType<'a>,
+        chat_type: EnumValue<'a, ChatType>,
         /// `webUrl`
         web_url: Text<'a>,
         /// `tenantId`
@@ -126,7 +127,7 @@ model! {
         /// `isDeleted`
         is_deleted: bool,
         /// `messageType`
-        message_type: MessageType<'a>,
+        message_type: EnumValue<'a, MessageType>,
         /// `eventDetail`
         event_detail: EventDetail<'a>,
         /// `body`

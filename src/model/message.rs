@@ -6,7 +6,9 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::{model, string_enum, DateTime, IntoOwned, Json, ModelError, Text};
+use super::{
+    model, string_enum, DateTime, EnumValue, GraphEnum, IntoOwned, Json, ModelError, Text,
+};
 
 string_enum! {
     /// `messageType`.
@@ -62,14 +64,21 @@ string_enum! {
     }
 }
 
-impl DlpAction<'_> {
-    /// Whether the message is hidden from (some) recipients.
+impl EnumValue<'_, DlpAction> {
+    /// Whether the message is hidden from (some) recipients: `blockAccess` or
+    /// `blockAccessExternal`, alone or among the flags of a combination
+    /// (`notifySender, blockAccess`).
     pub fn blocks(&self) -> bool {
-        match self {
-            Self::BlockAccess | Self::BlockAccessExternal => true,
-            // Flag combinations come comma-separated (`notifySender, blockAccess`).
-            Self::Other(t) => t.to_ascii_lowercase().contains("blockaccess"),
-            _ => false,
+        match self.known() {
+            Some(action) => matches!(
+                action,
+                DlpAction::BlockAccess | DlpAction::BlockAccessExternal
+            ),
+            None => self.as_str().split(',').any(|flag| {
+                DlpAction::parse(flag.trim()).is_some_and(|a| {
+                    matches!(a, DlpAction::BlockAccess | DlpAction::BlockAccessExternal)
+                })
+            }),
         }
     }
 }
@@ -90,7 +99,7 @@ model! {
         /// `etag`
         etag: Text<'a>,
         /// `messageType`
-        message_type: MessageType<'a>,
+        message_type: EnumValue<'a, MessageType>,
         /// `createdDateTime`: the order of messages in a chat.
         created_date_time: DateTime<'a>,
         /// `lastModifiedDateTime`: any change, reactions included.
@@ -106,7 +115,7 @@ model! {
         /// `chatId`
         chat_id: Text<'a>,
         /// `importance`
-        importance: Importance<'a>,
+        importance: EnumValue<'a, Importance>,
         /// `locale`
         locale: Text<'a>,
         /// `webUrl`
@@ -140,7 +149,7 @@ model! {
 
 impl<'a> ChatMessage<'a> {
     /// The data loss prevention action on the message, if any.
-    pub fn dlp_action(&self) -> Option<&DlpAction<'a>> {
+    pub fn dlp_action(&self) -> Option<&EnumValue<'a, DlpAction>> {
         self.policy_violation.get().and_then(|p| p.dlp_action.get())
     }
 
@@ -201,7 +210,7 @@ model! {
     /// `body`: the message content. `Debug` shows its length, not its text.
     ItemBody {
         /// `contentType`
-        content_type: BodyType<'a>,
+        content_type: EnumValue<'a, BodyType>,
         /// `content`
         content: RedactedText<'a>,
     }
@@ -297,7 +306,7 @@ model! {
     /// `policyViolation`: the data loss prevention verdict on a message.
     PolicyViolation {
         /// `dlpAction`
-        dlp_action: DlpAction<'a>,
+        dlp_action: EnumValue<'a, DlpAction>,
         /// `justificationText`
         justification_text: Text<'a>,
         /// `policyTip`

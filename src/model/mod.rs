@@ -395,53 +395,150 @@ impl<'de: 'a, 'a> Deserialize<'de> for DateTime<'a> {
     }
 }
 
-/// Declares a string enum whose unknown values are kept as `Other`.
+/// One of Graph's string enumerations (`messageType`, `chatType`...): its documented members,
+/// each with the spelling the Graph docs give it. Models hold values of these as
+/// [`EnumValue`], which keeps the text as sent.
+pub trait GraphEnum: Copy + Eq + fmt::Debug + Send + Sync + 'static {
+    /// Every member, with its spelling in the Graph docs.
+    const MEMBERS: &'static [(Self, &'static str)];
+
+    /// The member `text` names, in any letter case (`Message` and `message` alike); `None` for
+    /// a value this version of the crate does not know.
+    fn parse(text: &str) -> Option<Self> {
+        Self::MEMBERS
+            .iter()
+            .find(|(_, spelling)| spelling.eq_ignore_ascii_case(text))
+            .map(|(member, _)| *member)
+    }
+
+    /// The member's spelling in the Graph docs.
+    fn as_str(self) -> &'static str {
+        Self::MEMBERS
+            .iter()
+            .find(|(member, _)| *member == self)
+            .map_or("", |(_, spelling)| spelling)
+    }
+}
+
+/// A value of one of Graph's string enumerations, exactly as sent, and the member it names.
+///
+/// Graph adds values over time (`unknownFutureValue` says so), and its docs and payloads do not
+/// always agree on letter case (`BlockAccess` in the docs, `blockAccess` in JSON). So the text
+/// is kept as it came, and is what serializes: a model gives back the JSON it was read from.
+/// [`known`](Self::known) is the typed view: the member, matched in any letter case, or `None`
+/// for a value this version does not know.
+///
+/// ```
+/// use graph_chat_notifications::model::{EnumValue, MessageType};
+/// let v: EnumValue<MessageType> = serde_json::from_str(r#""SystemEventMessage""#).unwrap();
+/// assert_eq!(v.known(), Some(MessageType::SystemEventMessage));
+/// assert_eq!(v.as_str(), "SystemEventMessage");
+/// assert_eq!(serde_json::to_string(&v).unwrap(), r#""SystemEventMessage""#);
+///
+/// let new: EnumValue<MessageType> = serde_json::from_str(r#""brandNewKind""#).unwrap();
+/// assert_eq!(new.known(), None);
+/// assert_eq!(new.as_str(), "brandNewKind");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EnumValue<'a, E> {
+    text: Text<'a>,
+    known: Option<E>,
+}
+
+impl<'a, E: GraphEnum> EnumValue<'a, E> {
+    /// The value of `text`: the member it names, if any, with the text kept as given.
+    pub fn new(text: impl Into<Text<'a>>) -> Self {
+        let text = text.into();
+        Self {
+            known: E::parse(&text),
+            text,
+        }
+    }
+
+    /// The member this value names (in any letter case), or `None` for a value this version of
+    /// the crate does not know.
+    pub fn known(&self) -> Option<E> {
+        self.known
+    }
+
+    /// Whether this value names `member`.
+    pub fn is(&self, member: E) -> bool {
+        self.known == Some(member)
+    }
+
+    /// The text as sent.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<E: GraphEnum> From<E> for EnumValue<'static, E> {
+    /// The member, spelled as the Graph docs spell it.
+    fn from(member: E) -> Self {
+        Self {
+            text: Text::from(member.as_str()),
+            known: Some(member),
+        }
+    }
+}
+
+impl<E: GraphEnum> PartialEq<E> for EnumValue<'_, E> {
+    fn eq(&self, member: &E) -> bool {
+        self.is(*member)
+    }
+}
+
+impl<E> fmt::Debug for EnumValue<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
+impl<E: GraphEnum> IntoOwned for EnumValue<'_, E> {
+    type Owned = EnumValue<'static, E>;
+    fn into_owned(self) -> EnumValue<'static, E> {
+        EnumValue {
+            text: self.text.into_owned(),
+            known: self.known,
+        }
+    }
+}
+
+impl<E> Serialize for EnumValue<'_, E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de: 'a, 'a, E: GraphEnum> Deserialize<'de> for EnumValue<'a, E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Text::deserialize(d).map(Self::new)
+    }
+}
+
+impl<E: GraphEnum> Prop<EnumValue<'_, E>> {
+    /// The member the property names, if it holds a value this version knows
+    /// (`message.message_type.known() == Some(MessageType::Message)`).
+    pub fn known(&self) -> Option<E> {
+        self.get().and_then(EnumValue::known)
+    }
+}
+
+/// Declares the members of one of Graph's string enumerations and their spellings.
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        ///
+        /// Models hold it as an [`EnumValue`](crate::model::EnumValue), which keeps the text as
+        /// sent and tells values this version does not know.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
-        pub enum $name<'a> {
+        pub enum $name {
             $($(#[$vm])* $variant,)*
-            /// A value this version of the crate does not know, kept as sent.
-            Other($crate::model::Text<'a>),
         }
 
-        impl<'a> $name<'a> {
-            /// The value as Graph writes it.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(Self::$variant => $text,)*
-                    Self::Other(t) => t,
-                }
-            }
-
-            fn from_text(t: $crate::model::Text<'a>) -> Self {
-                $(if t.eq_ignore_ascii_case($text) { return Self::$variant; })*
-                Self::Other(t)
-            }
-        }
-
-        impl $crate::model::IntoOwned for $name<'_> {
-            type Owned = $name<'static>;
-            fn into_owned(self) -> $name<'static> {
-                match self {
-                    $(Self::$variant => $name::$variant,)*
-                    Self::Other(t) => $name::Other($crate::model::IntoOwned::into_owned(t)),
-                }
-            }
-        }
-
-        impl serde::Serialize for $name<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de: 'a, 'a> serde::Deserialize<'de> for $name<'a> {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $crate::model::Text::deserialize(d).map(Self::from_text)
-            }
+        impl $crate::model::GraphEnum for $name {
+            const MEMBERS: &'static [(Self, &'static str)] = &[$((Self::$variant, $text),)*];
         }
     };
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use super::{ChatMessage, ChatViewpoint, DlpAction, IntoOwned};
+use super::{ChatMessage, ChatViewpoint, DlpAction, EnumValue, IntoOwned};
 use crate::webhook::ChangeType;
 
 /// What a metered (`model=B`) notification costs: $0.00075, in millionths of a dollar.
@@ -65,13 +65,13 @@ pub struct Entry {
 
 impl Entry {
     /// The data loss prevention action on the latest version.
-    pub fn dlp_action(&self) -> Option<&DlpAction<'static>> {
+    pub fn dlp_action(&self) -> Option<&EnumValue<'static, DlpAction>> {
         self.message.as_ref().and_then(|m| m.dlp_action())
     }
 
     /// Whether data loss prevention hides the message from (some) recipients.
     pub fn dlp_blocked(&self) -> bool {
-        self.dlp_action().is_some_and(DlpAction::blocks)
+        self.dlp_action().is_some_and(EnumValue::blocks)
     }
 
     fn created(&self) -> Option<OffsetDateTime> {
