@@ -1,5 +1,6 @@
-//! Typed decoding of any text: a model or an error naming a path, never a panic; a model always
-//! decodes again from its own serialization, to the same model. Resource paths too.
+//! Typed decoding of any text: a model or an error naming a path, never a panic; a model is
+//! lossless (it serializes to the same JSON value it was decoded from) and decodes again from its
+//! own serialization, to the same model. Resource paths too.
 #![no_main]
 
 use graph_chat_notifications::model::{decode, Kind, ResourcePath};
@@ -10,6 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = ResourcePath::parse(text);
     for kind in [None, Some(Kind::Chat), Some(Kind::ChatMessage)] {
         if let Ok(resource) = decode(text, kind) {
+            let sent: serde_json::Value = serde_json::from_str(text).expect("a decoded model is JSON");
+            assert_eq!(serde_json::to_value(&resource).unwrap(), sent, "lossless");
             let again = serde_json::to_string(&resource).unwrap();
             let decoded = decode(&again, kind).expect("a model's own JSON decodes");
             assert_eq!(serde_json::to_string(&decoded).unwrap(), again);
