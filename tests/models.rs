@@ -240,6 +240,20 @@ fn chats_meeting_user_specific_and_unknown() {
         .as_deref()
         .unwrap()
         .contains("meetup-join"));
+    let organizer = m
+        .online_meeting_info
+        .get()
+        .unwrap()
+        .organizer
+        .get()
+        .unwrap();
+    assert_eq!(
+        (
+            organizer.id.as_deref(),
+            organizer.user_identity_type.as_deref()
+        ),
+        (Some("8ea0e38b"), Some("aadUser"))
+    );
     assert_eq!(
         m.members.get().unwrap()[1].roles.get().unwrap()[0].as_ref(),
         "guest"

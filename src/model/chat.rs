@@ -1,8 +1,8 @@
 //! The `chat` resource and what it holds.
 
 use super::{
-    model, string_enum, DateTime, EnumValue, EventDetail, IdentitySet, ItemBody, Json, MessageType,
-    Text,
+    model, string_enum, DateTime, EnumValue, EventDetail, Identity, IdentitySet, ItemBody, Json,
+    MessageType, Text,
 };
 
 string_enum! {
@@ -112,8 +112,8 @@ model! {
         calendar_event_id: Text<'a>,
         /// `joinWebUrl`
         join_web_url: Text<'a>,
-        /// `organizer`
-        organizer: IdentitySet<'a>,
+        /// `organizer`: a user identity (`teamworkUserIdentity`), not an identity set.
+        organizer: Identity<'a>,
     }
 }
 
