@@ -1,5 +1,6 @@
 //! Token validation: any string as a token, and any claims under a valid signature (the first
-//! byte picks which), never a panic and never an accepted token that breaks a rule.
+//! byte picks which), never a panic and never an accepted token that breaks a rule (app, tenant,
+//! expiry, and the publisher in the claim of the token's version).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -43,5 +44,18 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(ok.app_id, APP);
         assert_eq!(ok.tenant_id, TENANT);
         assert!(ok.expires_at + 60 > 1_800_000_000);
+        if mode % 2 == 1 {
+            // The publisher claim of the token's version (its `ver`, else its issuer) names Graph.
+            let claims: serde_json::Value = serde_json::from_slice(rest).expect("accepted claims are JSON");
+            let v2 = match claims.get("ver").and_then(|v| v.as_str()) {
+                Some("2.0") => true,
+                Some("1.0") => false,
+                _ => claims["iss"].as_str().is_some_and(|i| i.ends_with("/v2.0")),
+            };
+            let publisher = &claims[if v2 { "azp" } else { "appid" }];
+            assert!(publisher
+                .as_str()
+                .is_some_and(|p| p.eq_ignore_ascii_case("0bf30f3b-4a52-48df-9a82-234910c4a086")));
+        }
     }
 });
