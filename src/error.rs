@@ -281,6 +281,10 @@ pub enum KeyError {
         /// Its length in characters.
         len: usize,
     },
+    /// The receiver has no key store to change: it was built without keys and without a
+    /// default crypto provider. Give it one with `ReceiverBuilder::keys`.
+    #[error("the receiver has no key store (build it with keys, or with a crypto provider)")]
+    NoKeyStore,
     /// The crypto provider refused the key.
     #[error("the crypto provider refused the key: {reason}")]
     Provider {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use graph_chat_notifications::crypto::{Certificate, KeyStore, PrivateKey};
-use graph_chat_notifications::ItemErrorKind;
+use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::{ItemErrorKind, KeyError};
 
 fn assert_batch(batch: &str, keys: KeyStore) {
     let receiver = receiver(keys);
@@ -185,4 +185,68 @@ fn one_receiver_serves_many_threads() {
             });
         }
     });
+}
+
+#[test]
+fn keys_rotate_while_one_receiver_serves_many_threads() {
+    // The old certificate is the 2048-bit fixture, the new one the 3072-bit one; each fixture
+    // batch is encrypted for one of them.
+    let receiver = receiver(
+        store()
+            .with_key("graphsim-rsa2048", key(2048, "key.pkcs8.pem"))
+            .unwrap(),
+    );
+    let (old_body, new_body) = (read("batches/rsa2048.json"), read("batches/rsa3072.json"));
+    let (n_old, n_new) = (
+        manifest("rsa2048.json").len(),
+        manifest("rsa3072.json").len(),
+    );
+    let opened = |body: &[u8]| {
+        let results = open_all(&receiver, body);
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(e.kind(), &ItemErrorKind::UnknownCertificate, "{e}");
+        }
+        results.iter().filter(|r| r.is_ok()).count()
+    };
+    assert_eq!((opened(&old_body), opened(&new_body)), (n_old, 0));
+    let received_before = receiver
+        .receive(&old_body, std::time::SystemTime::now())
+        .unwrap();
+
+    // The new key goes in while other threads keep opening batches: none of them fails.
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| (0..3).all(|_| opened(&old_body) == n_old)))
+            .collect();
+        receiver
+            .update_keys(|keys| keys.insert("graphsim-rsa3072", key(3072, "key.pkcs8.pem")))
+            .unwrap();
+        assert!(readers.into_iter().all(|r| r.join().unwrap()));
+    });
+    assert_eq!((opened(&old_body), opened(&new_body)), (n_old, n_new));
+
+    // The old key goes; a batch received before that keeps the keys it started with.
+    receiver
+        .update_keys(|keys| {
+            assert!(keys.remove("graphsim-rsa2048"));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((opened(&old_body), opened(&new_body)), (0, n_new));
+    let mut buf = DecryptBuffer::new();
+    for i in 0..received_before.len() {
+        received_before.open(i, &mut buf).unwrap();
+    }
+
+    // A change that fails leaves the keys as they were.
+    let refused = receiver.update_keys(|keys| {
+        keys.remove("graphsim-rsa3072");
+        keys.insert("", key(2048, "key.pkcs8.pem"))
+    });
+    assert_eq!(refused.unwrap_err(), KeyError::BadCertificateId { len: 0 });
+    assert_eq!(opened(&new_body), n_new);
+    assert_eq!(
+        receiver.keys().unwrap().ids().collect::<Vec<_>>(),
+        ["graphsim-rsa3072"]
+    );
 }

@@ -1,6 +1,7 @@
 //! Private keys by `encryptionCertificateId`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::keys::hex_upper;
 use super::{CryptoProvider, PrivateKey, RsaOaepSha1Key};
@@ -10,8 +11,12 @@ use crate::error::KeyError;
 /// subscribing. Several can be live at once: during a rotation keep the old key until no
 /// notification names it.
 ///
-/// Keys are loaded into the [`CryptoProvider`] once, when inserted. Private key material is
-/// zeroized when the store is dropped; `Debug` lists certificate ids and thumbprints only.
+/// Keys are loaded into the [`CryptoProvider`] once, when inserted. Cloning a store shares the
+/// loaded keys rather than copying them (that is how [`Receiver::update_keys`] rotates keys
+/// while the receiver is in use); private key material is zeroized when the last store holding it
+/// is dropped. `Debug` lists certificate ids and thumbprints only.
+///
+/// [`Receiver::update_keys`]: crate::webhook::Receiver::update_keys
 ///
 /// ```
 /// # fn main() -> Result<(), graph_chat_notifications::KeyError> {
@@ -23,16 +28,18 @@ use crate::error::KeyError;
 /// assert!(!format!("{keys:?}").contains("PRIVATE"));
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct KeyStore {
     provider: &'static CryptoProvider,
     entries: Vec<Entry>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) id: String,
     pub(crate) modulus_len: usize,
     pub(crate) thumbprint: Option<[u8; 20]>,
-    pub(crate) key: Box<dyn RsaOaepSha1Key>,
+    pub(crate) key: Arc<dyn RsaOaepSha1Key>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -96,7 +103,7 @@ impl KeyStore {
         let entry = Entry {
             modulus_len: key.modulus_len(),
             thumbprint: key.certificate().map(|c| c.thumbprint()),
-            key: (self.provider.load_rsa_private_key)(&key)?,
+            key: Arc::from((self.provider.load_rsa_private_key)(&key)?),
             id,
         };
         match self.entries.iter_mut().find(|e| e.id == entry.id) {

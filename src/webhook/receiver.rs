@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use serde_json::value::RawValue;
@@ -10,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::{handshake, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits};
 use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
-use crate::error::{BodyError, ItemError, ItemErrorKind};
+use crate::error::{BodyError, ItemError, ItemErrorKind, KeyError};
 use crate::tokens::{TokenValidator, ValidatedToken};
 
 /// Runs the whole inbound path. Configure it once, share it across threads (it is
@@ -51,7 +52,10 @@ use crate::tokens::{TokenValidator, ValidatedToken};
 /// # Ok(()) }
 /// ```
 pub struct Receiver {
-    keys: Option<KeyStore>,
+    /// Replaced whole by [`Receiver::update_keys`]; each batch takes a snapshot when received.
+    keys: RwLock<Option<Arc<KeyStore>>>,
+    /// Serializes key updates, so that two concurrent updates cannot lose one another.
+    key_updates: Mutex<()>,
     client_states: Vec<Zeroizing<String>>,
     limits: Limits,
     tokens: Option<TokenValidator>,
@@ -60,7 +64,7 @@ pub struct Receiver {
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
-            .field("keys", &self.keys)
+            .field("keys", &self.keys())
             .field(
                 "client_states",
                 &format_args!("[{} redacted]", self.client_states.len()),
@@ -165,7 +169,8 @@ impl ReceiverBuilder {
         #[cfg(not(feature = "rust-crypto"))]
         let keys = self.keys;
         Ok(Receiver {
-            keys,
+            keys: RwLock::new(keys.map(Arc::new)),
+            key_updates: Mutex::new(()),
             client_states: self.client_states,
             limits: self.limits,
             tokens: self.tokens,
@@ -186,6 +191,8 @@ pub enum Inbound<'r, 'a> {
 /// notifications one at a time with [`Batch::open`].
 pub struct Batch<'r, 'a> {
     receiver: &'r Receiver,
+    /// The keys in force when the batch was received: a key update does not change them.
+    keys: Option<Arc<KeyStore>>,
     envelope: Envelope<'a>,
     tokens: Vec<ValidatedToken>,
 }
@@ -280,9 +287,54 @@ impl Receiver {
         &self.limits
     }
 
-    /// The key store.
-    pub fn keys(&self) -> Option<&KeyStore> {
-        self.keys.as_ref()
+    /// The key store in force (`None` only when the crate is built without a crypto provider
+    /// and no keys were given). A snapshot: a later [`update_keys`](Self::update_keys) does not
+    /// change it.
+    pub fn keys(&self) -> Option<Arc<KeyStore>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the keys while the receiver is in use, for certificate rotation: `change` edits a
+    /// copy of the current store (the loaded keys are shared, not copied), which then replaces
+    /// it. Batches received before the swap keep the keys they started with; batches received
+    /// after it use the new ones. Updates from several threads apply one after the other, and
+    /// receiving is never blocked while a key loads. If `change` fails, nothing changes.
+    ///
+    /// Rotation with it: insert the new key under the new certificate id, renew the
+    /// subscription with the new certificate (`subscription::renew_with_certificate`), and
+    /// remove the old id once no notification names it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use graph_chat_notifications::crypto::{KeyStore, PrivateKey};
+    /// use graph_chat_notifications::webhook::Receiver;
+    /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
+    /// let old = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
+    /// let receiver = Receiver::builder()
+    ///     .keys(KeyStore::new().with_key("cert-2026-10", old)?)
+    ///     .dangerous_skip_token_validation() // for brevity; configure tokens in production
+    ///     .build()?;
+    ///
+    /// let new = PrivateKey::from_bytes(&read("keys/rsa3072/key.pkcs8.pem"))?;
+    /// receiver.update_keys(|keys| keys.insert("cert-2026-11", new))?;
+    /// // ... once no notification names the old id:
+    /// receiver.update_keys(|keys| {
+    ///     keys.remove("cert-2026-10");
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(receiver.keys().unwrap().ids().collect::<Vec<_>>(), ["cert-2026-11"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn update_keys<F>(&self, change: F) -> Result<(), KeyError>
+    where
+        F: FnOnce(&mut KeyStore) -> Result<(), KeyError>,
+    {
+        let _one_at_a_time = self.key_updates.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.keys().ok_or(KeyError::NoKeyStore)?;
+        let mut store = KeyStore::clone(&current);
+        change(&mut store)?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(store));
+        Ok(())
     }
 
     /// The token validator, to [`update_jwks`](TokenValidator::update_jwks) when keys rotate.
@@ -328,6 +380,7 @@ impl Receiver {
         }
         Ok(Batch {
             receiver: self,
+            keys: self.keys(),
             envelope,
             tokens,
         })
@@ -335,6 +388,7 @@ impl Receiver {
 
     fn open<'c, 'a>(
         &self,
+        keys: Option<&KeyStore>,
         notification: &'c ChangeNotification<'a>,
         buf: &'c mut DecryptBuffer,
     ) -> Result<Opened<'c, 'a>, ItemError> {
@@ -358,10 +412,7 @@ impl Receiver {
         let payload = if let Some(event) = notification.lifecycle_event() {
             Payload::Lifecycle(event)
         } else if let Some(content) = &notification.encrypted_content {
-            let keys = self
-                .keys
-                .as_ref()
-                .ok_or_else(|| fail("encryptedContent", ItemErrorKind::NoProvider))?;
+            let keys = keys.ok_or_else(|| fail("encryptedContent", ItemErrorKind::NoProvider))?;
             let json = decrypt(keys, content, self.limits.get_max_item_bytes(), buf)
                 .map_err(|(field, kind)| fail(field, kind))?;
             Payload::Resource(Cow::Borrowed(json))
@@ -407,6 +458,6 @@ impl<'r, 'a> Batch<'r, 'a> {
         let notification = self.envelope.items()[index]
             .as_ref()
             .map_err(Clone::clone)?;
-        self.receiver.open(notification, buf)
+        self.receiver.open(self.keys.as_deref(), notification, buf)
     }
 }
