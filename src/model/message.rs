@@ -69,17 +69,13 @@ impl EnumValue<'_, DlpAction> {
     /// `blockAccessExternal`, alone or among the flags of a combination
     /// (`notifySender, blockAccess`).
     pub fn blocks(&self) -> bool {
-        match self.known() {
-            Some(action) => matches!(
-                action,
-                DlpAction::BlockAccess | DlpAction::BlockAccessExternal
-            ),
-            None => self.as_str().split(',').any(|flag| {
-                DlpAction::parse(flag.trim()).is_some_and(|a| {
-                    matches!(a, DlpAction::BlockAccess | DlpAction::BlockAccessExternal)
-                })
-            }),
-        }
+        // A single value is a combination of one flag.
+        self.as_str().split(',').any(|flag| {
+            matches!(
+                DlpAction::parse(flag.trim()),
+                Some(DlpAction::BlockAccess | DlpAction::BlockAccessExternal)
+            )
+        })
     }
 }
 
