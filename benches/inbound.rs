@@ -138,7 +138,8 @@ fn token_validation(c: &mut Criterion) {
             ["11111111-2222-3333-4444-555555555555"],
             ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"],
         );
-        v.update_jwks(&read("tokens/jwks.json")).unwrap();
+        v.update_jwks(&read("tokens/jwks.json"), std::time::SystemTime::now())
+            .unwrap();
         g.bench_function(provider.name, |b| {
             b.iter(|| v.validate(&token, now).unwrap())
         });

@@ -34,17 +34,26 @@ enum Stop {
     Refused(String),
 }
 
-fn read_input(input: Option<&str>) -> Result<Vec<u8>, String> {
-    match input {
-        None | Some("-") => {
-            let mut body = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut body)
-                .map_err(|e| format!("cannot read standard input: {e}"))?;
-            Ok(body)
-        }
-        Some(path) => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")),
+/// Reads at most `limit` bytes (the receiver's body limit): a larger input is refused without
+/// being held in memory.
+fn read_input(input: Option<&str>, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let read = match input {
+        None | Some("-") => std::io::stdin()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("cannot read standard input: {e}")),
+        Some(path) => std::fs::File::open(path)
+            .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut body))
+            .map_err(|e| format!("cannot read {path}: {e}")),
+    };
+    read?;
+    if body.len() > limit {
+        return Err(format!(
+            "body refused: the body is over the limit of {limit} bytes"
+        ));
     }
+    Ok(body)
 }
 
 fn run() -> Result<bool, Stop> {
@@ -67,19 +76,25 @@ fn run() -> Result<bool, Stop> {
         return Err(Stop::Usage("more than one input file given".into()));
     }
     let receiver = common::receiver_from(&options).map_err(Stop::Usage)?;
-    let body = read_input(options.positional.first().map(String::as_str)).map_err(Stop::Refused)?;
+    let body = read_input(
+        options.positional.first().map(String::as_str),
+        receiver.limits().get_max_body_bytes(),
+    )
+    .map_err(Stop::Refused)?;
     let batch = receiver
         .receive(&body, std::time::SystemTime::now())
         .map_err(|e| Stop::Refused(format!("body refused: {e}")))?;
-    let (lines, all_ok) =
-        common::batch_lines(&batch, &mut DecryptBuffer::new(), options.flag("--typed"));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in lines {
-        writeln!(out, "{line}").map_err(|e| Stop::Refused(format!("cannot write output: {e}")))?;
-    }
-    out.flush()
-        .map_err(|e| Stop::Refused(format!("cannot write output: {e}")))?;
+    let write_failed = |e: std::io::Error| Stop::Refused(format!("cannot write output: {e}"));
+    let all_ok = common::write_batch_lines(
+        &mut out,
+        &batch,
+        &mut DecryptBuffer::new(),
+        options.flag("--typed"),
+    )
+    .map_err(write_failed)?;
+    out.flush().map_err(write_failed)?;
     Ok(all_ok)
 }
 

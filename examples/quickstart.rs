@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Configure the receiver once: keys, clientState, and who may vouch for a batch.
     let graph = GraphSimulator::new(APP_ID, TENANT_ID); // plays Microsoft Graph
     let tokens = TokenValidator::new([APP_ID], [TENANT_ID]);
-    tokens.update_jwks(&graph.jwks())?; // in production: bytes fetched from the JWKS URL
+    tokens.update_jwks(&graph.jwks(), std::time::SystemTime::now())?; // in production: bytes fetched from the JWKS URL
     let receiver = Receiver::builder()
         .keys(KeyStore::new().with_key("cert-2026-11", key)?)
         .client_state("secretClientState")

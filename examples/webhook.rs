@@ -70,11 +70,8 @@ fn worker(receiver: Arc<Receiver>, queue: Arc<Mutex<Queue<Bytes>>>) {
         let Ok(body) = next else { return };
         match receiver.receive(&body, std::time::SystemTime::now()) {
             Ok(batch) => {
-                let (lines, _) = common::batch_lines(&batch, &mut buf, false);
                 let mut out = std::io::stdout().lock();
-                for line in lines {
-                    let _ = writeln!(out, "{line}");
-                }
+                let _ = common::write_batch_lines(&mut out, &batch, &mut buf, false);
                 let _ = out.flush();
             }
             Err(e) => eprintln!("webhook: batch refused: {e}"),

@@ -59,10 +59,10 @@ pub enum BodyError {
     },
     /// `value` holds more notifications than
     /// [`Limits::max_items`](crate::webhook::Limits::max_items).
-    #[error("the body carries {count} notifications, over the limit of {limit}")]
+    ///
+    /// Counting stops at the limit, so the rest of `value` is not read.
+    #[error("the body carries more than {limit} notifications")]
     TooManyItems {
-        /// Number of notifications in `value`.
-        count: usize,
         /// The configured limit.
         limit: usize,
     },
@@ -91,6 +91,15 @@ impl BodyError {
     /// names a signing key the validator does not hold yet. Rate-limit the fetches.
     pub fn wants_jwks_refresh(&self) -> bool {
         matches!(self, Self::Token { error, .. } if error.wants_jwks_refresh())
+    }
+
+    /// The `kid` a token named that the validator does not hold (`""` when no JWKS is loaded):
+    /// what to ask [`JwksRefresh::on_unknown_key`](crate::tokens::JwksRefresh::on_unknown_key).
+    pub fn unknown_key(&self) -> Option<&str> {
+        match self {
+            Self::Token { error, .. } => error.unknown_key(),
+            _ => None,
+        }
     }
 }
 
@@ -193,6 +202,10 @@ pub enum ItemErrorKind {
     /// `encryptionCertificateThumbprint` does not match the certificate configured for the id.
     #[error("does not match the certificate configured for this id")]
     ThumbprintMismatch,
+    /// Validation tokens vouched for the batch, but none of them was issued for the tenant this
+    /// notification names in `tenantId` (Graph sends a token for every tenant in a batch).
+    #[error("no validation token of the batch was issued for this tenant")]
+    TenantNotVouched,
     /// The notification's `clientState` is not one of the expected values.
     #[error("does not match the expected clientState")]
     ClientStateMismatch,
@@ -285,6 +298,10 @@ pub enum KeyError {
     /// default crypto provider. Give it one with `ReceiverBuilder::keys`.
     #[error("the receiver has no key store (build it with keys, or with a crypto provider)")]
     NoKeyStore,
+    /// The change would let a receiver that checks no validation tokens decrypt: configure a
+    /// token validator, or opt out with `ReceiverBuilder::dangerous_skip_token_validation`.
+    #[error("the receiver checks no validation tokens, so it may hold no keys")]
+    TokenValidationNotConfigured,
     /// The crypto provider refused the key.
     #[error("the crypto provider refused the key: {reason}")]
     Provider {

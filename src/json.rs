@@ -8,33 +8,91 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::model::Text;
 
-/// The members of a JSON object, in order, duplicates kept.
-pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a RawValue)>);
+/// Why a streaming walk over a JSON object or array stopped early.
+pub(crate) enum Walk<E> {
+    /// The text is not of the expected JSON shape (not an object, not an array, not JSON).
+    Shape(serde_json::Error),
+    /// The callback refused an entry.
+    Stopped(E),
+}
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8).min(32));
-                while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(Members(out))
-            }
+/// Calls `f` with each member of the JSON object `text`, in order, duplicates included, without
+/// collecting them: memory stays constant however many members the object has. Values stay raw
+/// (borrowed); keys borrow unless they hold escapes. `f` may stop the walk with an error.
+pub(crate) fn for_each_member<'a, E>(
+    text: &'a str,
+    f: impl FnMut(Cow<'a, str>, &'a RawValue) -> Result<(), E>,
+) -> Result<(), Walk<E>> {
+    struct V<F, E> {
+        f: F,
+        stopped: Option<E>,
+    }
+    impl<'de, E, F: FnMut(Cow<'de, str>, &'de RawValue) -> Result<(), E>> Visitor<'de>
+        for &mut V<F, E>
+    {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
         }
-        d.deserialize_map(V)
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+                let v: &'de RawValue = map.next_value()?;
+                if let Err(e) = (self.f)(k, v) {
+                    self.stopped = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut v = V { f, stopped: None };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let walked = de.deserialize_map(&mut v).and_then(|()| de.end());
+    match (v.stopped, walked) {
+        (Some(e), _) => Err(Walk::Stopped(e)),
+        (None, Err(e)) => Err(Walk::Shape(e)),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// Calls `f` with each element of the JSON array `text`, in order, without collecting them.
+/// `f` may stop the walk with an error (for example past a count limit), and the rest of the
+/// array is then not read.
+pub(crate) fn for_each_element<'a, E>(
+    text: &'a str,
+    f: impl FnMut(&'a RawValue) -> Result<(), E>,
+) -> Result<(), Walk<E>> {
+    struct V<F, E> {
+        f: F,
+        stopped: Option<E>,
+    }
+    impl<'de, E, F: FnMut(&'de RawValue) -> Result<(), E>> Visitor<'de> for &mut V<F, E> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                if let Err(e) = (self.f)(v) {
+                    self.stopped = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut v = V { f, stopped: None };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let walked = de.deserialize_seq(&mut v).and_then(|()| de.end());
+    match (v.stopped, walked) {
+        (Some(e), _) => Err(Walk::Stopped(e)),
+        (None, Err(e)) => Err(Walk::Shape(e)),
+        (None, Ok(())) => Ok(()),
     }
 }
 
@@ -58,14 +116,6 @@ pub(crate) fn kind(raw: &RawValue) -> Kind {
         Some(b'{') => Kind::Object,
         _ => Kind::Number,
     }
-}
-
-/// The members of `raw` if it is an object.
-pub(crate) fn members(raw: &RawValue) -> Option<Members<'_>> {
-    if kind(raw) != Kind::Object {
-        return None;
-    }
-    serde_json::from_str(raw.get()).ok()
 }
 
 /// The string value of `raw` if it is a string; borrowed unless it holds escapes.
@@ -182,12 +232,57 @@ mod tests {
     }
 
     #[test]
-    fn members_keep_order_and_duplicates() {
-        let m = members(raw(r#"{"a":1,"b":"x","a":[2]}"#)).unwrap().0;
-        let keys: Vec<_> = m.iter().map(|(k, _)| k.as_ref()).collect();
+    fn members_stream_in_order_with_duplicates() {
+        let mut seen = Vec::new();
+        let walked = for_each_member(r#"{"a":1,"b":"x","a":[2]}"#, |k, v| {
+            seen.push((k.into_owned(), v.get().to_string()));
+            Ok::<(), ()>(())
+        });
+        assert!(walked.is_ok());
+        let keys: Vec<_> = seen.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b", "a"]);
-        assert_eq!(m[2].1.get(), "[2]");
-        assert!(members(raw("[1]")).is_none());
+        assert_eq!(seen[2].1, "[2]");
+        let not_object = for_each_member("[1]", |_, _| Ok::<(), ()>(()));
+        assert!(matches!(not_object, Err(Walk::Shape(_))));
+        let trailing = for_each_member("{} x", |_, _| Ok::<(), ()>(()));
+        assert!(matches!(trailing, Err(Walk::Shape(_))));
+        // A callback's refusal stops the walk: later members are not visited.
+        let mut visited = 0;
+        let stopped = for_each_member(r#"{"a":1,"b":2,"c":3}"#, |k, _| {
+            visited += 1;
+            if k == "b" {
+                Err("b")
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(stopped, Err(Walk::Stopped("b"))));
+        assert_eq!(visited, 2);
+    }
+
+    #[test]
+    fn elements_stream_and_stop_early() {
+        let mut n = 0;
+        let stopped = for_each_element("[1,2,3,oops", |_| {
+            n += 1;
+            if n > 2 {
+                Err(n)
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(stopped, Err(Walk::Stopped(3))));
+        assert!(matches!(
+            for_each_element("{}", |_| Ok::<(), ()>(())),
+            Err(Walk::Shape(_))
+        ));
+        let mut all = Vec::new();
+        assert!(for_each_element(r#"[1,"a",{"b":[]}]"#, |v| {
+            all.push(v.get());
+            Ok::<(), ()>(())
+        })
+        .is_ok());
+        assert_eq!(all, ["1", r#""a""#, r#"{"b":[]}"#]);
     }
 
     #[test]
@@ -210,9 +305,9 @@ mod tests {
     }
 }
 
-/// Nesting deeper than this is refused by [`validate`] (as serde_json refuses it when building
-/// values).
-pub(crate) const MAX_VALIDATE_DEPTH: usize = 128;
+/// The deepest nesting serde_json decodes into values (its recursion limit of 128 refuses the
+/// 128th level), so that whatever [`validate`] accepts, the typed models can decode.
+pub(crate) const MAX_VALIDATE_DEPTH: usize = 127;
 
 /// Checks that `text` is one JSON value (RFC 8259) with optional surrounding white space,
 /// nested at most [`MAX_VALIDATE_DEPTH`] deep, without allocating. On failure, the byte offset
@@ -221,14 +316,14 @@ pub(crate) fn validate(text: &str) -> Result<(), usize> {
     let b = text.as_bytes();
     let mut i = 0;
     // One bit per open container: 1 for an object, 0 for an array.
-    let mut stack = [0u64; MAX_VALIDATE_DEPTH / 64];
+    let mut stack = [0u64; MAX_VALIDATE_DEPTH.div_ceil(64)];
     let mut depth = 0usize;
     let ws = |i: &mut usize| {
         while matches!(b.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             *i += 1;
         }
     };
-    let in_object = |stack: &[u64; MAX_VALIDATE_DEPTH / 64], depth: usize| {
+    let in_object = |stack: &[u64; MAX_VALIDATE_DEPTH.div_ceil(64)], depth: usize| {
         depth > 0 && stack[(depth - 1) / 64] >> ((depth - 1) % 64) & 1 == 1
     };
     loop {
@@ -439,10 +534,25 @@ mod validate_tests {
         for c in cases {
             assert_eq!(validate(c).is_ok(), serde_ok(c), "{c:?}");
         }
-        let deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
-        assert!(validate(&deep).is_ok());
-        let deeper = format!("{}{}", "[".repeat(129), "]".repeat(129));
-        assert!(validate(&deeper).is_err());
+        // The limit is serde_json's own when it builds values (skipping and raw values have
+        // none): the deepest document one accepts, the other decodes too.
+        for depth in [
+            MAX_VALIDATE_DEPTH - 1,
+            MAX_VALIDATE_DEPTH,
+            MAX_VALIDATE_DEPTH + 1,
+        ] {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let inner = if open == "[" { "" } else { "1" };
+                let doc = format!("{}{inner}{}", open.repeat(depth), close.repeat(depth));
+                let ours = validate(&doc).is_ok();
+                assert_eq!(ours, depth <= MAX_VALIDATE_DEPTH, "depth {depth}");
+                assert_eq!(
+                    ours,
+                    serde_json::from_str::<serde_json::Value>(&doc).is_ok(),
+                    "depth {depth}"
+                );
+            }
+        }
         let mixed = format!("{}1{}", "[{\"a\":".repeat(60), "}]".repeat(60));
         assert!(validate(&mixed).is_ok() && serde_ok(&mixed));
     }

@@ -25,7 +25,7 @@
 //!     ["11111111-2222-3333-4444-555555555555"],
 //!     ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"],
 //! );
-//! tokens.update_jwks(&read("tokens/jwks.json"))?; // bytes you fetched from the JWKS URL
+//! tokens.update_jwks(&read("tokens/jwks.json"), now)?; // bytes you fetched from the JWKS URL
 //! let receiver = Receiver::builder()
 //!     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
 //!     .client_state("secretClientState")
@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cloud;
 pub mod crypto;
 pub mod error;
 mod json;
@@ -75,6 +76,7 @@ pub mod testing;
 pub mod tokens;
 pub mod webhook;
 
+pub use cloud::Cloud;
 pub use error::{BodyError, ItemError, ItemErrorKind, KeyError};
 pub use webhook::ConfigError;
 

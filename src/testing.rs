@@ -21,7 +21,7 @@
 //! let body = graph.collection(&[item], &[graph.token(now)]);
 //!
 //! let tokens = TokenValidator::new(["my-app-id"], ["my-tenant-id"]);
-//! tokens.update_jwks(&graph.jwks()).unwrap();
+//! tokens.update_jwks(&graph.jwks(), std::time::SystemTime::now()).unwrap();
 //! let receiver = Receiver::builder()
 //!     .keys(KeyStore::new().with_key("cert-1", key).unwrap())
 //!     .client_state(graph.client_state())

@@ -186,6 +186,26 @@ fn jwks_turns_token_validation_on() {
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| l["ok"] == true));
 
+    // An item claiming a tenant no token vouches for fails alone, naming tenantId; exit 1.
+    let mut other_tenant: Value =
+        serde_json::from_slice(&body_with(serde_json::json!([good]))).unwrap();
+    other_tenant["value"][1]["tenantId"] = "9c5a1f2e-0000-4000-8000-00000000000b".into();
+    let mut two_tenants = args.to_vec();
+    two_tenants.splice(
+        12..12,
+        ["--tenant-id", "9c5a1f2e-0000-4000-8000-00000000000b"],
+    );
+    let (code, lines, _) = run(
+        &two_tenants,
+        Some(&serde_json::to_vec(&other_tenant).unwrap()),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[1]["ok"], false);
+    assert_eq!(lines[1]["index"], 1);
+    let error = lines[1]["error"].as_str().unwrap();
+    assert!(error.contains("tenantId"), "{error}");
+
     // One bad token among good ones: nothing is decrypted.
     let (code, lines, stderr) = run(&args, Some(&body_with(serde_json::json!([good, bad]))));
     assert_eq!((code, lines.len()), (2, 0));

@@ -19,7 +19,8 @@ fn fixtures() -> &'static (Receiver, TokenValidator) {
     F.get_or_init(|| {
         let v =
             TokenValidator::with_provider(provider(), [common::mint::APP], [common::mint::TENANT]);
-        v.update_jwks(&read("tokens/jwks.json")).unwrap();
+        v.update_jwks(&read("tokens/jwks.json"), std::time::SystemTime::now())
+            .unwrap();
         (receiver(all_keys()), v)
     })
 }
@@ -84,7 +85,7 @@ proptest! {
         #[cfg(feature = "pkcs12")]
         let _ = PrivateKey::from_pkcs12(&data, "x");
         let _ = validator.validate(&text, now);
-        let _ = validator.update_jwks(&data);
+        let _ = validator.update_jwks(&data, std::time::SystemTime::now());
         let _ = handshake(&text);
         let _ = decode(&text, None);
         let _ = decode(&text, Some(Kind::Chat));

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use common::seal::{notification, Seal};
 use common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
-use graph_chat_notifications::model::{decode, Kind};
+use graph_chat_notifications::model::{decode, IntoOwned as _, Kind};
 use graph_chat_notifications::subscription::{Resource, Subscription, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
@@ -59,7 +59,9 @@ fn debug_and_display_hold_no_secrets() {
     let secrets = Secrets { needles };
 
     let tokens = TokenValidator::with_provider(provider(), ["app"], ["tenant"]);
-    tokens.update_jwks(&graph.jwks()).unwrap();
+    tokens
+        .update_jwks(&graph.jwks(), std::time::SystemTime::now())
+        .unwrap();
     let builder = Receiver::builder()
         .keys(store().with_key("k", key.clone()).unwrap())
         .client_state(STATE)
@@ -108,13 +110,9 @@ fn debug_and_display_hold_no_secrets() {
                     &format!("{:?}", opened.payload.clone().into_owned()),
                 );
                 let typed = opened.decode().unwrap().unwrap();
-                // The model is the user's data, but the message text stays out of its Debug.
+                // The model is the user's data: neither its text nor its subject is in Debug.
                 let text = format!("{typed:?}");
-                assert_eq!(
-                    text.matches(PLAINTEXT_MARKER).count(),
-                    1,
-                    "only the subject shows: {text}"
-                );
+                assert!(!text.contains(PLAINTEXT_MARKER), "{text}");
             }
             Err(e) => secrets.check("ItemError", &format!("{e} {e:?}")),
         }
@@ -182,4 +180,79 @@ fn debug_and_display_hold_no_secrets() {
     // The handshake token is not a secret, but is reflected: Debug shows its length only.
     let reply = handshake(&format!("validationToken={PLAINTEXT_MARKER}")).unwrap();
     secrets.check("HandshakeResponse", &format!("{reply:?}"));
+}
+
+/// Every string a model holds that is content rather than an id, a kind or a time: what its
+/// `Debug` must not show.
+fn content_strings(value: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+    const KINDS: [&str; 9] = [
+        "messageType",
+        "chatType",
+        "importance",
+        "contentType",
+        "dlpAction",
+        "userIdentityType",
+        "conversationIdentityType",
+        "@odata.type",
+        "etag",
+    ];
+    match value {
+        serde_json::Value::String(s) => {
+            let id_like = key == "id" || key.ends_with("Id") || key == "locale";
+            let time = graph_chat_notifications::model::parse_time(s).is_some();
+            if !id_like && !time && !KINDS.contains(&key) && s.chars().count() >= 4 {
+                out.push(s.clone());
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                content_strings(v, key, out);
+            }
+        }
+        serde_json::Value::Object(members) => {
+            for (k, v) in members {
+                content_strings(v, k, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn debug_of_every_model_type_shows_no_content() {
+    let dir = fixture("models");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.extend(
+        std::fs::read_dir(fixture("plaintexts"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    let mut checked = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Ok(model) = decode(&text, None) else {
+            continue;
+        };
+        let debug = format!("{model:?} {:?}", model.clone().into_owned());
+        let mut content = Vec::new();
+        content_strings(&json, "", &mut content);
+        for s in &content {
+            // A string shows in `Debug` quoted and escaped.
+            assert!(
+                !debug.contains(&format!("{s:?}")),
+                "{}: Debug shows {s:?}: {debug}",
+                path.display()
+            );
+        }
+        // Ids and kinds still show, so Debug stays useful.
+        if let Some(id) = json.get("id").and_then(|v| v.as_str()) {
+            assert!(debug.contains(id), "{}: {debug}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} fixtures decoded");
 }

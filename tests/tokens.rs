@@ -48,7 +48,11 @@ fn unwraps() -> usize {
 
 fn validator() -> TokenValidator {
     let v = TokenValidator::with_provider(provider(), [APP], [TENANT]);
-    assert_eq!(v.update_jwks(&read("tokens/jwks.json")).unwrap(), 1);
+    assert_eq!(
+        v.update_jwks(&read("tokens/jwks.json"), std::time::SystemTime::now())
+            .unwrap(),
+        1
+    );
     v
 }
 
@@ -520,9 +524,10 @@ fn unknown_kid_asks_for_a_jwks_refresh_and_rotation_works() {
     let mut jwks: Value = serde_json::from_slice(&read("tokens/jwks.json")).unwrap();
     jwks["keys"][0]["kid"] = "rotated-key".into();
     assert_eq!(
-        r.tokens()
-            .unwrap()
-            .update_jwks(&serde_json::to_vec(&jwks).unwrap()),
+        r.tokens().unwrap().update_jwks(
+            &serde_json::to_vec(&jwks).unwrap(),
+            std::time::SystemTime::now()
+        ),
         Ok(1)
     );
     assert_eq!(
@@ -543,14 +548,20 @@ fn unknown_kid_asks_for_a_jwks_refresh_and_rotation_works() {
 #[test]
 fn jwks_documents_are_checked_and_a_bad_one_keeps_the_old_keys() {
     let v = validator();
-    assert_eq!(v.update_jwks(b"not json"), Err(JwksError::NotJwks));
-    assert_eq!(v.update_jwks(b"{\"keys\": 3}"), Err(JwksError::NotJwks));
     assert_eq!(
-        v.update_jwks(b"{\"keys\": []}"),
+        v.update_jwks(b"not json", std::time::SystemTime::now()),
+        Err(JwksError::NotJwks)
+    );
+    assert_eq!(
+        v.update_jwks(b"{\"keys\": 3}", std::time::SystemTime::now()),
+        Err(JwksError::NotJwks)
+    );
+    assert_eq!(
+        v.update_jwks(b"{\"keys\": []}", std::time::SystemTime::now()),
         Err(JwksError::NoUsableKey)
     );
     assert_eq!(
-        v.update_jwks(&vec![b' '; 2 << 20]),
+        v.update_jwks(&vec![b' '; 2 << 20], std::time::SystemTime::now()),
         Err(JwksError::TooLarge)
     );
     let jwks: Value = serde_json::from_slice(&read("tokens/jwks.json")).unwrap();
@@ -564,7 +575,10 @@ fn jwks_documents_are_checked_and_a_bad_one_keeps_the_old_keys() {
         "garbage",
     ]});
     assert_eq!(
-        v.update_jwks(&serde_json::to_vec(&unusable).unwrap()),
+        v.update_jwks(
+            &serde_json::to_vec(&unusable).unwrap(),
+            std::time::SystemTime::now()
+        ),
         Err(JwksError::NoUsableKey)
     );
     // The old key still works.
@@ -576,7 +590,10 @@ fn jwks_documents_are_checked_and_a_bad_one_keeps_the_old_keys() {
         with(key, json!({"x5c": ["MIIC"], "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0"})),
     ]});
     assert_eq!(
-        v.update_jwks(&serde_json::to_vec(&real_shape).unwrap()),
+        v.update_jwks(
+            &serde_json::to_vec(&real_shape).unwrap(),
+            std::time::SystemTime::now()
+        ),
         Ok(1)
     );
 }
@@ -615,6 +632,14 @@ fn handshake_through_the_receiver_and_configuration_rules() {
     };
     assert_eq!(
         Receiver::builder().keys(key()).build().unwrap_err(),
+        ConfigError::ClientStateNotConfigured
+    );
+    assert_eq!(
+        Receiver::builder()
+            .keys(key())
+            .client_state(CLIENT_STATE)
+            .build()
+            .unwrap_err(),
         ConfigError::TokenValidationNotConfigured
     );
     assert_eq!(

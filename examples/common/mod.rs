@@ -9,6 +9,7 @@ use graph_chat_notifications::webhook::{
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::io::Write;
 
 /// Long options: `--name value` or `--name=value`; flags take no value; anything else, and
 /// everything after `--`, is positional.
@@ -99,7 +100,12 @@ pub fn receiver_from(options: &Options) -> Result<Receiver, String> {
             .map_err(|e| format!("--key {id}: {e}"))?;
     }
     let mut builder = Receiver::builder().keys(keys);
-    for s in options.all("--client-state") {
+    let client_states = options.all("--client-state");
+    if client_states.is_empty() {
+        // A debugging aid: without --client-state, clientState is not checked.
+        builder = builder.dangerous_accept_any_client_state();
+    }
+    for s in client_states {
         builder = builder.client_state(s);
     }
     let (apps, tenants) = (options.all("--app-id"), options.all("--tenant-id"));
@@ -109,7 +115,7 @@ pub fn receiver_from(options: &Options) -> Result<Receiver, String> {
             let jwks =
                 std::fs::read(&path).map_err(|e| format!("--jwks: cannot read {path}: {e}"))?;
             validator
-                .update_jwks(&jwks)
+                .update_jwks(&jwks, std::time::SystemTime::now())
                 .map_err(|e| format!("--jwks: {path}: {e}"))?;
             builder.tokens(validator)
         }
@@ -143,10 +149,11 @@ struct Line<'a> {
 }
 
 fn opened_line(
+    out: &mut impl Write,
     n: &ChangeNotification<'_>,
     payload: &Payload<'_>,
     content: Option<&RawValue>,
-) -> String {
+) -> std::io::Result<()> {
     let mut line = Line {
         index: n.index,
         ok: true,
@@ -162,10 +169,10 @@ fn opened_line(
         Payload::ResourceData(data) => line.resource_data = Some(data.as_deref()),
         _ => {}
     }
-    serde_json::to_string(&line).expect("serializable")
+    write_line(out, &line)
 }
 
-fn failed_line(index: usize, error: String) -> String {
+fn failed_line(out: &mut impl Write, index: usize, error: String) -> std::io::Result<()> {
     let line = Line {
         index,
         ok: false,
@@ -176,38 +183,50 @@ fn failed_line(index: usize, error: String) -> String {
         resource_data: None,
         error: Some(error),
     };
-    serde_json::to_string(&line).expect("serializable")
+    write_line(out, &line)
 }
 
-/// Opens every notification of `batch` and renders its line; also says whether all were ok.
-/// With `typed`, the content is the typed model serialized again; without, as it was sent.
-pub fn batch_lines(
+/// One line, serialized straight into `out` (no copy of the content on the way).
+fn write_line(out: &mut impl Write, line: &Line<'_>) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")
+}
+
+/// Opens every notification of `batch` and writes its line to `out`, one at a time; returns
+/// whether all were ok. With `typed`, the content is the typed model serialized again; without,
+/// as it was sent.
+pub fn write_batch_lines(
+    out: &mut impl Write,
     batch: &Batch<'_, '_>,
     buf: &mut DecryptBuffer,
     typed: bool,
-) -> (Vec<String>, bool) {
+) -> std::io::Result<bool> {
     let mut all_ok = true;
-    let lines = (0..batch.len())
-        .map(|index| {
-            let line = batch.open(index, buf).and_then(|opened| {
-                let text: Option<String> = match (&opened.payload, typed) {
-                    (Payload::Resource(_), true) => opened
-                        .decode()?
-                        .map(|r| serde_json::to_string(&r).expect("models serialize")),
-                    (Payload::Resource(json), false) => Some(compact_json(json).into_owned()),
-                    _ => None,
-                };
-                // Valid JSON by construction: the receiver checked it.
+    for index in 0..batch.len() {
+        let opened = batch.open(index, buf).and_then(|opened| {
+            let text: Option<String> = match (&opened.payload, typed) {
+                (Payload::Resource(_), true) => opened
+                    .decode()?
+                    .map(|r| serde_json::to_string(&r).expect("models serialize")),
+                (Payload::Resource(json), false) => Some(compact_json(json).into_owned()),
+                _ => None,
+            };
+            Ok((opened, text))
+        });
+        match opened {
+            Ok((opened, text)) => {
+                // Valid JSON by construction: the receiver checked it, within serde_json's
+                // nesting limit.
                 let content = text
                     .as_deref()
                     .map(|t| serde_json::from_str::<&RawValue>(t).expect("checked JSON"));
-                Ok(opened_line(opened.notification, &opened.payload, content))
-            });
-            line.unwrap_or_else(|e| {
+                opened_line(out, opened.notification, &opened.payload, content)?;
+            }
+            Err(e) => {
                 all_ok = false;
-                failed_line(index, e.to_string())
-            })
-        })
-        .collect();
-    (lines, all_ok)
+                failed_line(out, index, e.to_string())?;
+            }
+        }
+    }
+    Ok(all_ok)
 }

@@ -21,7 +21,7 @@ fn setup() -> &'static (TokenValidator, GraphSimulator) {
     static S: OnceLock<(TokenValidator, GraphSimulator)> = OnceLock::new();
     S.get_or_init(|| {
         let v = TokenValidator::new([APP], [TENANT]);
-        v.update_jwks(JWKS).unwrap();
+        v.update_jwks(JWKS, std::time::UNIX_EPOCH).unwrap();
         let key = PrivateKey::from_bytes(SIGNING).unwrap();
         (v, GraphSimulator::with_signing_key(&key, KID.trim(), APP, TENANT))
     })

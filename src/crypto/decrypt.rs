@@ -87,6 +87,43 @@ fn decode(
         .map_err(|_| (field, ItemErrorKind::NotBase64))
 }
 
+/// How many bytes base64 `text` decodes to, if it is valid: counted without decoding or
+/// allocating (white space and padding do not count), so that an oversized field is refused
+/// before it can grow a thread's reusable buffers.
+fn decoded_len(text: &str) -> usize {
+    let symbols = text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
+        .count();
+    symbols / 4 * 3 + (symbols % 4 * 3) / 4
+}
+
+/// Decodes a field whose decoded length is known in advance, refusing a longer one before
+/// decoding it.
+fn decode_exact(
+    text: &str,
+    expected: usize,
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    field: &'static str,
+) -> Result<(), Failure> {
+    let actual = decoded_len(text);
+    if actual > expected {
+        return Err((field, ItemErrorKind::WrongLength { expected, actual }));
+    }
+    decode(text, out, scratch, field)?;
+    if out.len() != expected {
+        return Err((
+            field,
+            ItemErrorKind::WrongLength {
+                expected,
+                actual: out.len(),
+            },
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `hex` (either case) spells `bytes`, without allocating.
 fn hex_matches(hex: &str, bytes: &[u8]) -> bool {
     let digit = |c: u8| (c as char).to_digit(16);
@@ -121,26 +158,14 @@ pub(crate) fn decrypt<'b>(
         data,
         scratch,
     } = buf;
-    decode(&content.data_key, wrapped_key, scratch, F_KEY)?;
-    if wrapped_key.len() != entry.modulus_len {
-        return Err((
-            F_KEY,
-            ItemErrorKind::WrongLength {
-                expected: entry.modulus_len,
-                actual: wrapped_key.len(),
-            },
-        ));
-    }
-    decode(&content.data_signature, signature, scratch, F_SIG)?;
-    if signature.len() != 32 {
-        return Err((
-            F_SIG,
-            ItemErrorKind::WrongLength {
-                expected: 32,
-                actual: signature.len(),
-            },
-        ));
-    }
+    decode_exact(
+        &content.data_key,
+        entry.modulus_len,
+        wrapped_key,
+        scratch,
+        F_KEY,
+    )?;
+    decode_exact(&content.data_signature, 32, signature, scratch, F_SIG)?;
     // The size check comes before decoding, from the base64 length alone.
     let estimate = content.data.len() / 4 * 3;
     if estimate > max_item_bytes.saturating_add(64) {
@@ -196,7 +221,24 @@ pub(crate) fn decrypt<'b>(
 
 #[cfg(test)]
 mod tests {
-    use super::hex_matches;
+    use super::{decoded_len, hex_matches, B64};
+    use base64::Engine as _;
+
+    #[test]
+    fn decoded_length_is_counted_exactly() {
+        for n in 0..70 {
+            let bytes = vec![0xa5u8; n];
+            let padded = B64.encode(&bytes);
+            assert_eq!(decoded_len(&padded), n, "{padded}");
+            assert_eq!(decoded_len(padded.trim_end_matches('=')), n);
+            let wrapped: String = padded
+                .as_bytes()
+                .chunks(8)
+                .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+                .collect();
+            assert_eq!(decoded_len(&wrapped), n);
+        }
+    }
 
     #[test]
     fn hex_matching() {

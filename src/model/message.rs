@@ -356,6 +356,8 @@ model! {
 /// `eventDetail` of a system event message, by its `@odata.type`. Every variant holds the same
 /// [`EventFields`], of which the event sets some; events this version does not know are
 /// `Other`, with their fields kept.
+///
+/// `Debug` redacts content as the models do.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum EventDetail<'a> {
@@ -411,6 +413,12 @@ impl<'a> EventDetail<'a> {
             "callendedeventmessagedetail" => Self::CallEnded(f),
             _ => Self::Other(f),
         }
+    }
+}
+
+impl super::redact::RedactDebug for EventDetail<'_> {
+    fn fmt_redacted(&self, _: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
     }
 }
 

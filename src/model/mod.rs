@@ -549,7 +549,10 @@ pub(crate) use string_enum;
 macro_rules! model {
     ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+        ///
+        /// `Debug` shows ids, kinds, times and sizes, never content: names, subjects, message
+        /// text and unknown properties' values stay out of logs.
+        #[derive(Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
         #[serde(rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
         #[non_exhaustive]
         pub struct $name<'a> {
@@ -565,6 +568,30 @@ macro_rules! model {
             _borrow: std::marker::PhantomData<&'a ()>,
         }
 
+        impl std::fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct(stringify!($name));
+                $(
+                    if !self.$field.is_absent() {
+                        d.field(
+                            stringify!($field),
+                            &$crate::model::redact::Field(stringify!($field), &self.$field),
+                        );
+                    }
+                )*
+                if !self.other.is_empty() {
+                    d.field("other", &$crate::model::redact::UnknownKeys(&self.other));
+                }
+                d.finish_non_exhaustive()
+            }
+        }
+
+        impl $crate::model::redact::RedactDebug for $name<'_> {
+            fn fmt_redacted(&self, _: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(self, f)
+            }
+        }
+
         impl $crate::model::IntoOwned for $name<'_> {
             type Owned = $name<'static>;
             fn into_owned(self) -> $name<'static> {
@@ -578,6 +605,105 @@ macro_rules! model {
     };
 }
 pub(crate) use model;
+
+/// `Debug` for models without their content.
+pub(crate) mod redact {
+    use std::fmt;
+
+    use super::{DateTime, EnumValue, Json, Prop, RedactedText, Text};
+
+    /// Whether a property by this (snake case) name holds an identifier or a kind, which
+    /// `Debug` may show, rather than content.
+    fn shows(name: &str) -> bool {
+        name == "id"
+            || name.ends_with("_id")
+            || matches!(
+                name,
+                "odata_type" | "etag" | "user_identity_type" | "locale"
+            )
+    }
+
+    /// How a property's value prints in a model's `Debug`, given the property's name.
+    pub(crate) trait RedactDebug {
+        fn fmt_redacted(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    }
+
+    /// A property's value with its name, printed by [`RedactDebug`].
+    pub(crate) struct Field<'a, T: ?Sized>(pub(crate) &'static str, pub(crate) &'a T);
+
+    impl<T: RedactDebug + ?Sized> fmt::Debug for Field<'_, T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.1.fmt_redacted(self.0, f)
+        }
+    }
+
+    /// Unknown properties: their names and how many, never their values.
+    pub(crate) struct UnknownKeys<'a>(pub(crate) &'a serde_json::Map<String, serde_json::Value>);
+
+    impl fmt::Debug for UnknownKeys<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_set().entries(self.0.keys()).finish()
+        }
+    }
+
+    impl RedactDebug for Text<'_> {
+        fn fmt_redacted(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if shows(name) {
+                fmt::Debug::fmt(&**self, f)
+            } else {
+                write!(f, "[{} bytes]", self.len())
+            }
+        }
+    }
+
+    impl<T: RedactDebug> RedactDebug for Prop<T> {
+        fn fmt_redacted(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Self::Absent => f.write_str("Absent"),
+                Self::Null => f.write_str("Null"),
+                Self::Value(v) => v.fmt_redacted(name, f),
+            }
+        }
+    }
+
+    impl<T: RedactDebug> RedactDebug for Vec<T> {
+        fn fmt_redacted(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            struct Item<'a, T>(&'a str, &'a T);
+            impl<T: RedactDebug> fmt::Debug for Item<'_, T> {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    self.1.fmt_redacted(self.0, f)
+                }
+            }
+            f.debug_list()
+                .entries(self.iter().map(|v| Item(name, v)))
+                .finish()
+        }
+    }
+
+    impl<T: RedactDebug> RedactDebug for Box<T> {
+        fn fmt_redacted(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            (**self).fmt_redacted(name, f)
+        }
+    }
+
+    /// Types whose own `Debug` already shows no content: times, kinds, sizes, flags.
+    macro_rules! as_debug {
+        ($($t:ty),*) => {$(
+            impl RedactDebug for $t {
+                fn fmt_redacted(&self, _: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    fmt::Debug::fmt(self, f)
+                }
+            }
+        )*};
+    }
+    as_debug!(bool, i64, DateTime<'_>, Json<'_>, RedactedText<'_>);
+
+    impl<E> RedactDebug for EnumValue<'_, E> {
+        fn fmt_redacted(&self, _: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt::Debug::fmt(self, f)
+        }
+    }
+}
 
 /// Why a resource could not be read as its model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::fmt;
 use serde_json::value::RawValue;
 
 use crate::error::{BodyError, ItemError, ItemErrorKind};
-use crate::json::{self, Kind, Members};
+use crate::json::{self, Kind};
 
 /// Bounds on what one POST may make the crate do. Every bound has a documented default and can be
 /// changed.
@@ -159,8 +159,7 @@ impl<'a> Envelope<'a> {
                 limit: limits.max_depth,
             });
         }
-        // One pass reads the root's members (values stay raw) and checks the whole document.
-        let Members(members) = serde_json::from_str(text).map_err(|e| match e.classify() {
+        let not_json = |e: serde_json::Error| match e.classify() {
             serde_json::error::Category::Data => BodyError::NotACollection {
                 reason: "the body is not a JSON object",
             },
@@ -168,24 +167,34 @@ impl<'a> Envelope<'a> {
                 line: e.line(),
                 column: e.column(),
             },
-        })?;
+        };
+        // The root's members stream past one at a time; only `value` and `validationTokens` are
+        // kept (raw, borrowed), so memory does not follow how many members a body has.
         let mut value = None;
         let mut tokens = None;
-        for (key, raw) in members {
-            if key.eq_ignore_ascii_case("value") {
-                if value.replace(raw).is_some() {
-                    return Err(BodyError::NotACollection {
-                        reason: "`value` appears more than once",
-                    });
-                }
-            } else if key.eq_ignore_ascii_case("validationTokens") && tokens.replace(raw).is_some()
-            {
-                return Err(BodyError::BadValidationTokens {
+        json::for_each_member(text, |key, raw| {
+            let slot = if key.eq_ignore_ascii_case("value") {
+                &mut value
+            } else if key.eq_ignore_ascii_case("validationTokens") {
+                &mut tokens
+            } else {
+                return Ok(());
+            };
+            match slot.replace(raw) {
+                None => Ok(()),
+                Some(_) if key.eq_ignore_ascii_case("value") => Err(BodyError::NotACollection {
+                    reason: "`value` appears more than once",
+                }),
+                Some(_) => Err(BodyError::BadValidationTokens {
                     reason: "appears more than once",
-                });
+                }),
             }
-        }
-        let value = value.ok_or(BodyError::NotACollection {
+        })
+        .map_err(|e| match e {
+            json::Walk::Stopped(e) => e,
+            json::Walk::Shape(e) => not_json(e),
+        })?;
+        let value: &'a RawValue = value.ok_or(BodyError::NotACollection {
             reason: "it has no `value` array",
         })?;
         if json::kind(value) != Kind::Array {
@@ -193,34 +202,35 @@ impl<'a> Envelope<'a> {
                 reason: "`value` is not an array",
             });
         }
-        let raw_items: Vec<&'a RawValue> =
-            serde_json::from_str(value.get()).map_err(|_| BodyError::NotACollection {
-                reason: "`value` is not an array",
-            })?;
-        if raw_items.len() > limits.max_items {
-            return Err(BodyError::TooManyItems {
-                count: raw_items.len(),
-                limit: limits.max_items,
-            });
-        }
         let validation_tokens = match tokens {
             None => None,
             Some(raw) if json::kind(raw) == Kind::Null => None,
             Some(raw) => Some(parse_tokens(raw, limits)?),
         };
+        // Each notification is parsed as the array streams past; the count stops at the limit.
+        let mut items = Vec::new();
         let mut encrypted = false;
-        let items = raw_items
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                let item = ChangeNotification::parse(i, raw);
-                encrypted |= match &item {
-                    Ok(n) => n.encrypted_content.is_some(),
-                    Err(_) => carries_encrypted_content(raw),
-                };
-                item
-            })
-            .collect();
+        json::for_each_element(value.get(), |raw| {
+            if items.len() == limits.max_items {
+                return Err(BodyError::TooManyItems {
+                    limit: limits.max_items,
+                });
+            }
+            let item = ChangeNotification::parse(items.len(), raw);
+            encrypted |= match &item {
+                Ok(n) => n.encrypted_content.is_some(),
+                Err(_) => carries_encrypted_content(raw),
+            };
+            items.push(item);
+            Ok(())
+        })
+        .map_err(|e| match e {
+            json::Walk::Stopped(e) => e,
+            // Already read once as a raw value: it is an array of JSON values.
+            json::Walk::Shape(_) => BodyError::NotACollection {
+                reason: "`value` is not an array",
+            },
+        })?;
         Ok(Self {
             items,
             validation_tokens,
@@ -264,11 +274,19 @@ impl<'a> Envelope<'a> {
 /// Whether a notification that failed to parse has an `encryptedContent` member (any case, not
 /// `null`).
 fn carries_encrypted_content(raw: &RawValue) -> bool {
-    json::members(raw).is_some_and(|Members(members)| {
-        members
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("encryptedContent") && json::kind(v) != Kind::Null)
-    })
+    kind_is_object(raw)
+        && json::for_each_member(raw.get(), |k, v| {
+            if k.eq_ignore_ascii_case("encryptedContent") && json::kind(v) != Kind::Null {
+                Err(())
+            } else {
+                Ok(())
+            }
+        })
+        .is_err_and(|e| matches!(e, json::Walk::Stopped(())))
+}
+
+fn kind_is_object(raw: &RawValue) -> bool {
+    json::kind(raw) == Kind::Object
 }
 
 fn parse_tokens<'a>(raw: &'a RawValue, limits: &Limits) -> Result<Vec<Cow<'a, str>>, BodyError> {
@@ -278,16 +296,21 @@ fn parse_tokens<'a>(raw: &'a RawValue, limits: &Limits) -> Result<Vec<Cow<'a, st
     if json::kind(raw) != Kind::Array {
         return Err(not_strings);
     }
-    let raws: Vec<&'a RawValue> =
-        serde_json::from_str(raw.get()).map_err(|_| not_strings.clone())?;
-    if raws.len() > limits.max_tokens {
-        return Err(BodyError::BadValidationTokens {
-            reason: "more tokens than the configured limit",
-        });
-    }
-    raws.into_iter()
-        .map(|r| json::string(r).ok_or_else(|| not_strings.clone()))
-        .collect()
+    let mut tokens = Vec::new();
+    json::for_each_element(raw.get(), |r| {
+        if tokens.len() == limits.max_tokens {
+            return Err(BodyError::BadValidationTokens {
+                reason: "more tokens than the configured limit",
+            });
+        }
+        tokens.push(json::string(r).ok_or_else(|| not_strings.clone())?);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        json::Walk::Stopped(e) => e,
+        json::Walk::Shape(_) => not_strings.clone(),
+    })?;
+    Ok(tokens)
 }
 
 /// One item of `value`: a change notification, with or without resource data, or a lifecycle
@@ -426,16 +449,19 @@ impl<'a> ChangeNotification<'a> {
 
     fn parse(index: usize, raw: &'a RawValue) -> Result<Self, ItemError> {
         let err = |field, kind| ItemError::new(index, field, kind);
-        let Some(Members(members)) = json::members(raw) else {
-            return Err(err(
-                "",
-                ItemErrorKind::WrongType {
-                    expected: "a notification object",
-                },
-            ));
-        };
         let mut fields = Fields::new(&ITEM_FIELDS);
-        fields.collect(members).map_err(|(f, k)| err(f, k))?;
+        fields.collect(raw, "").map_err(|(f, k)| {
+            err(
+                f,
+                if f.is_empty() {
+                    ItemErrorKind::WrongType {
+                        expected: "a notification object",
+                    }
+                } else {
+                    k
+                },
+            )
+        })?;
         let s = |i: usize| fields.string(i).map_err(|(f, k)| err(f, k));
         let encrypted_content = match fields.get(ENCRYPTED_CONTENT) {
             None => None,
@@ -512,16 +538,8 @@ const ENC_FIELDS: [&str; 5] = [
 
 impl<'a> EncryptedContent<'a> {
     fn parse(raw: &'a RawValue) -> Result<Self, (&'static str, ItemErrorKind)> {
-        let Some(Members(members)) = json::members(raw) else {
-            return Err((
-                "encryptedContent",
-                ItemErrorKind::WrongType {
-                    expected: "an object",
-                },
-            ));
-        };
         let mut fields = Fields::new(&ENC_FIELDS);
-        fields.collect(members)?;
+        fields.collect(raw, "encryptedContent")?;
         let required = |i: usize| {
             fields
                 .string(i)?
@@ -552,21 +570,43 @@ impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
         }
     }
 
+    /// Reads the members of the object `raw`, keeping the known ones. When `raw` is not an
+    /// object, the error names `whole` (the object's own path) as the field.
     fn collect(
         &mut self,
-        members: Vec<(Cow<'a, str>, &'a RawValue)>,
+        raw: &'a RawValue,
+        whole: &'static str,
     ) -> Result<(), (&'static str, ItemErrorKind)> {
-        for (key, raw) in members {
+        if !kind_is_object(raw) {
+            return Err((
+                whole,
+                ItemErrorKind::WrongType {
+                    expected: "an object",
+                },
+            ));
+        }
+        json::for_each_member(raw.get(), |key, value| {
             let found = self.names.iter().position(|path| {
                 let name = path.rsplit('.').next().unwrap_or(path);
                 name.eq_ignore_ascii_case(&key)
             });
-            if let Some(i) = found {
-                if self.values[i].replace(raw).is_some() {
-                    return Err((self.names[i], ItemErrorKind::Duplicate));
+            match found {
+                Some(i) if self.values[i].replace(value).is_some() => {
+                    Err((self.names[i], ItemErrorKind::Duplicate))
                 }
+                _ => Ok(()),
             }
-        }
+        })
+        .map_err(|e| match e {
+            json::Walk::Stopped(e) => e,
+            // Already read once as a raw value: it is an object.
+            json::Walk::Shape(_) => (
+                whole,
+                ItemErrorKind::WrongType {
+                    expected: "an object",
+                },
+            ),
+        })?;
         // `null` means absent, as Graph writes `"clientState": null` for subscriptions without one.
         for v in &mut self.values {
             if matches!(v, Some(raw) if json::kind(raw) == Kind::Null) {
@@ -638,7 +678,7 @@ mod tests {
         let limits = Limits::default().max_items(1).max_body_bytes(40);
         assert!(matches!(
             Envelope::parse(br#"{"value":[{},{}]}"#, &limits).unwrap_err(),
-            BodyError::TooManyItems { count: 2, limit: 1 }
+            BodyError::TooManyItems { limit: 1 }
         ));
         assert!(matches!(
             Envelope::parse(&[b' '; 41], &limits).unwrap_err(),

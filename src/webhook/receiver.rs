@@ -34,7 +34,7 @@ use crate::tokens::{TokenValidator, ValidatedToken};
 ///     ["11111111-2222-3333-4444-555555555555"], // your app id
 ///     ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"], // the tenants you serve
 /// );
-/// tokens.update_jwks(&fixture("tokens/jwks.json"))?; // fetched from the identity platform
+/// tokens.update_jwks(&fixture("tokens/jwks.json"), std::time::SystemTime::now())?; // fetched from the identity platform
 /// let receiver = Receiver::builder()
 ///     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
 ///     .client_state("secretClientState")
@@ -59,6 +59,8 @@ pub struct Receiver {
     client_states: Vec<Zeroizing<String>>,
     limits: Limits,
     tokens: Option<TokenValidator>,
+    /// Set only by [`ReceiverBuilder::dangerous_skip_token_validation`].
+    skip_tokens: bool,
 }
 
 impl fmt::Debug for Receiver {
@@ -83,6 +85,7 @@ pub struct ReceiverBuilder {
     limits: Limits,
     tokens: Option<TokenValidator>,
     skip_tokens: bool,
+    any_client_state: bool,
 }
 
 impl fmt::Debug for ReceiverBuilder {
@@ -109,6 +112,11 @@ pub enum ConfigError {
     /// The token validator has no app id or no tenant, so it could accept nothing.
     #[error("the token validator needs at least one app id and one tenant id")]
     EmptyTokenValidator,
+    /// No `clientState` is configured: it is the only proof of origin for notifications
+    /// without resource data. Configure one with [`ReceiverBuilder::client_state`], or opt out
+    /// with [`ReceiverBuilder::dangerous_accept_any_client_state`].
+    #[error("no clientState is configured")]
+    ClientStateNotConfigured,
 }
 
 impl ReceiverBuilder {
@@ -121,11 +129,17 @@ impl ReceiverBuilder {
     }
 
     /// A `clientState` that notifications must carry. Call it once per value in use (one per
-    /// subscription, or old and new during a rotation). Without any, `clientState` is not
-    /// checked: set one in production, since it is the only proof that a notification without
-    /// resource data comes from Graph.
+    /// subscription, or old and new during a rotation). At least one is required: it is the
+    /// only proof that a notification without resource data comes from Graph.
     pub fn client_state(mut self, value: impl Into<String>) -> Self {
         self.client_states.push(Zeroizing::new(value.into()));
+        self
+    }
+
+    /// Builds a receiver that checks no `clientState`, so that anyone who knows the URL can
+    /// deliver notifications without resource data. Use it only in tests or debugging tools.
+    pub fn dangerous_accept_any_client_state(mut self) -> Self {
+        self.any_client_state = true;
         self
     }
 
@@ -145,6 +159,9 @@ impl ReceiverBuilder {
     /// Decrypts without checking `validationTokens`. Then anyone who has your certificate (it
     /// is public) can make notifications you will decrypt and trust: use it only in tests, or
     /// behind another proof of origin.
+    ///
+    /// Without it, a receiver without a [`TokenValidator`] can never decrypt: `build` refuses
+    /// keys, and [`Receiver::update_keys`] refuses to add any.
     pub fn dangerous_skip_token_validation(mut self) -> Self {
         self.skip_tokens = true;
         self
@@ -160,6 +177,9 @@ impl ReceiverBuilder {
                 return Err(ConfigError::EmptyTokenValidator);
             }
         }
+        if self.client_states.is_empty() && !self.any_client_state {
+            return Err(ConfigError::ClientStateNotConfigured);
+        }
         let has_keys = self.keys.as_ref().is_some_and(|k| !k.is_empty());
         if has_keys && self.tokens.is_none() && !self.skip_tokens {
             return Err(ConfigError::TokenValidationNotConfigured);
@@ -174,6 +194,7 @@ impl ReceiverBuilder {
             client_states: self.client_states,
             limits: self.limits,
             tokens: self.tokens,
+            skip_tokens: self.skip_tokens,
         })
     }
 }
@@ -312,6 +333,7 @@ impl Receiver {
     /// let old = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
     /// let receiver = Receiver::builder()
     ///     .keys(KeyStore::new().with_key("cert-2026-10", old)?)
+    ///     .client_state("secretClientState")
     ///     .dangerous_skip_token_validation() // for brevity; configure tokens in production
     ///     .build()?;
     ///
@@ -333,6 +355,10 @@ impl Receiver {
         let current = self.keys().ok_or(KeyError::NoKeyStore)?;
         let mut store = KeyStore::clone(&current);
         change(&mut store)?;
+        // The rule `build` enforces holds for the receiver's whole life.
+        if !store.is_empty() && self.tokens.is_none() && !self.skip_tokens {
+            return Err(KeyError::TokenValidationNotConfigured);
+        }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(store));
         Ok(())
     }
@@ -361,7 +387,10 @@ impl Receiver {
     }
 
     /// Parses a notification collection and checks its `validationTokens` (when a validator is
-    /// configured): all must pass, and encrypted content without tokens is refused.
+    /// configured): all must pass, and encrypted content without tokens is refused. When tokens
+    /// passed, each notification's `tenantId` must be a tenant one of them was issued for; a
+    /// notification whose tenant none vouches for fails alone, in [`Batch::open`], naming
+    /// `tenantId`.
     pub fn receive<'r, 'a>(
         &'r self,
         body: &'a [u8],
@@ -389,10 +418,25 @@ impl Receiver {
     fn open<'c, 'a>(
         &self,
         keys: Option<&KeyStore>,
+        tokens: &[ValidatedToken],
         notification: &'c ChangeNotification<'a>,
         buf: &'c mut DecryptBuffer,
     ) -> Result<Opened<'c, 'a>, ItemError> {
         let fail = |field, kind| ItemError::new(notification.index, field, kind);
+        // Graph sends one token per (app, tenant) pair with items in the batch: a tenant that no
+        // passing token names was not vouched for.
+        if !tokens.is_empty() {
+            let tenant = notification
+                .tenant_id
+                .as_deref()
+                .ok_or_else(|| fail("tenantId", ItemErrorKind::Missing))?;
+            if !tokens
+                .iter()
+                .any(|t| t.tenant_id.eq_ignore_ascii_case(tenant))
+            {
+                return Err(fail("tenantId", ItemErrorKind::TenantNotVouched));
+            }
+        }
         if !self.client_states.is_empty() {
             let sent = notification
                 .client_state
@@ -458,6 +502,7 @@ impl<'r, 'a> Batch<'r, 'a> {
         let notification = self.envelope.items()[index]
             .as_ref()
             .map_err(Clone::clone)?;
-        self.receiver.open(self.keys.as_deref(), notification, buf)
+        self.receiver
+            .open(self.keys.as_deref(), &self.tokens, notification, buf)
     }
 }
