@@ -673,3 +673,31 @@ fn the_subscriptions_example_prints_every_request() {
         );
     }
 }
+
+#[test]
+fn every_request_moves_to_a_national_cloud() {
+    use graph_chat_notifications::subscription::{delete, reauthorize, renew};
+    use graph_chat_notifications::Cloud;
+    let requests = [
+        base(Resource::all_chats(), &[Created]).build().unwrap(),
+        renew("s1", now(), Duration::from_secs(3600)).unwrap(),
+        reauthorize("s1").unwrap(),
+        delete("s1").unwrap(),
+    ];
+    for cloud in Cloud::ALL {
+        for request in requests.clone() {
+            let moved = request.clone().in_cloud(cloud);
+            let path = request.url.strip_prefix("https://graph.microsoft.com").unwrap();
+            assert_eq!(moved.url, format!("{}{path}", cloud.graph_url()));
+            assert_eq!(moved.body, request.body);
+            assert_eq!(moved.method, request.method);
+        }
+    }
+    assert_eq!(
+        reauthorize("s1")
+            .unwrap()
+            .in_cloud(Cloud::UsGovernmentDod)
+            .url,
+        "https://dod-graph.microsoft.us/v1.0/subscriptions/s1/reauthorize"
+    );
+}

@@ -49,6 +49,7 @@ use time::OffsetDateTime;
 use crate::webhook::ChangeType;
 
 /// Where Graph lives.
+/// Where the builders address their requests; [`HttpRequest::in_cloud`] moves them.
 const GRAPH: &str = "https://graph.microsoft.com";
 /// Longest subscription Graph grants on chats and chat messages: 4,320 minutes (3 days).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(4_320 * 60);
@@ -200,6 +201,26 @@ impl HttpRequest {
             headers: Vec::new(),
             body: None,
         }
+    }
+
+    /// The same request sent to `cloud`'s Graph host: every builder makes requests for the
+    /// global service, and this moves one to a national cloud.
+    ///
+    /// ```
+    /// use graph_chat_notifications::subscription::reauthorize;
+    /// use graph_chat_notifications::Cloud;
+    /// let request = reauthorize("7f105c7d")?.in_cloud(Cloud::China);
+    /// assert_eq!(
+    ///     request.url,
+    ///     "https://microsoftgraph.chinacloudapi.cn/v1.0/subscriptions/7f105c7d/reauthorize"
+    /// );
+    /// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+    /// ```
+    pub fn in_cloud(mut self, cloud: crate::Cloud) -> Self {
+        if let Some(path) = self.url.strip_prefix(GRAPH) {
+            self.url = format!("{}{path}", cloud.graph_url());
+        }
+        self
     }
 
     /// The body as JSON text (empty without a body).
