@@ -75,7 +75,17 @@ fn run() -> Result<bool, Stop> {
     if options.positional.len() > 1 {
         return Err(Stop::Usage("more than one input file given".into()));
     }
-    let receiver = common::receiver_from(&options).map_err(Stop::Usage)?;
+    // Without --jwks, tokens are not checked: this is a debugging tool.
+    let validator = common::validator_from(&options).map_err(Stop::Usage)?;
+    if let (Some(validator), Some(path)) = (&validator, options.one("--jwks").map_err(Stop::Usage)?)
+    {
+        let jwks = std::fs::read(&path)
+            .map_err(|e| Stop::Usage(format!("--jwks: cannot read {path}: {e}")))?;
+        validator
+            .update_jwks(&jwks, std::time::SystemTime::now())
+            .map_err(|e| Stop::Usage(format!("--jwks: {path}: {e}")))?;
+    }
+    let receiver = common::receiver_from(&options, validator).map_err(Stop::Usage)?;
     let body = read_input(
         options.positional.first().map(String::as_str),
         receiver.limits().get_max_body_bytes(),

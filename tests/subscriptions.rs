@@ -687,7 +687,10 @@ fn every_request_moves_to_a_national_cloud() {
     for cloud in Cloud::ALL {
         for request in requests.clone() {
             let moved = request.clone().in_cloud(cloud);
-            let path = request.url.strip_prefix("https://graph.microsoft.com").unwrap();
+            let path = request
+                .url
+                .strip_prefix("https://graph.microsoft.com")
+                .unwrap();
             assert_eq!(moved.url, format!("{}{path}", cloud.graph_url()));
             assert_eq!(moved.body, request.body);
             assert_eq!(moved.method, request.method);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -35,8 +36,30 @@ fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
     });
 }
 
+/// A fresh inbox path for one test.
+fn inbox_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gcn-webhook-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("inbox.sqlite")
+}
+
 impl Server {
     fn start(jwks_path: &str) -> Self {
+        let inbox = inbox_path("e2e");
+        Self::start_with(&[
+            "--jwks",
+            jwks_path,
+            "--app-id",
+            APP,
+            "--tenant-id",
+            TENANT,
+            "--inbox",
+            inbox.to_str().unwrap(),
+        ])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let key = format!(
             "graphsim-rsa2048={}",
             fixture("keys/rsa2048/key.pkcs8.pem").display()
@@ -50,7 +73,7 @@ impl Server {
                 "--client-state",
                 CLIENT_STATE,
             ])
-            .args(["--jwks", jwks_path, "--app-id", APP, "--tenant-id", TENANT])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -312,4 +335,444 @@ fn the_webhook_end_to_end() {
     };
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_file(jwks);
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory so far, from `/proc` (KiB).
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// The content ids printed so far.
+    fn printed_ids(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|l| l["content"]["id"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+fn message_item(graph: &GraphSimulator, cert: &Certificate, id: usize) -> Value {
+    graph.notification(
+        &format!(r#"{{"id":"{id}","chatId":"19:e2e@thread.v2","body":{{"contentType":"text","content":"m{id}"}}}}"#),
+        cert.into(),
+        "graphsim-rsa2048",
+        ChangeType::Created,
+    )
+}
+
+fn jwks_file(graph: &GraphSimulator, name: &str) -> std::path::PathBuf {
+    let path = inbox_path(&format!("{name}-jwks")).with_file_name("jwks.json");
+    std::fs::write(&path, graph.jwks()).unwrap();
+    path
+}
+
+#[test]
+fn the_webhook_refuses_to_start_unsafe() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let jwks = jwks_file(&graph, "refuse");
+    let inbox = inbox_path("refuse");
+    let key = format!(
+        "graphsim-rsa2048={}",
+        fixture("keys/rsa2048/key.pkcs8.pem").display()
+    );
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        key.as_str(),
+        "--client-state",
+        CLIENT_STATE,
+    ];
+    let jwks_args = [
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+    ];
+    for (extra, why) in [
+        (
+            vec!["--inbox", inbox.to_str().unwrap()],
+            "--jwks is required",
+        ),
+        (jwks_args.to_vec(), "--inbox is required"),
+        (
+            [
+                &jwks_args[..],
+                &["--inbox", inbox.to_str().unwrap(), "--insecure-no-tokens"],
+            ]
+            .concat(),
+            "contradicts",
+        ),
+        (
+            vec![
+                "--jwks",
+                "http://127.0.0.1:9/keys",
+                "--app-id",
+                APP,
+                "--tenant-id",
+                TENANT,
+                "--inbox",
+                inbox.to_str().unwrap(),
+            ],
+            "cannot load the signing keys",
+        ),
+    ] {
+        let out = Command::new(example_path("webhook"))
+            .args(base)
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(why), "{extra:?}: {stderr}");
+    }
+    // Explicitly insecure, it starts (and says so).
+    let server = Server::start_with(&["--insecure-no-tokens", "--inbox", inbox.to_str().unwrap()]);
+    assert_eq!(server.stderr_count("webhook: WARNING"), 1);
+}
+
+#[test]
+fn acknowledged_batches_survive_kill_dash_nine() {
+    let now = SystemTime::now();
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let jwks = jwks_file(&graph, "kill9");
+    let inbox = inbox_path("kill9");
+    let args = [
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+        "--inbox",
+        inbox.to_str().unwrap(),
+    ];
+    let token = graph.token(now);
+    // 150 batches of 20 notifications: several seconds of RSA work for the workers, sent in
+    // about one, so that work is pending when the process is killed.
+    let bodies: Vec<(Vec<usize>, Vec<u8>)> = (0..150)
+        .map(|b| {
+            let ids: Vec<usize> = (b * 20..b * 20 + 20).collect();
+            let items: Vec<Value> = ids
+                .iter()
+                .map(|&i| message_item(&graph, &cert, i))
+                .collect();
+            (ids, graph.collection(&items, &[token.clone()]))
+        })
+        .collect();
+    let mut first = Server::start_with(&args);
+    let acknowledged: Vec<usize> = std::thread::scope(|s| {
+        let chunks: Vec<_> = bodies
+            .chunks(19)
+            .map(|chunk| {
+                let first = &first;
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    for (ids, body) in chunk {
+                        if first.post("/notifications", body).0 == 202 {
+                            ok.extend(ids);
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(acknowledged.len(), 3000, "every batch acknowledged");
+    // kill -9 at once: no chance to finish anything.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before: HashSet<String> = first.printed_ids().into_iter().collect();
+    assert!(
+        before.len() < 3000,
+        "work was pending when the process died ({} of 3000 printed)",
+        before.len()
+    );
+
+    // A restart on the same inbox finishes what was accepted: every acknowledged notification
+    // is printed, by one run or the other (a batch in hand at the kill may print twice).
+    let second = Server::start_with(&args);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut all = before.clone();
+        all.extend(second.printed_ids());
+        let missing: Vec<_> = acknowledged
+            .iter()
+            .filter(|i| !all.contains(&i.to_string()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged notifications never printed",
+            missing.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !second.printed_ids().is_empty(),
+        "the restart drained the inbox"
+    );
+}
+
+#[test]
+fn a_flood_of_large_hostile_bodies_beside_real_batches() {
+    let now = SystemTime::now();
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let jwks = jwks_file(&graph, "flood");
+    let inbox = inbox_path("flood");
+    let server = Server::start_with(&[
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+        "--inbox",
+        inbox.to_str().unwrap(),
+    ]);
+    // 15 MiB of padding beside a forged token (the right kid, a wrong signature).
+    let forger_token = {
+        let t = graph.token(now);
+        let (signed, _) = t.rsplit_once('.').unwrap();
+        format!("{signed}.AAAA")
+    };
+    let hostile = {
+        let mut body = String::from("{\"padding\":\"");
+        body.push_str(&"x".repeat(15 << 20));
+        body.push_str("\",\"value\":[");
+        body.push_str(&serde_json::to_string(&message_item(&graph, &cert, 0)).unwrap());
+        body.push_str("],\"validationTokens\":[\"");
+        body.push_str(&forger_token);
+        body.push_str("\"]}");
+        body.into_bytes()
+    };
+    let token = graph.token(now);
+    let good: Vec<Vec<u8>> = (0..20)
+        .map(|b| graph.collection(&[message_item(&graph, &cert, 10_000 + b)], &[token.clone()]))
+        .collect();
+    let (good_replies, handshakes, hostile_statuses) = std::thread::scope(|s| {
+        let flood: Vec<_> = (0..120)
+            .map(|_| s.spawn(|| server.post("/notifications", &hostile).0))
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let good_replies: Vec<(u16, Duration)> = good
+            .iter()
+            .map(|body| {
+                let r = server.post("/notifications", body);
+                (r.0, r.3)
+            })
+            .collect();
+        let handshakes: Vec<(u16, Duration)> = (0..10)
+            .map(|_| {
+                let r = server.post("/notifications?validationToken=abc", b"");
+                (r.0, r.3)
+            })
+            .collect();
+        let statuses: Vec<u16> = flood.into_iter().map(|h| h.join().unwrap()).collect();
+        (good_replies, handshakes, statuses)
+    });
+    for (status, took) in &good_replies {
+        assert_eq!(
+            *status, 202,
+            "Graph's batches are accepted during the flood"
+        );
+        assert!(*took < Duration::from_secs(3), "{took:?}");
+    }
+    for (status, took) in &handshakes {
+        assert_eq!(*status, 200);
+        assert!(*took < Duration::from_secs(2), "{took:?}");
+    }
+    // Hostile bodies: accepted-and-dropped (202), or turned away (503); never stored.
+    assert!(hostile_statuses
+        .iter()
+        .all(|s| *s == 202 || *s == 503 || *s == 0));
+    let printed = server.stdout_lines(20);
+    assert_eq!(printed.len(), 20, "nothing hostile was stored: {printed:?}");
+    let peak_mib = server.peak_rss_kib() / 1024;
+    eprintln!("webhook peak RSS during the flood: {peak_mib} MiB");
+    assert!(peak_mib < 300, "peak RSS {peak_mib} MiB");
+}
+
+/// A JWKS endpoint on loopback that counts its fetches and can rotate its keys.
+struct JwksServer {
+    url: String,
+    jwks: Arc<Mutex<Vec<u8>>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(jwks: Vec<u8>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/discovery/v2.0/keys",
+            listener.local_addr().unwrap()
+        );
+        let jwks = Arc::new(Mutex::new(jwks));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (Arc::clone(&jwks), Arc::clone(&fetches));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                // The request line and headers, up to the blank line.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" || line == "\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        Self { url, jwks, fetches }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn the_jwks_over_http_rotated_mid_test_under_a_storm_of_unknown_kids() {
+    let started = Instant::now();
+    let now = SystemTime::now();
+    let old = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let endpoint = JwksServer::start(old.jwks());
+    let inbox = inbox_path("jwks-http");
+    let server = Server::start_with(&[
+        "--jwks",
+        &endpoint.url,
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+        "--inbox",
+        inbox.to_str().unwrap(),
+        "--jwks-min-interval",
+        "2",
+    ]);
+    assert_eq!(endpoint.fetches(), 1, "fetched once at start");
+    let item = message_item(&old, &cert, 1);
+    assert_eq!(
+        server
+            .post(
+                "/notifications",
+                &old.collection(&[item.clone()], &[old.token(now)])
+            )
+            .0,
+        202
+    );
+
+    // A storm: 300 tokens naming unknown kids over about three seconds.
+    let mut statuses = Vec::new();
+    for i in 0..300 {
+        let mut header = old.header();
+        header["kid"] = serde_json::json!(format!("storm-{i}"));
+        let token = format!(
+            "{}.c2lnbmF0dXJl",
+            graph_chat_notifications::testing::signing_input(&header, &old.claims_v1(now))
+        );
+        statuses.push(
+            server
+                .post("/notifications", &old.collection(&[item.clone()], &[token]))
+                .0,
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Never stored: kept out with 503 until a fetch decided, then dropped with 202.
+    assert!(
+        statuses.iter().all(|s| *s == 503 || *s == 202),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&503));
+    let allowed = |elapsed: Duration| 1 + (elapsed.as_secs() as usize / 2) + 1;
+    assert!(
+        endpoint.fetches() <= allowed(started.elapsed()),
+        "{} fetches in {:?}",
+        endpoint.fetches(),
+        started.elapsed()
+    );
+
+    // The identity platform rotates: the endpoint now lists only the new key.
+    let new = GraphSimulator::with_signing_key(
+        &graph_chat_notifications::testing::generate_private_key(2048),
+        "rotated-kid",
+        APP,
+        TENANT,
+    );
+    assert_ne!(new.kid(), old.kid());
+    *endpoint.jwks.lock().unwrap() = new.jwks();
+    let body = new.collection(&[message_item(&new, &cert, 2)], &[new.token(now)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = server.post("/notifications", &body).0;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503, "kept (503) until the policy allows a fetch");
+        assert!(Instant::now() < deadline, "the new key was never fetched");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A batch signed with the old key, received now, still validates: known keys are kept.
+    assert_eq!(
+        server
+            .post(
+                "/notifications",
+                &old.collection(&[message_item(&old, &cert, 3)], &[old.token(now)])
+            )
+            .0,
+        202
+    );
+    let ids = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ids = server.printed_ids();
+            if ids.len() >= 3 || Instant::now() > deadline {
+                break ids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["1", "2", "3"],
+        "only the genuine batches were stored"
+    );
+    assert!(
+        endpoint.fetches() <= allowed(started.elapsed()),
+        "{} fetches in {:?}",
+        endpoint.fetches(),
+        started.elapsed()
+    );
 }

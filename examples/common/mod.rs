@@ -83,10 +83,29 @@ impl Options {
     }
 }
 
-/// The receiver the options describe: `--key CERT_ID=KEY_FILE`..., `--client-state S`...,
-/// `--jwks FILE --app-id ID... --tenant-id ID...` (token validation; without `--jwks` the tools
-/// decrypt without it, as debugging aids).
-pub fn receiver_from(options: &Options) -> Result<Receiver, String> {
+/// The token validator `--app-id ID... --tenant-id ID...` describe, without keys yet (the caller
+/// loads the JWKS). `None` when neither is given; an error when only one is.
+pub fn validator_from(options: &Options) -> Result<Option<TokenValidator>, String> {
+    let (apps, tenants) = (options.all("--app-id"), options.all("--tenant-id"));
+    match (
+        apps.is_empty(),
+        tenants.is_empty(),
+        options.one("--jwks")?.is_some(),
+    ) {
+        (true, true, false) => Ok(None),
+        (false, false, true) => Ok(Some(TokenValidator::new(apps, tenants))),
+        (_, _, true) => Err("--jwks needs at least one --app-id and one --tenant-id".into()),
+        (_, _, false) => Err("--app-id and --tenant-id go with --jwks".into()),
+    }
+}
+
+/// The receiver the options describe: `--key CERT_ID=KEY_FILE`..., `--client-state S`..., and
+/// `tokens` (without a validator, tokens are not checked: the caller decides whether that is
+/// allowed).
+pub fn receiver_from(
+    options: &Options,
+    tokens: Option<TokenValidator>,
+) -> Result<Receiver, String> {
     let mut keys = KeyStore::new();
     for spec in options.all("--key") {
         let (id, path) = spec
@@ -108,21 +127,8 @@ pub fn receiver_from(options: &Options) -> Result<Receiver, String> {
     for s in client_states {
         builder = builder.client_state(s);
     }
-    let (apps, tenants) = (options.all("--app-id"), options.all("--tenant-id"));
-    builder = match options.one("--jwks")? {
-        Some(path) if !apps.is_empty() && !tenants.is_empty() => {
-            let validator = TokenValidator::new(apps, tenants);
-            let jwks =
-                std::fs::read(&path).map_err(|e| format!("--jwks: cannot read {path}: {e}"))?;
-            validator
-                .update_jwks(&jwks, std::time::SystemTime::now())
-                .map_err(|e| format!("--jwks: {path}: {e}"))?;
-            builder.tokens(validator)
-        }
-        Some(_) => return Err("--jwks needs at least one --app-id and one --tenant-id".into()),
-        None if !apps.is_empty() || !tenants.is_empty() => {
-            return Err("--app-id and --tenant-id go with --jwks".into())
-        }
+    builder = match tokens {
+        Some(validator) => builder.tokens(validator),
         None => builder.dangerous_skip_token_validation(),
     };
     builder.build().map_err(|e| e.to_string())

@@ -447,6 +447,47 @@ impl<'a> ChangeNotification<'a> {
         self.lifecycle_event.as_deref().map(LifecycleEvent::parse)
     }
 
+    /// A key that is the same each time this notification is delivered, and differs between
+    /// notifications: Graph delivers at least once, so a consumer that remembers the keys it
+    /// has processed (for longer than Graph retries, 4 hours) drops the duplicates. It is made
+    /// of the subscription, the change type, the resource and what the notification carries
+    /// (the signature of its encrypted content, its lifecycle event and the subscription's
+    /// expiry, or its `id`), so it needs no decryption and holds no secret.
+    ///
+    /// ```
+    /// use graph_chat_notifications::webhook::{Envelope, Limits};
+    /// let body = br#"{"value":[
+    ///   {"subscriptionId":"s1","changeType":"updated","resource":"chats('19:a@thread.v2')"},
+    ///   {"subscriptionId":"s1","changeType":"updated","resource":"chats('19:a@thread.v2')"},
+    ///   {"subscriptionId":"s1","changeType":"deleted","resource":"chats('19:a@thread.v2')"}
+    /// ]}"#;
+    /// let envelope = Envelope::parse(body, &Limits::default())?;
+    /// let key = |i: usize| envelope.items()[i].as_ref().unwrap().idempotency_key();
+    /// assert_eq!(key(0), key(1));
+    /// assert_ne!(key(0), key(2));
+    /// # Ok::<(), graph_chat_notifications::BodyError>(())
+    /// ```
+    pub fn idempotency_key(&self) -> String {
+        let part = |v: &Option<Cow<'_, str>>| v.as_deref().unwrap_or("").to_string();
+        let carried = match (&self.encrypted_content, &self.lifecycle_event) {
+            (Some(content), _) => format!("sig:{}", content.data_signature),
+            (None, Some(event)) => format!(
+                "lifecycle:{event}:{}",
+                part(&self.subscription_expiration_date_time)
+            ),
+            (None, None) => format!("id:{}", part(&self.id)),
+        };
+        // Each part is JSON-quoted, so no separator inside a part can make two keys collide.
+        serde_json::to_string(&[
+            part(&self.subscription_id),
+            part(&self.tenant_id),
+            part(&self.change_type).to_ascii_lowercase(),
+            part(&self.resource),
+            carried,
+        ])
+        .expect("strings serialize")
+    }
+
     fn parse(index: usize, raw: &'a RawValue) -> Result<Self, ItemError> {
         let err = |field, kind| ItemError::new(index, field, kind);
         let mut fields = Fields::new(&ITEM_FIELDS);
@@ -756,6 +797,33 @@ mod tests {
                 .unwrap();
         assert!(plain.items()[0].is_err());
         assert!(!plain.has_encrypted_content());
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_and_distinct() {
+        let body = r#"{"value":[
+            {"subscriptionId":"s","changeType":"created","resource":"r","encryptedContent":{"data":"QQ==","dataKey":"Qg==","dataSignature":"c2lnMQ==","encryptionCertificateId":"c"}},
+            {"subscriptionId":"s","changeType":"Created","resource":"r","encryptedContent":{"data":"QQ==","dataKey":"Qg==","dataSignature":"c2lnMg==","encryptionCertificateId":"c"}},
+            {"subscriptionId":"s","lifecycleEvent":"reauthorizationRequired","subscriptionExpirationDateTime":"2026-01-01T00:00:00Z"},
+            {"subscriptionId":"s","lifecycleEvent":"reauthorizationRequired","subscriptionExpirationDateTime":"2026-01-02T00:00:00Z"},
+            {"subscriptionId":"s|x","resource":"r"},
+            {"subscriptionId":"s","resource":"x|r"}
+        ]}"#;
+        let keys = |text: &str| -> Vec<String> {
+            parse(text)
+                .unwrap()
+                .items()
+                .iter()
+                .map(|n| n.as_ref().unwrap().idempotency_key())
+                .collect()
+        };
+        let first = keys(body);
+        // The same delivery again (a Graph retry, or a reprint after a crash): the same keys.
+        assert_eq!(first, keys(body));
+        let unique: std::collections::HashSet<_> = first.iter().collect();
+        assert_eq!(unique.len(), first.len(), "{first:?}");
+        // No secret in it.
+        assert!(!first.iter().any(|k| k.contains("Qg==")));
     }
 
     #[test]
