@@ -1,12 +1,16 @@
 //! Decrypts a notification body from a file or standard input, one JSON line per notification.
 //!
 //! ```text
-//! decrypt [--key CERT_ID=KEY_FILE]... [--client-state S] [--jwks FILE --app-id ID... --tenant-id ID...] [--typed] [FILE|-]
+//! decrypt [--key CERT_ID=KEY_FILE]... [--client-state S]... [--jwks FILE --app-id ID... --tenant-id ID...]
+//!         [--delivery webhook|event-hubs|event-grid] [--typed] [FILE|-]
 //! ```
 //!
 //! Each line is `{"index":i,"ok":true,"changeType":..,"resource":..,"content":<resource JSON>}`
 //! (lifecycle notifications carry `"lifecycleEvent"`, notifications without resource data their
 //! `"resourceData"`), or `{"index":i,"ok":false,"error":"<what failed, naming the field>"}`.
+//! `--delivery` says how the body arrived: a webhook POST (the default), an Event Hubs message
+//! (no validation tokens; Graph's validation message prints `"validationMessage":true`), or
+//! Event Grid CloudEvents (`index` is the event's position; lines add `"eventType"`).
 //! With `--typed`, `content` is the typed model serialized again. Exit status: 0 when every
 //! notification is ok, 1 when some failed, 2 when the body was refused as a whole or the
 //! arguments are wrong (the reason on standard error).
@@ -21,8 +25,9 @@ use std::process::ExitCode;
 
 use graph_chat_notifications::crypto::DecryptBuffer;
 
-const USAGE: &str = "usage: decrypt [--key CERT_ID=KEY_FILE]... [--client-state S] \
-[--jwks FILE --app-id ID... --tenant-id ID...] [--typed] [FILE|-]";
+const USAGE: &str = "usage: decrypt [--key CERT_ID=KEY_FILE]... [--client-state S]... \
+[--jwks FILE --app-id ID... --tenant-id ID...] [--delivery webhook|event-hubs|event-grid] \
+[--typed] [FILE|-]";
 
 /// Why the run stopped with exit status 2 (or 0, for `--help`).
 enum Stop {
@@ -65,6 +70,7 @@ fn run() -> Result<bool, Stop> {
             "--jwks",
             "--app-id",
             "--tenant-id",
+            "--delivery",
         ],
         &["--typed", "--help"],
     )
@@ -85,7 +91,8 @@ fn run() -> Result<bool, Stop> {
             .update_jwks(&jwks, std::time::SystemTime::now())
             .map_err(|e| Stop::Usage(format!("--jwks: {path}: {e}")))?;
     }
-    let receiver = common::receiver_from(&options, validator).map_err(Stop::Usage)?;
+    let delivery = common::delivery_from(&options).map_err(Stop::Usage)?;
+    let receiver = common::receiver_from(&options, validator, delivery).map_err(Stop::Usage)?;
     let body = read_input(
         options.positional.first().map(String::as_str),
         receiver.limits().get_max_body_bytes(),

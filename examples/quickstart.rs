@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::model::{EnumValue, IntoOwned, Resource};
-use graph_chat_notifications::subscription::{Resource as Watch, SubscriptionRequest};
+use graph_chat_notifications::subscription::{self, Resource as Watch, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{ChangeType, Inbound, Payload, Receiver};
@@ -39,9 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "https://webhook.example.com/notifications",
     )
     .change_types([
-        ChangeType::Created,
-        ChangeType::Updated,
-        ChangeType::Deleted,
+        subscription::ChangeType::Created,
+        subscription::ChangeType::Updated,
+        subscription::ChangeType::Deleted,
     ])
     .include_resource_data(certificate.der(), "cert-2026-11")
     .expires_in(now, Duration::from_secs(55 * 60))

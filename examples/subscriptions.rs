@@ -10,10 +10,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use graph_chat_notifications::subscription::ChangeType::{self, Created, Deleted, Updated};
 use graph_chat_notifications::subscription::{
     self, HttpRequest, Model, Resource, SubscriptionError, SubscriptionRequest,
 };
-use graph_chat_notifications::webhook::ChangeType::{self, Created, Deleted, Updated};
 use serde_json::{json, Value};
 
 const URL: &str = "https://webhook.azurewebsites.net/api/resourceNotifications";
@@ -22,7 +22,7 @@ const USER: &str = "9a6eb4d1-826b-48b1-9627-b50836c8fee9";
 struct Scenario {
     name: &'static str,
     resource: Resource,
-    changes: &'static [ChangeType<'static>],
+    changes: &'static [ChangeType],
     resource_data: bool,
     options: fn(SubscriptionRequest) -> SubscriptionRequest,
 }
@@ -32,8 +32,8 @@ fn plain(r: SubscriptionRequest) -> SubscriptionRequest {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    const CU: &[ChangeType<'static>] = &[Created, Updated];
-    const CUD: &[ChangeType<'static>] = &[Created, Updated, Deleted];
+    const CU: &[ChangeType] = &[Created, Updated];
+    const CUD: &[ChangeType] = &[Created, Updated, Deleted];
     let s = |name, resource, changes, resource_data, options| Scenario {
         name,
         resource,

@@ -31,6 +31,11 @@
 //!   under `tokens::JwksRefresh`; keys already known are kept across refreshes for batches still in
 //!   the inbox. `--jwks FILE` reads a file (and reads it again on refresh). Without `--jwks` the
 //!   webhook refuses to start unless `--insecure-no-tokens` says so.
+//! * `OPTIONS /eventgrid` answers the CloudEvents abuse-protection handshake
+//!   (`WebHook-Request-Origin` -> 200 with `WebHook-Allowed-Origin`, and `WebHook-Allowed-Rate`
+//!   when a rate was asked for); `POST /eventgrid` takes one CloudEvent or a batch of them from
+//!   an Event Grid partner topic, through the same inbox (Event Grid sends no validation tokens;
+//!   lock the event subscription down and authenticate its deliveries).
 //! * SIGTERM or Ctrl-C: stop accepting, let in-flight commits finish, let workers finish the batch
 //!   in hand, exit 0. What is still in the inbox stays there for the next start.
 //!
@@ -56,7 +61,7 @@ use axum::routing::post;
 use axum::Router;
 use graph_chat_notifications::crypto::DecryptBuffer;
 use graph_chat_notifications::tokens::{JwksDecision, JwksRefresh, TokenValidator};
-use graph_chat_notifications::webhook::{handshake, Receiver};
+use graph_chat_notifications::webhook::{cloud_events_handshake, handshake, Delivery, Receiver};
 use graph_chat_notifications::BodyError;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Semaphore;
@@ -272,6 +277,8 @@ impl Jwks {
 
 struct App {
     receiver: Receiver,
+    /// The same keys and clientStates, for CloudEvents from an Event Grid partner topic.
+    event_grid: Receiver,
     jwks: Jwks,
     inbox: Inbox,
     small_slots: Semaphore,
@@ -288,10 +295,20 @@ enum Admission {
 }
 
 impl App {
+    /// The receiver for the bodies of a route.
+    fn receiver_for(&self, route: &str) -> &Receiver {
+        if route == "/eventgrid" {
+            &self.event_grid
+        } else {
+            &self.receiver
+        }
+    }
+
     /// The cheap checks (no RSA), then the durable commit. Blocking: runs off the async threads.
     fn admit(&self, body: &[u8], received: SystemTime, route: &str) -> Admission {
+        let receiver = self.receiver_for(route);
         for _ in 0..2 {
-            match self.receiver.receive(body, received) {
+            match receiver.receive(body, received) {
                 Ok(_) => {
                     return match self.inbox.put(received, route, body) {
                         Ok(()) => Admission::Stored,
@@ -303,8 +320,7 @@ impl App {
                 }
                 Err(BodyError::TooLarge { .. }) => return Admission::TooLarge,
                 Err(e) => {
-                    let (Some(kid), Some(validator)) = (e.unknown_key(), self.receiver.tokens())
-                    else {
+                    let (Some(kid), Some(validator)) = (e.unknown_key(), receiver.tokens()) else {
                         return Admission::Refused(e.to_string());
                     };
                     match self.jwks.on_unknown_key(validator, kid) {
@@ -339,6 +355,35 @@ async fn lifecycle(
     receive(app, "/lifecycle", query, headers, body).await
 }
 
+async fn event_grid(
+    State(app): State<Arc<App>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(app, "/eventgrid", query, headers, body).await
+}
+
+/// The CloudEvents abuse-protection handshake Event Grid sends before it delivers.
+async fn event_grid_options(headers: HeaderMap) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match cloud_events_handshake(
+        header("WebHook-Request-Origin"),
+        header("WebHook-Request-Rate"),
+    ) {
+        Some(reply) => {
+            let mut response = status(StatusCode::OK);
+            for (name, value) in reply.headers() {
+                if let Ok(value) = header::HeaderValue::from_str(value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            response
+        }
+        None => status(StatusCode::BAD_REQUEST),
+    }
+}
+
 fn status(code: StatusCode) -> Response {
     code.into_response()
 }
@@ -351,7 +396,8 @@ async fn receive(
     body: Body,
 ) -> Response {
     // The handshake needs no body slot: it is answered at once, even during a flood.
-    if let Some(reply) = handshake(query.as_deref().unwrap_or("")) {
+    if let Some(reply) = handshake(query.as_deref().unwrap_or("")).filter(|_| route != "/eventgrid")
+    {
         return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, reply.content_type())],
@@ -406,6 +452,7 @@ async fn receive(
 /// One stored batch handed to a worker.
 struct Stored {
     id: i64,
+    route: String,
     received: SystemTime,
     body: Vec<u8>,
 }
@@ -433,21 +480,27 @@ fn dispatcher(
         if retry.swap(false, Ordering::SeqCst) {
             cursor = 0;
         }
-        let next: rusqlite::Result<Option<(i64, i64, Vec<u8>)>> = db
+        let next: rusqlite::Result<Option<(i64, i64, String, Vec<u8>)>> = db
             .query_row(
-                "SELECT id, received_ms, body FROM batches WHERE id > ?1 ORDER BY id LIMIT 1",
+                "SELECT id, received_ms, route, body FROM batches WHERE id > ?1 ORDER BY id LIMIT 1",
                 params![cursor],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional();
         match next {
-            Ok(Some((id, received_ms, body))) => {
+            Ok(Some((id, received_ms, route, body))) => {
                 cursor = id;
                 if !in_hand.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
                     continue;
                 }
                 let received = UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
-                if to_workers.send(Stored { id, received, body }).is_err() {
+                let stored = Stored {
+                    id,
+                    route,
+                    received,
+                    body,
+                };
+                if to_workers.send(stored).is_err() {
                     return;
                 }
             }
@@ -473,7 +526,8 @@ fn worker(
     loop {
         let next = batches.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok(stored) = next else { return };
-        let finished = match app.receiver.receive(&stored.body, stored.received) {
+        let receiver = app.receiver_for(&stored.route);
+        let finished = match receiver.receive(&stored.body, stored.received) {
             Ok(batch) => {
                 let mut out = std::io::stdout().lock();
                 let printed = common::write_batch_lines(&mut out, &batch, &mut buf, false)
@@ -486,7 +540,7 @@ fn worker(
                     }
                 }
             }
-            Err(e) => match (e.unknown_key(), app.receiver.tokens()) {
+            Err(e) => match (e.unknown_key(), receiver.tokens()) {
                 // Admitted with keys since rotated away, or stored before a restart that has
                 // not fetched them yet: ask the policy; keep the batch until it decides.
                 (Some(kid), Some(validator)) => match app.jwks.on_unknown_key(validator, kid) {
@@ -588,13 +642,15 @@ fn configure() -> Result<(String, Arc<App>), String> {
             )
         }
     }
-    let receiver = common::receiver_from(&options, validator)?;
+    let receiver = common::receiver_from(&options, validator, Delivery::Webhook)?;
+    let event_grid = common::receiver_from(&options, None, Delivery::EventGrid)?;
     let body_limit = receiver.limits().get_max_body_bytes();
     let inbox = Inbox::open(&inbox).map_err(|e| format!("--inbox {inbox}: {e}"))?;
     Ok((
         listen,
         Arc::new(App {
             receiver,
+            event_grid,
             jwks,
             inbox,
             small_slots: Semaphore::new(SMALL_SLOTS),
@@ -657,6 +713,7 @@ fn main() -> ExitCode {
         let router = Router::new()
             .route("/notifications", post(notifications))
             .route("/lifecycle", post(lifecycle))
+            .route("/eventgrid", post(event_grid).options(event_grid_options))
             .with_state(server_app);
         axum::serve(listener, router)
             .with_graceful_shutdown(stop)

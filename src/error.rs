@@ -57,6 +57,13 @@ pub enum BodyError {
         /// What is wrong with its shape.
         reason: &'static str,
     },
+    /// The receiver reads Event Grid deliveries, and the body is not one CloudEvent or a JSON
+    /// array of them.
+    #[error("the body is not CloudEvents: {reason}")]
+    NotCloudEvents {
+        /// What it is instead.
+        reason: &'static str,
+    },
     /// `value` holds more notifications than
     /// [`Limits::max_items`](crate::webhook::Limits::max_items).
     ///

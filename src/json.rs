@@ -11,7 +11,27 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::model::Text;
+/// An object key: borrowed from the input unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 /// Why a streaming walk over a JSON object or array stopped early.
 pub(crate) enum Walk<E> {
@@ -40,7 +60,7 @@ pub(crate) fn for_each_member<'a, E>(
             f.write_str("an object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
                 let v: &'de RawValue = map.next_value()?;
                 if let Err(e) = (self.f)(k, v) {
                     self.stopped = Some(e);

@@ -49,8 +49,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{Certificate, PrivateKey};
+use crate::model::{ChangeType, LifecycleEvent};
 use crate::tokens::GRAPH_CHANGE_TRACKING_APP_ID;
-use crate::webhook::{ChangeType, LifecycleEvent};
 
 /// A new RSA private key of `bits` bits, for tests. Slow for large sizes (seconds at 4096).
 pub fn generate_private_key(bits: usize) -> PrivateKey {
@@ -311,6 +311,83 @@ impl GraphSimulator {
             "clientState": self.client_state,
             "lifecycleEvent": event,
         })
+    }
+
+    /// Graph's validation message, which it drops into an Event Hub when a subscription is
+    /// created there: every field `"NA"`, the `changeType` a sentence.
+    pub fn event_hubs_validation_message(&self) -> Value {
+        json!({
+            "subscriptionId": "NA",
+            "subscriptionExpirationDateTime": "NA",
+            "clientState": "NA",
+            "changeType": "Validation: Testing client application reachability for subscription Request-Id: 1b6e2a8c-8f3c-4c0e-9d0e-6b1f5c9a7d21",
+            "resource": "NA",
+            "resourceData": {"@odata.type": "NA", "@odata.id": "NA", "id": "NA"},
+        })
+    }
+
+    /// An Event Hubs message body, as Graph sends it: the collection without
+    /// `validationTokens`, after the validation message.
+    pub fn event_hubs_body(&self, items: &[Value]) -> Vec<u8> {
+        let mut all = vec![self.event_hubs_validation_message()];
+        all.extend_from_slice(items);
+        self.collection(&all, &[])
+    }
+
+    /// One notification as Event Grid delivers it from a Graph partner topic: a CloudEvents 1.0
+    /// envelope (structured mode) whose `data` is the notification. The type is
+    /// `Microsoft.Graph.{Chat|ChatMessage}{Created|Updated|Deleted}`, or
+    /// `Microsoft.Graph.Subscription{Event}` for lifecycle notifications.
+    pub fn cloud_event(&self, item: &Value) -> Value {
+        let upper_first = |s: &str| {
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        };
+        let event_type = match item.get("lifecycleEvent").and_then(Value::as_str) {
+            Some(event) => format!("Microsoft.Graph.Subscription{}", upper_first(event)),
+            None => {
+                let resource = item.get("resource").and_then(Value::as_str).unwrap_or("");
+                let kind = if resource.contains("messages(") {
+                    "ChatMessage"
+                } else {
+                    "Chat"
+                };
+                let change = item
+                    .get("changeType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("created");
+                format!("Microsoft.Graph.{kind}{}", upper_first(change))
+            }
+        };
+        let tenant = item
+            .get("tenantId")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.tenant_id);
+        // A distinct id per distinct notification, without any state.
+        let digest = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(serde_json::to_vec(item).expect("JSON"))
+        };
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        json!({
+            "specversion": "1.0",
+            "type": event_type,
+            "source": format!("/tenants/{tenant}/applications/{}", self.app_id),
+            "subject": item.get("resource").cloned().unwrap_or(Value::Null),
+            "id": format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]),
+            "time": "2026-11-26T07:00:00.000000Z",
+            "datacontenttype": "application/json",
+            "data": item,
+        })
+    }
+
+    /// A batch of CloudEvents as Event Grid POSTs it (`application/cloudevents-batch+json`): a
+    /// JSON array, one event per notification.
+    pub fn cloud_events(&self, items: &[Value]) -> Vec<u8> {
+        let events: Vec<Value> = items.iter().map(|i| self.cloud_event(i)).collect();
+        serde_json::to_vec(&events).expect("JSON")
     }
 
     /// A notification collection: `{"value": [...], "validationTokens": [...]}` (tokens left out

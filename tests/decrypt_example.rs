@@ -265,3 +265,68 @@ fn typed_content_is_the_model_serialized_again() {
     let (code, _, _) = run(&["--key", &key], Some(&body));
     assert_eq!(code, 0);
 }
+
+#[test]
+fn every_delivery_channel_through_the_contract() {
+    use graph_chat_notifications::crypto::Certificate;
+    use graph_chat_notifications::testing::GraphSimulator;
+    use graph_chat_notifications::webhook::ChangeType;
+    let graph = GraphSimulator::new("app", "tenant").client_state_value(CLIENT_STATE);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let item = graph.notification(
+        r#"{"id":"1","chatId":"19:c@thread.v2"}"#,
+        (&cert).into(),
+        "graphsim-rsa2048",
+        ChangeType::Created,
+    );
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    let args = |delivery: &'static str| {
+        vec![
+            "--key".to_string(),
+            key.clone(),
+            "--client-state".into(),
+            CLIENT_STATE.into(),
+            format!("--delivery={delivery}"),
+            "-".into(),
+        ]
+    };
+    let run_with = |delivery: &'static str, body: &[u8]| {
+        let a = args(delivery);
+        run(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            Some(body),
+        )
+    };
+
+    // Event Hubs: the validation message is an ok line of its own; no tokens needed.
+    let (code, lines, _) = run_with("event-hubs", &graph.event_hubs_body(&[item.clone()]));
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"index": 0, "ok": true, "validationMessage": true})
+    );
+    assert_eq!(lines[1]["content"]["id"], "1");
+
+    // Event Grid: one line per event, with its type; a malformed event fails alone (exit 1).
+    let mut events: Value = serde_json::from_slice(&graph.cloud_events(&[item.clone()])).unwrap();
+    events
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"specversion": "1.0", "type": "t", "source": "s", "id": "x"}));
+    let (code, lines, _) = run_with("event-grid", &serde_json::to_vec(&events).unwrap());
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["eventType"], "Microsoft.Graph.ChatMessageCreated");
+    assert_eq!(lines[0]["content"]["id"], "1");
+    assert_eq!(lines[1]["index"], 1);
+    assert_eq!(lines[1]["ok"], false);
+    assert!(lines[1]["error"].as_str().unwrap().contains("data"));
+
+    // The wrong shape for the channel: refused whole (exit 2); a bad channel name: exit 2.
+    let (code, _, stderr) = run_with("event-grid", &graph.event_hubs_body(&[item.clone()]));
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run_with("webhook", &graph.cloud_events(&[item]));
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(&["--delivery", "carrier-pigeon", "-"], Some(b"{}"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--delivery"), "{stderr}");
+}

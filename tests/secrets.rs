@@ -162,7 +162,7 @@ fn debug_and_display_hold_no_secrets() {
 
     // Outbound: the clientState stays out of requests' and subscriptions' Debug.
     let request = SubscriptionRequest::builder(Resource::all_chats(), "https://example.com/n")
-        .change_types([ChangeType::Created])
+        .change_types([graph_chat_notifications::subscription::ChangeType::Created])
         .client_state(STATE)
         .expires_in(SystemTime::now(), std::time::Duration::from_secs(600));
     secrets.check("SubscriptionRequest", &format!("{request:?}"));

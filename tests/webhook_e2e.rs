@@ -473,7 +473,7 @@ fn acknowledged_batches_survive_kill_dash_nine() {
                 .iter()
                 .map(|&i| message_item(&graph, &cert, i))
                 .collect();
-            (ids, graph.collection(&items, &[token.clone()]))
+            (ids, graph.collection(&items, std::slice::from_ref(&token)))
         })
         .collect();
     let mut first = Server::start_with(&args);
@@ -568,7 +568,12 @@ fn a_flood_of_large_hostile_bodies_beside_real_batches() {
     };
     let token = graph.token(now);
     let good: Vec<Vec<u8>> = (0..20)
-        .map(|b| graph.collection(&[message_item(&graph, &cert, 10_000 + b)], &[token.clone()]))
+        .map(|b| {
+            graph.collection(
+                &[message_item(&graph, &cert, 10_000 + b)],
+                std::slice::from_ref(&token),
+            )
+        })
         .collect();
     let (good_replies, handshakes, hostile_statuses) = std::thread::scope(|s| {
         let flood: Vec<_> = (0..120)
@@ -686,7 +691,7 @@ fn the_jwks_over_http_rotated_mid_test_under_a_storm_of_unknown_kids() {
         server
             .post(
                 "/notifications",
-                &old.collection(&[item.clone()], &[old.token(now)])
+                &old.collection(std::slice::from_ref(&item), &[old.token(now)])
             )
             .0,
         202
@@ -703,7 +708,10 @@ fn the_jwks_over_http_rotated_mid_test_under_a_storm_of_unknown_kids() {
         );
         statuses.push(
             server
-                .post("/notifications", &old.collection(&[item.clone()], &[token]))
+                .post(
+                    "/notifications",
+                    &old.collection(std::slice::from_ref(&item), &[token]),
+                )
                 .0,
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -775,4 +783,86 @@ fn the_jwks_over_http_rotated_mid_test_under_a_storm_of_unknown_kids() {
         endpoint.fetches(),
         started.elapsed()
     );
+}
+
+impl Server {
+    /// Sends a raw request (method, target, extra headers, body); returns the status line and
+    /// headers.
+    fn request(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    }
+}
+
+#[test]
+fn event_grid_deliveries_through_the_same_inbox() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let jwks = jwks_file(&graph, "eventgrid");
+    let inbox = inbox_path("eventgrid");
+    let server = Server::start_with(&[
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+        "--inbox",
+        inbox.to_str().unwrap(),
+    ]);
+    // The abuse-protection handshake.
+    let reply = server.request(
+        "OPTIONS",
+        "/eventgrid",
+        &[
+            ("WebHook-Request-Origin", "eventgrid.azure.net"),
+            ("WebHook-Request-Rate", "120"),
+        ],
+        b"",
+    );
+    let lower = reply.to_ascii_lowercase();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        lower.contains("webhook-allowed-origin: eventgrid.azure.net"),
+        "{reply}"
+    );
+    assert!(lower.contains("webhook-allowed-rate: *"), "{reply}");
+    let refused = server.request("OPTIONS", "/eventgrid", &[], b"");
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+
+    // A batch of CloudEvents, and one event alone: stored, then printed with their types.
+    let events = graph.cloud_events(&[
+        message_item(&graph, &cert, 1),
+        message_item(&graph, &cert, 2),
+    ]);
+    assert_eq!(server.post("/eventgrid", &events).0, 202);
+    let one = serde_json::to_vec(&graph.cloud_event(&message_item(&graph, &cert, 3))).unwrap();
+    assert_eq!(server.post("/eventgrid", &one).0, 202);
+    let lines = server.stdout_lines(3);
+    for line in &lines {
+        assert_eq!(line["ok"], true, "{line}");
+        assert_eq!(line["eventType"], "Microsoft.Graph.ChatMessageCreated");
+    }
+    // A webhook collection posted to /eventgrid is not CloudEvents: refused, stored nowhere.
+    let before = server.stderr_count("webhook: batch refused");
+    let collection = graph.collection(&[message_item(&graph, &cert, 4)], &[]);
+    assert_eq!(server.post("/eventgrid", &collection).0, 202);
+    wait_for("the refusal", || {
+        server.stderr_count("webhook: batch refused") == before + 1
+    });
+    assert_eq!(server.printed_ids().len(), 3);
 }

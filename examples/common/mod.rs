@@ -5,7 +5,7 @@
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{
-    compact_json, Batch, ChangeNotification, Payload, Receiver,
+    compact_json, Batch, ChangeNotification, Delivery, Payload, Receiver,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -105,6 +105,7 @@ pub fn validator_from(options: &Options) -> Result<Option<TokenValidator>, Strin
 pub fn receiver_from(
     options: &Options,
     tokens: Option<TokenValidator>,
+    delivery: Delivery,
 ) -> Result<Receiver, String> {
     let mut keys = KeyStore::new();
     for spec in options.all("--key") {
@@ -118,7 +119,7 @@ pub fn receiver_from(
         keys.insert(id, key)
             .map_err(|e| format!("--key {id}: {e}"))?;
     }
-    let mut builder = Receiver::builder().keys(keys);
+    let mut builder = Receiver::builder().keys(keys).delivery(delivery);
     let client_states = options.all("--client-state");
     if client_states.is_empty() {
         // A debugging aid: without --client-state, clientState is not checked.
@@ -129,9 +130,23 @@ pub fn receiver_from(
     }
     builder = match tokens {
         Some(validator) => builder.tokens(validator),
+        // Event Hubs and Event Grid carry no tokens: no opt-out needed there.
+        None if !delivery.carries_tokens() => builder,
         None => builder.dangerous_skip_token_validation(),
     };
     builder.build().map_err(|e| e.to_string())
+}
+
+/// `--delivery webhook|event-hubs|event-grid` (default `webhook`).
+pub fn delivery_from(options: &Options) -> Result<Delivery, String> {
+    match options.one("--delivery")?.as_deref() {
+        None | Some("webhook") => Ok(Delivery::Webhook),
+        Some("event-hubs") => Ok(Delivery::EventHubs),
+        Some("event-grid") => Ok(Delivery::EventGrid),
+        Some(other) => Err(format!(
+            "--delivery takes webhook, event-hubs or event-grid, got {other:?}"
+        )),
+    }
 }
 
 /// One output line. Field order is the contract's.
@@ -140,6 +155,10 @@ pub fn receiver_from(
 struct Line<'a> {
     index: usize,
     ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_message: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     change_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +182,8 @@ fn opened_line(
     let mut line = Line {
         index: n.index,
         ok: true,
+        event_type: n.cloud_event.as_ref().map(|e| e.event_type.as_ref()),
+        validation_message: None,
         change_type: n.change_type.as_deref(),
         resource: n.resource.as_deref(),
         content,
@@ -173,7 +194,22 @@ fn opened_line(
     match payload {
         Payload::Lifecycle(_) => line.lifecycle_event = n.lifecycle_event.as_deref(),
         Payload::ResourceData(data) => line.resource_data = Some(data.as_deref()),
+        Payload::ValidationMessage => {
+            line.validation_message = Some(true);
+            line.change_type = None;
+            line.resource = None;
+        }
         _ => {}
+    }
+    // Raw JSON as sent may span lines: each output line holds one notification.
+    let compact_data = line
+        .resource_data
+        .flatten()
+        .map(|raw| compact_json(raw.get()).into_owned());
+    if let Some(text) = &compact_data {
+        line.resource_data = Some(Some(
+            serde_json::from_str::<&RawValue>(text).expect("compacted JSON"),
+        ));
     }
     write_line(out, &line)
 }
@@ -182,6 +218,8 @@ fn failed_line(out: &mut impl Write, index: usize, error: String) -> std::io::Re
     let line = Line {
         index,
         ok: false,
+        event_type: None,
+        validation_message: None,
         change_type: None,
         resource: None,
         content: None,

@@ -18,7 +18,32 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::KeyStore;
 use crate::error::ItemErrorKind;
-use crate::webhook::EncryptedContent;
+
+/// One notification's `encryptedContent`, as the decrypt core reads it: borrowed text, still
+/// base64 as sent. The inbound parsers make one from what they parsed, whatever the channel.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct Sealed<'a> {
+    /// `data`: base64 of the AES-256-CBC ciphertext.
+    pub data: &'a str,
+    /// `dataKey`: base64 of the RSA-OAEP-wrapped symmetric key.
+    pub data_key: &'a str,
+    /// `dataSignature`: base64 of HMAC-SHA256 over the ciphertext.
+    pub data_signature: &'a str,
+    /// `encryptionCertificateId`.
+    pub certificate_id: &'a str,
+    /// `encryptionCertificateThumbprint`, if sent.
+    pub certificate_thumbprint: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Sealed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealed")
+            .field("data_len", &self.data.len())
+            .field("certificate_id", &self.certificate_id)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Standard alphabet; padding optional; non-canonical trailing bits accepted (the HMAC, not the
 /// encoding, protects the bytes).
@@ -137,16 +162,14 @@ fn hex_matches(hex: &str, bytes: &[u8]) -> bool {
 /// borrows from `buf`.
 pub(crate) fn decrypt<'b>(
     keys: &KeyStore,
-    content: &EncryptedContent<'_>,
+    content: &Sealed<'_>,
     max_item_bytes: usize,
     buf: &'b mut DecryptBuffer,
 ) -> Result<&'b str, Failure> {
     let entry = keys
-        .get(&content.encryption_certificate_id)
+        .get(content.certificate_id)
         .ok_or((F_ID, ItemErrorKind::UnknownCertificate))?;
-    if let (Some(expected), Some(sent)) =
-        (entry.thumbprint, &content.encryption_certificate_thumbprint)
-    {
+    if let (Some(expected), Some(sent)) = (entry.thumbprint, content.certificate_thumbprint) {
         if !hex_matches(sent.trim(), &expected) {
             return Err((F_THUMB, ItemErrorKind::ThumbprintMismatch));
         }
@@ -159,13 +182,13 @@ pub(crate) fn decrypt<'b>(
         scratch,
     } = buf;
     decode_exact(
-        &content.data_key,
+        content.data_key,
         entry.modulus_len,
         wrapped_key,
         scratch,
         F_KEY,
     )?;
-    decode_exact(&content.data_signature, 32, signature, scratch, F_SIG)?;
+    decode_exact(content.data_signature, 32, signature, scratch, F_SIG)?;
     // The size check comes before decoding, from the base64 length alone.
     let estimate = content.data.len() / 4 * 3;
     if estimate > max_item_bytes.saturating_add(64) {
@@ -178,7 +201,7 @@ pub(crate) fn decrypt<'b>(
         ));
     }
     data.zeroize();
-    decode(&content.data, data, scratch, F_DATA)?;
+    decode(content.data, data, scratch, F_DATA)?;
     if data.is_empty() || data.len() % 16 != 0 {
         return Err((F_DATA, ItemErrorKind::NotBlockAligned { len: data.len() }));
     }

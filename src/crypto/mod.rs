@@ -21,7 +21,7 @@ mod rust_crypto;
 #[cfg(feature = "aws-lc")]
 pub use aws_lc::AWS_LC;
 pub(crate) use decrypt::decrypt;
-pub use decrypt::DecryptBuffer;
+pub use decrypt::{DecryptBuffer, Sealed};
 pub use keys::{Certificate, PrivateKey};
 pub use keystore::KeyStore;
 #[cfg(feature = "rust-crypto")]

@@ -49,6 +49,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
+mod change;
+pub use change::{ChangeType, LifecycleEvent};
+
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -818,7 +821,7 @@ fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
 }
 
 /// Decodes a resource. `kind` comes from the notification (`resourceData`'s `@odata.type`, or
-/// the `resource` path: see [`kind_of`]); without it, the document's own `@odata.type` decides,
+/// the `resource` path: see [`resource_kind`]); without it, the document's own `@odata.type` decides,
 /// then its shape (`chatType`, `viewpoint`, `members` or a `19:` id make a chat).
 pub fn decode(json: &str, kind: Option<Kind>) -> Result<Resource<'_>, ModelError> {
     let kind = match kind {
@@ -860,22 +863,20 @@ pub fn decode(json: &str, kind: Option<Kind>) -> Result<Resource<'_>, ModelError
     })
 }
 
-/// The kind of resource a notification carries, from its `resourceData` `@odata.type` or, failing
-/// that, its `resource` path.
-pub fn kind_of(notification: &crate::webhook::ChangeNotification<'_>) -> Option<Kind> {
+/// The kind of resource a notification carries, from its `resourceData`'s `@odata.type` or,
+/// failing that, its `resource` path (`ChangeNotification::resource_kind` reads both from a
+/// notification).
+pub fn resource_kind(resource_data: Option<&RawValue>, resource: Option<&str>) -> Option<Kind> {
     #[derive(Deserialize)]
     struct Data<'a> {
         #[serde(rename = "@odata.type", borrow)]
         odata_type: Option<Text<'a>>,
     }
-    let from_data = notification
-        .resource_data
+    let from_data = resource_data
         .and_then(|r| serde_json::from_str::<Data<'_>>(r.get()).ok())
         .and_then(|d| d.odata_type.as_deref().and_then(Kind::from_odata_type));
     from_data.or_else(|| {
-        notification
-            .resource
-            .as_deref()
+        resource
             .and_then(|r| ResourcePath::parse(r).ok())
             .map(|p| p.kind())
     })

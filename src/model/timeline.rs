@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
+use super::ChangeType;
 use super::{ChatMessage, ChatViewpoint, DlpAction, EnumValue, IntoOwned};
-use crate::webhook::ChangeType;
 
 /// What a metered (`model=B`) notification costs: $0.00075, in millionths of a dollar.
 pub const METERED_PRICE_MICRO_USD: u64 = 750;

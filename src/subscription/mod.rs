@@ -7,7 +7,7 @@
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use graph_chat_notifications::subscription::{Resource, SubscriptionRequest};
-//! use graph_chat_notifications::webhook::ChangeType;
+//! use graph_chat_notifications::subscription::ChangeType;
 //!
 //! let now = SystemTime::now(); // injected: the crate reads no clock
 //! let request = SubscriptionRequest::builder(
@@ -46,8 +46,6 @@ use base64::Engine as _;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::webhook::ChangeType;
-
 /// Where Graph lives.
 /// Where the builders address their requests; [`HttpRequest::in_cloud`] moves them.
 const GRAPH: &str = "https://graph.microsoft.com";
@@ -58,6 +56,30 @@ pub const MAX_LIFETIME_WITHOUT_LIFECYCLE_URL: Duration = Duration::from_secs(60 
 /// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
 pub const MAX_SECRET_CHARS: usize = crate::MAX_GRAPH_SECRET_CHARS;
 
+/// A change a subscription asks to be told about (`changeType`). Closed: these are the only
+/// values Graph accepts when subscribing. Notifications carry their own, open,
+/// [`model::ChangeType`](crate::model::ChangeType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeType {
+    /// `created`
+    Created,
+    /// `updated`
+    Updated,
+    /// `deleted`
+    Deleted,
+}
+
+impl ChangeType {
+    /// The value as Graph spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
 /// Why a request was refused: what Graph would have refused, said so a user can act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -65,9 +87,6 @@ pub enum SubscriptionError {
     /// No change type was given.
     #[error("changeType: give at least one of created, updated, deleted")]
     NoChangeType,
-    /// A change type other than created, updated, deleted.
-    #[error("changeType: {0:?} is not one of created, updated, deleted")]
-    UnsupportedChangeType(String),
     /// An id in the resource path is empty or holds characters that would change the path.
     #[error(
         "resource: the {what} {id:?} is empty or holds '/', '?', '#', '&', quotes or white space"
@@ -268,7 +287,7 @@ enum Expiry {
 pub struct SubscriptionRequest {
     resource: Resource,
     notification_url: String,
-    change_types: Vec<ChangeType<'static>>,
+    change_types: Vec<ChangeType>,
     lifecycle_url: Option<String>,
     model: Option<Model>,
     search: Option<String>,
@@ -333,7 +352,7 @@ impl SubscriptionRequest {
     }
 
     /// The changes to be notified of (`created`, `updated`, `deleted`).
-    pub fn change_types(mut self, types: impl IntoIterator<Item = ChangeType<'static>>) -> Self {
+    pub fn change_types(mut self, types: impl IntoIterator<Item = ChangeType>) -> Self {
         self.change_types = types.into_iter().collect();
         self
     }
@@ -544,17 +563,10 @@ fn certificate_fields<'a>(der: &[u8], id: &'a str) -> Result<(String, &'a str), 
     Ok((base64::engine::general_purpose::STANDARD.encode(der), id))
 }
 
-fn change_type_list(types: &[ChangeType<'static>]) -> Result<String, SubscriptionError> {
+fn change_type_list(types: &[ChangeType]) -> Result<String, SubscriptionError> {
     let mut names: Vec<&'static str> = Vec::new();
     for t in types {
-        let name = match t {
-            ChangeType::Created => "created",
-            ChangeType::Updated => "updated",
-            ChangeType::Deleted => "deleted",
-            ChangeType::Other(other) => {
-                return Err(SubscriptionError::UnsupportedChangeType(other.to_string()))
-            }
-        };
+        let name = t.as_str();
         if !names.contains(&name) {
             names.push(name);
         }

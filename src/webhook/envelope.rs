@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{BodyError, ItemError, ItemErrorKind};
 use crate::json::{self, Kind};
+use crate::model::{ChangeType, LifecycleEvent};
 
 /// Bounds on what one POST may make the crate do. Every bound has a documented default and can be
 /// changed.
@@ -140,33 +141,18 @@ impl<'a> Envelope<'a> {
     /// Parses a POST body. Bytes, so that invalid UTF-8 is a typed error rather than the caller's
     /// problem.
     pub fn parse(body: &'a [u8], limits: &Limits) -> Result<Self, BodyError> {
-        if body.len() > limits.max_body_bytes {
-            return Err(BodyError::TooLarge {
-                size: body.len(),
-                limit: limits.max_body_bytes,
-            });
-        }
-        let text = std::str::from_utf8(body).map_err(|e| BodyError::NotUtf8 {
-            offset: e.valid_up_to(),
-        })?;
-        // A UTF-8 byte order mark is not JSON, but some senders write one.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        if text.trim().is_empty() {
-            return Err(BodyError::Empty);
-        }
-        if json::nests_deeper_than(text.as_bytes(), limits.max_depth) {
-            return Err(BodyError::TooDeep {
-                limit: limits.max_depth,
-            });
-        }
+        let text = checked_text(body, limits)?;
         let not_json = |e: serde_json::Error| match e.classify() {
+            serde_json::error::Category::Data if text.trim_start().starts_with('[') => {
+                BodyError::NotACollection {
+                    reason: "the body is a JSON array, not an object (CloudEvents? \
+                             set the receiver to the Event Grid delivery channel)",
+                }
+            }
             serde_json::error::Category::Data => BodyError::NotACollection {
                 reason: "the body is not a JSON object",
             },
-            _ => BodyError::NotJson {
-                line: e.line(),
-                column: e.column(),
-            },
+            _ => syntax_error(&e),
         };
         // The root's members stream past one at a time; only `value` and `validationTokens` are
         // kept (raw, borrowed), so memory does not follow how many members a body has.
@@ -238,6 +224,18 @@ impl<'a> Envelope<'a> {
         })
     }
 
+    /// An envelope of already parsed items, without tokens (Event Grid).
+    pub(super) fn from_items(items: Vec<Result<ChangeNotification<'a>, ItemError>>) -> Self {
+        let encrypted = items
+            .iter()
+            .any(|n| n.as_ref().is_ok_and(|n| n.encrypted_content.is_some()));
+        Self {
+            items,
+            validation_tokens: None,
+            encrypted,
+        }
+    }
+
     /// Every notification in `value`, in order: parsed, or the error that names its bad field.
     pub fn items(&self) -> &[Result<ChangeNotification<'a>, ItemError>] {
         &self.items
@@ -268,6 +266,38 @@ impl<'a> Envelope<'a> {
     /// because its encrypted items are broken.
     pub fn has_encrypted_content(&self) -> bool {
         self.encrypted
+    }
+}
+
+/// The body as text, after the checks every channel shares: size, UTF-8 (a byte order mark
+/// dropped), not empty, nesting depth.
+pub(super) fn checked_text<'a>(body: &'a [u8], limits: &Limits) -> Result<&'a str, BodyError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(BodyError::TooLarge {
+            size: body.len(),
+            limit: limits.max_body_bytes,
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(|e| BodyError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    // A UTF-8 byte order mark is not JSON, but some senders write one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(BodyError::Empty);
+    }
+    if json::nests_deeper_than(text.as_bytes(), limits.max_depth) {
+        return Err(BodyError::TooDeep {
+            limit: limits.max_depth,
+        });
+    }
+    Ok(text)
+}
+
+pub(super) fn syntax_error(e: &serde_json::Error) -> BodyError {
+    BodyError::NotJson {
+        line: e.line(),
+        column: e.column(),
     }
 }
 
@@ -343,8 +373,29 @@ pub struct ChangeNotification<'a> {
     pub lifecycle_event: Option<Cow<'a, str>>,
     /// `encryptedContent`, present when the subscription includes resource data.
     pub encrypted_content: Option<EncryptedContent<'a>>,
-    /// The whole notification as it appeared in the body.
+    /// The whole notification as it appeared in the body (for Event Grid, the event's `data`).
     pub raw: &'a RawValue,
+    /// The CloudEvent that carried the notification, when it came through Event Grid.
+    pub cloud_event: Option<CloudEvent<'a>>,
+}
+
+/// The CloudEvents 1.0 attributes of an event Event Grid delivered: the notification itself is
+/// the event's `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloudEvent<'a> {
+    /// `id`: unique per event from its source.
+    pub id: Cow<'a, str>,
+    /// `type`, such as `Microsoft.Graph.ChatMessageCreated` or
+    /// `Microsoft.Graph.SubscriptionReauthorizationRequired`. Read the change from the
+    /// notification (`changeType`, `lifecycleEvent`), not only from here.
+    pub event_type: Cow<'a, str>,
+    /// `source`: `/tenants/{tenantId}/applications/{appId}`.
+    pub source: Cow<'a, str>,
+    /// `subject`: the notification's `resource`.
+    pub subject: Option<Cow<'a, str>>,
+    /// `time`, as sent.
+    pub time: Option<Cow<'a, str>>,
 }
 
 impl fmt::Debug for ChangeNotification<'_> {
@@ -362,77 +413,8 @@ impl fmt::Debug for ChangeNotification<'_> {
             .field("tenant_id", &self.tenant_id)
             .field("lifecycle_event", &self.lifecycle_event)
             .field("encrypted_content", &self.encrypted_content)
+            .field("cloud_event", &self.cloud_event)
             .finish_non_exhaustive()
-    }
-}
-
-/// `changeType` of a notification.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ChangeType<'a> {
-    /// `created`
-    Created,
-    /// `updated`
-    Updated,
-    /// `deleted`
-    Deleted,
-    /// A value this version of the crate does not know, kept as sent.
-    Other(Cow<'a, str>),
-}
-
-impl<'a> ChangeType<'a> {
-    /// Parses a `changeType` value, in any letter case.
-    pub fn parse(s: &'a str) -> Self {
-        if s.eq_ignore_ascii_case("created") {
-            Self::Created
-        } else if s.eq_ignore_ascii_case("updated") {
-            Self::Updated
-        } else if s.eq_ignore_ascii_case("deleted") {
-            Self::Deleted
-        } else {
-            Self::Other(Cow::Borrowed(s))
-        }
-    }
-}
-
-/// `lifecycleEvent` of a lifecycle notification.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LifecycleEvent<'a> {
-    /// `reauthorizationRequired`: reauthorize or renew the subscription.
-    ReauthorizationRequired,
-    /// `subscriptionRemoved`: recreate the subscription, then resync with a GET.
-    SubscriptionRemoved,
-    /// `missed`: some notifications were not delivered; resync with a GET.
-    Missed,
-    /// An event this version of the crate does not know, kept as sent (never an error).
-    Other(Cow<'a, str>),
-}
-
-impl<'a> LifecycleEvent<'a> {
-    /// Parses a `lifecycleEvent` value, in any letter case.
-    pub fn parse(s: &'a str) -> Self {
-        if s.eq_ignore_ascii_case("reauthorizationRequired") {
-            Self::ReauthorizationRequired
-        } else if s.eq_ignore_ascii_case("subscriptionRemoved") {
-            Self::SubscriptionRemoved
-        } else if s.eq_ignore_ascii_case("missed") {
-            Self::Missed
-        } else {
-            Self::Other(Cow::Borrowed(s))
-        }
-    }
-}
-
-impl LifecycleEvent<'_> {
-    /// The event without borrows.
-    pub fn into_owned(self) -> LifecycleEvent<'static> {
-        match self {
-            Self::ReauthorizationRequired => LifecycleEvent::ReauthorizationRequired,
-            Self::SubscriptionRemoved => LifecycleEvent::SubscriptionRemoved,
-            Self::Missed => LifecycleEvent::Missed,
-            Self::Other(s) => LifecycleEvent::Other(Cow::Owned(s.into_owned())),
-        }
     }
 }
 
@@ -445,6 +427,22 @@ impl<'a> ChangeNotification<'a> {
     /// The typed `lifecycleEvent`, if this is a lifecycle notification.
     pub fn lifecycle_event(&self) -> Option<LifecycleEvent<'_>> {
         self.lifecycle_event.as_deref().map(LifecycleEvent::parse)
+    }
+
+    /// Whether this is the validation message Graph drops into an Event Hub when a subscription
+    /// is created there: `subscriptionId` `"NA"` and a `changeType` that begins `Validation:`.
+    pub fn is_validation_message(&self) -> bool {
+        self.subscription_id.as_deref() == Some("NA")
+            && self.change_type.as_deref().is_some_and(|c| {
+                c.get(..11)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("validation:"))
+            })
+    }
+
+    /// Which resource the notification is about: from its `resourceData`'s `@odata.type`, else
+    /// its `resource` path.
+    pub fn resource_kind(&self) -> Option<crate::model::Kind> {
+        crate::model::resource_kind(self.resource_data, self.resource.as_deref())
     }
 
     /// A key that is the same each time this notification is delivered, and differs between
@@ -488,7 +486,7 @@ impl<'a> ChangeNotification<'a> {
         .expect("strings serialize")
     }
 
-    fn parse(index: usize, raw: &'a RawValue) -> Result<Self, ItemError> {
+    pub(super) fn parse(index: usize, raw: &'a RawValue) -> Result<Self, ItemError> {
         let err = |field, kind| ItemError::new(index, field, kind);
         let mut fields = Fields::new(&ITEM_FIELDS);
         fields.collect(raw, "").map_err(|(f, k)| {
@@ -521,6 +519,7 @@ impl<'a> ChangeNotification<'a> {
             resource_data: fields.get(RESOURCE_DATA),
             encrypted_content,
             raw,
+            cloud_event: None,
         })
     }
 }
@@ -577,6 +576,19 @@ const ENC_FIELDS: [&str; 5] = [
     "encryptedContent.encryptionCertificateThumbprint",
 ];
 
+impl EncryptedContent<'_> {
+    /// The fields the decrypt core reads, borrowed.
+    pub fn sealed(&self) -> crate::crypto::Sealed<'_> {
+        crate::crypto::Sealed {
+            data: &self.data,
+            data_key: &self.data_key,
+            data_signature: &self.data_signature,
+            certificate_id: &self.encryption_certificate_id,
+            certificate_thumbprint: self.encryption_certificate_thumbprint.as_deref(),
+        }
+    }
+}
+
 impl<'a> EncryptedContent<'a> {
     fn parse(raw: &'a RawValue) -> Result<Self, (&'static str, ItemErrorKind)> {
         let mut fields = Fields::new(&ENC_FIELDS);
@@ -598,13 +610,13 @@ impl<'a> EncryptedContent<'a> {
 
 /// Known members of one object, matched by name in any letter case. `names` are the error paths;
 /// the part after the last `.` is the JSON key.
-struct Fields<'a, 'n, const N: usize> {
+pub(super) struct Fields<'a, 'n, const N: usize> {
     names: &'n [&'static str; N],
     values: [Option<&'a RawValue>; N],
 }
 
 impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
-    fn new(names: &'n [&'static str; N]) -> Self {
+    pub(super) fn new(names: &'n [&'static str; N]) -> Self {
         Self {
             names,
             values: [None; N],
@@ -613,7 +625,7 @@ impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
 
     /// Reads the members of the object `raw`, keeping the known ones. When `raw` is not an
     /// object, the error names `whole` (the object's own path) as the field.
-    fn collect(
+    pub(super) fn collect(
         &mut self,
         raw: &'a RawValue,
         whole: &'static str,
@@ -657,11 +669,14 @@ impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
         Ok(())
     }
 
-    fn get(&self, i: usize) -> Option<&'a RawValue> {
+    pub(super) fn get(&self, i: usize) -> Option<&'a RawValue> {
         self.values[i]
     }
 
-    fn string(&self, i: usize) -> Result<Option<Cow<'a, str>>, (&'static str, ItemErrorKind)> {
+    pub(super) fn string(
+        &self,
+        i: usize,
+    ) -> Result<Option<Cow<'a, str>>, (&'static str, ItemErrorKind)> {
         match self.values[i] {
             None => Ok(None),
             Some(raw) => json::string(raw).map(Some).ok_or((

@@ -89,3 +89,60 @@ mod tests {
         assert!(!format!("{r:?}").contains("script"));
     }
 }
+
+/// The reply to a CloudEvents abuse-protection request (how Event Grid checks a webhook before it
+/// delivers to it): status 200 with `WebHook-Allowed-Origin` naming the requesting origin, and
+/// `WebHook-Allowed-Rate` when a rate was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbuseProtectionResponse {
+    origin: String,
+    rate: Option<String>,
+}
+
+impl AbuseProtectionResponse {
+    /// The HTTP status: 200.
+    pub fn status(&self) -> u16 {
+        200
+    }
+
+    /// The headers to send, name and value.
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        let mut headers = vec![("WebHook-Allowed-Origin", self.origin.as_str())];
+        if let Some(rate) = &self.rate {
+            headers.push(("WebHook-Allowed-Rate", rate.as_str()));
+        }
+        headers
+    }
+}
+
+/// Answers a CloudEvents abuse-protection request (an `OPTIONS` with `WebHook-Request-Origin`,
+/// as Event Grid sends before delivering): pass the values of `WebHook-Request-Origin` and, if
+/// present, `WebHook-Request-Rate`. Allows that origin, and any rate that was asked for (`*`).
+/// `None` when the origin is missing or not a plain header value (it is reflected back, so it
+/// must hold no control characters): answer such a request 400.
+///
+/// ```
+/// use graph_chat_notifications::webhook::cloud_events_handshake;
+/// let reply = cloud_events_handshake(Some("eventgrid.azure.net"), Some("120")).unwrap();
+/// assert_eq!(reply.status(), 200);
+/// assert_eq!(
+///     reply.headers(),
+///     [("WebHook-Allowed-Origin", "eventgrid.azure.net"), ("WebHook-Allowed-Rate", "*")]
+/// );
+/// assert!(cloud_events_handshake(Some("evil\r\nSet-Cookie: x"), None).is_none());
+/// ```
+pub fn cloud_events_handshake(
+    request_origin: Option<&str>,
+    request_rate: Option<&str>,
+) -> Option<AbuseProtectionResponse> {
+    let origin = request_origin?.trim();
+    let plain =
+        |v: &str| !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !plain(origin) {
+        return None;
+    }
+    Some(AbuseProtectionResponse {
+        origin: origin.to_string(),
+        rate: request_rate.map(|_| "*".to_string()),
+    })
+}

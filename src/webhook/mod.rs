@@ -1,13 +1,17 @@
 //! The webhook side: parsing what Graph POSTs, and the [`Receiver`] that verifies and decrypts it.
 
+mod cloud_events;
 mod envelope;
 mod receiver;
 
 mod handshake;
 
 pub use crate::json::compact as compact_json;
-pub use envelope::{
-    ChangeNotification, ChangeType, EncryptedContent, Envelope, LifecycleEvent, Limits,
+pub use crate::model::{ChangeType, LifecycleEvent};
+pub use envelope::{ChangeNotification, CloudEvent, EncryptedContent, Envelope, Limits};
+pub use handshake::{
+    cloud_events_handshake, handshake, AbuseProtectionResponse, HandshakeResponse,
 };
-pub use handshake::{handshake, HandshakeResponse};
-pub use receiver::{Batch, ConfigError, Inbound, Opened, Payload, Receiver, ReceiverBuilder};
+pub use receiver::{
+    Batch, ConfigError, Delivery, Inbound, Opened, Payload, Receiver, ReceiverBuilder,
+};

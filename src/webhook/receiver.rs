@@ -61,6 +61,37 @@ pub struct Receiver {
     tokens: Option<TokenValidator>,
     /// Set only by [`ReceiverBuilder::dangerous_skip_token_validation`].
     skip_tokens: bool,
+    delivery: Delivery,
+}
+
+/// How Graph delivers the bodies a [`Receiver`] reads: part of its configuration, because each
+/// channel has its own shape and its own proof of origin.
+///
+/// | channel | body | proof of origin |
+/// |---|---|---|
+/// | [`Webhook`](Self::Webhook) | `{"value": [...], "validationTokens": [...]}` POSTed to your URL | `validationTokens` (required for encrypted content) and `clientState` |
+/// | [`EventHubs`](Self::EventHubs) | the same collection, without `validationTokens`; Graph's validation message (every field `"NA"`) arrives once per new subscription | the hub's access control (only Graph can send to it: lock it down), and `clientState` |
+/// | [`EventGrid`](Self::EventGrid) | one CloudEvent 1.0, or a JSON array of them, each `data` one notification | the partner topic and event subscription in your Azure subscription (and Microsoft Entra authentication of the delivery, which your endpoint checks), and `clientState` |
+///
+/// Tokens that do arrive (an Event Hubs body that carries `validationTokens`) are still checked
+/// when a validator is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// A webhook: Graph POSTs to your `https://` notification URL (the default).
+    #[default]
+    Webhook,
+    /// Azure Event Hubs: each event's body is a notification collection.
+    EventHubs,
+    /// Azure Event Grid: CloudEvents from a Graph partner topic.
+    EventGrid,
+}
+
+impl Delivery {
+    /// Whether Graph sends `validationTokens` on this channel.
+    pub fn carries_tokens(self) -> bool {
+        matches!(self, Self::Webhook)
+    }
 }
 
 impl fmt::Debug for Receiver {
@@ -73,6 +104,7 @@ impl fmt::Debug for Receiver {
             )
             .field("limits", &self.limits)
             .field("tokens", &self.tokens)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -86,6 +118,7 @@ pub struct ReceiverBuilder {
     tokens: Option<TokenValidator>,
     skip_tokens: bool,
     any_client_state: bool,
+    delivery: Delivery,
 }
 
 impl fmt::Debug for ReceiverBuilder {
@@ -167,6 +200,14 @@ impl ReceiverBuilder {
         self
     }
 
+    /// The channel the bodies come through (default [`Delivery::Webhook`]). On Event Hubs and
+    /// Event Grid Graph sends no validation tokens, so a receiver for them decrypts without a
+    /// [`TokenValidator`]: the channel's own access control is the proof of origin.
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
     /// Checks the configuration and builds the receiver.
     pub fn build(self) -> Result<Receiver, ConfigError> {
         for s in &self.client_states {
@@ -181,7 +222,8 @@ impl ReceiverBuilder {
             return Err(ConfigError::ClientStateNotConfigured);
         }
         let has_keys = self.keys.as_ref().is_some_and(|k| !k.is_empty());
-        if has_keys && self.tokens.is_none() && !self.skip_tokens {
+        if has_keys && self.tokens.is_none() && !self.skip_tokens && self.delivery.carries_tokens()
+        {
             return Err(ConfigError::TokenValidationNotConfigured);
         }
         #[cfg(feature = "rust-crypto")]
@@ -195,6 +237,7 @@ impl ReceiverBuilder {
             limits: self.limits,
             tokens: self.tokens,
             skip_tokens: self.skip_tokens,
+            delivery: self.delivery,
         })
     }
 }
@@ -239,6 +282,9 @@ pub enum Payload<'c> {
     ResourceData(Option<Cow<'c, RawValue>>),
     /// A lifecycle notification.
     Lifecycle(LifecycleEvent<'c>),
+    /// Graph's validation message on an Event Hub (every field `"NA"`), sent when a
+    /// subscription is created there: proof the hub is reachable, nothing to process.
+    ValidationMessage,
 }
 
 impl fmt::Debug for Payload<'_> {
@@ -247,6 +293,7 @@ impl fmt::Debug for Payload<'_> {
             Self::Resource(json) => write!(f, "Resource([{} bytes])", json.len()),
             Self::ResourceData(r) => f.debug_tuple("ResourceData").field(r).finish(),
             Self::Lifecycle(e) => f.debug_tuple("Lifecycle").field(e).finish(),
+            Self::ValidationMessage => f.write_str("ValidationMessage"),
         }
     }
 }
@@ -258,6 +305,7 @@ impl Payload<'_> {
             Self::Resource(s) => Payload::Resource(Cow::Owned(s.into_owned())),
             Self::ResourceData(r) => Payload::ResourceData(r.map(|r| Cow::Owned(r.into_owned()))),
             Self::Lifecycle(e) => Payload::Lifecycle(e.into_owned()),
+            Self::ValidationMessage => Payload::ValidationMessage,
         }
     }
 }
@@ -281,7 +329,7 @@ impl<'c> Opened<'c, '_> {
         let Payload::Resource(json) = &self.payload else {
             return Ok(None);
         };
-        crate::model::decode(json, crate::model::kind_of(self.notification))
+        crate::model::decode(json, self.notification.resource_kind())
             .map(Some)
             .map_err(|e| {
                 ItemError::new(
@@ -301,6 +349,11 @@ impl Receiver {
     /// [`Limits`].
     pub fn builder() -> ReceiverBuilder {
         ReceiverBuilder::default()
+    }
+
+    /// The channel the receiver reads.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 
     /// The limits in force.
@@ -356,7 +409,11 @@ impl Receiver {
         let mut store = KeyStore::clone(&current);
         change(&mut store)?;
         // The rule `build` enforces holds for the receiver's whole life.
-        if !store.is_empty() && self.tokens.is_none() && !self.skip_tokens {
+        if !store.is_empty()
+            && self.tokens.is_none()
+            && !self.skip_tokens
+            && self.delivery.carries_tokens()
+        {
             return Err(KeyError::TokenValidationNotConfigured);
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(store));
@@ -396,11 +453,15 @@ impl Receiver {
         body: &'a [u8],
         now: SystemTime,
     ) -> Result<Batch<'r, 'a>, BodyError> {
-        let envelope = Envelope::parse(body, &self.limits)?;
+        let envelope = match self.delivery {
+            Delivery::EventGrid => Envelope::parse_cloud_events(body, &self.limits)?,
+            Delivery::Webhook | Delivery::EventHubs => Envelope::parse(body, &self.limits)?,
+        };
         let mut tokens = Vec::new();
         if let Some(validator) = &self.tokens {
             let sent = envelope.validation_tokens().unwrap_or(&[]);
-            if sent.is_empty() && envelope.has_encrypted_content() {
+            if sent.is_empty() && envelope.has_encrypted_content() && self.delivery.carries_tokens()
+            {
                 return Err(BodyError::MissingValidationTokens);
             }
             tokens = validator
@@ -423,6 +484,12 @@ impl Receiver {
         buf: &'c mut DecryptBuffer,
     ) -> Result<Opened<'c, 'a>, ItemError> {
         let fail = |field, kind| ItemError::new(notification.index, field, kind);
+        if self.delivery == Delivery::EventHubs && notification.is_validation_message() {
+            return Ok(Opened {
+                notification,
+                payload: Payload::ValidationMessage,
+            });
+        }
         // Graph sends one token per (app, tenant) pair with items in the batch: a tenant that no
         // passing token names was not vouched for.
         if !tokens.is_empty() {
@@ -457,8 +524,13 @@ impl Receiver {
             Payload::Lifecycle(event)
         } else if let Some(content) = &notification.encrypted_content {
             let keys = keys.ok_or_else(|| fail("encryptedContent", ItemErrorKind::NoProvider))?;
-            let json = decrypt(keys, content, self.limits.get_max_item_bytes(), buf)
-                .map_err(|(field, kind)| fail(field, kind))?;
+            let json = decrypt(
+                keys,
+                &content.sealed(),
+                self.limits.get_max_item_bytes(),
+                buf,
+            )
+            .map_err(|(field, kind)| fail(field, kind))?;
             Payload::Resource(Cow::Borrowed(json))
         } else {
             Payload::ResourceData(notification.resource_data.map(Cow::Borrowed))
