@@ -480,26 +480,31 @@ fn dispatcher(
         if retry.swap(false, Ordering::SeqCst) {
             cursor = 0;
         }
-        let next: rusqlite::Result<Option<(i64, i64, String, Vec<u8>)>> = db
+        let next = db
             .query_row(
                 "SELECT id, received_ms, route, body FROM batches WHERE id > ?1 ORDER BY id LIMIT 1",
                 params![cursor],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    let received_ms: i64 = r.get(1)?;
+                    Ok(Stored {
+                        id: r.get(0)?,
+                        route: r.get(2)?,
+                        received: UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64),
+                        body: r.get(3)?,
+                    })
+                },
             )
             .optional();
         match next {
-            Ok(Some((id, received_ms, route, body))) => {
-                cursor = id;
-                if !in_hand.lock().unwrap_or_else(|p| p.into_inner()).insert(id) {
+            Ok(Some(stored)) => {
+                cursor = stored.id;
+                if !in_hand
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(stored.id)
+                {
                     continue;
                 }
-                let received = UNIX_EPOCH + Duration::from_millis(received_ms.max(0) as u64);
-                let stored = Stored {
-                    id,
-                    route,
-                    received,
-                    body,
-                };
                 if to_workers.send(stored).is_err() {
                     return;
                 }

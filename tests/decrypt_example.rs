@@ -299,7 +299,10 @@ fn every_delivery_channel_through_the_contract() {
     };
 
     // Event Hubs: the validation message is an ok line of its own; no tokens needed.
-    let (code, lines, _) = run_with("event-hubs", &graph.event_hubs_body(&[item.clone()]));
+    let (code, lines, _) = run_with(
+        "event-hubs",
+        &graph.event_hubs_body(std::slice::from_ref(&item)),
+    );
     assert_eq!(code, 0);
     assert_eq!(
         lines[0],
@@ -308,7 +311,8 @@ fn every_delivery_channel_through_the_contract() {
     assert_eq!(lines[1]["content"]["id"], "1");
 
     // Event Grid: one line per event, with its type; a malformed event fails alone (exit 1).
-    let mut events: Value = serde_json::from_slice(&graph.cloud_events(&[item.clone()])).unwrap();
+    let mut events: Value =
+        serde_json::from_slice(&graph.cloud_events(std::slice::from_ref(&item))).unwrap();
     events
         .as_array_mut()
         .unwrap()
@@ -322,7 +326,10 @@ fn every_delivery_channel_through_the_contract() {
     assert!(lines[1]["error"].as_str().unwrap().contains("data"));
 
     // The wrong shape for the channel: refused whole (exit 2); a bad channel name: exit 2.
-    let (code, _, stderr) = run_with("event-grid", &graph.event_hubs_body(&[item.clone()]));
+    let (code, _, stderr) = run_with(
+        "event-grid",
+        &graph.event_hubs_body(std::slice::from_ref(&item)),
+    );
     assert_eq!(code, 2, "{stderr}");
     let (code, _, stderr) = run_with("webhook", &graph.cloud_events(&[item]));
     assert_eq!(code, 2, "{stderr}");
