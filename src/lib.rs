@@ -57,9 +57,11 @@
 //! checked against what Graph accepts), [`error`].
 //!
 //! # Features
-//! * `rust-crypto` (default): the pure-Rust [`crypto::RUST_CRYPTO`] provider.
+//! * `aws-lc` (default): the AWS-LC provider, `crypto::AWS_LC`: constant-time RSA at OpenSSL's
+//!   speed; builds C. [`crypto::default_provider`] picks it when it is on.
+//! * `rust-crypto`: the pure-Rust provider, `crypto::RUST_CRYPTO`, for targets without a C
+//!   compiler (its `rsa` crate carries RUSTSEC-2023-0071; see `SECURITY.md`).
 //! * `pkcs12`: load keys from `.pfx` files, legacy (3DES/RC2) and modern (PBES2/AES).
-//! * `aws-lc`: the AWS-LC provider, [`crypto::AWS_LC`] (faster, constant-time RSA; builds C).
 //! * `testing`: [`testing::GraphSimulator`], Graph's side for your tests (test-only).
 
 #![forbid(unsafe_code)]

@@ -189,7 +189,7 @@ struct Verified {
 /// JWKS, and share it across threads (the JWKS can be replaced while it is in use).
 ///
 /// ```
-/// # #[cfg(feature = "rust-crypto")] {
+/// # #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))] {
 /// use graph_chat_notifications::tokens::TokenValidator;
 /// let validator = TokenValidator::new(["11111111-2222-3333-4444-555555555555"], ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"]);
 /// let jwks = std::fs::read("tests/fixtures/tokens/jwks.json").unwrap();
@@ -324,8 +324,9 @@ fn issuer_tenant(iss: &str, cloud: Cloud) -> Option<(&str, TokenVersion)> {
 
 impl TokenValidator {
     /// A validator for tokens addressed to any of `app_ids`, from any of `tenant_ids`, using the
-    /// pure-Rust provider. It holds no JWKS until [`update_jwks`](Self::update_jwks).
-    #[cfg(feature = "rust-crypto")]
+    /// [default provider](crate::crypto::default_provider) for RS256. It holds no JWKS until
+    /// [`update_jwks`](Self::update_jwks).
+    #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
     pub fn new<A, T>(app_ids: A, tenant_ids: T) -> Self
     where
         A: IntoIterator,
@@ -333,7 +334,7 @@ impl TokenValidator {
         T: IntoIterator,
         T::Item: Into<String>,
     {
-        Self::with_provider(&crate::crypto::RUST_CRYPTO, app_ids, tenant_ids)
+        Self::with_provider(crate::crypto::default_provider(), app_ids, tenant_ids)
     }
 
     /// [`new`](Self::new) with another crypto provider for the RS256 check.

@@ -337,3 +337,38 @@ fn every_delivery_channel_through_the_contract() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--delivery"), "{stderr}");
 }
+
+/// The `throughput` contract: `--key CERT_ID=KEY_FILE [--seconds S] [--threads N] FILE`, ending
+/// with `us_per_notification=<float>`.
+#[test]
+fn the_throughput_contract() {
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    let batch = path("batches/rsa2048.json");
+    for threads in ["1", "0"] {
+        let out = std::process::Command::new(example_path("throughput"))
+            .args([
+                "--key",
+                &key,
+                "--seconds",
+                "0.2",
+                "--threads",
+                threads,
+                &batch,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or("");
+        let us: f64 = last
+            .strip_prefix("us_per_notification=")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("last line {last:?}"));
+        assert!(us > 0.0 && us.is_finite());
+    }
+}

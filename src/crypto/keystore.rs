@@ -63,7 +63,7 @@ impl fmt::Debug for KeyStore {
     }
 }
 
-#[cfg(feature = "rust-crypto")]
+#[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
 impl Default for KeyStore {
     fn default() -> Self {
         Self::new()
@@ -71,10 +71,11 @@ impl Default for KeyStore {
 }
 
 impl KeyStore {
-    /// An empty store using the pure-Rust provider, [`RUST_CRYPTO`](super::RUST_CRYPTO).
-    #[cfg(feature = "rust-crypto")]
+    /// An empty store using the [default provider](super::default_provider): AWS-LC with the
+    /// default features, RustCrypto when only `rust-crypto` is on.
+    #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
     pub fn new() -> Self {
-        Self::with_provider(&super::RUST_CRYPTO)
+        Self::with_provider(super::default_provider())
     }
 
     /// An empty store using `provider` for every key and decryption.

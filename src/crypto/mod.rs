@@ -3,8 +3,11 @@
 //! * [`PrivateKey`] and [`Certificate`] read the formats users hold keys in.
 //! * [`KeyStore`] holds keys by `encryptionCertificateId` (several at once, for rotation).
 //! * [`CryptoProvider`] is the seam between the crate and a crypto backend: the few primitives
-//!   Graph's scheme needs. [`RUST_CRYPTO`] (feature `rust-crypto`, on by default) is the pure-Rust
-//!   one; a caller can name another, or bring its own.
+//!   Graph's scheme needs. `AWS_LC` (feature `aws-lc`, on by default) runs on AWS-LC, with
+//!   constant-time RSA at OpenSSL's speed; `RUST_CRYPTO` (feature `rust-crypto`, opt-in) is
+//!   pure Rust, for targets without a C compiler, and carries the `rsa` crate's timing advisory
+//!   (RUSTSEC-2023-0071). [`default_provider`] picks between them; a caller can name either, or
+//!   bring its own.
 
 #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
 mod aes_cbc;
@@ -30,6 +33,23 @@ pub use rust_crypto::RUST_CRYPTO;
 use std::fmt;
 
 use crate::error::KeyError;
+
+/// The provider `KeyStore::new` and `TokenValidator::new` use: `AWS_LC` when the `aws-lc`
+/// feature is on (the default), else `RUST_CRYPTO`. A plain function of the features: no global
+/// state, nothing to install, nothing that can panic when both are compiled in.
+///
+/// ```
+/// let provider = graph_chat_notifications::crypto::default_provider();
+/// # #[cfg(feature = "aws-lc")]
+/// assert_eq!(provider.name, "aws-lc");
+/// ```
+#[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
+pub fn default_provider() -> &'static CryptoProvider {
+    #[cfg(feature = "aws-lc")]
+    return &AWS_LC;
+    #[cfg(not(feature = "aws-lc"))]
+    return &RUST_CRYPTO;
+}
 
 /// Loads a key into a provider: [`CryptoProvider::load_rsa_private_key`].
 pub type LoadRsaKeyFn = fn(&PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError>;

@@ -226,9 +226,9 @@ impl ReceiverBuilder {
         {
             return Err(ConfigError::TokenValidationNotConfigured);
         }
-        #[cfg(feature = "rust-crypto")]
+        #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
         let keys = Some(self.keys.unwrap_or_default());
-        #[cfg(not(feature = "rust-crypto"))]
+        #[cfg(not(any(feature = "rust-crypto", feature = "aws-lc")))]
         let keys = self.keys;
         Ok(Receiver {
             keys: RwLock::new(keys.map(Arc::new)),

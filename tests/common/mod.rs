@@ -17,14 +17,16 @@ use graph_chat_notifications::{
 
 pub const CLIENT_STATE: &str = "secretClientState";
 
-/// The crypto provider the conformance suites run against: `GCN_PROVIDER=aws-lc` (with the
-/// `aws-lc` feature) or the default RustCrypto one. `.ci/run` runs the suites with each.
+/// The crypto provider the conformance suites run against: the crate's default (AWS-LC with the
+/// default features), or `GCN_PROVIDER=aws-lc` / `GCN_PROVIDER=rust-crypto`. `.ci/run` runs the
+/// suites with each.
 #[cfg(feature = "rust-crypto")]
 pub fn provider() -> &'static CryptoProvider {
     match std::env::var("GCN_PROVIDER").as_deref() {
         #[cfg(feature = "aws-lc")]
         Ok("aws-lc") => &graph_chat_notifications::crypto::AWS_LC,
-        Ok("rust-crypto") | Err(_) => &graph_chat_notifications::crypto::RUST_CRYPTO,
+        Ok("rust-crypto") => &graph_chat_notifications::crypto::RUST_CRYPTO,
+        Err(_) => graph_chat_notifications::crypto::default_provider(),
         Ok(other) => panic!("GCN_PROVIDER={other}: not a provider compiled in"),
     }
 }
