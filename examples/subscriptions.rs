@@ -1,5 +1,7 @@
 //! Prints every documented subscription request for Teams chats and chat messages, plus renewal,
-//! reauthorization and deletion, as a JSON array of `{"name", "method", "url", "body"}`.
+//! reauthorization, deletion, the Teams-embedding guide's resync reads (step 4 and step 9) and
+//! the subscription list, as a JSON array of `{"name", "method", "url", "body"}` (`body` is
+//! `null` for a GET or a request without one).
 //!
 //! ```text
 //! cargo run --example subscriptions
@@ -12,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use graph_chat_notifications::subscription::ChangeType::{self, Created, Deleted, Updated};
 use graph_chat_notifications::subscription::{
-    self, HttpRequest, Model, Resource, SubscriptionError, SubscriptionRequest,
+    self, HttpRequest, MessagesRequest, Model, OrderBy, Resource, SubscriptionError,
+    SubscriptionRequest,
 };
 use serde_json::{json, Value};
 
@@ -32,6 +35,7 @@ fn plain(r: SubscriptionRequest) -> SubscriptionRequest {
 }
 
 fn scenarios() -> Vec<Scenario> {
+    const U: &[ChangeType] = &[Updated];
     const CU: &[ChangeType] = &[Created, Updated];
     const CUD: &[ChangeType] = &[Created, Updated, Deleted];
     let s = |name, resource, changes, resource_data, options| Scenario {
@@ -49,7 +53,7 @@ fn scenarios() -> Vec<Scenario> {
             true,
             plain,
         ),
-        s("a particular chat", Resource::chat("{id}"), CU, true, plain),
+        s("a particular chat", Resource::chat("{id}"), U, true, plain),
         s(
             "a particular chat, user-specific properties",
             Resource::chat("{id}"),
@@ -193,7 +197,7 @@ fn scenarios() -> Vec<Scenario> {
         s(
             "messages in chats an app is installed in",
             Resource::app_installed_chat_messages("{id}"),
-            CUD,
+            CU,
             true,
             plain,
         ),
@@ -247,6 +251,26 @@ fn main() -> Result<(), SubscriptionError> {
     ));
     out.push(entry("reauthorize", &subscription::reauthorize(id)?));
     out.push(entry("delete", &subscription::delete(id)?));
+    // The Teams-embedding guide's resync reads: step 4 (messages of a user's chat, changed since
+    // a time, newest first) and step 9 (the chat with the user's viewpoint).
+    let user = "87d349ed-44d7-43e1-9a83-5f2406dee5bd";
+    let chat = "19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2";
+    out.push(entry(
+        "resync: messages in a user's chat (Teams-embedding guide, step 4)",
+        &MessagesRequest::user_chat(user, chat)
+            .top(2)
+            .modified_after("2021-03-17T07:13:28.000z")
+            .order_by(OrderBy::CreatedDesc)
+            .build()?,
+    ));
+    out.push(entry(
+        "resync: a user's chat and its viewpoint (Teams-embedding guide, step 9)",
+        &subscription::get_user_chat(user, chat)?,
+    ));
+    out.push(entry(
+        "the subscriptions the app holds",
+        &subscription::list_subscriptions(),
+    ));
 
     println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
     Ok(())

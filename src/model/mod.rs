@@ -717,6 +717,14 @@ pub struct ModelError {
 }
 
 impl ModelError {
+    /// An error at `path` for `reason`.
+    pub(crate) fn new(path: &str, reason: &str) -> Self {
+        Self {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// The JSON path of the property that failed (`from.user.displayName`,
     /// `mentions[0].mentioned`); empty for the resource as a whole.
     pub fn path(&self) -> &str {

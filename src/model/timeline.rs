@@ -9,11 +9,15 @@ use time::OffsetDateTime;
 use super::ChangeType;
 use super::{ChatMessage, ChatViewpoint, DlpAction, EnumValue, IntoOwned};
 
-/// What a metered (`model=B`) notification costs: $0.00075, in millionths of a dollar.
+/// What a metered (`model=B`) notification cost under the Teams-embedding guide's pricing:
+/// $0.00075, in millionths of a dollar. A historical model: Microsoft stopped metering the Teams
+/// APIs on 25 August 2025 (Graph's "Teams licenses" page), so current notifications cost nothing
+/// extra; keep this for estimates against the old pricing.
 pub const METERED_PRICE_MICRO_USD: u64 = 750;
 
-/// The cost in US dollars of `notifications` metered notifications. The guidance's example: 50
-/// recipients x 20 senders x 300 messages a month is 300,000 notifications, $225 a month.
+/// The cost in US dollars of `notifications` metered notifications under the guide's historical
+/// pricing ([`METERED_PRICE_MICRO_USD`]; metering ended on 25 August 2025). The guide's example:
+/// 50 recipients x 20 senders x 300 messages a month is 300,000 notifications, $225 a month.
 ///
 /// ```
 /// use graph_chat_notifications::model::metered_cost_usd;

@@ -32,9 +32,13 @@
 //! # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
 //! ```
 
+mod keeper;
+mod reads;
 mod resource;
 mod returned;
 
+pub use keeper::{Keeper, KeeperConfig, Outcome, Task, TaskId, TaskKind};
+pub use reads::{get_chat, get_user_chat, list_subscriptions, MessagesRequest, OrderBy, Page};
 pub use resource::{ApiVersion, Model, Permissions, Resource, Support};
 pub use returned::{Subscription, SubscriptionParseError};
 
@@ -153,11 +157,34 @@ pub enum SubscriptionError {
     /// The time cannot be written as a date (out of range).
     #[error("expirationDateTime: the time is out of range")]
     TimeOutOfRange,
+    /// A read option the endpoint does not take.
+    #[error("{option} is not accepted on {resource}")]
+    UnsupportedOption {
+        /// The option (`model`, `$orderby`).
+        option: &'static str,
+        /// The endpoint's path.
+        resource: String,
+    },
+    /// `$top` outside 1 to 50.
+    #[error("$top: {0} is outside 1 to 50")]
+    TopOutOfRange(u32),
+    /// A time that is not one (for the `lastModifiedDateTime` filter).
+    #[error("$filter: {0:?} is not a time such as 2021-03-17T07:13:28.000Z")]
+    BadTime(String),
+    /// A link Graph returned that is not one to follow.
+    #[error("@odata link: {reason}")]
+    BadLink {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// An HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Method {
+    /// `GET`
+    Get,
     /// `POST`
     Post,
     /// `PATCH`
@@ -170,6 +197,7 @@ impl Method {
     /// The method's name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Get => "GET",
             Self::Post => "POST",
             Self::Patch => "PATCH",
             Self::Delete => "DELETE",
@@ -213,7 +241,7 @@ impl HttpRequest {
         }
     }
 
-    fn empty(method: Method, url: String) -> Self {
+    pub(crate) fn empty(method: Method, url: String) -> Self {
         Self {
             method,
             url,
@@ -631,21 +659,16 @@ fn subscription_url(id: &str, suffix: &str) -> Result<String, SubscriptionError>
     Ok(format!("{GRAPH}/v1.0/subscriptions/{id}{suffix}"))
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn encode_query_value(v: &str) -> Cow<'_, str> {
-    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
-    if v.bytes().all(unreserved) {
-        return Cow::Borrowed(v);
-    }
-    let mut out = String::with_capacity(v.len() * 3);
-    for b in v.bytes() {
-        if unreserved(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Cow::Owned(out)
+    percent_encoding::utf8_percent_encode(v, NOT_UNRESERVED).into()
 }
 
 fn check_delivery_url(field: &'static str, raw: &str) -> Result<(), SubscriptionError> {

@@ -1,0 +1,445 @@
+//! Keeping many subscriptions alive without I/O: what to renew, reauthorize, recreate or resync,
+//! and when, spread under a write budget so that thousands of subscriptions stay clear of
+//! Graph's throttling.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use super::SubscriptionRequest;
+use super::{reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError};
+use crate::model::LifecycleEvent;
+
+/// How a [`Keeper`] paces its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeeperConfig {
+    /// Subscription writes (renew, reauthorize, recreate) per second at most, with a burst of
+    /// one second's worth (default 5). Graph throttles subscription writes per app and tenant;
+    /// this is the keeper's own pace, kept well under it, and a 429 pauses all writes for its
+    /// `Retry-After`.
+    pub writes_per_second: u32,
+    /// A renewal is due half-way through a subscription's life, and never later than this
+    /// before it expires (default 10 minutes). A 60-minute subscription renews every 30
+    /// minutes, as the Teams-embedding guide advises.
+    pub renew_margin: Duration,
+    /// The first wait after a failed write (5xx, no answer); it doubles each time, up to
+    /// 10 minutes (default 30 s).
+    pub retry_after_failure: Duration,
+    /// The wait after Graph refused a recreation as over quota (403; default 1 hour).
+    pub over_quota_wait: Duration,
+}
+
+impl Default for KeeperConfig {
+    fn default() -> Self {
+        Self {
+            writes_per_second: 5,
+            renew_margin: Duration::from_secs(600),
+            retry_after_failure: Duration::from_secs(30),
+            over_quota_wait: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Names a task handed out by [`Keeper::poll`], to report its outcome with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(u64);
+
+/// What a task asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskKind {
+    /// `PATCH /subscriptions/{id}` with a new `expirationDateTime`.
+    Renew,
+    /// `POST /subscriptions/{id}/reauthorize`, after `reauthorizationRequired`.
+    Reauthorize,
+    /// `POST /subscriptions` again: the subscription was removed, or expired.
+    Recreate,
+    /// Read what may have been missed on `resource` since `since` (a GET of the messages or
+    /// the chat, see [`MessagesRequest`](super::MessagesRequest)), then report
+    /// [`Outcome::Done`]. Not a subscription write: it does not count against the budget.
+    Resync {
+        /// The subscription's resource, as sent.
+        resource: String,
+        /// From when: the last time the subscription was known to deliver.
+        since: SystemTime,
+    },
+}
+
+/// One thing to do now.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Task {
+    /// Report the outcome under this id ([`Keeper::complete`]).
+    pub id: TaskId,
+    /// The subscription it is about (for a recreation, the old id).
+    pub subscription_id: String,
+    /// What to do.
+    pub kind: TaskKind,
+    /// The request to send (`None` for a resync, whose reads the caller chooses).
+    pub request: Option<HttpRequest>,
+}
+
+/// How a task went.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// 200, 201 or 204: done. For a renewal or recreation, the subscription Graph returned.
+    Done(Option<Subscription>),
+    /// 404: the subscription is gone; it is recreated.
+    NotFound,
+    /// 403: over the subscription quota (or not allowed); tried again after
+    /// [`KeeperConfig::over_quota_wait`].
+    Forbidden,
+    /// 429: throttled. No write goes out before `retry_after` (from `Retry-After`).
+    Throttled {
+        /// How long Graph asked to wait.
+        retry_after: Duration,
+    },
+    /// Any other failure (5xx, no answer): tried again with a growing wait.
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Renew,
+    Reauthorize,
+    Recreate,
+    Resync,
+}
+
+#[derive(Clone)]
+struct Entry {
+    subscription: Subscription,
+    template: SubscriptionRequest,
+    lifetime: Duration,
+    expires_at: SystemTime,
+    due: Due,
+    at: SystemTime,
+    /// The last time the subscription was known to deliver: where a resync starts.
+    healthy_since: SystemTime,
+    failures: u32,
+    in_flight: Option<TaskId>,
+}
+
+/// Keeps the subscriptions an app holds alive, sans-IO: give it the subscriptions as Graph
+/// returned them (with the request that made each, to recreate it), the lifecycle events
+/// received and the time; it says what to send, and the caller reports how each went.
+///
+/// * Renewals come half-way through a subscription's life (every 30 minutes for 60-minute
+///   subscriptions) and never later than a margin before expiry.
+/// * `reauthorizationRequired` schedules a reauthorize; `subscriptionRemoved`, a 404 or an
+///   expiry schedule a recreation and then a resync from the last time the subscription was
+///   known to deliver; `missed` schedules a resync.
+/// * Writes are spread under [`KeeperConfig::writes_per_second`]; a 429 pauses all writes for
+///   its `Retry-After`; failures back off.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use graph_chat_notifications::subscription::{
+///     ChangeType, Keeper, Outcome, Resource, Subscription, SubscriptionRequest, TaskKind,
+/// };
+/// let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+/// let request = SubscriptionRequest::builder(Resource::chat_messages("19:a@thread.v2"), "https://example.com/n")
+///     .change_types([ChangeType::Created])
+///     .client_state("secret")
+///     .expires_in(t0, Duration::from_secs(3600));
+/// // What Graph answered to the POST:
+/// let created = Subscription::from_json(br#"{"id": "s1", "resource": "/chats/19:a@thread.v2/messages",
+///     "expirationDateTime": "2027-01-15T09:00:00Z"}"#)?;
+/// let mut keeper = Keeper::new(Default::default());
+/// keeper.track(created, request, t0)?;
+/// assert!(keeper.poll(t0).is_empty()); // nothing due yet
+/// let renew_time = keeper.next_wake().unwrap();
+/// let tasks = keeper.poll(renew_time);
+/// assert!(matches!(tasks[0].kind, TaskKind::Renew));
+/// // Send tasks[0].request, then report what Graph said:
+/// keeper.complete(tasks[0].id, Outcome::Done(None), renew_time);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Keeper {
+    config: KeeperConfig,
+    entries: BTreeMap<String, Entry>,
+    tasks: HashMap<TaskId, (String, Due)>,
+    next_task: u64,
+    tokens: f64,
+    refilled_at: Option<SystemTime>,
+    paused_until: Option<SystemTime>,
+}
+
+impl fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keeper")
+            .field("config", &self.config)
+            .field("subscriptions", &self.entries.len())
+            .field("in_flight", &self.tasks.len())
+            .field("paused_until", &self.paused_until)
+            .finish()
+    }
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+impl Keeper {
+    /// A keeper with nothing to keep yet.
+    pub fn new(config: KeeperConfig) -> Self {
+        Self {
+            config,
+            entries: BTreeMap::new(),
+            tasks: HashMap::new(),
+            next_task: 0,
+            tokens: f64::from(config.writes_per_second.max(1)),
+            refilled_at: None,
+            paused_until: None,
+        }
+    }
+
+    /// Starts keeping `subscription` (as Graph returned it, at `now`), which `template` created:
+    /// the keeper recreates it from `template` when needed, with the same lifetime. Fails if the
+    /// template no longer builds.
+    pub fn track(
+        &mut self,
+        subscription: Subscription,
+        template: SubscriptionRequest,
+        now: SystemTime,
+    ) -> Result<(), SubscriptionError> {
+        let expires_at = subscription.expires_at().unwrap_or(now);
+        let lifetime = expires_at
+            .duration_since(now)
+            .unwrap_or_default()
+            .max(Duration::from_secs(60));
+        template.clone().expires_in(now, lifetime).build()?;
+        let at = renew_at(now, expires_at, self.config.renew_margin);
+        self.entries.insert(
+            subscription.id.clone(),
+            Entry {
+                subscription,
+                template,
+                lifetime,
+                expires_at,
+                due: Due::Renew,
+                at,
+                healthy_since: now,
+                failures: 0,
+                in_flight: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops keeping a subscription (after you deleted it, say).
+    pub fn untrack(&mut self, subscription_id: &str) -> Option<Subscription> {
+        self.entries.remove(subscription_id).map(|e| e.subscription)
+    }
+
+    /// The subscriptions kept, by id.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.entries.values().map(|e| &e.subscription)
+    }
+
+    /// A lifecycle notification for `subscription_id` arrived at `now`.
+    pub fn on_lifecycle(
+        &mut self,
+        subscription_id: &str,
+        event: &LifecycleEvent<'_>,
+        now: SystemTime,
+    ) {
+        let Some(entry) = self.entries.get_mut(subscription_id) else {
+            return;
+        };
+        let (due, at) = match event {
+            LifecycleEvent::ReauthorizationRequired => (Due::Reauthorize, now),
+            LifecycleEvent::SubscriptionRemoved => (Due::Recreate, now),
+            LifecycleEvent::Missed => (Due::Resync, now),
+            // Unknown events are kept and ignored.
+            _ => return,
+        };
+        // A recreation outranks anything else pending.
+        if entry.due != Due::Recreate || due == Due::Recreate {
+            entry.due = due;
+            entry.at = at;
+            entry.failures = 0;
+        }
+    }
+
+    /// When [`poll`](Self::poll) next has something to hand out: the earliest due task, or
+    /// for a write, no earlier than the budget has a write to spare and a 429's pause is over.
+    pub fn next_wake(&self) -> Option<SystemTime> {
+        let rate = f64::from(self.config.writes_per_second.max(1));
+        let write_ready = match self.refilled_at {
+            Some(at) if self.tokens < 1.0 => {
+                at + Duration::from_secs_f64((1.0 - self.tokens) / rate)
+            }
+            _ => SystemTime::UNIX_EPOCH,
+        };
+        let write_ready = self
+            .paused_until
+            .map_or(write_ready, |p| p.max(write_ready));
+        self.entries
+            .values()
+            .filter(|e| e.in_flight.is_none())
+            .map(|e| {
+                let at = e.at.min(e.expires_at);
+                if e.due == Due::Resync {
+                    at
+                } else {
+                    at.max(write_ready)
+                }
+            })
+            .min()
+    }
+
+    fn refill(&mut self, now: SystemTime) {
+        let rate = f64::from(self.config.writes_per_second.max(1));
+        if let Some(then) = self.refilled_at {
+            let elapsed = now.duration_since(then).unwrap_or_default().as_secs_f64();
+            self.tokens = (self.tokens + elapsed * rate).min(rate);
+        }
+        self.refilled_at = Some(now);
+    }
+
+    /// The tasks due at `now`, oldest first: every resync, and as many writes as the budget
+    /// allows. Each must be reported with [`complete`](Self::complete).
+    pub fn poll(&mut self, now: SystemTime) -> Vec<Task> {
+        self.refill(now);
+        // An expired subscription is gone: recreate it.
+        for entry in self.entries.values_mut() {
+            if entry.in_flight.is_none() && now >= entry.expires_at && entry.due != Due::Recreate {
+                entry.due = Due::Recreate;
+                entry.at = now;
+            }
+        }
+        let mut due: Vec<(SystemTime, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.in_flight.is_none() && e.at <= now)
+            .map(|(id, e)| (e.at, id.clone()))
+            .collect();
+        due.sort();
+        let writes_paused = self.paused_until.is_some_and(|p| now < p);
+        let mut tasks = Vec::new();
+        for (_, id) in due {
+            let entry = &self.entries[&id];
+            let write = entry.due != Due::Resync;
+            if write && (writes_paused || self.tokens < 1.0) {
+                continue;
+            }
+            let (kind, request) = match entry.due {
+                Due::Renew => (TaskKind::Renew, renew(&id, now, entry.lifetime).ok()),
+                Due::Reauthorize => (TaskKind::Reauthorize, reauthorize(&id).ok()),
+                Due::Recreate => (
+                    TaskKind::Recreate,
+                    entry
+                        .template
+                        .clone()
+                        .expires_in(now, entry.lifetime)
+                        .build()
+                        .ok(),
+                ),
+                Due::Resync => (
+                    TaskKind::Resync {
+                        resource: entry.subscription.resource.clone().unwrap_or_default(),
+                        since: entry.healthy_since,
+                    },
+                    None,
+                ),
+            };
+            if write && request.is_none() {
+                // The request cannot be built (an id Graph would refuse): nothing to send.
+                continue;
+            }
+            if write {
+                self.tokens -= 1.0;
+            }
+            let task_id = TaskId(self.next_task);
+            self.next_task += 1;
+            let due_kind = entry.due;
+            self.tasks.insert(task_id, (id.clone(), due_kind));
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.in_flight = Some(task_id);
+            }
+            tasks.push(Task {
+                id: task_id,
+                subscription_id: id,
+                kind,
+                request,
+            });
+        }
+        tasks
+    }
+
+    /// Reports how a task went, at `now`.
+    pub fn complete(&mut self, task: TaskId, outcome: Outcome, now: SystemTime) {
+        let Some((id, due)) = self.tasks.remove(&task) else {
+            return;
+        };
+        let Some(mut entry) = self.entries.remove(&id) else {
+            return;
+        };
+        entry.in_flight = None;
+        let config = self.config;
+        let backoff = |failures: u32| {
+            config
+                .retry_after_failure
+                .saturating_mul(1 << failures.min(16))
+                .min(MAX_BACKOFF)
+        };
+        let mut key = id;
+        match outcome {
+            Outcome::Done(returned) => {
+                entry.failures = 0;
+                match due {
+                    Due::Renew | Due::Reauthorize => {
+                        if let Some(s) = returned {
+                            entry.expires_at = s.expires_at().unwrap_or(entry.expires_at);
+                            entry.subscription = s;
+                        } else if due == Due::Renew {
+                            entry.expires_at = now + entry.lifetime;
+                        }
+                        entry.healthy_since = now;
+                        entry.due = Due::Renew;
+                        entry.at = renew_at(now, entry.expires_at, config.renew_margin);
+                    }
+                    Due::Recreate => {
+                        if let Some(s) = returned {
+                            entry.expires_at = s.expires_at().unwrap_or(now + entry.lifetime);
+                            key = s.id.clone();
+                            entry.subscription = s;
+                        } else {
+                            entry.expires_at = now + entry.lifetime;
+                        }
+                        // What was sent while it was gone: read it.
+                        entry.due = Due::Resync;
+                        entry.at = now;
+                    }
+                    Due::Resync => {
+                        entry.healthy_since = now;
+                        entry.due = Due::Renew;
+                        entry.at = renew_at(now, entry.expires_at, config.renew_margin).max(now);
+                    }
+                }
+            }
+            Outcome::NotFound => {
+                entry.due = Due::Recreate;
+                entry.at = now;
+            }
+            Outcome::Forbidden => {
+                entry.at = now + config.over_quota_wait;
+            }
+            Outcome::Throttled { retry_after } => {
+                let until = now + retry_after;
+                self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+                entry.at = until;
+            }
+            Outcome::Failed => {
+                entry.at = now + backoff(entry.failures);
+                entry.failures += 1;
+                // A renewal must still land before expiry: try no later than just before.
+                if due == Due::Renew && entry.at >= entry.expires_at {
+                    entry.at = entry.expires_at.max(now);
+                }
+            }
+        }
+        self.entries.insert(key, entry);
+    }
+}

@@ -1,0 +1,453 @@
+//! A subscriber's whole life as typed requests and responses: the resync reads and the pages
+//! Graph returns, and the keeper driven through simulated hours (renewals on time, removals
+//! recreated and resynced, 429s honoured, thousands of subscriptions spread under the budget).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use graph_chat_notifications::model::LifecycleEvent;
+use graph_chat_notifications::subscription::{
+    format_time, get_chat, list_subscriptions, ChangeType, Keeper, KeeperConfig, MessagesRequest,
+    Model, OrderBy, Outcome, Page, Resource, Subscription, SubscriptionError, SubscriptionRequest,
+    TaskKind,
+};
+use graph_chat_notifications::Cloud;
+use proptest::prelude::*;
+
+fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+#[test]
+fn message_reads_are_checked_and_encoded() {
+    let chat = "19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2";
+    let url = |r: MessagesRequest| r.build().map(|r| r.url);
+    assert_eq!(
+        url(MessagesRequest::chat(chat).top(50)).unwrap(),
+        format!("https://graph.microsoft.com/v1.0/chats/{chat}/messages?$top=50")
+    );
+    assert_eq!(
+        url(MessagesRequest::user_all("u1").model(Model::B).top(10)).unwrap(),
+        "https://graph.microsoft.com/v1.0/users/u1/chats/getAllMessages?model=B&$top=10"
+    );
+    assert_eq!(
+        url(MessagesRequest::user_all_delta("u1").modified_after(format_time(t0()).unwrap()))
+            .unwrap(),
+        "https://graph.microsoft.com/v1.0/users/u1/chats/getAllMessages/delta?$filter=lastModifiedDateTime%20gt%202027-01-15T08:00:00.0000000Z"
+    );
+    for (bad, expected) in [
+        (
+            MessagesRequest::chat(chat).top(0),
+            SubscriptionError::TopOutOfRange(0),
+        ),
+        (
+            MessagesRequest::chat(chat).top(51),
+            SubscriptionError::TopOutOfRange(51),
+        ),
+        (
+            MessagesRequest::chat(chat).modified_after("yesterday"),
+            SubscriptionError::BadTime("yesterday".into()),
+        ),
+    ] {
+        assert_eq!(bad.build().unwrap_err(), expected);
+    }
+    assert!(matches!(
+        MessagesRequest::user_all_delta("u")
+            .order_by(OrderBy::CreatedDesc)
+            .build(),
+        Err(SubscriptionError::UnsupportedOption {
+            option: "$orderby",
+            ..
+        })
+    ));
+    assert!(matches!(
+        MessagesRequest::chat(chat).model(Model::A).build(),
+        Err(SubscriptionError::UnsupportedOption {
+            option: "model",
+            ..
+        })
+    ));
+    assert!(matches!(
+        MessagesRequest::chat("a/b").build(),
+        Err(SubscriptionError::BadId { .. })
+    ));
+    // Reads move to a national cloud like every other request.
+    assert_eq!(
+        get_chat(chat).unwrap().in_cloud(Cloud::China).url,
+        format!("https://microsoftgraph.chinacloudapi.cn/v1.0/chats/{chat}")
+    );
+    assert_eq!(list_subscriptions().method.as_str(), "GET");
+}
+
+#[test]
+fn a_page_of_messages_is_typed_with_its_next_request() {
+    // The shape of the guide's step 4 response: a page of chat messages and the link onward.
+    let body = br#"{
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('87d349ed-44d7-43e1-9a83-5f2406dee5bd')/chats('19%3Ab1234aaa12345a123aa12aa12aaaa1a9%40thread.v2')/messages",
+        "@odata.count": 2,
+        "@odata.nextLink": "https://graph.microsoft.com/v1.0/users/87d349ed-44d7-43e1-9a83-5f2406dee5bd/chats/19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2/messages?$top=2&$skiptoken=M2UyZDAwMDAwMDMxMzkzYTYyMzEzMjMzMzQ2MTYxNjEzMTMyMzMzNDM1NjEzMTMyMzM2MTYxMzEzMjYxNjEzMTMyNjE2MTYxNjE2MTMxNjEzOTQwNzQ2ODcyNjU2MTY0MmU3NjMyMDEwMDAwMDA%3d",
+        "value": [
+            {"id": "1673482643198", "replyToId": null, "etag": "1673482643198", "messageType": "message",
+             "createdDateTime": "2023-01-12T00:17:23.198Z", "lastModifiedDateTime": "2023-01-12T00:17:23.198Z",
+             "lastEditedDateTime": null, "deletedDateTime": null, "subject": null, "summary": null,
+             "chatId": "19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2", "importance": "normal", "locale": "en-us",
+             "webUrl": null, "channelIdentity": null, "policyViolation": null, "eventDetail": null,
+             "from": {"application": null, "device": null, "user": {"id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd", "displayName": "John Smith", "userIdentityType": "aadUser"}},
+             "body": {"contentType": "text", "content": "Hello world"}, "attachments": [], "mentions": [], "reactions": []},
+            {"id": "1673482643199", "createdDateTime": "not a time"}
+        ]
+    }"#;
+    let page = Page::messages(body).unwrap();
+    assert_eq!(page.count, Some(2));
+    let first = page.items[0].as_ref().unwrap();
+    assert_eq!(first.id.as_deref(), Some("1673482643198"));
+    assert_eq!(
+        first.body.get().and_then(|b| b.content.as_deref()),
+        Some("Hello world")
+    );
+    // One message that does not fit fails alone, naming its property.
+    assert_eq!(
+        page.items[1].as_ref().unwrap_err().path(),
+        "createdDateTime"
+    );
+    let next = page.next_request().unwrap().unwrap();
+    assert_eq!(next.method.as_str(), "GET");
+    assert_eq!(next.url, page.next_link.as_deref().unwrap());
+    assert!(page.delta_request().is_none());
+
+    // A delta round's last page: no next link, a delta link.
+    let last = br#"{"value": [], "@odata.deltaLink": "https://graph.microsoft.com/v1.0/users/u/chats/getAllMessages/delta?$deltatoken=abc"}"#;
+    let page = Page::messages(last).unwrap();
+    assert!(page.next_request().is_none());
+    assert!(page
+        .delta_request()
+        .unwrap()
+        .unwrap()
+        .url
+        .ends_with("$deltatoken=abc"));
+    // A link elsewhere is not followed.
+    for link in [
+        "http://graph.microsoft.com/v1.0/x",
+        "https://evil.example/v1.0/x",
+        "nope",
+    ] {
+        let body = format!(r#"{{"value": [], "@odata.nextLink": "{link}"}}"#);
+        let page = Page::messages(body.as_bytes()).unwrap();
+        assert!(
+            matches!(
+                page.next_request(),
+                Some(Err(SubscriptionError::BadLink { .. }))
+            ),
+            "{link}"
+        );
+    }
+    assert!(Page::messages(b"[]").is_err());
+}
+
+#[test]
+fn the_subscription_list_rebuilds_state() {
+    let body = br#"{"value": [
+        {"id": "s1", "resource": "/chats/getAllMessages", "changeType": "created,updated,deleted",
+         "expirationDateTime": "2027-01-15T09:00:00Z", "clientState": "secret"},
+        {"id": "s2", "resource": "/chats", "expirationDateTime": "2027-01-15T08:30:00Z"}
+    ], "@odata.nextLink": "https://graph.microsoft.com/v1.0/subscriptions?$skiptoken=x"}"#;
+    let page = Page::subscriptions(body).unwrap();
+    let ids: Vec<&str> = page
+        .items
+        .iter()
+        .map(|s| s.as_ref().unwrap().id.as_str())
+        .collect();
+    assert_eq!(ids, ["s1", "s2"]);
+    let mut keeper = Keeper::new(KeeperConfig::default());
+    for s in page.items.into_iter().map(Result::unwrap) {
+        keeper.track(s, template(), t0()).unwrap();
+    }
+    assert_eq!(keeper.subscriptions().count(), 2);
+    assert!(!format!("{keeper:?}").contains("secret"));
+}
+
+fn template() -> SubscriptionRequest {
+    SubscriptionRequest::builder(
+        Resource::chat_messages("19:a@thread.v2"),
+        "https://example.com/notifications",
+    )
+    .change_types([ChangeType::Created, ChangeType::Updated])
+    .client_state("secret")
+}
+
+fn graph_subscription(id: &str, expires: SystemTime) -> Subscription {
+    Subscription::from_json(
+        format!(
+            r#"{{"id":"{id}","resource":"/chats/19:a@thread.v2/messages","expirationDateTime":"{}"}}"#,
+            format_time(expires).unwrap()
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A fake Graph for the keeper: subscriptions by id with their expiry, and every write it saw.
+struct Graph {
+    expiry: HashMap<String, SystemTime>,
+    writes: Vec<SystemTime>,
+    next_id: u64,
+}
+
+/// Runs `keeper` from `from` to `until`, answering its tasks like Graph; `event(now, keeper,
+/// graph)` may interfere; `answer` may replace Graph's answer. Checks at every step that no
+/// kept subscription has expired.
+fn simulate(
+    keeper: &mut Keeper,
+    graph: &mut Graph,
+    from: SystemTime,
+    until: SystemTime,
+    mut answer: impl FnMut(SystemTime, &TaskKind) -> Option<Outcome>,
+    mut tasks_seen: impl FnMut(SystemTime, &graph_chat_notifications::subscription::Task),
+) {
+    let mut now = from;
+    let mut step = 0u64;
+    while now < until {
+        step += 1;
+        for task in keeper.poll(now) {
+            tasks_seen(now, &task);
+            if !matches!(task.kind, TaskKind::Resync { .. }) {
+                graph.writes.push(now);
+            }
+            let outcome = answer(now, &task.kind).unwrap_or_else(|| match &task.kind {
+                TaskKind::Renew | TaskKind::Reauthorize => {
+                    let expires = now + Duration::from_secs(3600);
+                    graph.expiry.insert(task.subscription_id.clone(), expires);
+                    Outcome::Done(Some(graph_subscription(&task.subscription_id, expires)))
+                }
+                TaskKind::Recreate => {
+                    graph.next_id += 1;
+                    let id = format!("re-{}", graph.next_id);
+                    let expires = now + Duration::from_secs(3600);
+                    graph.expiry.insert(id.clone(), expires);
+                    Outcome::Done(Some(graph_subscription(&id, expires)))
+                }
+                _ => Outcome::Done(None),
+            });
+            keeper.complete(task.id, outcome, now);
+        }
+        // Every few steps (each check parses every subscription's expiry).
+        for s in keeper.subscriptions().filter(|_| step % 16 == 0) {
+            assert!(
+                s.expires_at().unwrap() > now,
+                "{} expired at {:?}, now {now:?}",
+                s.id,
+                s.expires_at()
+            );
+        }
+        let next = keeper.next_wake().unwrap_or(until);
+        now = next.max(now + Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn thousands_of_subscriptions_renew_on_time_under_the_write_budget() {
+    let config = KeeperConfig::default();
+    let rate = config.writes_per_second as usize;
+    let mut keeper = Keeper::new(config);
+    let mut graph = Graph {
+        expiry: HashMap::new(),
+        writes: Vec::new(),
+        next_id: 0,
+    };
+    // 2,000 60-minute subscriptions, all created within 40 seconds.
+    for i in 0..2000 {
+        let created = t0() + Duration::from_millis(20 * i);
+        let id = format!("s{i}");
+        let expires = created + Duration::from_secs(3600);
+        graph.expiry.insert(id.clone(), expires);
+        keeper
+            .track(graph_subscription(&id, expires), template(), created)
+            .unwrap();
+    }
+    let mut renewals: HashMap<String, Vec<SystemTime>> = HashMap::new();
+    simulate(
+        &mut keeper,
+        &mut graph,
+        t0() + Duration::from_secs(60),
+        t0() + Duration::from_secs(3 * 3600),
+        |_, _| None,
+        |now, task| {
+            assert!(matches!(task.kind, TaskKind::Renew), "{:?}", task.kind);
+            renewals
+                .entry(task.subscription_id.clone())
+                .or_default()
+                .push(now);
+        },
+    );
+    // Every subscription renewed about every 30 minutes for three hours.
+    assert_eq!(renewals.len(), 2000);
+    for times in renewals.values() {
+        assert!((5..=7).contains(&times.len()), "{times:?}");
+        for pair in times.windows(2) {
+            let gap = pair[1].duration_since(pair[0]).unwrap();
+            assert!(gap <= Duration::from_secs(31 * 60), "{gap:?}");
+        }
+    }
+    // No one-second window holds more writes than the budget and its one-second burst.
+    let w = &graph.writes;
+    let mut start = 0;
+    for end in 0..w.len() {
+        while w[end].duration_since(w[start]).unwrap() >= Duration::from_secs(1) {
+            start += 1;
+        }
+        assert!(
+            end - start < 2 * rate,
+            "{} writes within a second",
+            end - start + 1
+        );
+    }
+}
+
+#[test]
+fn a_removed_subscription_is_recreated_then_resynced_from_when_it_last_delivered() {
+    let mut keeper = Keeper::new(KeeperConfig::default());
+    let expires = t0() + Duration::from_secs(3600);
+    keeper
+        .track(graph_subscription("s1", expires), template(), t0())
+        .unwrap();
+    let removed_at = t0() + Duration::from_secs(600);
+    keeper.on_lifecycle("s1", &LifecycleEvent::SubscriptionRemoved, removed_at);
+    let tasks = keeper.poll(removed_at);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].kind, TaskKind::Recreate);
+    let request = tasks[0].request.as_ref().unwrap();
+    assert_eq!(
+        (request.method.as_str(), request.url.as_str()),
+        ("POST", "https://graph.microsoft.com/v1.0/subscriptions")
+    );
+    let new_expiry = removed_at + Duration::from_secs(3600);
+    keeper.complete(
+        tasks[0].id,
+        Outcome::Done(Some(graph_subscription("s2", new_expiry))),
+        removed_at,
+    );
+    let tasks = keeper.poll(removed_at);
+    assert_eq!(tasks[0].subscription_id, "s2");
+    assert_eq!(
+        tasks[0].kind,
+        TaskKind::Resync {
+            resource: "/chats/19:a@thread.v2/messages".into(),
+            since: t0()
+        }
+    );
+    keeper.complete(tasks[0].id, Outcome::Done(None), removed_at);
+    // Then the new subscription is renewed like any other.
+    let next = keeper.next_wake().unwrap();
+    assert_eq!(next, removed_at + Duration::from_secs(1800));
+    let tasks = keeper.poll(next);
+    assert_eq!(
+        (tasks[0].subscription_id.as_str(), &tasks[0].kind),
+        ("s2", &TaskKind::Renew)
+    );
+
+    // Reauthorization, a 404 on it, and `missed`.
+    keeper.complete(tasks[0].id, Outcome::Done(None), next);
+    keeper.on_lifecycle("s2", &LifecycleEvent::ReauthorizationRequired, next);
+    let tasks = keeper.poll(next);
+    assert_eq!(tasks[0].kind, TaskKind::Reauthorize);
+    assert!(tasks[0]
+        .request
+        .as_ref()
+        .unwrap()
+        .url
+        .ends_with("/subscriptions/s2/reauthorize"));
+    keeper.complete(tasks[0].id, Outcome::NotFound, next);
+    assert_eq!(keeper.poll(next)[0].kind, TaskKind::Recreate);
+    let mut other = Keeper::new(KeeperConfig::default());
+    other
+        .track(graph_subscription("m", expires), template(), t0())
+        .unwrap();
+    other.on_lifecycle("m", &LifecycleEvent::Missed, removed_at);
+    assert!(matches!(
+        other.poll(removed_at)[0].kind,
+        TaskKind::Resync { .. }
+    ));
+    // Unknown events and unknown subscriptions change nothing.
+    other.on_lifecycle("m", &LifecycleEvent::Other("new".into()), removed_at);
+    other.on_lifecycle("nobody", &LifecycleEvent::SubscriptionRemoved, removed_at);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random 429s, failures and removals over simulated hours: no write goes out during a
+    /// 429's Retry-After, no kept subscription expires, and every removal is recreated and
+    /// resynced.
+    #[test]
+    fn throttling_failures_and_removals_are_survived(
+        n in 1usize..40,
+        events in proptest::collection::vec((0u64..10_800, 0u8..4, 1u64..300), 0..30),
+    ) {
+        let mut keeper = Keeper::new(KeeperConfig::default());
+        let mut graph = Graph { expiry: HashMap::new(), writes: Vec::new(), next_id: 0 };
+        for i in 0..n {
+            let id = format!("s{i}");
+            let expires = t0() + Duration::from_secs(3600);
+            graph.expiry.insert(id.clone(), expires);
+            keeper.track(graph_subscription(&id, expires), template(), t0()).unwrap();
+        }
+        // At each event time: a 429 (with its Retry-After), a failure, or a removal.
+        let mut schedule: Vec<(SystemTime, u8, Duration)> = events
+            .iter()
+            .map(|&(at, kind, wait)| (t0() + Duration::from_secs(at), kind, Duration::from_secs(wait)))
+            .collect();
+        schedule.sort();
+        let mut paused_until = t0();
+        let mut removed = 0usize;
+        let mut recreated = 0usize;
+        let mut resynced = 0usize;
+        let mut now = t0();
+        let until = t0() + Duration::from_secs(4 * 3600);
+        let mut pending = schedule.into_iter().peekable();
+        while now < until {
+            while let Some(&(at, kind, _)) = pending.peek() {
+                if at > now { break; }
+                pending.next();
+                if kind == 3 {
+                    let first = keeper.subscriptions().next().map(|s| s.id.clone());
+                    if let Some(s) = first {
+                        keeper.on_lifecycle(&s, &LifecycleEvent::SubscriptionRemoved, now);
+                        removed += 1;
+                    }
+                }
+            }
+            let next_event = pending.peek().copied();
+            // What poll hands out may not include a write while a reported 429 still holds.
+            let known_pause = paused_until;
+            for task in keeper.poll(now) {
+                let write = !matches!(task.kind, TaskKind::Resync { .. });
+                if write {
+                    prop_assert!(now >= known_pause, "a write at {now:?} during a 429 until {known_pause:?}");
+                }
+                let outcome = match (&task.kind, next_event) {
+                    (_, Some((at, 0, wait))) if write && at <= now + Duration::from_secs(1) => {
+                        paused_until = paused_until.max(now + wait);
+                        Outcome::Throttled { retry_after: wait }
+                    }
+                    (_, Some((at, 1, _))) if write && at <= now + Duration::from_secs(1) => Outcome::Failed,
+                    (TaskKind::Recreate, _) => {
+                        recreated += 1;
+                        graph.next_id += 1;
+                        Outcome::Done(Some(graph_subscription(&format!("re-{}", graph.next_id), now + Duration::from_secs(3600))))
+                    }
+                    (TaskKind::Resync { .. }, _) => { resynced += 1; Outcome::Done(None) }
+                    _ => Outcome::Done(Some(graph_subscription(&task.subscription_id, now + Duration::from_secs(3600)))),
+                };
+                keeper.complete(task.id, outcome, now);
+            }
+            for s in keeper.subscriptions() {
+                // A recreation may be waiting out a 429 or a failure; the others stay alive.
+                prop_assert!(s.expires_at().unwrap() > now - Duration::from_secs(900));
+            }
+            now = keeper.next_wake().unwrap_or(until).max(now + Duration::from_millis(500));
+        }
+        prop_assert_eq!(keeper.subscriptions().count(), n);
+        prop_assert!(recreated >= removed.min(1) * usize::from(removed > 0));
+        prop_assert!(resynced >= usize::from(recreated > 0));
+    }
+}
