@@ -451,3 +451,65 @@ proptest! {
         prop_assert!(resynced >= usize::from(recreated > 0));
     }
 }
+
+#[test]
+fn a_model_or_lifecycle_url_change_recreates_then_retires_the_old_subscription() {
+    let mut keeper = Keeper::new(KeeperConfig::default());
+    let all = |model: Option<Model>, lifecycle: bool| {
+        let mut r = SubscriptionRequest::builder(
+            Resource::all_chat_messages(),
+            "https://example.com/notifications",
+        )
+        .change_types([ChangeType::Created])
+        .client_state("secret");
+        if let Some(m) = model {
+            r = r.model(m);
+        }
+        if lifecycle {
+            r = r.lifecycle_url("https://example.com/lifecycle");
+        }
+        r
+    };
+    let live = Subscription::from_json(
+        br#"{"id": "old", "resource": "/chats/getAllMessages", "expirationDateTime": "2027-01-15T09:00:00Z"}"#,
+    )
+    .unwrap();
+    keeper.track(live, all(None, false), t0()).unwrap();
+    // The same resource and no lifecycle URL: nothing to recreate.
+    assert!(!keeper
+        .update_template("old", all(None, false), t0())
+        .unwrap());
+    assert!(keeper.poll(t0()).is_empty());
+    // model=B cannot be PATCHed: recreate.
+    assert!(keeper
+        .update_template("old", all(Some(Model::B), false), t0())
+        .unwrap());
+    let tasks = keeper.poll(t0());
+    assert_eq!(tasks[0].kind, TaskKind::Recreate);
+    let body: serde_json::Value =
+        serde_json::from_slice(tasks[0].request.as_ref().unwrap().body.as_deref().unwrap())
+            .unwrap();
+    assert_eq!(body["resource"], "/chats/getAllMessages?model=B");
+    let created = Subscription::from_json(
+        br#"{"id": "new", "resource": "/chats/getAllMessages?model=B", "expirationDateTime": "2027-01-15T09:00:00Z"}"#,
+    )
+    .unwrap();
+    keeper.complete(tasks[0].id, Outcome::Done(Some(created)), t0());
+    let mut kinds: Vec<(String, TaskKind)> = keeper
+        .poll(t0())
+        .into_iter()
+        .map(|t| (t.subscription_id, t.kind))
+        .collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(kinds[0].0, "new");
+    assert!(matches!(kinds[0].1, TaskKind::Resync { .. }));
+    assert_eq!(kinds[1], ("old".to_string(), TaskKind::Delete));
+    // A lifecycle URL to add also needs a new subscription.
+    let mut other = Keeper::new(KeeperConfig::default());
+    let live = Subscription::from_json(
+        br#"{"id": "x", "resource": "/chats/getAllMessages", "expirationDateTime": "2027-01-15T09:00:00Z"}"#,
+    )
+    .unwrap();
+    other.track(live, all(None, false), t0()).unwrap();
+    assert!(other.update_template("x", all(None, true), t0()).unwrap());
+}

@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use super::SubscriptionRequest;
-use super::{reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError};
+use super::{delete, reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError};
 use crate::model::LifecycleEvent;
 
 /// How a [`Keeper`] paces its work.
@@ -53,8 +53,11 @@ pub enum TaskKind {
     Renew,
     /// `POST /subscriptions/{id}/reauthorize`, after `reauthorizationRequired`.
     Reauthorize,
-    /// `POST /subscriptions` again: the subscription was removed, or expired.
+    /// `POST /subscriptions` again: the subscription was removed or expired, or what it must be
+    /// changed in cannot be PATCHed (its `model`, or a lifecycle URL to add).
     Recreate,
+    /// `DELETE /subscriptions/{id}`: the subscription a recreation replaced.
+    Delete,
     /// Read what may have been missed on `resource` since `since` (a GET of the messages or
     /// the chat, see [`MessagesRequest`](super::MessagesRequest)), then report
     /// [`Outcome::Done`]. Not a subscription write: it does not count against the budget.
@@ -106,6 +109,7 @@ enum Due {
     Reauthorize,
     Recreate,
     Resync,
+    Delete,
 }
 
 #[derive(Clone)]
@@ -120,6 +124,9 @@ struct Entry {
     healthy_since: SystemTime,
     failures: u32,
     in_flight: Option<TaskId>,
+    /// Recreated to change it (not because it was lost): delete this one once the new one
+    /// exists.
+    replace: bool,
 }
 
 /// Keeps the subscriptions an app holds alive, sans-IO: give it the subscriptions as Graph
@@ -131,6 +138,9 @@ struct Entry {
 /// * `reauthorizationRequired` schedules a reauthorize; `subscriptionRemoved`, a 404 or an
 ///   expiry schedule a recreation and then a resync from the last time the subscription was
 ///   known to deliver; `missed` schedules a resync.
+/// * A new template that changes what cannot be PATCHed (`model` and the other query options,
+///   or a lifecycle URL to add) schedules a recreation, then the old subscription's deletion
+///   ([`update_template`](Self::update_template)).
 /// * Writes are spread under [`KeeperConfig::writes_per_second`]; a 429 pauses all writes for
 ///   its `Retry-After`; failures back off.
 ///
@@ -222,9 +232,40 @@ impl Keeper {
                 healthy_since: now,
                 failures: 0,
                 in_flight: None,
+                replace: false,
             },
         );
         Ok(())
+    }
+
+    /// Gives a kept subscription a new template. When what changed cannot be PATCHed onto the
+    /// live subscription (the resource with its query options, such as `model`, or a
+    /// lifecycle URL to add), a recreation is scheduled, and the old subscription is deleted
+    /// once the new one exists. Returns whether a recreation was scheduled.
+    pub fn update_template(
+        &mut self,
+        subscription_id: &str,
+        template: SubscriptionRequest,
+        now: SystemTime,
+    ) -> Result<bool, SubscriptionError> {
+        let Some(entry) = self.entries.get_mut(subscription_id) else {
+            return Ok(false);
+        };
+        let built = template.clone().expires_in(now, entry.lifetime).build()?;
+        let body: serde_json::Value =
+            serde_json::from_slice(built.body.as_deref().unwrap_or(b"{}")).unwrap_or_default();
+        let field = |name: &str| body.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let live = &entry.subscription;
+        let must_recreate = field("resource") != live.resource
+            || (field("lifecycleNotificationUrl").is_some()
+                && field("lifecycleNotificationUrl") != live.lifecycle_notification_url);
+        entry.template = template;
+        if must_recreate {
+            entry.due = Due::Recreate;
+            entry.at = now;
+            entry.replace = true;
+        }
+        Ok(must_recreate)
     }
 
     /// Stops keeping a subscription (after you deleted it, say).
@@ -302,7 +343,9 @@ impl Keeper {
     /// allows. Each must be reported with [`complete`](Self::complete).
     pub fn poll(&mut self, now: SystemTime) -> Vec<Task> {
         self.refill(now);
-        // An expired subscription is gone: recreate it.
+        // An expired subscription is gone: recreate it (or, if it was being retired, forget it).
+        self.entries
+            .retain(|_, e| !(e.due == Due::Delete && e.in_flight.is_none() && now >= e.expires_at));
         for entry in self.entries.values_mut() {
             if entry.in_flight.is_none() && now >= entry.expires_at && entry.due != Due::Recreate {
                 entry.due = Due::Recreate;
@@ -336,6 +379,7 @@ impl Keeper {
                         .build()
                         .ok(),
                 ),
+                Due::Delete => (TaskKind::Delete, delete(&id).ok()),
                 Due::Resync => (
                     TaskKind::Resync {
                         resource: entry.subscription.resource.clone().unwrap_or_default(),
@@ -401,6 +445,19 @@ impl Keeper {
                         entry.at = renew_at(now, entry.expires_at, config.renew_margin);
                     }
                     Due::Recreate => {
+                        if entry.replace {
+                            // The old subscription still delivers until it is deleted.
+                            let mut old = entry.clone();
+                            old.due = Due::Delete;
+                            old.at = now;
+                            old.replace = false;
+                            if let Some(s) = &returned {
+                                if s.id != key {
+                                    self.entries.insert(key.clone(), old);
+                                }
+                            }
+                            entry.replace = false;
+                        }
                         if let Some(s) = returned {
                             entry.expires_at = s.expires_at().unwrap_or(now + entry.lifetime);
                             key = s.id.clone();
@@ -412,6 +469,7 @@ impl Keeper {
                         entry.due = Due::Resync;
                         entry.at = now;
                     }
+                    Due::Delete => return,
                     Due::Resync => {
                         entry.healthy_since = now;
                         entry.due = Due::Renew;
@@ -419,6 +477,8 @@ impl Keeper {
                     }
                 }
             }
+            // A deletion that finds nothing is done too.
+            Outcome::NotFound if due == Due::Delete => return,
             Outcome::NotFound => {
                 entry.due = Due::Recreate;
                 entry.at = now;
