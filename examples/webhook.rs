@@ -337,31 +337,20 @@ impl App {
     }
 }
 
-async fn notifications(
+/// `POST /notifications`, `/lifecycle` and `/eventgrid`: one handler, told apart by the route.
+async fn batch(
     State(app): State<Arc<App>>,
+    uri: axum::http::Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    receive(app, "/notifications", query, headers, body).await
-}
-
-async fn lifecycle(
-    State(app): State<Arc<App>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    receive(app, "/lifecycle", query, headers, body).await
-}
-
-async fn event_grid(
-    State(app): State<Arc<App>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    receive(app, "/eventgrid", query, headers, body).await
+    let route = match uri.path() {
+        "/lifecycle" => "/lifecycle",
+        "/eventgrid" => "/eventgrid",
+        _ => "/notifications",
+    };
+    receive(app, route, query, headers, body).await
 }
 
 /// The CloudEvents abuse-protection handshake Event Grid sends before it delivers.
@@ -716,9 +705,9 @@ fn main() -> ExitCode {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!("listening on {addr}");
         let router = Router::new()
-            .route("/notifications", post(notifications))
-            .route("/lifecycle", post(lifecycle))
-            .route("/eventgrid", post(event_grid).options(event_grid_options))
+            .route("/notifications", post(batch))
+            .route("/lifecycle", post(batch))
+            .route("/eventgrid", post(batch).options(event_grid_options))
             .with_state(server_app);
         axum::serve(listener, router)
             .with_graceful_shutdown(stop)

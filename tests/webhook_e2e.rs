@@ -59,6 +59,22 @@ impl Server {
         ])
     }
 
+    /// A webhook checking tokens against the JWKS file of `graph`, with a fresh inbox for `name`.
+    fn for_graph(graph: &GraphSimulator, name: &str) -> Self {
+        let jwks = jwks_file(graph, name);
+        let inbox = inbox_path(name);
+        Self::start_with(&[
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--app-id",
+            APP,
+            "--tenant-id",
+            TENANT,
+            "--inbox",
+            inbox.to_str().unwrap(),
+        ])
+    }
+
     fn start_with(extra: &[&str]) -> Self {
         let key = format!(
             "graphsim-rsa2048={}",
@@ -538,18 +554,7 @@ fn a_flood_of_large_hostile_bodies_beside_real_batches() {
     let now = SystemTime::now();
     let graph = GraphSimulator::new(APP, TENANT);
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
-    let jwks = jwks_file(&graph, "flood");
-    let inbox = inbox_path("flood");
-    let server = Server::start_with(&[
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--app-id",
-        APP,
-        "--tenant-id",
-        TENANT,
-        "--inbox",
-        inbox.to_str().unwrap(),
-    ]);
+    let server = Server::for_graph(&graph, "flood");
     // 15 MiB of padding beside a forged token (the right kid, a wrong signature).
     let forger_token = {
         let t = graph.token(now);
@@ -812,18 +817,7 @@ impl Server {
 fn event_grid_deliveries_through_the_same_inbox() {
     let graph = GraphSimulator::new(APP, TENANT);
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
-    let jwks = jwks_file(&graph, "eventgrid");
-    let inbox = inbox_path("eventgrid");
-    let server = Server::start_with(&[
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--app-id",
-        APP,
-        "--tenant-id",
-        TENANT,
-        "--inbox",
-        inbox.to_str().unwrap(),
-    ]);
+    let server = Server::for_graph(&graph, "eventgrid");
     // The abuse-protection handshake.
     let reply = server.request(
         "OPTIONS",

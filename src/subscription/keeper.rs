@@ -86,6 +86,8 @@ pub struct Task {
 /// How a task went.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// One short-lived value per task: boxing the subscription would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// 200, 201 or 204: done. For a renewal or recreation, the subscription Graph returned.
     Done(Option<Subscription>),

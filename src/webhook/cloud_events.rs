@@ -95,18 +95,9 @@ fn is_collection(raw: &RawValue) -> bool {
 fn parse_event<'a>(index: usize, raw: &'a RawValue) -> Result<ChangeNotification<'a>, ItemError> {
     let err = |field, kind| ItemError::new(index, field, kind);
     let mut fields = Fields::new(&EVENT_FIELDS);
-    fields.collect(raw, "").map_err(|(f, k)| {
-        err(
-            f,
-            if f.is_empty() {
-                ItemErrorKind::WrongType {
-                    expected: "a CloudEvent object",
-                }
-            } else {
-                k
-            },
-        )
-    })?;
+    fields
+        .collect(raw, "", "a CloudEvent object")
+        .map_err(|(f, k)| err(f, k))?;
     let s = |i: usize| fields.string(i).map_err(|(f, k)| err(f, k));
     let required = |i: usize| s(i)?.ok_or_else(|| err(EVENT_FIELDS[i], ItemErrorKind::Missing));
     if required(0)? != "1.0" {

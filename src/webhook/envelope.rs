@@ -489,18 +489,9 @@ impl<'a> ChangeNotification<'a> {
     pub(super) fn parse(index: usize, raw: &'a RawValue) -> Result<Self, ItemError> {
         let err = |field, kind| ItemError::new(index, field, kind);
         let mut fields = Fields::new(&ITEM_FIELDS);
-        fields.collect(raw, "").map_err(|(f, k)| {
-            err(
-                f,
-                if f.is_empty() {
-                    ItemErrorKind::WrongType {
-                        expected: "a notification object",
-                    }
-                } else {
-                    k
-                },
-            )
-        })?;
+        fields
+            .collect(raw, "", "a notification object")
+            .map_err(|(f, k)| err(f, k))?;
         let s = |i: usize| fields.string(i).map_err(|(f, k)| err(f, k));
         let encrypted_content = match fields.get(ENCRYPTED_CONTENT) {
             None => None,
@@ -592,7 +583,7 @@ impl EncryptedContent<'_> {
 impl<'a> EncryptedContent<'a> {
     fn parse(raw: &'a RawValue) -> Result<Self, (&'static str, ItemErrorKind)> {
         let mut fields = Fields::new(&ENC_FIELDS);
-        fields.collect(raw, "encryptedContent")?;
+        fields.collect(raw, "encryptedContent", "an object")?;
         let required = |i: usize| {
             fields
                 .string(i)?
@@ -624,19 +615,17 @@ impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
     }
 
     /// Reads the members of the object `raw`, keeping the known ones. When `raw` is not an
-    /// object, the error names `whole` (the object's own path) as the field.
+    /// object, the error names `whole` (the object's own path) as the field and says it expected
+    /// `expected`.
     pub(super) fn collect(
         &mut self,
         raw: &'a RawValue,
         whole: &'static str,
+        expected: &'static str,
     ) -> Result<(), (&'static str, ItemErrorKind)> {
+        let not_object = (whole, ItemErrorKind::WrongType { expected });
         if !kind_is_object(raw) {
-            return Err((
-                whole,
-                ItemErrorKind::WrongType {
-                    expected: "an object",
-                },
-            ));
+            return Err(not_object);
         }
         json::for_each_member(raw.get(), |key, value| {
             let found = self.names.iter().position(|path| {
@@ -653,12 +642,7 @@ impl<'a, 'n, const N: usize> Fields<'a, 'n, N> {
         .map_err(|e| match e {
             json::Walk::Stopped(e) => e,
             // Already read once as a raw value: it is an object.
-            json::Walk::Shape(_) => (
-                whole,
-                ItemErrorKind::WrongType {
-                    expected: "an object",
-                },
-            ),
+            json::Walk::Shape(_) => not_object.clone(),
         })?;
         // `null` means absent, as Graph writes `"clientState": null` for subscriptions without one.
         for v in &mut self.values {
