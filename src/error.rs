@@ -121,11 +121,11 @@ pub struct ItemError {
 }
 
 impl ItemError {
-    /// An error for notification `index` (its position in `value`), at `field`.
-    ///
-    /// `field` is the JSON path inside the notification, such as `encryptedContent.dataKey`, or
-    /// `""` for the notification as a whole.
-    pub fn new(index: usize, field: &'static str, kind: ItemErrorKind) -> Self {
+    /// An error for notification `index` (its position in `value`), at `field`: `field` is the
+    /// JSON path inside the notification, such as `encryptedContent.dataKey`, or `""` for the
+    /// notification as a whole. Only the crate makes these, so an `ItemError` always comes from
+    /// the checks.
+    pub(crate) fn new(index: usize, field: &'static str, kind: ItemErrorKind) -> Self {
         Self { index, field, kind }
     }
 

@@ -38,15 +38,13 @@
 //!     Inbound::Handshake(reply) => println!("200 text/plain: {}", reply.body()),
 //!     Inbound::Notifications(batch) => {
 //!         let mut buf = DecryptBuffer::new(); // one per thread, reused
-//!         for i in 0..batch.len() {
-//!             match batch.open(i, &mut buf) {
-//!                 Ok(opened) => match opened.payload {
-//!                     Payload::Resource(json) => println!("{json}"),
-//!                     other => println!("{other:?}"),
-//!                 },
-//!                 Err(e) => eprintln!("{e}"), // names the notification and the field
-//!             }
-//!         }
+//!         batch.open_each(&mut buf, |opened| match opened {
+//!             Ok(opened) => match opened.payload {
+//!                 Payload::Resource(json) => println!("{json}"),
+//!                 other => println!("{other:?}"),
+//!             },
+//!             Err(e) => eprintln!("{e}"), // names the notification and the field
+//!         });
 //!     }
 //! }
 //! # Ok(()) }

@@ -563,6 +563,47 @@ impl<'r, 'a> Batch<'r, 'a> {
         &self.tokens
     }
 
+    /// Opens every notification in order and hands each result to `f`, reusing `buf`: the loop
+    /// a worker runs, without index arithmetic. A failed notification is an `Err` naming it;
+    /// the others are unaffected.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+    /// use graph_chat_notifications::webhook::{Payload, Receiver};
+    /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
+    /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
+    /// let receiver = Receiver::builder()
+    ///     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
+    ///     .client_state("secretClientState")
+    ///     .dangerous_skip_token_validation() // the fixture batch carries no tokens
+    ///     .build()?;
+    /// let body = read("batches/rsa2048.json");
+    /// let batch = receiver.receive(&body, std::time::SystemTime::now())?;
+    /// let mut resources = 0;
+    /// batch.open_each(&mut DecryptBuffer::new(), |opened| {
+    ///     if let Ok(opened) = opened {
+    ///         resources += usize::from(matches!(opened.payload, Payload::Resource(_)));
+    ///     }
+    /// });
+    /// assert_eq!(resources, batch.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn open_each<F>(&self, buf: &mut DecryptBuffer, mut f: F)
+    where
+        F: FnMut(Result<Opened<'_, 'a>, ItemError>),
+    {
+        for index in 0..self.len() {
+            f(self.open(index, buf));
+        }
+    }
+
+    /// The notifications as parsed, in order (each `Ok`, or the error that names its bad
+    /// field), without opening them.
+    pub fn iter(&self) -> std::slice::Iter<'_, Result<ChangeNotification<'a>, ItemError>> {
+        self.envelope.items().iter()
+    }
+
     /// Verifies notification `index` and opens its payload: `clientState` first (constant
     /// time), then, for resource data, key lookup and authenticated decryption into `buf`.
     /// Panics only if `index >= self.len()`.
