@@ -50,9 +50,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`webhook`] (handshake, envelope, [`webhook::Receiver`]), [`tokens`]
-//! (`validationTokens`), [`crypto`] (keys and the decrypt core), [`subscription`] (requests
-//! checked against what Graph accepts), [`error`].
+//! Modules: [`webhook`] (the inbound side for every delivery channel: handshakes, envelopes,
+//! CloudEvents, [`webhook::Receiver`]), [`tokens`] (`validationTokens`, the JWKS refresh
+//! policy), [`crypto`] (keys and the decrypt core), [`model`] (typed chats and messages),
+//! [`subscription`] (requests checked against what Graph accepts, resync reads, the keeper),
+//! [`cloud`] (national clouds), [`error`].
 //!
 //! # Features
 //! * `aws-lc` (default): the AWS-LC provider, `crypto::AWS_LC`: constant-time RSA at OpenSSL's

@@ -1,4 +1,6 @@
-//! The webhook side: parsing what Graph POSTs, and the [`Receiver`] that verifies and decrypts it.
+//! The inbound side: parsing what Graph delivers (a webhook POST, an Event Hubs message, Event
+//! Grid CloudEvents), the handshakes, and the [`Receiver`] that verifies and decrypts it, set to
+//! its channel with [`Delivery`].
 
 mod cloud_events;
 mod envelope;
