@@ -1,114 +1,16 @@
-//! Errors, one type per boundary.
-//!
-//! * [`BodyError`]: the whole POST body is refused (not JSON, over a limit, not a notification
-//!   collection). Nothing in it is processed.
-//! * [`ItemError`]: one notification of a batch failed; it names the notification (its index in
-//!   `value`) and the field. Its neighbours are unaffected.
-//! * [`KeyError`]: a private key, certificate or PKCS#12 file could not be loaded.
+//! The per-notification error, shared by the decrypt core and the inbound side: an
+//! [`ItemError`] names the notification (its index) and the field; its neighbours are
+//! unaffected. Each other boundary owns its error type: `webhook::BodyError` (a whole body
+//! refused), `crypto::KeyError` (a key or certificate that cannot be loaded),
+//! `webhook::KeyUpdateError`, `tokens::TokenError` and `tokens::JwksError`,
+//! `subscription::SubscriptionError`, `model::ModelError`. This module imports nothing of the
+//! crate.
 //!
 //! No error carries secret material: no key bytes, no clientState, no plaintext, no token. Failures
 //! of the authenticated decryption (RSA-OAEP unwrap, HMAC check, AES padding) are one opaque
 //! [`ItemErrorKind::Decrypt`], so error values cannot be used as a padding or signature oracle.
 
 use std::fmt;
-
-/// Why a whole notification body was refused.
-///
-/// A body is refused as a whole only when nothing in it can be trusted or located: it is not JSON,
-/// it breaks a [`Limits`](crate::webhook::Limits) bound, or it is not a notification collection.
-/// Anything wrong inside a single notification is an [`ItemError`] instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BodyError {
-    /// The body is empty (or only whitespace).
-    #[error("the body is empty")]
-    Empty,
-    /// The body is larger than [`Limits::max_body_bytes`](crate::webhook::Limits::max_body_bytes).
-    #[error("the body is {size} bytes, over the limit of {limit} bytes")]
-    TooLarge {
-        /// Size of the body in bytes.
-        size: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The body is not valid UTF-8.
-    #[error("the body is not valid UTF-8 (first bad byte at offset {offset})")]
-    NotUtf8 {
-        /// Byte offset of the first invalid sequence.
-        offset: usize,
-    },
-    /// Arrays and objects nest deeper than [`Limits::max_depth`](crate::webhook::Limits::max_depth).
-    #[error("the body nests arrays and objects deeper than {limit} levels")]
-    TooDeep {
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The body is not well-formed JSON.
-    #[error("the body is not valid JSON (line {line}, column {column})")]
-    NotJson {
-        /// 1-based line of the syntax error.
-        line: usize,
-        /// 1-based column of the syntax error.
-        column: usize,
-    },
-    /// The body is JSON but not a notification collection (`{"value": [...]}`).
-    #[error("the body is not a notification collection: {reason}")]
-    NotACollection {
-        /// What is wrong with its shape.
-        reason: &'static str,
-    },
-    /// The receiver reads Event Grid deliveries, and the body is not one CloudEvent or a JSON
-    /// array of them.
-    #[error("the body is not CloudEvents: {reason}")]
-    NotCloudEvents {
-        /// What it is instead.
-        reason: &'static str,
-    },
-    /// `value` holds more notifications than
-    /// [`Limits::max_items`](crate::webhook::Limits::max_items).
-    ///
-    /// Counting stops at the limit, so the rest of `value` is not read.
-    #[error("the body carries more than {limit} notifications")]
-    TooManyItems {
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The body carries `encryptedContent` but no `validationTokens` (or an empty array): nothing
-    /// proves it comes from Graph, so nothing in it is decrypted.
-    #[error("the body carries encrypted content but no validationTokens")]
-    MissingValidationTokens,
-    /// A validation token failed; every token must pass, so nothing in the body is decrypted.
-    #[error("validationTokens[{index}]: {error}")]
-    Token {
-        /// Position of the failing token in `validationTokens`.
-        index: usize,
-        /// Why it failed.
-        error: crate::tokens::TokenError,
-    },
-    /// `validationTokens` is present but is not an array of strings.
-    #[error("validationTokens: {reason}")]
-    BadValidationTokens {
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-}
-
-impl BodyError {
-    /// Whether fetching the identity platform's JWKS again may let this body through: a token
-    /// names a signing key the validator does not hold yet. Rate-limit the fetches.
-    pub fn wants_jwks_refresh(&self) -> bool {
-        matches!(self, Self::Token { error, .. } if error.wants_jwks_refresh())
-    }
-
-    /// The `kid` a token named that the validator does not hold (`""` when no JWKS is loaded):
-    /// what to ask [`JwksRefresh::on_unknown_key`](crate::tokens::JwksRefresh::on_unknown_key).
-    pub fn unknown_key(&self) -> Option<&str> {
-        match self {
-            Self::Token { error, .. } => error.unknown_key(),
-            _ => None,
-        }
-    }
-}
 
 /// One notification of a batch failed. The others are unaffected.
 ///
@@ -242,77 +144,5 @@ pub enum ItemErrorKind {
         line: usize,
         /// 1-based column of the syntax error.
         column: usize,
-    },
-}
-
-/// A private key, certificate or PKCS#12 file could not be loaded, or a key store entry was
-/// refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The bytes are not a PEM, PKCS#8 DER, PKCS#1 DER or PKCS#12 key.
-    #[error("not a recognised key format (expected PKCS#8 or PKCS#1 PEM, PKCS#8 DER or PKCS#12)")]
-    UnrecognizedFormat,
-    /// The PEM holds a password-protected `ENCRYPTED PRIVATE KEY`.
-    #[error("the PEM key is encrypted; decrypt it first or use a PKCS#12 file with its password")]
-    EncryptedPem,
-    /// The input holds no private key (for example a PEM with only certificates).
-    #[error("no private key found")]
-    NoPrivateKey,
-    /// The input holds more than one private key.
-    #[error("more than one private key found; give one key per certificate id")]
-    SeveralPrivateKeys,
-    /// The key is not an RSA key.
-    #[error("not an RSA key (Graph wraps keys with RSA-OAEP)")]
-    NotRsa,
-    /// The key is malformed.
-    #[error("malformed RSA private key: {reason}")]
-    Malformed {
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// The key size is outside what the crate accepts (2048 to 16384 bits).
-    #[error("RSA key of {bits} bits; 2048 to 16384 bits are accepted")]
-    UnsupportedKeySize {
-        /// Size of the modulus in bits.
-        bits: usize,
-    },
-    /// The certificate is malformed or not an X.509 certificate.
-    #[error("malformed certificate: {reason}")]
-    BadCertificate {
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// The certificate's public key does not belong to the private key.
-    #[error("the certificate's public key does not match the private key")]
-    CertificateMismatch,
-    /// The PKCS#12 file is malformed or uses an unsupported algorithm.
-    #[error("PKCS#12: {reason}")]
-    Pkcs12 {
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// The PKCS#12 password is wrong (its integrity MAC or decryption failed).
-    #[error("PKCS#12: wrong password or corrupted file")]
-    Pkcs12Password,
-    /// The `encryptionCertificateId` is empty or longer than 128 characters.
-    #[error("a certificate id must be 1 to 128 characters, got {len}")]
-    BadCertificateId {
-        /// Its length in characters.
-        len: usize,
-    },
-    /// The receiver has no key store to change: it was built without keys and without a
-    /// default crypto provider. Give it one with `ReceiverBuilder::keys`.
-    #[error("the receiver has no key store (build it with keys, or with a crypto provider)")]
-    NoKeyStore,
-    /// The change would let a receiver that checks no validation tokens decrypt: configure a
-    /// token validator, or opt out with `ReceiverBuilder::dangerous_skip_token_validation`.
-    #[error("the receiver checks no validation tokens, so it may hold no keys")]
-    TokenValidationNotConfigured,
-    /// The crypto provider refused the key.
-    #[error("the crypto provider refused the key: {reason}")]
-    Provider {
-        /// The provider's reason.
-        reason: &'static str,
     },
 }

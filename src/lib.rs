@@ -79,8 +79,9 @@ pub mod tokens;
 pub mod webhook;
 
 pub use cloud::Cloud;
-pub use error::{BodyError, ItemError, ItemErrorKind, KeyError};
-pub use webhook::ConfigError;
+pub use crypto::KeyError;
+pub use error::{ItemError, ItemErrorKind};
+pub use webhook::{BodyError, ConfigError};
 
 /// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
 pub(crate) const MAX_GRAPH_SECRET_CHARS: usize = 128;

@@ -243,7 +243,12 @@ fn keys_rotate_while_one_receiver_serves_many_threads() {
         keys.remove("graphsim-rsa3072");
         keys.insert("", key(2048, "key.pkcs8.pem"))
     });
-    assert_eq!(refused.unwrap_err(), KeyError::BadCertificateId { len: 0 });
+    assert_eq!(
+        refused.unwrap_err(),
+        graph_chat_notifications::webhook::KeyUpdateError::Key(KeyError::BadCertificateId {
+            len: 0
+        })
+    );
     assert_eq!(opened(&new_body), n_new);
     assert_eq!(
         receiver.keys().unwrap().ids().collect::<Vec<_>>(),

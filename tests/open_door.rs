@@ -15,7 +15,7 @@ use graph_chat_notifications::crypto::{
 };
 use graph_chat_notifications::testing::{claims_v1, claims_v2, GraphSimulator};
 use graph_chat_notifications::tokens::{JwksDecision, JwksRefresh, TokenError, TokenValidator};
-use graph_chat_notifications::webhook::Receiver;
+use graph_chat_notifications::webhook::{KeyUpdateError, Receiver};
 use graph_chat_notifications::{BodyError, Cloud, ConfigError, ItemErrorKind, KeyError};
 use serde_json::{json, Value};
 
@@ -188,7 +188,7 @@ fn a_receiver_without_tokens_never_gets_keys_later() {
         .unwrap();
     assert_eq!(
         bare.update_keys(|k| k.insert("graphsim-rsa2048", key())),
-        Err(KeyError::TokenValidationNotConfigured)
+        Err(KeyUpdateError::TokenValidationNotConfigured)
     );
     assert!(
         bare.keys().unwrap().is_empty(),

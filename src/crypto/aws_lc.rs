@@ -8,8 +8,8 @@ use aws_lc_rs::{hmac, signature};
 use zeroize::Zeroize;
 
 use super::aes_cbc::aes256_cbc_decrypt;
+use super::KeyError;
 use super::{CryptoFailure, CryptoProvider, PrivateKey, Rs256PublicKey, RsaOaepSha1Key};
-use crate::error::KeyError;
 
 /// The AWS-LC crypto provider.
 ///

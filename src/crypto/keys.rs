@@ -7,7 +7,7 @@ use der::{Decode, Encode};
 use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
-use crate::error::KeyError;
+use super::KeyError;
 
 const MIN_BITS: usize = 2048;
 const MAX_BITS: usize = 16384;

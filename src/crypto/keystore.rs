@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::keys::hex_upper;
+use super::KeyError;
 use super::{CryptoProvider, PrivateKey, RsaOaepSha1Key};
-use crate::error::KeyError;
 
 /// The private keys that unwrap `dataKey`, by the `encryptionCertificateId` chosen when
 /// subscribing. Several can be live at once: during a rotation keep the old key until no

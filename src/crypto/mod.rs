@@ -14,6 +14,7 @@ mod aes_cbc;
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
 mod decrypt;
+mod error;
 mod keys;
 mod keystore;
 #[cfg(feature = "pkcs12")]
@@ -25,14 +26,13 @@ mod rust_crypto;
 pub use aws_lc::AWS_LC;
 pub(crate) use decrypt::decrypt;
 pub use decrypt::{DecryptBuffer, Sealed};
+pub use error::KeyError;
 pub use keys::{Certificate, PrivateKey};
 pub use keystore::KeyStore;
 #[cfg(feature = "rust-crypto")]
 pub use rust_crypto::RUST_CRYPTO;
 
 use std::fmt;
-
-use crate::error::KeyError;
 
 /// The provider `KeyStore::new` and `TokenValidator::new` use: `AWS_LC` when the `aws-lc`
 /// feature is on (the default), else `RUST_CRYPTO`. A plain function of the features: no global

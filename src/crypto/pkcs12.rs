@@ -16,8 +16,8 @@ use pkcs8::spki::AlgorithmIdentifierOwned;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::KeyError;
 use super::{Certificate, PrivateKey};
-use crate::error::KeyError;
 
 const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 const ID_ENCRYPTED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.6");

@@ -15,8 +15,8 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::aes_cbc::aes256_cbc_decrypt;
+use super::KeyError;
 use super::{CryptoFailure, CryptoProvider, PrivateKey, Rs256PublicKey, RsaOaepSha1Key};
-use crate::error::KeyError;
 
 /// The pure-Rust crypto provider (RustCrypto). The default.
 pub const RUST_CRYPTO: CryptoProvider = CryptoProvider {

@@ -4,8 +4,9 @@
 use serde_json::value::RawValue;
 
 use super::envelope::{checked_text, syntax_error, Fields};
+use super::BodyError;
 use super::{ChangeNotification, CloudEvent, Envelope, Limits};
-use crate::error::{BodyError, ItemError, ItemErrorKind};
+use crate::error::{ItemError, ItemErrorKind};
 use crate::json::{self, Kind};
 
 const EVENT_FIELDS: [&str; 7] = [

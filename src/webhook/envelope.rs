@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde_json::value::RawValue;
 
-use crate::error::{BodyError, ItemError, ItemErrorKind};
+use super::BodyError;
+use crate::error::{ItemError, ItemErrorKind};
 use crate::json::{self, Kind};
 use crate::model::{ChangeType, LifecycleEvent};
 

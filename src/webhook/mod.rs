@@ -4,6 +4,7 @@
 
 mod cloud_events;
 mod envelope;
+mod error;
 mod receiver;
 
 mod handshake;
@@ -11,9 +12,11 @@ mod handshake;
 pub use crate::json::compact as compact_json;
 pub use crate::model::{ChangeType, LifecycleEvent};
 pub use envelope::{ChangeNotification, CloudEvent, EncryptedContent, Envelope, Limits};
+pub use error::BodyError;
 pub use handshake::{
     cloud_events_handshake, handshake, AbuseProtectionResponse, HandshakeResponse,
 };
 pub use receiver::{
-    Batch, ConfigError, Delivery, Inbound, Opened, Payload, Receiver, ReceiverBuilder,
+    Batch, ConfigError, Delivery, Inbound, KeyUpdateError, Opened, Payload, Receiver,
+    ReceiverBuilder,
 };

@@ -9,9 +9,11 @@ use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::BodyError;
 use super::{handshake, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits};
+use crate::crypto::KeyError;
 use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
-use crate::error::{BodyError, ItemError, ItemErrorKind, KeyError};
+use crate::error::{ItemError, ItemErrorKind};
 use crate::tokens::{TokenValidator, ValidatedToken};
 
 /// Runs the whole inbound path. Configure it once, share it across threads (it is
@@ -242,6 +244,23 @@ impl ReceiverBuilder {
     }
 }
 
+/// Why [`Receiver::update_keys`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyUpdateError {
+    /// The receiver has no key store to change: it was built without keys and without a crypto
+    /// provider. Give it one with [`ReceiverBuilder::keys`].
+    #[error("the receiver has no key store (build it with keys, or with a crypto provider)")]
+    NoKeyStore,
+    /// The change would let a receiver that checks no validation tokens decrypt: configure a
+    /// token validator, or opt out with [`ReceiverBuilder::dangerous_skip_token_validation`].
+    #[error("the receiver checks no validation tokens, so it may hold no keys")]
+    TokenValidationNotConfigured,
+    /// The change itself failed: a key or certificate id was refused.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
 /// What one POST to the webhook is.
 #[derive(Debug)]
 pub enum Inbound<'r, 'a> {
@@ -400,12 +419,12 @@ impl Receiver {
     /// assert_eq!(receiver.keys().unwrap().ids().collect::<Vec<_>>(), ["cert-2026-11"]);
     /// # Ok(()) }
     /// ```
-    pub fn update_keys<F>(&self, change: F) -> Result<(), KeyError>
+    pub fn update_keys<F>(&self, change: F) -> Result<(), KeyUpdateError>
     where
         F: FnOnce(&mut KeyStore) -> Result<(), KeyError>,
     {
         let _one_at_a_time = self.key_updates.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.keys().ok_or(KeyError::NoKeyStore)?;
+        let current = self.keys().ok_or(KeyUpdateError::NoKeyStore)?;
         let mut store = KeyStore::clone(&current);
         change(&mut store)?;
         // The rule `build` enforces holds for the receiver's whole life.
@@ -414,7 +433,7 @@ impl Receiver {
             && !self.skip_tokens
             && self.delivery.carries_tokens()
         {
-            return Err(KeyError::TokenValidationNotConfigured);
+            return Err(KeyUpdateError::TokenValidationNotConfigured);
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(store));
         Ok(())
