@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use graph_chat_notifications::crypto::{
     CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RUST_CRYPTO,
 };
-use graph_chat_notifications::model::{decode, Kind};
+use graph_chat_notifications::model::{decode, ResourceKind};
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{Envelope, Limits, Receiver};
 
@@ -163,9 +163,9 @@ fn token_validation(c: &mut Criterion) {
 fn typed_decoding(c: &mut Criterion) {
     let mut g = c.benchmark_group("typed_decoding");
     for (name, kind) in [
-        ("message-html.json", Kind::ChatMessage),
-        ("message-large.json", Kind::ChatMessage),
-        ("chat-group-members.json", Kind::Chat),
+        ("message-html.json", ResourceKind::ChatMessage),
+        ("message-large.json", ResourceKind::ChatMessage),
+        ("chat-group-members.json", ResourceKind::Chat),
     ] {
         let text = String::from_utf8(read(&format!("plaintexts/{name}"))).unwrap();
         g.throughput(Throughput::Bytes(text.len() as u64));

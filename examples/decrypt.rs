@@ -95,7 +95,7 @@ fn run() -> Result<bool, Stop> {
     let receiver = common::receiver_from(&options, validator, delivery).map_err(Stop::Usage)?;
     let body = read_input(
         options.positional.first().map(String::as_str),
-        receiver.limits().get_max_body_bytes(),
+        receiver.limits().max_body_bytes(),
     )
     .map_err(Stop::Refused)?;
     let batch = receiver

@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::model::{EnumValue, IntoOwned, Resource};
+use graph_chat_notifications::model::{ChatOrMessage, EnumValue, IntoOwned};
 use graph_chat_notifications::subscription::{self, Resource as Watch, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
@@ -116,13 +116,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => continue,
         };
         match &resource {
-            Resource::Chat(c) => println!(
+            ChatOrMessage::Chat(c) => println!(
                 "4. chat {:?} ({:?}), {} members",
                 c.topic.as_deref().unwrap_or(""),
                 c.chat_type.get().map(EnumValue::as_str),
                 c.members.get().map_or(0, Vec::len)
             ),
-            Resource::ChatMessage(m) => println!(
+            ChatOrMessage::ChatMessage(m) => println!(
                 "5. message {} from {:?} at {}: {} bytes of {:?}",
                 m.id.as_deref().unwrap_or("?"),
                 m.from
@@ -141,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             _ => {}
         }
-        if let Payload::Resource(_) = opened.payload {
+        if let Payload::Decrypted(_) = opened.payload {
             kept.push(resource);
         }
     }

@@ -638,7 +638,7 @@ fn configure() -> Result<(String, Arc<App>), String> {
     }
     let receiver = common::receiver_from(&options, validator, Delivery::Webhook)?;
     let event_grid = common::receiver_from(&options, None, Delivery::EventGrid)?;
-    let body_limit = receiver.limits().get_max_body_bytes();
+    let body_limit = receiver.limits().max_body_bytes();
     let inbox = Inbox::open(&inbox).map_err(|e| format!("--inbox {inbox}: {e}"))?;
     Ok((
         listen,

@@ -40,7 +40,7 @@
 //!         let mut buf = DecryptBuffer::new(); // one per thread, reused
 //!         batch.open_each(&mut buf, |opened| match opened {
 //!             Ok(opened) => match opened.payload {
-//!                 Payload::Resource(json) => println!("{json}"),
+//!                 Payload::Decrypted(json) => println!("{json}"),
 //!                 other => println!("{other:?}"),
 //!             },
 //!             Err(e) => eprintln!("{e}"), // names the notification and the field

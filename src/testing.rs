@@ -31,7 +31,7 @@
 //! let batch = receiver.receive(&body, now).unwrap();
 //! let mut buf = DecryptBuffer::new();
 //! let opened = batch.open(0, &mut buf).unwrap();
-//! assert!(matches!(opened.payload, Payload::Resource(ref json) if json.contains("group")));
+//! assert!(matches!(opened.payload, Payload::Decrypted(ref json) if json.contains("group")));
 //! ```
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -105,7 +105,7 @@ fn open_twice_warm(provider: &'static CryptoProvider) -> usize {
     let open_all = |buf: &mut DecryptBuffer| {
         for i in 0..batch.len() {
             let opened = batch.open(i, buf).unwrap();
-            assert!(matches!(opened.payload, Payload::Resource(_)));
+            assert!(matches!(opened.payload, Payload::Decrypted(_)));
         }
     };
     open_all(&mut buf); // warm the buffers

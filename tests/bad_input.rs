@@ -361,7 +361,7 @@ fn huge_fields_are_refused_by_size_not_by_work() {
     let r = Receiver::builder()
         .keys(all_keys())
         .client_state(CLIENT_STATE)
-        .limits(Limits::default().max_item_bytes(1024))
+        .limits(Limits::default().with_max_item_bytes(1024))
         .dangerous_skip_token_validation()
         .build()
         .unwrap();

@@ -215,7 +215,7 @@ fn the_limits_bound_what_is_kept() {
     // A tighter item limit bounds the kept items too.
     let r = Receiver::builder()
         .client_state(CLIENT_STATE)
-        .limits(Limits::default().max_items(10))
+        .limits(Limits::default().with_max_items(10))
         .build()
         .unwrap();
     let body = fill("{\"value\":[", ",{\"id\":\"1\"}", "]}");

@@ -51,7 +51,7 @@ fn open_all_on(r: &Receiver, body: &[u8]) -> Vec<Result<String, (&'static str, I
     (0..batch.len())
         .map(|i| match batch.open(i, &mut buf) {
             Ok(opened) => Ok(match opened.payload {
-                Payload::Resource(json) => json.to_string(),
+                Payload::Decrypted(json) => json.to_string(),
                 Payload::Lifecycle(event) => format!("lifecycle:{event:?}"),
                 Payload::ValidationMessage => "validation".to_string(),
                 Payload::ResourceData(_) => "resourceData".to_string(),
@@ -321,7 +321,7 @@ fn bodies_of_the_wrong_shape_for_the_channel_are_refused_whole() {
     let small = Receiver::builder()
         .client_state(CLIENT_STATE)
         .delivery(Delivery::EventGrid)
-        .limits(Limits::default().max_items(2))
+        .limits(Limits::default().with_max_items(2))
         .build()
         .unwrap();
     assert_eq!(

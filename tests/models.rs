@@ -7,8 +7,8 @@ use std::borrow::Cow;
 
 use common::*;
 use graph_chat_notifications::model::{
-    chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatTimeline, ChatType,
-    DlpAction, EnumValue, EventDetail, Importance, IntoOwned, Kind, MessageType, Resource,
+    chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatOrMessage, ChatTimeline,
+    ChatType, DlpAction, EnumValue, EventDetail, Importance, IntoOwned, MessageType, ResourceKind,
     ResourcePath, Text,
 };
 use graph_chat_notifications::webhook::ChangeType;
@@ -53,11 +53,11 @@ fn every_payload_round_trips_borrowed_and_owned() {
             "message"
         };
         match (&decoded, expected_kind) {
-            (Resource::Chat(_), "chat") | (Resource::ChatMessage(_), "message") => {}
+            (ChatOrMessage::Chat(_), "chat") | (ChatOrMessage::ChatMessage(_), "message") => {}
             other => panic!("{name}: decoded as {other:?}"),
         }
         assert_eq!(serde_json::to_value(&decoded).unwrap(), original, "{name}");
-        let owned: Resource<'static> = decoded.clone().into_owned();
+        let owned: ChatOrMessage<'static> = decoded.clone().into_owned();
         assert_eq!(owned, decoded, "{name}");
         assert_eq!(serde_json::to_value(&owned).unwrap(), original, "{name}");
     }
@@ -66,7 +66,8 @@ fn every_payload_round_trips_borrowed_and_owned() {
 #[test]
 fn strings_borrow_from_the_buffer_unless_escaped() {
     let json = r#"{"id":"1","subject":"plain","summary":"esc\u00e9aped","body":{"contentType":"text","content":"x"}}"#;
-    let Resource::ChatMessage(m) = decode(json, Some(Kind::ChatMessage)).unwrap() else {
+    let ChatOrMessage::ChatMessage(m) = decode(json, Some(ResourceKind::ChatMessage)).unwrap()
+    else {
         panic!()
     };
     assert!(matches!(
@@ -222,12 +223,12 @@ fn typed_values_of_the_variants() {
 fn chats_meeting_user_specific_and_unknown() {
     let chat = |name: &str| match decode(
         std::str::from_utf8(&read(&format!("models/{name}.json"))).unwrap(),
-        Some(Kind::Chat),
+        Some(ResourceKind::Chat),
     )
     .unwrap()
     .into_owned()
     {
-        Resource::Chat(c) => c,
+        ChatOrMessage::Chat(c) => c,
         other => panic!("{other:?}"),
     };
     let m = chat("chat-meeting");
@@ -287,7 +288,8 @@ fn enum_values_keep_their_spelling_and_are_known_in_any_case() {
     let json = r#"{"id":"1","messageType":"Message","importance":"HIGH",
         "body":{"contentType":"HTML","content":"x"},
         "policyViolation":{"dlpAction":"BlockAccess","userAction":"None"}}"#;
-    let Resource::ChatMessage(m) = decode(json, Some(Kind::ChatMessage)).unwrap() else {
+    let ChatOrMessage::ChatMessage(m) = decode(json, Some(ResourceKind::ChatMessage)).unwrap()
+    else {
         panic!("a message")
     };
     assert_eq!(m.message_type.known(), Some(MessageType::Message));
@@ -327,66 +329,74 @@ fn enum_values_keep_their_spelling_and_are_known_in_any_case() {
 #[test]
 fn mistyped_fields_fail_by_name() {
     let cases = [
-        (r#"{"id": 5}"#, Kind::ChatMessage, "id"),
+        (r#"{"id": 5}"#, ResourceKind::ChatMessage, "id"),
         (
             r#"{"createdDateTime": "not a time"}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "createdDateTime",
         ),
         (
             r#"{"lastEditedDateTime": "2024-13-40T00:00:00Z"}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "lastEditedDateTime",
         ),
         (
             r#"{"body": {"content": ["x"]}}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "body.content",
         ),
         (
             r#"{"from": {"user": {"displayName": 3}}}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "from.user.displayName",
         ),
         (
             r#"{"mentions": [{"id": "zero"}]}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "mentions[0].id",
         ),
-        (r#"{"mentions": {}}"#, Kind::ChatMessage, "mentions"),
+        (r#"{"mentions": {}}"#, ResourceKind::ChatMessage, "mentions"),
         (
             r#"{"reactions": [{"createdDateTime": 17}]}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "reactions[0].createdDateTime",
         ),
-        (r#"{"importance": true}"#, Kind::ChatMessage, "importance"),
+        (
+            r#"{"importance": true}"#,
+            ResourceKind::ChatMessage,
+            "importance",
+        ),
         (
             r#"{"policyViolation": {"policyTip": {"matchedConditionDescriptions": [1]}}}"#,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "policyViolation.policyTip.matchedConditionDescriptions[0]",
         ),
         (
             r##"{"eventDetail": {"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail", "members": [{"id": 1}]}}"##,
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
             "eventDetail",
         ),
-        (r#"{"eventDetail": "x"}"#, Kind::ChatMessage, "eventDetail"),
+        (
+            r#"{"eventDetail": "x"}"#,
+            ResourceKind::ChatMessage,
+            "eventDetail",
+        ),
         (
             r#"{"isHiddenForAllMembers": "no"}"#,
-            Kind::Chat,
+            ResourceKind::Chat,
             "isHiddenForAllMembers",
         ),
         (
             r#"{"viewpoint": {"lastMessageReadDateTime": "soon"}}"#,
-            Kind::Chat,
+            ResourceKind::Chat,
             "viewpoint.lastMessageReadDateTime",
         ),
         (
             r#"{"members": [{"roles": "owner"}]}"#,
-            Kind::Chat,
+            ResourceKind::Chat,
             "members[0].roles",
         ),
-        (r#"{"chatType": 1}"#, Kind::Chat, "chatType"),
+        (r#"{"chatType": 1}"#, ResourceKind::Chat, "chatType"),
     ];
     for (json, kind, path) in cases {
         let e = decode(json, Some(kind)).expect_err(json);
@@ -395,35 +405,38 @@ fn mistyped_fields_fail_by_name() {
     }
     let e = decode(r##"{"eventDetail": {"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail", "members": [{"id": 1}]}}"##, None).unwrap_err();
     assert!(e.reason().contains("members[0].id"), "{e}");
-    assert!(decode("[1]", Some(Kind::Chat)).is_err());
+    assert!(decode("[1]", Some(ResourceKind::Chat)).is_err());
     assert!(decode(r#"{"id":"1"} trailing"#, None).is_err());
 }
 
 #[test]
 fn resource_paths_and_kinds() {
     for (path, kind) in [
-        ("chats('19:a@thread.v2')", Kind::Chat),
-        ("chats('19:a@thread.v2')/messages('1')", Kind::ChatMessage),
+        ("chats('19:a@thread.v2')", ResourceKind::Chat),
+        (
+            "chats('19:a@thread.v2')/messages('1')",
+            ResourceKind::ChatMessage,
+        ),
         (
             "teams('t')/channels('19:c@thread.tacv2')/messages('1')",
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
         ),
         (
             "teams('t')/channels('c')/messages('1')/replies('2')",
-            Kind::ChatMessage,
+            ResourceKind::ChatMessage,
         ),
     ] {
         assert_eq!(ResourcePath::parse(path).unwrap().kind(), kind, "{path}");
     }
     assert_eq!(
-        Kind::from_odata_type("#Microsoft.Graph.chatMessage"),
-        Some(Kind::ChatMessage)
+        ResourceKind::from_odata_type("#Microsoft.Graph.chatMessage"),
+        Some(ResourceKind::ChatMessage)
     );
     assert_eq!(
-        Kind::from_odata_type("#microsoft.graph.chat"),
-        Some(Kind::Chat)
+        ResourceKind::from_odata_type("#microsoft.graph.chat"),
+        Some(ResourceKind::Chat)
     );
-    assert_eq!(Kind::from_odata_type("#microsoft.graph.team"), None);
+    assert_eq!(ResourceKind::from_odata_type("#microsoft.graph.team"), None);
 }
 
 #[test]
@@ -597,7 +610,11 @@ fn fuzz_regressions_round_trip_to_a_fixpoint() {
     // trip until serde_json parsed floats exactly.
     for name in ["model-float-roundtrip.json"] {
         let text = String::from_utf8(read(&format!("fuzz-regressions/{name}"))).unwrap();
-        for kind in [None, Some(Kind::Chat), Some(Kind::ChatMessage)] {
+        for kind in [
+            None,
+            Some(ResourceKind::Chat),
+            Some(ResourceKind::ChatMessage),
+        ] {
             if let Ok(resource) = decode(&text, kind) {
                 let once = serde_json::to_string(&resource).unwrap();
                 let twice = serde_json::to_string(&decode(&once, kind).unwrap()).unwrap();
@@ -606,7 +623,9 @@ fn fuzz_regressions_round_trip_to_a_fixpoint() {
         }
     }
     let floats = r#"{"id":"1","x":[4.444444444444445e+23, 0.1, 1e-310, 123456789.12345678]}"#;
-    let once = serde_json::to_string(&decode(floats, Some(Kind::ChatMessage)).unwrap()).unwrap();
-    let twice = serde_json::to_string(&decode(&once, Some(Kind::ChatMessage)).unwrap()).unwrap();
+    let once =
+        serde_json::to_string(&decode(floats, Some(ResourceKind::ChatMessage)).unwrap()).unwrap();
+    let twice =
+        serde_json::to_string(&decode(&once, Some(ResourceKind::ChatMessage)).unwrap()).unwrap();
     assert_eq!(once, twice);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, PrivateKey};
-use graph_chat_notifications::model::{decode, parse_time, Kind, ResourcePath};
+use graph_chat_notifications::model::{decode, parse_time, ResourceKind, ResourcePath};
 use graph_chat_notifications::subscription::Subscription;
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{handshake, Envelope, Limits, Receiver};
@@ -88,7 +88,7 @@ proptest! {
         let _ = validator.update_jwks(&data, std::time::SystemTime::now());
         let _ = handshake(&text);
         let _ = decode(&text, None);
-        let _ = decode(&text, Some(Kind::Chat));
+        let _ = decode(&text, Some(ResourceKind::Chat));
         let _ = ResourcePath::parse(&text);
         let _ = Subscription::from_json(&data);
         let _ = parse_time(&text);

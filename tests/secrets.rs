@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use common::seal::{notification, Seal};
 use common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
-use graph_chat_notifications::model::{decode, IntoOwned as _, Kind};
+use graph_chat_notifications::model::{decode, IntoOwned as _, ResourceKind};
 use graph_chat_notifications::subscription::{Resource, Subscription, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
@@ -153,7 +153,7 @@ fn debug_and_display_hold_no_secrets() {
     secrets.check("ItemError(Model)", &format!("{e} {e:?}"));
     let e = decode(
         &format!("{{\"importance\": [\"{PLAINTEXT_MARKER}\"]}}"),
-        Some(Kind::ChatMessage),
+        Some(ResourceKind::ChatMessage),
     )
     .unwrap_err();
     secrets.check("ModelError", &format!("{e} {e:?}"));

@@ -85,7 +85,7 @@ fn receive_all(r: &Receiver, body: &[u8]) -> Result<Vec<String>, BodyError> {
     let mut buf = DecryptBuffer::new();
     Ok((0..batch.len())
         .map(|i| match batch.open(i, &mut buf).unwrap().payload {
-            Payload::Resource(json) => json.into_owned(),
+            Payload::Decrypted(json) => json.into_owned(),
             other => panic!("{other:?}"),
         })
         .collect())

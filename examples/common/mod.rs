@@ -249,10 +249,10 @@ pub fn write_batch_lines(
     for index in 0..batch.len() {
         let opened = batch.open(index, buf).and_then(|opened| {
             let text: Option<String> = match (&opened.payload, typed) {
-                (Payload::Resource(_), true) => opened
+                (Payload::Decrypted(_), true) => opened
                     .decode()?
                     .map(|r| serde_json::to_string(&r).expect("models serialize")),
-                (Payload::Resource(json), false) => Some(compact_json(json).into_owned()),
+                (Payload::Decrypted(json), false) => Some(compact_json(json).into_owned()),
                 _ => None,
             };
             Ok((opened, text))

@@ -6,9 +6,9 @@ use graph_chat_notifications::webhook::{Envelope, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    let limits = Limits::default().max_depth(32).max_items(64);
+    let limits = Limits::default().with_max_depth(32).with_max_items(64);
     if let Ok(envelope) = Envelope::parse_cloud_events(body, &limits) {
-        assert!(envelope.len() <= limits.get_max_items());
+        assert!(envelope.len() <= limits.max_items());
         assert!(envelope.validation_tokens().is_none());
         for (i, item) in envelope.items().iter().enumerate() {
             match item {

@@ -5,9 +5,9 @@ use graph_chat_notifications::webhook::{Envelope, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    let limits = Limits::default().max_depth(32);
+    let limits = Limits::default().with_max_depth(32);
     if let Ok(envelope) = Envelope::parse(body, &limits) {
-        assert!(envelope.len() <= limits.get_max_items());
+        assert!(envelope.len() <= limits.max_items());
         for (i, item) in envelope.items().iter().enumerate() {
             match item {
                 Ok(n) => {

@@ -12,17 +12,17 @@
 //!   [`ModelError`] naming the property's path (`from.user.displayName`).
 //!
 //! ```
-//! use graph_chat_notifications::model::{decode, Kind, Resource};
+//! use graph_chat_notifications::model::{decode, ChatOrMessage, ResourceKind};
 //! let json = r#"{"id":"1616990032035","messageType":"message","createdDateTime":"2021-03-29T03:53:52.035Z",
 //!   "lastEditedDateTime":null,"body":{"contentType":"html","content":"<p>Hi</p>"},"newProperty":[1]}"#;
-//! let Resource::ChatMessage(m) = decode(json, Some(Kind::ChatMessage))? else { unreachable!() };
+//! let ChatOrMessage::ChatMessage(m) = decode(json, Some(ResourceKind::ChatMessage))? else { unreachable!() };
 //! assert_eq!(m.id.as_deref(), Some("1616990032035"));
 //! assert!(m.last_edited_date_time.is_null());      // null, not absent
 //! assert!(m.deleted_date_time.is_absent());        // absent, not null
 //! let back: serde_json::Value = serde_json::to_value(&m).unwrap();
 //! assert_eq!(back, serde_json::from_str::<serde_json::Value>(json).unwrap());
 //!
-//! let err = decode(r#"{"id":"1","createdDateTime":"yesterday"}"#, Some(Kind::ChatMessage)).unwrap_err();
+//! let err = decode(r#"{"id":"1","createdDateTime":"yesterday"}"#, Some(ResourceKind::ChatMessage)).unwrap_err();
 //! assert_eq!(err.path(), "createdDateTime");
 //! # Ok::<(), graph_chat_notifications::model::ModelError>(())
 //! ```
@@ -42,7 +42,7 @@ pub use message::{
 };
 pub use path::{ResourcePath, ResourcePathError};
 pub use timeline::{
-    chat_is_visible, metered_cost_usd, ChatTimeline, Entry, METERED_PRICE_MICRO_USD,
+    chat_is_visible, metered_cost_usd, ChatTimeline, TimelineEntry, METERED_PRICE_MICRO_USD,
 };
 
 use std::borrow::Cow;
@@ -768,14 +768,14 @@ impl ModelError {
 
 /// Which resource a JSON document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum ResourceKind {
     /// `#microsoft.graph.chat`
     Chat,
     /// `#microsoft.graph.chatMessage`
     ChatMessage,
 }
 
-impl Kind {
+impl ResourceKind {
     /// From an `@odata.type` (any letter case, with or without `#`).
     pub fn from_odata_type(t: &str) -> Option<Self> {
         let t = t.trim_start_matches('#');
@@ -792,24 +792,24 @@ impl Kind {
 /// A decoded resource.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Resource<'a> {
+pub enum ChatOrMessage<'a> {
     /// A chat.
     Chat(Box<Chat<'a>>),
     /// A chat or channel message.
     ChatMessage(Box<ChatMessage<'a>>),
 }
 
-impl IntoOwned for Resource<'_> {
-    type Owned = Resource<'static>;
-    fn into_owned(self) -> Resource<'static> {
+impl IntoOwned for ChatOrMessage<'_> {
+    type Owned = ChatOrMessage<'static>;
+    fn into_owned(self) -> ChatOrMessage<'static> {
         match self {
-            Self::Chat(c) => Resource::Chat(c.into_owned()),
-            Self::ChatMessage(m) => Resource::ChatMessage(m.into_owned()),
+            Self::Chat(c) => ChatOrMessage::Chat(c.into_owned()),
+            Self::ChatMessage(m) => ChatOrMessage::ChatMessage(m.into_owned()),
         }
     }
 }
 
-impl Serialize for Resource<'_> {
+impl Serialize for ChatOrMessage<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Chat(c) => c.serialize(s),
@@ -831,7 +831,7 @@ fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
 /// Decodes a resource. `kind` comes from the notification (`resourceData`'s `@odata.type`, or
 /// the `resource` path: see [`resource_kind`]); without it, the document's own `@odata.type` decides,
 /// then its shape (`chatType`, `viewpoint`, `members` or a `19:` id make a chat).
-pub fn decode(json: &str, kind: Option<Kind>) -> Result<Resource<'_>, ModelError> {
+pub fn decode(json: &str, kind: Option<ResourceKind>) -> Result<ChatOrMessage<'_>, ModelError> {
     let kind = match kind {
         Some(k) => k,
         None => {
@@ -857,24 +857,27 @@ pub fn decode(json: &str, kind: Option<Kind>) -> Result<Resource<'_>, ModelError
                 || chat_id;
             peek.odata_type
                 .as_deref()
-                .and_then(Kind::from_odata_type)
+                .and_then(ResourceKind::from_odata_type)
                 .unwrap_or(if chat_shaped {
-                    Kind::Chat
+                    ResourceKind::Chat
                 } else {
-                    Kind::ChatMessage
+                    ResourceKind::ChatMessage
                 })
         }
     };
     Ok(match kind {
-        Kind::Chat => Resource::Chat(Box::new(read(json)?)),
-        Kind::ChatMessage => Resource::ChatMessage(Box::new(read(json)?)),
+        ResourceKind::Chat => ChatOrMessage::Chat(Box::new(read(json)?)),
+        ResourceKind::ChatMessage => ChatOrMessage::ChatMessage(Box::new(read(json)?)),
     })
 }
 
 /// The kind of resource a notification carries, from its `resourceData`'s `@odata.type` or,
 /// failing that, its `resource` path (`ChangeNotification::resource_kind` reads both from a
 /// notification).
-pub fn resource_kind(resource_data: Option<&RawValue>, resource: Option<&str>) -> Option<Kind> {
+pub fn resource_kind(
+    resource_data: Option<&RawValue>,
+    resource: Option<&str>,
+) -> Option<ResourceKind> {
     #[derive(Deserialize)]
     struct Data<'a> {
         #[serde(rename = "@odata.type", borrow)]
@@ -882,7 +885,11 @@ pub fn resource_kind(resource_data: Option<&RawValue>, resource: Option<&str>) -
     }
     let from_data = resource_data
         .and_then(|r| serde_json::from_str::<Data<'_>>(r.get()).ok())
-        .and_then(|d| d.odata_type.as_deref().and_then(Kind::from_odata_type));
+        .and_then(|d| {
+            d.odata_type
+                .as_deref()
+                .and_then(ResourceKind::from_odata_type)
+        });
     from_data.or_else(|| {
         resource
             .and_then(|r| ResourcePath::parse(r).ok())
@@ -925,21 +932,21 @@ mod tests {
     fn errors_never_quote_values() {
         let e = decode(
             r#"{"id": 5, "body": {"content": 7}}"#,
-            Some(Kind::ChatMessage),
+            Some(ResourceKind::ChatMessage),
         )
         .unwrap_err();
         assert_eq!(e.path(), "id");
         assert_eq!(e.reason(), "expected a string");
         let e = decode(
             r#"{"subject": "x", "importance": ["secret words"]}"#,
-            Some(Kind::ChatMessage),
+            Some(ResourceKind::ChatMessage),
         )
         .unwrap_err();
         assert_eq!(e.path(), "importance");
         assert!(!e.to_string().contains("secret"), "{e}");
         let e = decode(
             r#"{"createdDateTime": "secret words"}"#,
-            Some(Kind::ChatMessage),
+            Some(ResourceKind::ChatMessage),
         )
         .unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");

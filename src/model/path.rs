@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::Kind;
+use super::ResourceKind;
 
 /// Why a resource path could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,10 +156,10 @@ impl<'a> ResourcePath<'a> {
     }
 
     /// Whether the path names a chat or a message.
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> ResourceKind {
         match self {
-            Self::Chat { .. } => Kind::Chat,
-            _ => Kind::ChatMessage,
+            Self::Chat { .. } => ResourceKind::Chat,
+            _ => ResourceKind::ChatMessage,
         }
     }
 

@@ -57,7 +57,7 @@ pub fn chat_is_visible(
 
 /// One message of a [`ChatTimeline`]: its latest known version, or a deletion.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
+pub struct TimelineEntry {
     /// The message id.
     pub id: String,
     /// The latest version received, if any notification carried one.
@@ -67,7 +67,7 @@ pub struct Entry {
     rank: Rank,
 }
 
-impl Entry {
+impl TimelineEntry {
     /// The data loss prevention action on the latest version.
     pub fn dlp_action(&self) -> Option<&EnumValue<'static, DlpAction>> {
         self.message.as_ref().and_then(|m| m.dlp_action())
@@ -149,7 +149,7 @@ fn rank(message: Option<&ChatMessage<'_>>, deleted: bool) -> Rank {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatTimeline {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<String, TimelineEntry>,
 }
 
 impl ChatTimeline {
@@ -180,7 +180,7 @@ impl ChatTimeline {
         }
         self.entries.insert(
             id.to_string(),
-            Entry {
+            TimelineEntry {
                 id: id.to_string(),
                 message: message.map(|m| m.clone().into_owned()),
                 deleted,
@@ -191,7 +191,7 @@ impl ChatTimeline {
     }
 
     /// The message with this id, deleted or not.
-    pub fn get(&self, id: &str) -> Option<&Entry> {
+    pub fn get(&self, id: &str) -> Option<&TimelineEntry> {
         self.entries.get(id)
     }
 
@@ -204,8 +204,8 @@ impl ChatTimeline {
     }
 
     /// The entries that are not deleted, ordered by `createdDateTime` (then id).
-    pub fn entries(&self) -> Vec<&Entry> {
-        let mut live: Vec<&Entry> = self
+    pub fn entries(&self) -> Vec<&TimelineEntry> {
+        let mut live: Vec<&TimelineEntry> = self
             .entries
             .values()
             .filter(|e| !e.deleted && e.message.is_some())

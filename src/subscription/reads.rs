@@ -330,9 +330,9 @@ impl<'a> Page<'a, ChatMessage<'a>> {
     /// A page of chat messages (a listing, `getAllMessages`, or a delta round).
     pub fn messages(body: &'a [u8]) -> Result<Self, PageError> {
         Self::parse(body, |raw| {
-            match crate::model::decode(raw.get(), Some(crate::model::Kind::ChatMessage))? {
-                crate::model::Resource::ChatMessage(m) => Ok(*m),
-                crate::model::Resource::Chat(_) => unreachable!("decoded as a message"),
+            match crate::model::decode(raw.get(), Some(crate::model::ResourceKind::ChatMessage))? {
+                crate::model::ChatOrMessage::ChatMessage(m) => Ok(*m),
+                crate::model::ChatOrMessage::Chat(_) => unreachable!("decoded as a message"),
             }
         })
     }

@@ -47,9 +47,9 @@ impl<'a> Envelope<'a> {
         match trimmed.as_bytes().first() {
             Some(b'[') => {
                 json::for_each_element(text, |raw| {
-                    if items.len() == limits.get_max_items() {
+                    if items.len() == limits.max_items() {
                         return Err(BodyError::TooManyItems {
-                            limit: limits.get_max_items(),
+                            limit: limits.max_items(),
                         });
                     }
                     items.push(parse_event(items.len(), raw));

@@ -15,9 +15,9 @@ use crate::model::{ChangeType, LifecycleEvent};
 ///
 /// ```
 /// use graph_chat_notifications::webhook::Limits;
-/// let limits = Limits::default().max_items(200).max_item_bytes(1 << 20);
-/// assert_eq!(limits.get_max_items(), 200);
-/// assert_eq!(Limits::default().get_max_body_bytes(), 16 * 1024 * 1024);
+/// let limits = Limits::default().with_max_items(200).with_max_item_bytes(1 << 20);
+/// assert_eq!(limits.max_items(), 200);
+/// assert_eq!(Limits::default().max_body_bytes(), 16 * 1024 * 1024);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -44,49 +44,49 @@ impl Default for Limits {
 
 impl Limits {
     /// Largest body accepted, in bytes (default 16 MiB). Larger bodies are refused unread.
-    pub fn max_body_bytes(mut self, n: usize) -> Self {
+    pub fn with_max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
         self
     }
     /// Most notifications accepted in one body (default 1,000).
-    pub fn max_items(mut self, n: usize) -> Self {
+    pub fn with_max_items(mut self, n: usize) -> Self {
         self.max_items = n;
         self
     }
     /// Largest decrypted resource accepted per notification, in bytes (default 4 MiB). Checked
     /// from the length of `data` before it is decoded.
-    pub fn max_item_bytes(mut self, n: usize) -> Self {
+    pub fn with_max_item_bytes(mut self, n: usize) -> Self {
         self.max_item_bytes = n;
         self
     }
     /// Deepest nesting of arrays and objects accepted in the body (default 64).
-    pub fn max_depth(mut self, n: usize) -> Self {
+    pub fn with_max_depth(mut self, n: usize) -> Self {
         self.max_depth = n;
         self
     }
     /// Most `validationTokens` accepted in one body (default 100).
-    pub fn max_tokens(mut self, n: usize) -> Self {
+    pub fn with_max_tokens(mut self, n: usize) -> Self {
         self.max_tokens = n;
         self
     }
     /// The body size limit in bytes.
-    pub fn get_max_body_bytes(&self) -> usize {
+    pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
     }
     /// The notification count limit.
-    pub fn get_max_items(&self) -> usize {
+    pub fn max_items(&self) -> usize {
         self.max_items
     }
     /// The per-notification decrypted size limit in bytes.
-    pub fn get_max_item_bytes(&self) -> usize {
+    pub fn max_item_bytes(&self) -> usize {
         self.max_item_bytes
     }
     /// The nesting depth limit.
-    pub fn get_max_depth(&self) -> usize {
+    pub fn max_depth(&self) -> usize {
         self.max_depth
     }
     /// The validation token count limit.
-    pub fn get_max_tokens(&self) -> usize {
+    pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }
 }
@@ -442,7 +442,7 @@ impl<'a> ChangeNotification<'a> {
 
     /// Which resource the notification is about: from its `resourceData`'s `@odata.type`, else
     /// its `resource` path.
-    pub fn resource_kind(&self) -> Option<crate::model::Kind> {
+    pub fn resource_kind(&self) -> Option<crate::model::ResourceKind> {
         crate::model::resource_kind(self.resource_data, self.resource.as_deref())
     }
 
@@ -716,7 +716,7 @@ mod tests {
         ));
         let deep = format!("{{\"value\":[{}{}]}}", "[".repeat(100), "]".repeat(100));
         assert_eq!(parse(&deep).unwrap_err(), BodyError::TooDeep { limit: 64 });
-        let limits = Limits::default().max_items(1).max_body_bytes(40);
+        let limits = Limits::default().with_max_items(1).with_max_body_bytes(40);
         assert!(matches!(
             Envelope::parse(br#"{"value":[{},{}]}"#, &limits).unwrap_err(),
             BodyError::TooManyItems { limit: 1 }

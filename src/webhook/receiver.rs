@@ -49,7 +49,7 @@ use crate::tokens::{TokenValidator, ValidatedToken};
 /// let mut buf = DecryptBuffer::new();
 /// for i in 0..batch.len() {
 ///     let opened = batch.open(i, &mut buf)?;
-///     assert!(matches!(opened.payload, Payload::Resource(_)));
+///     assert!(matches!(opened.payload, Payload::Decrypted(_)));
 /// }
 /// # Ok(()) }
 /// ```
@@ -295,7 +295,7 @@ impl fmt::Debug for Batch<'_, '_> {
 #[non_exhaustive]
 pub enum Payload<'c> {
     /// The decrypted resource (a `chat` or `chatMessage`), as UTF-8 JSON exactly as Graph sent it.
-    Resource(Cow<'c, str>),
+    Decrypted(Cow<'c, str>),
     /// A notification without resource data: its `resourceData`, if any. Fetch the resource
     /// with a GET to see it.
     ResourceData(Option<Cow<'c, RawValue>>),
@@ -309,7 +309,7 @@ pub enum Payload<'c> {
 impl fmt::Debug for Payload<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Resource(json) => write!(f, "Resource([{} bytes])", json.len()),
+            Self::Decrypted(json) => write!(f, "Decrypted([{} bytes])", json.len()),
             Self::ResourceData(r) => f.debug_tuple("ResourceData").field(r).finish(),
             Self::Lifecycle(e) => f.debug_tuple("Lifecycle").field(e).finish(),
             Self::ValidationMessage => f.write_str("ValidationMessage"),
@@ -321,7 +321,7 @@ impl Payload<'_> {
     /// The payload without borrows, for queues and caches.
     pub fn into_owned(self) -> Payload<'static> {
         match self {
-            Self::Resource(s) => Payload::Resource(Cow::Owned(s.into_owned())),
+            Self::Decrypted(s) => Payload::Decrypted(Cow::Owned(s.into_owned())),
             Self::ResourceData(r) => Payload::ResourceData(r.map(|r| Cow::Owned(r.into_owned()))),
             Self::Lifecycle(e) => Payload::Lifecycle(e.into_owned()),
             Self::ValidationMessage => Payload::ValidationMessage,
@@ -344,8 +344,8 @@ impl<'c> Opened<'c, '_> {
     /// Which model applies comes from the notification's `resourceData` `@odata.type` or its
     /// `resource` path, else from the document. A resource that does not fit its model fails
     /// this notification with [`ItemErrorKind::Model`], naming the property.
-    pub fn decode(&self) -> Result<Option<crate::model::Resource<'_>>, ItemError> {
-        let Payload::Resource(json) = &self.payload else {
+    pub fn decode(&self) -> Result<Option<crate::model::ChatOrMessage<'_>>, ItemError> {
+        let Payload::Decrypted(json) = &self.payload else {
             return Ok(None);
         };
         crate::model::decode(json, self.notification.resource_kind())
@@ -543,14 +543,9 @@ impl Receiver {
             Payload::Lifecycle(event)
         } else if let Some(content) = &notification.encrypted_content {
             let keys = keys.ok_or_else(|| fail("encryptedContent", ItemErrorKind::NoProvider))?;
-            let json = decrypt(
-                keys,
-                &content.sealed(),
-                self.limits.get_max_item_bytes(),
-                buf,
-            )
-            .map_err(|(field, kind)| fail(field, kind))?;
-            Payload::Resource(Cow::Borrowed(json))
+            let json = decrypt(keys, &content.sealed(), self.limits.max_item_bytes(), buf)
+                .map_err(|(field, kind)| fail(field, kind))?;
+            Payload::Decrypted(Cow::Borrowed(json))
         } else {
             Payload::ResourceData(notification.resource_data.map(Cow::Borrowed))
         };
@@ -602,7 +597,7 @@ impl<'r, 'a> Batch<'r, 'a> {
     /// let mut resources = 0;
     /// batch.open_each(&mut DecryptBuffer::new(), |opened| {
     ///     if let Ok(opened) = opened {
-    ///         resources += usize::from(matches!(opened.payload, Payload::Resource(_)));
+    ///         resources += usize::from(matches!(opened.payload, Payload::Decrypted(_)));
     ///     }
     /// });
     /// assert_eq!(resources, batch.len());

@@ -105,7 +105,7 @@ pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemErro
     let mut buf = DecryptBuffer::new();
     (0..batch.len())
         .map(|i| match batch.open(i, &mut buf)?.payload {
-            Payload::Resource(json) => Ok(json.to_string()),
+            Payload::Decrypted(json) => Ok(json.to_string()),
             Payload::ResourceData(raw) => Ok(format!(
                 "resourceData:{}",
                 raw.as_deref().map_or("null", |r| r.get())
