@@ -4,7 +4,7 @@
 //! refused), `crypto::KeyError` (a key or certificate that cannot be loaded),
 //! `webhook::KeyUpdateError`, `tokens::TokenError` and `tokens::JwksError`,
 //! `subscription::SubscriptionError`, `model::ModelError`. This module imports nothing of the
-//! crate.
+//! crate but `model::ModelError`, which an item error can carry.
 //!
 //! No error carries secret material: no key bytes, no clientState, no plaintext, no token. Failures
 //! of the authenticated decryption (RSA-OAEP unwrap, HMAC check, AES padding) are one opaque
@@ -129,14 +129,10 @@ pub enum ItemErrorKind {
     #[error("the decrypted resource is not UTF-8")]
     PlaintextNotUtf8,
     /// The decrypted resource is JSON but does not fit its model: a property of the wrong type,
-    /// or a time that is not a time.
-    #[error("the decrypted resource does not fit its model: {path}: {reason}")]
-    Model {
-        /// The property's JSON path inside the resource (`from.user.displayName`).
-        path: String,
-        /// What was wrong, without the offending value.
-        reason: String,
-    },
+    /// or a time that is not a time. The [`ModelError`](crate::model::ModelError) names the
+    /// property's path (`from.user.displayName`) and what was wrong, never the value.
+    #[error("the decrypted resource does not fit its model: {0}")]
+    Model(crate::model::ModelError),
     /// The decrypted resource is not JSON.
     #[error("the decrypted resource is not JSON (line {line}, column {column})")]
     PlaintextNotJson {

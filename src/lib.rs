@@ -83,14 +83,11 @@ pub use crypto::KeyError;
 pub use error::{ItemError, ItemErrorKind};
 pub use webhook::{BodyError, ConfigError};
 
-/// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
-pub(crate) const MAX_GRAPH_SECRET_CHARS: usize = 128;
-
-/// Graph's rule for `clientState` and `encryptionCertificateId`: 1 to 128 characters. On
-/// failure, the length in characters.
-pub(crate) fn check_graph_secret_len(value: &str) -> Result<(), usize> {
+/// Graph's rule for `clientState` and `encryptionCertificateId`:
+/// 1 to [`subscription::MAX_SECRET_CHARS`] characters. On failure, the length in characters.
+pub(crate) fn check_graph_id_len(value: &str) -> Result<(), usize> {
     let len = value.chars().count();
-    if (1..=MAX_GRAPH_SECRET_CHARS).contains(&len) {
+    if (1..=subscription::MAX_SECRET_CHARS).contains(&len) {
         Ok(())
     } else {
         Err(len)

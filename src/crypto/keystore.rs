@@ -100,7 +100,7 @@ impl KeyStore {
         key: PrivateKey,
     ) -> Result<(), KeyError> {
         let id = certificate_id.into();
-        crate::check_graph_secret_len(&id).map_err(|len| KeyError::BadCertificateId { len })?;
+        crate::check_graph_id_len(&id).map_err(|len| KeyError::BadCertificateId { len })?;
         let entry = Entry {
             modulus_len: key.modulus_len(),
             thumbprint: key.certificate().map(|c| c.thumbprint()),

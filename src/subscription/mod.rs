@@ -58,7 +58,7 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(4_320 * 60);
 /// Longest subscription that may go without a `lifecycleNotificationUrl`.
 pub const MAX_LIFETIME_WITHOUT_LIFECYCLE_URL: Duration = Duration::from_secs(60 * 60);
 /// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
-pub const MAX_SECRET_CHARS: usize = crate::MAX_GRAPH_SECRET_CHARS;
+pub const MAX_SECRET_CHARS: usize = 128;
 
 /// A change a subscription asks to be told about (`changeType`). Closed: these are the only
 /// values Graph accepts when subscribing. Notifications carry their own, open,
@@ -547,7 +547,7 @@ impl SubscriptionRequest {
             return Err(SubscriptionError::LifecycleUrlRequired);
         }
         if let Some(state) = &self.client_state {
-            crate::check_graph_secret_len(state).map_err(SubscriptionError::BadClientState)?;
+            crate::check_graph_id_len(state).map_err(SubscriptionError::BadClientState)?;
         }
         let (certificate, certificate_id) = match &self.certificate {
             None => (None, None),
@@ -587,7 +587,7 @@ fn certificate_fields<'a>(der: &[u8], id: &'a str) -> Result<(String, &'a str), 
     if der.is_empty() {
         return Err(SubscriptionError::EmptyCertificate);
     }
-    crate::check_graph_secret_len(id).map_err(SubscriptionError::BadCertificateId)?;
+    crate::check_graph_id_len(id).map_err(SubscriptionError::BadCertificateId)?;
     Ok((base64::engine::general_purpose::STANDARD.encode(der), id))
 }
 

@@ -62,7 +62,10 @@ impl fmt::Debug for Subscription {
             .field("expiration_date_time", &self.expiration_date_time)
             .field(
                 "client_state",
-                &self.client_state.as_ref().map(|_| "[redacted]"),
+                &self
+                    .client_state
+                    .as_ref()
+                    .map(|_| format_args!("[1 redacted]")),
             )
             .finish_non_exhaustive()
     }

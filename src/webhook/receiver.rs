@@ -213,7 +213,7 @@ impl ReceiverBuilder {
     /// Checks the configuration and builds the receiver.
     pub fn build(self) -> Result<Receiver, ConfigError> {
         for s in &self.client_states {
-            crate::check_graph_secret_len(s).map_err(|len| ConfigError::BadClientState { len })?;
+            crate::check_graph_id_len(s).map_err(|len| ConfigError::BadClientState { len })?;
         }
         if let Some(t) = &self.tokens {
             if t.app_ids().is_empty() || t.tenant_ids().is_empty() {
@@ -354,10 +354,7 @@ impl<'c> Opened<'c, '_> {
                 ItemError::new(
                     self.notification.index,
                     "encryptedContent.data",
-                    ItemErrorKind::Model {
-                        path: e.path().to_string(),
-                        reason: e.reason().to_string(),
-                    },
+                    ItemErrorKind::Model(e),
                 )
             })
     }
