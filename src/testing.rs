@@ -149,8 +149,8 @@ impl GraphSimulator {
         app_id: impl Into<String>,
         tenant_id: impl Into<String>,
     ) -> Self {
-        let key =
-            RsaPrivateKey::from_pkcs1_der(signing_key.pkcs1_der()).expect("a loaded key is valid");
+        let key = RsaPrivateKey::from_pkcs1_der(signing_key.expose_secret_pkcs1_der())
+            .expect("a loaded key is valid");
         Self::with_signing_key_inner(key, kid.into(), app_id.into(), tenant_id.into())
     }
 

@@ -81,11 +81,9 @@ fn unwatched_load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError>
     )?)))
 }
 
-static RUST_CRYPTO_RSA_UNWATCHED: CryptoProvider = CryptoProvider {
-    name: "rust-crypto, RSA unwatched",
-    load_rsa_private_key: unwatched_load,
-    ..RUST_CRYPTO
-};
+static RUST_CRYPTO_RSA_UNWATCHED: CryptoProvider = RUST_CRYPTO
+    .with_name("rust-crypto, RSA unwatched")
+    .with_rsa_private_key_loader(unwatched_load);
 
 fn open_twice_warm(provider: &'static CryptoProvider) -> usize {
     let mut keys = KeyStore::with_provider(provider);

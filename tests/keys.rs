@@ -18,7 +18,11 @@ fn every_format_gives_the_same_key() {
             "key-and-cert.pem",
         ] {
             let k = key(bits, file);
-            assert_eq!(k.pkcs1_der(), reference.pkcs1_der(), "{bits} {file}");
+            assert_eq!(
+                k.expose_secret_pkcs1_der(),
+                reference.expose_secret_pkcs1_der(),
+                "{bits} {file}"
+            );
             assert_eq!(k.modulus_len(), bits as usize / 8);
         }
         let with_cert = key(bits, "key-and-cert.pem");
@@ -162,7 +166,7 @@ fn debug_output_holds_no_key_material() {
             assert!(!text.contains(line), "{text}");
         }
         assert!(!text.contains(CLIENT_STATE), "{text}");
-        let hex_key: String = k.pkcs1_der()[..16]
+        let hex_key: String = k.expose_secret_pkcs1_der()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

@@ -42,11 +42,9 @@ fn counting_rs256(n: &[u8], e: &[u8]) -> Result<Box<dyn Rs256PublicKey>, KeyErro
     )?)))
 }
 
-static COUNTING_RS256: CryptoProvider = CryptoProvider {
-    name: "counting RS256",
-    load_rs256_public_key: counting_rs256,
-    ..RUST_CRYPTO
-};
+static COUNTING_RS256: CryptoProvider = RUST_CRYPTO
+    .with_name("counting RS256")
+    .with_rs256_public_key_loader(counting_rs256);
 
 fn verifies() -> usize {
     VERIFIES.with(Cell::get)

@@ -44,12 +44,12 @@ fn debug_and_display_hold_no_secrets() {
         .map(str::to_string)
         .collect();
     needles.push(
-        key.pkcs1_der()[..24]
+        key.expose_secret_pkcs1_der()[..24]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
     );
-    needles.push(format!("{:?}", &key.pkcs1_der()[..12]));
+    needles.push(format!("{:?}", &key.expose_secret_pkcs1_der()[..12]));
     needles.extend([
         STATE.to_string(),
         PLAINTEXT_MARKER.to_string(),

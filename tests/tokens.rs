@@ -36,11 +36,9 @@ fn counting_load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> 
     Ok(Box::new(Counting((provider().load_rsa_private_key)(key)?)))
 }
 
-static COUNTING: CryptoProvider = CryptoProvider {
-    name: "counting",
-    load_rsa_private_key: counting_load,
-    ..RUST_CRYPTO
-};
+static COUNTING: CryptoProvider = RUST_CRYPTO
+    .with_name("counting")
+    .with_rsa_private_key_loader(counting_load);
 
 fn unwraps() -> usize {
     UNWRAPS.with(Cell::get)

@@ -30,8 +30,10 @@ pub const AWS_LC: CryptoProvider = CryptoProvider {
 struct Key(OaepPrivateDecryptingKey);
 
 fn load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> {
-    let k = PrivateDecryptingKey::from_pkcs8(key.pkcs8_der()).map_err(|_| KeyError::Provider {
-        reason: "AWS-LC refused the RSA key",
+    let k = PrivateDecryptingKey::from_pkcs8(key.expose_secret_pkcs8_der()).map_err(|_| {
+        KeyError::Provider {
+            reason: "AWS-LC refused the RSA key",
+        }
     })?;
     let k = OaepPrivateDecryptingKey::new(k).map_err(|_| KeyError::Provider {
         reason: "AWS-LC refused the key for OAEP",

@@ -205,8 +205,9 @@ impl PrivateKey {
         self.certificate.as_ref()
     }
 
-    /// The key as PKCS#8 `PrivateKeyInfo` DER, for crypto providers. Secret.
-    pub fn pkcs8_der(&self) -> &[u8] {
+    /// The key as PKCS#8 `PrivateKeyInfo` DER: secret material, for a crypto provider's loader
+    /// only (the name makes every use stand out in review).
+    pub fn expose_secret_pkcs8_der(&self) -> &[u8] {
         &self.pkcs8
     }
 
@@ -216,8 +217,9 @@ impl PrivateKey {
         (&self.public.modulus, &self.public.exponent)
     }
 
-    /// The key as PKCS#1 `RSAPrivateKey` DER, for crypto providers. Secret.
-    pub fn pkcs1_der(&self) -> &[u8] {
+    /// The key as PKCS#1 `RSAPrivateKey` DER: secret material, for a crypto provider's loader
+    /// only (the name makes every use stand out in review).
+    pub fn expose_secret_pkcs1_der(&self) -> &[u8] {
         &self.pkcs1
     }
 }

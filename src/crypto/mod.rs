@@ -67,11 +67,22 @@ pub type LoadRs256KeyFn =
 ///
 /// A provider is a plain value of function pointers, named by the caller: there is no global
 /// default to install, and two backends compiled in at once never conflict. The crate's own
-/// [`RUST_CRYPTO`] is one; a caller may define another (for a hardware module, say).
+/// `AWS_LC` and `RUST_CRYPTO` are two; a caller may derive another from one of them with the
+/// `with_*` methods (to put a hardware module behind the RSA step, say), which keeps compiling
+/// when a later version adds a primitive. The fields can be read, not set directly.
 ///
 /// Contract: every function is a pure computation over its arguments; failures return
 /// [`CryptoFailure`] and never panic.
+///
+/// ```
+/// # #[cfg(feature = "aws-lc")] {
+/// use graph_chat_notifications::crypto::{CryptoProvider, AWS_LC};
+/// static LOGGED: CryptoProvider = AWS_LC.with_name("aws-lc, audited");
+/// assert_eq!(LOGGED.name, "aws-lc, audited");
+/// # }
+/// ```
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct CryptoProvider {
     /// A short name for logs (`"rust-crypto"`).
     pub name: &'static str,
@@ -84,6 +95,38 @@ pub struct CryptoProvider {
     pub aes256_cbc_decrypt: Aes256CbcDecryptFn,
     /// Prepares a JWKS key for checking RS256 signatures of `validationTokens`.
     pub load_rs256_public_key: LoadRs256KeyFn,
+}
+
+impl CryptoProvider {
+    /// This provider under another name.
+    pub const fn with_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// This provider with another RSA private-key loader (the RSA-OAEP step).
+    pub const fn with_rsa_private_key_loader(mut self, load: LoadRsaKeyFn) -> Self {
+        self.load_rsa_private_key = load;
+        self
+    }
+
+    /// This provider with another HMAC-SHA256.
+    pub const fn with_hmac_sha256(mut self, hmac: HmacSha256Fn) -> Self {
+        self.hmac_sha256 = hmac;
+        self
+    }
+
+    /// This provider with another AES-256-CBC decryption.
+    pub const fn with_aes256_cbc_decrypt(mut self, decrypt: Aes256CbcDecryptFn) -> Self {
+        self.aes256_cbc_decrypt = decrypt;
+        self
+    }
+
+    /// This provider with another RS256 public-key loader (the `validationTokens` check).
+    pub const fn with_rs256_public_key_loader(mut self, load: LoadRs256KeyFn) -> Self {
+        self.load_rs256_public_key = load;
+        self
+    }
 }
 
 impl fmt::Debug for CryptoProvider {

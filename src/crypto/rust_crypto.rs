@@ -30,10 +30,11 @@ pub const RUST_CRYPTO: CryptoProvider = CryptoProvider {
 struct Key(RsaPrivateKey);
 
 fn load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> {
-    let mut k =
-        RsaPrivateKey::from_pkcs1_der(key.pkcs1_der()).map_err(|_| KeyError::Malformed {
+    let mut k = RsaPrivateKey::from_pkcs1_der(key.expose_secret_pkcs1_der()).map_err(|_| {
+        KeyError::Malformed {
             reason: "rejected by the rsa crate",
-        })?;
+        }
+    })?;
     k.validate().map_err(|_| KeyError::Malformed {
         reason: "inconsistent RSA key components",
     })?;
