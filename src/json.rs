@@ -73,7 +73,16 @@ pub(crate) fn for_each_member<'a, E>(
     let mut v = V { f, stopped: None };
     let mut de = serde_json::Deserializer::from_str(text);
     let walked = de.deserialize_map(&mut v).and_then(|()| de.end());
-    match (v.stopped, walked) {
+    walk_result(v.stopped, walked)
+}
+
+/// A walk's outcome: the callback's refusal first (the parser only saw "stopped"), then the
+/// parser's own error.
+fn walk_result<E>(
+    stopped: Option<E>,
+    walked: Result<(), serde_json::Error>,
+) -> Result<(), Walk<E>> {
+    match (stopped, walked) {
         (Some(e), _) => Err(Walk::Stopped(e)),
         (None, Err(e)) => Err(Walk::Shape(e)),
         (None, Ok(())) => Ok(()),
@@ -109,11 +118,7 @@ pub(crate) fn for_each_element<'a, E>(
     let mut v = V { f, stopped: None };
     let mut de = serde_json::Deserializer::from_str(text);
     let walked = de.deserialize_seq(&mut v).and_then(|()| de.end());
-    match (v.stopped, walked) {
-        (Some(e), _) => Err(Walk::Stopped(e)),
-        (None, Err(e)) => Err(Walk::Shape(e)),
-        (None, Ok(())) => Ok(()),
-    }
+    walk_result(v.stopped, walked)
 }
 
 /// The JSON type of a raw value, judged from its first byte (raw values are already validated).

@@ -61,18 +61,8 @@ impl Server {
 
     /// A webhook checking tokens against the JWKS file of `graph`, with a fresh inbox for `name`.
     fn for_graph(graph: &GraphSimulator, name: &str) -> Self {
-        let jwks = jwks_file(graph, name);
-        let inbox = inbox_path(name);
-        Self::start_with(&[
-            "--jwks",
-            jwks.to_str().unwrap(),
-            "--app-id",
-            APP,
-            "--tenant-id",
-            TENANT,
-            "--inbox",
-            inbox.to_str().unwrap(),
-        ])
+        let args = args_for(graph, name);
+        Self::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     fn start_with(extra: &[&str]) -> Self {
@@ -389,6 +379,25 @@ fn message_item(graph: &GraphSimulator, cert: &Certificate, id: usize) -> Value 
     )
 }
 
+/// The arguments of a webhook checking tokens against the JWKS file of `graph`, with a fresh
+/// inbox for `name` (the same arguments start it again on the same inbox).
+fn args_for(graph: &GraphSimulator, name: &str) -> Vec<String> {
+    let jwks = jwks_file(graph, name);
+    let inbox = inbox_path(name);
+    [
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--app-id",
+        APP,
+        "--tenant-id",
+        TENANT,
+        "--inbox",
+        inbox.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn jwks_file(graph: &GraphSimulator, name: &str) -> std::path::PathBuf {
     let path = inbox_path(&format!("{name}-jwks")).with_file_name("jwks.json");
     std::fs::write(&path, graph.jwks()).unwrap();
@@ -467,18 +476,8 @@ fn acknowledged_batches_survive_kill_dash_nine() {
     let now = SystemTime::now();
     let graph = GraphSimulator::new(APP, TENANT);
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
-    let jwks = jwks_file(&graph, "kill9");
-    let inbox = inbox_path("kill9");
-    let args = [
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--app-id",
-        APP,
-        "--tenant-id",
-        TENANT,
-        "--inbox",
-        inbox.to_str().unwrap(),
-    ];
+    let args = args_for(&graph, "kill9");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let token = graph.token(now);
     // 150 batches of 20 notifications: several seconds of RSA work for the workers, sent in
     // about one, so that work is pending when the process is killed.
