@@ -224,8 +224,7 @@ impl ReceiverBuilder {
             return Err(ConfigError::ClientStateNotConfigured);
         }
         let has_keys = self.keys.as_ref().is_some_and(|k| !k.is_empty());
-        if has_keys && self.tokens.is_none() && !self.skip_tokens && self.delivery.carries_tokens()
-        {
+        if has_keys && !may_hold_keys(self.tokens.is_some(), self.skip_tokens, self.delivery) {
             return Err(ConfigError::TokenValidationNotConfigured);
         }
         #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))]
@@ -242,6 +241,12 @@ impl ReceiverBuilder {
             delivery: self.delivery,
         })
     }
+}
+
+/// Whether a receiver may decrypt: it checks validation tokens, or says it will not, or reads a
+/// channel on which Graph sends none. `build` and `update_keys` both apply it.
+fn may_hold_keys(checks_tokens: bool, skip_tokens: bool, delivery: Delivery) -> bool {
+    checks_tokens || skip_tokens || !delivery.carries_tokens()
 }
 
 /// Why [`Receiver::update_keys`] changed nothing.
@@ -426,9 +431,7 @@ impl Receiver {
         change(&mut store)?;
         // The rule `build` enforces holds for the receiver's whole life.
         if !store.is_empty()
-            && self.tokens.is_none()
-            && !self.skip_tokens
-            && self.delivery.carries_tokens()
+            && !may_hold_keys(self.tokens.is_some(), self.skip_tokens, self.delivery)
         {
             return Err(KeyUpdateError::TokenValidationNotConfigured);
         }
