@@ -258,6 +258,23 @@ struct Claims {
     ver: Option<serde_json::Value>,
 }
 
+/// Removes the entries with the least `order` until at most `keep` remain: how every bounded map
+/// here (verified tokens, held keys, unknown kids) makes room.
+fn evict_least<K, V, O>(map: &mut HashMap<K, V>, keep: usize, order: impl Fn(&V) -> O)
+where
+    K: Clone + Eq + std::hash::Hash,
+    O: Ord,
+{
+    while map.len() > keep {
+        let least = map
+            .iter()
+            .min_by_key(|(_, v)| order(v))
+            .map(|(k, _)| k.clone());
+        let Some(least) = least else { break };
+        map.remove(&least);
+    }
+}
+
 fn truncated(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -470,14 +487,7 @@ impl TokenValidator {
                 },
             );
         }
-        while keys.len() > MAX_HELD_KEYS {
-            let oldest = keys
-                .iter()
-                .min_by_key(|(_, k)| k.last_listed)
-                .map(|(kid, _)| kid.clone());
-            let Some(oldest) = oldest else { break };
-            keys.remove(&oldest);
-        }
+        evict_least(&mut keys, MAX_HELD_KEYS, |k| k.last_listed);
         *held = Arc::new(keys);
         Ok(count)
     }
@@ -514,8 +524,12 @@ impl TokenValidator {
         Ok(verified.token)
     }
 
+    fn leeway_seconds(&self) -> i64 {
+        i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX)
+    }
+
     fn check_times(&self, exp: i64, nbf: Option<i64>, now_s: i64) -> Result<(), TokenError> {
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let leeway = self.leeway_seconds();
         if now_s.saturating_sub(leeway) >= exp {
             return Err(TokenError::Expired { exp, now: now_s });
         }
@@ -533,19 +547,12 @@ impl TokenValidator {
         if self.cache_capacity == 0 {
             return;
         }
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let leeway = self.leeway_seconds();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.cache_capacity {
             cache.retain(|_, v| now_s.saturating_sub(leeway) < v.token.expires_at);
         }
-        while cache.len() >= self.cache_capacity {
-            let soonest = cache
-                .iter()
-                .min_by_key(|(_, v)| v.token.expires_at)
-                .map(|(t, _)| t.clone());
-            let Some(soonest) = soonest else { break };
-            cache.remove(&soonest);
-        }
+        evict_least(&mut cache, self.cache_capacity - 1, |v| v.token.expires_at);
         cache.insert(token.into(), verified.clone());
     }
 
@@ -871,16 +878,7 @@ impl JwksRefresh {
                 }
             }
             None => {
-                if state.unknown.len() >= self.remember {
-                    let oldest = state
-                        .unknown
-                        .iter()
-                        .min_by_key(|(_, k)| k.first_seen)
-                        .map(|(kid, _)| kid.clone());
-                    if let Some(oldest) = oldest {
-                        state.unknown.remove(&oldest);
-                    }
-                }
+                evict_least(&mut state.unknown, self.remember - 1, |k| k.first_seen);
                 state.unknown.insert(
                     kid,
                     UnknownKid {
