@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use graph_chat_notifications::crypto::{
     CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RUST_CRYPTO,
 };
-use graph_chat_notifications::model::{decode, ResourceKind};
+use graph_chat_notifications::model::{decode, IntoOwned as _, ResourceKind};
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{Envelope, Limits, Receiver};
 

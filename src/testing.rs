@@ -49,7 +49,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{Certificate, PrivateKey};
-use crate::model::{ChangeType, LifecycleEvent};
+use crate::model::{ChangeType, EnumValue, LifecycleEvent};
 use crate::tokens::GRAPH_CHANGE_TRACKING_APP_ID;
 
 /// A new RSA private key of `bits` bits, for tests. Slow for large sizes (seconds at 4096).
@@ -274,7 +274,7 @@ impl GraphSimulator {
         resource_json: &str,
         recipient: Recipient<'_>,
         certificate_id: &str,
-        change: ChangeType<'_>,
+        change: impl Into<EnumValue<'static, ChangeType>>,
     ) -> Value {
         let mut n = self.notification_without_data(resource_json, change);
         n["encryptedContent"] = self.encrypt(recipient, certificate_id, resource_json.as_bytes());
@@ -282,12 +282,16 @@ impl GraphSimulator {
     }
 
     /// A notification without resource data about `resource_json`.
-    pub fn notification_without_data(&self, resource_json: &str, change: ChangeType<'_>) -> Value {
+    pub fn notification_without_data(
+        &self,
+        resource_json: &str,
+        change: impl Into<EnumValue<'static, ChangeType>>,
+    ) -> Value {
         let payload: Value = serde_json::from_str(resource_json).unwrap_or(Value::Null);
         let (resource, odata_type) = resource_path_for(&payload);
         json!({
             "subscriptionId": "3e4d6a0c-1f2b-4c5d-8e9f-0a1b2c3d4e5f",
-            "changeType": change_name(&change),
+            "changeType": change.into().as_str(),
             "clientState": self.client_state,
             "subscriptionExpirationDateTime": "2099-01-01T00:00:00.0000000+00:00",
             "resource": resource,
@@ -296,14 +300,15 @@ impl GraphSimulator {
         })
     }
 
-    /// A lifecycle notification.
-    pub fn lifecycle(&self, subscription_id: &str, event: LifecycleEvent<'_>) -> Value {
-        let event = match &event {
-            LifecycleEvent::ReauthorizationRequired => "reauthorizationRequired",
-            LifecycleEvent::SubscriptionRemoved => "subscriptionRemoved",
-            LifecycleEvent::Missed => "missed",
-            LifecycleEvent::Other(s) => s,
-        };
+    /// A lifecycle notification (`EnumValue::new("brandNewEvent")` for an event newer than the
+    /// crate).
+    pub fn lifecycle(
+        &self,
+        subscription_id: &str,
+        event: impl Into<EnumValue<'static, LifecycleEvent>>,
+    ) -> Value {
+        let event = event.into();
+        let event = event.as_str();
         json!({
             "subscriptionId": subscription_id,
             "subscriptionExpirationDateTime": "2099-01-01T00:00:00.0000000+00:00",
@@ -478,15 +483,6 @@ pub fn signing_input(header: &Value, claims: &Value) -> String {
         B64URL.encode(serde_json::to_vec(header).expect("JSON")),
         B64URL.encode(serde_json::to_vec(claims).expect("JSON"))
     )
-}
-
-fn change_name(change: &ChangeType<'_>) -> String {
-    match change {
-        ChangeType::Created => "created".into(),
-        ChangeType::Updated => "updated".into(),
-        ChangeType::Deleted => "deleted".into(),
-        ChangeType::Other(s) => s.to_string(),
-    }
 }
 
 fn unix(t: SystemTime) -> i64 {

@@ -52,7 +52,9 @@ fn open_all_on(r: &Receiver, body: &[u8]) -> Vec<Result<String, (&'static str, I
         .map(|i| match batch.open(i, &mut buf) {
             Ok(opened) => Ok(match opened.payload {
                 Payload::Decrypted(json) => json.to_string(),
-                Payload::Lifecycle(event) => format!("lifecycle:{event:?}"),
+                Payload::Lifecycle(event) => {
+                    format!("lifecycle:{}:{:?}", event.as_str(), event.known())
+                }
                 Payload::ValidationMessage => "validation".to_string(),
                 Payload::ResourceData(_) => "resourceData".to_string(),
                 other => panic!("{other:?}"),
@@ -138,7 +140,10 @@ fn good_tampered_mis_stated_and_lifecycle_items_on_every_channel() {
     let mut wrong_state = good.clone();
     wrong_state["clientState"] = json!("not the secret");
     let lifecycle = graph.lifecycle("s1", LifecycleEvent::SubscriptionRemoved);
-    let unknown_event = graph.lifecycle("s1", LifecycleEvent::Other("somethingNew".into()));
+    let unknown_event = graph.lifecycle(
+        "s1",
+        graph_chat_notifications::model::EnumValue::new("somethingNew"),
+    );
     let mut other_tenant = good.clone();
     other_tenant["tenantId"] = json!("9c5a1f2e-0000-4000-8000-00000000000b");
     let items = [
@@ -167,8 +172,11 @@ fn good_tampered_mis_stated_and_lifecycle_items_on_every_channel() {
             Err(("clientState", ItemErrorKind::ClientStateMismatch)),
             "{delivery:?}"
         );
-        assert_eq!(r[3], Ok("lifecycle:SubscriptionRemoved".to_string()));
-        assert_eq!(r[4], Ok("lifecycle:Other(\"somethingNew\")".to_string()));
+        assert_eq!(
+            r[3],
+            Ok("lifecycle:subscriptionRemoved:Some(SubscriptionRemoved)".to_string())
+        );
+        assert_eq!(r[4], Ok("lifecycle:somethingNew:None".to_string()));
         // No tokens on these bodies, so no tenant is bound: a mixed-tenant batch decrypts.
         assert_eq!(r[5], Ok(message(1)), "{delivery:?}");
     }

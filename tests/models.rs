@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::borrow::Cow;
-
 use common::*;
 use graph_chat_notifications::model::{
     chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatOrMessage, ChatTimeline,
     ChatType, DlpAction, EnumValue, EventDetail, Importance, IntoOwned, MessageType, ResourceKind,
-    ResourcePath, Text,
+    ResourcePath,
 };
 use graph_chat_notifications::webhook::ChangeType;
 use serde_json::Value;
@@ -70,13 +68,14 @@ fn strings_borrow_from_the_buffer_unless_escaped() {
     else {
         panic!()
     };
-    assert!(matches!(
-        m.subject.get(),
-        Some(Text(Cow::Borrowed("plain")))
-    ));
-    assert!(matches!(m.summary.get(), Some(Text(Cow::Owned(s))) if s == "escéaped"));
+    let subject = m.subject.get().unwrap();
+    assert!(subject.is_borrowed());
+    assert_eq!(subject.as_str(), "plain");
+    let summary = m.summary.get().unwrap();
+    assert!(!summary.is_borrowed());
+    assert_eq!(summary.as_str(), "escéaped");
     let owned = m.into_owned();
-    assert!(matches!(owned.subject.get(), Some(Text(Cow::Owned(_)))));
+    assert!(!owned.subject.get().unwrap().is_borrowed());
 }
 
 #[test]
@@ -466,16 +465,16 @@ fn timeline_rules() {
     let v1 = message("b", 10, None, "first");
     let v2 = message("b", 10, Some(20), "edited");
     let a = message("a", 5, None, "earlier");
-    assert!(t.apply(&ChangeType::Updated, "b", Some(&v2)));
+    assert!(t.apply(&ChangeType::Updated.into(), "b", Some(&v2)));
     assert!(
-        !t.apply(&ChangeType::Created, "b", Some(&v1)),
+        !t.apply(&ChangeType::Created.into(), "b", Some(&v1)),
         "older version arriving late changes nothing"
     );
     assert!(
-        !t.apply(&ChangeType::Updated, "b", Some(&v2)),
+        !t.apply(&ChangeType::Updated.into(), "b", Some(&v2)),
         "duplicate changes nothing"
     );
-    assert!(t.apply(&ChangeType::Created, "a", Some(&a)));
+    assert!(t.apply(&ChangeType::Created.into(), "a", Some(&a)));
     let texts: Vec<&str> = t
         .messages()
         .iter()
@@ -483,12 +482,12 @@ fn timeline_rules() {
         .collect();
     assert_eq!(texts, ["earlier", "edited"], "ordered by createdDateTime");
     assert!(
-        !t.apply(&ChangeType::Updated, "c", None),
+        !t.apply(&ChangeType::Updated.into(), "c", None),
         "no data, no change"
     );
-    assert!(t.apply(&ChangeType::Deleted, "a", None));
+    assert!(t.apply(&ChangeType::Deleted.into(), "a", None));
     assert!(
-        !t.apply(&ChangeType::Created, "a", Some(&a)),
+        !t.apply(&ChangeType::Created.into(), "a", Some(&a)),
         "a deletion without data is final"
     );
     assert_eq!(t.messages().len(), 1);
@@ -500,7 +499,7 @@ fn timeline_rules() {
     // DLP surfaced on entries.
     let bytes = read("models/dlp-block.json");
     let blocked: ChatMessage = serde_json::from_slice(&bytes).unwrap();
-    t.apply(&ChangeType::Updated, "1714641330123", Some(&blocked));
+    t.apply(&ChangeType::Updated.into(), "1714641330123", Some(&blocked));
     assert!(t.get("1714641330123").unwrap().dlp_blocked());
 }
 
@@ -540,8 +539,7 @@ mod convergence {
             ChangeType::Created,
             ChangeType::Updated,
             ChangeType::Deleted,
-        ][e.change as usize]
-            .clone();
+        ][e.change as usize];
         let msg = message(
             &id,
             e.created + e.id as u32 * 100,
@@ -549,7 +547,7 @@ mod convergence {
             &format!("t{}", e.text),
         );
         let with_data = !(e.change == 2 && e.text == 0);
-        t.apply(&change, &id, with_data.then_some(&msg));
+        t.apply(&change.into(), &id, with_data.then_some(&msg));
     }
 
     fn view(t: &ChatTimeline) -> Vec<(String, bool, Option<String>)> {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use graph_chat_notifications::model::LifecycleEvent;
+use graph_chat_notifications::model::{EnumValue, LifecycleEvent};
 use graph_chat_notifications::subscription::{
     format_time, get_chat, list_subscriptions, ChangeType, Keeper, KeeperConfig, MessagesRequest,
     Model, OrderBy, Outcome, Page, Resource, Subscription, SubscriptionError, SubscriptionRequest,
@@ -311,7 +311,11 @@ fn a_removed_subscription_is_recreated_then_resynced_from_when_it_last_delivered
         .track(graph_subscription("s1", expires), template(), t0())
         .unwrap();
     let removed_at = t0() + Duration::from_secs(600);
-    keeper.on_lifecycle("s1", &LifecycleEvent::SubscriptionRemoved, removed_at);
+    keeper.on_lifecycle(
+        "s1",
+        &LifecycleEvent::SubscriptionRemoved.into(),
+        removed_at,
+    );
     let tasks = keeper.poll(removed_at);
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].kind, TaskKind::Recreate);
@@ -347,7 +351,7 @@ fn a_removed_subscription_is_recreated_then_resynced_from_when_it_last_delivered
 
     // Reauthorization, a 404 on it, and `missed`.
     keeper.complete(tasks[0].id, Outcome::Done(None), next);
-    keeper.on_lifecycle("s2", &LifecycleEvent::ReauthorizationRequired, next);
+    keeper.on_lifecycle("s2", &LifecycleEvent::ReauthorizationRequired.into(), next);
     let tasks = keeper.poll(next);
     assert_eq!(tasks[0].kind, TaskKind::Reauthorize);
     assert!(tasks[0]
@@ -362,14 +366,18 @@ fn a_removed_subscription_is_recreated_then_resynced_from_when_it_last_delivered
     other
         .track(graph_subscription("m", expires), template(), t0())
         .unwrap();
-    other.on_lifecycle("m", &LifecycleEvent::Missed, removed_at);
+    other.on_lifecycle("m", &LifecycleEvent::Missed.into(), removed_at);
     assert!(matches!(
         other.poll(removed_at)[0].kind,
         TaskKind::Resync { .. }
     ));
     // Unknown events and unknown subscriptions change nothing.
-    other.on_lifecycle("m", &LifecycleEvent::Other("new".into()), removed_at);
-    other.on_lifecycle("nobody", &LifecycleEvent::SubscriptionRemoved, removed_at);
+    other.on_lifecycle("m", &EnumValue::new("new"), removed_at);
+    other.on_lifecycle(
+        "nobody",
+        &LifecycleEvent::SubscriptionRemoved.into(),
+        removed_at,
+    );
 }
 
 proptest! {
@@ -411,7 +419,7 @@ proptest! {
                 if kind == 3 {
                     let first = keeper.subscriptions().next().map(|s| s.id.clone());
                     if let Some(s) = first {
-                        keeper.on_lifecycle(&s, &LifecycleEvent::SubscriptionRemoved, now);
+                        keeper.on_lifecycle(&s, &LifecycleEvent::SubscriptionRemoved.into(), now);
                         removed += 1;
                     }
                 }

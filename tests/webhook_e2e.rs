@@ -255,7 +255,10 @@ fn the_webhook_end_to_end() {
     // Lifecycle events, known and unknown.
     let events = [
         graph.lifecycle("s1", LifecycleEvent::ReauthorizationRequired),
-        graph.lifecycle("s1", LifecycleEvent::Other("somethingNew".into())),
+        graph.lifecycle(
+            "s1",
+            graph_chat_notifications::model::EnumValue::new("somethingNew"),
+        ),
     ];
     assert_eq!(
         server.post("/lifecycle", &graph.collection(&events, &[])).0,

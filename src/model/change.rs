@@ -1,74 +1,50 @@
 //! What a notification says happened: its `changeType` and, for lifecycle notifications, its
-//! `lifecycleEvent`. Both are open: values newer than the crate are kept as sent.
+//! `lifecycleEvent`. Both are Graph string enumerations like the models' own: notifications
+//! hold them as [`EnumValue`](super::EnumValue), which keeps values newer than the crate as
+//! sent, and subscriptions take the closed members.
 
-use std::borrow::Cow;
+use super::string_enum;
 
-/// `changeType` of a notification.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ChangeType<'a> {
-    /// `created`
-    Created,
-    /// `updated`
-    Updated,
-    /// `deleted`
-    Deleted,
-    /// A value this version of the crate does not know, kept as sent.
-    Other(Cow<'a, str>),
-}
-
-impl<'a> ChangeType<'a> {
-    /// Parses a `changeType` value, in any letter case.
-    pub fn parse(s: &'a str) -> Self {
-        if s.eq_ignore_ascii_case("created") {
-            Self::Created
-        } else if s.eq_ignore_ascii_case("updated") {
-            Self::Updated
-        } else if s.eq_ignore_ascii_case("deleted") {
-            Self::Deleted
-        } else {
-            Self::Other(Cow::Borrowed(s))
-        }
+string_enum! {
+    /// `changeType`: what happened to the resource. Subscriptions ask for these; notifications
+    /// carry one, as an [`EnumValue`](super::EnumValue).
+    ChangeType {
+        /// `created`
+        Created = "created",
+        /// `updated`
+        Updated = "updated",
+        /// `deleted`
+        Deleted = "deleted",
     }
 }
 
-/// `lifecycleEvent` of a lifecycle notification.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LifecycleEvent<'a> {
-    /// `reauthorizationRequired`: reauthorize or renew the subscription.
-    ReauthorizationRequired,
-    /// `subscriptionRemoved`: recreate the subscription, then resync with a GET.
-    SubscriptionRemoved,
-    /// `missed`: some notifications were not delivered; resync with a GET.
-    Missed,
-    /// An event this version of the crate does not know, kept as sent (never an error).
-    Other(Cow<'a, str>),
-}
-
-impl<'a> LifecycleEvent<'a> {
-    /// Parses a `lifecycleEvent` value, in any letter case.
-    pub fn parse(s: &'a str) -> Self {
-        if s.eq_ignore_ascii_case("reauthorizationRequired") {
-            Self::ReauthorizationRequired
-        } else if s.eq_ignore_ascii_case("subscriptionRemoved") {
-            Self::SubscriptionRemoved
-        } else if s.eq_ignore_ascii_case("missed") {
-            Self::Missed
-        } else {
-            Self::Other(Cow::Borrowed(s))
-        }
+string_enum! {
+    /// `lifecycleEvent` of a lifecycle notification.
+    LifecycleEvent {
+        /// `reauthorizationRequired`: reauthorize or renew the subscription.
+        ReauthorizationRequired = "reauthorizationRequired",
+        /// `subscriptionRemoved`: recreate the subscription, then resync with a GET.
+        SubscriptionRemoved = "subscriptionRemoved",
+        /// `missed`: some notifications were not delivered; resync with a GET.
+        Missed = "missed",
     }
 }
 
-impl LifecycleEvent<'_> {
-    /// The event without borrows.
-    pub fn into_owned(self) -> LifecycleEvent<'static> {
-        match self {
-            Self::ReauthorizationRequired => LifecycleEvent::ReauthorizationRequired,
-            Self::SubscriptionRemoved => LifecycleEvent::SubscriptionRemoved,
-            Self::Missed => LifecycleEvent::Missed,
-            Self::Other(s) => LifecycleEvent::Other(Cow::Owned(s.into_owned())),
-        }
+#[cfg(test)]
+mod tests {
+    use super::super::{EnumValue, GraphEnum};
+    use super::*;
+
+    #[test]
+    fn any_letter_case_and_unknown_values_kept() {
+        assert_eq!(
+            LifecycleEvent::parse("SubscriptionRemoved"),
+            Some(LifecycleEvent::SubscriptionRemoved)
+        );
+        assert_eq!(ChangeType::parse("CREATED"), Some(ChangeType::Created));
+        let new = EnumValue::<LifecycleEvent>::new("brandNewEvent");
+        assert_eq!(new.known(), None);
+        assert_eq!(new.as_str(), "brandNewEvent");
+        assert_eq!(ChangeType::Deleted.as_str(), "deleted");
     }
 }

@@ -216,7 +216,25 @@ model! {
 /// log what people wrote.
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent, bound(deserialize = "'de: 'a"))]
-pub struct RedactedText<'a>(pub Text<'a>);
+pub struct RedactedText<'a>(Text<'a>);
+
+impl<'a> RedactedText<'a> {
+    /// The text, whose `Debug` shows it: handle with care.
+    pub fn as_text(&self) -> &Text<'a> {
+        &self.0
+    }
+
+    /// The text, whose `Debug` shows it: handle with care.
+    pub fn into_text(self) -> Text<'a> {
+        self.0
+    }
+}
+
+impl<'a> From<Text<'a>> for RedactedText<'a> {
+    fn from(text: Text<'a>) -> Self {
+        Self(text)
+    }
+}
 
 impl std::ops::Deref for RedactedText<'_> {
     type Target = str;

@@ -92,8 +92,41 @@ impl<T: IntoOwned> IntoOwned for Box<T> {
 }
 
 /// A string, borrowed from the JSON it was read from unless it held escapes.
+///
+/// ```
+/// use graph_chat_notifications::model::Text;
+/// let t = Text::from("hello");
+/// assert!(t.is_borrowed());
+/// assert_eq!(t.as_str(), "hello");
+/// let owned: String = t.into_cow().into_owned();
+/// # assert_eq!(owned, "hello");
+/// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Text<'a>(pub Cow<'a, str>);
+pub struct Text<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the string borrows from the JSON it was read from (false when escapes had to
+    /// be decoded, or after [`IntoOwned::into_owned`]).
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+
+    /// The string, borrowed or owned as it is.
+    pub fn into_cow(self) -> Cow<'a, str> {
+        self.0
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Text<'a> {
+    fn from(s: Cow<'a, str>) -> Self {
+        Text(s)
+    }
+}
 
 impl Deref for Text<'_> {
     type Target = str;

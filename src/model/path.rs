@@ -181,9 +181,12 @@ impl<'a> ResourcePath<'a> {
             Self::Chat { .. } => None,
         }
     }
+}
 
+impl super::IntoOwned for ResourcePath<'_> {
+    type Owned = ResourcePath<'static>;
     /// The path without borrows.
-    pub fn into_owned(self) -> ResourcePath<'static> {
+    fn into_owned(self) -> ResourcePath<'static> {
         let o = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
         match self {
             Self::Chat { chat_id } => ResourcePath::Chat {

@@ -141,10 +141,10 @@ fn rank(message: Option<&ChatMessage<'_>>, deleted: bool) -> Rank {
 /// let v1: ChatMessage = serde_json::from_str(r#"{"id":"1","createdDateTime":"2024-01-01T10:00:00Z","body":{"content":"helo"}}"#).unwrap();
 /// let v2: ChatMessage = serde_json::from_str(r#"{"id":"1","createdDateTime":"2024-01-01T10:00:00Z","lastEditedDateTime":"2024-01-01T10:01:00Z","body":{"content":"hello"}}"#).unwrap();
 /// let mut t = ChatTimeline::new();
-/// t.apply(&ChangeType::Updated, "1", Some(&v2));
-/// t.apply(&ChangeType::Created, "1", Some(&v1)); // late and older: ignored
+/// t.apply(&ChangeType::Updated.into(), "1", Some(&v2));
+/// t.apply(&ChangeType::Created.into(), "1", Some(&v1)); // late and older: ignored
 /// assert_eq!(t.messages()[0].body.get().unwrap().content.as_deref(), Some("hello"));
-/// t.apply(&ChangeType::Deleted, "1", None);
+/// t.apply(&ChangeType::Deleted.into(), "1", None);
 /// assert!(t.messages().is_empty());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,16 +158,18 @@ impl ChatTimeline {
         Self::default()
     }
 
-    /// Applies one notification about message `id`: its change type and, when it carried
-    /// resource data, the message. Returns whether the view changed.
+    /// Applies one notification about message `id`: its change type (as the notification
+    /// carries it, [`ChangeNotification::change_type`](crate::webhook::ChangeNotification::change_type);
+    /// `ChangeType::Deleted.into()` for a literal) and, when it carried resource data, the
+    /// message. Returns whether the view changed.
     pub fn apply(
         &mut self,
-        change: &ChangeType<'_>,
+        change: &EnumValue<'_, ChangeType>,
         id: &str,
         message: Option<&ChatMessage<'_>>,
     ) -> bool {
         let deleted =
-            matches!(change, ChangeType::Deleted) || message.is_some_and(ChatMessage::is_deleted);
+            change.is(ChangeType::Deleted) || message.is_some_and(ChatMessage::is_deleted);
         if message.is_none() && !deleted {
             // A created/updated notification without data says nothing about the content.
             return false;

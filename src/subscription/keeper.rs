@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use super::SubscriptionRequest;
 use super::{delete, reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError};
-use crate::model::LifecycleEvent;
+use crate::model::{EnumValue, LifecycleEvent};
 
 /// How a [`Keeper`] paces its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,16 +284,16 @@ impl Keeper {
     pub fn on_lifecycle(
         &mut self,
         subscription_id: &str,
-        event: &LifecycleEvent<'_>,
+        event: &EnumValue<'_, LifecycleEvent>,
         now: SystemTime,
     ) {
         let Some(entry) = self.entries.get_mut(subscription_id) else {
             return;
         };
-        let (due, at) = match event {
-            LifecycleEvent::ReauthorizationRequired => (Due::Reauthorize, now),
-            LifecycleEvent::SubscriptionRemoved => (Due::Recreate, now),
-            LifecycleEvent::Missed => (Due::Resync, now),
+        let (due, at) = match event.known() {
+            Some(LifecycleEvent::ReauthorizationRequired) => (Due::Reauthorize, now),
+            Some(LifecycleEvent::SubscriptionRemoved) => (Due::Recreate, now),
+            Some(LifecycleEvent::Missed) => (Due::Resync, now),
             // Unknown events are kept and ignored.
             _ => return,
         };

@@ -46,6 +46,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::model::GraphEnum as _;
 use base64::Engine as _;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -60,29 +61,10 @@ pub const MAX_LIFETIME_WITHOUT_LIFECYCLE_URL: Duration = Duration::from_secs(60 
 /// Longest `clientState` and `encryptionCertificateId` Graph accepts, in characters.
 pub const MAX_SECRET_CHARS: usize = 128;
 
-/// A change a subscription asks to be told about (`changeType`). Closed: these are the only
-/// values Graph accepts when subscribing. Notifications carry their own, open,
-/// [`model::ChangeType`](crate::model::ChangeType).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeType {
-    /// `created`
-    Created,
-    /// `updated`
-    Updated,
-    /// `deleted`
-    Deleted,
-}
-
-impl ChangeType {
-    /// The value as Graph spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Deleted => "deleted",
-        }
-    }
-}
+/// A change a subscription asks to be told about (`changeType`): the closed
+/// [`model::ChangeType`](crate::model::ChangeType), the same type notifications carry as an
+/// [`EnumValue`](crate::model::EnumValue). Only its members can be asked for.
+pub use crate::model::ChangeType;
 
 /// Why a request was refused: what Graph would have refused, said so a user can act on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

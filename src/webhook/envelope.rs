@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use super::BodyError;
 use crate::error::{ItemError, ItemErrorKind};
 use crate::json::{self, Kind};
-use crate::model::{ChangeType, LifecycleEvent};
+use crate::model::{ChangeType, EnumValue, LifecycleEvent};
 
 /// Bounds on what one POST may make the crate do. Every bound has a documented default and can be
 /// changed.
@@ -420,14 +420,16 @@ impl fmt::Debug for ChangeNotification<'_> {
 }
 
 impl<'a> ChangeNotification<'a> {
-    /// The typed `changeType`, if present.
-    pub fn change_type(&self) -> Option<ChangeType<'_>> {
-        self.change_type.as_deref().map(ChangeType::parse)
+    /// The typed `changeType`, if present: the member it names (in any letter case), or a
+    /// value newer than the crate, kept as sent.
+    pub fn change_type(&self) -> Option<EnumValue<'_, ChangeType>> {
+        self.change_type.as_deref().map(EnumValue::new)
     }
 
-    /// The typed `lifecycleEvent`, if this is a lifecycle notification.
-    pub fn lifecycle_event(&self) -> Option<LifecycleEvent<'_>> {
-        self.lifecycle_event.as_deref().map(LifecycleEvent::parse)
+    /// The typed `lifecycleEvent`, if this is a lifecycle notification (an event newer than
+    /// the crate is kept as sent, never an error).
+    pub fn lifecycle_event(&self) -> Option<EnumValue<'_, LifecycleEvent>> {
+        self.lifecycle_event.as_deref().map(EnumValue::new)
     }
 
     /// Whether this is the validation message Graph drops into an Event Hub when a subscription
@@ -775,7 +777,11 @@ mod tests {
         )
         .unwrap();
         let n = env.items()[0].as_ref().unwrap();
-        assert_eq!(n.change_type(), Some(ChangeType::Created));
+        assert_eq!(
+            n.change_type().and_then(|c| c.known()),
+            Some(ChangeType::Created)
+        );
+        assert_eq!(n.change_type().unwrap().as_str(), "Created");
         assert!(n.client_state.is_none());
         let ec = n.encrypted_content.as_ref().unwrap();
         assert_eq!(ec.data, "QQ==");
@@ -839,18 +845,30 @@ mod tests {
 
     #[test]
     fn lifecycle_events_parse_and_unknown_ones_are_kept() {
+        let env = parse(
+            r#"{"value":[{"lifecycleEvent":"reauthorizationRequired"},{"lifecycleEvent":"SubscriptionRemoved"},
+            {"lifecycleEvent":"missed"},{"lifecycleEvent":"somethingNew"},{"changeType":"created"}]}"#,
+        )
+        .unwrap();
+        let events: Vec<_> = env
+            .items()
+            .iter()
+            .map(|n| n.as_ref().unwrap().lifecycle_event())
+            .collect();
+        let known: Vec<_> = events
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.known()))
+            .collect();
         assert_eq!(
-            LifecycleEvent::parse("reauthorizationRequired"),
-            LifecycleEvent::ReauthorizationRequired
+            known,
+            [
+                Some(Some(LifecycleEvent::ReauthorizationRequired)),
+                Some(Some(LifecycleEvent::SubscriptionRemoved)),
+                Some(Some(LifecycleEvent::Missed)),
+                Some(None),
+                None,
+            ]
         );
-        assert_eq!(
-            LifecycleEvent::parse("SubscriptionRemoved"),
-            LifecycleEvent::SubscriptionRemoved
-        );
-        assert_eq!(LifecycleEvent::parse("missed"), LifecycleEvent::Missed);
-        assert_eq!(
-            LifecycleEvent::parse("somethingNew"),
-            LifecycleEvent::Other("somethingNew".into())
-        );
+        assert_eq!(events[3].as_ref().unwrap().as_str(), "somethingNew");
     }
 }

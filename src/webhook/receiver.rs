@@ -14,6 +14,7 @@ use super::{handshake, ChangeNotification, Envelope, HandshakeResponse, Lifecycl
 use crate::crypto::KeyError;
 use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
 use crate::error::{ItemError, ItemErrorKind};
+use crate::model::{EnumValue, IntoOwned};
 use crate::tokens::{TokenValidator, ValidatedToken};
 
 /// Runs the whole inbound path. Configure it once, share it across threads (it is
@@ -304,8 +305,9 @@ pub enum Payload<'c> {
     /// A notification without resource data: its `resourceData`, if any. Fetch the resource
     /// with a GET to see it.
     ResourceData(Option<Cow<'c, RawValue>>),
-    /// A lifecycle notification.
-    Lifecycle(LifecycleEvent<'c>),
+    /// A lifecycle notification: its event, which may be one newer than the crate (kept as
+    /// sent).
+    Lifecycle(EnumValue<'c, LifecycleEvent>),
     /// Graph's validation message on an Event Hub (every field `"NA"`), sent when a
     /// subscription is created there: proof the hub is reachable, nothing to process.
     ValidationMessage,
@@ -322,9 +324,10 @@ impl fmt::Debug for Payload<'_> {
     }
 }
 
-impl Payload<'_> {
+impl IntoOwned for Payload<'_> {
+    type Owned = Payload<'static>;
     /// The payload without borrows, for queues and caches.
-    pub fn into_owned(self) -> Payload<'static> {
+    fn into_owned(self) -> Payload<'static> {
         match self {
             Self::Decrypted(s) => Payload::Decrypted(Cow::Owned(s.into_owned())),
             Self::ResourceData(r) => Payload::ResourceData(r.map(|r| Cow::Owned(r.into_owned()))),

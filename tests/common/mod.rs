@@ -110,7 +110,7 @@ pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemErro
                 "resourceData:{}",
                 raw.as_deref().map_or("null", |r| r.get())
             )),
-            Payload::Lifecycle(event) => Ok(format!("lifecycle:{event:?}")),
+            Payload::Lifecycle(event) => Ok(format!("lifecycle:{}", event.as_str())),
             other => panic!("unexpected payload {other:?}"),
         })
         .collect()
