@@ -64,6 +64,46 @@ impl fmt::Display for ItemError {
 
 impl std::error::Error for ItemError {}
 
+/// For a batch's results on a queue or in a log: `{"index":2,"field":"encryptedContent.dataKey",
+/// "kind":"notBase64","message":"notification 2: encryptedContent.dataKey: not valid base64"}`.
+/// Like the error itself, it carries no secret and no content.
+impl serde::Serialize for ItemError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ItemError", 4)?;
+        st.serialize_field("index", &self.index)?;
+        st.serialize_field("field", self.field)?;
+        st.serialize_field("kind", self.kind.code())?;
+        st.serialize_field("message", &self.to_string())?;
+        st.end()
+    }
+}
+
+impl ItemErrorKind {
+    /// A stable name for the kind (`clientStateMismatch`, `decrypt`, `tooLarge`...): for
+    /// metrics and alerts that count failures by kind, and for serialized results.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::WrongType { .. } => "wrongType",
+            Self::Duplicate => "duplicate",
+            Self::NotBase64 => "notBase64",
+            Self::WrongLength { .. } => "wrongLength",
+            Self::NotBlockAligned { .. } => "notBlockAligned",
+            Self::TooLarge { .. } => "tooLarge",
+            Self::UnknownCertificate => "unknownCertificate",
+            Self::ThumbprintMismatch => "thumbprintMismatch",
+            Self::TenantNotVouched => "tenantNotVouched",
+            Self::ClientStateMismatch => "clientStateMismatch",
+            Self::NoProvider => "noProvider",
+            Self::Decrypt => "decrypt",
+            Self::PlaintextNotUtf8 => "plaintextNotUtf8",
+            Self::Model(_) => "model",
+            Self::PlaintextNotJson { .. } => "plaintextNotJson",
+        }
+    }
+}
+
 /// What went wrong with one notification. See [`ItemError`] for where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

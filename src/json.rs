@@ -582,6 +582,28 @@ mod validate_tests {
         assert!(validate(&mixed).is_ok() && serde_ok(&mixed));
     }
 
+    proptest::proptest! {
+        /// Equally correct: the validator accepts exactly what serde_json's own pass accepts
+        /// within the nesting serde_json decodes (benches/json_validate.rs measures both).
+        #[test]
+        fn same_verdict_as_serde_json_with_the_depth_rule(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "{", "}", "[", "]", ",", ":", "\"a\"", "\"\\u00e9\"", "\"\\x\"", "1", "-0.5e3",
+                "01", "true", "nul", " ", "\"", "\\", "null", "1.", "\"\\ud800\"",
+            ][..]), 0..40),
+            depth in 0usize..2,
+        ) {
+            let body: String = parts.concat();
+            let text = if depth == 1 {
+                format!("{}{body}{}", "[".repeat(MAX_VALIDATE_DEPTH - 1), "]".repeat(MAX_VALIDATE_DEPTH - 1))
+            } else {
+                body
+            };
+            let serde = serde_ok(&text) && !nests_deeper_than(text.as_bytes(), MAX_VALIDATE_DEPTH);
+            proptest::prop_assert_eq!(validate(&text).is_ok(), serde, "{:?}", text);
+        }
+    }
+
     #[test]
     fn line_and_column() {
         assert_eq!(line_column("ab\ncd", 4), (2, 2));

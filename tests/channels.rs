@@ -408,3 +408,87 @@ proptest! {
         }
     }
 }
+
+/// What a worker puts on a queue: every item's owned result serializes; each notification
+/// deserializes back (from a reader: nothing borrowed) equal, with the same payload and model
+/// the live batch gives, no `clientState` and no ciphertext on the wire, and a `Debug` without
+/// content.
+#[test]
+fn owned_results_survive_a_queue_on_every_channel() {
+    use graph_chat_notifications::model::IntoOwned;
+    use graph_chat_notifications::webhook::OwnedNotification;
+    let graph = graph();
+    let cert = cert();
+    let good = graph.notification(
+        &message(7),
+        (&cert).into(),
+        "graphsim-rsa2048",
+        ChangeType::Updated,
+    );
+    let mut wrong_state = good.clone();
+    wrong_state["clientState"] = json!("not the secret");
+    let items = [
+        good.clone(),
+        wrong_state,
+        graph.lifecycle("s1", LifecycleEvent::Missed),
+        graph.notification_without_data(&message(8), ChangeType::Deleted),
+    ];
+    let data_key = good["encryptedContent"]["dataKey"].as_str().unwrap();
+    for delivery in CHANNELS {
+        let receiver = receiver_on(delivery, all_keys());
+        let body = as_channel(&graph, delivery, &items);
+        let batch = receiver.receive(&body, mint::now()).unwrap();
+        let mut buf = DecryptBuffer::new();
+        let results = batch.open_all(&mut buf);
+        assert_eq!(results.len(), batch.len(), "{delivery:?}");
+        let wire = serde_json::to_string(&results).unwrap();
+        assert!(!wire.contains(CLIENT_STATE), "{delivery:?}");
+        assert!(!wire.contains(data_key), "{delivery:?}");
+
+        let values: Vec<Value> = serde_json::from_str(&wire).unwrap();
+        let at = usize::from(delivery == Delivery::EventHubs);
+        let err = &values[at + 1]["Err"];
+        assert_eq!(err["index"], json!(at + 1), "{delivery:?}");
+        assert_eq!(err["field"], "clientState");
+        assert_eq!(err["kind"], "clientStateMismatch");
+
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(
+                values[i].get("Ok").is_some(),
+                result.is_ok(),
+                "{delivery:?} {i}"
+            );
+            let Ok(one) = result else { continue };
+            // One message per notification on the queue.
+            let text = serde_json::to_vec(one).unwrap();
+            let back: OwnedNotification = serde_json::from_reader(text.as_slice()).unwrap();
+            let live = batch.open(i, &mut buf).unwrap();
+            assert_eq!(Ok(&back), results[i].as_ref(), "{delivery:?} {i}");
+            assert_eq!(
+                format!("{:?}", back.payload()),
+                format!("{:?}", live.payload),
+                "{delivery:?} {i}"
+            );
+            assert_eq!(back.decode().unwrap(), live.decode().unwrap());
+            assert_eq!(
+                back.cloud_event,
+                live.notification
+                    .cloud_event
+                    .clone()
+                    .map(IntoOwned::into_owned)
+            );
+            assert_eq!(back.idempotency_key, live.notification.idempotency_key());
+            assert!(!format!("{back:?}").contains("m7"), "{back:?}");
+        }
+        let first = results[at].as_ref().unwrap();
+        assert_eq!(first.decrypted.as_ref().unwrap().get(), message(7));
+        assert_eq!(first.lifecycle_event(), None);
+        assert!(
+            results[at + 2].as_ref().unwrap().lifecycle_event().unwrap() == LifecycleEvent::Missed
+        );
+        assert!(results[at + 3].as_ref().unwrap().change_type().unwrap() == ChangeType::Deleted);
+        if delivery == Delivery::EventHubs {
+            assert!(results[0].as_ref().unwrap().validation_message);
+        }
+    }
+}

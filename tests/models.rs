@@ -58,7 +58,15 @@ fn every_payload_round_trips_borrowed_and_owned() {
         let owned: ChatOrMessage<'static> = decoded.clone().into_owned();
         assert_eq!(owned, decoded, "{name}");
         assert_eq!(serde_json::to_value(&owned).unwrap(), original, "{name}");
+        // Owned models deserialize back from any serde_json source (a reader borrows nothing).
+        let stored = serde_json::to_vec(&owned).unwrap();
+        let back: ChatOrMessage<'static> =
+            serde_json::from_reader(stored.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(back, decoded, "{name}");
     }
+    fn deserialize_owned<T: serde::de::DeserializeOwned>() {}
+    deserialize_owned::<ChatOrMessage<'static>>();
+    deserialize_owned::<Vec<ChatOrMessage<'static>>>();
 }
 
 #[test]

@@ -851,6 +851,29 @@ impl Serialize for ChatOrMessage<'_> {
     }
 }
 
+/// Reads back what `Serialize` wrote, into owned data, so `ChatOrMessage<'static>` is
+/// `DeserializeOwned`: for queues and caches. It reads JSON through serde_json (`from_str`,
+/// `from_slice`, `from_reader`, or as a field of a larger document), and the model is chosen as
+/// [`decode`] chooses it without a kind: `@odata.type`, then the document's shape.
+///
+/// ```
+/// use graph_chat_notifications::model::{decode, ChatOrMessage, ResourceKind};
+/// let json = r#"{"id":"1616990032035","createdDateTime":"2021-03-29T03:53:52.035Z","body":{"content":"Hi"}}"#;
+/// let decoded = decode(json, Some(ResourceKind::ChatMessage))?;
+/// let stored = serde_json::to_vec(&decoded).unwrap();
+/// let back: ChatOrMessage<'static> = serde_json::from_reader(stored.as_slice()).unwrap();
+/// assert_eq!(back, decoded);
+/// # Ok::<(), graph_chat_notifications::model::ModelError>(())
+/// ```
+impl<'de> Deserialize<'de> for ChatOrMessage<'_> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        decode(raw.get(), None)
+            .map(IntoOwned::into_owned)
+            .map_err(de::Error::custom)
+    }
+}
+
 fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let value = serde_path_to_error::deserialize(&mut de).map_err(ModelError::from_json)?;

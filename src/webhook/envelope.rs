@@ -382,7 +382,9 @@ pub struct ChangeNotification<'a> {
 
 /// The CloudEvents 1.0 attributes of an event Event Grid delivered: the notification itself is
 /// the event's `data`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serializes with the CloudEvents attribute names and deserializes into owned strings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct CloudEvent<'a> {
     /// `id`: unique per event from its source.
@@ -390,13 +392,30 @@ pub struct CloudEvent<'a> {
     /// `type`, such as `Microsoft.Graph.ChatMessageCreated` or
     /// `Microsoft.Graph.SubscriptionReauthorizationRequired`. Read the change from the
     /// notification (`changeType`, `lifecycleEvent`), not only from here.
+    #[serde(rename = "type")]
     pub event_type: Cow<'a, str>,
     /// `source`: `/tenants/{tenantId}/applications/{appId}`.
     pub source: Cow<'a, str>,
     /// `subject`: the notification's `resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Cow<'a, str>>,
     /// `time`, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Cow<'a, str>>,
+}
+
+impl crate::model::IntoOwned for CloudEvent<'_> {
+    type Owned = CloudEvent<'static>;
+    fn into_owned(self) -> CloudEvent<'static> {
+        let o = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        CloudEvent {
+            id: o(self.id),
+            event_type: o(self.event_type),
+            source: o(self.source),
+            subject: self.subject.map(o),
+            time: self.time.map(o),
+        }
+    }
 }
 
 impl fmt::Debug for ChangeNotification<'_> {

@@ -82,6 +82,24 @@ pub enum BodyError {
 }
 
 impl BodyError {
+    /// A stable name for the error (`tooLarge`, `token`, `missingValidationTokens`...): for
+    /// metrics and alerts that count refusals by kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLarge { .. } => "tooLarge",
+            Self::NotUtf8 { .. } => "notUtf8",
+            Self::TooDeep { .. } => "tooDeep",
+            Self::NotJson { .. } => "notJson",
+            Self::NotACollection { .. } => "notACollection",
+            Self::NotCloudEvents { .. } => "notCloudEvents",
+            Self::TooManyItems { .. } => "tooManyItems",
+            Self::MissingValidationTokens => "missingValidationTokens",
+            Self::Token { .. } => "token",
+            Self::BadValidationTokens { .. } => "badValidationTokens",
+        }
+    }
+
     /// Whether fetching the identity platform's JWKS again may let this body through: a token
     /// names a signing key the validator does not hold yet. Rate-limit the fetches.
     pub fn wants_jwks_refresh(&self) -> bool {

@@ -5,6 +5,7 @@
 mod cloud_events;
 mod envelope;
 mod error;
+mod owned;
 mod receiver;
 
 mod handshake;
@@ -16,6 +17,7 @@ pub use error::BodyError;
 pub use handshake::{
     cloud_events_handshake, handshake, AbuseProtectionResponse, HandshakeResponse,
 };
+pub use owned::OwnedNotification;
 pub use receiver::{
     Batch, ConfigError, Delivery, Inbound, KeyUpdateError, Opened, Payload, Receiver,
     ReceiverBuilder,

@@ -10,7 +10,10 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::BodyError;
-use super::{handshake, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits};
+use super::{
+    handshake, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits,
+    OwnedNotification,
+};
 use crate::crypto::KeyError;
 use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
 use crate::error::{ItemError, ItemErrorKind};
@@ -353,19 +356,31 @@ impl<'c> Opened<'c, '_> {
     /// `resource` path, else from the document. A resource that does not fit its model fails
     /// this notification with [`ItemErrorKind::Model`], naming the property.
     pub fn decode(&self) -> Result<Option<crate::model::ChatOrMessage<'_>>, ItemError> {
-        let Payload::Decrypted(json) = &self.payload else {
-            return Ok(None);
+        let decrypted = match &self.payload {
+            Payload::Decrypted(json) => Some(&**json),
+            _ => None,
         };
-        crate::model::decode(json, self.notification.resource_kind())
-            .map(Some)
-            .map_err(|e| {
-                ItemError::new(
-                    self.notification.index,
-                    "encryptedContent.data",
-                    ItemErrorKind::Model(e),
-                )
-            })
+        decode_payload(
+            self.notification.index,
+            decrypted,
+            self.notification.resource_kind(),
+        )
     }
+}
+
+/// The typed resource of notification `index`'s decrypted JSON, for [`Opened::decode`] and
+/// [`OwnedNotification::decode`](super::OwnedNotification::decode).
+pub(super) fn decode_payload(
+    index: usize,
+    decrypted: Option<&str>,
+    kind: Option<crate::model::ResourceKind>,
+) -> Result<Option<crate::model::ChatOrMessage<'_>>, ItemError> {
+    let Some(json) = decrypted else {
+        return Ok(None);
+    };
+    crate::model::decode(json, kind)
+        .map(Some)
+        .map_err(|e| ItemError::new(index, "encryptedContent.data", ItemErrorKind::Model(e)))
 }
 
 impl Receiver {
@@ -613,6 +628,35 @@ impl<'r, 'a> Batch<'r, 'a> {
         for index in 0..self.len() {
             f(self.open(index, buf));
         }
+    }
+
+    /// Opens every notification and returns each one's result, owned: the batch's results as a
+    /// worker hands them to a queue. Both sides serialize (an [`ItemError`] as its index,
+    /// field, kind and message); neither holds `clientState` or ciphertext.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+    /// use graph_chat_notifications::webhook::Receiver;
+    /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
+    /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
+    /// let receiver = Receiver::builder()
+    ///     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
+    ///     .client_state("secretClientState")
+    ///     .dangerous_skip_token_validation() // the fixture batch carries no tokens
+    ///     .build()?;
+    /// let body = read("batches/rsa2048.json");
+    /// let batch = receiver.receive(&body, std::time::SystemTime::now())?;
+    /// let results = batch.open_all(&mut DecryptBuffer::new());
+    /// assert_eq!(results.len(), batch.len());
+    /// let json = serde_json::to_string(&results)?; // [{"Ok":{...}}, ...]
+    /// # assert!(json.starts_with(r#"[{"Ok":{"index":0"#));
+    /// # Ok(()) }
+    /// ```
+    pub fn open_all(&self, buf: &mut DecryptBuffer) -> Vec<Result<OwnedNotification, ItemError>> {
+        let mut out = Vec::with_capacity(self.len());
+        self.open_each(buf, |opened| out.push(opened.map(IntoOwned::into_owned)));
+        out
     }
 
     /// The notifications as parsed, in order (each `Ok`, or the error that names its bad
