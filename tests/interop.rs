@@ -1,257 +1,282 @@
-//! Notifications encrypted by an independent implementation (OpenSSL through Python
-//! `cryptography`) and by Microsoft's SDK tests decrypt to exactly the reference plaintext.
+//! The optional ecosystem features: `http` conversions (outbound requests, `handle_http`,
+//! handshake replies, the keeper's outcomes) and `tracing` events (counts by error kind, never
+//! content, secrets or tokens).
 #![cfg(feature = "rust-crypto")]
 
 mod common;
 
+#[allow(unused_imports)] // each feature's tests use part of these
 use common::*;
-use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::{ItemErrorKind, KeyError};
 
-fn assert_batch(batch: &str, keys: KeyStore) {
-    let receiver = receiver(keys);
-    let results = open_all(&receiver, &read(&format!("batches/{batch}")));
-    let expected = manifest(batch);
-    assert_eq!(results.len(), expected.len(), "{batch}");
-    for (i, (result, (name, _))) in results.iter().zip(&expected).enumerate() {
-        let got = result
-            .as_ref()
-            .unwrap_or_else(|e| panic!("{batch}[{i}] {name}: {e}"));
-        assert_eq!(got, &plaintext(name), "{batch}[{i}] {name}");
-    }
-}
+#[cfg(feature = "http")]
+mod http_conversions {
+    use std::time::{Duration, SystemTime};
 
-#[test]
-fn every_key_size_decrypts_every_payload() {
-    for bits in [2048, 3072, 4096] {
-        assert_batch(&format!("rsa{bits}.json"), all_keys());
-    }
-}
-
-#[test]
-fn two_certificates_in_one_batch() {
-    assert_batch("two-certs.json", all_keys());
-}
-
-#[test]
-fn escaped_slashes_in_the_envelope() {
-    let body = read("batches/escaped-slashes.json");
-    assert!(
-        String::from_utf8_lossy(&body).contains("\\/"),
-        "fixture must escape slashes"
-    );
-    assert_batch("escaped-slashes.json", all_keys());
-}
-
-#[test]
-fn pascal_case_keys() {
-    assert_batch("pascal-case.json", all_keys());
-}
-
-#[test]
-fn large_unicode_and_pretty_plaintexts_are_byte_exact() {
-    let large = plaintext("message-large.json");
-    assert!(large.len() > 30_000);
-    let uni = plaintext("message-unicode.json");
-    assert!(
-        uni.chars().any(|c| c as u32 > 0xFFFF),
-        "fixture must hold non-BMP characters"
-    );
-    assert!(plaintext("message-pretty.json").contains('\n'));
-    assert_batch("rsa4096.json", all_keys());
-}
-
-#[test]
-fn every_key_format_loads_and_decrypts() {
-    let formats = [
-        "key.pkcs8.pem",
-        "key.pkcs1.pem",
-        "key.pkcs8.der",
-        "key.pkcs1.der",
-        "key-and-cert.pem",
-    ];
-    for bits in [2048, 3072, 4096] {
-        for file in formats {
-            let k = key(bits, file);
-            assert_eq!(k.bits(), bits as usize, "{bits} {file}");
-            let keys = store().with_key(format!("graphsim-rsa{bits}"), k).unwrap();
-            assert_batch(&format!("rsa{bits}.json"), keys);
-        }
-    }
-}
-
-#[cfg(feature = "pkcs12")]
-#[test]
-fn pkcs12_legacy_modern_and_passwordless() {
-    let password = String::from_utf8(read("keys/pfx-password.txt")).unwrap();
-    for (file, pass) in [
-        ("key.legacy.pfx", password.as_str()),
-        ("key.modern.pfx", password.as_str()),
-        ("key.nopass.pfx", ""),
-    ] {
-        let k = PrivateKey::from_pkcs12(&read(&format!("keys/rsa2048/{file}")), pass)
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
-        assert_eq!(
-            k.certificate().unwrap().thumbprint(),
-            cert.thumbprint(),
-            "{file}"
-        );
-        let keys = store().with_key("graphsim-rsa2048", k).unwrap();
-        assert_batch("rsa2048.json", keys);
-    }
-    // Without a password, `from_bytes` reads a passwordless PKCS#12 too.
-    assert!(PrivateKey::from_bytes(&read("keys/rsa2048/key.nopass.pfx")).is_ok());
-}
-
-#[test]
-fn microsoft_sdk_vector_from_pem() {
-    let k =
-        PrivateKey::from_bytes(&read("vectors/dotnet-core-chatmessage/private_key.pem")).unwrap();
-    assert_eq!(k.bits(), 4096);
-    let cert =
-        Certificate::from_bytes(&read("vectors/dotnet-core-chatmessage/certificate.pem")).unwrap();
-    assert_eq!(
-        cert.thumbprint_hex(),
-        "4B95353E086AD37196606ACF834A14532F03E6DB"
-    );
-    let k = k.with_certificate(cert).unwrap();
-    let receiver = receiver(store().with_key("custom-id-for-testing", k).unwrap());
-    let results = open_all(&receiver, &vector_body());
-    let expected =
-        String::from_utf8(read("vectors/dotnet-core-chatmessage/plaintext.json")).unwrap();
-    assert_eq!(results[0].as_ref().unwrap(), &expected);
-}
-
-#[cfg(feature = "pkcs12")]
-#[test]
-fn microsoft_sdk_vector_from_legacy_pfx() {
-    let k =
-        PrivateKey::from_pkcs12(&read("vectors/dotnet-core-chatmessage/cert.pfx"), "rich").unwrap();
-    let receiver = receiver(store().with_key("custom-id-for-testing", k).unwrap());
-    let results = open_all(&receiver, &vector_body());
-    let expected =
-        String::from_utf8(read("vectors/dotnet-core-chatmessage/plaintext.json")).unwrap();
-    assert_eq!(results[0].as_ref().unwrap(), &expected);
-}
-
-#[test]
-fn thumbprint_is_checked_when_the_certificate_is_known() {
-    let k = key(2048, "key-and-cert.pem");
-    let keys = store().with_key("graphsim-rsa2048", k).unwrap();
-    let receiver = receiver(keys);
-    let body = String::from_utf8(read("batches/rsa2048.json")).unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&read("keys/rsa2048/cert.json")).unwrap();
-    let thumb = meta["encryptionCertificateThumbprint"].as_str().unwrap();
-    // Lower case is the same thumbprint.
-    let lower = body.replace(thumb, &thumb.to_lowercase());
-    assert!(open_all(&receiver, lower.as_bytes())
-        .iter()
-        .all(|r| r.is_ok()));
-    let wrong = body.replace(thumb, &"AB".repeat(20));
-    for r in open_all(&receiver, wrong.as_bytes()) {
-        let e = r.unwrap_err();
-        assert_eq!(
-            e.field(),
-            "encryptedContent.encryptionCertificateThumbprint"
-        );
-        assert_eq!(e.kind(), &ItemErrorKind::ThumbprintMismatch);
-    }
-}
-
-#[test]
-fn one_receiver_serves_many_threads() {
-    fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<graph_chat_notifications::webhook::Receiver>();
-    assert_send_sync::<graph_chat_notifications::tokens::TokenValidator>();
-    assert_send_sync::<KeyStore>();
-
-    let receiver = receiver(all_keys());
-    let body = read("batches/two-certs.json");
-    let expected: Vec<String> = manifest("two-certs.json")
-        .iter()
-        .map(|(n, _)| plaintext(n))
-        .collect();
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..3 {
-                    let got: Vec<String> = open_all(&receiver, &body)
-                        .into_iter()
-                        .map(Result::unwrap)
-                        .collect();
-                    assert_eq!(got, expected);
-                }
-            });
-        }
-    });
-}
-
-#[test]
-fn keys_rotate_while_one_receiver_serves_many_threads() {
-    // The old certificate is the 2048-bit fixture, the new one the 3072-bit one; each fixture
-    // batch is encrypted for one of them.
-    let receiver = receiver(
-        store()
-            .with_key("graphsim-rsa2048", key(2048, "key.pkcs8.pem"))
-            .unwrap(),
-    );
-    let (old_body, new_body) = (read("batches/rsa2048.json"), read("batches/rsa3072.json"));
-    let (n_old, n_new) = (
-        manifest("rsa2048.json").len(),
-        manifest("rsa3072.json").len(),
-    );
-    let opened = |body: &[u8]| {
-        let results = open_all(&receiver, body);
-        for e in results.iter().filter_map(|r| r.as_ref().err()) {
-            assert_eq!(e.kind(), &ItemErrorKind::UnknownCertificate, "{e}");
-        }
-        results.iter().filter(|r| r.is_ok()).count()
+    use graph_chat_notifications::subscription::{
+        get_chat, list_subscriptions, renew, ChangeType, Outcome, Resource, SubscriptionRequest,
     };
-    assert_eq!((opened(&old_body), opened(&new_body)), (n_old, 0));
-    let received_before = receiver
-        .receive(&old_body, std::time::SystemTime::now())
-        .unwrap();
+    use graph_chat_notifications::webhook::{cloud_events_handshake_http, Inbound, Receiver};
 
-    // The new key goes in while other threads keep opening batches: none of them fails.
-    std::thread::scope(|s| {
-        let readers: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| (0..3).all(|_| opened(&old_body) == n_old)))
-            .collect();
-        receiver
-            .update_keys(|keys| keys.insert("graphsim-rsa3072", key(3072, "key.pkcs8.pem")))
-            .unwrap();
-        assert!(readers.into_iter().all(|r| r.join().unwrap()));
-    });
-    assert_eq!((opened(&old_body), opened(&new_body)), (n_old, n_new));
-
-    // The old key goes; a batch received before that keeps the keys it started with.
-    receiver
-        .update_keys(|keys| {
-            assert!(keys.remove("graphsim-rsa2048"));
-            Ok(())
-        })
+    #[test]
+    fn outbound_requests_convert_with_method_uri_headers_and_body() {
+        let now = SystemTime::now();
+        let create = SubscriptionRequest::builder(
+            Resource::all_chat_messages(),
+            "https://example.com/notify",
+        )
+        .change_types([ChangeType::Created])
+        .client_state("s3cr3t-state")
+        .expires_in(now, Duration::from_secs(1800))
+        .build()
         .unwrap();
-    assert_eq!((opened(&old_body), opened(&new_body)), (0, n_new));
-    let mut buf = DecryptBuffer::new();
-    for i in 0..received_before.len() {
-        received_before.open(i, &mut buf).unwrap();
+        let method = create.method.as_str();
+        let url = create.url.clone();
+        let body = create.body.clone().unwrap();
+        let request: http::Request<Vec<u8>> = create.try_into().unwrap();
+        assert_eq!(request.method().as_str(), method);
+        assert_eq!(request.uri().to_string(), url);
+        assert_eq!(request.headers()["content-type"], "application/json");
+        assert_eq!(request.body(), &body);
+
+        for plain in [
+            list_subscriptions(),
+            get_chat("19:a@thread.v2").unwrap(),
+            renew("sub-1", now, Duration::from_secs(600)).unwrap(),
+        ] {
+            let (method, url) = (plain.method, plain.url.clone());
+            let request = http::Request::<Vec<u8>>::try_from(plain).unwrap();
+            assert_eq!(request.method().as_str(), method.as_str());
+            assert_eq!(request.uri().to_string(), url);
+        }
     }
 
-    // A change that fails leaves the keys as they were.
-    let refused = receiver.update_keys(|keys| {
-        keys.remove("graphsim-rsa3072");
-        keys.insert("", key(2048, "key.pkcs8.pem"))
-    });
-    assert_eq!(
-        refused.unwrap_err(),
-        graph_chat_notifications::webhook::KeyUpdateError::Key(KeyError::BadCertificateId {
-            len: 0
-        })
-    );
-    assert_eq!(opened(&new_body), n_new);
-    assert_eq!(
-        receiver.keys().unwrap().ids().collect::<Vec<_>>(),
-        ["graphsim-rsa3072"]
-    );
+    #[test]
+    fn handle_http_answers_handshakes_and_reads_bodies() {
+        let receiver = Receiver::builder()
+            .client_state("state")
+            .dangerous_skip_token_validation()
+            .build()
+            .unwrap();
+        let handshake = http::Request::post("/notify?validationToken=Validation%3A+Testing")
+            .body(Vec::new())
+            .unwrap();
+        let Ok(Inbound::Handshake(reply)) = receiver.handle_http(&handshake, SystemTime::now())
+        else {
+            panic!("not a handshake")
+        };
+        let response: http::Response<String> = reply.into();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(response.body(), "Validation: Testing");
+
+        let post = http::Request::post("/notify")
+            .body(br#"{"value":[{"subscriptionId":"s","changeType":"deleted"}]}"#.to_vec())
+            .unwrap();
+        let Ok(Inbound::Notifications(batch)) = receiver.handle_http(&post, SystemTime::now())
+        else {
+            panic!("not a batch")
+        };
+        assert_eq!(batch.len(), 1);
+        let garbage = http::Request::post("/notify")
+            .body(b"nope".to_vec())
+            .unwrap();
+        assert!(receiver.handle_http(&garbage, SystemTime::now()).is_err());
+    }
+
+    #[test]
+    fn event_grid_abuse_protection_from_headers() {
+        let request = http::Request::options("/eventgrid")
+            .header("WebHook-Request-Origin", "eventgrid.azure.net")
+            .header("WebHook-Request-Rate", "120")
+            .body(())
+            .unwrap();
+        let response: http::Response<()> = cloud_events_handshake_http(request.headers())
+            .unwrap()
+            .into();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["webhook-allowed-origin"],
+            "eventgrid.azure.net"
+        );
+        assert_eq!(response.headers()["webhook-allowed-rate"], "*");
+        let bad = http::HeaderMap::new();
+        assert!(cloud_events_handshake_http(&bad).is_none());
+        let mut opaque = http::HeaderMap::new();
+        opaque.insert(
+            "webhook-request-origin",
+            http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        assert!(cloud_events_handshake_http(&opaque).is_none());
+    }
+
+    #[test]
+    fn keeper_outcomes_from_graph_responses() {
+        let response = |status: u16, retry: Option<&str>, body: &str| {
+            let mut b = http::Response::builder().status(status);
+            if let Some(r) = retry {
+                b = b.header("Retry-After", r);
+            }
+            Outcome::from_http_response(&b.body(body.as_bytes().to_vec()).unwrap())
+        };
+        let body = r#"{"id":"sub-1","resource":"/chats/getAllMessages","expirationDateTime":"2030-01-01T00:00:00Z"}"#;
+        match response(200, None, body) {
+            Outcome::Done(Some(s)) => assert_eq!(s.id, "sub-1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(response(204, None, ""), Outcome::Done(None));
+        assert_eq!(response(201, None, "not json"), Outcome::Failed);
+        assert_eq!(response(404, None, "{}"), Outcome::NotFound);
+        assert_eq!(response(403, None, "{}"), Outcome::Forbidden);
+        assert_eq!(
+            response(429, Some("12"), ""),
+            Outcome::Throttled {
+                retry_after: Duration::from_secs(12)
+            }
+        );
+        assert_eq!(
+            response(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"), ""),
+            Outcome::Throttled {
+                retry_after: Outcome::DEFAULT_RETRY_AFTER
+            }
+        );
+        assert_eq!(response(500, None, ""), Outcome::Failed);
+    }
+}
+
+#[cfg(feature = "tracing")]
+mod tracing_events {
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    use graph_chat_notifications::crypto::DecryptBuffer;
+    use graph_chat_notifications::testing::GraphSimulator;
+    use graph_chat_notifications::tokens::TokenValidator;
+    use graph_chat_notifications::webhook::{ChangeType, Limits, Receiver};
+    use serde_json::json;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    use super::*;
+
+    /// Records every event as `message field=value ...`.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    struct Line(String);
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut line = Line(format!("{}", event.metadata().level()));
+            event.record(&mut line);
+            self.0.lock().unwrap().push(line.0);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn events_count_by_kind_and_hold_no_content_or_secret() {
+        const STATE: &str = "client-state-secret-5e1d";
+        let graph = GraphSimulator::new("app-1", "tenant-1").client_state_value(STATE);
+        let now = SystemTime::now();
+        let validator = TokenValidator::with_provider(provider(), ["app-1"], ["tenant-1"]);
+        validator.update_jwks(&graph.jwks(), now).unwrap();
+        let receiver = Receiver::builder()
+            .keys(all_keys())
+            .client_state(STATE)
+            .tokens(validator)
+            .build()
+            .unwrap();
+        let cert = graph_chat_notifications::crypto::Certificate::from_bytes(&read(
+            "keys/rsa2048/cert.der",
+        ))
+        .unwrap();
+        let content = r#"{"id":"1","body":{"content":"words-nobody-may-log"}}"#;
+        let good = graph.notification(
+            content,
+            (&cert).into(),
+            "graphsim-rsa2048",
+            ChangeType::Created,
+        );
+        let mut wrong = good.clone();
+        wrong["clientState"] = json!("wrong-state");
+        let mut unknown_cert = good.clone();
+        unknown_cert["encryptedContent"]["encryptionCertificateId"] = json!("nobody");
+        let token = graph.token(now);
+        let body = graph.collection(
+            &[good, wrong.clone(), wrong, unknown_cert],
+            std::slice::from_ref(&token),
+        );
+
+        let recorder = Recorder::default();
+        tracing::subscriber::with_default(recorder.clone(), || {
+            let batch = receiver.receive(&body, now).unwrap();
+            let mut opened = 0;
+            batch.open_each(&mut DecryptBuffer::new(), |r| {
+                opened += usize::from(r.is_ok())
+            });
+            assert_eq!(opened, 1);
+            let small = Receiver::builder()
+                .client_state(STATE)
+                .dangerous_skip_token_validation()
+                .limits(Limits::default().with_max_body_bytes(16))
+                .build()
+                .unwrap();
+            assert!(small.receive(&body, now).is_err());
+        });
+        let lines = recorder.0.lock().unwrap().clone();
+        let all = lines.join("\n");
+        assert!(
+            all.contains("body accepted") && all.contains("notifications=4"),
+            "{all}"
+        );
+        assert!(
+            all.contains("opened=1") && all.contains("refused=3"),
+            "{all}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("notifications refused")
+                && l.contains("kind=\"clientStateMismatch\"")
+                && l.contains("count=2")),
+            "{all}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("kind=\"unknownCertificate\"") && l.contains("count=1")),
+            "{all}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("body refused") && l.contains("error=\"tooLarge\"")),
+            "{all}"
+        );
+        for secret in [
+            STATE,
+            "wrong-state",
+            "words-nobody-may-log",
+            &token,
+            &token[..40],
+        ] {
+            assert!(!all.contains(secret), "events leak {secret:?}: {all}");
+        }
+    }
 }

@@ -105,6 +105,59 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The wait a 429 means when its `Retry-After` is missing or not a number of seconds.
+    pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+    /// How a task went, from Graph's response: its status, its `Retry-After` header if any
+    /// (seconds, as Graph sends it) and its body. A 2xx whose body is not a subscription is a
+    /// failure (tried again), since the keeper would not learn the new expiry; a 2xx without a
+    /// body (204) is done.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use graph_chat_notifications::subscription::Outcome;
+    /// assert_eq!(Outcome::from_response(204, None, b""), Outcome::Done(None));
+    /// assert_eq!(Outcome::from_response(404, None, b"{}"), Outcome::NotFound);
+    /// assert_eq!(
+    ///     Outcome::from_response(429, Some("7"), b""),
+    ///     Outcome::Throttled { retry_after: Duration::from_secs(7) }
+    /// );
+    /// assert_eq!(Outcome::from_response(503, None, b""), Outcome::Failed);
+    /// ```
+    pub fn from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> Self {
+        match status {
+            200..=299 if body.iter().all(u8::is_ascii_whitespace) => Self::Done(None),
+            200..=299 => match Subscription::from_json(body) {
+                Ok(s) => Self::Done(Some(s)),
+                Err(_) => Self::Failed,
+            },
+            404 => Self::NotFound,
+            403 => Self::Forbidden,
+            429 => Self::Throttled {
+                retry_after: retry_after
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Self::DEFAULT_RETRY_AFTER, Duration::from_secs),
+            },
+            _ => Self::Failed,
+        }
+    }
+
+    /// [`from_response`](Self::from_response) for an `http` crate response (feature `http`).
+    #[cfg(feature = "http")]
+    pub fn from_http_response<B: AsRef<[u8]>>(response: &http::Response<B>) -> Self {
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        Self::from_response(
+            response.status().as_u16(),
+            retry_after,
+            response.body().as_ref(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
     Renew,

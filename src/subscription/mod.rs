@@ -213,6 +213,31 @@ impl fmt::Debug for HttpRequest {
     }
 }
 
+/// The request as the `http` crate's type, for reqwest, hyper and tower clients (feature
+/// `http`). Add the `Authorization` header before sending.
+///
+/// ```
+/// # #[cfg(feature = "http")] {
+/// use graph_chat_notifications::subscription::list_subscriptions;
+/// let request: http::Request<Vec<u8>> = list_subscriptions().try_into().unwrap();
+/// assert_eq!(request.method(), http::Method::GET);
+/// assert_eq!(request.uri(), "https://graph.microsoft.com/v1.0/subscriptions");
+/// # }
+/// ```
+#[cfg(feature = "http")]
+impl TryFrom<HttpRequest> for http::Request<Vec<u8>> {
+    type Error = http::Error;
+    fn try_from(request: HttpRequest) -> Result<Self, http::Error> {
+        let mut builder = http::Request::builder()
+            .method(request.method.as_str())
+            .uri(request.url);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        builder.body(request.body.unwrap_or_default())
+    }
+}
+
 impl HttpRequest {
     fn json(method: Method, url: String, body: &impl Serialize) -> Self {
         Self {

@@ -115,6 +115,46 @@ impl AbuseProtectionResponse {
     }
 }
 
+/// The reply as an `http` crate response (feature `http`): 200, `text/plain`, the token.
+#[cfg(feature = "http")]
+impl From<HandshakeResponse> for http::Response<String> {
+    fn from(reply: HandshakeResponse) -> Self {
+        let mut response = http::Response::new(reply.token);
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(HandshakeResponse::CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+/// The reply as an `http` crate response (feature `http`): 200 with the `WebHook-Allowed-*`
+/// headers.
+#[cfg(feature = "http")]
+impl From<AbuseProtectionResponse> for http::Response<()> {
+    fn from(reply: AbuseProtectionResponse) -> Self {
+        let mut response = http::Response::new(());
+        for (name, value) in reply.headers() {
+            // cloud_events_handshake admitted only visible ASCII, which is a valid header value.
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// [`cloud_events_handshake`] from the headers of an `http` crate request (feature `http`).
+/// Header values that are not visible ASCII count as missing.
+#[cfg(feature = "http")]
+pub fn cloud_events_handshake_http(headers: &http::HeaderMap) -> Option<AbuseProtectionResponse> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    cloud_events_handshake(get("webhook-request-origin"), get("webhook-request-rate"))
+}
+
 /// Answers a CloudEvents abuse-protection request (an `OPTIONS` with `WebHook-Request-Origin`,
 /// as Event Grid sends before delivering): pass the values of `WebHook-Request-Origin` and, if
 /// present, `WebHook-Request-Rate`. Allows that origin, and any rate that was asked for (`*`).

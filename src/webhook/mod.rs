@@ -14,6 +14,8 @@ pub use crate::json::compact as compact_json;
 pub use crate::model::{ChangeType, LifecycleEvent};
 pub use envelope::{ChangeNotification, CloudEvent, EncryptedContent, Envelope, Limits};
 pub use error::BodyError;
+#[cfg(feature = "http")]
+pub use handshake::cloud_events_handshake_http;
 pub use handshake::{
     cloud_events_handshake, handshake, AbuseProtectionResponse, HandshakeResponse,
 };

@@ -480,12 +480,73 @@ impl Receiver {
         self.receive(body, now).map(Inbound::Notifications)
     }
 
+    /// [`handle`](Self::handle) for a request of the `http` crate, as axum, hyper and tower
+    /// servers hand them over (feature `http`): the query string and the body, read up to
+    /// [`Limits::max_body_bytes`] by the caller. Answer a [`Inbound::Handshake`] with its
+    /// `http::Response` (`.into()`).
+    ///
+    /// ```
+    /// # #[cfg(feature = "http")] {
+    /// use graph_chat_notifications::webhook::{Inbound, Receiver};
+    /// let receiver = Receiver::builder()
+    ///     .client_state("secretClientState")
+    ///     .dangerous_skip_token_validation()
+    ///     .build()
+    ///     .unwrap();
+    /// let request = http::Request::post("/notify?validationToken=hello%20world").body(Vec::new()).unwrap();
+    /// let Ok(Inbound::Handshake(reply)) = receiver.handle_http(&request, std::time::SystemTime::now()) else {
+    ///     unreachable!()
+    /// };
+    /// let response: http::Response<String> = reply.into();
+    /// assert_eq!(response.body(), "hello world");
+    /// # }
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn handle_http<'r, 'a, B: AsRef<[u8]>>(
+        &'r self,
+        request: &'a http::Request<B>,
+        now: SystemTime,
+    ) -> Result<Inbound<'r, 'a>, BodyError> {
+        self.handle(
+            request.uri().query().unwrap_or(""),
+            request.body().as_ref(),
+            now,
+        )
+    }
+
     /// Parses a notification collection and checks its `validationTokens` (when a validator is
     /// configured): all must pass, and encrypted content without tokens is refused. When tokens
     /// passed, each notification's `tenantId` must be a tenant one of them was issued for; a
     /// notification whose tenant none vouches for fails alone, in [`Batch::open`], naming
     /// `tenantId`.
     pub fn receive<'r, 'a>(
+        &'r self,
+        body: &'a [u8],
+        now: SystemTime,
+    ) -> Result<Batch<'r, 'a>, BodyError> {
+        let received = self.receive_checked(body, now);
+        #[cfg(feature = "tracing")]
+        match &received {
+            Ok(batch) => tracing::debug!(
+                target: "graph_chat_notifications",
+                delivery = ?self.delivery,
+                body_bytes = body.len(),
+                notifications = batch.len(),
+                tokens = batch.tokens.len(),
+                "body accepted"
+            ),
+            Err(e) => tracing::warn!(
+                target: "graph_chat_notifications",
+                delivery = ?self.delivery,
+                body_bytes = body.len(),
+                error = e.code(),
+                "body refused"
+            ),
+        }
+        received
+    }
+
+    fn receive_checked<'r, 'a>(
         &'r self,
         body: &'a [u8],
         now: SystemTime,
@@ -625,8 +686,37 @@ impl<'r, 'a> Batch<'r, 'a> {
     where
         F: FnMut(Result<Opened<'_, 'a>, ItemError>),
     {
+        #[cfg(feature = "tracing")]
+        let mut failed: Vec<(&'static str, usize)> = Vec::new();
         for index in 0..self.len() {
-            f(self.open(index, buf));
+            let opened = self.open(index, buf);
+            #[cfg(feature = "tracing")]
+            if let Err(e) = &opened {
+                let code = e.kind().code();
+                match failed.iter_mut().find(|(c, _)| *c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => failed.push((code, 1)),
+                }
+            }
+            f(opened);
+        }
+        #[cfg(feature = "tracing")]
+        {
+            let refused: usize = failed.iter().map(|(_, n)| n).sum();
+            tracing::debug!(
+                target: "graph_chat_notifications",
+                opened = self.len() - refused,
+                refused,
+                "batch opened"
+            );
+            for (kind, count) in failed {
+                tracing::warn!(
+                    target: "graph_chat_notifications",
+                    kind,
+                    count,
+                    "notifications refused"
+                );
+            }
         }
     }
 
@@ -673,10 +763,23 @@ impl<'r, 'a> Batch<'r, 'a> {
         index: usize,
         buf: &'c mut DecryptBuffer,
     ) -> Result<Opened<'c, 'a>, ItemError> {
-        let notification = self.envelope.items()[index]
-            .as_ref()
-            .map_err(Clone::clone)?;
-        self.receiver
-            .open(self.keys.as_deref(), &self.tokens, notification, buf)
+        let opened = match &self.envelope.items()[index] {
+            Ok(notification) => {
+                self.receiver
+                    .open(self.keys.as_deref(), &self.tokens, notification, buf)
+            }
+            Err(e) => Err(e.clone()),
+        };
+        #[cfg(feature = "tracing")]
+        if let Err(e) = &opened {
+            tracing::debug!(
+                target: "graph_chat_notifications",
+                index = e.index(),
+                field = e.field(),
+                kind = e.kind().code(),
+                "notification refused"
+            );
+        }
+        opened
     }
 }
