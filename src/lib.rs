@@ -54,7 +54,8 @@
 //! CloudEvents, [`webhook::Receiver`]), [`tokens`] (`validationTokens`, the JWKS refresh
 //! policy), [`crypto`] (keys and the decrypt core), [`model`] (typed chats and messages),
 //! [`subscription`] (requests checked against what Graph accepts, resync reads, the keeper),
-//! [`cloud`] (national clouds), [`error`].
+//! [`cloud`] (national clouds), [`error`]. The [`manual`] holds the guides: security, delivery
+//! channels, lifecycle.
 //!
 //! # Features
 //! * `aws-lc` (default): the AWS-LC provider, `crypto::AWS_LC`: constant-time RSA at OpenSSL's
@@ -63,6 +64,11 @@
 //!   compiler (its `rsa` crate carries RUSTSEC-2023-0071; see `SECURITY.md`).
 //! * `pkcs12`: load keys from `.pfx` files, legacy (3DES/RC2) and modern (PBES2/AES).
 //! * `testing`: [`testing::GraphSimulator`], Graph's side for your tests (test-only).
+//! * `http`: conversions to and from the `http` crate's requests and responses (axum, hyper,
+//!   reqwest, tower): outbound requests, `Receiver::handle_http`, handshake replies, the
+//!   keeper's `Outcome::from_http_response`.
+//! * `tracing`: events from the inbound path, counting refusals by kind; never content,
+//!   secrets or tokens.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -72,6 +78,7 @@ pub mod crypto;
 pub mod error;
 mod json;
 pub mod model;
+pub mod manual;
 pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
