@@ -137,7 +137,7 @@ fn rank(message: Option<&ChatMessage<'_>>, deleted: bool) -> Rank {
 ///
 /// ```
 /// use graph_chat_notifications::model::{ChatMessage, ChatTimeline};
-/// use graph_chat_notifications::webhook::ChangeType;
+/// use graph_chat_notifications::model::ChangeType;
 /// let v1: ChatMessage = serde_json::from_str(r#"{"id":"1","createdDateTime":"2024-01-01T10:00:00Z","body":{"content":"helo"}}"#).unwrap();
 /// let v2: ChatMessage = serde_json::from_str(r#"{"id":"1","createdDateTime":"2024-01-01T10:00:00Z","lastEditedDateTime":"2024-01-01T10:01:00Z","body":{"content":"hello"}}"#).unwrap();
 /// let mut t = ChatTimeline::new();
