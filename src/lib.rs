@@ -67,7 +67,7 @@
 //! * `http`: conversions to and from the `http` crate's requests and responses (axum, hyper,
 //!   reqwest, tower): outbound requests, `Receiver::handle_http`, handshake replies, the
 //!   keeper's `Outcome::from_http_response`.
-//! * `tracing`: events from the inbound path, counting refusals by kind; never content,
+//! * `tracing`: spans and events from the inbound path, counting refusals by kind; never content,
 //!   secrets or tokens.
 
 #![forbid(unsafe_code)]
@@ -77,8 +77,8 @@ pub mod cloud;
 pub mod crypto;
 pub mod error;
 mod json;
-pub mod model;
 pub mod manual;
+pub mod model;
 pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -162,7 +162,7 @@ mod tracing_events {
 
     use super::*;
 
-    /// Records every event as `message field=value ...`.
+    /// Records every span and event as `name field=value ...`.
     #[derive(Clone, Default)]
     struct Recorder(Arc<Mutex<Vec<String>>>);
 
@@ -177,7 +177,10 @@ mod tracing_events {
         fn enabled(&self, _: &Metadata<'_>) -> bool {
             true
         }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut line = Line(format!("span {}", span.metadata().name()));
+            span.record(&mut line);
+            self.0.lock().unwrap().push(line.0);
             Id::from_u64(1)
         }
         fn record(&self, _: &Id, _: &Record<'_>) {}

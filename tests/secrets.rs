@@ -113,8 +113,18 @@ fn debug_and_display_hold_no_secrets() {
                 // The model is the user's data: neither its text nor its subject is in Debug.
                 let text = format!("{typed:?}");
                 assert!(!text.contains(PLAINTEXT_MARKER), "{text}");
+                // The owned form for queues: its Debug holds nothing; its JSON holds the
+                // resource (the user's data, by design) but no clientState, key or token.
+                let owned = opened.into_owned();
+                secrets.check("OwnedNotification", &format!("{owned:?}"));
+                let wire = serde_json::to_string(&owned).unwrap();
+                let without_content = wire.replace(PLAINTEXT_MARKER, "");
+                secrets.check("OwnedNotification JSON", &without_content);
             }
-            Err(e) => secrets.check("ItemError", &format!("{e} {e:?}")),
+            Err(e) => secrets.check(
+                "ItemError",
+                &format!("{e} {e:?} {}", serde_json::to_string(&e).unwrap()),
+            ),
         }
     }
     secrets.check("DecryptBuffer", &format!("{buf:?}"));

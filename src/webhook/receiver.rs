@@ -524,21 +524,25 @@ impl Receiver {
         body: &'a [u8],
         now: SystemTime,
     ) -> Result<Batch<'r, 'a>, BodyError> {
+        #[cfg(feature = "tracing")]
+        let _span = tracing::debug_span!(
+            target: "graph_chat_notifications",
+            "receive",
+            delivery = ?self.delivery,
+            body_bytes = body.len()
+        )
+        .entered();
         let received = self.receive_checked(body, now);
         #[cfg(feature = "tracing")]
         match &received {
             Ok(batch) => tracing::debug!(
                 target: "graph_chat_notifications",
-                delivery = ?self.delivery,
-                body_bytes = body.len(),
                 notifications = batch.len(),
                 tokens = batch.tokens.len(),
                 "body accepted"
             ),
             Err(e) => tracing::warn!(
                 target: "graph_chat_notifications",
-                delivery = ?self.delivery,
-                body_bytes = body.len(),
                 error = e.code(),
                 "body refused"
             ),
@@ -686,6 +690,13 @@ impl<'r, 'a> Batch<'r, 'a> {
     where
         F: FnMut(Result<Opened<'_, 'a>, ItemError>),
     {
+        #[cfg(feature = "tracing")]
+        let _span = tracing::debug_span!(
+            target: "graph_chat_notifications",
+            "open_batch",
+            notifications = self.len()
+        )
+        .entered();
         #[cfg(feature = "tracing")]
         let mut failed: Vec<(&'static str, usize)> = Vec::new();
         for index in 0..self.len() {
