@@ -12,11 +12,11 @@
 use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::model::{ChatOrMessage, EnumValue, IntoOwned};
+use graph_chat_notifications::model::{ChatOrMessage, EnumValue};
 use graph_chat_notifications::subscription::{self, Resource as Watch, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{ChangeType, Inbound, Payload, Receiver};
+use graph_chat_notifications::webhook::{ChangeType, Inbound, Receiver};
 
 const APP_ID: &str = "11111111-2222-3333-4444-555555555555";
 const TENANT_ID: &str = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1";
@@ -106,14 +106,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batch.validated_tokens()[0].tenant_id
     );
 
-    // 6. Open each: clientState, key, HMAC, AES; then the typed model.
+    // 6. Open each: clientState, key, HMAC, AES. Each result is owned and serializable: what a
+    // worker puts on a queue (no clientState, no ciphertext). Then the typed model.
     let mut buf = DecryptBuffer::new();
     let mut kept = Vec::new();
-    for i in 0..batch.len() {
-        let opened = batch.open(i, &mut buf)?;
-        let resource = match opened.decode()? {
-            Some(r) => r.into_owned(), // owned: fit for a queue
-            None => continue,
+    for queued in batch.open_all(&mut buf) {
+        let queued = queued?;
+        let Some(resource) = queued.decode()? else {
+            continue;
         };
         match &resource {
             ChatOrMessage::Chat(c) => println!(
@@ -141,9 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             _ => {}
         }
-        if let Payload::Decrypted(_) = opened.payload {
-            kept.push(resource);
-        }
+        kept.push(serde_json::to_string(&queued)?);
     }
     println!(
         "6. done: {} typed resources ready for your queue",

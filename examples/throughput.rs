@@ -89,8 +89,14 @@ fn run() -> Result<f64, String> {
         .receive(&body, SystemTime::now())
         .map_err(|e| format!("body refused: {e}"))?;
     let mut buf = DecryptBuffer::new();
-    for i in 0..batch.len() {
-        batch.open(i, &mut buf).map_err(|e| e.to_string())?;
+    let mut failed = None;
+    batch.open_each(&mut buf, |opened| {
+        if let Err(e) = opened {
+            failed.get_or_insert(e.to_string());
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     let per_batch = batch.len() as u64;
     if per_batch == 0 {
@@ -108,11 +114,9 @@ fn run() -> Result<f64, String> {
                     let batch = receiver
                         .receive(&body, SystemTime::now())
                         .expect("checked above");
-                    for i in 0..batch.len() {
-                        let _ = std::hint::black_box(
-                            batch.open(i, &mut buf).map(|o| o.payload.clone()),
-                        );
-                    }
+                    batch.open_each(&mut buf, |opened| {
+                        let _ = std::hint::black_box(opened.map(|o| o.payload.clone()));
+                    });
                     done.fetch_add(per_batch, Ordering::Relaxed);
                 }
             });

@@ -246,8 +246,12 @@ pub fn write_batch_lines(
     typed: bool,
 ) -> std::io::Result<bool> {
     let mut all_ok = true;
-    for index in 0..batch.len() {
-        let opened = batch.open(index, buf).and_then(|opened| {
+    let mut written = Ok(());
+    batch.open_each(buf, |opened| {
+        if written.is_err() {
+            return; // the output is gone: stop writing
+        }
+        let opened = opened.and_then(|opened| {
             let text: Option<String> = match (&opened.payload, typed) {
                 (Payload::Decrypted(_), true) => opened
                     .decode()?
@@ -257,20 +261,21 @@ pub fn write_batch_lines(
             };
             Ok((opened, text))
         });
-        match opened {
+        written = match opened {
             Ok((opened, text)) => {
                 // Valid JSON by construction: the receiver checked it, within serde_json's
                 // nesting limit.
                 let content = text
                     .as_deref()
                     .map(|t| serde_json::from_str::<&RawValue>(t).expect("checked JSON"));
-                opened_line(out, opened.notification, &opened.payload, content)?;
+                opened_line(out, opened.notification, &opened.payload, content)
             }
             Err(e) => {
                 all_ok = false;
-                failed_line(out, index, e.to_string())?;
+                failed_line(out, e.index(), e.to_string())
             }
-        }
-    }
+        };
+    });
+    written?;
     Ok(all_ok)
 }
