@@ -51,10 +51,10 @@ use crate::tokens::{TokenValidator, ValidatedToken};
 /// # let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
 /// let Inbound::Notifications(batch) = receiver.handle("", &body, now)? else { unreachable!() };
 /// let mut buf = DecryptBuffer::new();
-/// for i in 0..batch.len() {
-///     let opened = batch.open(i, &mut buf)?;
+/// batch.open_each(&mut buf, |opened| {
+///     let opened = opened.expect("the fixture batch is good");
 ///     assert!(matches!(opened.payload, Payload::Decrypted(_)));
-/// }
+/// });
 /// # Ok(()) }
 /// ```
 pub struct Receiver {
