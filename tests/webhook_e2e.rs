@@ -551,6 +551,53 @@ fn acknowledged_batches_survive_kill_dash_nine() {
     );
 }
 
+/// A batch the inbox cannot commit is answered 503, never 202, and is not processed; Graph's
+/// retry, once the inbox can commit again, is taken and printed. The inbox is made unable to
+/// commit by another connection holding SQLite's write lock past the webhook's busy timeout.
+#[test]
+fn a_batch_the_inbox_cannot_commit_is_answered_503_and_taken_on_retry() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let args = args_for(&graph, "locked");
+    let inbox = args[args.iter().position(|a| a == "--inbox").unwrap() + 1].clone();
+    let server = Server::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let token = graph.token(SystemTime::now());
+    let body = graph.collection(
+        &[
+            message_item(&graph, &cert, 7001),
+            message_item(&graph, &cert, 7002),
+        ],
+        std::slice::from_ref(&token),
+    );
+
+    let holder = rusqlite::Connection::open(&inbox).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (status, _, _, took) = server.post("/notifications", &body);
+    assert_eq!(
+        status, 503,
+        "a batch that was not committed is not acknowledged"
+    );
+    assert!(
+        took >= Duration::from_secs(4),
+        "it waited for the lock first: {took:?}"
+    );
+    assert_eq!(server.stderr_count("webhook: batch not accepted (503"), 1);
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.printed_ids().is_empty(),
+        "nothing of it was processed"
+    );
+
+    // Graph retries the same body: now it is committed, acknowledged and printed.
+    assert_eq!(server.post("/notifications", &body).0, 202);
+    wait_for("the retried batch to be printed", || {
+        let ids = server.printed_ids();
+        ids.contains(&"7001".to_string()) && ids.contains(&"7002".to_string())
+    });
+}
+
 #[test]
 fn a_flood_of_large_hostile_bodies_beside_real_batches() {
     let now = SystemTime::now();
