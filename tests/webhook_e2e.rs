@@ -46,23 +46,16 @@ fn inbox_path(name: &str) -> std::path::PathBuf {
 
 impl Server {
     fn start(jwks_path: &str) -> Self {
-        let inbox = inbox_path("e2e");
-        Self::start_with(&[
-            "--jwks",
-            jwks_path,
-            "--app-id",
-            APP,
-            "--tenant-id",
-            TENANT,
-            "--inbox",
-            inbox.to_str().unwrap(),
-        ])
+        Self::start_args(&token_args(jwks_path, &inbox_path("e2e")))
     }
 
     /// A webhook checking tokens against the JWKS file of `graph`, with a fresh inbox for `name`.
     fn for_graph(graph: &GraphSimulator, name: &str) -> Self {
-        let args = args_for(graph, name);
-        Self::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        Self::start_args(&args_for(graph, name))
+    }
+
+    fn start_args(extra: &[String]) -> Self {
+        Self::start_with(&extra.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     fn start_with(extra: &[&str]) -> Self {
@@ -385,11 +378,15 @@ fn message_item(graph: &GraphSimulator, cert: &Certificate, id: usize) -> Value 
 /// The arguments of a webhook checking tokens against the JWKS file of `graph`, with a fresh
 /// inbox for `name` (the same arguments start it again on the same inbox).
 fn args_for(graph: &GraphSimulator, name: &str) -> Vec<String> {
-    let jwks = jwks_file(graph, name);
-    let inbox = inbox_path(name);
+    token_args(jwks_file(graph, name).to_str().unwrap(), &inbox_path(name))
+}
+
+/// The arguments of a webhook checking tokens against the JWKS file at `jwks`, for this
+/// test's app and tenant, with its inbox at `inbox`.
+fn token_args(jwks: &str, inbox: &std::path::Path) -> Vec<String> {
     [
         "--jwks",
-        jwks.to_str().unwrap(),
+        jwks,
         "--app-id",
         APP,
         "--tenant-id",
@@ -480,7 +477,6 @@ fn acknowledged_batches_survive_kill_dash_nine() {
     let graph = GraphSimulator::new(APP, TENANT);
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
     let args = args_for(&graph, "kill9");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let token = graph.token(now);
     // 150 batches of 20 notifications: several seconds of RSA work for the workers, sent in
     // about one, so that work is pending when the process is killed.
@@ -494,7 +490,7 @@ fn acknowledged_batches_survive_kill_dash_nine() {
             (ids, graph.collection(&items, std::slice::from_ref(&token)))
         })
         .collect();
-    let mut first = Server::start_with(&args);
+    let mut first = Server::start_args(&args);
     let acknowledged: Vec<usize> = std::thread::scope(|s| {
         let chunks: Vec<_> = bodies
             .chunks(19)
@@ -526,7 +522,7 @@ fn acknowledged_batches_survive_kill_dash_nine() {
 
     // A restart on the same inbox finishes what was accepted: every acknowledged notification
     // is printed, by one run or the other (a batch in hand at the kill may print twice).
-    let second = Server::start_with(&args);
+    let second = Server::start_args(&args);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let mut all = before.clone();
@@ -560,7 +556,7 @@ fn a_batch_the_inbox_cannot_commit_is_answered_503_and_taken_on_retry() {
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
     let args = args_for(&graph, "locked");
     let inbox = args[args.iter().position(|a| a == "--inbox").unwrap() + 1].clone();
-    let server = Server::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = Server::start_args(&args);
     let token = graph.token(SystemTime::now());
     let body = graph.collection(
         &[

@@ -127,7 +127,9 @@ impl OwnedNotification {
 
 impl PartialEq for OwnedNotification {
     fn eq(&self, other: &Self) -> bool {
-        let raw = |r: &Option<Box<RawValue>>| r.as_ref().map(|r| r.get().to_owned());
+        fn raw(r: &Option<Box<RawValue>>) -> Option<&str> {
+            r.as_deref().map(RawValue::get)
+        }
         self.index == other.index
             && self.id == other.id
             && self.subscription_id == other.subscription_id
