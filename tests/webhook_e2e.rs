@@ -577,6 +577,10 @@ fn a_batch_the_inbox_cannot_commit_is_answered_503_and_taken_on_retry() {
         took >= Duration::from_secs(4),
         "it waited for the lock first: {took:?}"
     );
+    // The server's stderr is read by another thread: the line may land just after the reply.
+    wait_for("the 503 to be logged", || {
+        server.stderr_count("webhook: batch not accepted (503") >= 1
+    });
     assert_eq!(server.stderr_count("webhook: batch not accepted (503"), 1);
     holder.execute_batch("ROLLBACK").unwrap();
     drop(holder);
