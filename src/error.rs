@@ -95,6 +95,7 @@ impl ItemErrorKind {
             Self::ThumbprintMismatch => "thumbprintMismatch",
             Self::TenantNotVouched => "tenantNotVouched",
             Self::ClientStateMismatch => "clientStateMismatch",
+            Self::TenantNotAllowed => "tenantNotAllowed",
             Self::NoProvider => "noProvider",
             Self::Decrypt => "decrypt",
             Self::PlaintextNotUtf8 => "plaintextNotUtf8",
@@ -158,6 +159,11 @@ pub enum ItemErrorKind {
     /// The notification's `clientState` is not one of the expected values.
     #[error("does not match the expected clientState")]
     ClientStateMismatch,
+    /// The notification's `tenantId` (or, for a CloudEvent, the tenant its `source` names) is
+    /// not one of the tenants the receiver serves
+    /// ([`ReceiverBuilder::allowed_tenants`](crate::webhook::ReceiverBuilder::allowed_tenants)).
+    #[error("is not a tenant the receiver serves")]
+    TenantNotAllowed,
     /// The notification carries `encryptedContent` but the receiver has no crypto provider.
     #[error("encrypted content cannot be decrypted: no crypto provider is configured")]
     NoProvider,

@@ -231,6 +231,16 @@ impl GraphSimulator {
         self.sign(&self.header(), &self.claims_v2(now))
     }
 
+    /// The Microsoft Entra access token Event Grid sends as `Authorization: Bearer ...` to a
+    /// protected webhook, issued at `now` for the simulator's app and tenant: a v2 token whose
+    /// client (`azp`) is Event Grid's service principal, signed with the same JWKS key.
+    pub fn event_grid_bearer(&self, now: SystemTime) -> String {
+        let mut claims = self.claims_v2(now);
+        claims["azp"] = json!(crate::tokens::EVENT_GRID_APP_ID);
+        claims["roles"] = json!(["AzureEventGridSecureWebhookSubscriber"]);
+        self.sign(&self.header(), &claims)
+    }
+
     /// A token with any header and claims, signed RS256 with the simulator's key.
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
         self.sign_input(&signing_input(header, claims))

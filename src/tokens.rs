@@ -48,6 +48,13 @@ use crate::Cloud;
 /// `validationToken`.
 pub const GRAPH_CHANGE_TRACKING_APP_ID: &str = "0bf30f3b-4a52-48df-9a82-234910c4a086";
 
+/// The app id of Azure Event Grid's service principal (`Microsoft.EventGrid`): the client of the
+/// Microsoft Entra access token Event Grid sends as `Authorization: Bearer ...` when an event
+/// subscription delivers to a Microsoft Entra protected webhook. Check those tokens with a
+/// validator whose [`publisher`](TokenValidator::publisher) is this id and whose app ids are
+/// the app (or app ID URI) the event subscription names.
+pub const EVENT_GRID_APP_ID: &str = "4962773b-9cdb-44cf-a8bf-237846a00ab7";
+
 /// Largest JWKS document accepted, in bytes.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Most keys kept from one JWKS document.
@@ -110,8 +117,9 @@ pub enum TokenError {
     /// `aud` is not one of the configured app ids.
     #[error("audience is not one of the configured app ids")]
     Audience,
-    /// `appid` or `azp` is not Microsoft Graph's change-tracking app.
-    #[error("claim `{claim}` is not Microsoft Graph's change-tracking app")]
+    /// `appid` or `azp` is not the validator's publisher: Microsoft Graph's change-tracking app
+    /// for `validationTokens` (see [`TokenValidator::publisher`]).
+    #[error("claim `{claim}` does not name the expected publisher (for validation tokens, Microsoft Graph's change-tracking app)")]
     Publisher {
         /// `appid` or `azp`.
         claim: &'static str,
@@ -200,6 +208,7 @@ struct Verified {
 /// ```
 pub struct TokenValidator {
     provider: &'static CryptoProvider,
+    publisher: String,
     app_ids: Vec<String>,
     tenant_ids: Vec<String>,
     leeway: Duration,
@@ -217,6 +226,7 @@ impl fmt::Debug for TokenValidator {
         let kids: Vec<String> = self.current_keys().keys().cloned().collect();
         f.debug_struct("TokenValidator")
             .field("provider", &self.provider.name)
+            .field("publisher", &self.publisher)
             .field("app_ids", &self.app_ids)
             .field("tenant_ids", &self.tenant_ids)
             .field("leeway", &self.leeway)
@@ -364,6 +374,7 @@ impl TokenValidator {
     {
         Self {
             provider,
+            publisher: GRAPH_CHANGE_TRACKING_APP_ID.to_string(),
             app_ids: app_ids.into_iter().map(Into::into).collect(),
             tenant_ids: tenant_ids.into_iter().map(Into::into).collect(),
             leeway: Duration::from_secs(60),
@@ -373,6 +384,30 @@ impl TokenValidator {
             cache_capacity: 1024,
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The app whose tokens these are, named in `appid` (v1) or `azp` (v2): Microsoft Graph's
+    /// change-tracking app ([`GRAPH_CHANGE_TRACKING_APP_ID`]) by default, for `validationTokens`.
+    /// [`EVENT_GRID_APP_ID`] checks the bearer tokens Event Grid sends to a Microsoft Entra
+    /// protected webhook instead; every other rule (signature, times, audience, issuer, tenant)
+    /// is the same.
+    ///
+    /// ```
+    /// # #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))] {
+    /// use graph_chat_notifications::tokens::{TokenValidator, EVENT_GRID_APP_ID};
+    /// let bearer = TokenValidator::new(["11111111-2222-3333-4444-555555555555"], ["4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1"])
+    ///     .publisher(EVENT_GRID_APP_ID);
+    /// assert_eq!(bearer.configured_publisher(), EVENT_GRID_APP_ID);
+    /// # }
+    /// ```
+    pub fn publisher(mut self, app_id: impl Into<String>) -> Self {
+        self.publisher = app_id.into();
+        self
+    }
+
+    /// The publisher tokens must name.
+    pub fn configured_publisher(&self) -> &str {
+        &self.publisher
     }
 
     /// The cloud whose identity platform issues the tokens (default [`Cloud::Global`]): it picks
@@ -634,8 +669,7 @@ impl TokenValidator {
                     return Err(TokenError::Claim { claim })
                 }
                 None => {}
-                Some(serde_json::Value::String(v))
-                    if v.eq_ignore_ascii_case(GRAPH_CHANGE_TRACKING_APP_ID) => {}
+                Some(serde_json::Value::String(v)) if v.eq_ignore_ascii_case(&self.publisher) => {}
                 Some(_) => return Err(TokenError::Publisher { claim }),
             }
         }

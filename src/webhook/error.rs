@@ -79,6 +79,13 @@ pub enum BodyError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The bytes given to [`Receiver::dangerous_open_admitted`](crate::webhook::Receiver::dangerous_open_admitted)
+    /// are not an [`Admission`](crate::webhook::Admission) record.
+    #[error("not an admission record: {reason}")]
+    NotARecord {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl BodyError {
@@ -97,6 +104,7 @@ impl BodyError {
             Self::MissingValidationTokens => "missingValidationTokens",
             Self::Token { .. } => "token",
             Self::BadValidationTokens { .. } => "badValidationTokens",
+            Self::NotARecord { .. } => "notARecord",
         }
     }
 

@@ -2,6 +2,7 @@
 //! Grid CloudEvents), the handshakes, and the [`Receiver`] that verifies and decrypts it, set to
 //! its channel with [`Delivery`].
 
+mod admission;
 mod cloud_events;
 mod envelope;
 mod error;
@@ -11,6 +12,7 @@ mod receiver;
 mod handshake;
 
 pub use crate::json::compact as compact_json;
+pub use admission::Admission;
 pub use crate::model::{ChangeType, LifecycleEvent};
 pub use envelope::{ChangeNotification, CloudEvent, EncryptedContent, Envelope, Limits};
 pub use error::BodyError;

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::BodyError;
 use super::{
-    handshake, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits,
+    handshake, Admission, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits,
     OwnedNotification,
 };
 use crate::crypto::KeyError;
@@ -63,6 +63,8 @@ pub struct Receiver {
     /// Serializes key updates, so that two concurrent updates cannot lose one another.
     key_updates: Mutex<()>,
     client_states: Vec<Zeroizing<String>>,
+    /// Set by [`ReceiverBuilder::allowed_tenants`]: when not empty, every notification's tenant.
+    tenants: Vec<String>,
     limits: Limits,
     tokens: Option<TokenValidator>,
     /// Set only by [`ReceiverBuilder::dangerous_skip_token_validation`].
@@ -120,6 +122,7 @@ impl fmt::Debug for Receiver {
 pub struct ReceiverBuilder {
     keys: Option<KeyStore>,
     client_states: Vec<Zeroizing<String>>,
+    tenants: Vec<String>,
     limits: Limits,
     tokens: Option<TokenValidator>,
     skip_tokens: bool,
@@ -182,6 +185,21 @@ impl ReceiverBuilder {
         self
     }
 
+    /// The tenants the receiver serves: every notification's `tenantId` must be one of them
+    /// (compared without regard to case), and a CloudEvent's `source`
+    /// (`/tenants/{tenantId}/applications/{appId}`) must name the same tenant; others fail alone
+    /// with [`ItemErrorKind::TenantNotAllowed`]. Without it, any tenant is taken (on the webhook
+    /// channel the validation tokens still bind each notification to a tenant they were issued
+    /// for). On Event Hubs and Event Grid, where Graph sends no tokens, it is the tenant check.
+    pub fn allowed_tenants<I>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.tenants.extend(tenants.into_iter().map(Into::into));
+        self
+    }
+
     /// Bounds on body size, notification count, per-notification size and nesting.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -239,6 +257,7 @@ impl ReceiverBuilder {
             keys: RwLock::new(keys.map(Arc::new)),
             key_updates: Mutex::new(()),
             client_states: self.client_states,
+            tenants: self.tenants,
             limits: self.limits,
             tokens: self.tokens,
             skip_tokens: self.skip_tokens,
@@ -287,6 +306,8 @@ pub struct Batch<'r, 'a> {
     keys: Option<Arc<KeyStore>>,
     envelope: Envelope<'a>,
     tokens: Vec<ValidatedToken>,
+    /// Read back from an [`Admission`] record: the checks before decryption already passed.
+    admitted: bool,
 }
 
 impl fmt::Debug for Batch<'_, '_> {
@@ -294,6 +315,7 @@ impl fmt::Debug for Batch<'_, '_> {
         f.debug_struct("Batch")
             .field("envelope", &self.envelope)
             .field("tokens", &self.tokens)
+            .field("admitted", &self.admitted)
             .finish()
     }
 }
@@ -457,6 +479,11 @@ impl Receiver {
         Ok(())
     }
 
+    /// The tenants set with [`ReceiverBuilder::allowed_tenants`] (empty: any tenant).
+    pub fn allowed_tenants(&self) -> &[String] {
+        &self.tenants
+    }
+
     /// The token validator, to [`update_jwks`](TokenValidator::update_jwks) when keys rotate.
     pub fn tokens(&self) -> Option<&TokenValidator> {
         self.tokens.as_ref()
@@ -575,22 +602,84 @@ impl Receiver {
             keys: self.keys(),
             envelope,
             tokens,
+            admitted: false,
         })
     }
 
-    fn open<'c, 'a>(
+    /// Reads back an [`Admission`] record that [`Batch::admit`] made (and your inbox stored), to
+    /// decrypt what was admitted. The checks admission ran are not run again: no validation
+    /// token (the record holds none), no tenant, no `clientState` (the record holds none either).
+    /// That is what makes an acknowledged batch openable after the signing keys rotated or the
+    /// configuration changed; it is also why the name says `dangerous`: bytes that did not come
+    /// from your own admission, through storage only you write, would be decrypted and trusted
+    /// unchecked. Decryption, the key lookup and the thumbprint check run as usual, with this
+    /// receiver's keys and limits; notifications keep their index in the original body.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+    /// use graph_chat_notifications::webhook::{Payload, Receiver};
+    /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
+    /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
+    /// let receiver = Receiver::builder()
+    ///     .keys(KeyStore::new().with_key("graphsim-rsa2048", key)?)
+    ///     .client_state("secretClientState")
+    ///     .dangerous_skip_token_validation() // the fixture batch carries no tokens
+    ///     .build()?;
+    /// let body = read("batches/rsa2048.json");
+    /// // On the request path: the checks without a private key, then store the record.
+    /// let admission = receiver.receive(&body, std::time::SystemTime::now())?.admit();
+    /// assert!(admission.refused().is_empty());
+    /// let record: Vec<u8> = admission.into_record(); // ... committed to your inbox ...
+    /// // On a worker, later: decrypt what was admitted.
+    /// let batch = receiver.dangerous_open_admitted(&record)?;
+    /// batch.open_each(&mut DecryptBuffer::new(), |opened| {
+    ///     assert!(matches!(opened.unwrap().payload, Payload::Decrypted(_)));
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn dangerous_open_admitted<'r, 'a>(
+        &'r self,
+        record: &'a [u8],
+    ) -> Result<Batch<'r, 'a>, BodyError> {
+        Ok(Batch {
+            receiver: self,
+            keys: self.keys(),
+            envelope: super::admission::read_record(record)?,
+            tokens: Vec::new(),
+            admitted: true,
+        })
+    }
+
+    /// The checks of one notification that need no private key: on the webhook channel the
+    /// tenant vouched for by a passing token, the tenants the receiver serves, and the
+    /// `clientState` (constant time). Graph's validation message on an Event Hub passes.
+    pub(super) fn check(
         &self,
-        keys: Option<&KeyStore>,
         tokens: &[ValidatedToken],
-        notification: &'c ChangeNotification<'a>,
-        buf: &'c mut DecryptBuffer,
-    ) -> Result<Opened<'c, 'a>, ItemError> {
+        notification: &ChangeNotification<'_>,
+    ) -> Result<(), ItemError> {
         let fail = |field, kind| ItemError::new(notification.index, field, kind);
         if self.delivery == Delivery::EventHubs && notification.is_validation_message() {
-            return Ok(Opened {
-                notification,
-                payload: Payload::ValidationMessage,
-            });
+            return Ok(());
+        }
+        if !self.tenants.is_empty() {
+            let tenant = notification
+                .tenant_id
+                .as_deref()
+                .ok_or_else(|| fail("tenantId", ItemErrorKind::Missing))?;
+            if !self.tenants.iter().any(|t| t.eq_ignore_ascii_case(tenant)) {
+                return Err(fail("tenantId", ItemErrorKind::TenantNotAllowed));
+            }
+            if let Some(event) = &notification.cloud_event {
+                let source_tenant = event
+                    .source
+                    .strip_prefix("/tenants/")
+                    .and_then(|rest| rest.split('/').next());
+                if !source_tenant.is_some_and(|t| t.eq_ignore_ascii_case(tenant)) {
+                    return Err(fail("source", ItemErrorKind::TenantNotAllowed));
+                }
+            }
         }
         // Graph sends one token per (app, tenant) pair with items in the batch: a tenant that no
         // passing token names was not vouched for.
@@ -621,6 +710,27 @@ impl Receiver {
             if !bool::from(matched) {
                 return Err(fail("clientState", ItemErrorKind::ClientStateMismatch));
             }
+        }
+        Ok(())
+    }
+
+    fn open<'c, 'a>(
+        &self,
+        keys: Option<&KeyStore>,
+        tokens: &[ValidatedToken],
+        admitted: bool,
+        notification: &'c ChangeNotification<'a>,
+        buf: &'c mut DecryptBuffer,
+    ) -> Result<Opened<'c, 'a>, ItemError> {
+        let fail = |field, kind| ItemError::new(notification.index, field, kind);
+        if self.delivery == Delivery::EventHubs && notification.is_validation_message() {
+            return Ok(Opened {
+                notification,
+                payload: Payload::ValidationMessage,
+            });
+        }
+        if !admitted {
+            self.check(tokens, notification)?;
         }
         let payload = if let Some(event) = notification.lifecycle_event() {
             Payload::Lifecycle(event)
@@ -760,6 +870,29 @@ impl<'r, 'a> Batch<'r, 'a> {
         out
     }
 
+    /// Runs every check of every notification that needs no private key (parsing, the tenant
+    /// a token vouched for, [`allowed_tenants`](ReceiverBuilder::allowed_tenants), `clientState`)
+    /// and returns what passed as a record to store, with the refusals: admission, on the
+    /// request path, before a webhook acknowledges the batch. The record holds each admitted
+    /// notification's known members only (no `clientState`, no unknown members, nothing of the
+    /// body around `value`), with its index in the body; read it back with
+    /// [`Receiver::dangerous_open_admitted`]. No RSA work is done.
+    pub fn admit(&self) -> Admission {
+        let mut admitted = Vec::new();
+        let mut refused = Vec::new();
+        for item in self.envelope.items() {
+            match item
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|n| self.receiver.check(&self.tokens, n).map(|()| n))
+            {
+                Ok(n) => admitted.push(n),
+                Err(e) => refused.push(e),
+            }
+        }
+        Admission::new(&admitted, refused)
+    }
+
     /// The notifications as parsed, in order (each `Ok`, or the error that names its bad
     /// field), without opening them.
     pub fn iter(&self) -> std::slice::Iter<'_, Result<ChangeNotification<'a>, ItemError>> {
@@ -776,8 +909,13 @@ impl<'r, 'a> Batch<'r, 'a> {
     ) -> Result<Opened<'c, 'a>, ItemError> {
         let opened = match &self.envelope.items()[index] {
             Ok(notification) => {
-                self.receiver
-                    .open(self.keys.as_deref(), &self.tokens, notification, buf)
+                self.receiver.open(
+                    self.keys.as_deref(),
+                    &self.tokens,
+                    self.admitted,
+                    notification,
+                    buf,
+                )
             }
             Err(e) => Err(e.clone()),
         };

@@ -1,0 +1,185 @@
+//! Every bound the server applies, each a named default with the reason for its number.
+
+use std::time::Duration;
+
+/// Bytes of request bodies the server holds at once, over every connection: 256 MiB. Sixteen
+/// bodies at Graph's 16 MiB limit, or thousands of Graph-sized batches (tens of KiB each); the
+/// flood of 120 hostile 15 MiB bodies in the test suite stays far below 512 MiB of memory.
+pub const BODY_BUDGET_BYTES: usize = 256 << 20;
+/// A body past 1 MiB is large: Graph's batches of rich notifications are tens of KiB, so only
+/// floods and oversized batches are.
+pub const LARGE_BODY_BYTES: usize = 1 << 20;
+/// Large bodies read at once: 4, so that a flood of large bodies holds at most 64 MiB and never
+/// the budget that Graph-sized batches need.
+pub const LARGE_BODIES: usize = 4;
+/// A body may start slowly for 2 s (TCP slow start, a busy sender) before the rate counts.
+pub const BODY_GRACE: Duration = Duration::from_secs(2);
+/// After the grace, a body must average 16 KiB/s since its first byte (the idea of Apache's
+/// `mod_reqtimeout` `MinRate`): Graph sends from data centres at many MiB/s; a sender trickling
+/// 2 bytes every 0.4 s is cut off after the grace.
+pub const MIN_BODY_BYTES_PER_SECOND: u64 = 16 * 1024;
+/// At most 5 s between two pieces of a body (nginx's `client_body_timeout`, shorter).
+pub const BODY_IDLE: Duration = Duration::from_secs(5);
+/// A body must be complete within 60 s whatever its rate.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a body waits for room in the budget (or a large-body turn) before it is answered
+/// 503: 1 s, well inside Graph's 3 s.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(1);
+/// A request head (request line and headers) must arrive within 10 s of the connection opening
+/// or of the previous response: Graph sends its head at once; a sender adding a header line every
+/// 2 s is cut off.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// A connection with no byte in either direction for 30 s is closed (idle keep-alive
+/// connections and half-sent requests alike).
+pub const IDLE_DEADLINE: Duration = Duration::from_secs(30);
+/// Connections one source address may hold open: 256. Graph spreads its deliveries over many
+/// addresses; with systemd's default of 1,024 open files, one stranger holding 256 leaves the
+/// rest for everyone else. Connections past it are closed as they are accepted.
+pub const CONNECTIONS_PER_ADDRESS: usize = 256;
+/// Connections held open at once, over every address: 4,096 (raise the process's open-file
+/// limit with it).
+pub const MAX_CONNECTIONS: usize = 4096;
+/// On shutdown, connections get 5 s to finish the request in hand; then they are closed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a request waits for a JWKS fetch it started (a token named an unknown key): 1 s;
+/// past it the batch is answered 503 and the fetch goes on for Graph's retry.
+pub const JWKS_WAIT: Duration = Duration::from_secs(1);
+/// How long a request waits for its batch to be committed to the inbox before it is answered
+/// 503 (Graph retries): 2 s, inside Graph's 3 s.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(2);
+
+/// The server's bounds: [`Default`] is the constants of this module; each `with_*` changes one.
+///
+/// ```
+/// use std::time::Duration;
+/// use graph_chat_webhook::ServerLimits;
+/// let limits = ServerLimits::default()
+///     .with_connections_per_address(64)
+///     .with_min_body_bytes_per_second(64 * 1024);
+/// assert_eq!(limits.connections_per_address(), 64);
+/// assert_eq!(limits.head_deadline(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    body_budget: usize,
+    large_body: usize,
+    large_bodies: usize,
+    body_grace: Duration,
+    min_body_rate: u64,
+    body_idle: Duration,
+    body_deadline: Duration,
+    budget_wait: Duration,
+    head_deadline: Duration,
+    idle_deadline: Duration,
+    connections_per_address: usize,
+    max_connections: usize,
+    shutdown_grace: Duration,
+    jwks_wait: Duration,
+    commit_wait: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            body_budget: BODY_BUDGET_BYTES,
+            large_body: LARGE_BODY_BYTES,
+            large_bodies: LARGE_BODIES,
+            body_grace: BODY_GRACE,
+            min_body_rate: MIN_BODY_BYTES_PER_SECOND,
+            body_idle: BODY_IDLE,
+            body_deadline: BODY_DEADLINE,
+            budget_wait: BUDGET_WAIT,
+            head_deadline: HEAD_DEADLINE,
+            idle_deadline: IDLE_DEADLINE,
+            connections_per_address: CONNECTIONS_PER_ADDRESS,
+            max_connections: MAX_CONNECTIONS,
+            shutdown_grace: SHUTDOWN_GRACE,
+            jwks_wait: JWKS_WAIT,
+            commit_wait: COMMIT_WAIT,
+        }
+    }
+}
+
+macro_rules! limit {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty, $with:ident;)*) => {
+        impl ServerLimits {
+            $(
+                $(#[$doc])*
+                pub fn $with(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+
+                $(#[$doc])*
+                pub fn $field(&self) -> $ty {
+                    self.$field
+                }
+            )*
+        }
+    };
+}
+
+limit! {
+    /// Bytes of bodies held at once ([`BODY_BUDGET_BYTES`]).
+    body_budget: usize, with_body_budget;
+    /// Past this many bytes a body is large ([`LARGE_BODY_BYTES`]).
+    large_body: usize, with_large_body;
+    /// Large bodies read at once ([`LARGE_BODIES`]).
+    large_bodies: usize, with_large_bodies;
+    /// Time before the minimum rate counts ([`BODY_GRACE`]).
+    body_grace: Duration, with_body_grace;
+    /// Minimum average body rate after the grace, bytes per second ([`MIN_BODY_BYTES_PER_SECOND`]).
+    min_body_rate: u64, with_min_body_bytes_per_second;
+    /// Longest pause inside a body ([`BODY_IDLE`]).
+    body_idle: Duration, with_body_idle;
+    /// Longest time for a whole body ([`BODY_DEADLINE`]).
+    body_deadline: Duration, with_body_deadline;
+    /// Longest wait for room in the budget ([`BUDGET_WAIT`]).
+    budget_wait: Duration, with_budget_wait;
+    /// Longest time for a request head ([`HEAD_DEADLINE`]).
+    head_deadline: Duration, with_head_deadline;
+    /// Longest silence on a connection ([`IDLE_DEADLINE`]).
+    idle_deadline: Duration, with_idle_deadline;
+    /// Connections per source address ([`CONNECTIONS_PER_ADDRESS`]).
+    connections_per_address: usize, with_connections_per_address;
+    /// Connections in all ([`MAX_CONNECTIONS`]).
+    max_connections: usize, with_max_connections;
+    /// Time connections get to finish on shutdown ([`SHUTDOWN_GRACE`]).
+    shutdown_grace: Duration, with_shutdown_grace;
+    /// Longest wait for a JWKS fetch a request started ([`JWKS_WAIT`]).
+    jwks_wait: Duration, with_jwks_wait;
+    /// Longest wait for a commit ([`COMMIT_WAIT`]).
+    commit_wait: Duration, with_commit_wait;
+}
+
+impl ServerLimits {
+    /// When the next piece of a body must have arrived, `elapsed` into the body with `received`
+    /// bytes so far and the last piece `since_last` ago: the earliest of the rate's deadline
+    /// (after the grace), the idle deadline and the whole-body deadline, as a time from the
+    /// body's start.
+    pub(crate) fn next_piece_deadline(&self, received: u64, last_piece_at: Duration) -> Duration {
+        let rate = Duration::from_secs_f64(received as f64 / self.min_body_rate.max(1) as f64);
+        (self.body_grace + rate)
+            .min(last_piece_at + self.body_idle)
+            .min(self.body_deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trickle_is_cut_after_the_grace_and_a_stall_after_the_idle_deadline() {
+        let limits = ServerLimits::default();
+        // 2 bytes received, the last 0.4 s in: the rate's deadline is just after the grace.
+        let d = limits.next_piece_deadline(2, Duration::from_millis(400));
+        assert!(d > BODY_GRACE && d < BODY_GRACE + Duration::from_millis(1), "{d:?}");
+        // 1 MiB in the first second, then silence: the idle deadline comes first.
+        let d = limits.next_piece_deadline(1 << 20, Duration::from_secs(1));
+        assert_eq!(d, Duration::from_secs(1) + BODY_IDLE);
+        // A fast 15 MiB body is bounded by the whole-body deadline only.
+        let d = limits.next_piece_deadline(15 << 20, Duration::from_secs(59));
+        assert_eq!(d, BODY_DEADLINE);
+    }
+}
