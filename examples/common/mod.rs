@@ -4,6 +4,7 @@
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::tokens::TokenValidator;
+use graph_chat_notifications::ItemError;
 use graph_chat_notifications::webhook::{
     compact_json, Batch, ChangeNotification, Delivery, Payload, Receiver,
 };
@@ -101,11 +102,12 @@ pub fn validator_from(options: &Options) -> Result<Option<TokenValidator>, Strin
 
 /// The receiver the options describe: `--key CERT_ID=KEY_FILE`..., `--client-state S`..., and
 /// `tokens` (without a validator, tokens are not checked: the caller decides whether that is
-/// allowed).
+/// allowed); `tenants`, when not empty, are the only tenants taken.
 pub fn receiver_from(
     options: &Options,
     tokens: Option<TokenValidator>,
     delivery: Delivery,
+    tenants: &[String],
 ) -> Result<Receiver, String> {
     let mut keys = KeyStore::new();
     for spec in options.all("--key") {
@@ -119,7 +121,10 @@ pub fn receiver_from(
         keys.insert(id, key)
             .map_err(|e| format!("--key {id}: {e}"))?;
     }
-    let mut builder = Receiver::builder().keys(keys).delivery(delivery);
+    let mut builder = Receiver::builder()
+        .keys(keys)
+        .delivery(delivery)
+        .allowed_tenants(tenants.iter().cloned());
     let client_states = options.all("--client-state");
     if client_states.is_empty() {
         // A debugging aid: without --client-state, clientState is not checked.
@@ -214,6 +219,11 @@ fn opened_line(
     write_line(out, &line)
 }
 
+/// The `ok: false` line of a notification that failed.
+pub fn write_failed_line(out: &mut impl Write, error: &ItemError) -> std::io::Result<()> {
+    failed_line(out, error.index(), error.to_string())
+}
+
 fn failed_line(out: &mut impl Write, index: usize, error: String) -> std::io::Result<()> {
     let line = Line {
         index,
@@ -272,7 +282,7 @@ pub fn write_batch_lines(
             }
             Err(e) => {
                 all_ok = false;
-                failed_line(out, e.index(), e.to_string())
+                write_failed_line(out, &e)
             }
         };
     });
