@@ -92,7 +92,8 @@ fn run() -> Result<bool, Stop> {
             .map_err(|e| Stop::Usage(format!("--jwks: {path}: {e}")))?;
     }
     let delivery = common::delivery_from(&options).map_err(Stop::Usage)?;
-    let receiver = common::receiver_from(&options, validator, delivery, &[]).map_err(Stop::Usage)?;
+    let receiver =
+        common::receiver_from(&options, validator, delivery, &[]).map_err(Stop::Usage)?;
     let body = read_input(
         options.positional.first().map(String::as_str),
         receiver.limits().max_body_bytes(),

@@ -47,11 +47,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .expires_in(now, Duration::from_secs(55 * 60))
     .client_state("secretClientState")
     .build()?;
+    // The body, without the (long) base64 certificate.
+    let mut shown: serde_json::Value = serde_json::from_str(request.body_text())?;
+    shown["encryptionCertificate"] = "(base64 of the certificate's DER)".into();
     println!(
-        "1. subscribe: {} {}\n   {:.120}...",
+        "1. subscribe: {} {}\n   {shown}",
         request.method.as_str(),
         request.url,
-        request.body_text()
     );
 
     // 2. Configure the receiver once: keys, clientState, and who may vouch for a batch.
@@ -68,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let query = "validationToken=Validation%3A%20Testing%20client%20application%20reachability";
     if let Inbound::Handshake(reply) = receiver.handle(query, b"", now)? {
         println!(
-            "2. handshake: {} {} {:?}",
+            "2. handshake: answer {} ({}) with the token: {}",
             reply.status(),
             reply.content_type(),
             reply.body()
@@ -117,18 +119,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         match &resource {
             ChatOrMessage::Chat(c) => println!(
-                "4. chat {:?} ({:?}), {} members",
-                c.topic.as_deref().unwrap_or(""),
-                c.chat_type.get().map(EnumValue::as_str),
+                "4. chat \"{}\" ({}), {} members",
+                c.topic.as_deref().unwrap_or("(no topic)"),
+                c.chat_type.get().map_or("unknown type", EnumValue::as_str),
                 c.members.get().map_or(0, Vec::len)
             ),
             ChatOrMessage::ChatMessage(m) => println!(
-                "5. message {} from {:?} at {}: {} bytes of {:?}",
+                "5. message {} from {} at {}: {} bytes of {}",
                 m.id.as_deref().unwrap_or("?"),
                 m.from
                     .get()
                     .and_then(|f| f.user.get())
-                    .and_then(|u| u.display_name.as_deref()),
+                    .and_then(|u| u.display_name.as_deref())
+                    .unwrap_or("(unknown sender)"),
                 m.created_date_time.get().map(|t| t.as_str()).unwrap_or("?"),
                 m.body
                     .get()
@@ -137,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m.body
                     .get()
                     .and_then(|b| b.content_type.get())
-                    .map(EnumValue::as_str),
+                    .map_or("text", EnumValue::as_str),
             ),
             _ => {}
         }

@@ -4,10 +4,10 @@
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::ItemError;
 use graph_chat_notifications::webhook::{
     compact_json, Batch, ChangeNotification, Delivery, Payload, Receiver,
 };
+use graph_chat_notifications::ItemError;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::io::Write;

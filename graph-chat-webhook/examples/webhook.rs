@@ -177,8 +177,6 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn main() -> ExitCode {
-    // TLS for `--jwks https://...`: rustls on AWS-LC.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (listen, webhook) = match configure() {
         Ok(c) => c,
         Err(e) => {

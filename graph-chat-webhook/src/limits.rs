@@ -174,7 +174,10 @@ mod tests {
         let limits = ServerLimits::default();
         // 2 bytes received, the last 0.4 s in: the rate's deadline is just after the grace.
         let d = limits.next_piece_deadline(2, Duration::from_millis(400));
-        assert!(d > BODY_GRACE && d < BODY_GRACE + Duration::from_millis(1), "{d:?}");
+        assert!(
+            d > BODY_GRACE && d < BODY_GRACE + Duration::from_millis(1),
+            "{d:?}"
+        );
         // 1 MiB in the first second, then silence: the idle deadline comes first.
         let d = limits.next_piece_deadline(1 << 20, Duration::from_secs(1));
         assert_eq!(d, Duration::from_secs(1) + BODY_IDLE);

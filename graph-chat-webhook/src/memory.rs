@@ -8,6 +8,9 @@ use std::time::{Duration, SystemTime};
 use crate::inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 use crate::queue::Queue;
 
+/// The last id given, and each stored batch by id.
+type Records = (u64, HashMap<u64, (Route, SystemTime, Vec<u8>)>);
+
 /// An [`Inbox`] in memory, with a byte cap. It keeps the contract except durability: what it
 /// holds is gone with the process. For tests (yours: it lets a test count what was stored) and
 /// for consumers that do not need acknowledged batches to survive a crash.
@@ -25,7 +28,7 @@ use crate::queue::Queue;
 /// ```
 pub struct MemoryInbox {
     cap: u64,
-    records: Mutex<(u64, HashMap<u64, (Route, SystemTime, Vec<u8>)>)>,
+    records: Mutex<Records>,
     queue: Queue,
 }
 

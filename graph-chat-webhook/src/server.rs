@@ -48,11 +48,10 @@ impl Shared {
 
     /// Every validator that holds the identity platform's keys.
     pub(crate) fn validators(&self) -> impl Iterator<Item = &TokenValidator> {
-        self.receiver.tokens().into_iter().chain(
-            self.event_grid
-                .as_ref()
-                .and_then(|eg| eg.bearer.as_ref().map(|b| &**b)),
-        )
+        self.receiver
+            .tokens()
+            .into_iter()
+            .chain(self.event_grid.as_ref().and_then(|eg| eg.bearer.as_deref()))
     }
 
     pub(crate) fn refreshes_jwks(&self) -> bool {
@@ -111,7 +110,10 @@ impl EventGrid {
         Self::checked(receiver, None)
     }
 
-    fn checked(receiver: Receiver, bearer: Option<Box<TokenValidator>>) -> Result<Self, BuildError> {
+    fn checked(
+        receiver: Receiver,
+        bearer: Option<Box<TokenValidator>>,
+    ) -> Result<Self, BuildError> {
         if receiver.delivery() != Delivery::EventGrid {
             return Err(BuildError::EventGrid(
                 "the receiver must read Delivery::EventGrid",
@@ -310,7 +312,11 @@ impl Webhook {
     /// deadline, a cap on connections per source address and in all. On shutdown it stops
     /// accepting, lets requests in hand finish (their commits included) for
     /// [`ServerLimits::shutdown_grace`], then closes what is left, half-sent requests included.
-    pub async fn serve<F>(&self, listener: tokio::net::TcpListener, shutdown: F) -> std::io::Result<()>
+    pub async fn serve<F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: F,
+    ) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send,
     {
@@ -357,13 +363,9 @@ async fn lifecycle(
     receive(shared, Route::Lifecycle, query, headers, body).await
 }
 
-async fn event_grid(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Err(response) = check_bearer(&shared, &headers).await {
-        return response;
+async fn event_grid(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(status) = check_bearer(&shared, &headers).await {
+        return status.into_response();
     }
     receive(shared, Route::EventGrid, None, headers, body).await
 }
@@ -371,7 +373,10 @@ async fn event_grid(
 /// The CloudEvents abuse-protection handshake Event Grid sends before it delivers.
 async fn event_grid_options(headers: HeaderMap) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    match cloud_events_handshake(header("WebHook-Request-Origin"), header("WebHook-Request-Rate")) {
+    match cloud_events_handshake(
+        header("WebHook-Request-Origin"),
+        header("WebHook-Request-Rate"),
+    ) {
         Some(reply) => {
             let mut response = StatusCode::OK.into_response();
             for (name, value) in reply.headers() {
@@ -385,9 +390,14 @@ async fn event_grid_options(headers: HeaderMap) -> Response {
     }
 }
 
-/// Checks Event Grid's `Authorization: Bearer` token, before the body is read.
-async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), Response> {
-    if shared.event_grid.as_ref().is_none_or(|eg| eg.bearer.is_none()) {
+/// Checks Event Grid's `Authorization: Bearer` token, before the body is read; the status to
+/// answer when it fails (the refusal already reported).
+async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), StatusCode> {
+    if shared
+        .event_grid
+        .as_ref()
+        .is_none_or(|eg| eg.bearer.is_none())
+    {
         return Ok(());
     }
     let unauthorized = |reason: String| {
@@ -396,7 +406,7 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), R
             status: 401,
             reason,
         });
-        Err(StatusCode::UNAUTHORIZED.into_response())
+        Err(StatusCode::UNAUTHORIZED)
     };
     let Some(token) = headers
         .get(header::AUTHORIZATION)
@@ -421,7 +431,9 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), R
         let error = match checked {
             Ok(Some(Ok(_))) | Ok(None) => return Ok(()),
             Ok(Some(Err(e))) => e,
-            Err(_) => return unavailable(shared, Route::EventGrid, "the bearer check failed".into()),
+            Err(_) => {
+                return unavailable(shared, Route::EventGrid, "the bearer check failed".into())
+            }
         };
         let Some(kid) = error.unknown_key().filter(|_| attempt == 0) else {
             return unauthorized(format!("bearer token: {error}"));
@@ -429,7 +441,11 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), R
         match resolve_unknown_key(shared, kid.to_string()).await {
             KeyVerdict::Refreshed => continue,
             KeyVerdict::Pending => {
-                return unavailable(shared, Route::EventGrid, format!("bearer token: {error}; JWKS refresh pending"))
+                return unavailable(
+                    shared,
+                    Route::EventGrid,
+                    format!("bearer token: {error}; JWKS refresh pending"),
+                )
             }
             KeyVerdict::Forged => return unauthorized(format!("bearer token: {error}")),
         }
@@ -437,8 +453,13 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), R
     unauthorized("bearer token: signing key still unknown after a JWKS refresh".into())
 }
 
-fn unavailable<T>(shared: &Shared, route: Route, reason: String) -> Result<T, Response> {
-    Err(answer(shared, route, 503, reason))
+fn unavailable<T>(shared: &Shared, route: Route, reason: String) -> Result<T, StatusCode> {
+    shared.refuse(Refusal::Answered {
+        route,
+        status: 503,
+        reason,
+    });
+    Err(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// Reports a refusal and makes its reply.
@@ -528,7 +549,12 @@ async fn receive(
                 match resolve_unknown_key(&shared, kid).await {
                     KeyVerdict::Refreshed => held = Some(body),
                     KeyVerdict::Pending => {
-                        return answer(&shared, route, 503, format!("{error}; JWKS refresh pending"))
+                        return answer(
+                            &shared,
+                            route,
+                            503,
+                            format!("{error}; JWKS refresh pending"),
+                        )
                     }
                     KeyVerdict::Forged => {
                         shared.refuse(Refusal::Dropped { route, error });

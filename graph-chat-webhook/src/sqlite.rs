@@ -327,10 +327,7 @@ impl Inbox for SqliteInbox {
 impl Drop for SqliteInbox {
     fn drop(&mut self) {
         // The writer finishes what was sent (pending deletions included), then ends.
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = self
             .writer_thread
             .lock()

@@ -18,20 +18,23 @@ use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::webhook::{ChangeType, LifecycleEvent};
 use serde_json::Value;
 
-
 struct Server {
     child: Child,
     addr: SocketAddr,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+fn collect(
+    stream: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             into.lock().unwrap().push(line);
         }
-    });
+    })
 }
 
 /// A fresh inbox path for one test.
@@ -57,11 +60,29 @@ impl Server {
     }
 
     fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(Command::new(example_path("webhook")), extra)
+    }
+
+    /// The webhook with at most `files` open files, as a service under systemd's default of
+    /// 1,024.
+    fn start_with_open_files(files: u32, extra: &[String]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(example_path("webhook"));
+        Self::spawn(
+            command,
+            &extra.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    }
+
+    fn spawn(mut command: Command, extra: &[&str]) -> Self {
         let key = format!(
             "graphsim-rsa2048={}",
             fixture("keys/rsa2048/key.pkcs8.pem").display()
         );
-        let mut child = Command::new(example_path("webhook"))
+        let mut child = command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -77,8 +98,10 @@ impl Server {
             .unwrap();
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
+            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
+        ];
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let found = stderr
@@ -101,6 +124,17 @@ impl Server {
             addr,
             stdout,
             stderr,
+            readers,
+        }
+    }
+
+    /// Kills the process (`kill -9`) and waits until everything it wrote has been read: what
+    /// was printed before it died, all of it.
+    fn kill_and_drain(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
         }
     }
 
@@ -509,8 +543,7 @@ fn acknowledged_batches_survive_kill_dash_nine() {
     });
     assert_eq!(acknowledged.len(), 3000, "every batch acknowledged");
     // kill -9 at once: no chance to finish anything.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill_and_drain();
     let before: HashSet<String> = first.printed_ids().into_iter().collect();
     assert!(
         before.len() < 3000,
@@ -875,7 +908,10 @@ fn event_grid_is_off_unless_asked_for() {
     let reply = server.request(
         "POST",
         "/eventgrid",
-        &[("Authorization", &bearer), ("Content-Type", "application/cloudevents-batch+json")],
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/cloudevents-batch+json"),
+        ],
         &events,
     );
     assert_eq!(status_of(&reply), 404, "{reply}");
@@ -950,7 +986,10 @@ fn event_grid_deliveries_through_the_same_inbox() {
     let before = server.stderr_count("webhook: batch not accepted (401)");
     for authorization in [None, Some(forged.as_str()), Some(graph_token.as_str())] {
         let status = post(&events, authorization);
-        assert!(status == 401 || status == 503, "{authorization:?}: {status}");
+        assert!(
+            status == 401 || status == 503,
+            "{authorization:?}: {status}"
+        );
     }
     wait_for("the bearer refusals", || {
         server.stderr_count("webhook: batch not accepted (401)") >= before + 2
@@ -971,4 +1010,351 @@ fn event_grid_deliveries_through_the_same_inbox() {
     std::thread::sleep(Duration::from_millis(300));
     let ids = server.printed_ids();
     assert_eq!(ids.len(), 3, "{ids:?}");
+}
+
+/// What the slow senders did: how many half-sent requests they opened, and how many the server
+/// has closed.
+struct Attack {
+    half_heads: usize,
+    closed: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    runtime: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Attack {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(r) = self.runtime.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Everything ends within this, whatever the server does.
+const ATTACK_BOUND: Duration = Duration::from_secs(60);
+
+/// From `source` (another loopback address than Graph's): 48 connections trickling
+/// Graph-sized bodies (2 bytes every 0.4 s, reconnecting when cut), `half_heads` that send half
+/// a request head and go quiet, and 100 that add a header line every 2 s.
+fn slow_senders(target: SocketAddr, source: &str, half_heads: usize) -> Attack {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let source: std::net::IpAddr = source.parse().unwrap();
+    let (counted, stopping) = (Arc::clone(&closed), Arc::clone(&stop));
+    let runtime = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let connect = move || async move {
+                let socket = tokio::net::TcpSocket::new_v4().ok()?;
+                socket.bind(SocketAddr::new(source, 0)).ok()?;
+                socket.connect(target).await.ok()
+            };
+            let started = tokio::time::Instant::now();
+            let end = started + ATTACK_BOUND;
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..half_heads {
+                let (counted, stopping) = (Arc::clone(&counted), Arc::clone(&stopping));
+                tasks.spawn(async move {
+                    let Some(mut s) = connect().await else {
+                        counted.fetch_add(1, SeqCst);
+                        return;
+                    };
+                    let _ = s
+                        .write_all(b"POST /notifications HTTP/1.1\r\nHost: x\r\nContent-Le")
+                        .await;
+                    let mut buf = [0u8; 64];
+                    // Until the server closes it (EOF or reset), or the bound.
+                    loop {
+                        tokio::select! {
+                            read = s.read(&mut buf) => {
+                                if matches!(read, Ok(0) | Err(_)) { break; }
+                            }
+                            _ = tokio::time::sleep_until(end) => return,
+                        }
+                        if stopping.load(SeqCst) {
+                            return;
+                        }
+                    }
+                    counted.fetch_add(1, SeqCst);
+                });
+            }
+            for i in 0..100 {
+                let stopping = Arc::clone(&stopping);
+                tasks.spawn(async move {
+                    let Some(mut s) = connect().await else { return };
+                    if s.write_all(b"POST /notifications HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+                        return;
+                    }
+                    for line in 0.. {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let header = format!("X-Slow-{i}-{line}: v\r\n");
+                        if stopping.load(SeqCst)
+                            || tokio::time::Instant::now() > end
+                            || s.write_all(header.as_bytes()).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+            for _ in 0..48 {
+                let stopping = Arc::clone(&stopping);
+                tasks.spawn(async move {
+                    while !stopping.load(SeqCst) && tokio::time::Instant::now() < end {
+                        let Some(mut s) = connect().await else {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        };
+                        let head = "POST /notifications HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n";
+                        if s.write_all(head.as_bytes()).await.is_err() {
+                            continue;
+                        }
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(400)).await;
+                            if stopping.load(SeqCst)
+                                || tokio::time::Instant::now() > end
+                                || s.write_all(b"  ").await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        });
+    });
+    Attack {
+        half_heads,
+        closed,
+        stop,
+        runtime: Some(runtime),
+    }
+}
+
+/// POSTs from 127.0.0.1 as Graph does, waiting at most Graph's 3 s for the reply; the status,
+/// or 0 when no reply came in time.
+fn graph_post(addr: SocketAddr, target: &str, body: &[u8]) -> u16 {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+        return 0;
+    }
+    let mut reply = [0u8; 16];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut reply[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    std::str::from_utf8(&reply[..n])
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One source address trickling bodies and heads on 1,248 connections, the webhook at 1,024
+/// open files: Graph's batches from another address are answered 202 within its 3 s and
+/// decrypted, handshakes within 2 s, and every half-sent request is closed within 45 s.
+#[test]
+fn slow_senders_on_a_thousand_connections_do_not_deny_graph() {
+    let now = SystemTime::now();
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let server = Server::start_with_open_files(1024, &args_for(&graph, "slow-senders"));
+    let attack = slow_senders(server.addr, "127.0.0.2", 1100);
+    std::thread::sleep(Duration::from_millis(1500));
+    let token = graph.token(now);
+    let mut statuses = Vec::new();
+    for b in 0..13 {
+        let items: Vec<Value> = (0..20)
+            .map(|i| message_item(&graph, &cert, 20_000 + b * 20 + i))
+            .collect();
+        let body = graph.collection(&items, std::slice::from_ref(&token));
+        statuses.push(graph_post(server.addr, "/notifications", &body));
+    }
+    let handshakes: Vec<u16> = (0..3)
+        .map(|_| {
+            let addr = server.addr;
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = write!(
+                s,
+                "POST /notifications?validationToken=hello HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            if reply.ends_with("\r\n\r\nhello") {
+                200
+            } else {
+                0
+            }
+        })
+        .collect();
+    assert_eq!(statuses, vec![202; 13], "Graph's batches during the attack");
+    assert_eq!(handshakes, [200; 3], "handshakes during the attack");
+    // Every real notification is decrypted and printed.
+    let expected: HashSet<String> = (20_000..20_260).map(|i: usize| i.to_string()).collect();
+    wait_for("the real notifications", || {
+        let printed: HashSet<String> = server.printed_ids().into_iter().collect();
+        expected.is_subset(&printed)
+    });
+    // The half-sent requests are closed by the server, within 45 s of the attack.
+    let deadline = Instant::now() + Duration::from_secs(44);
+    loop {
+        let closed = attack.closed.load(std::sync::atomic::Ordering::SeqCst);
+        if closed == attack.half_heads {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{closed} of {} half-sent requests closed",
+            attack.half_heads
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(attack);
+    assert!(server.stderr_count("webhook: ") > 0);
+}
+
+/// SIGTERM while strangers hold half-sent requests open: the process still exits, cleanly.
+#[test]
+fn sigterm_during_half_sent_requests_exits() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let mut server = Server::for_graph(&graph, "sigterm-half");
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(
+            b"POST /notifications HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"val",
+        )
+        .unwrap();
+        held.push(s);
+    }
+    let mut half_head = TcpStream::connect(server.addr).unwrap();
+    half_head.write_all(b"POST /notifications HTT").unwrap();
+    held.push(half_head);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The shutdown grace is 5 s; nothing the strangers do keeps it open past it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after SIGTERM while half-sent requests are held"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    drop(held);
+}
+
+/// Acknowledged work pending at a `kill -9`, then a restart whose JWKS no longer lists the key
+/// the batches were verified with: every acknowledged notification is printed all the same
+/// (admission's verdict is stored; nothing is verified twice).
+#[test]
+fn acknowledged_batches_survive_a_key_rotation_across_a_restart() {
+    let now = SystemTime::now();
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let mut args = args_for(&graph, "rotation-restart");
+    args.extend(["--jwks-min-interval".to_string(), "1".to_string()]);
+    let jwks = args[args.iter().position(|a| a == "--jwks").unwrap() + 1].clone();
+    let token = graph.token(now);
+    let bodies: Vec<(Vec<usize>, Vec<u8>)> = (0..60)
+        .map(|b| {
+            let ids: Vec<usize> = (b * 20..b * 20 + 20).map(|i| 50_000 + i).collect();
+            let items: Vec<Value> = ids
+                .iter()
+                .map(|&i| message_item(&graph, &cert, i))
+                .collect();
+            (ids, graph.collection(&items, std::slice::from_ref(&token)))
+        })
+        .collect();
+    let mut first = Server::start_args(&args);
+    let acknowledged: Vec<usize> = std::thread::scope(|s| {
+        let chunks: Vec<_> = bodies
+            .chunks(15)
+            .map(|chunk| {
+                let first = &first;
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    for (ids, body) in chunk {
+                        if first.post("/notifications", body).0 == 202 {
+                            ok.extend(ids);
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(acknowledged.len(), 1200);
+    first.kill_and_drain();
+    let before: HashSet<String> = first.printed_ids().into_iter().collect();
+
+    // The identity platform rotated: the JWKS lists only a new key.
+    let rotated = GraphSimulator::with_signing_key(
+        &graph_chat_notifications::testing::generate_private_key(2048),
+        "rotated-after-restart",
+        APP,
+        TENANT,
+    );
+    std::fs::write(&jwks, rotated.jwks()).unwrap();
+    let second = Server::start_args(&args);
+    // New traffic, signed with the new key, flows meanwhile.
+    assert_eq!(
+        second
+            .post(
+                "/notifications",
+                &rotated.collection(
+                    &[message_item(&rotated, &cert, 99_999)],
+                    &[rotated.token(now)]
+                )
+            )
+            .0,
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut all = before.clone();
+        all.extend(second.printed_ids());
+        let missing = acknowledged
+            .iter()
+            .filter(|i| !all.contains(&i.to_string()))
+            .count();
+        if missing == 0 && all.contains("99999") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged notifications never printed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(second.stderr_count("webhook: batch refused"), 0);
 }

@@ -175,9 +175,10 @@ struct ItemIn<'a> {
 
 /// The envelope of an admission record: its notifications at their original indexes.
 pub(super) fn read_record(record: &[u8]) -> Result<Envelope<'_>, BodyError> {
-    let parsed: RecordIn<'_> = serde_json::from_slice(record).map_err(|_| BodyError::NotARecord {
-        reason: "not the JSON of an admission record",
-    })?;
+    let parsed: RecordIn<'_> =
+        serde_json::from_slice(record).map_err(|_| BodyError::NotARecord {
+            reason: "not the JSON of an admission record",
+        })?;
     if parsed.version != RECORD_VERSION {
         return Err(BodyError::NotARecord {
             reason: "a record version this crate does not read",
@@ -198,7 +199,6 @@ pub(super) fn read_record(record: &[u8]) -> Result<Envelope<'_>, BodyError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::webhook::Receiver;
     use std::time::SystemTime;
 
@@ -239,7 +239,9 @@ mod tests {
         for absent in ["PADDING", "UNKNOWN-MEMBER", "right", "clientState"] {
             assert!(!text.contains(absent), "{absent} in {text}");
         }
-        let batch = receiver.dangerous_open_admitted(admission.record()).unwrap();
+        let batch = receiver
+            .dangerous_open_admitted(admission.record())
+            .unwrap();
         let mut buf = crate::crypto::DecryptBuffer::new();
         let mut seen = Vec::new();
         batch.open_each(&mut buf, |opened| {
@@ -303,7 +305,9 @@ mod tests {
         assert_eq!(admission.admitted(), 1);
         assert_eq!(admission.refused()[0].field(), "source");
         // The CloudEvent's attributes survive the record.
-        let batch = receiver.dangerous_open_admitted(admission.record()).unwrap();
+        let batch = receiver
+            .dangerous_open_admitted(admission.record())
+            .unwrap();
         let first = batch.notifications()[0].as_ref().unwrap();
         assert_eq!(
             first.cloud_event.as_ref().unwrap().event_type,

@@ -908,15 +908,13 @@ impl<'r, 'a> Batch<'r, 'a> {
         buf: &'c mut DecryptBuffer,
     ) -> Result<Opened<'c, 'a>, ItemError> {
         let opened = match &self.envelope.items()[index] {
-            Ok(notification) => {
-                self.receiver.open(
-                    self.keys.as_deref(),
-                    &self.tokens,
-                    self.admitted,
-                    notification,
-                    buf,
-                )
-            }
+            Ok(notification) => self.receiver.open(
+                self.keys.as_deref(),
+                &self.tokens,
+                self.admitted,
+                notification,
+                buf,
+            ),
             Err(e) => Err(e.clone()),
         };
         #[cfg(feature = "tracing")]
