@@ -822,16 +822,31 @@ fn the_jwks_over_http_rotated_mid_test_under_a_storm_of_unknown_kids() {
     assert_ne!(new.kid(), old.kid());
     *endpoint.jwks.lock().unwrap() = new.jwks();
     let body = new.collection(&[message_item(&new, &cert, 2)], &[new.token(now)]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = server.post("/notifications", &body).0;
-        if status == 202 {
-            break;
+    // Graph retries the held batch while other traffic (signed with the old key) flows.
+    let traffic_ids: Vec<usize> = (0..40).map(|i| 70_000 + i).collect();
+    let traffic_bodies: Vec<Vec<u8>> = traffic_ids
+        .iter()
+        .map(|&i| old.collection(&[message_item(&old, &cert, i)], &[old.token(now)]))
+        .collect();
+    std::thread::scope(|s| {
+        let traffic = s.spawn(|| {
+            for body in &traffic_bodies {
+                assert_eq!(server.post("/notifications", body).0, 202);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = server.post("/notifications", &body).0;
+            if status == 202 {
+                break;
+            }
+            assert_eq!(status, 503, "kept (503) until the policy allows a fetch");
+            assert!(Instant::now() < deadline, "the new key was never fetched");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert_eq!(status, 503, "kept (503) until the policy allows a fetch");
-        assert!(Instant::now() < deadline, "the new key was never fetched");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        traffic.join().unwrap();
+    });
     // A batch signed with the old key, received now, still validates: known keys are kept.
     assert_eq!(
         server
@@ -846,19 +861,17 @@ fn the_jwks_over_http_rotated_mid_test_under_a_storm_of_unknown_kids() {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ids = server.printed_ids();
-            if ids.len() >= 3 || Instant::now() > deadline {
+            if ids.len() >= 3 + traffic_ids.len() || Instant::now() > deadline {
                 break ids;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let mut sorted = ids.clone();
+    let mut sorted: Vec<usize> = ids.iter().map(|i| i.parse().unwrap()).collect();
     sorted.sort();
-    assert_eq!(
-        sorted,
-        ["1", "2", "3"],
-        "only the genuine batches were stored"
-    );
+    let mut expected = vec![1, 2, 3];
+    expected.extend(&traffic_ids);
+    assert_eq!(sorted, expected, "only the genuine batches were stored");
     assert!(
         endpoint.fetches() <= allowed(started.elapsed()),
         "{} fetches in {:?}",
