@@ -398,6 +398,46 @@ impl Server {
     }
 }
 
+/// `count` batches of 20 message notifications, ids from `first`, each with `token`.
+fn batches_of_20(
+    graph: &GraphSimulator,
+    cert: &Certificate,
+    token: &str,
+    first: usize,
+    count: usize,
+) -> Vec<(Vec<usize>, Vec<u8>)> {
+    (0..count)
+        .map(|b| {
+            let ids: Vec<usize> = (first + b * 20..first + b * 20 + 20).collect();
+            let items: Vec<Value> = ids.iter().map(|&i| message_item(graph, cert, i)).collect();
+            (ids, graph.collection(&items, &[token.to_string()]))
+        })
+        .collect()
+}
+
+impl Server {
+    /// POSTs every batch from `senders` threads; returns the ids of the batches answered 202.
+    fn post_all(&self, bodies: &[(Vec<usize>, Vec<u8>)], senders: usize) -> Vec<usize> {
+        std::thread::scope(|s| {
+            let chunks: Vec<_> = bodies
+                .chunks(bodies.len().div_ceil(senders))
+                .map(|chunk| {
+                    s.spawn(move || {
+                        let mut ok = Vec::new();
+                        for (ids, body) in chunk {
+                            if self.post("/notifications", body).0 == 202 {
+                                ok.extend(ids);
+                            }
+                        }
+                        ok
+                    })
+                })
+                .collect();
+            chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        })
+    }
+}
+
 fn message_item(graph: &GraphSimulator, cert: &Certificate, id: usize) -> Value {
     graph.notification(
         &format!(r#"{{"id":"{id}","chatId":"19:e2e@thread.v2","body":{{"contentType":"text","content":"m{id}"}}}}"#),
@@ -512,35 +552,9 @@ fn acknowledged_batches_survive_kill_dash_nine() {
     let token = graph.token(now);
     // 150 batches of 20 notifications: several seconds of RSA work for the workers, sent in
     // about one, so that work is pending when the process is killed.
-    let bodies: Vec<(Vec<usize>, Vec<u8>)> = (0..150)
-        .map(|b| {
-            let ids: Vec<usize> = (b * 20..b * 20 + 20).collect();
-            let items: Vec<Value> = ids
-                .iter()
-                .map(|&i| message_item(&graph, &cert, i))
-                .collect();
-            (ids, graph.collection(&items, std::slice::from_ref(&token)))
-        })
-        .collect();
+    let bodies = batches_of_20(&graph, &cert, &token, 0, 150);
     let mut first = Server::start_args(&args);
-    let acknowledged: Vec<usize> = std::thread::scope(|s| {
-        let chunks: Vec<_> = bodies
-            .chunks(19)
-            .map(|chunk| {
-                let first = &first;
-                s.spawn(move || {
-                    let mut ok = Vec::new();
-                    for (ids, body) in chunk {
-                        if first.post("/notifications", body).0 == 202 {
-                            ok.extend(ids);
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let acknowledged = first.post_all(&bodies, 8);
     assert_eq!(acknowledged.len(), 3000, "every batch acknowledged");
     // kill -9 at once: no chance to finish anything.
     first.kill_and_drain();
@@ -1297,35 +1311,9 @@ fn acknowledged_batches_survive_a_key_rotation_across_a_restart() {
     args.extend(["--jwks-min-interval".to_string(), "1".to_string()]);
     let jwks = args[args.iter().position(|a| a == "--jwks").unwrap() + 1].clone();
     let token = graph.token(now);
-    let bodies: Vec<(Vec<usize>, Vec<u8>)> = (0..60)
-        .map(|b| {
-            let ids: Vec<usize> = (b * 20..b * 20 + 20).map(|i| 50_000 + i).collect();
-            let items: Vec<Value> = ids
-                .iter()
-                .map(|&i| message_item(&graph, &cert, i))
-                .collect();
-            (ids, graph.collection(&items, std::slice::from_ref(&token)))
-        })
-        .collect();
+    let bodies = batches_of_20(&graph, &cert, &token, 50_000, 60);
     let mut first = Server::start_args(&args);
-    let acknowledged: Vec<usize> = std::thread::scope(|s| {
-        let chunks: Vec<_> = bodies
-            .chunks(15)
-            .map(|chunk| {
-                let first = &first;
-                s.spawn(move || {
-                    let mut ok = Vec::new();
-                    for (ids, body) in chunk {
-                        if first.post("/notifications", body).0 == 202 {
-                            ok.extend(ids);
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let acknowledged = first.post_all(&bodies, 4);
     assert_eq!(acknowledged.len(), 1200);
     first.kill_and_drain();
     let before: HashSet<String> = first.printed_ids().into_iter().collect();

@@ -15,6 +15,10 @@ use graph_chat_notifications::{
     ItemError,
 };
 
+mod example;
+#[allow(unused_imports)] // not every test binary runs an example
+pub use example::example_path;
+
 pub const CLIENT_STATE: &str = "secretClientState";
 
 /// The crypto provider the conformance suites run against: the crate's default (AWS-LC with the
@@ -130,22 +134,4 @@ pub fn vector_body() -> Vec<u8> {
         "encryptedContent": ec,
     }]}))
     .unwrap()
-}
-
-/// An example binary, which `cargo test` builds next to the test binaries.
-pub fn example_path(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built; run through `cargo test`",
-        path.display()
-    );
-    path
 }

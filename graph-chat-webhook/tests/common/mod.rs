@@ -4,6 +4,11 @@
 
 use std::path::PathBuf;
 
+#[path = "../../../tests/common/example.rs"]
+mod example;
+#[allow(unused_imports)] // not every test binary runs an example
+pub use example::example_path;
+
 pub const CLIENT_STATE: &str = "secretClientState";
 pub const APP: &str = "11111111-2222-3333-4444-555555555555";
 pub const TENANT: &str = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1";
@@ -17,24 +22,6 @@ pub fn fixture(path: &str) -> PathBuf {
 
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(fixture(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A built example of this crate (`cargo test` builds them).
-pub fn example_path(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built; run through `cargo test`",
-        path.display()
-    );
-    path
 }
 
 /// Sends one HTTP/1.1 request (`Connection: close`) and reads the whole reply; returns the
