@@ -1359,3 +1359,39 @@ fn acknowledged_batches_survive_a_key_rotation_across_a_restart() {
     }
     assert_eq!(second.stderr_count("webhook: batch refused"), 0);
 }
+
+/// A batch mixing a genuine notification and one with a wrong `clientState`: the genuine one is
+/// stored and printed, the other is refused alone, printed as `ok: false` naming `clientState`
+/// (as `decrypt` prints it), and never stored.
+#[test]
+fn a_notification_refused_alone_leaves_its_neighbours() {
+    let now = SystemTime::now();
+    let graph = GraphSimulator::new(APP, TENANT);
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let server = Server::for_graph(&graph, "mixed");
+    let mut forged = message_item(&graph, &cert, 2);
+    forged["clientState"] = "guessed".into();
+    let body = graph.collection(
+        &[message_item(&graph, &cert, 1), forged],
+        &[graph.token(now)],
+    );
+    assert_eq!(server.post("/notifications", &body).0, 202);
+    let lines = server.stdout_lines(2);
+    let by_index = |i: u64| {
+        lines
+            .iter()
+            .find(|l| l["index"] == i)
+            .unwrap_or_else(|| panic!("no line for {i}: {lines:?}"))
+    };
+    assert_eq!(by_index(0)["ok"], true);
+    assert_eq!(by_index(0)["content"]["id"], "1");
+    assert_eq!(by_index(1)["ok"], false);
+    let error = by_index(1)["error"].as_str().unwrap();
+    assert!(error.contains("clientState"), "{error}");
+    assert!(
+        !error.contains("guessed"),
+        "the value sent is not echoed: {error}"
+    );
+    assert_eq!(server.printed_ids(), ["1"]);
+    assert_eq!(server.stderr_count("webhook: notification refused"), 1);
+}
