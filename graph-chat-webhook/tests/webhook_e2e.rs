@@ -1077,10 +1077,15 @@ fn slow_senders(target: SocketAddr, source: &str, half_heads: usize) -> Attack {
             .build()
             .unwrap();
         rt.block_on(async move {
+            // A connection the server's backlog never takes is no connection held open: give
+            // up on it after 10 s, as a client would.
             let connect = move || async move {
                 let socket = tokio::net::TcpSocket::new_v4().ok()?;
                 socket.bind(SocketAddr::new(source, 0)).ok()?;
-                socket.connect(target).await.ok()
+                tokio::time::timeout(Duration::from_secs(10), socket.connect(target))
+                    .await
+                    .ok()?
+                    .ok()
             };
             let started = tokio::time::Instant::now();
             let end = started + ATTACK_BOUND;
@@ -1200,6 +1205,17 @@ fn graph_post(addr: SocketAddr, target: &str, body: &[u8]) -> u16 {
 /// decrypted, handshakes within 2 s, and every half-sent request is closed within 45 s.
 #[test]
 fn slow_senders_on_a_thousand_connections_do_not_deny_graph() {
+    // The attacker (this process) needs its own 1,248 sockets and more.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft: Option<u64> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok());
+    assert!(
+        soft.is_none_or(|n| n >= 4096),
+        "this test opens 1,248 connections: raise the open-file limit (ulimit -n 4096), got {soft:?}"
+    );
     let now = SystemTime::now();
     let graph = GraphSimulator::new(APP, TENANT);
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
