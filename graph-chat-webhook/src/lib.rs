@@ -87,7 +87,7 @@ mod body;
 mod conn;
 mod inbox;
 mod jwks;
-mod limits;
+pub mod limits;
 mod memory;
 mod queue;
 mod refusal;

@@ -1,4 +1,5 @@
-//! Every bound the server applies, each a named default with the reason for its number.
+//! Every bound the server applies, each a named default with the reason for its number;
+//! [`ServerLimits`] carries them, changeable one by one.
 
 use std::time::Duration;
 
@@ -47,6 +48,11 @@ pub const JWKS_WAIT: Duration = Duration::from_secs(1);
 /// How long a request waits for its batch to be committed to the inbox before it is answered
 /// 503 (Graph retries): 2 s, inside Graph's 3 s.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(2);
+
+/// Past 1 GiB of pending records the SQLite inbox refuses new batches (503): the workers are far
+/// behind, and Graph keeps retrying for hours
+/// ([`SqliteInbox::with_cap_bytes`](crate::SqliteInbox::with_cap_bytes) changes it).
+pub const INBOX_CAP_BYTES: u64 = 1 << 30;
 
 /// The server's bounds: [`Default`] is the constants of this module; each `with_*` changes one.
 ///

@@ -12,9 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 use crate::queue::Queue;
 
-/// Past 1 GiB of pending records the inbox refuses new batches (503): the workers are far
-/// behind, and Graph keeps retrying for hours.
-pub const DEFAULT_CAP_BYTES: u64 = 1 << 30;
+use crate::limits::INBOX_CAP_BYTES;
 /// How long a statement waits for SQLite's lock held by another connection: 1.5 s, so that a
 /// commit that cannot happen is answered 503 inside Graph's 3 s.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -117,7 +115,7 @@ impl SqliteInbox {
             .map_err(unavailable)?;
         Ok(Self {
             path,
-            cap: DEFAULT_CAP_BYTES,
+            cap: INBOX_CAP_BYTES,
             queue,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(writer_thread)),
@@ -125,7 +123,7 @@ impl SqliteInbox {
         })
     }
 
-    /// Refuses batches past `cap` bytes of pending records (default [`DEFAULT_CAP_BYTES`]).
+    /// Refuses batches past `cap` bytes of pending records (default [`INBOX_CAP_BYTES`]).
     pub fn with_cap_bytes(mut self, cap: u64) -> Self {
         self.cap = cap;
         self
