@@ -10,9 +10,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use graph_chat_notifications::crypto::{
     CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RUST_CRYPTO,
 };
+use graph_chat_notifications::inbound::{Envelope, Limits, Receiver};
 use graph_chat_notifications::model::{decode, IntoOwned as _, ResourceKind};
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{Envelope, Limits, Receiver};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 

@@ -12,11 +12,11 @@
 use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::inbound::{ChangeType, Inbound, Receiver};
 use graph_chat_notifications::model::{ChatOrMessage, EnumValue};
-use graph_chat_notifications::subscription::{self, Resource as Watch, SubscriptionRequest};
+use graph_chat_notifications::outbound::{self, Resource as Watch, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{ChangeType, Inbound, Receiver};
 
 const APP_ID: &str = "11111111-2222-3333-4444-555555555555";
 const TENANT_ID: &str = "4dc1fe35-8ac6-4f0d-904a-7ebcd364bea1";
@@ -39,9 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "https://webhook.example.com/notifications",
     )
     .change_types([
-        subscription::ChangeType::Created,
-        subscription::ChangeType::Updated,
-        subscription::ChangeType::Deleted,
+        outbound::ChangeType::Created,
+        outbound::ChangeType::Updated,
+        outbound::ChangeType::Deleted,
     ])
     .include_resource_data(certificate.der(), "cert-2026-11")
     .expires_in(now, Duration::from_secs(55 * 60))

@@ -12,8 +12,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use graph_chat_notifications::subscription::ChangeType::{self, Created, Deleted, Updated};
-use graph_chat_notifications::subscription::{
+use graph_chat_notifications::outbound::ChangeType::{self, Created, Deleted, Updated};
+use graph_chat_notifications::outbound::{
     self, HttpRequest, MessagesRequest, Model, OrderBy, Resource, SubscriptionError,
     SubscriptionRequest,
 };
@@ -244,13 +244,13 @@ fn main() -> Result<(), SubscriptionError> {
     ));
 
     let id = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07";
-    out.push(entry("renew", &subscription::renew(id, now, hour)?));
+    out.push(entry("renew", &outbound::renew(id, now, hour)?));
     out.push(entry(
         "renew with a new certificate",
-        &subscription::renew_with_certificate(id, now, hour, certificate, "{newCustomId}")?,
+        &outbound::renew_with_certificate(id, now, hour, certificate, "{newCustomId}")?,
     ));
-    out.push(entry("reauthorize", &subscription::reauthorize(id)?));
-    out.push(entry("delete", &subscription::delete(id)?));
+    out.push(entry("reauthorize", &outbound::reauthorize(id)?));
+    out.push(entry("delete", &outbound::delete(id)?));
     // The Teams-embedding guide's resync reads: step 4 (messages of a user's chat, changed since
     // a time, newest first) and step 9 (the chat with the user's viewpoint).
     let user = "87d349ed-44d7-43e1-9a83-5f2406dee5bd";
@@ -265,11 +265,11 @@ fn main() -> Result<(), SubscriptionError> {
     ));
     out.push(entry(
         "resync: a user's chat and its viewpoint (Teams-embedding guide, step 9)",
-        &subscription::get_user_chat(user, chat)?,
+        &outbound::get_user_chat(user, chat)?,
     ));
     out.push(entry(
         "the subscriptions the app holds",
-        &subscription::list_subscriptions(),
+        &outbound::list_subscriptions(),
     ));
 
     println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));

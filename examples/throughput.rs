@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use graph_chat_notifications::crypto::{
     CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RUST_CRYPTO,
 };
-use graph_chat_notifications::webhook::Receiver;
+use graph_chat_notifications::inbound::Receiver;
 
 const USAGE: &str = "usage: throughput --key CERT_ID=KEY_FILE [--seconds S] [--threads N] \
 [--provider rust-crypto|aws-lc] FILE";

@@ -1,9 +1,9 @@
 //! The per-notification error, shared by the decrypt core and the inbound side: an
 //! [`ItemError`] names the notification (its index) and the field; its neighbours are
-//! unaffected. Each other boundary owns its error type: `webhook::BodyError` (a whole body
+//! unaffected. Each other boundary owns its error type: `inbound::BodyError` (a whole body
 //! refused), `crypto::KeyError` (a key or certificate that cannot be loaded),
-//! `webhook::KeyUpdateError`, `tokens::TokenError` and `tokens::JwksError`,
-//! `subscription::SubscriptionError`, `model::ModelError`. This module imports nothing of the
+//! `inbound::KeyUpdateError`, `tokens::TokenError` and `tokens::JwksError`,
+//! `outbound::SubscriptionError`, `model::ModelError`. This module imports nothing of the
 //! crate but `model::ModelError`, which an item error can carry.
 //!
 //! No error carries secret material: no key bytes, no clientState, no plaintext, no token. Failures
@@ -161,7 +161,7 @@ pub enum ItemErrorKind {
     ClientStateMismatch,
     /// The notification's `tenantId` (or, for a CloudEvent, the tenant its `source` names) is
     /// not one of the tenants the receiver serves
-    /// ([`ReceiverBuilder::allowed_tenants`](crate::webhook::ReceiverBuilder::allowed_tenants)).
+    /// ([`ReceiverBuilder::allowed_tenants`](crate::inbound::ReceiverBuilder::allowed_tenants)).
     #[error("is not a tenant the receiver serves")]
     TenantNotAllowed,
     /// The notification carries `encryptedContent` but the receiver has no crypto provider.

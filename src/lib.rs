@@ -14,7 +14,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 //! use graph_chat_notifications::tokens::TokenValidator;
-//! use graph_chat_notifications::webhook::{Inbound, Payload, Receiver};
+//! use graph_chat_notifications::inbound::{Inbound, Payload, Receiver};
 //! # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
 //! # let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
 //!
@@ -50,12 +50,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`webhook`] (the inbound side for every delivery channel: handshakes, envelopes,
-//! CloudEvents, [`webhook::Receiver`]), [`tokens`] (`validationTokens`, the JWKS refresh
-//! policy), [`crypto`] (keys and the decrypt core), [`model`] (typed chats and messages),
-//! [`subscription`] (requests checked against what Graph accepts, resync reads, the keeper),
-//! [`cloud`] (national clouds), [`error`]. The [`manual`] holds the guides: security, delivery
-//! channels, lifecycle.
+//! Modules, each importing only the ones below it: [`inbound`] (what Graph delivers, on every
+//! channel: handshakes, envelopes, CloudEvents, admission, [`inbound::Receiver`]), [`keeper`]
+//! (what to renew, reauthorize, recreate or resync, and when), [`outbound`] (every request value,
+//! checked against what Graph accepts: subscriptions, the resync reads, typed pages),
+//! [`tokens`] (`validationTokens`, the JWKS refresh policy), [`crypto`] (keys and the decrypt
+//! core), [`model`] (typed chats and messages, the timeline), [`cloud`] (national clouds),
+//! [`error`]. The [`manual`] holds the guides: security, delivery channels, lifecycle. The
+//! server half (axum, tokio, SQLite) is the `graph-chat-webhook` crate.
 //!
 //! # Features
 //! * `aws-lc` (default): the AWS-LC provider, `crypto::AWS_LC`: constant-time RSA at OpenSSL's
@@ -76,25 +78,46 @@
 pub mod cloud;
 pub mod crypto;
 pub mod error;
+pub mod inbound;
 mod json;
+pub mod keeper;
 pub mod manual;
 pub mod model;
-pub mod subscription;
+pub mod outbound;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
-pub mod webhook;
+
+/// The inbound module's former name, for one release: use [`inbound`].
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed `inbound`: it reads every delivery channel"
+)]
+pub mod webhook {
+    pub use crate::inbound::*;
+}
+
+/// The outbound module's and the keeper's former home, for one release: use [`outbound`] and
+/// [`keeper`].
+#[deprecated(
+    since = "0.2.0",
+    note = "request values moved to `outbound`, the keeper to `keeper`"
+)]
+pub mod subscription {
+    pub use crate::keeper::*;
+    pub use crate::outbound::*;
+}
 
 pub use cloud::Cloud;
 pub use crypto::KeyError;
 pub use error::{ItemError, ItemErrorKind};
-pub use webhook::{BodyError, ConfigError};
+pub use inbound::{BodyError, ConfigError};
 
 /// Graph's rule for `clientState` and `encryptionCertificateId`:
-/// 1 to [`subscription::MAX_SECRET_CHARS`] characters. On failure, the length in characters.
+/// 1 to [`outbound::MAX_SECRET_CHARS`] characters. On failure, the length in characters.
 pub(crate) fn check_graph_id_len(value: &str) -> Result<(), usize> {
     let len = value.chars().count();
-    if (1..=subscription::MAX_SECRET_CHARS).contains(&len) {
+    if (1..=outbound::MAX_SECRET_CHARS).contains(&len) {
         Ok(())
     } else {
         Err(len)

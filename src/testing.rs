@@ -11,8 +11,8 @@
 //! use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore};
 //! use graph_chat_notifications::testing::{generate_private_key, GraphSimulator};
 //! use graph_chat_notifications::tokens::TokenValidator;
-//! use graph_chat_notifications::webhook::{Payload, Receiver};
-//! use graph_chat_notifications::webhook::ChangeType;
+//! use graph_chat_notifications::inbound::{Payload, Receiver};
+//! use graph_chat_notifications::inbound::ChangeType;
 //!
 //! let now = SystemTime::now();
 //! let graph = GraphSimulator::new("my-app-id", "my-tenant-id");

@@ -14,7 +14,7 @@ use common::*;
 use graph_chat_notifications::crypto::{
     CryptoFailure, CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RsaOaepSha1Key, RUST_CRYPTO,
 };
-use graph_chat_notifications::webhook::{Payload, Receiver};
+use graph_chat_notifications::inbound::{Payload, Receiver};
 use graph_chat_notifications::KeyError;
 
 struct Counting;

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use common::seal::{notification, Seal};
 use common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
-use graph_chat_notifications::webhook::{Limits, Payload, Receiver};
+use graph_chat_notifications::inbound::{Limits, Payload, Receiver};
 use graph_chat_notifications::{BodyError, ItemErrorKind};
 use serde_json::{json, Value};
 
@@ -399,8 +399,8 @@ fn notifications_without_resource_data_and_lifecycle_events() {
         Payload::ResourceData(Some(raw)) => assert_eq!(raw.get(), r#"{"id":"19:a@thread.v2"}"#),
         other => panic!("{other:?}"),
     }
+    use graph_chat_notifications::inbound::LifecycleEvent;
     use graph_chat_notifications::model::IntoOwned;
-    use graph_chat_notifications::webhook::LifecycleEvent;
     let p1 = batch.open(1, &mut buf).unwrap().payload;
     assert!(
         matches!(p1, Payload::Lifecycle(ref e) if *e == LifecycleEvent::ReauthorizationRequired)

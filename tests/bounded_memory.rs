@@ -14,8 +14,8 @@ use std::time::SystemTime;
 use common::mint::{self, Minter, APP, TENANT};
 use common::*;
 use graph_chat_notifications::crypto::DecryptBuffer;
+use graph_chat_notifications::inbound::{Limits, Receiver};
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{Limits, Receiver};
 use graph_chat_notifications::ItemErrorKind;
 use serde_json::{json, Value};
 

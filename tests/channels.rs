@@ -9,12 +9,12 @@ mod common;
 use common::mint::{self, Minter, APP, TENANT};
 use common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore};
-use graph_chat_notifications::testing::GraphSimulator;
-use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{
+use graph_chat_notifications::inbound::{
     cloud_events_handshake, ChangeType, Delivery, Envelope, LifecycleEvent, Limits, Payload,
     Receiver,
 };
+use graph_chat_notifications::testing::GraphSimulator;
+use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::{BodyError, ItemErrorKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -415,8 +415,8 @@ proptest! {
 /// content.
 #[test]
 fn owned_results_survive_a_queue_on_every_channel() {
+    use graph_chat_notifications::inbound::OwnedNotification;
     use graph_chat_notifications::model::IntoOwned;
-    use graph_chat_notifications::webhook::OwnedNotification;
     let graph = graph();
     let cert = cert();
     let good = graph.notification(

@@ -12,10 +12,11 @@ use common::*;
 mod http_conversions {
     use std::time::{Duration, SystemTime};
 
-    use graph_chat_notifications::subscription::{
-        get_chat, list_subscriptions, renew, ChangeType, Outcome, Resource, SubscriptionRequest,
+    use graph_chat_notifications::inbound::{cloud_events_handshake_http, Inbound, Receiver};
+    use graph_chat_notifications::keeper::Outcome;
+    use graph_chat_notifications::outbound::{
+        get_chat, list_subscriptions, renew, ChangeType, Resource, SubscriptionRequest,
     };
-    use graph_chat_notifications::webhook::{cloud_events_handshake_http, Inbound, Receiver};
 
     #[test]
     fn outbound_requests_convert_with_method_uri_headers_and_body() {
@@ -152,9 +153,9 @@ mod tracing_events {
     use std::time::SystemTime;
 
     use graph_chat_notifications::crypto::DecryptBuffer;
+    use graph_chat_notifications::inbound::{ChangeType, Limits, Receiver};
     use graph_chat_notifications::testing::GraphSimulator;
     use graph_chat_notifications::tokens::TokenValidator;
-    use graph_chat_notifications::webhook::{ChangeType, Limits, Receiver};
     use serde_json::json;
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id, Record};

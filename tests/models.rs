@@ -4,12 +4,12 @@
 mod common;
 
 use common::*;
+use graph_chat_notifications::inbound::ChangeType;
 use graph_chat_notifications::model::{
     chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatOrMessage, ChatTimeline,
     ChatType, DlpAction, EnumValue, EventDetail, Importance, IntoOwned, MessageType, ResourceKind,
     ResourcePath,
 };
-use graph_chat_notifications::webhook::ChangeType;
 use serde_json::Value;
 
 fn all_documents() -> Vec<(String, String)> {

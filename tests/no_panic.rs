@@ -8,10 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, PrivateKey};
+use graph_chat_notifications::inbound::{handshake, Envelope, Limits, Receiver};
 use graph_chat_notifications::model::{decode, parse_time, ResourceKind, ResourcePath};
-use graph_chat_notifications::subscription::Subscription;
+use graph_chat_notifications::outbound::Subscription;
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{handshake, Envelope, Limits, Receiver};
 use proptest::prelude::*;
 
 fn fixtures() -> &'static (Receiver, TokenValidator) {

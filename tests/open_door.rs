@@ -13,9 +13,9 @@ use common::*;
 use graph_chat_notifications::crypto::{
     CryptoProvider, DecryptBuffer, PrivateKey, Rs256PublicKey, RUST_CRYPTO,
 };
+use graph_chat_notifications::inbound::{KeyUpdateError, Receiver};
 use graph_chat_notifications::testing::{claims_v1, claims_v2, GraphSimulator};
 use graph_chat_notifications::tokens::{JwksDecision, JwksRefresh, TokenError, TokenValidator};
-use graph_chat_notifications::webhook::{KeyUpdateError, Receiver};
 use graph_chat_notifications::{BodyError, Cloud, ConfigError, ItemErrorKind, KeyError};
 use serde_json::{json, Value};
 

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use common::seal::{notification, Seal};
 use common::*;
-use graph_chat_notifications::webhook::Receiver;
+use graph_chat_notifications::inbound::Receiver;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

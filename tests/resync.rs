@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use graph_chat_notifications::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
 use graph_chat_notifications::model::{EnumValue, LifecycleEvent};
-use graph_chat_notifications::subscription::{
-    format_time, get_chat, list_subscriptions, ChangeType, Keeper, KeeperConfig, MessagesRequest,
-    Model, OrderBy, Outcome, Page, Resource, Subscription, SubscriptionError, SubscriptionRequest,
-    TaskKind,
+use graph_chat_notifications::outbound::{
+    format_time, get_chat, list_subscriptions, ChangeType, MessagesRequest, Model, OrderBy, Page,
+    Resource, Subscription, SubscriptionError, SubscriptionRequest,
 };
 use graph_chat_notifications::Cloud;
 use proptest::prelude::*;
@@ -202,7 +202,7 @@ fn simulate(
     from: SystemTime,
     until: SystemTime,
     mut answer: impl FnMut(SystemTime, &TaskKind) -> Option<Outcome>,
-    mut tasks_seen: impl FnMut(SystemTime, &graph_chat_notifications::subscription::Task),
+    mut tasks_seen: impl FnMut(SystemTime, &graph_chat_notifications::keeper::Task),
 ) {
     let mut now = from;
     let mut step = 0u64;

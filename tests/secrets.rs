@@ -9,11 +9,11 @@ use std::time::SystemTime;
 use common::seal::{notification, Seal};
 use common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
+use graph_chat_notifications::inbound::{handshake, ChangeType, Envelope, Limits, Receiver};
 use graph_chat_notifications::model::{decode, IntoOwned as _, ResourceKind};
-use graph_chat_notifications::subscription::{Resource, Subscription, SubscriptionRequest};
+use graph_chat_notifications::outbound::{Resource, Subscription, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{handshake, ChangeType, Envelope, Limits, Receiver};
 use serde_json::json;
 
 const PLAINTEXT_MARKER: &str = "confidential-plaintext-7c1e";
@@ -172,7 +172,7 @@ fn debug_and_display_hold_no_secrets() {
 
     // Outbound: the clientState stays out of requests' and subscriptions' Debug.
     let request = SubscriptionRequest::builder(Resource::all_chats(), "https://example.com/n")
-        .change_types([graph_chat_notifications::subscription::ChangeType::Created])
+        .change_types([graph_chat_notifications::outbound::ChangeType::Created])
         .client_state(STATE)
         .expires_in(SystemTime::now(), std::time::Duration::from_secs(600));
     secrets.check("SubscriptionRequest", &format!("{request:?}"));

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use graph_chat_notifications::subscription::ChangeType::{self, Created, Deleted, Updated};
-use graph_chat_notifications::subscription::{
+use graph_chat_notifications::outbound::ChangeType::{self, Created, Deleted, Updated};
+use graph_chat_notifications::outbound::{
     self, renew_at, ApiVersion, Model, Resource, Subscription, SubscriptionError as E,
     SubscriptionRequest, TlsVersion,
 };
@@ -480,7 +480,7 @@ fn ids_cannot_change_the_path() {
 fn renew_reauthorize_delete() {
     let id = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07";
     let hour = Duration::from_secs(3600);
-    let r = subscription::renew(id, now(), hour).unwrap();
+    let r = outbound::renew(id, now(), hour).unwrap();
     assert_eq!(r.method.as_str(), "PATCH");
     assert_eq!(
         r.url,
@@ -490,22 +490,22 @@ fn renew_reauthorize_delete() {
         serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(),
         json!({"expirationDateTime": "2019-09-19T11:00:00.0000000Z"})
     );
-    let r = subscription::renew_with_certificate(id, now(), hour, &cert(), "cert-2").unwrap();
+    let r = outbound::renew_with_certificate(id, now(), hour, &cert(), "cert-2").unwrap();
     assert_eq!(
         serde_json::from_slice::<Value>(r.body.as_ref().unwrap()).unwrap(),
         json!({"expirationDateTime": "2019-09-19T11:00:00.0000000Z", "encryptionCertificate": cert_b64(), "encryptionCertificateId": "cert-2"})
     );
     assert_eq!(
-        subscription::renew(id, now(), Duration::from_secs(4_320 * 60 + 60)).unwrap_err(),
+        outbound::renew(id, now(), Duration::from_secs(4_320 * 60 + 60)).unwrap_err(),
         E::ExpirationTooFar { minutes: 4_321 }
     );
-    let r = subscription::reauthorize(id).unwrap();
+    let r = outbound::reauthorize(id).unwrap();
     assert_eq!((r.method.as_str(), r.body.is_none()), ("POST", true));
     assert_eq!(
         r.url,
         format!("https://graph.microsoft.com/v1.0/subscriptions/{id}/reauthorize")
     );
-    let r = subscription::delete(id).unwrap();
+    let r = outbound::delete(id).unwrap();
     assert_eq!(
         (r.method.as_str(), r.url.as_str()),
         (
@@ -515,10 +515,10 @@ fn renew_reauthorize_delete() {
     );
     for bad in ["", "a/b", "../x", "a b", "a?b"] {
         assert_eq!(
-            subscription::delete(bad).unwrap_err(),
+            outbound::delete(bad).unwrap_err(),
             E::BadSubscriptionId(bad.into())
         );
-        assert!(subscription::reauthorize(bad).is_err());
+        assert!(outbound::reauthorize(bad).is_err());
     }
 }
 
@@ -680,7 +680,7 @@ fn the_subscriptions_example_prints_every_request() {
 
 #[test]
 fn every_request_moves_to_a_national_cloud() {
-    use graph_chat_notifications::subscription::{delete, reauthorize, renew};
+    use graph_chat_notifications::outbound::{delete, reauthorize, renew};
     use graph_chat_notifications::Cloud;
     let requests = [
         base(Resource::all_chats(), &[Created]).build().unwrap(),

@@ -13,8 +13,8 @@ use common::*;
 use graph_chat_notifications::crypto::{
     CryptoFailure, CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RsaOaepSha1Key, RUST_CRYPTO,
 };
+use graph_chat_notifications::inbound::{Inbound, Payload, Receiver};
 use graph_chat_notifications::tokens::{JwksError, TokenError, TokenValidator};
-use graph_chat_notifications::webhook::{Inbound, Payload, Receiver};
 use graph_chat_notifications::{BodyError, ConfigError, KeyError};
 use serde_json::{json, Value};
 

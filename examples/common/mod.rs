@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{
+use graph_chat_notifications::inbound::{
     compact_json, Batch, ChangeNotification, Delivery, Payload, Receiver,
 };
+use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::ItemError;
 use serde::Serialize;
 use serde_json::value::RawValue;

@@ -2,7 +2,7 @@
 //! every event that parses carries its CloudEvent attributes, and errors name their event.
 #![no_main]
 
-use graph_chat_notifications::webhook::{Envelope, Limits};
+use graph_chat_notifications::inbound::{Envelope, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

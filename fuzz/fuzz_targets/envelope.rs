@@ -1,7 +1,7 @@
 //! Any bytes as a POST body: a typed refusal or notifications, never a panic.
 #![no_main]
 
-use graph_chat_notifications::webhook::{Envelope, Limits};
+use graph_chat_notifications::inbound::{Envelope, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::testing::{encrypt_with, Encryption, Recipient};
-use graph_chat_notifications::webhook::Receiver;
+use graph_chat_notifications::inbound::Receiver;
 use graph_chat_notifications::ItemErrorKind;
 use libfuzzer_sys::fuzz_target;
 

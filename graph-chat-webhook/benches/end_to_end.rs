@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore, PrivateKey};
+use graph_chat_notifications::inbound::{Batch, ChangeType, Payload, Receiver};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
-use graph_chat_notifications::webhook::{Batch, ChangeType, Payload, Receiver};
 use graph_chat_webhook::{BatchContext, HandlerError, JwksSource, SqliteInbox, Webhook};
 
 const APP: &str = "11111111-2222-3333-4444-555555555555";

@@ -39,8 +39,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use graph_chat_webhook::core::crypto::DecryptBuffer;
+use graph_chat_webhook::core::inbound::{Batch, Delivery};
 use graph_chat_webhook::core::tokens::{TokenValidator, EVENT_GRID_APP_ID};
-use graph_chat_webhook::core::webhook::{Batch, Delivery};
 use graph_chat_webhook::{
     BatchContext, EventGrid, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook,
 };

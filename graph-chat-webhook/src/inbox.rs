@@ -56,7 +56,7 @@ pub struct NewBatch {
     pub route: Route,
     /// When it arrived: the `now` it is opened with later.
     pub received: SystemTime,
-    /// Its admission record ([`Admission::into_record`](graph_chat_notifications::webhook::Admission::into_record)).
+    /// Its admission record ([`Admission::into_record`](graph_chat_notifications::inbound::Admission::into_record)).
     pub record: Vec<u8>,
 }
 

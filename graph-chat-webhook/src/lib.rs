@@ -34,7 +34,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use graph_chat_webhook::core::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 //! use graph_chat_webhook::core::tokens::TokenValidator;
-//! use graph_chat_webhook::core::webhook::{Batch, Receiver};
+//! use graph_chat_webhook::core::inbound::{Batch, Receiver};
 //! use graph_chat_webhook::{BatchContext, HandlerError, JwksSource, SqliteInbox, Webhook};
 //!
 //! let key = PrivateKey::from_bytes(&std::fs::read("key.pem")?)?;

@@ -11,8 +11,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use graph_chat_notifications::inbound::{cloud_events_handshake, handshake, Delivery, Receiver};
 use graph_chat_notifications::tokens::{TokenValidator, EVENT_GRID_APP_ID};
-use graph_chat_notifications::webhook::{cloud_events_handshake, handshake, Delivery, Receiver};
 
 use crate::admit::{self, Verdict};
 use crate::body::{self, Budget, HeldBody};
@@ -70,7 +70,7 @@ impl Shared {
 /// Event Grid sends no validation tokens. What a delivery to `/eventgrid` rests on: the bearer
 /// token (issued by the identity platform for your app, to Event Grid's service principal: the
 /// event subscription must be set to deliver to a Microsoft Entra protected webhook), the
-/// tenants the receiver serves ([`ReceiverBuilder::allowed_tenants`](graph_chat_notifications::webhook::ReceiverBuilder::allowed_tenants):
+/// tenants the receiver serves ([`ReceiverBuilder::allowed_tenants`](graph_chat_notifications::inbound::ReceiverBuilder::allowed_tenants):
 /// each notification's `tenantId` and each CloudEvent's `source`), and `clientState`.
 pub struct EventGrid {
     receiver: Receiver,

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::DecryptBuffer;
-use graph_chat_notifications::webhook::Batch;
+use graph_chat_notifications::inbound::Batch;
 
 use crate::inbox::{BatchId, Route};
 use crate::server::Shared;
@@ -58,7 +58,7 @@ impl From<std::io::Error> for HandlerError {
 /// any lock of the webhook's) and put the results where they go. `Ok` marks the batch done; an
 /// `Err` (or a panic) keeps it, to be handed out again later. Delivery is at least once: a crash
 /// between the two hands the batch out again after a restart, so make the output idempotent
-/// ([`ChangeNotification::idempotency_key`](graph_chat_notifications::webhook::ChangeNotification::idempotency_key)).
+/// ([`ChangeNotification::idempotency_key`](graph_chat_notifications::inbound::ChangeNotification::idempotency_key)).
 ///
 /// Closures of the right shape are handlers.
 pub trait Handler: Send + Sync + 'static {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use graph_chat_notifications::crypto::Certificate;
+use graph_chat_notifications::inbound::{ChangeType, LifecycleEvent};
 use graph_chat_notifications::testing::GraphSimulator;
-use graph_chat_notifications::webhook::{ChangeType, LifecycleEvent};
 use serde_json::Value;
 
 struct Server {

@@ -16,7 +16,7 @@ use super::{CryptoProvider, PrivateKey, RsaOaepSha1Key};
 /// while the receiver is in use); private key material is zeroized when the last store holding it
 /// is dropped. `Debug` lists certificate ids and thumbprints only.
 ///
-/// [`Receiver::update_keys`]: crate::webhook::Receiver::update_keys
+/// [`Receiver::update_keys`]: crate::inbound::Receiver::update_keys
 ///
 /// ```
 /// # fn main() -> Result<(), graph_chat_notifications::KeyError> {

@@ -159,7 +159,7 @@ impl ChatTimeline {
     }
 
     /// Applies one notification about message `id`: its change type (as the notification
-    /// carries it, [`ChangeNotification::change_type`](crate::webhook::ChangeNotification::change_type);
+    /// carries it, [`ChangeNotification::change_type`](crate::inbound::ChangeNotification::change_type);
     /// `ChangeType::Deleted.into()` for a literal) and, when it carried resource data, the
     /// message. Returns whether the view changed.
     pub fn apply(

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[cfg(feature = "rust-crypto")]
 use graph_chat_notifications::{
     crypto::{CryptoProvider, DecryptBuffer, KeyStore, PrivateKey},
-    webhook::{Payload, Receiver},
+    inbound::{Payload, Receiver},
     ItemError,
 };
 

@@ -28,7 +28,7 @@ impl<'a> Envelope<'a> {
     /// limits apply as for a webhook POST (the event count against `max_items`).
     ///
     /// ```
-    /// use graph_chat_notifications::webhook::{Envelope, Limits};
+    /// use graph_chat_notifications::inbound::{Envelope, Limits};
     /// let body = br#"[{"specversion":"1.0","type":"Microsoft.Graph.ChatMessageCreated",
     ///   "source":"/tenants/t/applications/a","id":"e1","subject":"chats('19:a@thread.v2')/messages('1')",
     ///   "data":{"subscriptionId":"s","changeType":"created","resource":"chats('19:a@thread.v2')/messages('1')"}},

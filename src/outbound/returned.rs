@@ -75,7 +75,7 @@ impl Subscription {
     /// Reads the body of Graph's `201 Created` (or `200` to a PATCH).
     ///
     /// ```
-    /// use graph_chat_notifications::subscription::Subscription;
+    /// use graph_chat_notifications::outbound::Subscription;
     /// let s = Subscription::from_json(br#"{"id":"7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
     ///   "resource":"/chats","changeType":"created,updated","clientState":"s",
     ///   "expirationDateTime":"2019-09-19T11:00:00.0000000Z","newProperty":1}"#).unwrap();

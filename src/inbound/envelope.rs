@@ -14,7 +14,7 @@ use crate::model::{ChangeType, EnumValue, LifecycleEvent};
 /// changed.
 ///
 /// ```
-/// use graph_chat_notifications::webhook::Limits;
+/// use graph_chat_notifications::inbound::Limits;
 /// let limits = Limits::default().with_max_items(200).with_max_item_bytes(1 << 20);
 /// assert_eq!(limits.max_items(), 200);
 /// assert_eq!(Limits::default().max_body_bytes(), 16 * 1024 * 1024);
@@ -98,7 +98,7 @@ impl Limits {
 /// others.
 ///
 /// ```
-/// use graph_chat_notifications::webhook::{Envelope, Limits};
+/// use graph_chat_notifications::inbound::{Envelope, Limits};
 /// let body = br#"{"value":[
 ///   {"subscriptionId":"s1","changeType":"created","resource":"chats('19:a@thread.v2')",
 ///    "clientState":"secret","resourceData":{"id":"19:a@thread.v2"}},
@@ -475,7 +475,7 @@ impl<'a> ChangeNotification<'a> {
     /// expiry, or its `id`), so it needs no decryption and holds no secret.
     ///
     /// ```
-    /// use graph_chat_notifications::webhook::{Envelope, Limits};
+    /// use graph_chat_notifications::inbound::{Envelope, Limits};
     /// let body = br#"{"value":[
     ///   {"subscriptionId":"s1","changeType":"updated","resource":"chats('19:a@thread.v2')"},
     ///   {"subscriptionId":"s1","changeType":"updated","resource":"chats('19:a@thread.v2')"},

@@ -54,7 +54,7 @@ impl HandshakeResponse {
 /// value (`%XX` escapes, `+` as a space), as Graph encodes it.
 ///
 /// ```
-/// use graph_chat_notifications::webhook::handshake;
+/// use graph_chat_notifications::inbound::handshake;
 /// let reply = handshake("?validationToken=Validation%3A%20Testing+reachability").unwrap();
 /// assert_eq!(reply.status(), 200);
 /// assert_eq!(reply.content_type(), "text/plain; charset=utf-8");
@@ -162,7 +162,7 @@ pub fn cloud_events_handshake_http(headers: &http::HeaderMap) -> Option<AbusePro
 /// must hold no control characters): answer such a request 400.
 ///
 /// ```
-/// use graph_chat_notifications::webhook::cloud_events_handshake;
+/// use graph_chat_notifications::inbound::cloud_events_handshake;
 /// let reply = cloud_events_handshake(Some("eventgrid.azure.net"), Some("120")).unwrap();
 /// assert_eq!(reply.status(), 200);
 /// assert_eq!(

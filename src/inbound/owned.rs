@@ -23,7 +23,7 @@ use crate::model::{ChangeType, ChatOrMessage, EnumValue, IntoOwned, LifecycleEve
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 /// use graph_chat_notifications::model::{ChatOrMessage, IntoOwned};
-/// use graph_chat_notifications::webhook::{OwnedNotification, Receiver};
+/// use graph_chat_notifications::inbound::{OwnedNotification, Receiver};
 /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
 /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
 /// let receiver = Receiver::builder()

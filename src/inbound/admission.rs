@@ -199,7 +199,7 @@ pub(super) fn read_record(record: &[u8]) -> Result<Envelope<'_>, BodyError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::webhook::Receiver;
+    use crate::inbound::Receiver;
     use std::time::SystemTime;
 
     fn receiver() -> Receiver {
@@ -285,7 +285,7 @@ mod tests {
         let receiver = Receiver::builder()
             .client_state("right")
             .allowed_tenants(["t1"])
-            .delivery(crate::webhook::Delivery::EventGrid)
+            .delivery(crate::inbound::Delivery::EventGrid)
             .build()
             .unwrap();
         let event = |source: &str| {

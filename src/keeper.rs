@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use super::SubscriptionRequest;
-use super::{delete, reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError};
 use crate::model::{EnumValue, LifecycleEvent};
+use crate::outbound::SubscriptionRequest;
+use crate::outbound::{
+    delete, reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError,
+};
 
 /// How a [`Keeper`] paces its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub enum TaskKind {
     /// `DELETE /subscriptions/{id}`: the subscription a recreation replaced.
     Delete,
     /// Read what may have been missed on `resource` since `since` (a GET of the messages or
-    /// the chat, see [`MessagesRequest`](super::MessagesRequest)), then report
+    /// the chat, see [`MessagesRequest`](crate::outbound::MessagesRequest)), then report
     /// [`Outcome::Done`]. Not a subscription write: it does not count against the budget.
     Resync {
         /// The subscription's resource, as sent.
@@ -116,7 +118,7 @@ impl Outcome {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use graph_chat_notifications::subscription::Outcome;
+    /// use graph_chat_notifications::keeper::Outcome;
     /// assert_eq!(Outcome::from_response(204, None, b""), Outcome::Done(None));
     /// assert_eq!(Outcome::from_response(404, None, b"{}"), Outcome::NotFound);
     /// assert_eq!(
@@ -201,8 +203,9 @@ struct Entry {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use graph_chat_notifications::subscription::{
-///     ChangeType, Keeper, Outcome, Resource, Subscription, SubscriptionRequest, TaskKind,
+/// use graph_chat_notifications::keeper::{Keeper, Outcome, TaskKind};
+/// use graph_chat_notifications::outbound::{
+///     ChangeType, Resource, Subscription, SubscriptionRequest,
 /// };
 /// let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 /// let request = SubscriptionRequest::builder(Resource::chat_messages("19:a@thread.v2"), "https://example.com/n")

@@ -3,7 +3,7 @@
 /// Why a whole notification body was refused.
 ///
 /// A body is refused as a whole only when nothing in it can be trusted or located: it is not JSON,
-/// it breaks a [`Limits`](crate::webhook::Limits) bound, or it is not a notification collection.
+/// it breaks a [`Limits`](crate::inbound::Limits) bound, or it is not a notification collection.
 /// Anything wrong inside a single notification is an [`ItemError`](crate::ItemError) instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -11,7 +11,7 @@ pub enum BodyError {
     /// The body is empty (or only whitespace).
     #[error("the body is empty")]
     Empty,
-    /// The body is larger than [`Limits::max_body_bytes`](crate::webhook::Limits::max_body_bytes).
+    /// The body is larger than [`Limits::max_body_bytes`](crate::inbound::Limits::max_body_bytes).
     #[error("the body is {size} bytes, over the limit of {limit} bytes")]
     TooLarge {
         /// Size of the body in bytes.
@@ -25,7 +25,7 @@ pub enum BodyError {
         /// Byte offset of the first invalid sequence.
         offset: usize,
     },
-    /// Arrays and objects nest deeper than [`Limits::max_depth`](crate::webhook::Limits::max_depth).
+    /// Arrays and objects nest deeper than [`Limits::max_depth`](crate::inbound::Limits::max_depth).
     #[error("the body nests arrays and objects deeper than {limit} levels")]
     TooDeep {
         /// The configured limit.
@@ -53,7 +53,7 @@ pub enum BodyError {
         reason: &'static str,
     },
     /// `value` holds more notifications than
-    /// [`Limits::max_items`](crate::webhook::Limits::max_items).
+    /// [`Limits::max_items`](crate::inbound::Limits::max_items).
     ///
     /// Counting stops at the limit, so the rest of `value` is not read.
     #[error("the body carries more than {limit} notifications")]
@@ -79,8 +79,8 @@ pub enum BodyError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The bytes given to [`Receiver::dangerous_open_admitted`](crate::webhook::Receiver::dangerous_open_admitted)
-    /// are not an [`Admission`](crate::webhook::Admission) record.
+    /// The bytes given to [`Receiver::dangerous_open_admitted`](crate::inbound::Receiver::dangerous_open_admitted)
+    /// are not an [`Admission`](crate::inbound::Admission) record.
     #[error("not an admission record: {reason}")]
     NotARecord {
         /// What is wrong with it.

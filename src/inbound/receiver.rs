@@ -32,7 +32,7 @@ use crate::tokens::{TokenValidator, ValidatedToken};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 /// use graph_chat_notifications::tokens::TokenValidator;
-/// use graph_chat_notifications::webhook::{Inbound, Payload, Receiver};
+/// use graph_chat_notifications::inbound::{Inbound, Payload, Receiver};
 /// # let fixture = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
 ///
 /// let key = PrivateKey::from_bytes(&fixture("keys/rsa2048/key.pkcs8.pem"))?;
@@ -436,13 +436,13 @@ impl Receiver {
     /// receiving is never blocked while a key loads. If `change` fails, nothing changes.
     ///
     /// Rotation with it: insert the new key under the new certificate id, renew the
-    /// subscription with the new certificate (`subscription::renew_with_certificate`), and
+    /// subscription with the new certificate (`outbound::renew_with_certificate`), and
     /// remove the old id once no notification names it.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use graph_chat_notifications::crypto::{KeyStore, PrivateKey};
-    /// use graph_chat_notifications::webhook::Receiver;
+    /// use graph_chat_notifications::inbound::Receiver;
     /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
     /// let old = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
     /// let receiver = Receiver::builder()
@@ -514,7 +514,7 @@ impl Receiver {
     ///
     /// ```
     /// # #[cfg(feature = "http")] {
-    /// use graph_chat_notifications::webhook::{Inbound, Receiver};
+    /// use graph_chat_notifications::inbound::{Inbound, Receiver};
     /// let receiver = Receiver::builder()
     ///     .client_state("secretClientState")
     ///     .dangerous_skip_token_validation()
@@ -618,7 +618,7 @@ impl Receiver {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-    /// use graph_chat_notifications::webhook::{Payload, Receiver};
+    /// use graph_chat_notifications::inbound::{Payload, Receiver};
     /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
     /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
     /// let receiver = Receiver::builder()
@@ -777,7 +777,7 @@ impl<'r, 'a> Batch<'r, 'a> {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-    /// use graph_chat_notifications::webhook::{Payload, Receiver};
+    /// use graph_chat_notifications::inbound::{Payload, Receiver};
     /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
     /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
     /// let receiver = Receiver::builder()
@@ -848,7 +848,7 @@ impl<'r, 'a> Batch<'r, 'a> {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-    /// use graph_chat_notifications::webhook::Receiver;
+    /// use graph_chat_notifications::inbound::Receiver;
     /// # let read = |p: &str| std::fs::read(format!("tests/fixtures/{p}")).unwrap();
     /// let key = PrivateKey::from_bytes(&read("keys/rsa2048/key.pkcs8.pem"))?;
     /// let receiver = Receiver::builder()

@@ -99,7 +99,7 @@ enum Kind {
 /// built.
 ///
 /// ```
-/// use graph_chat_notifications::subscription::{ApiVersion, Model, Resource};
+/// use graph_chat_notifications::outbound::{ApiVersion, Model, Resource};
 /// let r = Resource::chat_messages("19:abc@thread.v2");
 /// assert_eq!(r.path(), "/chats/19:abc@thread.v2/messages");
 /// assert!(r.support().search && r.support().mentions_filter);

@@ -67,7 +67,7 @@ enum Scope {
 /// [`build`](Self::build) against what Graph accepts.
 ///
 /// ```
-/// use graph_chat_notifications::subscription::{MessagesRequest, OrderBy};
+/// use graph_chat_notifications::outbound::{MessagesRequest, OrderBy};
 /// // The Teams-embedding guide's step 4.
 /// let request = MessagesRequest::user_chat("87d349ed-44d7-43e1-9a83-5f2406dee5bd", "19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2")
 ///     .top(2)
@@ -80,7 +80,7 @@ enum Scope {
 ///     "https://graph.microsoft.com/v1.0/users/87d349ed-44d7-43e1-9a83-5f2406dee5bd/chats/19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2/messages\
 ///      ?$top=2&$filter=lastModifiedDateTime%20gt%202021-03-17T07:13:28.000z&$orderby=createdDateTime%20desc"
 /// );
-/// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagesRequest {
@@ -132,7 +132,7 @@ impl MessagesRequest {
     }
 
     /// `$filter=lastModifiedDateTime gt {time}`: only messages changed after `time`, written as
-    /// Graph writes times (`2021-03-17T07:13:28.000Z`; `subscription::format_time` makes one).
+    /// Graph writes times (`2021-03-17T07:13:28.000Z`; `outbound::format_time` makes one).
     pub fn modified_after(mut self, time: impl Into<String>) -> Self {
         self.modified_after = Some(time.into());
         self
@@ -230,10 +230,10 @@ pub fn get_chat(chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
 /// `viewpoint` (hidden, last read), as the Teams-embedding guide's step 9 reads it.
 ///
 /// ```
-/// use graph_chat_notifications::subscription::get_user_chat;
+/// use graph_chat_notifications::outbound::get_user_chat;
 /// let request = get_user_chat("87d349ed-44d7-43e1-9a83-5f2406dee5bd", "19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2")?;
 /// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/users/87d349ed-44d7-43e1-9a83-5f2406dee5bd/chats/19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2");
-/// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
 /// ```
 pub fn get_user_chat(user_id: &str, chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
     check_path_id("user id", user_id)?;
@@ -263,7 +263,7 @@ pub enum PageError {
 /// fit its model fails alone), and its links. Borrows from the body.
 ///
 /// ```
-/// use graph_chat_notifications::subscription::Page;
+/// use graph_chat_notifications::outbound::Page;
 /// let body = br#"{"@odata.count": 2, "@odata.nextLink": "https://graph.microsoft.com/v1.0/chats/19:a@thread.v2/messages?$skiptoken=abc",
 ///   "value": [{"id": "1", "messageType": "message"}, {"id": 2}]}"#;
 /// let page = Page::messages(body)?;

@@ -6,8 +6,8 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use graph_chat_notifications::subscription::{Resource, SubscriptionRequest};
-//! use graph_chat_notifications::subscription::ChangeType;
+//! use graph_chat_notifications::outbound::{Resource, SubscriptionRequest};
+//! use graph_chat_notifications::outbound::ChangeType;
 //!
 //! let now = SystemTime::now(); // injected: the crate reads no clock
 //! let request = SubscriptionRequest::builder(
@@ -29,15 +29,13 @@
 //!     .build()
 //!     .unwrap_err();
 //! assert!(refused.to_string().contains("lifecycleNotificationUrl"));
-//! # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+//! # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
 //! ```
 
-mod keeper;
 mod reads;
 mod resource;
 mod returned;
 
-pub use keeper::{Keeper, KeeperConfig, Outcome, Task, TaskId, TaskKind};
 pub use reads::{get_chat, get_user_chat, list_subscriptions, MessagesRequest, OrderBy, Page};
 pub use resource::{ApiVersion, Model, Permissions, Resource, Support};
 pub use returned::{Subscription, SubscriptionParseError};
@@ -218,7 +216,7 @@ impl fmt::Debug for HttpRequest {
 ///
 /// ```
 /// # #[cfg(feature = "http")] {
-/// use graph_chat_notifications::subscription::list_subscriptions;
+/// use graph_chat_notifications::outbound::list_subscriptions;
 /// let request: http::Request<Vec<u8>> = list_subscriptions().try_into().unwrap();
 /// assert_eq!(request.method(), http::Method::GET);
 /// assert_eq!(request.uri(), "https://graph.microsoft.com/v1.0/subscriptions");
@@ -261,14 +259,14 @@ impl HttpRequest {
     /// global service, and this moves one to a national cloud.
     ///
     /// ```
-    /// use graph_chat_notifications::subscription::reauthorize;
+    /// use graph_chat_notifications::outbound::reauthorize;
     /// use graph_chat_notifications::Cloud;
     /// let request = reauthorize("7f105c7d")?.in_cloud(Cloud::China);
     /// assert_eq!(
     ///     request.url,
     ///     "https://microsoftgraph.chinacloudapi.cn/v1.0/subscriptions/7f105c7d/reauthorize"
     /// );
-    /// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+    /// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
     /// ```
     pub fn in_cloud(mut self, cloud: crate::Cloud) -> Self {
         if let Some(path) = self.url.strip_prefix(GRAPH) {
@@ -751,13 +749,13 @@ struct RenewBody<'a> {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use graph_chat_notifications::subscription::renew;
+/// use graph_chat_notifications::outbound::renew;
 /// let now = UNIX_EPOCH + Duration::from_secs(1_568_887_200); // 2019-09-19T10:00:00Z
 /// let request = renew("7f105c7d-2dc5-4530-97cd-4e7ae6534c07", now, Duration::from_secs(3600))?;
 /// assert_eq!(request.method.as_str(), "PATCH");
 /// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/subscriptions/7f105c7d-2dc5-4530-97cd-4e7ae6534c07");
 /// assert_eq!(request.body_text(), r#"{"expirationDateTime":"2019-09-19T11:00:00.0000000Z"}"#);
-/// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
 /// ```
 pub fn renew(
     subscription_id: &str,
@@ -834,7 +832,7 @@ pub fn delete(subscription_id: &str) -> Result<HttpRequest, SubscriptionError> {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use graph_chat_notifications::subscription::renew_at;
+/// use graph_chat_notifications::outbound::renew_at;
 /// let issued = UNIX_EPOCH + Duration::from_secs(1_000_000);
 /// let hour = Duration::from_secs(3600);
 /// assert_eq!(renew_at(issued, issued + hour, Duration::from_secs(300)), issued + hour / 2);
