@@ -303,6 +303,64 @@ fn thousands_of_subscriptions_renew_on_time_under_the_write_budget() {
 }
 
 #[test]
+fn a_renewal_failing_for_most_of_the_life_is_still_tried_before_the_expiry() {
+    // Graph fails every renewal until the last minute of the subscription's life (an outage of
+    // about half an hour): the backoff must not carry the next try to the expiry itself.
+    let mut keeper = Keeper::new(KeeperConfig::default());
+    let expires = t0() + Duration::from_secs(3600);
+    keeper
+        .track(graph_subscription("s1", expires), template(), t0())
+        .unwrap();
+    let mut tries = Vec::new();
+    let mut now = keeper.next_wake().unwrap();
+    let renewed = loop {
+        assert!(
+            now < expires,
+            "no renewal tried before the expiry; tries at {tries:?} s"
+        );
+        let tasks = keeper.poll(now);
+        let left = expires.duration_since(now).unwrap();
+        let mut renewed = false;
+        for task in tasks {
+            assert_eq!(
+                task.kind,
+                TaskKind::Renew,
+                "{} s before the expiry",
+                left.as_secs()
+            );
+            tries.push(now.duration_since(t0()).unwrap().as_secs());
+            let outcome = if left <= Duration::from_secs(60) {
+                renewed = true;
+                Outcome::Done(Some(graph_subscription(
+                    "s1",
+                    now + Duration::from_secs(3600),
+                )))
+            } else {
+                Outcome::Failed
+            };
+            keeper.complete(task.id, outcome, now);
+        }
+        if renewed {
+            break now;
+        }
+        now = keeper.next_wake().unwrap();
+    };
+    assert!(renewed < expires);
+    // Renewed, it is kept under its id and renewed again half-way through its new life.
+    assert_eq!(
+        keeper
+            .subscriptions()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["s1"]
+    );
+    assert_eq!(
+        keeper.next_wake(),
+        Some(renewed + Duration::from_secs(1800))
+    );
+}
+
+#[test]
 fn a_removed_subscription_is_recreated_then_resynced_from_when_it_last_delivered() {
     let mut keeper = Keeper::new(KeeperConfig::default());
     let expires = t0() + Duration::from_secs(3600);
