@@ -26,6 +26,7 @@ use graph_chat_notifications::crypto::{
     CryptoFailure, CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, Rs256PublicKey,
     RsaOaepSha1Key,
 };
+use graph_chat_notifications::testing::{encrypt_with, Encryption, Recipient};
 use graph_chat_notifications::tokens::{TokenError, TokenValidator};
 use graph_chat_notifications::webhook::{Limits, Receiver};
 use graph_chat_notifications::{BodyError, ItemError, ItemErrorKind, KeyError};
@@ -243,10 +244,14 @@ fn a_failed_unwrap_stops_before_hmac_and_aes() {
         notification(seal.encrypt(GOOD.as_bytes()))
     };
     let other_key = || {
-        // Wrapped for the 3072-bit certificate's key, at the 2048-bit key's length.
-        let mut ec = Seal::new(&read("keys/rsa3072/cert.der"), ID).encrypt(GOOD.as_bytes());
-        let wrapped = B64.decode(ec["dataKey"].as_str().unwrap()).unwrap();
-        ec["dataKey"] = B64.encode(&wrapped[..256]).into();
+        // Wrapped for another 2048-bit key, under this certificate's id and thumbprint.
+        let other = PrivateKey::from_bytes(&read("tokens/other/signing.pem")).unwrap();
+        let mut ec = encrypt_with(
+            Recipient::Key(&other),
+            ID,
+            GOOD.as_bytes(),
+            &Encryption::default(),
+        );
         ec["encryptionCertificateThumbprint"] =
             item(b"{}")["encryptedContent"]["encryptionCertificateThumbprint"].clone();
         notification(ec)

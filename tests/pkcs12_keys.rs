@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use graph_chat_notifications::crypto::{Certificate, PrivateKey};
 
-/// Loads `keys/rsa2048/{file}` and decrypts `rsa2048.json` with it.
+/// `key`, read from `keys/rsa2048/{file}`, holds its certificate and decrypts `rsa2048.json`.
 fn loads_and_decrypts(file: &str, key: PrivateKey) {
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
     assert_eq!(key.bits(), 2048, "{file}");
