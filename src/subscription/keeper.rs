@@ -24,7 +24,8 @@ pub struct KeeperConfig {
     /// minutes, as the Teams-embedding guide advises.
     pub renew_margin: Duration,
     /// The first wait after a failed write (5xx, no answer); it doubles each time, up to
-    /// 10 minutes (default 30 s).
+    /// 10 minutes (default 30 s). A renewal's retry that would fall at or after the expiry
+    /// comes half-way to it instead.
     pub retry_after_failure: Duration,
     /// The wait after Graph refused a recreation as over quota (403; default 1 hour).
     pub over_quota_wait: Duration,
