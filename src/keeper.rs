@@ -26,7 +26,8 @@ pub struct KeeperConfig {
     /// minutes, as the Teams-embedding guide advises.
     pub renew_margin: Duration,
     /// The first wait after a failed write (5xx, no answer); it doubles each time, up to
-    /// 10 minutes (default 30 s).
+    /// 10 minutes (default 30 s). A renewal's retry that would fall at or after the expiry
+    /// comes half-way to it instead.
     pub retry_after_failure: Duration,
     /// The wait after Graph refused a recreation as over quota (403; default 1 hour).
     pub over_quota_wait: Duration,
@@ -552,9 +553,17 @@ impl Keeper {
             Outcome::Failed => {
                 entry.at = now + backoff(entry.failures);
                 entry.failures += 1;
-                // A renewal must still land before expiry: try no later than just before.
+                // A renewal must still land before expiry: when the backoff would carry the next
+                // try to the expiry or past it, try half-way there instead (at the expiry itself
+                // the subscription is gone, and only a recreation is left). Within the last two
+                // seconds, give up.
                 if due == Due::Renew && entry.at >= entry.expires_at {
-                    entry.at = entry.expires_at.max(now);
+                    let left = entry.expires_at.duration_since(now).unwrap_or_default();
+                    entry.at = if left > Duration::from_secs(2) {
+                        now + left / 2
+                    } else {
+                        entry.expires_at.max(now)
+                    };
                 }
             }
         }

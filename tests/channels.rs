@@ -17,6 +17,7 @@ use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::{BodyError, ItemErrorKind};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value};
 
 const CHANNELS: [Delivery; 3] = [Delivery::Webhook, Delivery::EventHubs, Delivery::EventGrid];
@@ -369,7 +370,7 @@ fn the_abuse_protection_handshake() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))), ..ProptestConfig::default() })]
 
     /// Any bytes, on any channel: a typed refusal or per-item results, never a panic.
     #[test]

@@ -514,6 +514,7 @@ fn timeline_rules() {
 mod convergence {
     use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::FileFailurePersistence;
 
     #[derive(Debug, Clone)]
     struct Event {
@@ -577,7 +578,7 @@ mod convergence {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, .. ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))), .. ProptestConfig::default() })]
 
         #[test]
         fn any_order_and_duplication_converges(

@@ -13,6 +13,7 @@ use graph_chat_notifications::model::{decode, parse_time, ResourceKind, Resource
 use graph_chat_notifications::outbound::Subscription;
 use graph_chat_notifications::tokens::TokenValidator;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 fn fixtures() -> &'static (Receiver, TokenValidator) {
     static F: OnceLock<(Receiver, TokenValidator)> = OnceLock::new();
@@ -63,7 +64,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))), .. ProptestConfig::default() })]
 
     #[test]
     fn no_entry_point_panics(data in bytes()) {

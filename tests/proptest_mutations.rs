@@ -12,6 +12,7 @@ use common::seal::{notification, Seal};
 use common::*;
 use graph_chat_notifications::inbound::Receiver;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value};
 
 const PLAIN: [&str; 3] = [
@@ -125,7 +126,8 @@ fn apply(map: &mut serde_json::Map<String, Value>, key: &str, op: &Op) {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
-        failure_persistence: None,
+        // The seeds of past failures, committed next to this file, run first.
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         .. ProptestConfig::default()
     })]
 

@@ -13,6 +13,7 @@ use graph_chat_notifications::outbound::{
 };
 use graph_chat_notifications::Cloud;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
@@ -193,9 +194,9 @@ struct Graph {
     next_id: u64,
 }
 
-/// Runs `keeper` from `from` to `until`, answering its tasks like Graph; `event(now, keeper,
-/// graph)` may interfere; `answer` may replace Graph's answer. Checks at every step that no
-/// kept subscription has expired.
+/// Runs `keeper` from `from` to `until`, answering its tasks like Graph; `answer` may replace
+/// Graph's answer, and `tasks_seen` sees every task. Checks at every step that no kept
+/// subscription has reached its expiry at Graph.
 fn simulate(
     keeper: &mut Keeper,
     graph: &mut Graph,
@@ -205,9 +206,16 @@ fn simulate(
     mut tasks_seen: impl FnMut(SystemTime, &graph_chat_notifications::keeper::Task),
 ) {
     let mut now = from;
-    let mut step = 0u64;
     while now < until {
-        step += 1;
+        // Before anything is sent at `now`: no kept subscription has reached its expiry at Graph.
+        for s in keeper.subscriptions() {
+            let expires = graph.expiry[&s.id];
+            assert!(
+                expires > now,
+                "{} expired at {expires:?}, now {now:?}",
+                s.id
+            );
+        }
         for task in keeper.poll(now) {
             tasks_seen(now, &task);
             if !matches!(task.kind, TaskKind::Resync { .. }) {
@@ -229,15 +237,6 @@ fn simulate(
                 _ => Outcome::Done(None),
             });
             keeper.complete(task.id, outcome, now);
-        }
-        // Every few steps (each check parses every subscription's expiry).
-        for s in keeper.subscriptions().filter(|_| step % 16 == 0) {
-            assert!(
-                s.expires_at().unwrap() > now,
-                "{} expired at {:?}, now {now:?}",
-                s.id,
-                s.expires_at()
-            );
         }
         let next = keeper.next_wake().unwrap_or(until);
         now = next.max(now + Duration::from_millis(200));
@@ -301,6 +300,64 @@ fn thousands_of_subscriptions_renew_on_time_under_the_write_budget() {
             end - start + 1
         );
     }
+}
+
+#[test]
+fn a_renewal_failing_for_most_of_the_life_is_still_tried_before_the_expiry() {
+    // Graph fails every renewal until the last minute of the subscription's life (an outage of
+    // about half an hour): the backoff must not carry the next try to the expiry itself.
+    let mut keeper = Keeper::new(KeeperConfig::default());
+    let expires = t0() + Duration::from_secs(3600);
+    keeper
+        .track(graph_subscription("s1", expires), template(), t0())
+        .unwrap();
+    let mut tries = Vec::new();
+    let mut now = keeper.next_wake().unwrap();
+    let renewed = loop {
+        assert!(
+            now < expires,
+            "no renewal tried before the expiry; tries at {tries:?} s"
+        );
+        let tasks = keeper.poll(now);
+        let left = expires.duration_since(now).unwrap();
+        let mut renewed = false;
+        for task in tasks {
+            assert_eq!(
+                task.kind,
+                TaskKind::Renew,
+                "{} s before the expiry",
+                left.as_secs()
+            );
+            tries.push(now.duration_since(t0()).unwrap().as_secs());
+            let outcome = if left <= Duration::from_secs(60) {
+                renewed = true;
+                Outcome::Done(Some(graph_subscription(
+                    "s1",
+                    now + Duration::from_secs(3600),
+                )))
+            } else {
+                Outcome::Failed
+            };
+            keeper.complete(task.id, outcome, now);
+        }
+        if renewed {
+            break now;
+        }
+        now = keeper.next_wake().unwrap();
+    };
+    assert!(renewed < expires);
+    // Renewed, it is kept under its id and renewed again half-way through its new life.
+    assert_eq!(
+        keeper
+            .subscriptions()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["s1"]
+    );
+    assert_eq!(
+        keeper.next_wake(),
+        Some(renewed + Duration::from_secs(1800))
+    );
 }
 
 #[test]
@@ -380,23 +437,42 @@ fn a_removed_subscription_is_recreated_then_resynced_from_when_it_last_delivered
     );
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+/// One `subscriptionRemoved`, followed to the subscription that replaced it.
+struct Removal {
+    /// The id Graph removed.
+    id: String,
+    at: SystemTime,
+    /// The id that now stands for it: the removed one until it is recreated, then the new one
+    /// (and, if that one is removed too before it was resynced, the next).
+    current: String,
+    recreated: bool,
+    resynced: bool,
+}
 
-    /// Random 429s, failures and removals over simulated hours: no write goes out during a
-    /// 429's Retry-After, no kept subscription expires, and every removal is recreated and
-    /// resynced.
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Random 429s, failures and removals over simulated hours, checked at every step: no write
+    /// goes out during a 429's Retry-After, no subscription Graph holds for the keeper reaches
+    /// its expiry, and every removal is recreated, then resynced from no later than the
+    /// removal.
     #[test]
     fn throttling_failures_and_removals_are_survived(
         n in 1usize..40,
         events in proptest::collection::vec((0u64..10_800, 0u8..4, 1u64..300), 0..30),
     ) {
         let mut keeper = Keeper::new(KeeperConfig::default());
-        let mut graph = Graph { expiry: HashMap::new(), writes: Vec::new(), next_id: 0 };
+        // Graph's side: the expiry of every subscription it holds.
+        let mut live: HashMap<String, SystemTime> = HashMap::new();
+        let mut next_id = 0u64;
         for i in 0..n {
             let id = format!("s{i}");
             let expires = t0() + Duration::from_secs(3600);
-            graph.expiry.insert(id.clone(), expires);
+            live.insert(id.clone(), expires);
             keeper.track(graph_subscription(&id, expires), template(), t0()).unwrap();
         }
         // At each event time: a 429 (with its Retry-After), a failure, or a removal.
@@ -406,21 +482,25 @@ proptest! {
             .collect();
         schedule.sort();
         let mut paused_until = t0();
-        let mut removed = 0usize;
-        let mut recreated = 0usize;
-        let mut resynced = 0usize;
+        let mut removals: Vec<Removal> = Vec::new();
         let mut now = t0();
         let until = t0() + Duration::from_secs(4 * 3600);
         let mut pending = schedule.into_iter().peekable();
         while now < until {
+            // Before anything is sent at `now`: nothing Graph holds has reached its expiry.
+            for (id, expires) in &live {
+                prop_assert!(now < *expires, "{} expired at {:?}, now {:?}", id, expires, now);
+            }
             while let Some(&(at, kind, _)) = pending.peek() {
                 if at > now { break; }
                 pending.next();
                 if kind == 3 {
-                    let first = keeper.subscriptions().next().map(|s| s.id.clone());
-                    if let Some(s) = first {
-                        keeper.on_lifecycle(&s, &LifecycleEvent::SubscriptionRemoved.into(), now);
-                        removed += 1;
+                    // Graph removes one of the subscriptions it holds, and says so.
+                    let victim = keeper.subscriptions().map(|s| s.id.clone()).find(|id| live.contains_key(id));
+                    if let Some(id) = victim {
+                        live.remove(&id);
+                        keeper.on_lifecycle(&id, &LifecycleEvent::SubscriptionRemoved.into(), now);
+                        removals.push(Removal { current: id.clone(), id, at: now, recreated: false, resynced: false });
                     }
                 }
             }
@@ -430,8 +510,9 @@ proptest! {
             for task in keeper.poll(now) {
                 let write = !matches!(task.kind, TaskKind::Resync { .. });
                 if write {
-                    prop_assert!(now >= known_pause, "a write at {now:?} during a 429 until {known_pause:?}");
+                    prop_assert!(now >= known_pause, "a write at {:?} during a 429 until {:?}", now, known_pause);
                 }
+                let id = task.subscription_id.clone();
                 let outcome = match (&task.kind, next_event) {
                     (_, Some((at, 0, wait))) if write && at <= now + Duration::from_secs(1) => {
                         paused_until = paused_until.max(now + wait);
@@ -439,24 +520,48 @@ proptest! {
                     }
                     (_, Some((at, 1, _))) if write && at <= now + Duration::from_secs(1) => Outcome::Failed,
                     (TaskKind::Recreate, _) => {
-                        recreated += 1;
-                        graph.next_id += 1;
-                        Outcome::Done(Some(graph_subscription(&format!("re-{}", graph.next_id), now + Duration::from_secs(3600))))
+                        next_id += 1;
+                        let new = format!("re-{next_id}");
+                        let expires = now + Duration::from_secs(3600);
+                        live.insert(new.clone(), expires);
+                        for r in removals.iter_mut().filter(|r| r.current == id) {
+                            r.current = new.clone();
+                            r.recreated = true;
+                        }
+                        Outcome::Done(Some(graph_subscription(&new, expires)))
                     }
-                    (TaskKind::Resync { .. }, _) => { resynced += 1; Outcome::Done(None) }
-                    _ => Outcome::Done(Some(graph_subscription(&task.subscription_id, now + Duration::from_secs(3600)))),
+                    (TaskKind::Resync { since, .. }, _) => {
+                        for r in removals.iter_mut().filter(|r| r.recreated && !r.resynced && r.current == id) {
+                            prop_assert!(*since <= r.at, "{} resynced from {:?}, removed at {:?}", r.id, since, r.at);
+                            r.resynced = true;
+                        }
+                        Outcome::Done(None)
+                    }
+                    (TaskKind::Renew, _) => match live.get_mut(&id) {
+                        Some(expires) => {
+                            *expires = now + Duration::from_secs(3600);
+                            Outcome::Done(Some(graph_subscription(&id, *expires)))
+                        }
+                        None => Outcome::NotFound,
+                    },
+                    (other, _) => {
+                        return Err(TestCaseError::fail(format!("{other:?} for {id}: nothing asked for it")));
+                    }
                 };
                 keeper.complete(task.id, outcome, now);
             }
-            for s in keeper.subscriptions() {
-                // A recreation may be waiting out a 429 or a failure; the others stay alive.
-                prop_assert!(s.expires_at().unwrap() > now - Duration::from_secs(900));
-            }
             now = keeper.next_wake().unwrap_or(until).max(now + Duration::from_millis(500));
         }
-        prop_assert_eq!(keeper.subscriptions().count(), n);
-        prop_assert!(recreated >= removed.min(1) * usize::from(removed > 0));
-        prop_assert!(resynced >= usize::from(recreated > 0));
+        // What the keeper keeps is what Graph holds, and every removal was made good.
+        let mut kept: Vec<String> = keeper.subscriptions().map(|s| s.id.clone()).collect();
+        let mut held: Vec<String> = live.keys().cloned().collect();
+        kept.sort();
+        held.sort();
+        prop_assert_eq!(kept.len(), n);
+        prop_assert_eq!(kept, held);
+        for r in &removals {
+            prop_assert!(r.recreated && r.resynced, "{} removed at {:?}: recreated {}, resynced {}", r.id, r.at, r.recreated, r.resynced);
+        }
     }
 }
 

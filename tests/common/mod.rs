@@ -120,6 +120,53 @@ pub fn open_all(receiver: &Receiver, body: &[u8]) -> Vec<Result<String, ItemErro
         .collect()
 }
 
+#[cfg(feature = "rust-crypto")]
+/// Receives the fixture batch `batches/{batch}` with `keys` and opens it with
+/// [`Batch::open_each`](graph_chat_notifications::inbound::Batch::open_each): every item must
+/// name the certificate the manifest records for it and decrypt to its recorded plaintext, byte
+/// for byte.
+pub fn assert_batch(batch: &str, keys: KeyStore) {
+    let receiver = receiver(keys);
+    let body = read(&format!("batches/{batch}"));
+    let expected = manifest(batch);
+    let received = receiver
+        .receive(&body, std::time::SystemTime::now())
+        .unwrap_or_else(|e| panic!("{batch}: {e}"));
+    assert_eq!(received.len(), expected.len(), "{batch}");
+    let mut opened = 0;
+    received.open_each(&mut DecryptBuffer::new(), |result| {
+        let (name, cert_id) = &expected[opened];
+        let item = result.unwrap_or_else(|e| panic!("{batch}[{opened}] {name}: {e}"));
+        assert_eq!(item.notification.index, opened, "{batch}[{opened}]");
+        let sent_id = item
+            .notification
+            .encrypted_content
+            .as_ref()
+            .map(|c| c.encryption_certificate_id.as_ref());
+        assert_eq!(sent_id, Some(cert_id.as_str()), "{batch}[{opened}] {name}");
+        match &item.payload {
+            Payload::Decrypted(json) => {
+                let want = read(&format!("plaintexts/{name}"));
+                if json.as_bytes() != want.as_slice() {
+                    let at = json
+                        .bytes()
+                        .zip(&want)
+                        .position(|(a, b)| a != *b)
+                        .unwrap_or(json.len().min(want.len()));
+                    panic!(
+                        "{batch}[{opened}]: {} bytes, plaintexts/{name} {}; first difference at byte {at}",
+                        json.len(),
+                        want.len()
+                    );
+                }
+            }
+            other => panic!("{batch}[{opened}] {name}: {other:?}"),
+        }
+        opened += 1;
+    });
+    assert_eq!(opened, expected.len(), "{batch}");
+}
+
 /// The Microsoft SDK vector wrapped in a notification collection of one item.
 pub fn vector_body() -> Vec<u8> {
     let ec: serde_json::Value = serde_json::from_slice(&read(
