@@ -250,12 +250,13 @@ fn the_webhook_end_to_end() {
     }
 
     // A good batch: 202, then one line per notification.
-    let (status, _, _, took) = server.post(
+    // Answered within Graph's 3 s, or Graph counts it failed.
+    let status = graph_post(
+        server.addr,
         "/notifications",
         &graph.collection(&[item(1), item(2)], &[graph.token(now)]),
     );
     assert_eq!(status, 202);
-    assert!(took < Duration::from_secs(3));
     let lines = server.stdout_lines(2);
     assert_eq!(lines[0]["ok"], true);
     assert_eq!(lines[1]["content"]["body"]["content"], "m2");
@@ -322,22 +323,14 @@ fn the_webhook_end_to_end() {
             )
         })
         .collect();
-    let replies: Vec<(u16, Duration)> = std::thread::scope(|s| {
+    let replies: Vec<u16> = std::thread::scope(|s| {
         let handles: Vec<_> = bodies
             .iter()
-            .map(|body| {
-                s.spawn(|| {
-                    let r = server.post("/notifications", body);
-                    (r.0, r.3)
-                })
-            })
+            .map(|body| s.spawn(|| graph_post(server.addr, "/notifications", body)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (status, took) in &replies {
-        assert_eq!(*status, 202);
-        assert!(*took < Duration::from_secs(3), "{took:?}");
-    }
+    assert_eq!(replies, vec![202; 40], "each answered within Graph's 3 s");
     let lines = server.stdout_lines(before + 120);
     let mut ids: Vec<String> = lines[before..]
         .iter()
@@ -676,33 +669,29 @@ fn a_flood_of_large_hostile_bodies_beside_real_batches() {
             .map(|_| s.spawn(|| server.post("/notifications", &hostile).0))
             .collect();
         std::thread::sleep(Duration::from_millis(100));
-        let good_replies: Vec<(u16, Duration)> = good
+        let good_replies: Vec<u16> = good
             .iter()
-            .map(|body| {
-                let r = server.post("/notifications", body);
-                (r.0, r.3)
-            })
+            .map(|body| graph_post(server.addr, "/notifications", body))
             .collect();
-        let handshakes: Vec<(u16, Duration)> = (0..10)
+        let handshakes: Vec<u16> = (0..10)
             .map(|_| {
-                let r = server.post("/notifications?validationToken=abc", b"");
-                (r.0, r.3)
+                post_within(
+                    server.addr,
+                    "/notifications?validationToken=abc",
+                    b"",
+                    Duration::from_secs(2),
+                )
             })
             .collect();
         let statuses: Vec<u16> = flood.into_iter().map(|h| h.join().unwrap()).collect();
         (good_replies, handshakes, statuses)
     });
-    for (status, took) in &good_replies {
-        assert_eq!(
-            *status, 202,
-            "Graph's batches are accepted during the flood"
-        );
-        assert!(*took < Duration::from_secs(3), "{took:?}");
-    }
-    for (status, took) in &handshakes {
-        assert_eq!(*status, 200);
-        assert!(*took < Duration::from_secs(2), "{took:?}");
-    }
+    assert_eq!(
+        good_replies,
+        vec![202; 20],
+        "Graph's batches are accepted during the flood, each within Graph's 3 s"
+    );
+    assert_eq!(handshakes, [200; 10], "handshakes answered within 2 s");
     // Hostile bodies: accepted-and-dropped (202), or turned away (503); never stored.
     assert!(hostile_statuses
         .iter()
@@ -1171,13 +1160,18 @@ fn slow_senders(target: SocketAddr, source: &str, half_heads: usize) -> Attack {
 }
 
 /// POSTs from 127.0.0.1 as Graph does, waiting at most Graph's 3 s for the reply; the status,
-/// or 0 when no reply came in time.
+/// or 0 when no reply came in time (Graph counts that as a failure).
 fn graph_post(addr: SocketAddr, target: &str, body: &[u8]) -> u16 {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+    post_within(addr, target, body, Duration::from_secs(3))
+}
+
+/// POSTs, giving up on a reply after `patience`; the status, or 0 when none came.
+fn post_within(addr: SocketAddr, target: &str, body: &[u8], patience: Duration) -> u16 {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, patience) else {
         return 0;
     };
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.set_read_timeout(Some(patience)).unwrap();
+    s.set_write_timeout(Some(patience)).unwrap();
     let head = format!(
         "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
