@@ -374,3 +374,51 @@ fn debug_of_every_model_type_shows_no_content() {
     assert_eq!(modelled, files.len());
     assert!(modelled >= 30, "only {modelled} fixtures");
 }
+
+/// A notification without encrypted content still carries `resourceData`, which Graph fills with
+/// properties of the resource (and a caller's own channel may fill with more): its `Debug`, and
+/// that of what opens it, show its size, not its values.
+#[test]
+fn resource_data_payload_debug_shows_no_content() {
+    let secret = "Grüße \"Tür\" / confidential-7c1e";
+    let receiver = Receiver::builder().client_state(STATE).build().unwrap();
+    let body = serde_json::to_vec(&json!({"value": [{
+        "subscriptionId": "s1",
+        "changeType": "updated",
+        "clientState": STATE,
+        "tenantId": "tenant",
+        "resource": "chats('19:a@thread.v2')/messages('1')",
+        "resourceData": {
+            "id": "1",
+            "@odata.type": "#Microsoft.Graph.chatMessage",
+            "@odata.id": "chats('19:a@thread.v2')/messages('1')",
+            "subject": secret,
+        },
+    }]}))
+    .unwrap();
+    // The same body with non-ASCII escaped, as some encoders write it.
+    let escaped = String::from_utf8(body.clone())
+        .unwrap()
+        .replace('ü', "\\u00fc")
+        .replace('ß', "\\u00df");
+    let secrets = Secrets {
+        needles: vec![secret.to_string(), STATE.to_string()],
+    };
+    for body in [body, escaped.into_bytes()] {
+        let batch = receiver.receive(&body, SystemTime::now()).unwrap();
+        let mut buf = DecryptBuffer::new();
+        let opened = batch.open(0, &mut buf).unwrap();
+        assert!(matches!(
+            opened.payload,
+            graph_chat_notifications::webhook::Payload::ResourceData(Some(_))
+        ));
+        secrets.check("Payload::ResourceData", &format!("{:?}", opened.payload));
+        secrets.check(
+            "Payload::ResourceData (owned)",
+            &format!("{:?}", opened.payload.clone().into_owned()),
+        );
+        secrets.check("Opened", &format!("{opened:?}"));
+        secrets.check("OwnedNotification", &format!("{:?}", opened.into_owned()));
+        secrets.check("Batch", &format!("{batch:?}"));
+    }
+}
