@@ -91,6 +91,34 @@ fn pem_refusals_are_typed() {
     assert!(Certificate::from_bytes(b"\x30\x03\x02\x01\x01").is_err());
 }
 
+/// Every PKCS#12 form the fixtures hold gives the key and certificate of the PEM files: the
+/// legacy 3DES/RC2 file, the PBES2/AES one, and one whose key bag is not encrypted (read in place
+/// from the file, its only copy wiped).
+#[cfg(feature = "pkcs12")]
+#[test]
+fn every_pkcs12_form_gives_the_same_key() {
+    let password = String::from_utf8(read("keys/pfx-password.txt")).unwrap();
+    let reference = key(2048, "key-and-cert.pem");
+    for (file, password) in [
+        ("key.legacy.pfx", password.trim()),
+        ("key.modern.pfx", password.trim()),
+        ("key.nopass.pfx", ""),
+    ] {
+        let k = PrivateKey::from_pkcs12(&read(&format!("keys/rsa2048/{file}")), password)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            k.expose_secret_pkcs1_der(),
+            reference.expose_secret_pkcs1_der(),
+            "{file}"
+        );
+        assert_eq!(
+            k.certificate().map(|c| c.thumbprint()),
+            reference.certificate().map(|c| c.thumbprint()),
+            "{file}"
+        );
+    }
+}
+
 #[cfg(feature = "pkcs12")]
 #[test]
 fn pkcs12_refusals_are_typed() {
