@@ -416,6 +416,40 @@ fn mistyped_fields_fail_by_name() {
     assert!(decode(r#"{"id":"1"} trailing"#, None).is_err());
 }
 
+/// A lone surrogate escape fails where it is, with its own reason (not "not valid JSON", which
+/// the document is); a pair decodes.
+#[test]
+fn lone_surrogate_escapes_fail_by_name() {
+    for (json, path) in [
+        (r#"{"subject":"\ud800"}"#, "subject"),
+        (r#"{"body":{"content":"x\udfffy"}}"#, "body.content"),
+        (
+            r#"{"from":{"user":{"displayName":"\ud800\u0041"}}}"#,
+            "from.user.displayName",
+        ),
+        (r#"{"newProperty":["\ud800"]}"#, "newProperty[0]"),
+        // In a member's name: the object holding it.
+        (r#"{"\ud800":1}"#, ""),
+        (r#"{"body":{"\udc00":1}}"#, "body"),
+    ] {
+        let e = decode(json, Some(ResourceKind::ChatMessage)).expect_err(json);
+        assert_eq!(e.path(), path, "{json}: {e}");
+        assert_eq!(
+            e.reason(),
+            "a \\u escape is a lone surrogate, not a character",
+            "{json}"
+        );
+    }
+    let ChatOrMessage::ChatMessage(m) = decode(
+        r#"{"subject":"\ud83d\ude00"}"#,
+        Some(ResourceKind::ChatMessage),
+    )
+    .unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(m.subject.as_deref(), Some("\u{1F600}"));
+}
+
 #[test]
 fn resource_paths_and_kinds() {
     for (path, kind) in [

@@ -771,7 +771,11 @@ impl ModelError {
 
     fn from_json(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
         let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
+        // `?` stands for a member whose name could not be read (a lone surrogate in it): the
+        // error is then the containing object's.
+        let path = path.strip_suffix('?').unwrap_or(&path);
+        let path = path.strip_suffix('.').unwrap_or(path);
+        let path = if path == "." { String::new() } else { path.to_string() };
         let inner = e.into_inner();
         let message = inner.to_string();
         // serde's messages may quote the offending value (plaintext); keep only what was expected.
@@ -782,6 +786,13 @@ impl ModelError {
             }
             None if message.starts_with("expected an ISO 8601") => {
                 "expected an ISO 8601 date-time".into()
+            }
+            // serde_json's words for a `\uD800`-`\uDFFF` escape without its other half. As a
+            // syntax error it would read "not valid JSON", which hides what is wrong.
+            None if message.starts_with("lone leading surrogate in hex escape")
+                || message.starts_with("unexpected end of hex escape") =>
+            {
+                "a \\u escape is a lone surrogate, not a character".into()
             }
             None => match inner.classify() {
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
