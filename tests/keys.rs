@@ -202,3 +202,25 @@ fn debug_output_holds_no_key_material() {
     }
     assert!(format!("{receiver:?}").contains("graphsim-rsa2048"));
 }
+
+/// Each provider's range of RSA key sizes, as SECURITY.md states it: 2048 to 8192 bits with
+/// AWS-LC (its own limit), 2048 to 16384 with RustCrypto. An 8704-bit key loads into the second
+/// only, and the first says why.
+#[test]
+fn each_provider_takes_its_own_range_of_key_sizes() {
+    use graph_chat_notifications::crypto::{KeyStore, RUST_CRYPTO};
+    let big = PrivateKey::from_bytes(&read("keys/large/rsa8704.pkcs8.pem")).unwrap();
+    assert_eq!(big.bits(), 8704);
+    KeyStore::with_provider(&RUST_CRYPTO)
+        .with_key("big", big.clone())
+        .unwrap();
+    #[cfg(feature = "aws-lc")]
+    assert_eq!(
+        KeyStore::with_provider(&graph_chat_notifications::crypto::AWS_LC)
+            .with_key("big", big)
+            .unwrap_err(),
+        KeyError::Provider {
+            reason: "AWS-LC takes RSA keys of 2048 to 8192 bits"
+        }
+    );
+}
