@@ -12,7 +12,7 @@ use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
 use graph_chat_notifications::model::{
     decode, ChatOrMessage, ChatTimeline, IntoOwned as _, ResourceKind,
 };
-use graph_chat_notifications::subscription::{Resource, Subscription, SubscriptionRequest};
+use graph_chat_notifications::subscription::{Page, Resource, Subscription, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::webhook::{handshake, ChangeType, Envelope, Limits, Receiver};
@@ -355,6 +355,10 @@ fn debug_of_every_model_type_shows_no_content() {
                 Err(e) => assert_hides("ModelError", &format!("{e} {e:?}")),
             }
         }
+        // A page of them, as a resync read returns it.
+        let page_body = format!("{{\"value\": [{text}]}}");
+        let page = Page::messages(page_body.as_bytes()).expect("a page");
+        assert_hides("Page Debug", &format!("{page:?}"));
         if debugs.is_empty() {
             refused.push(name.to_string());
             continue;
