@@ -175,6 +175,14 @@ fn debug_and_display_hold_no_secrets() {
     secrets.check("PrivateKey", &format!("{key:?}"));
     secrets.check("Certificate", &format!("{:?}", key.certificate()));
     secrets.check("GraphSimulator", &format!("{graph:?}"));
+    // The simulator's encryption options hold a symmetric key: Debug shows its length.
+    let options = graph_chat_notifications::testing::Encryption {
+        symmetric_key: Some(vec![0x5a; 32]),
+        ..Default::default()
+    };
+    let text = format!("{options:?}");
+    assert!(!text.contains("90, 90"), "{text}"); // 0x5a, as a derived Debug prints it
+    assert!(text.contains("[32 bytes]"), "{text}");
 
     // Whole-body refusals, token errors among them.
     let forger = GraphSimulator::new("app", "tenant");
