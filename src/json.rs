@@ -436,18 +436,35 @@ fn json_string(b: &[u8], mut i: usize) -> Result<usize, usize> {
             Some(b'"') => return Ok(i + 1),
             Some(b'\\') => match b.get(i + 1) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                Some(b'u')
-                    if b.get(i + 2..i + 6)
-                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-                {
-                    i += 6
-                }
+                Some(b'u') => match unicode_escape(b, i) {
+                    // A surrogate pair: one character.
+                    Some(0xd800..=0xdbff) => match unicode_escape(b, i + 6) {
+                        Some(0xdc00..=0xdfff) => i += 12,
+                        // A leading surrogate alone is no character: serde_json refuses it in
+                        // every string it decodes, so the validator does too.
+                        _ => return Err(i),
+                    },
+                    Some(0xdc00..=0xdfff) | None => return Err(i),
+                    Some(_) => i += 6,
+                },
                 _ => return Err(i),
             },
             Some(0..=0x1f) => return Err(i),
             Some(_) => i += 1,
         }
     }
+}
+
+/// The code unit of the `\\uXXXX` escape at `i`, if there is one.
+fn unicode_escape(b: &[u8], i: usize) -> Option<u16> {
+    if b.get(i..i + 2) != Some(b"\\u") {
+        return None;
+    }
+    let hex = b.get(i + 2..i + 6)?;
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 /// A number starting at `i`; returns the index after it.
@@ -499,8 +516,11 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 mod validate_tests {
     use super::*;
 
+    /// serde_json's verdict when it decodes the document (`IgnoredAny` would skip strings
+    /// without checking their escapes, and accept lone surrogates that every typed decoding
+    /// refuses).
     fn serde_ok(s: &str) -> bool {
-        serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+        serde_json::from_str::<serde_json::Value>(s).is_ok()
     }
 
     #[test]
@@ -540,6 +560,19 @@ mod validate_tests {
             "[]]",
             "{}x",
             "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\ud800\\ud800\"",
+            "\"\\ud800\\n\"",
+            "\"\\ud800x\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\uD83D\\uDE00\"",
+            "\"\\udbff\\udfff\"",
+            "\"\\ud83d\\ude00\\ud83d\"",
+            "{\"\\ud800\":1}",
+            "{\"a\":\"x\",\"\\udfff\":1}",
+            "[\"\\ud800\\u",
+            "\"\\uffff\\ue000\"",
             "[\"a\",{\"b\":[null]}]",
             "[-]",
             "{\"a\":}",
@@ -590,6 +623,7 @@ mod validate_tests {
             parts in proptest::collection::vec(proptest::sample::select(&[
                 "{", "}", "[", "]", ",", ":", "\"a\"", "\"\\u00e9\"", "\"\\x\"", "1", "-0.5e3",
                 "01", "true", "nul", " ", "\"", "\\", "null", "1.", "\"\\ud800\"",
+                "\\ud83d", "\\ude00", "\"\\ud83d\\ude00\"", "\\u0041",
             ][..]), 0..40),
             depth in 0usize..2,
         ) {

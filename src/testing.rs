@@ -100,13 +100,28 @@ impl Recipient<'_> {
 }
 
 /// How to encrypt, for building broken notifications in negative tests. The default is what
-/// Graph does.
-#[derive(Debug, Clone, Default)]
+/// Graph does. `Debug` shows the symmetric key's length, not its bytes.
+#[derive(Clone, Default)]
 pub struct Encryption {
     /// The symmetric key to wrap; 32 random bytes when `None`. Any length, to test refusals.
     pub symmetric_key: Option<Vec<u8>>,
     /// Leave out PKCS#7 padding (the plaintext must then be a multiple of 16 bytes).
     pub no_padding: bool,
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encryption")
+            .field(
+                "symmetric_key",
+                &self
+                    .symmetric_key
+                    .as_ref()
+                    .map(|k| format!("[{} bytes]", k.len())),
+            )
+            .field("no_padding", &self.no_padding)
+            .finish()
+    }
 }
 
 /// Microsoft Graph, simulated: encrypts, builds notification collections, mints tokens.

@@ -80,6 +80,15 @@ pub enum TokenError {
         /// The `alg` the header named (truncated).
         alg: String,
     },
+    /// The header's `crit` names extensions the recipient must understand, and the validator
+    /// understands none (RFC 7515, section 4.1.11: such a token is invalid). The identity
+    /// platform sends no `crit`.
+    #[error("critical header extension {name:?} is not supported")]
+    CriticalExtension {
+        /// The first name `crit` lists (truncated), or `""` when it lists none or is not an
+        /// array of strings.
+        name: String,
+    },
     /// No key with this id in the JWKS the validator holds: fetch the JWKS again.
     #[error("signing key {kid:?} is not in the JWKS (fetch the JWKS again)")]
     UnknownKey {
@@ -247,6 +256,14 @@ struct Header {
     alg: Option<String>,
     kid: Option<String>,
     x5t: Option<String>,
+    /// Any value, `null` included: whatever it lists, the token is refused.
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<serde_json::Value>,
+}
+
+/// A member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -613,6 +630,19 @@ impl TokenValidator {
                     alg: truncated(other.unwrap_or("")),
                 })
             }
+        }
+        // Extensions marked critical must be understood, or the JWS is invalid (RFC 7515,
+        // 4.1.11); none are, so any `crit` (even `[]`, which producers must not send) refuses
+        // the token, before any RSA work.
+        if let Some(crit) = &header.crit {
+            let name = crit
+                .as_array()
+                .and_then(|names| names.first())
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            return Err(TokenError::CriticalExtension {
+                name: truncated(name),
+            });
         }
         let signature = URL_SAFE_NO_PAD
             .decode(s)

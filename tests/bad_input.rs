@@ -214,6 +214,32 @@ fn plaintext_that_is_not_json_or_not_utf8() {
     }
 }
 
+/// A `\uD800`-`\uDFFF` escape without its other half is no character: serde_json refuses it in
+/// every string it decodes, so the decrypt core's JSON check refuses it too, at the escape, and
+/// the notification fails there rather than later, in typed decoding, with another message.
+#[test]
+fn decrypted_lone_surrogates_are_not_json() {
+    let r = default_receiver();
+    let seal = Seal::new(&cert_der(), ID);
+    for (bad, column) in [
+        (r#"{"subject":"\ud800"}"#, 13),
+        (r#"{"subject":"a\udc00"}"#, 14),
+        (r#"{"subject":"\ud800\u0041"}"#, 13),
+        (r#"{"id":"1","\ud83dx":1}"#, 12),
+        ("{\n \"body\": {\"content\": \"\\ude00\\ud83d\"}}", 23),
+    ] {
+        let (f, k) = middle(notification(seal.encrypt(bad.as_bytes())), &r);
+        assert_eq!(f, "encryptedContent.data", "{bad}");
+        let line = if bad.contains('\n') { 2 } else { 1 };
+        assert_eq!(k, ItemErrorKind::PlaintextNotJson { line, column }, "{bad}");
+    }
+    // A pair is one character, and passes.
+    let pair = r#"{"id":"1","subject":"\ud83d\ude00"}"#;
+    let body = serde_json::to_vec(&json!({"value": [notification(seal.encrypt(pair.as_bytes()))]}))
+        .unwrap();
+    assert_eq!(open_all(&r, &body)[0].as_deref(), Ok(pair));
+}
+
 #[test]
 fn unknown_certificate_and_key_of_the_wrong_certificate() {
     let item = with_enc(|m| {

@@ -91,6 +91,34 @@ fn pem_refusals_are_typed() {
     assert!(Certificate::from_bytes(b"\x30\x03\x02\x01\x01").is_err());
 }
 
+/// Every PKCS#12 form the fixtures hold gives the key and certificate of the PEM files: the
+/// legacy 3DES/RC2 file, the PBES2/AES one, and one whose key bag is not encrypted (read in place
+/// from the file, its only copy wiped).
+#[cfg(feature = "pkcs12")]
+#[test]
+fn every_pkcs12_form_gives_the_same_key() {
+    let password = String::from_utf8(read("keys/pfx-password.txt")).unwrap();
+    let reference = key(2048, "key-and-cert.pem");
+    for (file, password) in [
+        ("key.legacy.pfx", password.trim()),
+        ("key.modern.pfx", password.trim()),
+        ("key.nopass.pfx", ""),
+    ] {
+        let k = PrivateKey::from_pkcs12(&read(&format!("keys/rsa2048/{file}")), password)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            k.expose_secret_pkcs1_der(),
+            reference.expose_secret_pkcs1_der(),
+            "{file}"
+        );
+        assert_eq!(
+            k.certificate().map(|c| c.thumbprint()),
+            reference.certificate().map(|c| c.thumbprint()),
+            "{file}"
+        );
+    }
+}
+
 #[cfg(feature = "pkcs12")]
 #[test]
 fn pkcs12_refusals_are_typed() {
@@ -173,4 +201,26 @@ fn debug_output_holds_no_key_material() {
         assert!(!text.to_lowercase().contains(&hex_key), "{text}");
     }
     assert!(format!("{receiver:?}").contains("graphsim-rsa2048"));
+}
+
+/// Each provider's range of RSA key sizes, as SECURITY.md states it: 2048 to 8192 bits with
+/// AWS-LC (its own limit), 2048 to 16384 with RustCrypto. An 8704-bit key loads into the second
+/// only, and the first says why.
+#[test]
+fn each_provider_takes_its_own_range_of_key_sizes() {
+    use graph_chat_notifications::crypto::{KeyStore, RUST_CRYPTO};
+    let big = PrivateKey::from_bytes(&read("keys/large/rsa8704.pkcs8.pem")).unwrap();
+    assert_eq!(big.bits(), 8704);
+    KeyStore::with_provider(&RUST_CRYPTO)
+        .with_key("big", big.clone())
+        .unwrap();
+    #[cfg(feature = "aws-lc")]
+    assert_eq!(
+        KeyStore::with_provider(&graph_chat_notifications::crypto::AWS_LC)
+            .with_key("big", big)
+            .unwrap_err(),
+        KeyError::Provider {
+            reason: "AWS-LC takes RSA keys of 2048 to 8192 bits"
+        }
+    );
 }

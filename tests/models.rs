@@ -381,7 +381,7 @@ fn mistyped_fields_fail_by_name() {
         (
             r##"{"eventDetail": {"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail", "members": [{"id": 1}]}}"##,
             ResourceKind::ChatMessage,
-            "eventDetail",
+            "eventDetail.members[0].id",
         ),
         (
             r#"{"eventDetail": "x"}"#,
@@ -411,9 +411,136 @@ fn mistyped_fields_fail_by_name() {
         assert!(e.to_string().starts_with(path), "{e}");
     }
     let e = decode(r##"{"eventDetail": {"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail", "members": [{"id": 1}]}}"##, None).unwrap_err();
-    assert!(e.reason().contains("members[0].id"), "{e}");
+    assert_eq!(e.path(), "eventDetail.members[0].id", "{e}");
+    assert_eq!(e.reason(), "expected a string", "{e}");
     assert!(decode("[1]", Some(ResourceKind::Chat)).is_err());
     assert!(decode(r#"{"id":"1"} trailing"#, None).is_err());
+}
+
+/// A member named twice is refused wherever it is, known to the model or not, with the path of
+/// the second one: serde's derive refuses a duplicated known property, and serde would otherwise
+/// keep the last of a duplicated unknown one (in `other`) without a word.
+#[test]
+fn duplicated_members_fail_by_name() {
+    let cases = [
+        (r#"{"id":"1","id":"2"}"#, ResourceKind::ChatMessage, "id"),
+        (
+            r#"{"body":{"content":"a"},"body":{"content":"b"}}"#,
+            ResourceKind::ChatMessage,
+            "body",
+        ),
+        (
+            r#"{"policyViolation":{"dlpAction":"none"},"policyViolation":{"dlpAction":"blockAccess"}}"#,
+            ResourceKind::ChatMessage,
+            "policyViolation",
+        ),
+        (
+            r#"{"from":null,"from":{"user":{"id":"x"}}}"#,
+            ResourceKind::ChatMessage,
+            "from",
+        ),
+        (
+            r#"{"deletedDateTime":null,"deletedDateTime":"2024-01-01T00:00:00Z"}"#,
+            ResourceKind::ChatMessage,
+            "deletedDateTime",
+        ),
+        (
+            r#"{"body":{"content":"a","content":"b"}}"#,
+            ResourceKind::ChatMessage,
+            "body.content",
+        ),
+        (
+            r#"{"mentions":[{"id":0},{"id":1,"id":2}]}"#,
+            ResourceKind::ChatMessage,
+            "mentions[1].id",
+        ),
+        (
+            r#"{"newProperty":1,"newProperty":[2]}"#,
+            ResourceKind::ChatMessage,
+            "newProperty",
+        ),
+        (
+            r#"{"body":{"contentType":"text","x":1,"x":2}}"#,
+            ResourceKind::ChatMessage,
+            "body.x",
+        ),
+        (
+            r#"{"newProperty":{"a":[{"b":1},{"b":1,"b":2}]}}"#,
+            ResourceKind::ChatMessage,
+            "newProperty.a[1].b",
+        ),
+        (
+            r##"{"eventDetail":{"@odata.type":"#microsoft.graph.chatRenamedEventMessageDetail","chatId":"1","chatId":"2"}}"##,
+            ResourceKind::ChatMessage,
+            "eventDetail.chatId",
+        ),
+        (r#"{"topic":"a","topic":"b"}"#, ResourceKind::Chat, "topic"),
+        (
+            r#"{"viewpoint":{"isHidden":true,"isHidden":false}}"#,
+            ResourceKind::Chat,
+            "viewpoint.isHidden",
+        ),
+        // A message's properties are unknown to the chat model: refused there too.
+        (
+            r#"{"body":{"content":"a"},"body":{"content":"b"}}"#,
+            ResourceKind::Chat,
+            "body",
+        ),
+    ];
+    for (json, kind, path) in cases {
+        for kind in [Some(kind), None] {
+            let e = decode(json, kind).expect_err(json);
+            assert_eq!(e.path(), path, "{json} as {kind:?}: {e}");
+            assert_eq!(e.reason(), "appears more than once", "{json}: {e}");
+        }
+    }
+    // Names are not values: the error repeats the name, never what it held.
+    let e = decode(
+        r#"{"secretName":"secret value","secretName":"other secret"}"#,
+        Some(ResourceKind::ChatMessage),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "secretName: appears more than once");
+    // The same name in different objects is no duplicate.
+    decode(
+        r#"{"id":"1","body":{"id":"2"},"x":{"id":3},"y":[{"id":4},{"id":5}]}"#,
+        Some(ResourceKind::ChatMessage),
+    )
+    .unwrap();
+}
+
+/// A lone surrogate escape fails where it is, with its own reason (not "not valid JSON", which
+/// the document is); a pair decodes.
+#[test]
+fn lone_surrogate_escapes_fail_by_name() {
+    for (json, path) in [
+        (r#"{"subject":"\ud800"}"#, "subject"),
+        (r#"{"body":{"content":"x\udfffy"}}"#, "body.content"),
+        (
+            r#"{"from":{"user":{"displayName":"\ud800\u0041"}}}"#,
+            "from.user.displayName",
+        ),
+        (r#"{"newProperty":["\ud800"]}"#, "newProperty[0]"),
+        // In a member's name: the object holding it.
+        (r#"{"\ud800":1}"#, ""),
+        (r#"{"body":{"\udc00":1}}"#, "body"),
+    ] {
+        let e = decode(json, Some(ResourceKind::ChatMessage)).expect_err(json);
+        assert_eq!(e.path(), path, "{json}: {e}");
+        assert_eq!(
+            e.reason(),
+            "a \\u escape is a lone surrogate, not a character",
+            "{json}"
+        );
+    }
+    let ChatOrMessage::ChatMessage(m) = decode(
+        r#"{"subject":"\ud83d\ude00"}"#,
+        Some(ResourceKind::ChatMessage),
+    )
+    .unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(m.subject.as_deref(), Some("\u{1F600}"));
 }
 
 #[test]

@@ -391,6 +391,40 @@ fn only_rs256_signed_by_a_jwks_key() {
     );
 }
 
+/// RFC 7515, section 4.1.11: extensions listed in `crit` must be understood, or the token is
+/// invalid. The validator understands none, so every `crit` refuses the token, before any RSA
+/// work: `b64` (RFC 7797) would have the signature cover an unencoded payload, a different
+/// message from the one checked.
+#[test]
+fn critical_header_extensions_are_refused() {
+    let m = Minter::fixture();
+    for (crit, name) in [
+        (json!(["b64"]), "b64"),
+        (
+            json!(["http://example.com/ext", "b64"]),
+            "http://example.com/ext",
+        ),
+        (json!([]), ""),
+        (json!("b64"), ""),
+        (json!([7]), ""),
+        (Value::Null, ""),
+    ] {
+        let mut header = m.header();
+        header["b64"] = false.into();
+        header["crit"] = crit;
+        refused(
+            m.sign(&header, &Minter::v1()),
+            TokenError::CriticalExtension { name: name.into() },
+        );
+    }
+    // Without `crit`, the same header (an unknown member is ignored) passes.
+    let mut header = m.header();
+    header["b64"] = false.into();
+    validator()
+        .validate(&m.sign(&header, &Minter::v1()), mint::now())
+        .unwrap();
+}
+
 #[test]
 fn malformed_tokens() {
     let m = Minter::fixture();

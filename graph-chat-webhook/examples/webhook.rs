@@ -11,8 +11,9 @@
 //! * `POST /notifications?validationToken=T` and `POST /lifecycle?validationToken=T`: 200
 //!   `text/plain` with `T` decoded, at once.
 //! * `POST /notifications` and `POST /lifecycle` with a batch: admitted (size, JSON, every
-//!   validation token, each notification's tenant and `clientState`; no RSA), committed to the
-//!   SQLite inbox at `--inbox` (WAL, full sync), and only then answered 202. A forged or
+//!   validation token, each notification's tenant and `clientState`; no RSA private-key
+//!   operation), committed to the SQLite inbox at `--inbox` (WAL, full sync), and only then
+//!   answered 202. A forged or
 //!   malformed body is answered 202 and stored nowhere (a line on stderr); a notification
 //!   refused alone prints its `ok: false` line at once and is not stored. A token naming a
 //!   signing key not yet known: 503 until the JWKS refresh (at most once per

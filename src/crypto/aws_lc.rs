@@ -29,7 +29,17 @@ pub const AWS_LC: CryptoProvider = CryptoProvider {
 
 struct Key(OaepPrivateDecryptingKey);
 
+/// The largest RSA key AWS-LC takes, in bits (`aws-lc-rs` refuses larger ones as too large).
+const MAX_BITS: usize = 8192;
+
 fn load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> {
+    // `PrivateKey` reads keys up to 16384 bits (the RustCrypto provider takes them); say why
+    // AWS-LC does not, rather than that it refused.
+    if key.bits() > MAX_BITS {
+        return Err(KeyError::Provider {
+            reason: "AWS-LC takes RSA keys of 2048 to 8192 bits",
+        });
+    }
     let k = PrivateDecryptingKey::from_pkcs8(key.expose_secret_pkcs8_der()).map_err(|_| {
         KeyError::Provider {
             reason: "AWS-LC refused the RSA key",
@@ -43,8 +53,9 @@ fn load(key: &PrivateKey) -> Result<Box<dyn RsaOaepSha1Key>, KeyError> {
 
 impl RsaOaepSha1Key for Key {
     fn unwrap_key(&self, ciphertext: &[u8], out: &mut [u8; 32]) -> Result<(), CryptoFailure> {
-        // Room for any plaintext a 16384-bit key can hold; only 32 bytes are acceptable.
-        let mut plain = [0u8; 2048];
+        // Room for any plaintext a key AWS-LC takes (8192 bits) can hold; only 32 bytes are
+        // acceptable.
+        let mut plain = [0u8; MAX_BITS / 8];
         let result = match self
             .0
             .decrypt(&OAEP_SHA1_MGF1SHA1, ciphertext, &mut plain, None)

@@ -26,7 +26,9 @@ pub enum KeyError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// The key size is outside what the crate accepts (2048 to 16384 bits).
+    /// The key size is outside what the crate reads (2048 to 16384 bits). A provider may take
+    /// fewer: AWS-LC takes 2048 to 8192 bits, and refuses a larger key with
+    /// [`KeyError::Provider`] when it is loaded.
     #[error("RSA key of {bits} bits; 2048 to 16384 bits are accepted")]
     UnsupportedKeySize {
         /// Size of the modulus in bits.

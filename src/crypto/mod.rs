@@ -13,6 +13,7 @@
 mod aes_cbc;
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
+pub(crate) mod ct;
 mod decrypt;
 mod error;
 mod keys;

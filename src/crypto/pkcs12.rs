@@ -5,7 +5,7 @@
 //! 3-key or 2-key 3DES, RC2-40 or RC2-128) and PBES2 (PBKDF2 with AES-CBC). Not supported:
 //! public-key integrity and privacy modes, and BER indefinite lengths.
 
-use der::asn1::{ContextSpecific, ObjectIdentifier, OctetString};
+use der::asn1::{ContextSpecific, ObjectIdentifier, OctetStringRef};
 use der::{Decode, Encode};
 use hmac::digest::core_api::BlockSizeUser;
 use hmac::digest::{Digest, FixedOutputReset};
@@ -61,7 +61,10 @@ impl PrivateKey {
         if pfx.auth_safe.content_type != ID_DATA {
             return Err(bad("only password integrity is supported"));
         }
-        let auth_safe = OctetString::from_der(&der_of(&pfx.auth_safe.content)?)
+        let auth_safe = pfx
+            .auth_safe
+            .content
+            .decode_as::<OctetStringRef<'_>>()
             .map_err(|_| bad("malformed authenticated safe"))?;
         let data = auth_safe.as_bytes();
 
@@ -81,10 +84,14 @@ impl PrivateKey {
         let infos = Vec::<cms::content_info::ContentInfo>::from_der(data)
             .map_err(|_| bad("malformed authenticated safe"))?;
         for info in infos {
-            let contents: Zeroizing<Vec<u8>> = if info.content_type == ID_DATA {
-                let os = OctetString::from_der(&der_of(&info.content)?)
-                    .map_err(|_| bad("malformed data content"))?;
-                Zeroizing::new(os.as_bytes().to_vec())
+            // Plain contents are read where they lie (in the file's bytes), decrypted ones from a
+            // buffer that is wiped: no other copy of a bag is made.
+            let decrypted: Zeroizing<Vec<u8>>;
+            let contents: &[u8] = if info.content_type == ID_DATA {
+                info.content
+                    .decode_as::<OctetStringRef<'_>>()
+                    .map_err(|_| bad("malformed data content"))?
+                    .as_bytes()
             } else if info.content_type == ID_ENCRYPTED_DATA {
                 let ed = cms::encrypted_data::EncryptedData::from_der(&der_of(&info.content)?)
                     .map_err(|_| bad("malformed encrypted data"))?;
@@ -92,16 +99,17 @@ impl PrivateKey {
                     .enc_content_info
                     .encrypted_content
                     .ok_or(bad("encrypted data without content"))?;
-                decrypt(
+                decrypted = decrypt(
                     &ed.enc_content_info.content_enc_alg,
                     ciphertext.as_bytes(),
                     password,
                     &pass,
-                )?
+                )?;
+                &decrypted
             } else {
                 return Err(bad("only password privacy is supported"));
             };
-            read_bags(&contents, password, &pass, &mut keys, &mut certs)?;
+            read_bags(contents, password, &pass, &mut keys, &mut certs)?;
         }
         let pkcs8 = match keys.len() {
             0 => return Err(KeyError::NoPrivateKey),
@@ -125,12 +133,18 @@ fn read_bags(
     keys: &mut Vec<Zeroizing<Vec<u8>>>,
     certs: &mut Vec<Certificate>,
 ) -> Result<(), KeyError> {
-    let bags = Vec::<pkcs12::safe_bag::SafeBag>::from_der(contents)
-        .map_err(|_| bad("malformed safe contents"))?;
-    for bag in bags {
-        match bag.bag_id {
+    // Each bag's value moves into a buffer that is wiped, before any is read: a plain key bag
+    // holds the private key in clear, and an error on one bag drops the others.
+    let bags: Vec<(ObjectIdentifier, Zeroizing<Vec<u8>>)> =
+        Vec::<pkcs12::safe_bag::SafeBag>::from_der(contents)
+            .map_err(|_| bad("malformed safe contents"))?
+            .into_iter()
+            .map(|bag| (bag.bag_id, Zeroizing::new(bag.bag_value)))
+            .collect();
+    for (bag_id, bag_value) in &bags {
+        match *bag_id {
             pkcs12::PKCS_12_PKCS8_KEY_BAG_OID => {
-                let shrouded = ContextSpecific::<EncryptedPrivateKeyInfo>::from_der(&bag.bag_value)
+                let shrouded = ContextSpecific::<EncryptedPrivateKeyInfo>::from_der(bag_value)
                     .map_err(|_| bad("malformed shrouded key bag"))?
                     .value;
                 keys.push(decrypt(
@@ -141,13 +155,17 @@ fn read_bags(
                 )?);
             }
             pkcs12::PKCS_12_KEY_BAG_OID => {
-                let any = ContextSpecific::<der::Any>::from_der(&bag.bag_value)
+                // Borrowed from the wiped bag value; the one copy is wiped too.
+                let key = ContextSpecific::<der::AnyRef<'_>>::from_der(bag_value)
                     .map_err(|_| bad("malformed key bag"))?
                     .value;
-                keys.push(Zeroizing::new(der_of(&any)?));
+                let mut der = Zeroizing::new(Vec::new());
+                key.encode_to_vec(&mut der)
+                    .map_err(|_| bad("malformed key bag"))?;
+                keys.push(der);
             }
             pkcs12::PKCS_12_CERT_BAG_OID => {
-                let cert = ContextSpecific::<pkcs12::cert_type::CertBag>::from_der(&bag.bag_value)
+                let cert = ContextSpecific::<pkcs12::cert_type::CertBag>::from_der(bag_value)
                     .map_err(|_| bad("malformed certificate bag"))?
                     .value;
                 if cert.cert_id == pkcs12::PKCS_12_X509_CERT_OID {
@@ -231,10 +249,15 @@ fn decrypt(
         if let Some(pbkdf2) = scheme.pbes2().and_then(|p| p.kdf.pbkdf2()) {
             iterations(i32::try_from(pbkdf2.iteration_count).unwrap_or(i32::MAX))?;
         }
-        return scheme
-            .decrypt(password.as_bytes(), ciphertext)
-            .map(Zeroizing::new)
-            .map_err(|_| KeyError::Pkcs12Password);
+        // In place, in a buffer that is wiped even when decryption fails (pkcs5's `decrypt`
+        // would leave a failed attempt's plaintext in a buffer of its own).
+        let mut buf = Zeroizing::new(ciphertext.to_vec());
+        let len = scheme
+            .decrypt_in_place(password.as_bytes(), &mut buf)
+            .map_err(|_| KeyError::Pkcs12Password)?
+            .len();
+        buf.truncate(len);
+        return Ok(buf);
     }
 
     let (key_len, cipher) = match alg.oid {
@@ -260,7 +283,14 @@ fn decrypt(
         rounds,
         key_len,
     ));
-    let iv = derive_key::<sha1::Sha1>(pass, salt, Pkcs12KeyType::Iv, rounds, 8);
+    // Derived from the password like the key: wiped like it.
+    let iv = Zeroizing::new(derive_key::<sha1::Sha1>(
+        pass,
+        salt,
+        Pkcs12KeyType::Iv,
+        rounds,
+        8,
+    ));
     let mut buf = Zeroizing::new(ciphertext.to_vec());
     let len = match cipher {
         Legacy::Tdes3 => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
@@ -289,4 +319,19 @@ enum Legacy {
     Tdes3,
     Tdes2,
     Rc2(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    /// The legacy ciphers' key schedules and the CBC state are wiped when dropped: `des`,
+    /// `rc2` and `cbc` are built with their `zeroize` features.
+    #[test]
+    fn the_legacy_decryptors_wipe_their_keys_on_drop() {
+        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wipes_on_drop::<des::TdesEde3>();
+        wipes_on_drop::<des::TdesEde2>();
+        wipes_on_drop::<rc2::Rc2>();
+        wipes_on_drop::<cbc::Decryptor<des::TdesEde3>>();
+        wipes_on_drop::<cbc::Decryptor<rc2::Rc2>>();
+    }
 }

@@ -467,12 +467,25 @@ impl<'a> ChangeNotification<'a> {
         crate::model::resource_kind(self.resource_data, self.resource.as_deref())
     }
 
-    /// A key that is the same each time this notification is delivered, and differs between
-    /// notifications: Graph delivers at least once, so a consumer that remembers the keys it
-    /// has processed (for longer than Graph retries, 4 hours) drops the duplicates. It is made
-    /// of the subscription, the change type, the resource and what the notification carries
-    /// (the signature of its encrypted content, its lifecycle event and the subscription's
-    /// expiry, or its `id`), so it needs no decryption and holds no secret.
+    /// A key that is the same each time this notification is delivered (Graph retries send it
+    /// unchanged), for dropping redeliveries: a consumer that remembers the keys it has processed
+    /// (for longer than Graph retries, 4 hours) drops the duplicates. It needs no decryption and
+    /// holds no secret, so it is made of what the notification says in clear: its subscription,
+    /// tenant, change type and resource, and then
+    ///
+    /// * with encrypted content: the signature of its ciphertext. Each notification has its own
+    ///   symmetric key, so two notifications never share a key.
+    /// * for a lifecycle notification: the event, the subscription's expiry, and the
+    ///   notification's `id` when Graph sends one. Without an `id`, two events of the same kind
+    ///   for the same subscription and expiry (a second `reauthorizationRequired` before you
+    ///   reauthorized, a second `missed`) share a key: act on the event when you process it, not
+    ///   on the delivery.
+    /// * otherwise: the notification's `id` when Graph sends one, and its `resourceData` as sent
+    ///   (without white space). Without an `id`, two notifications of the same change to the same
+    ///   resource with the same `resourceData` (two `updated` notifications without resource data
+    ///   for one message edited twice) share a key: nothing in them tells them apart. Such a key
+    ///   says "this resource changed"; read the resource's current state (a GET) when you process
+    ///   it, rather than treating a second delivery as already applied.
     ///
     /// ```
     /// use graph_chat_notifications::inbound::{Envelope, Limits};
@@ -483,7 +496,7 @@ impl<'a> ChangeNotification<'a> {
     /// ]}"#;
     /// let envelope = Envelope::parse(body, &Limits::default())?;
     /// let key = |i: usize| envelope.items()[i].as_ref().unwrap().idempotency_key();
-    /// assert_eq!(key(0), key(1));
+    /// assert_eq!(key(0), key(1)); // nothing tells these two apart
     /// assert_ne!(key(0), key(2));
     /// # Ok::<(), graph_chat_notifications::BodyError>(())
     /// ```
@@ -491,11 +504,24 @@ impl<'a> ChangeNotification<'a> {
         let part = |v: &Option<Cow<'_, str>>| v.as_deref().unwrap_or("").to_string();
         let carried = match (&self.encrypted_content, &self.lifecycle_event) {
             (Some(content), _) => format!("sig:{}", content.data_signature),
-            (None, Some(event)) => format!(
-                "lifecycle:{event}:{}",
-                part(&self.subscription_expiration_date_time)
-            ),
-            (None, None) => format!("id:{}", part(&self.id)),
+            (None, Some(event)) => serde_json::to_string(&[
+                "lifecycle",
+                event.as_ref(),
+                self.subscription_expiration_date_time
+                    .as_deref()
+                    .unwrap_or(""),
+                self.id.as_deref().unwrap_or(""),
+            ])
+            .expect("strings serialize"),
+            (None, None) => {
+                let data = self.resource_data.map(|r| crate::json::compact(r.get()));
+                serde_json::to_string(&[
+                    "id",
+                    self.id.as_deref().unwrap_or(""),
+                    data.as_deref().unwrap_or(""),
+                ])
+                .expect("strings serialize")
+            }
         };
         // Each part is JSON-quoted, so no separator inside a part can make two keys collide.
         serde_json::to_string(&[
@@ -849,6 +875,47 @@ mod tests {
         assert_eq!(unique.len(), first.len(), "{first:?}");
         // No secret in it.
         assert!(!first.iter().any(|k| k.contains("Qg==")));
+    }
+
+    /// What tells two notifications apart goes into the key: an `id` when sent, and the
+    /// `resourceData` (an `@odata.etag`, say); what cannot is documented as shared.
+    #[test]
+    fn idempotency_keys_include_what_tells_notifications_apart() {
+        let body = r#"{"value":[
+            {"subscriptionId":"s","changeType":"updated","resource":"r","resourceData":{"id":"1","@odata.etag":"W/\"1\""}},
+            {"subscriptionId":"s","changeType":"updated","resource":"r","resourceData":{"id":"1","@odata.etag":"W/\"2\""}},
+            {"subscriptionId":"s","changeType":"updated","resource":"r","resourceData":{"id":"1"}},
+            {"subscriptionId":"s","changeType":"updated","resource":"r"},
+            {"subscriptionId":"s","changeType":"updated","resource":"r","id":"n1"},
+            {"subscriptionId":"s","changeType":"updated","resource":"r","id":"n2"},
+            {"subscriptionId":"s","lifecycleEvent":"missed","subscriptionExpirationDateTime":"2026-01-01T00:00:00Z","id":"l1"},
+            {"subscriptionId":"s","lifecycleEvent":"missed","subscriptionExpirationDateTime":"2026-01-01T00:00:00Z","id":"l2"}
+        ]}"#;
+        let keys: Vec<String> = parse(body)
+            .unwrap()
+            .items()
+            .iter()
+            .map(|n| n.as_ref().unwrap().idempotency_key())
+            .collect();
+        let unique: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+        // White space inside `resourceData` is not part of what it says.
+        let spaced = r#"{"value":[{"subscriptionId":"s","changeType":"updated","resource":"r","resourceData":{ "id" : "1" }}]}"#;
+        assert_eq!(
+            parse(spaced).unwrap().items()[0]
+                .as_ref()
+                .unwrap()
+                .idempotency_key(),
+            keys[2]
+        );
+        // Nothing tells these apart: they share a key, as documented.
+        let same = r#"{"value":[
+            {"subscriptionId":"s","lifecycleEvent":"reauthorizationRequired","subscriptionExpirationDateTime":"2026-01-01T00:00:00Z"},
+            {"subscriptionId":"s","lifecycleEvent":"reauthorizationRequired","subscriptionExpirationDateTime":"2026-01-01T00:00:00Z"}
+        ]}"#;
+        let env = parse(same).unwrap();
+        let key = |i: usize| env.items()[i].as_ref().unwrap().idempotency_key();
+        assert_eq!(key(0), key(1));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use serde_json::value::RawValue;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::BodyError;
@@ -342,7 +341,11 @@ impl fmt::Debug for Payload<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Decrypted(json) => write!(f, "Decrypted([{} bytes])", json.len()),
-            Self::ResourceData(r) => f.debug_tuple("ResourceData").field(r).finish(),
+            // The size only: `resourceData` holds properties of the resource.
+            Self::ResourceData(None) => f.write_str("ResourceData(None)"),
+            Self::ResourceData(Some(r)) => {
+                write!(f, "ResourceData(Some([{} bytes]))", r.get().len())
+            }
             Self::Lifecycle(e) => f.debug_tuple("Lifecycle").field(e).finish(),
             Self::ValidationMessage => f.write_str("ValidationMessage"),
         }
@@ -700,14 +703,9 @@ impl Receiver {
                 .client_state
                 .as_deref()
                 .ok_or_else(|| fail("clientState", ItemErrorKind::Missing))?;
-            // Every expected value is compared, so timing does not tell which one matched.
-            let matched = self
-                .client_states
-                .iter()
-                .fold(subtle::Choice::from(0), |acc, expected| {
-                    acc | expected.as_bytes().ct_eq(sent.as_bytes())
-                });
-            if !bool::from(matched) {
+            // Every expected value is compared, each over Graph's longest clientState, so the
+            // time tells neither which one matched nor how long any is.
+            if !crate::crypto::ct::client_state_matches(&self.client_states, sent.as_bytes()) {
                 return Err(fail("clientState", ItemErrorKind::ClientStateMismatch));
             }
         }

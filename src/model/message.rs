@@ -459,7 +459,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventDetail<'a> {
         let raw = <&'de RawValue>::deserialize(d)?;
         let mut de = serde_json::Deserializer::from_str(raw.get());
         let fields: EventFields<'a> = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| de::Error::custom(ModelError::from_json(e).to_string()))?;
+            .map_err(|e| de::Error::custom(ModelError::from_json(e).nested()))?;
         Ok(Self::from_fields(fields))
     }
 }

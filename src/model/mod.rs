@@ -598,7 +598,7 @@ macro_rules! model {
                 pub $field: crate::model::Prop<$ty>,
             )*
             /// Properties this version of the crate does not model, kept as sent.
-            #[serde(flatten)]
+            #[serde(flatten, deserialize_with = "crate::model::unique::members")]
             pub other: serde_json::Map<String, serde_json::Value>,
             #[serde(skip)]
             _borrow: std::marker::PhantomData<&'a ()>,
@@ -741,6 +741,149 @@ pub(crate) mod redact {
     }
 }
 
+/// Duplicated members refused everywhere in a model, as serde's derive refuses a duplicated
+/// known property: in the properties a model does not know (which serde would collect into
+/// `other` keeping the last) and in the JSON values they hold.
+pub(crate) mod unique {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    /// One step of the path from a model's unknown properties down to a value.
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+
+    /// Where a value is, as a list of steps on the stack: built into a string only for an error.
+    struct At<'a> {
+        parent: Option<&'a At<'a>>,
+        step: Step<'a>,
+    }
+
+    /// The longest member name an error repeats, in characters.
+    const MAX_NAME: usize = 64;
+
+    impl At<'_> {
+        fn path(&self) -> String {
+            let mut steps = Vec::new();
+            let mut at = Some(self);
+            while let Some(a) = at {
+                steps.push(&a.step);
+                at = a.parent;
+            }
+            let mut out = String::new();
+            for step in steps.into_iter().rev() {
+                match step {
+                    Step::Key(k) => {
+                        if !out.is_empty() {
+                            out.push('.');
+                        }
+                        out.extend(k.chars().take(MAX_NAME));
+                    }
+                    Step::Index(i) => out.push_str(&format!("[{i}]")),
+                }
+            }
+            out
+        }
+    }
+
+    /// The message [`ModelError`](super::ModelError) reads back: the duplicated member's path,
+    /// relative to the object that holds the model's unknown properties.
+    pub(super) const DUPLICATE: &str = "duplicate member `";
+
+    fn duplicate<E: de::Error>(at: &At<'_>) -> E {
+        E::custom(format_args!("{DUPLICATE}{}`", at.path()))
+    }
+
+    /// A model's unknown properties: like `serde_json::Map`'s own deserialization, but a name
+    /// that appears twice, there or in any object they hold, is an error naming it.
+    pub(crate) fn members<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        d.deserialize_map(ValueSeed { at: None }).map(|v| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        })
+    }
+
+    /// A JSON value at `at` (`None`: the unknown properties themselves).
+    #[derive(Clone, Copy)]
+    struct ValueSeed<'a> {
+        at: Option<&'a At<'a>>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ValueSeed<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            // As serde_json's own `Value` does: JSON has no NaN or infinity to read.
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            loop {
+                let at = At {
+                    parent: self.at,
+                    step: Step::Index(out.len()),
+                };
+                match seq.next_element_seed(ValueSeed { at: Some(&at) })? {
+                    Some(v) => out.push(v),
+                    None => return Ok(Value::Array(out)),
+                }
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let at = At {
+                    parent: self.at,
+                    step: Step::Key(&key),
+                };
+                if out.contains_key(&key) {
+                    return Err(duplicate(&at));
+                }
+                let value = map.next_value_seed(ValueSeed { at: Some(&at) })?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
 /// Why a resource could not be read as its model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {reason}", if path.is_empty() { "the resource" } else { path.as_str() })]
@@ -771,9 +914,51 @@ impl ModelError {
 
     fn from_json(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
         let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
+        // `?` stands for a member whose name could not be read (a lone surrogate in it): the
+        // error is then the containing object's.
+        let path = path.strip_suffix('?').unwrap_or(&path);
+        let path = path.strip_suffix('.').unwrap_or(path);
+        let path = if path == "." {
+            String::new()
+        } else {
+            path.to_string()
+        };
         let inner = e.into_inner();
         let message = inner.to_string();
+        // A duplicated member, named by serde's derive (a known property: "duplicate field
+        // `body`") or by `unique` (an unknown one, or inside one: "duplicate member `x.y`"):
+        // the error is at the member, under the object serde_path_to_error points at.
+        let duplicated = message
+            .strip_prefix("duplicate field `")
+            .or_else(|| message.strip_prefix(unique::DUPLICATE))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name);
+        // An error from a value decoded on its own (`eventDetail`), at a path inside it.
+        if let Some((inner, reason)) = message
+            .strip_prefix(NESTED)
+            .and_then(|rest| rest.split_once('`'))
+        {
+            let reason = reason.split(" at line ").next().unwrap_or(reason);
+            return Self {
+                path: match (path.is_empty(), inner.is_empty()) {
+                    (_, true) => path,
+                    (true, false) => inner.to_string(),
+                    (false, false) => format!("{path}.{inner}"),
+                },
+                reason: reason.to_string(),
+            };
+        }
+        if let Some(name) = duplicated {
+            let name: String = name.chars().take(256).collect();
+            return Self {
+                path: if path.is_empty() {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                },
+                reason: "appears more than once".into(),
+            };
+        }
         // serde's messages may quote the offending value (plaintext); keep only what was expected.
         let reason = match message.split_once(", expected ") {
             Some((_, expected)) => {
@@ -782,6 +967,13 @@ impl ModelError {
             }
             None if message.starts_with("expected an ISO 8601") => {
                 "expected an ISO 8601 date-time".into()
+            }
+            // serde_json's words for a `\uD800`-`\uDFFF` escape without its other half. As a
+            // syntax error it would read "not valid JSON", which hides what is wrong.
+            None if message.starts_with("lone leading surrogate in hex escape")
+                || message.starts_with("unexpected end of hex escape") =>
+            {
+                "a \\u escape is a lone surrogate, not a character".into()
             }
             None => match inner.classify() {
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -796,6 +988,16 @@ impl ModelError {
             },
         };
         Self { path, reason }
+    }
+}
+
+/// The start of the message [`ModelError::nested`] writes, which [`ModelError::from_json`] reads.
+const NESTED: &str = "model error at `";
+
+impl ModelError {
+    /// This error as a serde message for an enclosing decoder, which puts the path under its own.
+    pub(crate) fn nested(&self) -> String {
+        format!("{NESTED}{}`{}", self.path, self.reason)
     }
 }
 

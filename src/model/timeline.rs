@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::fmt;
 
 use time::OffsetDateTime;
 
@@ -56,7 +57,10 @@ pub fn chat_is_visible(
 }
 
 /// One message of a [`ChatTimeline`]: its latest known version, or a deletion.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows the id, whether it is deleted, and the message as its model's `Debug` shows it
+/// (ids, kinds, times and sizes), never its content.
+#[derive(Clone, PartialEq)]
 pub struct TimelineEntry {
     /// The message id.
     pub id: String,
@@ -65,6 +69,17 @@ pub struct TimelineEntry {
     /// Whether the message is deleted.
     pub deleted: bool,
     rank: Rank,
+}
+
+impl fmt::Debug for TimelineEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not `rank`: it holds the whole message as JSON, content included.
+        f.debug_struct("TimelineEntry")
+            .field("id", &self.id)
+            .field("deleted", &self.deleted)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TimelineEntry {
@@ -87,8 +102,8 @@ impl TimelineEntry {
 }
 
 /// Orders versions of one message; the greatest wins. A total order, so the view is the same
-/// whatever the order and repetition of deliveries.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// whatever the order and repetition of deliveries. No `Debug`: `json` is the message's content.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
     /// The latest time the version carries (created, modified, edited or deleted).
     stamp: Option<OffsetDateTime>,
@@ -147,9 +162,22 @@ fn rank(message: Option<&ChatMessage<'_>>, deleted: bool) -> Rank {
 /// t.apply(&ChangeType::Deleted.into(), "1", None);
 /// assert!(t.messages().is_empty());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// `Debug` shows each entry by id, as [`TimelineEntry`]'s `Debug` does: no message content.
+#[derive(Clone, Default, PartialEq)]
 pub struct ChatTimeline {
     entries: HashMap<String, TimelineEntry>,
+}
+
+impl fmt::Debug for ChatTimeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // By id, so the output does not depend on the map's order.
+        let mut entries: Vec<&TimelineEntry> = self.entries.values().collect();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        f.debug_struct("ChatTimeline")
+            .field("entries", &entries)
+            .finish()
+    }
 }
 
 impl ChatTimeline {
