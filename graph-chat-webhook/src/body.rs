@@ -108,6 +108,8 @@ pub(crate) async fn read(
     let mut last_piece = Duration::ZERO;
     let mut held: Option<OwnedSemaphorePermit> = None;
     let mut bytes: Vec<u8> = Vec::new();
+    // Bytes of capacity paid for from the budget.
+    let mut charged = 0usize;
     let mut body = body;
     loop {
         let deadline = start + limits.next_piece_deadline(bytes.len() as u64, last_piece);
@@ -139,12 +141,19 @@ pub(crate) async fn read(
                     .map_err(|()| busy("too many large bodies at once"))?,
             );
         }
-        let permit = take(&budget.bytes, data.len(), limits.budget_wait())
-            .await
-            .map_err(|()| busy("the body budget is spent"))?;
-        match &mut held {
-            Some(h) => h.merge(permit),
-            None => held = Some(permit),
+        // The budget counts the buffer's capacity, not only its length: it grows by doubling
+        // (up to the limit), and each growth is paid for before it happens.
+        if total > bytes.capacity() {
+            let grown = total.max(bytes.capacity().saturating_mul(2).min(limit));
+            let permit = take(&budget.bytes, grown - charged, limits.budget_wait())
+                .await
+                .map_err(|()| busy("the body budget is spent"))?;
+            match &mut held {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
+            }
+            bytes.reserve_exact(grown - bytes.len());
+            charged = grown;
         }
         bytes.extend_from_slice(&data);
         last_piece = start.elapsed();

@@ -96,9 +96,18 @@ struct Closures {
     idle: Throttled,
 }
 
+/// The source a connection counts against: an IPv4 address (IPv4-mapped IPv6 included), or an
+/// IPv6 /64 (a host is given a whole /64, so counting single addresses would cap nothing).
 fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(segments))
+            }
+        },
         v4 => v4,
     }
 }
@@ -207,6 +216,8 @@ async fn connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.head_deadline())
+        .max_buf_size(crate::limits::MAX_HEAD_BYTES)
+        .max_headers(crate::limits::MAX_HEADERS)
         .serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let idle_deadline = shared.limits.idle_deadline();
@@ -288,5 +299,30 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+    use std::net::IpAddr;
+
+    #[test]
+    fn sources_count_by_ipv4_address_and_ipv6_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(normalize(ip("127.0.0.2")), ip("127.0.0.2"));
+        assert_eq!(normalize(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(
+            normalize(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            normalize(ip("2001:db8:1:2::1")),
+            normalize(ip("2001:db8:1:2::2"))
+        );
+        assert_ne!(
+            normalize(ip("2001:db8:1:2::1")),
+            normalize(ip("2001:db8:1:3::1"))
+        );
     }
 }

@@ -42,6 +42,31 @@ impl JwksSource {
         }
     }
 
+    /// Refuses a source whose keys a stranger on the network could replace: `http://` is for a
+    /// JWKS served on this machine (tests, a local simulator) only.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let Self::Url(url) = self else { return Ok(()) };
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Ok(());
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            Ok(())
+        } else {
+            Err(format!(
+                "{url}: the signing keys must come over https:// (http:// only from this machine)"
+            ))
+        }
+    }
+
     /// Fetches the document (blocking).
     pub(crate) fn fetch(&self) -> Result<Vec<u8>, String> {
         match self {
@@ -57,6 +82,8 @@ impl JwksSource {
                     .build();
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .timeout_global(Some(FETCH_TIMEOUT))
+                    // A redirect could leave https, or this host: the URL is the one trusted.
+                    .max_redirects(0)
                     .tls_config(tls)
                     .build()
                     .into();
@@ -141,6 +168,31 @@ impl Jwks {
             },
             JwksDecision::Wait { .. } => KeyVerdict::Pending,
             JwksDecision::Unknown => KeyVerdict::Forged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JwksSource;
+
+    #[test]
+    fn http_is_for_this_machine_only() {
+        for ok in [
+            "https://login.microsoftonline.com/common/discovery/v2.0/keys",
+            "http://127.0.0.1:8080/keys",
+            "http://localhost/keys",
+            "http://[::1]:9/keys",
+            "/etc/webhook/jwks.json",
+        ] {
+            assert_eq!(JwksSource::parse(ok).check(), Ok(()), "{ok}");
+        }
+        for refused in [
+            "http://login.microsoftonline.com/common/discovery/v2.0/keys",
+            "http://10.0.0.1/keys",
+            "http://127.0.0.1.example.com/keys",
+        ] {
+            assert!(JwksSource::parse(refused).check().is_err(), "{refused}");
         }
     }
 }

@@ -27,27 +27,38 @@ pub const BODY_DEADLINE: Duration = Duration::from_secs(60);
 /// 503: 1 s, well inside Graph's 3 s.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(1);
 /// A request head (request line and headers) must arrive within 10 s of the connection opening
-/// or of the previous response: Graph sends its head at once; a sender adding a header line every
-/// 2 s is cut off.
+/// (and, with hyper 1.12, of the previous response: an idle keep-alive connection then closes
+/// after 10 s): Graph sends its head at once; a sender adding a header line every 2 s is cut
+/// off.
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
-/// A connection with no byte in either direction for 30 s is closed (idle keep-alive
-/// connections and half-sent requests alike).
+/// A connection with no byte in either direction for 30 s is closed, whatever it is waiting
+/// for: the server's own bound, beside hyper's head deadline.
 pub const IDLE_DEADLINE: Duration = Duration::from_secs(30);
 /// Connections one source address may hold open: 256. Graph spreads its deliveries over many
 /// addresses; with systemd's default of 1,024 open files, one stranger holding 256 leaves the
-/// rest for everyone else. Connections past it are closed as they are accepted.
+/// rest for everyone else. Connections past it are closed as they are accepted. An IPv6 source
+/// counts by its /64 (one host holds a whole /64).
 pub const CONNECTIONS_PER_ADDRESS: usize = 256;
-/// Connections held open at once, over every address: 4,096 (raise the process's open-file
-/// limit with it).
-pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections held open at once, over every address: 768, under systemd's default of 1,024
+/// open files with room for the inbox, the JWKS fetch and the program (raise both together).
+pub const MAX_CONNECTIONS: usize = 768;
 /// On shutdown, connections get 5 s to finish the request in hand; then they are closed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a request waits for a JWKS fetch it started (a token named an unknown key): 1 s;
 /// past it the batch is answered 503 and the fetch goes on for Graph's retry.
 pub const JWKS_WAIT: Duration = Duration::from_secs(1);
-/// How long a request waits for its batch to be committed to the inbox before it is answered
-/// 503 (Graph retries): 2 s, inside Graph's 3 s.
+/// How long the SQLite inbox waits for a commit before the request is answered 503 (Graph
+/// retries): 2 s, inside Graph's 3 s ([`SqliteInbox::with_commit_wait`](crate::SqliteInbox::with_commit_wait)).
 pub const COMMIT_WAIT: Duration = Duration::from_secs(2);
+/// A request head may hold at most 64 KiB (hyper's read buffer; its default grows to about
+/// 400 KiB per connection, outside the body budget): Graph's heads are well under 2 KiB.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+/// At most 64 header lines in a request head (Graph sends about ten).
+pub const MAX_HEADERS: usize = 64;
+/// Admissions (parsing and token checks, off the async threads) running at once: twice the
+/// cores, so that a flood of cheap bodies cannot crowd the async threads out of the CPU; a body
+/// that cannot start within [`BUDGET_WAIT`] is answered 503.
+pub const ADMISSIONS_PER_CORE: usize = 2;
 
 /// Past 1 GiB of pending records the SQLite inbox refuses new batches (503): the workers are far
 /// behind, and Graph keeps retrying for hours
@@ -81,7 +92,6 @@ pub struct ServerLimits {
     max_connections: usize,
     shutdown_grace: Duration,
     jwks_wait: Duration,
-    commit_wait: Duration,
 }
 
 impl Default for ServerLimits {
@@ -101,7 +111,6 @@ impl Default for ServerLimits {
             max_connections: MAX_CONNECTIONS,
             shutdown_grace: SHUTDOWN_GRACE,
             jwks_wait: JWKS_WAIT,
-            commit_wait: COMMIT_WAIT,
         }
     }
 }
@@ -154,8 +163,6 @@ limit! {
     shutdown_grace: Duration, with_shutdown_grace;
     /// Longest wait for a JWKS fetch a request started ([`JWKS_WAIT`]).
     jwks_wait: Duration, with_jwks_wait;
-    /// Longest wait for a commit ([`COMMIT_WAIT`]).
-    commit_wait: Duration, with_commit_wait;
 }
 
 impl ServerLimits {
@@ -164,9 +171,11 @@ impl ServerLimits {
     /// (after the grace), the idle deadline and the whole-body deadline, as a time from the
     /// body's start.
     pub(crate) fn next_piece_deadline(&self, received: u64, last_piece_at: Duration) -> Duration {
-        let rate = Duration::from_secs_f64(received as f64 / self.min_body_rate.max(1) as f64);
-        (self.body_grace + rate)
-            .min(last_piece_at + self.body_idle)
+        let rate = Duration::try_from_secs_f64(received as f64 / self.min_body_rate.max(1) as f64)
+            .unwrap_or(Duration::MAX);
+        self.body_grace
+            .saturating_add(rate)
+            .min(last_piece_at.saturating_add(self.body_idle))
             .min(self.body_deadline)
     }
 }

@@ -74,16 +74,22 @@ impl Inbox for MemoryInbox {
     }
 
     fn claim(&self, wait: Duration) -> Option<StoredBatch> {
-        let (id, attempts) = self.queue.take(wait)?;
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let (route, received, record) = records.1.get(&id)?.clone();
-        Some(StoredBatch {
-            id: BatchId(id),
-            route,
-            received,
-            record,
-            attempts,
-        })
+        loop {
+            let (id, attempts) = self.queue.take(wait)?;
+            let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((route, received, record)) = records.1.get(&id).cloned() else {
+                drop(records);
+                self.queue.forget(id);
+                continue;
+            };
+            return Some(StoredBatch {
+                id: BatchId(id),
+                route,
+                received,
+                record,
+                attempts,
+            });
+        }
     }
 
     fn release(&self, id: BatchId, retry_in: Duration) {

@@ -45,7 +45,8 @@ impl Queue {
 
     /// The oldest id due, with its attempts, marked in hand; waits up to `wait`.
     pub(crate) fn take(&self, wait: Duration) -> Option<(u64, u32)> {
-        let deadline = Instant::now() + wait;
+        let far = Duration::from_secs(365 * 24 * 3600);
+        let deadline = Instant::now() + wait.min(far);
         let mut s = self.lock();
         loop {
             if s.closed {
@@ -84,6 +85,7 @@ impl Queue {
         let mut s = self.lock();
         if s.in_hand.remove(&id) {
             *s.attempts.entry(id).or_default() += 1;
+            let retry_in = retry_in.min(Duration::from_secs(365 * 24 * 3600));
             s.delayed.insert((Instant::now() + retry_in, id));
         }
         drop(s);
@@ -95,6 +97,7 @@ impl Queue {
         let mut s = self.lock();
         s.in_hand.remove(&id);
         s.ready.remove(&id);
+        s.delayed.retain(|&(_, delayed)| delayed != id);
         s.attempts.remove(&id);
         if let Some(bytes) = s.sizes.remove(&id) {
             s.bytes -= bytes;
@@ -136,6 +139,18 @@ mod tests {
         assert_eq!(q.held(), (20, 200));
         q.forget(1);
         assert_eq!(q.held(), (19, 190));
+    }
+
+    #[test]
+    fn a_batch_done_while_waiting_to_be_retried_does_not_come_back() {
+        let q = Queue::default();
+        q.stored(1, 10);
+        assert_eq!(q.take(Duration::ZERO), Some((1, 0)));
+        q.release(1, Duration::from_millis(10));
+        q.forget(1);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(q.take(Duration::ZERO), None);
+        assert_eq!(q.held(), (0, 0));
     }
 
     #[test]

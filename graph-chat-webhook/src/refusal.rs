@@ -55,11 +55,17 @@ pub enum Refusal {
         /// Why.
         reason: &'static str,
     },
+    /// Refusals that came faster than they could be reported (the report queue was full): only
+    /// counted, so that a flood of refusals cannot slow the server down.
+    Unreported {
+        /// How many.
+        count: u64,
+    },
 }
 
 impl Refusal {
     /// A stable name for counting refusals by kind: `dropped`, `nothingAdmitted`,
-    /// `notification`, `answered`, `connections`.
+    /// `notification`, `answered`, `connections`, `unreported`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Dropped { .. } => "dropped",
@@ -67,6 +73,7 @@ impl Refusal {
             Self::Notification { .. } => "notification",
             Self::Answered { .. } => "answered",
             Self::Connections { .. } => "connections",
+            Self::Unreported { .. } => "unreported",
         }
     }
 
@@ -77,7 +84,7 @@ impl Refusal {
                 Some(202)
             }
             Self::Answered { status, .. } => Some(*status),
-            Self::Connections { .. } => None,
+            Self::Connections { .. } | Self::Unreported { .. } => None,
         }
     }
 
@@ -124,6 +131,56 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
+            Self::Unreported { count } => {
+                write!(f, "{count} refusal(s) not reported: they came faster than the report queue drained")
+            }
+        }
+    }
+}
+
+/// Reports refusals from one thread of its own, through a bounded queue: the request path only
+/// queues (never blocks on a slow stderr or a slow callback), and what does not fit is counted.
+pub(crate) struct Reporter {
+    queue: std::sync::mpsc::SyncSender<Refusal>,
+    unreported: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Refusals waiting to be reported at most.
+const REPORT_QUEUE: usize = 4096;
+
+impl Reporter {
+    pub(crate) fn start(report: Box<dyn Fn(&Refusal) + Send + Sync>) -> Self {
+        use std::sync::atomic::Ordering;
+        let (queue, queued) = std::sync::mpsc::sync_channel::<Refusal>(REPORT_QUEUE);
+        let unreported = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let missed = std::sync::Arc::clone(&unreported);
+        let emit = move |refusal: &Refusal| {
+            refusal.trace();
+            // A callback that panics loses its own report, not the reporter.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| report(refusal)));
+        };
+        let spawned = std::thread::Builder::new()
+            .name("webhook-refusals".into())
+            .spawn(move || {
+                for refusal in queued {
+                    emit(&refusal);
+                    let count = missed.swap(0, Ordering::Relaxed);
+                    if count > 0 {
+                        emit(&Refusal::Unreported { count });
+                    }
+                }
+            });
+        if spawned.is_err() {
+            tracing::error!(target: "graph_chat_webhook", "cannot start the refusal reporter; refusals are counted only");
+        }
+        Self { queue, unreported }
+    }
+
+    /// Queues a refusal, or counts it when the queue is full.
+    pub(crate) fn report(&self, refusal: Refusal) {
+        if self.queue.try_send(refusal).is_err() {
+            self.unreported
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::body::{self, Budget, HeldBody};
 use crate::inbox::{Inbox, Route};
 use crate::jwks::{Jwks, JwksSource, KeyVerdict};
 use crate::limits::ServerLimits;
-use crate::refusal::Refusal;
+use crate::refusal::{Refusal, Reporter};
 use crate::workers::{Handler, Workers};
 
 /// The default for [`WebhookBuilder::jwks_min_interval`]: 5 minutes, the core's policy default.
@@ -35,7 +35,9 @@ pub(crate) struct Shared {
     pub(crate) jwks: Option<Jwks>,
     pub(crate) budget: Budget,
     pub(crate) limits: ServerLimits,
-    report: Box<Report>,
+    /// Admissions running at once ([`crate::limits::ADMISSIONS_PER_CORE`]).
+    admissions: Arc<tokio::sync::Semaphore>,
+    reporter: Reporter,
 }
 
 impl Shared {
@@ -59,8 +61,7 @@ impl Shared {
     }
 
     pub(crate) fn refuse(&self, refusal: Refusal) {
-        refusal.trace();
-        (self.report)(&refusal);
+        self.reporter.report(refusal);
     }
 }
 
@@ -209,7 +210,9 @@ impl WebhookBuilder {
     }
 
     /// Called for every [`Refusal`], after its `tracing` event (default: a line on stderr,
-    /// `webhook: <refusal>`). Called on the request path: keep it quick.
+    /// `webhook: <refusal>`), on a thread of its own: refusals queue for it (4,096 at most; past
+    /// that they are counted and reported as [`Refusal::Unreported`]), so a slow callback never
+    /// slows a request.
     pub fn on_refusal(mut self, report: impl Fn(&Refusal) + Send + Sync + 'static) -> Self {
         self.report = Box::new(report);
         self
@@ -227,7 +230,10 @@ impl WebhookBuilder {
                 .as_ref()
                 .is_some_and(|eg| eg.bearer.is_some());
         let jwks = match (self.jwks, needs_keys) {
-            (Some(source), true) => Some(Jwks::new(source, self.jwks_min_interval)),
+            (Some(source), true) => {
+                source.check().map_err(BuildError::Jwks)?;
+                Some(Jwks::new(source, self.jwks_min_interval))
+            }
             (None, true) => {
                 return Err(BuildError::Jwks(
                     "tokens are checked, so a JWKS source is required".into(),
@@ -240,6 +246,7 @@ impl WebhookBuilder {
             }
             (None, false) => None,
         };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shared = Shared {
             receiver: self.receiver,
             event_grid: self.event_grid,
@@ -247,7 +254,10 @@ impl WebhookBuilder {
             jwks,
             budget: Budget::new(&self.limits),
             limits: self.limits,
-            report: self.report,
+            admissions: Arc::new(tokio::sync::Semaphore::new(
+                cores * crate::limits::ADMISSIONS_PER_CORE,
+            )),
+            reporter: Reporter::start(self.report),
         };
         if let Some(jwks) = &shared.jwks {
             let validators: Vec<&TokenValidator> = shared.validators().collect();
@@ -417,7 +427,7 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), S
     else {
         return unauthorized("no bearer token".into());
     };
-    for attempt in 0..2 {
+    for _ in 0..2 {
         let checked = {
             let shared = Arc::clone(shared);
             let token = token.clone();
@@ -435,7 +445,7 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), S
                 return unavailable(shared, Route::EventGrid, "the bearer check failed".into())
             }
         };
-        let Some(kid) = error.unknown_key().filter(|_| attempt == 0) else {
+        let Some(kid) = error.unknown_key() else {
             return unauthorized(format!("bearer token: {error}"));
         };
         match resolve_unknown_key(shared, kid.to_string()).await {
@@ -513,8 +523,18 @@ async fn receive(
         Err(refusal) => return answer(&shared, route, refusal.status(), refusal.reason()),
     };
     let received = SystemTime::now();
+    // Admission is CPU work off the async threads: a few at a time, so that a flood of cheap
+    // bodies cannot crowd out the threads that accept and answer.
+    let Ok(Ok(_admitting)) = tokio::time::timeout(
+        shared.limits.budget_wait(),
+        Arc::clone(&shared.admissions).acquire_owned(),
+    )
+    .await
+    else {
+        return answer(&shared, route, 503, "too many admissions at once".into());
+    };
     let mut held = Some(held);
-    for attempt in 0..2 {
+    for _ in 0..2 {
         let Some(body) = held.take() else { break };
         let admitting = Arc::clone(&shared);
         let admitted = tokio::task::spawn_blocking(move || {
@@ -544,7 +564,8 @@ async fn receive(
                 return StatusCode::ACCEPTED.into_response();
             }
             Verdict::NotCommitted(e) => return answer(&shared, route, 503, e.to_string()),
-            Verdict::UnknownKey(error) if attempt == 0 => {
+            // After a refresh, the policy decides again (a key the fetch did not list: forged).
+            Verdict::UnknownKey(error) => {
                 let kid = error.unknown_key().unwrap_or_default().to_string();
                 match resolve_unknown_key(&shared, kid).await {
                     KeyVerdict::Refreshed => held = Some(body),
@@ -562,7 +583,6 @@ async fn receive(
                     }
                 }
             }
-            Verdict::UnknownKey(_) => break,
         }
     }
     answer(

@@ -1,26 +1,28 @@
 //! The default inbox: SQLite in WAL mode with full sync, commits grouped by one writer thread.
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 use crate::queue::Queue;
 
-use crate::limits::INBOX_CAP_BYTES;
+use crate::limits::{COMMIT_WAIT, INBOX_CAP_BYTES};
 /// How long a statement waits for SQLite's lock held by another connection: 1.5 s, so that a
 /// commit that cannot happen is answered 503 inside Graph's 3 s.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Operations grouped into one transaction (one disk sync) at most: 256, enough to absorb a
 /// burst of every worker's deletions and every request's commit at once.
 const GROUP: usize = 256;
-/// How long `put` waits for the writer to answer before giving up (the caller's 503).
-const PUT_WAIT: Duration = Duration::from_secs(2);
+/// Operations waiting for the writer at most: 1,024. Past it (the disk has stalled), `put`
+/// answers at once that the inbox cannot commit, instead of queueing records in memory.
+const PENDING_OPS: usize = 1024;
 
 enum Op {
     Put {
@@ -49,7 +51,11 @@ pub struct SqliteInbox {
     path: String,
     cap: u64,
     queue: Arc<Queue>,
-    writer: Mutex<Option<Sender<Op>>>,
+    writer: Mutex<Option<SyncSender<Op>>>,
+    /// Bytes of records sent to the writer and not yet committed or given up: they count
+    /// against the cap too.
+    queued: Arc<std::sync::atomic::AtomicU64>,
+    commit_wait: Duration,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -72,19 +78,50 @@ fn unavailable(e: impl std::fmt::Display) -> InboxError {
 
 fn connect(path: &str) -> rusqlite::Result<Connection> {
     let db = Connection::open(path)?;
+    configure(&db)?;
+    Ok(db)
+}
+
+/// A reader: the same file, read-only, never created (a reader that opened another file would
+/// find no batch, and a batch it cannot find must not be taken for done).
+fn connect_reader(path: &str) -> rusqlite::Result<Connection> {
+    let db = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    db.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(db)
+}
+
+fn configure(db: &Connection) -> rusqlite::Result<()> {
     db.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers never block the writer. FULL: a commit is on disk when it returns.
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "FULL")?;
-    Ok(db)
+    Ok(())
 }
 
 impl SqliteInbox {
     /// Opens (or creates) the inbox at `path`; every batch stored there and not yet done is
     /// handed out again.
+    ///
+    /// The path must name a file: an in-memory database (`:memory:`, `""`, a `file:` URI) would
+    /// not survive the process, and every reader would see another, empty one. It is made
+    /// absolute, so that a later change of working directory changes nothing.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, InboxError> {
-        let path = path.as_ref().to_string_lossy().into_owned();
-        let db = connect(&path).map_err(unavailable)?;
+        let given = path.as_ref();
+        let text = given.to_string_lossy();
+        if text.is_empty() || text == ":memory:" || text.starts_with("file:") {
+            return Err(InboxError::Unavailable {
+                reason: format!("{text:?} is not a file path: the inbox must be durable"),
+            });
+        }
+        let db = connect(&text).map_err(unavailable)?;
+        // The file exists now: name it absolutely.
+        let path = std::fs::canonicalize(given)
+            .map_err(unavailable)?
+            .to_string_lossy()
+            .into_owned();
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS admitted (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,17 +144,21 @@ impl SqliteInbox {
                 queue.stored(id as u64, len as u64);
             }
         }
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(PENDING_OPS);
         let writer_queue = Arc::clone(&queue);
+        let queued = Arc::new(AtomicU64::new(0));
+        let writer_queued = Arc::clone(&queued);
         let writer_thread = thread::Builder::new()
             .name("inbox-writer".into())
-            .spawn(move || write_loop(db, rx, &writer_queue))
+            .spawn(move || write_loop(db, rx, &writer_queue, &writer_queued))
             .map_err(unavailable)?;
         Ok(Self {
             path,
             cap: INBOX_CAP_BYTES,
             queue,
             writer: Mutex::new(Some(tx)),
+            queued,
+            commit_wait: COMMIT_WAIT,
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: Mutex::new(Vec::new()),
         })
@@ -129,21 +170,29 @@ impl SqliteInbox {
         self
     }
 
+    /// How long [`put`](Inbox::put) waits for its commit before it gives up (default
+    /// [`COMMIT_WAIT`]): keep it inside Graph's 3 s with the rest of a request's work.
+    pub fn with_commit_wait(mut self, wait: Duration) -> Self {
+        self.commit_wait = wait;
+        self
+    }
+
     fn send(&self, op: Op) -> Result<(), InboxError> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .ok_or(InboxError::Closed)?
-            .send(op)
-            .map_err(|_| InboxError::Closed)
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        match writer.as_ref().ok_or(InboxError::Closed)?.try_send(op) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(InboxError::Unavailable {
+                reason: format!("{PENDING_OPS} operations already wait for the disk"),
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(InboxError::Closed),
+        }
     }
 
     fn read(&self, id: u64) -> rusqlite::Result<Option<(Route, SystemTime, Vec<u8>)>> {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let db = match pooled {
             Some(db) => db,
-            None => connect(&self.path)?,
+            None => connect_reader(&self.path)?,
         };
         let row = db
             .query_row(
@@ -171,7 +220,7 @@ impl SqliteInbox {
 }
 
 /// The writer: takes what has arrived, writes it in one transaction, answers.
-fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue) {
+fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue, queued: &AtomicU64) {
     // Deletions whose transaction failed, tried again with the next one.
     let mut deletions: Vec<u64> = Vec::new();
     while let Ok(first) = ops.recv() {
@@ -183,6 +232,7 @@ fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue) {
             }
         }
         let mut puts = Vec::new();
+        let mut group_bytes = 0;
         for op in group {
             match op {
                 Op::Delete(id) => deletions.push(id),
@@ -192,7 +242,10 @@ fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue) {
                     record,
                     abandoned,
                     reply,
-                } => puts.push((route, received_ms, record, abandoned, reply)),
+                } => {
+                    group_bytes += record.len() as u64;
+                    puts.push((route, received_ms, record, abandoned, reply));
+                }
             }
         }
         let written = (|| -> rusqlite::Result<Vec<Option<(u64, u64)>>> {
@@ -220,6 +273,8 @@ fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue) {
             tx.commit()?;
             Ok(ids)
         })();
+        // Committed (now counted by the queue) or failed: no longer waiting.
+        let release = |q: &AtomicU64| q.fetch_sub(group_bytes, Ordering::SeqCst);
         match written {
             Ok(ids) => {
                 deletions.clear();
@@ -229,12 +284,14 @@ fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue) {
                         let _ = reply.send(Ok(id));
                     }
                 }
+                release(queued);
             }
             Err(e) => {
                 let reason = e.to_string();
                 for (_, _, _, _, reply) in puts {
                     let _ = reply.send(Err(reason.clone()));
                 }
+                release(queued);
             }
         }
     }
@@ -242,9 +299,13 @@ fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue) {
 
 impl Inbox for SqliteInbox {
     fn put(&self, batch: NewBatch) -> Result<BatchId, InboxError> {
-        let (_, bytes) = self.queue.held();
         let len = batch.record.len() as u64;
+        // Counted before the check, so that concurrent puts cannot pass the cap together.
+        let queued = self.queued.fetch_add(len, Ordering::SeqCst);
+        let (_, held) = self.queue.held();
+        let bytes = held + queued;
         if bytes + len > self.cap {
+            self.queued.fetch_sub(len, Ordering::SeqCst);
             return Err(InboxError::Full {
                 bytes,
                 cap: self.cap,
@@ -252,7 +313,7 @@ impl Inbox for SqliteInbox {
         }
         let (reply, answer) = mpsc::sync_channel(1);
         let abandoned = Arc::new(AtomicBool::new(false));
-        self.send(Op::Put {
+        let sent = self.send(Op::Put {
             route: batch.route,
             received_ms: batch
                 .received
@@ -261,8 +322,12 @@ impl Inbox for SqliteInbox {
             record: batch.record,
             abandoned: Arc::clone(&abandoned),
             reply,
-        })?;
-        match answer.recv_timeout(PUT_WAIT) {
+        });
+        if let Err(e) = sent {
+            self.queued.fetch_sub(len, Ordering::SeqCst);
+            return Err(e);
+        }
+        match answer.recv_timeout(self.commit_wait) {
             Ok(Ok(id)) => Ok(BatchId(id)),
             Ok(Err(reason)) => Err(InboxError::Unavailable { reason }),
             Err(_) => {
@@ -271,32 +336,32 @@ impl Inbox for SqliteInbox {
                 // never a loss.
                 abandoned.store(true, Ordering::SeqCst);
                 Err(InboxError::Unavailable {
-                    reason: format!("no commit within {PUT_WAIT:?}"),
+                    reason: format!("no commit within {:?}", self.commit_wait),
                 })
             }
         }
     }
 
     fn claim(&self, wait: Duration) -> Option<StoredBatch> {
-        loop {
-            let (id, attempts) = self.queue.take(wait)?;
-            match self.read(id) {
-                Ok(Some((route, received, record))) => {
-                    return Some(StoredBatch {
-                        id: BatchId(id),
-                        route,
-                        received,
-                        record,
-                        attempts,
-                    })
-                }
-                // Deleted meanwhile (done, then found again at start-up): nothing to hand out.
-                Ok(None) => self.queue.forget(id),
-                Err(e) => {
-                    tracing::warn!(target: "graph_chat_webhook", batch = id, error = %e, "cannot read a stored batch");
-                    self.queue.release(id, Duration::from_secs(1));
-                    return None;
-                }
+        let (id, attempts) = self.queue.take(wait)?;
+        match self.read(id) {
+            Ok(Some((route, received, record))) => Some(StoredBatch {
+                id: BatchId(id),
+                route,
+                received,
+                record,
+                attempts,
+            }),
+            // Committed but not found: never taken for done. Kept, and offered again later.
+            Ok(None) => {
+                tracing::warn!(target: "graph_chat_webhook", batch = id, "a stored batch was not found; kept");
+                self.queue.release(id, Duration::from_secs(5));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(target: "graph_chat_webhook", batch = id, error = %e, "cannot read a stored batch");
+                self.queue.release(id, Duration::from_secs(1));
+                None
             }
         }
     }
@@ -306,10 +371,18 @@ impl Inbox for SqliteInbox {
     }
 
     fn done(&self, id: BatchId) -> Result<(), InboxError> {
-        self.queue.forget(id.0);
         // Grouped with the next commit; a crash before it hands the batch out again (at least
         // once).
-        self.send(Op::Delete(id.0))
+        match self.send(Op::Delete(id.0)) {
+            Ok(()) => {
+                self.queue.forget(id.0);
+                Ok(())
+            }
+            Err(e) => {
+                self.queue.release(id.0, Duration::from_secs(5));
+                Err(e)
+            }
+        }
     }
 
     fn stats(&self) -> InboxStats {

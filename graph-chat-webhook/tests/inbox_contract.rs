@@ -140,6 +140,16 @@ mod sqlite {
     }
 
     #[test]
+    fn an_inbox_that_would_not_survive_the_process_is_refused() {
+        for path in ["", ":memory:", "file::memory:?cache=shared"] {
+            assert!(
+                matches!(SqliteInbox::open(path), Err(InboxError::Unavailable { .. })),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
     fn what_was_not_done_is_handed_out_again_after_reopening() {
         let at = path("reopen");
         let (kept, finished) = {

@@ -1403,5 +1403,7 @@ fn a_notification_refused_alone_leaves_its_neighbours() {
         "the value sent is not echoed: {error}"
     );
     assert_eq!(server.printed_ids(), ["1"]);
-    assert_eq!(server.stderr_count("webhook: notification refused"), 1);
+    wait_for("the refusal line", || {
+        server.stderr_count("webhook: notification refused") == 1
+    });
 }
