@@ -180,7 +180,9 @@ fn garbage_padding_and_forged_client_states_are_never_stored() {
         "nothing was stored"
     );
     // Refusals are reported from a thread of their own, just after the replies.
-    wait_for("six refusals", || running.refusals.lock().unwrap().len() >= 6);
+    wait_for("six refusals", || {
+        running.refusals.lock().unwrap().len() >= 6
+    });
     let refusals = running.refusals.lock().unwrap().clone();
     let codes: Vec<&str> = refusals.iter().map(Refusal::code).collect();
     assert_eq!(

@@ -128,6 +128,27 @@ impl Server {
         }
     }
 
+    /// Sends SIGTERM and waits up to `patience` for the exit.
+    fn terminate(&mut self, patience: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running {patience:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process (`kill -9`) and waits until everything it wrote has been read: what
     /// was printed before it died, all of it.
     fn kill_and_drain(&mut self) {
@@ -346,20 +367,7 @@ fn the_webhook_end_to_end() {
 
     // SIGTERM: a clean exit, status 0.
     let mut server = server;
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = server.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_file(jwks);
 }
@@ -1287,24 +1295,8 @@ fn sigterm_during_half_sent_requests_exits() {
     half_head.write_all(b"POST /notifications HTT").unwrap();
     held.push(half_head);
     std::thread::sleep(Duration::from_millis(300));
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
     // The shutdown grace is 5 s; nothing the strangers do keeps it open past it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running after SIGTERM while half-sent requests are held"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
     drop(held);
 }
