@@ -19,6 +19,10 @@ pub const BODY_GRACE: Duration = Duration::from_secs(2);
 /// `mod_reqtimeout` `MinRate`): Graph sends from data centres at many MiB/s; a sender trickling
 /// 2 bytes every 0.4 s is cut off after the grace.
 pub const MIN_BODY_BYTES_PER_SECOND: u64 = 16 * 1024;
+/// Past [`LARGE_BODY_BYTES`], a body must average 1 MiB/s since its first byte: only a few large
+/// bodies are read at once, so holding a turn with a slow large body must cost a sender real
+/// bandwidth (Graph's rare large batches arrive at many MiB/s).
+pub const LARGE_MIN_BODY_BYTES_PER_SECOND: u64 = 1 << 20;
 /// At most 5 s between two pieces of a body (nginx's `client_body_timeout`, shorter).
 pub const BODY_IDLE: Duration = Duration::from_secs(5);
 /// A body must be complete within 60 s whatever its rate.
@@ -83,6 +87,7 @@ pub struct ServerLimits {
     large_bodies: usize,
     body_grace: Duration,
     min_body_rate: u64,
+    large_min_body_rate: u64,
     body_idle: Duration,
     body_deadline: Duration,
     budget_wait: Duration,
@@ -102,6 +107,7 @@ impl Default for ServerLimits {
             large_bodies: LARGE_BODIES,
             body_grace: BODY_GRACE,
             min_body_rate: MIN_BODY_BYTES_PER_SECOND,
+            large_min_body_rate: LARGE_MIN_BODY_BYTES_PER_SECOND,
             body_idle: BODY_IDLE,
             body_deadline: BODY_DEADLINE,
             budget_wait: BUDGET_WAIT,
@@ -145,6 +151,8 @@ limit! {
     body_grace: Duration, with_body_grace;
     /// Minimum average body rate after the grace, bytes per second ([`MIN_BODY_BYTES_PER_SECOND`]).
     min_body_rate: u64, with_min_body_bytes_per_second;
+    /// Minimum average rate of a large body, bytes per second ([`LARGE_MIN_BODY_BYTES_PER_SECOND`]).
+    large_min_body_rate: u64, with_large_min_body_bytes_per_second;
     /// Longest pause inside a body ([`BODY_IDLE`]).
     body_idle: Duration, with_body_idle;
     /// Longest time for a whole body ([`BODY_DEADLINE`]).
@@ -171,7 +179,12 @@ impl ServerLimits {
     /// (after the grace), the idle deadline and the whole-body deadline, as a time from the
     /// body's start.
     pub(crate) fn next_piece_deadline(&self, received: u64, last_piece_at: Duration) -> Duration {
-        let rate = Duration::try_from_secs_f64(received as f64 / self.min_body_rate.max(1) as f64)
+        let min_rate = if received > self.large_body as u64 {
+            self.large_min_body_rate
+        } else {
+            self.min_body_rate
+        };
+        let rate = Duration::try_from_secs_f64(received as f64 / min_rate.max(1) as f64)
             .unwrap_or(Duration::MAX);
         self.body_grace
             .saturating_add(rate)
@@ -196,8 +209,11 @@ mod tests {
         // 1 MiB in the first second, then silence: the idle deadline comes first.
         let d = limits.next_piece_deadline(1 << 20, Duration::from_secs(1));
         assert_eq!(d, Duration::from_secs(1) + BODY_IDLE);
-        // A fast 15 MiB body is bounded by the whole-body deadline only.
+        // A large body must keep up 1 MiB/s: 15 MiB by about 17 s.
+        let d = limits.next_piece_deadline(15 << 20, Duration::from_secs(14));
+        assert_eq!(d, BODY_GRACE + Duration::from_secs(15));
+        // Past the whole-body deadline nothing is waited for.
         let d = limits.next_piece_deadline(15 << 20, Duration::from_secs(59));
-        assert_eq!(d, BODY_DEADLINE);
+        assert!(d <= BODY_DEADLINE);
     }
 }
