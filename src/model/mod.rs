@@ -42,7 +42,8 @@ pub use message::{
 };
 pub use path::{ResourcePath, ResourcePathError};
 pub use timeline::{
-    chat_is_visible, metered_cost_usd, ChatTimeline, TimelineEntry, METERED_PRICE_MICRO_USD,
+    chat_is_visible, metered_cost_usd, ChatTimeline, MessageVersion, TimelineEntry,
+    METERED_PRICE_MICRO_USD,
 };
 
 use std::borrow::Cow;
