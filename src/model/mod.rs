@@ -875,7 +875,7 @@ impl<'de> Deserialize<'de> for ChatOrMessage<'_> {
     }
 }
 
-fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
+pub(crate) fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let value = serde_path_to_error::deserialize(&mut de).map_err(ModelError::from_json)?;
     de.end().map_err(|_| ModelError {
