@@ -374,7 +374,7 @@ fn chats_and_messages(out: &mut Vec<Value>) -> Result<(), SubscriptionError> {
             )
             .build()?,
     ));
-    // A 1x1 PNG, referenced from the HTML by its temporary id.
+    // The page's example 5, with a 1x1 PNG for its image (referenced by its temporary id).
     let png: &[u8] = &[
         0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
         0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
@@ -386,7 +386,8 @@ fn chats_and_messages(out: &mut Vec<Value>) -> Result<(), SubscriptionError> {
         "send a message with an inline image, in a chat",
         &MessageRequest::send(
             chat,
-            "<div><div><h1>Hello</h1><p>Inline image:</p><img src=\"../hostedContents/1/$value\"></div></div>",
+            "<div><div>\n<div><span><img height=\"297\" src=\"../hostedContents/1/$value\" width=\"297\" \
+             style=\"vertical-align:bottom; width:297px; height:297px\"></span>\n\n</div>\n\n\n</div>\n</div>",
         )
         .html()
         .hosted_content("1", png, "image/png")
