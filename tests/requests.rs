@@ -6,9 +6,9 @@ mod common;
 
 use graph_chat_notifications::model::ChatType;
 use graph_chat_notifications::subscription::{
-    self, created_chat, hide_for_user, hosted_content_bytes, mark_chat_read_for_user, sent_message,
-    set_reaction, soft_delete, undo_soft_delete, unhide_for_user, unset_reaction, ChatMember,
-    ChatsRequest, CreateChat, MarkChatUnread, MemberRole, MessageRequest, Page,
+    self, created_chat, get_my_chat, hide_for_user, hosted_content_bytes, mark_chat_read_for_user,
+    sent_message, set_reaction, soft_delete, undo_soft_delete, unhide_for_user, unset_reaction,
+    ChatMember, ChatsRequest, CreateChat, MarkChatUnread, MemberRole, MessageRequest, Page,
     SubscriptionError as E,
 };
 use serde_json::{json, Value};
@@ -530,4 +530,35 @@ fn the_documented_member_list_is_a_page_of_members() {
     let bad = br#"{"value": [{"roles": "owner"}]}"#;
     let page = Page::members(bad).unwrap();
     assert_eq!(page.items[0].as_ref().unwrap_err().path(), "roles");
+}
+
+#[test]
+fn the_new_requests_move_to_a_national_cloud_and_hide_what_users_wrote() {
+    use graph_chat_notifications::Cloud;
+    let secret = "the quarterly numbers are bad";
+    let message = MessageRequest::send(CHAT, secret);
+    assert!(!format!("{message:?}").contains("quarterly"));
+    let requests = [
+        two().build().unwrap(),
+        message.build().unwrap(),
+        ChatsRequest::mine().top(5).build().unwrap(),
+        get_my_chat(CHAT).unwrap(),
+        set_reaction(CHAT, "1", "👍").unwrap(),
+        hide_for_user(CHAT, USER, TENANT).unwrap(),
+        hosted_content_bytes(CHAT, "1", "aWQ9").unwrap(),
+    ];
+    for request in requests {
+        assert!(!format!("{request:?}").contains("quarterly"));
+        let moved = request.clone().in_cloud(Cloud::China);
+        let path = request
+            .url
+            .strip_prefix("https://graph.microsoft.com")
+            .unwrap();
+        assert_eq!(
+            moved.url,
+            format!("https://microsoftgraph.chinacloudapi.cn{path}")
+        );
+        assert_eq!(moved.body, request.body);
+    }
+    assert!(matches!(get_my_chat("a b"), Err(E::BadId { .. })));
 }

@@ -248,6 +248,24 @@ pub fn created_chat(body: &[u8]) -> Result<Chat<'_>, ModelError> {
     }
 }
 
+/// `GET /me/chats/{chatId}`: the chat as the signed-in user sees it, with their `viewpoint`
+/// (delegated; [`get_user_chat`](super::get_user_chat) names the user instead). Graph takes no
+/// query options here.
+///
+/// ```
+/// use graph_chat_notifications::subscription::get_my_chat;
+/// let request = get_my_chat("19:b8577894a63548969c5c92bb9c80c5e1@thread.v2")?;
+/// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/me/chats/19:b8577894a63548969c5c92bb9c80c5e1@thread.v2");
+/// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
+/// ```
+pub fn get_my_chat(chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
+    check_path_id("chat id", chat_id)?;
+    Ok(HttpRequest::empty(
+        Method::Get,
+        format!("{GRAPH}/v1.0/me/chats/{chat_id}"),
+    ))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scope {
     Mine,

@@ -52,7 +52,7 @@ enum ContentType {
 /// assert!(request.body_text().contains(r#""mentionText":"Jane Smith""#));
 /// # Ok::<(), graph_chat_notifications::subscription::SubscriptionError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MessageRequest {
     chat_id: String,
     message_id: Option<String>,
@@ -60,6 +60,20 @@ pub struct MessageRequest {
     content_type: ContentType,
     mentions: Vec<Mention>,
     hosted: Vec<Hosted>,
+}
+
+impl std::fmt::Debug for MessageRequest {
+    /// The content, mentions and images are what users wrote: only their sizes are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRequest")
+            .field("chat_id", &self.chat_id)
+            .field("message_id", &self.message_id)
+            .field("content_type", &self.content_type)
+            .field("content_len", &self.content.len())
+            .field("mentions", &self.mentions.len())
+            .field("hosted_contents", &self.hosted.len())
+            .finish()
+    }
 }
 
 #[derive(Serialize)]

@@ -40,7 +40,9 @@ mod resource;
 mod returned;
 mod viewpoint;
 
-pub use chats::{created_chat, ChatMember, ChatsRequest, CreateChat, MemberRole, MAX_TOPIC_CHARS};
+pub use chats::{
+    created_chat, get_my_chat, ChatMember, ChatsRequest, CreateChat, MemberRole, MAX_TOPIC_CHARS,
+};
 pub use keeper::{Keeper, KeeperConfig, Outcome, Task, TaskId, TaskKind};
 pub use messages::{
     hosted_content_bytes, sent_message, set_reaction, soft_delete, undo_soft_delete,
