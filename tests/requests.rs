@@ -164,7 +164,7 @@ fn chat_listings_take_the_options_each_path_documents() {
         ChatsRequest::mine().filter(" ").build().unwrap_err(),
         E::EmptyFilter
     );
-    for bad in ["", "a/b", "a?b", "a b", "a#b"] {
+    for bad in ["", "a/b", "a?b", "a b", "a#b", ".", "..", "a%2Fb", "%2e%2e"] {
         assert!(matches!(
             ChatsRequest::members(bad).build(),
             Err(E::BadId {
@@ -561,4 +561,62 @@ fn the_new_requests_move_to_a_national_cloud_and_hide_what_users_wrote() {
         assert_eq!(moved.body, request.body);
     }
     assert!(matches!(get_my_chat("a b"), Err(E::BadId { .. })));
+}
+
+#[test]
+fn a_dot_segment_id_is_refused_everywhere() {
+    // `subscriptions/../reauthorize` would be `v1.0/reauthorize` once the URL is parsed.
+    for id in [".", "..", "%2e%2e"] {
+        assert_eq!(
+            subscription::reauthorize(id).unwrap_err(),
+            E::BadSubscriptionId(id.into())
+        );
+        assert!(matches!(
+            subscription::get_chat(id),
+            Err(E::BadId {
+                what: "chat id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            undo_soft_delete(USER, CHAT, id),
+            Err(E::BadId {
+                what: "message id",
+                ..
+            })
+        ));
+    }
+}
+
+mod ids {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, .. ProptestConfig::default() })]
+
+        /// Whatever the ids, a request either is refused or addresses exactly them: no id adds a
+        /// path segment, a query or a fragment.
+        #[test]
+        fn an_id_never_changes_the_path(chat in "\\PC{0,12}", message in "[ -~]{0,8}", user in "[ -~]{0,8}") {
+            let requests = [
+                (MessageRequest::edit(chat.as_str(), message.as_str(), "hi").build(), vec!["chats", chat.as_str(), "messages", message.as_str()]),
+                (soft_delete(&user, &chat, &message), vec!["users", user.as_str(), "chats", chat.as_str(), "messages", message.as_str(), "softDelete"]),
+                (set_reaction(&chat, &message, "👍"), vec!["chats", chat.as_str(), "messages", message.as_str(), "setReaction"]),
+                (ChatsRequest::user_chat_members(user.as_str(), chat.as_str()).build(), vec!["users", user.as_str(), "chats", chat.as_str(), "members"]),
+            ];
+            for (request, segments) in requests {
+                let Ok(request) = request else { continue };
+                let url = url::Url::parse(&request.url).unwrap();
+                prop_assert!(url.query().is_none() && url.fragment().is_none(), "{}", request.url);
+                let path: Vec<String> = url
+                    .path_segments()
+                    .unwrap()
+                    .skip(1)
+                    .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().unwrap().into_owned())
+                    .collect();
+                prop_assert_eq!(path, segments.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            }
+        }
+    }
 }

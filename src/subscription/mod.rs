@@ -84,9 +84,10 @@ pub enum SubscriptionError {
     /// No change type was given.
     #[error("changeType: give at least one of created, updated, deleted")]
     NoChangeType,
-    /// An id in the resource path is empty or holds characters that would change the path.
+    /// An id in the resource path is empty, a dot segment, or holds characters that would change
+    /// the path.
     #[error(
-        "resource: the {what} {id:?} is empty or holds '/', '?', '#', '&', quotes or white space"
+        "resource: the {what} {id:?} is empty, '.' or '..', or holds '/', '?', '#', '&', '%', quotes or white space"
     )]
     BadId {
         /// Which id (`chat id`, `team id`...).
@@ -145,7 +146,9 @@ pub enum SubscriptionError {
     #[error("encryptionCertificate: no certificate bytes")]
     EmptyCertificate,
     /// A subscription id is empty or holds characters that would change the URL.
-    #[error("subscription id {0:?} is empty or holds '/', '?', '#' or white space")]
+    #[error(
+        "subscription id {0:?} is empty, '.' or '..', or holds '/', '?', '#', '%' or white space"
+    )]
     BadSubscriptionId(String),
     /// The time cannot be written as a date (out of range).
     #[error("expirationDateTime: the time is out of range")]
@@ -737,10 +740,14 @@ fn is_guid(s: &str) -> bool {
 }
 
 fn check_path_id(what: &'static str, id: &str) -> Result<(), SubscriptionError> {
+    // `.` and `..` are dot segments, which URL parsers remove (`chats/../members` is `members`),
+    // and a `%` would let the server decode a `/` or a `..` out of the id.
     let bad = id.is_empty()
+        || id == "."
+        || id == ".."
         || id
             .chars()
-            .any(|c| c.is_whitespace() || "/?#&'\"\\".contains(c));
+            .any(|c| c.is_whitespace() || "/?#&%'\"\\".contains(c));
     if bad {
         return Err(SubscriptionError::BadId {
             what,
@@ -751,7 +758,11 @@ fn check_path_id(what: &'static str, id: &str) -> Result<(), SubscriptionError> 
 }
 
 fn subscription_url(id: &str, suffix: &str) -> Result<String, SubscriptionError> {
-    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || "/?#".contains(c)) {
+    if id.is_empty()
+        || id == "."
+        || id == ".."
+        || id.chars().any(|c| c.is_whitespace() || "/?#%".contains(c))
+    {
         return Err(SubscriptionError::BadSubscriptionId(id.to_string()));
     }
     Ok(format!("{GRAPH}/v1.0/subscriptions/{id}{suffix}"))
