@@ -623,7 +623,7 @@ fn timeline_rules() {
     assert!(t.apply(&ChangeType::Deleted.into(), "a", None));
     assert!(
         !t.apply(&ChangeType::Created.into(), "a", Some(&a)),
-        "a deletion without data is final"
+        "the version a deletion without data deleted does not come back"
     );
     assert_eq!(t.messages().len(), 1);
     assert!(t.get("a").unwrap().deleted);
@@ -636,6 +636,34 @@ fn timeline_rules() {
     let blocked: ChatMessage = serde_json::from_slice(&bytes).unwrap();
     t.apply(&ChangeType::Updated.into(), "1714641330123", Some(&blocked));
     assert!(t.get("1714641330123").unwrap().dlp_blocked());
+}
+
+/// Fails before `MessageVersion`: a deletion without data was final, and the undo was ignored.
+#[test]
+fn an_undo_after_a_deletion_without_data_restores_the_message() {
+    let sent = message("1", 10, None, "hello");
+    let restored = message("1", 10, Some(300), "hello");
+    let mut t = ChatTimeline::new();
+    assert!(t.apply(&ChangeType::Created.into(), "1", Some(&sent)));
+    assert!(t.apply(&ChangeType::Deleted.into(), "1", None));
+    assert!(t.messages().is_empty());
+    assert!(
+        !t.apply(&ChangeType::Deleted.into(), "1", None),
+        "a repeated deletion changes nothing"
+    );
+    assert!(
+        !t.apply(&ChangeType::Created.into(), "1", Some(&sent)),
+        "the version the deletion deleted does not come back"
+    );
+    assert!(
+        t.apply(&ChangeType::Updated.into(), "1", Some(&restored)),
+        "the newer version of an undoSoftDelete restores the message"
+    );
+    assert_eq!(
+        t.messages()[0].body.get().unwrap().content.as_deref(),
+        Some("hello")
+    );
+    assert!(!t.get("1").unwrap().deleted);
 }
 
 mod convergence {
@@ -682,8 +710,20 @@ mod convergence {
             e.edited.map(|x| x + e.id as u32 * 100),
             &format!("t{}", e.text),
         );
-        let with_data = !(e.change == 2 && e.text == 0);
-        t.apply(&change.into(), &id, with_data.then_some(&msg));
+        // A deletion without data has no time of its own: it deletes the version it finds, so
+        // what it does depends on what came before it (tests/version_rules.rs). Here deletions
+        // carry data: a `deleted` notification, or an `updated` one with `deletedDateTime`.
+        if e.change == 2 && e.text == 0 {
+            let mut json = serde_json::to_value(&msg).unwrap();
+            json["deletedDateTime"] = json["lastModifiedDateTime"].clone();
+            let text = json.to_string();
+            let deleted = serde_json::from_str::<ChatMessage>(&text)
+                .unwrap()
+                .into_owned();
+            t.apply(&ChangeType::Updated.into(), &id, Some(&deleted));
+            return;
+        }
+        t.apply(&change.into(), &id, Some(&msg));
     }
 
     fn view(t: &ChatTimeline) -> Vec<(String, bool, Option<String>)> {

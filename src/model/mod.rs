@@ -42,7 +42,8 @@ pub use message::{
 };
 pub use path::{ResourcePath, ResourcePathError};
 pub use timeline::{
-    chat_is_visible, metered_cost_usd, ChatTimeline, TimelineEntry, METERED_PRICE_MICRO_USD,
+    chat_is_visible, metered_cost_usd, ChatTimeline, MessageVersion, TimelineEntry,
+    METERED_PRICE_MICRO_USD,
 };
 
 use std::borrow::Cow;
@@ -1076,7 +1077,7 @@ impl<'de> Deserialize<'de> for ChatOrMessage<'_> {
     }
 }
 
-fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
+pub(crate) fn read<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, ModelError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let value = serde_path_to_error::deserialize(&mut de).map_err(ModelError::from_json)?;
     de.end().map_err(|_| ModelError {

@@ -68,7 +68,7 @@ pub struct TimelineEntry {
     pub message: Option<ChatMessage<'static>>,
     /// Whether the message is deleted.
     pub deleted: bool,
-    rank: Rank,
+    version: MessageVersion,
 }
 
 impl fmt::Debug for TimelineEntry {
@@ -93,6 +93,12 @@ impl TimelineEntry {
         self.dlp_action().is_some_and(EnumValue::blocks)
     }
 
+    /// The version the entry holds, as [`MessageVersion`] orders it: what a durable cache stores
+    /// beside the row to apply the same rules later.
+    pub fn version(&self) -> &MessageVersion {
+        &self.version
+    }
+
     fn created(&self) -> Option<OffsetDateTime> {
         self.message
             .as_ref()
@@ -101,48 +107,130 @@ impl TimelineEntry {
     }
 }
 
-/// Orders versions of one message; the greatest wins. A total order, so the view is the same
-/// whatever the order and repetition of deliveries. No `Debug`: `json` is the message's content.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    /// The latest time the version carries (created, modified, edited or deleted).
-    stamp: Option<OffsetDateTime>,
-    /// A deletion beats a version with the same time.
-    deleted: bool,
-    /// `etag`, numerically when it is a number (Teams etags are millisecond times).
-    etag: (u128, String),
-    /// Last resort: the version's JSON, so equal-looking versions still order.
-    json: String,
+/// What orders two versions of one message, so that a view built from notifications delivered
+/// in any order, any number of times, is the same: the newest version wins, a deletion beats a
+/// version of the same time, and a late or older version never overwrites a newer one. A newer
+/// version without `deletedDateTime` (what follows an `undoSoftDelete`) restores a deleted
+/// message. [`ChatTimeline`] applies exactly this order; a durable cache stores a row's version
+/// (its four fields) and keeps an incoming version only if it [`supersedes`](Self::supersedes)
+/// the stored one.
+///
+/// The order, field by field: `last_modified`, then `deleted` (a deletion wins a tie), then
+/// `etag` (numerically when it is a number, as Teams etags are millisecond times, then as text),
+/// then `content`.
+///
+/// ```
+/// use graph_chat_notifications::model::{ChatMessage, MessageVersion};
+/// let sent: ChatMessage = serde_json::from_str(r#"{"id":"1","etag":"1","createdDateTime":"2024-01-01T10:00:00Z"}"#).unwrap();
+/// let deleted: ChatMessage = serde_json::from_str(r#"{"id":"1","etag":"2","createdDateTime":"2024-01-01T10:00:00Z","deletedDateTime":"2024-01-01T10:05:00Z"}"#).unwrap();
+/// let restored: ChatMessage = serde_json::from_str(r#"{"id":"1","etag":"3","createdDateTime":"2024-01-01T10:00:00Z","lastModifiedDateTime":"2024-01-01T10:09:00Z"}"#).unwrap();
+/// let (v1, v2, v3) = (MessageVersion::of(&sent, false), MessageVersion::of(&deleted, false), MessageVersion::of(&restored, false));
+/// assert!(v2.deleted && v2.supersedes(&v1));
+/// assert!(!v1.supersedes(&v2)); // late and older
+/// assert!(v3.supersedes(&v2)); // the undo restores
+/// assert!(v1.deletion().supersedes(&v1)); // a deletion without data beats the version it deletes
+/// ```
+///
+/// `Debug` shows the times, the etag and the size of `content`, never `content` itself (it is
+/// the message's JSON).
+#[derive(Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct MessageVersion {
+    /// The latest time the version carries: the greatest of `createdDateTime`,
+    /// `lastModifiedDateTime`, `lastEditedDateTime` and `deletedDateTime` (`None` without any).
+    pub last_modified: Option<OffsetDateTime>,
+    /// Whether the version is a deletion (`deletedDateTime` set, or a `deleted` notification).
+    pub deleted: bool,
+    /// `etag`, if the version carried one.
+    pub etag: Option<String>,
+    /// The last resort between versions with the same times and etag, so that they still order
+    /// the same everywhere: [`MessageVersion::of`] puts the version's JSON here; a cache may
+    /// store it, or any digest it computes the same way for every row.
+    pub content: String,
 }
 
-fn rank(message: Option<&ChatMessage<'_>>, deleted: bool) -> Rank {
-    let Some(m) = message else {
-        // A deletion without data is final.
-        return Rank {
-            stamp: Some(
-                OffsetDateTime::from_unix_timestamp(253_402_300_799)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            ),
+impl std::fmt::Debug for MessageVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageVersion")
+            .field("last_modified", &self.last_modified)
+            .field("deleted", &self.deleted)
+            .field("etag", &self.etag)
+            .field("content_bytes", &self.content.len())
+            .finish()
+    }
+}
+
+impl MessageVersion {
+    /// A version from its fields, as a cache stored them.
+    pub fn new(
+        last_modified: Option<OffsetDateTime>,
+        deleted: bool,
+        etag: Option<String>,
+        content: String,
+    ) -> Self {
+        Self {
+            last_modified,
+            deleted,
+            etag,
+            content,
+        }
+    }
+
+    /// The version of `message`; `deleted` also when the notification said so (a `deleted`
+    /// change type) though the message has no `deletedDateTime`.
+    pub fn of(message: &ChatMessage<'_>, deleted: bool) -> Self {
+        let last_modified = [
+            &message.created_date_time,
+            &message.last_modified_date_time,
+            &message.last_edited_date_time,
+            &message.deleted_date_time,
+        ]
+        .into_iter()
+        .filter_map(|p| p.get().map(|t| t.at()))
+        .max();
+        Self {
+            last_modified,
+            deleted: deleted || message.is_deleted(),
+            etag: message.etag.as_deref().map(str::to_string),
+            content: serde_json::to_string(message).unwrap_or_default(),
+        }
+    }
+
+    /// A deletion of this version, for a deletion that came without data: it carries no time of
+    /// its own, so it takes this version's, and beats it; any newer version restores the
+    /// message.
+    pub fn deletion(&self) -> Self {
+        Self {
             deleted: true,
-            etag: (u128::MAX, String::new()),
-            json: String::new(),
-        };
-    };
-    let stamp = [
-        &m.created_date_time,
-        &m.last_modified_date_time,
-        &m.last_edited_date_time,
-        &m.deleted_date_time,
-    ]
-    .into_iter()
-    .filter_map(|p| p.get().map(|t| t.at()))
-    .max();
-    let etag = m.etag.as_deref().unwrap_or("");
-    Rank {
-        stamp,
-        deleted,
-        etag: (etag.parse().unwrap_or(0), etag.to_string()),
-        json: serde_json::to_string(m).unwrap_or_default(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this version replaces `other`: it is strictly greater in the order above. Equal
+    /// versions (a duplicate delivery) replace nothing.
+    pub fn supersedes(&self, other: &Self) -> bool {
+        self > other
+    }
+
+    fn etag_key(&self) -> (u128, &str) {
+        let etag = self.etag.as_deref().unwrap_or("");
+        (etag.parse().unwrap_or(0), etag)
+    }
+}
+
+impl Ord for MessageVersion {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.last_modified
+            .cmp(&other.last_modified)
+            .then(self.deleted.cmp(&other.deleted))
+            .then_with(|| self.etag_key().cmp(&other.etag_key()))
+            .then_with(|| self.content.cmp(&other.content))
+    }
+}
+
+impl PartialOrd for MessageVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -202,19 +290,24 @@ impl ChatTimeline {
             // A created/updated notification without data says nothing about the content.
             return false;
         }
-        let incoming = rank(message, deleted);
-        if let Some(existing) = self.entries.get(id) {
-            if existing.rank >= incoming {
-                return false;
-            }
+        let existing = self.entries.get(id);
+        let incoming = match (message, existing) {
+            (Some(m), _) => MessageVersion::of(m, deleted),
+            // Without data a deletion deletes the version it finds; with none known, it is a
+            // deletion of no time, which any version carrying a time supersedes.
+            (None, Some(e)) => e.version.deletion(),
+            (None, None) => MessageVersion::new(None, true, None, String::new()),
+        };
+        if existing.is_some_and(|e| !incoming.supersedes(&e.version)) {
+            return false;
         }
         self.entries.insert(
             id.to_string(),
             TimelineEntry {
                 id: id.to_string(),
                 message: message.map(|m| m.clone().into_owned()),
-                deleted,
-                rank: incoming,
+                deleted: incoming.deleted,
+                version: incoming,
             },
         );
         true

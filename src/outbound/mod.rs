@@ -32,13 +32,24 @@
 //! # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
 //! ```
 
+mod chats;
+mod messages;
 mod reads;
 mod resource;
 mod returned;
+mod viewpoint;
 
+pub use chats::{
+    created_chat, get_my_chat, ChatMember, ChatsRequest, CreateChat, MemberRole, MAX_TOPIC_CHARS,
+};
+pub use messages::{
+    hosted_content_bytes, sent_message, set_reaction, soft_delete, undo_soft_delete,
+    unset_reaction, MessageRequest,
+};
 pub use reads::{get_chat, get_user_chat, list_subscriptions, MessagesRequest, OrderBy, Page};
 pub use resource::{ApiVersion, Model, Permissions, Resource, Support};
 pub use returned::{Subscription, SubscriptionParseError};
+pub use viewpoint::{hide_for_user, mark_chat_read_for_user, unhide_for_user, MarkChatUnread};
 
 use std::borrow::Cow;
 use std::fmt;
@@ -71,9 +82,10 @@ pub enum SubscriptionError {
     /// No change type was given.
     #[error("changeType: give at least one of created, updated, deleted")]
     NoChangeType,
-    /// An id in the resource path is empty or holds characters that would change the path.
+    /// An id in the resource path is empty, a dot segment, or holds characters that would change
+    /// the path.
     #[error(
-        "resource: the {what} {id:?} is empty or holds '/', '?', '#', '&', quotes or white space"
+        "resource: the {what} {id:?} is empty, '.' or '..', or holds '/', '?', '#', '&', '%', quotes or white space"
     )]
     BadId {
         /// Which id (`chat id`, `team id`...).
@@ -132,7 +144,9 @@ pub enum SubscriptionError {
     #[error("encryptionCertificate: no certificate bytes")]
     EmptyCertificate,
     /// A subscription id is empty or holds characters that would change the URL.
-    #[error("subscription id {0:?} is empty or holds '/', '?', '#' or white space")]
+    #[error(
+        "subscription id {0:?} is empty, '.' or '..', or holds '/', '?', '#', '%' or white space"
+    )]
     BadSubscriptionId(String),
     /// The time cannot be written as a date (out of range).
     #[error("expirationDateTime: the time is out of range")]
@@ -157,6 +171,86 @@ pub enum SubscriptionError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A chat's members do not fit its type: a `oneOnOne` chat has exactly two, a `group` chat
+    /// at least two (Graph: "Create chat").
+    #[error("members: a {chat_type} chat needs {needed} members, got {got}")]
+    MemberCount {
+        /// `oneOnOne` or `group`.
+        chat_type: &'static str,
+        /// What the type needs (`exactly 2`, `at least 2`).
+        needed: &'static str,
+        /// How many were given.
+        got: usize,
+    },
+    /// The same user was given twice as a member.
+    #[error("members[{index}]: {user:?} is already a member of the chat")]
+    DuplicateMember {
+        /// The position of the second occurrence in `members`.
+        index: usize,
+        /// The user id or UPN.
+        user: String,
+    },
+    /// A member's user is neither an object id nor a user principal name, or holds characters
+    /// that would break `users('{id}')`.
+    #[error("members[{index}]: {user:?} is not a user id (a GUID) or a user principal name (name@domain)")]
+    BadMember {
+        /// The position in `members`.
+        index: usize,
+        /// The user as given.
+        user: String,
+    },
+    /// A topic was given for a chat that is not a group chat.
+    #[error("topic: only a group chat has a topic; remove it from the oneOnOne chat")]
+    TopicNotAllowed,
+    /// A group chat's topic is empty, too long or holds a ':' (Graph: "Update chat").
+    #[error("topic: {reason}")]
+    BadTopic {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A message body with no content.
+    #[error("body.content: the message is empty")]
+    EmptyContent,
+    /// Mentions or inline images in a message whose body is not HTML.
+    #[error("body.contentType: {what} need an html body; call .html()")]
+    NeedsHtml {
+        /// `mentions` or `hostedContents`.
+        what: &'static str,
+    },
+    /// A mention that the HTML body does not carry as `<at id="{id}">`, or a second mention with
+    /// the same id.
+    #[error("mentions[{index}]: {reason} (id {id})")]
+    BadMention {
+        /// The position in `mentions`.
+        index: usize,
+        /// The mention's id.
+        id: u32,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An inline image that is empty, has no image content type, repeats a temporary id, or is
+    /// not referenced by the body as `../hostedContents/{id}/$value`.
+    #[error("hostedContents[{index}]: {reason}")]
+    BadHostedContent {
+        /// The position in `hostedContents`.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `reactionType` is empty or white space.
+    #[error("reactionType: give the reaction, such as a Unicode emoji")]
+    EmptyReaction,
+    /// An id that must be an object id (a GUID) is not one.
+    #[error("{field}: {value:?} is not an object id (a GUID)")]
+    NotAGuid {
+        /// The property (`user.id`, `user.tenantId`).
+        field: &'static str,
+        /// The value as given.
+        value: String,
+    },
+    /// A `$filter` expression that is empty.
+    #[error("$filter: the expression is empty")]
+    EmptyFilter,
 }
 
 /// An HTTP method.
@@ -644,10 +738,14 @@ fn is_guid(s: &str) -> bool {
 }
 
 fn check_path_id(what: &'static str, id: &str) -> Result<(), SubscriptionError> {
+    // `.` and `..` are dot segments, which URL parsers remove (`chats/../members` is `members`),
+    // and a `%` would let the server decode a `/` or a `..` out of the id.
     let bad = id.is_empty()
+        || id == "."
+        || id == ".."
         || id
             .chars()
-            .any(|c| c.is_whitespace() || "/?#&'\"\\".contains(c));
+            .any(|c| c.is_whitespace() || "/?#&%'\"\\".contains(c));
     if bad {
         return Err(SubscriptionError::BadId {
             what,
@@ -658,7 +756,11 @@ fn check_path_id(what: &'static str, id: &str) -> Result<(), SubscriptionError> 
 }
 
 fn subscription_url(id: &str, suffix: &str) -> Result<String, SubscriptionError> {
-    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || "/?#".contains(c)) {
+    if id.is_empty()
+        || id == "."
+        || id == ".."
+        || id.chars().any(|c| c.is_whitespace() || "/?#%".contains(c))
+    {
         return Err(SubscriptionError::BadSubscriptionId(id.to_string()));
     }
     Ok(format!("{GRAPH}/v1.0/subscriptions/{id}{suffix}"))

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{check_path_id, HttpRequest, Method, Model, Subscription, SubscriptionError, GRAPH};
-use crate::model::{ChatMessage, ModelError};
+use crate::model::{Chat, ChatMessage, ConversationMember, ModelError};
 
 /// What a query value keeps readable: everything but controls, white space and the characters
 /// that would end or split the query. `$filter` and `$orderby` values then read as Graph's docs
@@ -213,7 +213,7 @@ impl MessagesRequest {
     }
 }
 
-fn encode(value: &str) -> Cow<'_, str> {
+pub(super) fn encode(value: &str) -> Cow<'_, str> {
     utf8_percent_encode(value, QUERY_VALUE).into()
 }
 
@@ -335,6 +335,37 @@ impl<'a> Page<'a, ChatMessage<'a>> {
                 crate::model::ChatOrMessage::Chat(_) => unreachable!("decoded as a message"),
             }
         })
+    }
+}
+
+impl<'a> Page<'a, Chat<'a>> {
+    /// A page of chats ([`ChatsRequest::mine`](super::ChatsRequest::mine),
+    /// [`ChatsRequest::user`](super::ChatsRequest::user)), each with its `viewpoint` for the
+    /// user, and its members or last message when expanded.
+    ///
+    /// ```
+    /// use graph_chat_notifications::outbound::Page;
+    /// let body = br#"{"value": [{"id": "19:561082c0f3f847a58069deb8eb300807@thread.v2", "chatType": "group",
+    ///   "viewpoint": {"isHidden": false, "lastMessageReadDateTime": "2021-04-06T18:47:42.117Z"}}]}"#;
+    /// let page = Page::chats(body)?;
+    /// let chat = page.items[0].as_ref().unwrap();
+    /// assert_eq!(chat.viewpoint.get().unwrap().is_hidden.get(), Some(&false));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn chats(body: &'a [u8]) -> Result<Self, PageError> {
+        Self::parse(body, |raw| {
+            match crate::model::decode(raw.get(), Some(crate::model::ResourceKind::Chat))? {
+                crate::model::ChatOrMessage::Chat(c) => Ok(*c),
+                crate::model::ChatOrMessage::ChatMessage(_) => unreachable!("decoded as a chat"),
+            }
+        })
+    }
+}
+
+impl<'a> Page<'a, ConversationMember<'a>> {
+    /// A page of a chat's members ([`ChatsRequest::members`](super::ChatsRequest::members)).
+    pub fn members(body: &'a [u8]) -> Result<Self, PageError> {
+        Self::parse(body, |raw| crate::model::read(raw.get()))
     }
 }
 
