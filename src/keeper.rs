@@ -61,9 +61,12 @@ pub enum TaskKind {
     Recreate,
     /// `DELETE /subscriptions/{id}`: the subscription a recreation replaced.
     Delete,
-    /// Read what may have been missed on `resource` since `since` (a GET of the messages or
-    /// the chat, see [`MessagesRequest`](crate::outbound::MessagesRequest)), then report
-    /// [`Outcome::Done`]. Not a subscription write: it does not count against the budget.
+    /// Read what may have been missed on `resource` since `since`, then report
+    /// [`Outcome::Done`]: for messages,
+    /// [`MessagesRequest::changed_since`](crate::outbound::MessagesRequest::changed_since)
+    /// (`lastModifiedDateTime` for both the filter and the order, which Graph honours; a
+    /// `createdDateTime` order would make it ignore the filter), every page to the end; for a
+    /// chat, a GET of it. Not a subscription write: it does not count against the budget.
     Resync {
         /// The subscription's resource, as sent.
         resource: String,

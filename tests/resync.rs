@@ -626,3 +626,41 @@ fn a_model_or_lifecycle_url_change_recreates_then_retires_the_old_subscription()
     other.track(live, all(None, false), t0()).unwrap();
     assert!(other.update_template("x", all(None, true), t0()).unwrap());
 }
+
+/// The resync read Graph honours: the filter and the order on `lastModifiedDateTime`, 50 a page;
+/// the guide's step-4 pairing (filter on `lastModifiedDateTime`, order on `createdDateTime`) is
+/// still built as documented, but it is not what `changed_since` makes.
+#[test]
+fn changed_since_filters_and_orders_on_the_same_property() {
+    use graph_chat_notifications::outbound::{MessagesRequest, OrderBy};
+    let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for request in [
+        MessagesRequest::chat("19:a@thread.v2"),
+        MessagesRequest::user_chat("87d349ed-44d7-43e1-9a83-5f2406dee5bd", "19:a@thread.v2"),
+    ] {
+        let url = request.changed_since(since).build().unwrap().url;
+        let query = url.split_once('?').unwrap().1;
+        let options: Vec<&str> = query.split('&').collect();
+        assert_eq!(
+            options,
+            [
+                "$top=50",
+                "$filter=lastModifiedDateTime%20gt%202023-11-14T22:13:20.0000000Z",
+                "$orderby=lastModifiedDateTime%20desc"
+            ],
+            "{url}"
+        );
+    }
+    let guide = MessagesRequest::chat("19:a@thread.v2")
+        .modified_after("2021-03-17T07:13:28.000z")
+        .order_by(OrderBy::CreatedDesc)
+        .build()
+        .unwrap();
+    assert!(guide.url.ends_with("$orderby=createdDateTime%20desc"));
+    // A watermark Graph cannot write is refused at build, not sent.
+    let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(400_000 * 365 * 86_400);
+    assert!(MessagesRequest::chat("19:a@thread.v2")
+        .changed_since(far)
+        .build()
+        .is_err());
+}

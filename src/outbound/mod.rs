@@ -720,7 +720,16 @@ fn check_lifetime(now: SystemTime, expires: SystemTime) -> Result<Duration, Subs
 
 /// ISO 8601 in UTC with seven fractional digits, as Graph writes it: `2019-09-19T11:00:00.0000000Z`.
 pub fn format_time(t: SystemTime) -> Result<String, SubscriptionError> {
-    let t = OffsetDateTime::from(t);
+    // `OffsetDateTime::from(SystemTime)` panics past year 9999: convert with a checked add.
+    let t = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => time::Duration::try_from(after)
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d)),
+        Err(before) => time::Duration::try_from(before.duration())
+            .ok()
+            .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_sub(d)),
+    }
+    .ok_or(SubscriptionError::TimeOutOfRange)?;
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
     );

@@ -133,15 +133,49 @@ impl MessagesRequest {
 
     /// `$filter=lastModifiedDateTime gt {time}`: only messages changed after `time`, written as
     /// Graph writes times (`2021-03-17T07:13:28.000Z`; `outbound::format_time` makes one).
+    ///
+    /// Graph applies a message listing's `$filter` only when `$orderby` names the same property
+    /// (the "List messages in a chat" page): with [`OrderBy::CreatedDesc`] this filter is
+    /// **ignored** and every message comes back, newest first. The Teams-embedding guide's
+    /// step-4 example pairs them so; it is reproduced as documented. To read what changed since
+    /// a watermark, use [`changed_since`](Self::changed_since), which Graph honours.
     pub fn modified_after(mut self, time: impl Into<String>) -> Self {
         self.modified_after = Some(time.into());
         self
     }
 
-    /// `$orderby`. Not for `delta`.
+    /// `$orderby`. Not for `delta`. See [`modified_after`](Self::modified_after) for the
+    /// pairing Graph needs before it applies a filter.
     pub fn order_by(mut self, order: OrderBy) -> Self {
         self.order_by = Some(order);
         self
+    }
+
+    /// Everything that changed since `watermark`, as Graph honours it: `$top=50`,
+    /// `$filter=lastModifiedDateTime gt {watermark}` and `$orderby=lastModifiedDateTime desc` (the
+    /// filter and the order on the same property). Follow every page's `@odata.nextLink`
+    /// ([`Page::next_request`]) to the end; then the newest `lastModifiedDateTime` seen (the first
+    /// message of the first page) is the next watermark. This is the read the keeper's
+    /// [`TaskKind::Resync`](crate::keeper::TaskKind::Resync) calls for, from its `since`.
+    ///
+    /// ```
+    /// use graph_chat_notifications::outbound::MessagesRequest;
+    /// let since = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    /// let request = MessagesRequest::chat("19:a@thread.v2").changed_since(since).build()?;
+    /// assert_eq!(
+    ///     request.url,
+    ///     "https://graph.microsoft.com/v1.0/chats/19:a@thread.v2/messages?$top=50\
+    ///      &$filter=lastModifiedDateTime%20gt%202023-11-14T22:13:20.0000000Z\
+    ///      &$orderby=lastModifiedDateTime%20desc"
+    /// );
+    /// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+    /// ```
+    pub fn changed_since(self, watermark: std::time::SystemTime) -> Self {
+        // A time Graph cannot write fails at `build`, as any bad time does.
+        let time = super::format_time(watermark).unwrap_or_else(|_| "(out of range)".into());
+        self.top(MAX_TOP)
+            .modified_after(time)
+            .order_by(OrderBy::LastModifiedDesc)
     }
 
     /// `model=A` or `model=B` on `getAllMessages` (Graph's licensing and payment models).
