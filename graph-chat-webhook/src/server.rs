@@ -410,14 +410,7 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), S
     {
         return Ok(());
     }
-    let unauthorized = |reason: String| {
-        shared.refuse(Refusal::Answered {
-            route: Route::EventGrid,
-            status: 401,
-            reason,
-        });
-        Err(StatusCode::UNAUTHORIZED)
-    };
+    let unauthorized = |reason: String| Err(refused(shared, Route::EventGrid, 401, reason));
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -464,24 +457,22 @@ async fn check_bearer(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<(), S
 }
 
 fn unavailable<T>(shared: &Shared, route: Route, reason: String) -> Result<T, StatusCode> {
-    shared.refuse(Refusal::Answered {
-        route,
-        status: 503,
-        reason,
-    });
-    Err(StatusCode::SERVICE_UNAVAILABLE)
+    Err(refused(shared, route, 503, reason))
 }
 
-/// Reports a refusal and makes its reply.
-fn answer(shared: &Shared, route: Route, status: u16, reason: String) -> Response {
+/// Reports a refusal answered with `status`, and returns that status.
+fn refused(shared: &Shared, route: Route, status: u16, reason: String) -> StatusCode {
     shared.refuse(Refusal::Answered {
         route,
         status,
         reason,
     });
-    StatusCode::from_u16(status)
-        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
-        .into_response()
+    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// Reports a refusal and makes its reply.
+fn answer(shared: &Shared, route: Route, status: u16, reason: String) -> Response {
+    refused(shared, route, status, reason).into_response()
 }
 
 /// The one rule for an unknown signing key, off the async threads, waiting at most
