@@ -369,6 +369,29 @@ impl HttpRequest {
         self
     }
 
+    /// The same request sent to another Graph at `base` (scheme, host, port and an optional path
+    /// prefix, with or without a trailing `/`): a local simulator such as `graph-sim`, or a
+    /// proxy. Requests for a national cloud move too.
+    ///
+    /// ```
+    /// use graph_chat_notifications::outbound::reauthorize;
+    /// let request = reauthorize("7f105c7d")?.with_base("http://127.0.0.1:8081/");
+    /// assert_eq!(request.url, "http://127.0.0.1:8081/v1.0/subscriptions/7f105c7d/reauthorize");
+    /// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+    /// ```
+    pub fn with_base(mut self, base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        for host in crate::Cloud::ALL.map(crate::Cloud::graph_url) {
+            if let Some(path) = self.url.strip_prefix(host) {
+                if path.is_empty() || path.starts_with('/') {
+                    self.url = format!("{base}{path}");
+                    break;
+                }
+            }
+        }
+        self
+    }
+
     /// The body as JSON text (empty without a body).
     pub fn body_text(&self) -> &str {
         self.body
