@@ -71,26 +71,14 @@ impl JwksSource {
     pub(crate) fn fetch(&self) -> Result<Vec<u8>, String> {
         match self {
             Self::Url(url) => {
-                // rustls on AWS-LC, named here rather than installed process-wide (no global
-                // state), verifying with the platform's certificate store.
-                let tls = ureq::tls::TlsConfig::builder()
-                    .provider(ureq::tls::TlsProvider::Rustls)
-                    .unversioned_rustls_crypto_provider(std::sync::Arc::new(
-                        rustls::crypto::aws_lc_rs::default_provider(),
-                    ))
-                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                    .build();
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(FETCH_TIMEOUT))
-                    // A redirect could leave https, or this host: the URL is the one trusted.
-                    .max_redirects(0)
-                    .tls_config(tls)
-                    .build()
-                    .into();
+                let agent = crate::client::agent(FETCH_TIMEOUT);
                 let mut response = agent
                     .get(url)
                     .call()
                     .map_err(|e| format!("GET {url}: {e}"))?;
+                if !response.status().is_success() {
+                    return Err(format!("GET {url}: status {}", response.status()));
+                }
                 response
                     .body_mut()
                     .with_config()

@@ -84,6 +84,7 @@
 
 mod admit;
 mod body;
+mod client;
 mod conn;
 mod inbox;
 mod jwks;
@@ -99,6 +100,7 @@ mod workers;
 /// The sans-IO core, re-exported so that one dependency and one `use` suffice.
 pub use graph_chat_notifications as core;
 
+pub use client::{ClientError, GraphClient, GraphResponse, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES};
 pub use inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 pub use jwks::JwksSource;
 pub use limits::ServerLimits;

@@ -952,6 +952,22 @@ pub fn reauthorize(subscription_id: &str) -> Result<HttpRequest, SubscriptionErr
     ))
 }
 
+/// `GET /subscriptions/{id}`: whether a subscription still exists (404 when it expired or was
+/// removed; Graph says nothing else when that happens to a Teams subscription), and its expiry.
+///
+/// ```
+/// use graph_chat_notifications::outbound::get_subscription;
+/// let request = get_subscription("7f105c7d")?;
+/// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/subscriptions/7f105c7d");
+/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// ```
+pub fn get_subscription(subscription_id: &str) -> Result<HttpRequest, SubscriptionError> {
+    Ok(HttpRequest::empty(
+        Method::Get,
+        subscription_url(subscription_id, "")?,
+    ))
+}
+
 /// `DELETE /subscriptions/{id}`.
 pub fn delete(subscription_id: &str) -> Result<HttpRequest, SubscriptionError> {
     Ok(HttpRequest::empty(

@@ -358,6 +358,27 @@ impl<'a, T> Page<'a, T> {
     pub fn delta_request(&self) -> Option<Result<HttpRequest, SubscriptionError>> {
         self.delta_link.as_deref().map(link_request)
     }
+
+    /// [`next_request`](Self::next_request) for a page read from another Graph at `base` (a
+    /// local simulator, a proxy; see [`HttpRequest::with_base`]): a link on `base` is taken as
+    /// well as one on a Microsoft Graph host. The request names the global Graph host, so
+    /// `with_base(base)` (or a client that applies it) sends it back to `base`.
+    ///
+    /// ```
+    /// use graph_chat_notifications::outbound::Page;
+    /// let body = br#"{"@odata.nextLink": "http://127.0.0.1:8081/v1.0/chats/19:a@thread.v2/messages?$skiptoken=2", "value": []}"#;
+    /// let page = Page::messages(body)?;
+    /// assert!(page.next_request().unwrap().is_err()); // not a Graph host
+    /// let next = page.next_request_from("http://127.0.0.1:8081/").unwrap()?;
+    /// assert_eq!(next.url, "https://graph.microsoft.com/v1.0/chats/19:a@thread.v2/messages?$skiptoken=2");
+    /// assert_eq!(next.with_base("http://127.0.0.1:8081").url, "http://127.0.0.1:8081/v1.0/chats/19:a@thread.v2/messages?$skiptoken=2");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_request_from(&self, base: &str) -> Option<Result<HttpRequest, SubscriptionError>> {
+        self.next_link
+            .as_deref()
+            .map(|link| link_request_from(link, base))
+    }
 }
 
 impl<'a> Page<'a, ChatMessage<'a>> {
@@ -414,6 +435,16 @@ impl<'a> Page<'a, Subscription> {
 }
 
 /// A `GET` of a link Graph returned, on any cloud's Graph host.
+fn link_request_from(link: &str, base: &str) -> Result<HttpRequest, SubscriptionError> {
+    let base = base.trim_end_matches('/');
+    match link.strip_prefix(base) {
+        Some(rest) if !base.is_empty() && rest.starts_with('/') => {
+            link_request(&format!("{GRAPH}{rest}"))
+        }
+        _ => link_request(link),
+    }
+}
+
 fn link_request(link: &str) -> Result<HttpRequest, SubscriptionError> {
     let bad = |reason| SubscriptionError::BadLink { reason };
     let url = url::Url::parse(link).map_err(|_| bad("not a URL"))?;

@@ -1,0 +1,381 @@
+//! The page and the app's API (DESIGN section 8): the chat list, a chat's messages, sending,
+//! marking read, inline images through the app, and the live event stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use graph_chat_webhook::core::outbound::{self, MessageRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{Event, Store};
+use crate::sync::Sync;
+
+const PAGE: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/app.js");
+const STYLE: &str = include_str!("page/app.css");
+
+/// Events read from the log at once when a stream catches up.
+const REPLAY_BATCH: usize = 500;
+
+/// The page runs only its own script: even a sanitizer miss could not run a sender's.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[derive(Clone)]
+struct AppState {
+    sync: Arc<Sync>,
+    stopped: watch::Receiver<bool>,
+}
+
+pub(crate) fn router(sync: Arc<Sync>, stopped: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(PAGE, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/app.css",
+            get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route("/api/me", get(me))
+        .route("/api/chats", get(chats))
+        .route("/api/chats/{chat_id}/messages", get(messages).post(send))
+        .route("/api/chats/{chat_id}/read", post(mark_read))
+        .route(
+            "/api/chats/{chat_id}/messages/{message_id}/hostedContents/{hosted_id}",
+            get(hosted_content),
+        )
+        .route("/api/events", get(events))
+        .with_state(AppState { sync, stopped })
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A snapshot, with the last event it reflects: a page that opens the stream after it
+/// (`/api/events?after=N`) misses nothing and replays nothing older.
+fn snapshot(items: Vec<Value>, last_event: i64) -> Response {
+    let mut response = Json(items).into_response();
+    if let Ok(v) = HeaderValue::from_str(&last_event.to_string()) {
+        response.headers_mut().insert("x-last-event-id", v);
+    }
+    response
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cache is unavailable",
+        )
+    })
+}
+
+/// The signed-in user, for the page to tell its own messages.
+async fn me(State(state): State<AppState>) -> Response {
+    Json(json!({ "id": state.sync.user_id() })).into_response()
+}
+
+async fn chats(State(state): State<AppState>) -> Response {
+    let store = state.sync.store().clone();
+    match blocking(move || store.chats()).await {
+        Ok(Ok((items, last))) => snapshot(items, last),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+async fn messages(State(state): State<AppState>, Path(chat_id): Path<String>) -> Response {
+    let store = state.sync.store().clone();
+    match blocking(move || {
+        if !store.has_chat(&chat_id)? {
+            return Ok(None);
+        }
+        store.messages(&chat_id).map(Some)
+    })
+    .await
+    {
+        Ok(Ok(Some((items, last)))) => snapshot(items, last),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no such chat"),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Compose {
+    content: String,
+    #[serde(default)]
+    content_type: Option<String>,
+}
+
+/// Sends through Graph; the 201's message goes into the cache under the same rules as its
+/// later notification, so the two are one message on the page.
+async fn send(
+    State(state): State<AppState>,
+    Path(chat_id): Path<String>,
+    Json(compose): Json<Compose>,
+) -> Response {
+    let mut request = MessageRequest::send(chat_id.clone(), compose.content);
+    match compose.content_type.as_deref() {
+        None | Some("text") => request = request.text(),
+        Some("html") => request = request.html(),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "contentType is \"text\" or \"html\"",
+            )
+        }
+    }
+    let request = match request.build() {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let answer = match state.sync.send(request).await {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    if !answer.is_success() {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            format!("Graph answered {} to the send", answer.status),
+        );
+    }
+    let Ok(text) = String::from_utf8(answer.body) else {
+        return error(StatusCode::BAD_GATEWAY, "Graph's answer is not UTF-8");
+    };
+    let Some(id) = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+    else {
+        return error(StatusCode::BAD_GATEWAY, "Graph's answer is not a message");
+    };
+    let store = state.sync.store().clone();
+    let result = blocking(move || {
+        store.apply_message(&chat_id, &text, false)?;
+        let (items, _) = store.messages(&chat_id)?;
+        Ok::<_, crate::store::StoreError>(
+            items
+                .into_iter()
+                .find(|m| m.get("id").and_then(Value::as_str) == Some(id.as_str())),
+        )
+    })
+    .await;
+    match result {
+        Ok(Ok(Some(item))) => (StatusCode::CREATED, Json(item)).into_response(),
+        Ok(Ok(None)) => error(StatusCode::BAD_GATEWAY, "the sent message was not kept"),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+/// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.
+async fn mark_read(State(state): State<AppState>, Path(chat_id): Path<String>) -> Response {
+    let request = match outbound::mark_chat_read_for_user(
+        &chat_id,
+        state.sync.user_id(),
+        state.sync.tenant_id(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.sync.send(request).await {
+        Ok(a) if a.is_success() => {}
+        Ok(a) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("Graph answered {} to markChatReadForUser", a.status),
+            )
+        }
+        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+    match state.sync.read_chat(&chat_id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// An inline image: the browser has no token for Graph, so the app fetches it.
+async fn hosted_content(
+    State(state): State<AppState>,
+    Path((chat_id, message_id, hosted_id)): Path<(String, String, String)>,
+) -> Response {
+    let request = match outbound::hosted_content_bytes(&chat_id, &message_id, &hosted_id) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match state.sync.send(request).await {
+        Ok(a) if a.is_success() => {
+            let content_type = image_type(&a.body);
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+                    (header::CACHE_CONTROL, "private, max-age=3600"),
+                ],
+                a.body,
+            )
+                .into_response()
+        }
+        Ok(a) if a.status == 404 => error(StatusCode::NOT_FOUND, "no such hosted content"),
+        Ok(a) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("Graph answered {}", a.status),
+        ),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// The image type from the bytes; anything else is served as opaque bytes, never as a
+/// document the browser would run.
+fn image_type(bytes: &[u8]) -> &'static str {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(b"\xff\xd8\xff") {
+        "image/jpeg"
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        "image/gif"
+    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        "image/webp"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+}
+
+/// Server-Sent Events: every event after `Last-Event-ID` (the browser sends it when it
+/// reconnects) or `?after=` (a page after its snapshot); without either, new events only.
+async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Response {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(query.after);
+    let store = state.sync.store().clone();
+    let opened = blocking(move || {
+        let (live, last) = store.subscribe()?;
+        let first = store.first_event_id()?;
+        Ok::<_, crate::store::StoreError>((store, live, last, first))
+    })
+    .await;
+    let (store, live, last, first) = match opened {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => return r,
+    };
+    let after = resume.unwrap_or(last).max(0);
+    // Events the log no longer holds: the page must reload its snapshot.
+    let reset = resume.is_some() && first > 0 && after + 1 < first;
+    let stream = EventStream {
+        store,
+        live,
+        after,
+        replaying: resume.is_some_and(|r| r < last),
+        backlog: VecDeque::new(),
+        stopped: state.stopped.clone(),
+    };
+    let mut sse = Sse::new(stream.into_stream(reset))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    sse.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    sse
+}
+
+struct EventStream {
+    store: Store,
+    live: broadcast::Receiver<Event>,
+    after: i64,
+    replaying: bool,
+    backlog: VecDeque<Event>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl EventStream {
+    /// The next event to send, or `None` when the app stops.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.backlog.pop_front() {
+                self.after = event.id;
+                return Some(event);
+            }
+            if self.replaying {
+                let store = self.store.clone();
+                let after = self.after;
+                let batch =
+                    tokio::task::spawn_blocking(move || store.events_after(after, REPLAY_BATCH))
+                        .await
+                        .ok()?
+                        .ok()?;
+                self.replaying = batch.len() == REPLAY_BATCH;
+                self.backlog.extend(batch);
+                continue;
+            }
+            tokio::select! {
+                received = self.live.recv() => match received {
+                    Ok(event) if event.id > self.after => self.backlog.push_back(event),
+                    Ok(_) => {}
+                    // Too slow a reader: catch up from the log, which holds everything.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.stopped.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+
+    fn into_stream(self, reset: bool) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+        let first = reset.then(|| SseEvent::default().event("reset").data("{}"));
+        futures_util::stream::unfold((self, first), |(mut stream, first)| async move {
+            if let Some(reset) = first {
+                return Some((Ok(reset), (stream, None)));
+            }
+            let event = stream.next().await?;
+            let sse = SseEvent::default()
+                .id(event.id.to_string())
+                .data(event.data);
+            Some((Ok(sse), (stream, None)))
+        })
+    }
+}

@@ -1,0 +1,309 @@
+//! The cache and the views, without a network: the timeline's version rules on stored rows,
+//! the states and unread counts of DESIGN section 8, and the sanitizer.
+
+use graph_chat_app::store::{Applied, Store};
+use graph_chat_app::view::{sanitize, Viewer};
+use serde_json::{json, Value};
+
+const ME: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
+const OTHER: &str = "22222222-aaaa-4bbb-8ccc-000000000002";
+const CHAT: &str = "19:demo@thread.v2";
+
+fn viewer() -> Viewer {
+    Viewer {
+        user_id: ME.into(),
+        graph_base: "http://127.0.0.1:9".into(),
+    }
+}
+
+fn store() -> (tempdir::Dir, Store) {
+    let dir = tempdir::Dir::new();
+    let store = Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap();
+    (dir, store)
+}
+
+mod tempdir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "graph-chat-app-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn message(id: &str, from: &str, content: &str, modified: &str) -> Value {
+    json!({
+        "id": id, "chatId": CHAT, "messageType": "message", "etag": modified,
+        "createdDateTime": "2026-11-30T10:00:00.000Z",
+        "lastModifiedDateTime": modified,
+        "from": {"user": {"id": from, "displayName": "Someone"}},
+        "body": {"contentType": "text", "content": content},
+    })
+}
+
+fn chat(last_read: Option<&str>, hidden: bool) -> Value {
+    json!({
+        "id": CHAT, "topic": "Demo", "chatType": "group",
+        "viewpoint": {"isHidden": hidden, "lastMessageReadDateTime": last_read},
+    })
+}
+
+fn view(store: &Store) -> Vec<Value> {
+    store.messages(CHAT).unwrap().0
+}
+
+#[test]
+fn an_older_or_duplicate_version_never_replaces_a_newer_one() {
+    let (_d, store) = store();
+    let v1 = message("1764496800000", OTHER, "first", "2026-11-30T10:00:00.000Z");
+    let mut v2 = message("1764496800000", OTHER, "second", "2026-11-30T10:05:00.000Z");
+    v2["lastEditedDateTime"] = "2026-11-30T10:05:00.000Z".into();
+    assert_eq!(
+        store.apply_message(CHAT, &v2.to_string(), false).unwrap(),
+        Applied::Changed
+    );
+    assert_eq!(
+        store.apply_message(CHAT, &v1.to_string(), false).unwrap(),
+        Applied::Unchanged
+    );
+    assert_eq!(
+        store.apply_message(CHAT, &v2.to_string(), false).unwrap(),
+        Applied::Unchanged
+    );
+    let items = view(&store);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["content"], "second");
+    assert_eq!(items[0]["state"], "edited");
+}
+
+#[test]
+fn a_deletion_keeps_its_place_without_content_and_an_undo_restores() {
+    let (_d, store) = store();
+    let v1 = message("1764496800000", OTHER, "hello", "2026-11-30T10:00:00.000Z");
+    let mut deleted = v1.clone();
+    deleted["deletedDateTime"] = "2026-11-30T10:01:00.000Z".into();
+    deleted["lastModifiedDateTime"] = "2026-11-30T10:01:00.000Z".into();
+    let mut undone = v1.clone();
+    undone["lastModifiedDateTime"] = "2026-11-30T10:02:00.000Z".into();
+    store
+        .apply_message(CHAT, &deleted.to_string(), true)
+        .unwrap();
+    store.apply_message(CHAT, &v1.to_string(), false).unwrap();
+    let items = view(&store);
+    assert_eq!(items[0]["state"], "deleted");
+    assert_eq!(items[0]["content"], Value::Null);
+    store
+        .apply_message(CHAT, &undone.to_string(), false)
+        .unwrap();
+    assert_eq!(view(&store)[0]["state"], "visible");
+    assert_eq!(view(&store)[0]["content"], "hello");
+}
+
+#[test]
+fn a_deletion_without_data_deletes_what_it_finds() {
+    let (_d, store) = store();
+    let v1 = message("1764496800000", OTHER, "hello", "2026-11-30T10:00:00.000Z");
+    store.apply_message(CHAT, &v1.to_string(), false).unwrap();
+    assert_eq!(
+        store.apply_deletion(CHAT, "1764496800000").unwrap(),
+        Applied::Changed
+    );
+    assert_eq!(view(&store)[0]["state"], "deleted");
+    // Its duplicate changes nothing; an unknown message is left for the next read.
+    assert_eq!(
+        store.apply_deletion(CHAT, "1764496800000").unwrap(),
+        Applied::Unchanged
+    );
+    assert_eq!(store.apply_deletion(CHAT, "1").unwrap(), Applied::Unchanged);
+}
+
+#[test]
+fn messages_are_in_created_order_with_ties_broken_by_id_as_a_number() {
+    let (_d, store) = store();
+    for id in ["900", "1000", "20"] {
+        let mut m = message(id, OTHER, id, "2026-11-30T10:00:00.000Z");
+        m["createdDateTime"] = "2026-11-30T09:00:00Z".into();
+        store.apply_message(CHAT, &m.to_string(), false).unwrap();
+    }
+    let mut early = message("5000", OTHER, "early", "2026-11-30T10:00:00.000Z");
+    early["createdDateTime"] = "2026-11-30T08:59:59.9999999+00:00".into();
+    store
+        .apply_message(CHAT, &early.to_string(), false)
+        .unwrap();
+    let ids: Vec<_> = view(&store)
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["5000", "20", "900", "1000"]);
+}
+
+#[test]
+fn dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts() {
+    let (_d, store) = store();
+    let theirs = message("100", OTHER, "secret", "2026-11-30T10:00:00.000Z");
+    let mine = message("200", ME, "my secret", "2026-11-30T10:00:00.000Z");
+    store
+        .apply_message(CHAT, &theirs.to_string(), false)
+        .unwrap();
+    store.apply_message(CHAT, &mine.to_string(), false).unwrap();
+    assert_eq!(view(&store)[0]["content"], "secret");
+    for (m, id) in [(theirs, "100"), (mine, "200")] {
+        let mut blocked = m.clone();
+        blocked["policyViolation"] = json!({"dlpAction": "BlockAccess"});
+        blocked["lastModifiedDateTime"] = "2026-11-30T10:03:00.000Z".into();
+        store
+            .apply_message(CHAT, &blocked.to_string(), false)
+            .unwrap();
+        let _ = id;
+    }
+    let items = view(&store);
+    assert_eq!(items[0]["state"], "blocked");
+    assert_eq!(items[0]["content"], Value::Null);
+    assert_eq!(items[1]["state"], "visible");
+    assert_eq!(items[1]["content"], "my secret");
+    assert!(items[1]["notice"].as_str().unwrap().contains("policy"));
+}
+
+#[test]
+fn unread_counts_follow_the_viewpoint_and_hidden_chats_come_back() {
+    let (_d, store) = store();
+    store
+        .apply_chat(&chat(Some("2026-11-30T09:30:00Z"), true))
+        .unwrap();
+    let item = |store: &Store| store.chats().unwrap().0[0].clone();
+    assert_eq!(item(&store)["hidden"], true);
+    assert_eq!(item(&store)["unreadCount"], 0);
+    // Others' messages after the read time count; mine, deleted ones and system events do not.
+    store
+        .apply_message(
+            CHAT,
+            &message("1", OTHER, "a", "2026-11-30T10:00:00Z").to_string(),
+            false,
+        )
+        .unwrap();
+    store
+        .apply_message(
+            CHAT,
+            &message("2", ME, "b", "2026-11-30T10:00:00Z").to_string(),
+            false,
+        )
+        .unwrap();
+    let mut system = message("3", OTHER, "", "2026-11-30T10:00:00Z");
+    system["messageType"] = "systemEventMessage".into();
+    store
+        .apply_message(CHAT, &system.to_string(), false)
+        .unwrap();
+    let mut gone = message("4", OTHER, "x", "2026-11-30T10:00:00Z");
+    gone["deletedDateTime"] = "2026-11-30T10:01:00Z".into();
+    store.apply_message(CHAT, &gone.to_string(), false).unwrap();
+    assert_eq!(item(&store)["unreadCount"], 1);
+    // A message created after the last read shows a hidden chat again.
+    assert_eq!(item(&store)["hidden"], false);
+    store
+        .apply_chat(&chat(Some("2026-11-30T11:00:00Z"), true))
+        .unwrap();
+    assert_eq!(item(&store)["unreadCount"], 0);
+    assert_eq!(item(&store)["hidden"], true);
+}
+
+#[test]
+fn events_are_logged_in_order_and_replayed_after_an_id() {
+    let (_d, store) = store();
+    let (mut live, last) = store.subscribe().unwrap();
+    assert_eq!(last, 0);
+    store.apply_chat(&chat(None, false)).unwrap();
+    store
+        .apply_message(
+            CHAT,
+            &message("1", OTHER, "a", "2026-11-30T10:00:00Z").to_string(),
+            false,
+        )
+        .unwrap();
+    let all = store.events_after(0, 100).unwrap();
+    // The chat, the message, and the chat again (its unread count went up).
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    for expected in &all {
+        assert_eq!(&live.try_recv().unwrap(), expected);
+    }
+    let kinds: Vec<Value> = all
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("chat"), json!("message"), json!("chat")]);
+    assert_eq!(store.events_after(all[1].id, 100).unwrap(), all[2..]);
+}
+
+#[test]
+fn the_cache_survives_a_reopen() {
+    let dir = tempdir::Dir::new();
+    let path = dir.path().join("cache.sqlite");
+    {
+        let store = Store::open(&path, viewer()).unwrap();
+        store.apply_chat(&chat(None, false)).unwrap();
+        store
+            .apply_message(
+                CHAT,
+                &message("1", OTHER, "kept", "2026-11-30T10:00:00Z").to_string(),
+                false,
+            )
+            .unwrap();
+    }
+    let store = Store::open(&path, viewer()).unwrap();
+    assert_eq!(view(&store)[0]["content"], "kept");
+    assert_eq!(store.events_after(0, 10).unwrap().len(), 3);
+}
+
+#[test]
+fn teams_html_is_sanitized_formatting_kept() {
+    let v = viewer();
+    let clean = sanitize(
+        r#"<p>Hi <b>there</b> <at id="0">Megan</at><script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a><a href="https://example.com/">ok</a><iframe src="https://evil.example/"></iframe><style>body{}</style><div onclick="alert(4)" style="color:red">d</div></p>"#,
+        &v,
+    );
+    assert!(clean.contains("<b>there</b>"), "{clean}");
+    assert!(clean.contains("Megan"), "{clean}");
+    for bad in [
+        "script",
+        "alert",
+        "onerror",
+        "javascript:",
+        "iframe",
+        "style",
+        "onclick",
+    ] {
+        assert!(!clean.contains(bad), "{bad} survived: {clean}");
+    }
+    assert!(clean.contains(r#"href="https://example.com/""#), "{clean}");
+}
+
+#[test]
+fn inline_images_are_served_by_the_app_and_no_other_image_loads() {
+    let v = viewer();
+    let clean = sanitize(
+        r#"<p><img src="http://127.0.0.1:9/v1.0/chats/19:demo@thread.v2/messages/1764496800000/hostedContents/aWQ9MQ==/$value" alt="pic"><img src="https://tracker.example/pixel.gif"></p>"#,
+        &v,
+    );
+    assert!(
+        clean.contains(r#"src="/api/chats/19%3Ademo%40thread%2Ev2/messages/1764496800000/hostedContents/aWQ9MQ%3D%3D""#),
+        "{clean}"
+    );
+    assert!(!clean.contains("tracker"), "{clean}");
+}

@@ -1,0 +1,208 @@
+//! Sending the core's request values to Graph: a small blocking client over HTTPS (rustls on
+//! AWS-LC, the platform's certificate store, no redirects), for the program's other half, the
+//! calls it makes (subscriptions, chats, messages, reads). Run it off the async threads
+//! (`tokio::task::spawn_blocking`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use graph_chat_notifications::keeper::Outcome;
+use graph_chat_notifications::outbound::HttpRequest;
+use zeroize::Zeroizing;
+
+/// The largest response body read by default: a page of 50 messages is well under it.
+pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// The default time one call may take, from connecting to the last byte of the answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An agent that speaks TLS through rustls on AWS-LC, named here rather than installed
+/// process-wide (no global state), verifying with the platform's certificate store, and never
+/// following a redirect (a redirect could leave https, or the host that was trusted).
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        // Graph's 4xx and 5xx carry bodies the caller reads (`Outcome::from_response`).
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
+/// Why a call got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No HTTP answer: the connection, TLS or the timeout failed (retry later).
+    #[error("{method} {url}: {reason}")]
+    Transport {
+        /// The method.
+        method: &'static str,
+        /// The URL (request values hold no secrets in their URLs).
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The answer was longer than the client's limit.
+    #[error("{method} {url}: the answer is longer than {limit} bytes")]
+    TooLarge {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Graph's answer to one call.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GraphResponse {
+    /// The status code.
+    pub status: u16,
+    /// `Retry-After`, as sent (seconds, on a 429 or 503).
+    pub retry_after: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for GraphResponse {
+    /// Bodies hold message content: only their length is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphResponse")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl GraphResponse {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The answer as the keeper reads it.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::from_response(self.status, self.retry_after.as_deref(), &self.body)
+    }
+}
+
+/// Sends request values to one Graph, with one bearer token.
+///
+/// ```no_run
+/// use graph_chat_webhook::GraphClient;
+/// use graph_chat_webhook::core::outbound::list_subscriptions;
+/// // A local graph-sim; for Graph itself, `GraphClient::new("https://graph.microsoft.com", token)`.
+/// let graph = GraphClient::new("http://127.0.0.1:8081/", "any-token");
+/// let answer = graph.send(&list_subscriptions())?;
+/// assert!(answer.is_success());
+/// # Ok::<(), graph_chat_webhook::ClientError>(())
+/// ```
+#[derive(Clone)]
+pub struct GraphClient {
+    agent: ureq::Agent,
+    base: Arc<str>,
+    authorization: Arc<Zeroizing<String>>,
+    limit: u64,
+}
+
+impl fmt::Debug for GraphClient {
+    /// Never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("base", &self.base)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphClient {
+    /// A client for the Graph at `base` (`https://graph.microsoft.com`, a national cloud's
+    /// host, or a local simulator), sending `token` as the bearer of every call.
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            agent: agent(DEFAULT_TIMEOUT),
+            base: base.trim_end_matches('/').into(),
+            authorization: Arc::new(Zeroizing::new(format!("Bearer {token}"))),
+            limit: MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// The same client with another timeout per call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.agent = agent(timeout);
+        self
+    }
+
+    /// The same client reading answers of at most `limit` bytes.
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// The Graph this client calls, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends `request` (moved to this client's Graph with
+    /// [`HttpRequest::with_base`]) and reads the whole answer. A 4xx or 5xx is an answer, not
+    /// an error: read it with [`GraphResponse::outcome`] or its status.
+    pub fn send(&self, request: &HttpRequest) -> Result<GraphResponse, ClientError> {
+        let request = request.clone().with_base(&self.base);
+        let method = request.method.as_str();
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(&request.url)
+            .header("Authorization", self.authorization.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, *value);
+        }
+        let transport = |reason: String| ClientError::Transport {
+            method,
+            url: request.url.clone(),
+            reason,
+        };
+        let http_request = builder
+            .body(request.body.clone().unwrap_or_default())
+            .map_err(|e| transport(e.to_string()))?;
+        let mut response = self
+            .agent
+            .run(http_request)
+            .map_err(|e| transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.limit)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => ClientError::TooLarge {
+                    method,
+                    url: request.url.clone(),
+                    limit: self.limit,
+                },
+                other => transport(other.to_string()),
+            })?;
+        Ok(GraphResponse {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
