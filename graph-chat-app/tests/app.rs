@@ -1,0 +1,268 @@
+//! The app end to end over HTTP, against the simulator on loopback: its API (DESIGN section 8),
+//! live events, and a view that matches Graph whatever the delivery does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get, post, wait_for, Harness, Sse, COLLEAGUE};
+use graph_sim::Faults;
+use serde_json::{json, Value};
+
+fn first_chat(h: &Harness) -> String {
+    h.chat_ids().into_iter().next().expect("the app lists the chat")
+}
+
+#[test]
+fn the_api_lists_chats_and_messages_in_the_contract_shape() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let item = h.chat(&chat);
+    assert_eq!(item["topic"], "Project");
+    assert_eq!(item["chatType"], "group");
+    assert_eq!(item["hidden"], false);
+    assert!(item["unreadCount"].is_u64());
+    let sent = h.colleague_writes(&chat, "hello", "text");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let m = wait_for("the colleague's message", || h.message(&chat, &id));
+    for key in ["id", "createdDateTime", "lastModifiedDateTime", "from", "contentType", "content", "state"] {
+        assert!(m.get(key).is_some(), "{key} missing from {m}");
+    }
+    assert_eq!(m["from"], json!({"id": COLLEAGUE.0, "displayName": COLLEAGUE.1}));
+    assert_eq!(m["state"], "visible");
+    assert_eq!(m["content"], "hello");
+    let (status, _) = get(&h.http, &format!("{}api/chats/19%3Anope%40thread.v2/messages", h.url()));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_colleagues_message_is_pushed_live_and_the_event_names_it() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let events = Sse::open(&h.url(), None, None);
+    let sent = h.colleague_writes(&chat, "live one", "text");
+    let id = sent["id"].as_str().unwrap();
+    let event = events.until("the message event", |e| e.data["kind"] == "message" && e.data["id"] == id);
+    assert_eq!(event.data["chatId"], chat.as_str());
+    assert_eq!(event.data["content"], "live one");
+    assert!(event.id.is_some());
+    // The chat's unread count changed with it: a chat event.
+    let chat_event = events.until("the chat event", |e| e.data["kind"] == "chat" && e.data["id"] == chat.as_str());
+    assert!(chat_event.data["unreadCount"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_message_sent_from_the_page_shows_once() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let before = h.sim().deliveries().delivered;
+    let (status, item) = post(
+        &h.http,
+        &format!("{}api/chats/{}/messages", h.url(), common::encode(&chat)),
+        &json!({"content": "from the page", "contentType": "text"}),
+    );
+    assert_eq!(status, 201, "{item}");
+    assert_eq!(item["content"], "from the page");
+    assert_eq!(item["from"]["id"], h.sim().identity().user_id.as_str());
+    // Its notification arrives too; still one message.
+    wait_for("the sent message's notification", || {
+        (h.sim().deliveries().delivered > before).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let same: Vec<Value> = h
+        .messages(&chat)
+        .into_iter()
+        .filter(|m| m["content"] == "from the page")
+        .collect();
+    assert_eq!(same.len(), 1, "{same:?}");
+    assert_eq!(same[0]["id"], item["id"]);
+    // A message I sent is not unread.
+    assert_eq!(h.chat(&chat)["unreadCount"], 0);
+    let (status, _) = post(
+        &h.http,
+        &format!("{}api/chats/{}/messages", h.url(), common::encode(&chat)),
+        &json!({"content": "x", "contentType": "markdown"}),
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn edits_deletes_and_dlp_verdicts_change_the_state_and_hide_content() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let id = h.colleague_writes(&chat, "draft", "text")["id"].as_str().unwrap().to_owned();
+    wait_for("the message", || h.message(&chat, &id));
+    h.sim().colleague_edits(&chat, &id, "final").unwrap();
+    let m = wait_for("the edit", || h.message(&chat, &id).filter(|m| m["state"] == "edited"));
+    assert_eq!(m["content"], "final");
+
+    let blocked = h.colleague_writes(&chat, "card number 4111", "text")["id"].as_str().unwrap().to_owned();
+    wait_for("the second message", || h.message(&chat, &blocked));
+    h.sim().policy_violation(&chat, &blocked, "BlockAccess").unwrap();
+    let m = wait_for("the DLP verdict", || h.message(&chat, &blocked).filter(|m| m["state"] == "blocked"));
+    assert_eq!(m["content"], Value::Null);
+
+    h.sim().colleague_deletes(&chat, &id).unwrap();
+    let m = wait_for("the delete", || h.message(&chat, &id).filter(|m| m["state"] == "deleted"));
+    assert_eq!(m["content"], Value::Null);
+    // Deleted messages keep their place.
+    let ids: Vec<Value> = h.messages(&chat).iter().map(|m| m["id"].clone()).collect();
+    assert_eq!(ids, [json!(id), json!(blocked)]);
+}
+
+#[test]
+fn unread_counts_come_from_the_viewpoint_and_reading_goes_through_graph() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    h.colleague_writes(&chat, "one", "text");
+    h.colleague_writes(&chat, "two", "text");
+    wait_for("two unread", || (h.chat(&chat)["unreadCount"] == 2).then_some(()));
+    let (status, _) = post(&h.http, &format!("{}api/chats/{}/read", h.url(), common::encode(&chat)), &json!({}));
+    assert_eq!(status, 204);
+    assert_eq!(h.chat(&chat)["unreadCount"], 0);
+    // Graph holds the read too: a fresh app on the same Graph sees it.
+    let user = h.sim().identity().user_id;
+    let (_, graph_chat) = get(&h.http, &format!("{}v1.0/users/{user}/chats/{}", h.sim().base_url(), common::encode(&chat)));
+    assert!(graph_chat["viewpoint"]["lastMessageReadDateTime"].is_string(), "{graph_chat}");
+}
+
+#[test]
+fn teams_html_from_a_sender_is_sanitized() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let id = h.colleague_writes(
+        &chat,
+        r#"<p>Hi <b>all</b><script>window.pwned=1</script><img src="x" onerror="window.pwned=2"><a href="javascript:alert(1)">c</a><iframe src="https://example.com"></iframe></p>"#,
+        "html",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = wait_for("the HTML message", || h.message(&chat, &id));
+    let content = m["content"].as_str().unwrap();
+    assert!(content.contains("<b>all</b>"), "{content}");
+    for bad in ["<script", "pwned", "onerror", "javascript:", "<iframe"] {
+        assert!(!content.contains(bad), "{bad} in {content}");
+    }
+    let (_, page) = (200, ureq_text(&h, "/"));
+    assert!(page.contains("<form id=\"compose\""));
+}
+
+fn ureq_text(h: &Harness, path: &str) -> String {
+    let mut r = h.http.get(&format!("{}{}", h.url(), path.trim_start_matches('/'))).call().unwrap();
+    let csp = r.headers().get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    r.body_mut().read_to_string().unwrap()
+}
+
+#[test]
+fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let mut response = h.http.get(&format!("{}api/chats", h.url())).call().unwrap();
+    let mark: i64 = response.headers().get("x-last-event-id").unwrap().to_str().unwrap().parse().unwrap();
+    let _ = response.body_mut().read_to_string();
+    let a = h.colleague_writes(&chat, "a", "text")["id"].as_str().unwrap().to_owned();
+    let b = h.colleague_writes(&chat, "b", "text")["id"].as_str().unwrap().to_owned();
+    wait_for("both", || h.message(&chat, &b).and(h.message(&chat, &a)));
+    // From the snapshot's mark: both messages, in order, nothing older.
+    let events = Sse::open(&h.url(), None, Some(mark));
+    let first = events.until("a", |e| e.data["kind"] == "message");
+    assert_eq!(first.data["id"], a.as_str());
+    assert!(first.id.unwrap() > mark);
+    let second = events.until("b", |e| e.data["kind"] == "message");
+    assert_eq!(second.data["id"], b.as_str());
+    // Last-Event-ID (what a browser sends when it reconnects) wins over ?after.
+    let resumed = Sse::open(&h.url(), Some(first.id.unwrap()), Some(0));
+    let next = resumed.until("after a", |e| e.data["kind"] == "message");
+    assert_eq!(next.data["id"], b.as_str());
+    // Without either, only new events.
+    let fresh = Sse::open(&h.url(), None, None);
+    assert!(fresh.drain(Duration::from_millis(300)).is_empty());
+}
+
+#[test]
+fn a_dropped_notification_is_found_by_the_next_resync() {
+    let h = Harness::start(Duration::from_secs(2));
+    let chat = first_chat(&h);
+    h.sim().set_faults(Faults { drop: 1.0, ..Faults::default() }).unwrap();
+    let dropped = h.sim().deliveries().dropped;
+    let id = h.colleague_writes(&chat, "lost in transit", "text")["id"].as_str().unwrap().to_owned();
+    // Every notification of it was dropped: only a read can find it.
+    wait_for("the drops", || (h.sim().deliveries().dropped > dropped).then_some(()));
+    wait_for("the resync to read it", || h.message(&chat, &id));
+    h.converged(&chat);
+}
+
+#[test]
+fn a_silently_expired_subscription_is_recreated_and_the_gap_read() {
+    let h = Harness::start(Duration::from_secs(2));
+    let chat = first_chat(&h);
+    let before = h.sim().subscription_ids();
+    assert_eq!(before.len(), 2, "{before:?}");
+    for id in &before {
+        h.sim().expire_subscription(id).unwrap();
+    }
+    let id = h.colleague_writes(&chat, "while nobody listened", "text")["id"].as_str().unwrap().to_owned();
+    wait_for("new subscriptions", || {
+        let now = h.sim().subscription_ids();
+        (now.len() == 2 && now.iter().all(|s| !before.contains(s))).then_some(())
+    });
+    wait_for("the gap read", || h.message(&chat, &id));
+    // And notifications flow again.
+    let next = h.colleague_writes(&chat, "after", "text")["id"].as_str().unwrap().to_owned();
+    wait_for("a live message", || h.message(&chat, &next));
+}
+
+#[test]
+fn a_removed_subscription_is_recreated_on_subscription_removed() {
+    let h = Harness::start(Duration::from_secs(60));
+    let before = h.sim().subscription_ids();
+    h.sim().remove_subscription(&before[0]).unwrap();
+    wait_for("a new subscription", || {
+        let now = h.sim().subscription_ids();
+        (now.len() == 2 && !now.contains(&before[0])).then_some(())
+    });
+}
+
+#[test]
+fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
+    let h = Harness::start(Duration::from_secs(2));
+    let chat = first_chat(&h);
+    h.sim()
+        .set_faults(Faults {
+            duplicate: 0.5,
+            reorder: 0.5,
+            delay_ms: Some([0, 200]),
+            seed: Some(11),
+            ..Faults::default()
+        })
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(h.colleague_writes(&chat, &format!("m{n}"), "text")["id"].as_str().unwrap().to_owned());
+    }
+    h.sim().colleague_edits(&chat, &ids[1], "m1 edited").unwrap();
+    h.sim().colleague_edits(&chat, &ids[1], "m1 edited twice").unwrap();
+    h.sim().colleague_deletes(&chat, &ids[2]).unwrap();
+    h.converged(&chat);
+    let m1 = h.message(&chat, &ids[1]).unwrap();
+    assert_eq!(m1["content"], "m1 edited twice");
+}
+
+#[test]
+fn a_restart_shows_the_same_and_reads_what_came_meanwhile() {
+    let mut h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let id = h.colleague_writes(&chat, "before", "text")["id"].as_str().unwrap().to_owned();
+    wait_for("the message", || h.message(&chat, &id));
+    let seen = h.messages(&chat);
+    h.stop_app();
+    let meanwhile = h.colleague_writes(&chat, "while the app was down", "text")["id"].as_str().unwrap().to_owned();
+    h.start_app();
+    // On start it reads every chat from its watermark.
+    assert!(h.message(&chat, &meanwhile).is_some());
+    let after = h.messages(&chat);
+    assert_eq!(after[..seen.len()], seen[..]);
+    h.converged(&chat);
+}

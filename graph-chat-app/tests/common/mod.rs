@@ -1,0 +1,411 @@
+//! The app and the simulator in one test process, on loopback, and a blocking HTTP client for the
+//! test thread (the runtime runs on its own threads meanwhile).
+#![allow(dead_code)]
+
+#[path = "../../../tests/common/example.rs"]
+mod example;
+pub use example::example_path;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use graph_chat_app::{App, Config};
+use graph_chat_webhook::JwksSource;
+use graph_sim::{Sender, Simulator};
+use serde_json::{json, Value};
+
+/// How long a test waits for something Graph-paced to happen (a notification, a resync):
+/// generous, since the machine may be busy; the wait ends as soon as it happens.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub const COLLEAGUE: (&str, &str) = ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Megan Bowen");
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "graph-chat-app-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET `url`: the status and the JSON body (null when empty or not JSON).
+pub fn get(agent: &ureq::Agent, url: &str) -> (u16, Value) {
+    let mut response = agent.get(url).call().unwrap();
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// POST `body` as JSON to `url`.
+pub fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Waits until `probe` gives `Some`, or panics saying what did not happen.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<i64>,
+    pub event: Option<String>,
+    pub data: Value,
+}
+
+/// Reads `GET /api/events` on a thread of its own.
+pub struct Sse {
+    events: mpsc::Receiver<SseEvent>,
+}
+
+impl Sse {
+    pub fn open(base: &str, last_event_id: Option<i64>, after: Option<i64>) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = match after {
+            Some(a) => format!("{base}api/events?after={a}"),
+            None => format!("{base}api/events"),
+        };
+        let mut request = agent.get(&url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.call().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let reader = std::io::BufReader::new(response.into_body().into_reader());
+            let (mut id, mut event, mut data) = (None, None, String::new());
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if line.is_empty() {
+                    if !data.is_empty() {
+                        let parsed = serde_json::from_str(&data).unwrap_or(Value::Null);
+                        if tx
+                            .send(SseEvent {
+                                id: id.take(),
+                                event: event.take(),
+                                data: parsed,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        });
+        Self { events: rx }
+    }
+
+    /// The next event matching `want`, skipping others.
+    pub fn until(&self, what: &str, want: impl Fn(&SseEvent) -> bool) -> SseEvent {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => {}
+                Err(_) => panic!("no event: {what}"),
+            }
+        }
+    }
+
+    /// Every event that arrives within `within`.
+    pub fn drain(&self, within: Duration) -> Vec<SseEvent> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        while let Ok(e) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// The simulator and the app, in this process.
+pub struct Harness {
+    pub runtime: tokio::runtime::Runtime,
+    pub sim: Option<Simulator>,
+    pub app: Option<App>,
+    pub dir: TempDir,
+    pub http: ureq::Agent,
+    pub resync_every: Duration,
+}
+
+impl Harness {
+    /// A simulator (fast retries, seeded) with one group chat the user and a colleague are in,
+    /// and the app on it.
+    pub fn start(resync_every: Duration) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = TempDir::new("e2e");
+        let sim = runtime
+            .block_on(Simulator::start(graph_sim::Config {
+                retry_base: Duration::from_millis(100),
+                seed: 7,
+                ..graph_sim::Config::default()
+            }))
+            .unwrap();
+        let mut harness = Self {
+            runtime,
+            sim: Some(sim),
+            app: None,
+            dir,
+            http: agent(),
+            resync_every,
+        };
+        harness.create_chat("Project");
+        harness.start_app();
+        harness
+    }
+
+    pub fn sim(&self) -> &Simulator {
+        self.sim.as_ref().unwrap()
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        self.app().url().to_owned()
+    }
+
+    /// Creates a group chat through the simulator's Graph API, as the user.
+    pub fn create_chat(&self, topic: &str) -> String {
+        let sim = self.sim();
+        let user = sim.identity().user_id;
+        let body = json!({
+            "chatType": "group",
+            "topic": topic,
+            "members": [
+                {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+                 "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{user}')")},
+                {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+                 "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{}')", COLLEAGUE.0)},
+            ],
+        });
+        let mut response = self
+            .http
+            .post(&format!("{}v1.0/chats", sim.base_url()))
+            .header("Authorization", "Bearer test")
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        let chat: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        chat["id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn config(&self) -> Config {
+        let identity = self.sim().identity();
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data: self.dir.path().join("data"),
+            resync_every: self.resync_every,
+            graph: self.sim().base_url(),
+            token: "test".into(),
+            tenant_id: identity.tenant_id,
+            app_id: identity.app_id,
+            user_id: identity.user_id,
+            jwks: JwksSource::Url(identity.jwks_url),
+            public_url: None,
+            key_file: None,
+        }
+    }
+
+    pub fn start_app(&mut self) {
+        let app = self.runtime.block_on(App::start(self.config())).unwrap();
+        self.app = Some(app);
+    }
+
+    pub fn stop_app(&mut self) {
+        if let Some(app) = self.app.take() {
+            self.runtime.block_on(app.shutdown());
+        }
+    }
+
+    pub fn chat_ids(&self) -> Vec<String> {
+        let (status, chats) = get(&self.http, &format!("{}api/chats", self.url()));
+        assert_eq!(status, 200);
+        chats
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn chat(&self, id: &str) -> Value {
+        let (_, chats) = get(&self.http, &format!("{}api/chats", self.url()));
+        chats
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn messages(&self, chat_id: &str) -> Vec<Value> {
+        let (status, items) = get(
+            &self.http,
+            &format!("{}api/chats/{}/messages", self.url(), encode(chat_id)),
+        );
+        assert_eq!(status, 200, "{items}");
+        items.as_array().unwrap().clone()
+    }
+
+    pub fn message(&self, chat_id: &str, id: &str) -> Option<Value> {
+        self.messages(chat_id).into_iter().find(|m| m["id"] == id)
+    }
+
+    /// The colleague writes; the chatMessage the simulator returns.
+    pub fn colleague_writes(&self, chat_id: &str, content: &str, content_type: &str) -> Value {
+        self.sim()
+            .colleague_writes(
+                chat_id,
+                Sender {
+                    id: COLLEAGUE.0.into(),
+                    display_name: COLLEAGUE.1.into(),
+                },
+                content,
+                content_type,
+            )
+            .unwrap()
+    }
+
+    /// Waits until the app's view of `chat_id` matches Graph's truth.
+    pub fn converged(&self, chat_id: &str) {
+        let mut last = String::new();
+        let deadline = Instant::now() + self.resync_every + PATIENCE;
+        loop {
+            let truth = expected_view(&self.sim().truth(chat_id).unwrap(), &self.sim().identity().user_id);
+            let seen = observed_view(&self.messages(chat_id));
+            if truth == seen {
+                return;
+            }
+            last = format!("truth {truth:?}\nseen  {seen:?}");
+            assert!(Instant::now() < deadline, "the view did not converge:\n{last}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop_app();
+        if let Some(sim) = self.sim.take() {
+            self.runtime.block_on(sim.shutdown());
+        }
+    }
+}
+
+pub fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// What the page must show for Graph's messages, by DESIGN section 8's rules, in order:
+/// (id, state, text content). Only what these tests send: text messages.
+pub fn expected_view(truth: &[Value], me: &str) -> Vec<(String, String, Option<String>)> {
+    let mut messages: Vec<&Value> = truth.iter().collect();
+    messages.sort_by_key(|m| {
+        (
+            m["createdDateTime"].as_str().unwrap_or("").to_owned(),
+            m["id"].as_str().and_then(|s| s.parse::<u128>().ok()),
+        )
+    });
+    messages
+        .into_iter()
+        .map(|m| {
+            let id = m["id"].as_str().unwrap_or("").to_owned();
+            let deleted = !m["deletedDateTime"].is_null();
+            let blocked = m["policyViolation"]["dlpAction"] == "BlockAccess"
+                && m["from"]["user"]["id"] != me;
+            let state = if deleted {
+                "deleted"
+            } else if blocked {
+                "blocked"
+            } else if !m["lastEditedDateTime"].is_null() {
+                "edited"
+            } else {
+                "visible"
+            };
+            let content = (state == "visible" || state == "edited")
+                .then(|| m["body"]["content"].as_str().unwrap_or("").to_owned());
+            (id, state.to_owned(), content)
+        })
+        .collect()
+}
+
+pub fn observed_view(items: &[Value]) -> Vec<(String, String, Option<String>)> {
+    items
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or("").to_owned(),
+                m["state"].as_str().unwrap_or("").to_owned(),
+                m["content"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
