@@ -178,21 +178,22 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 /// On a fresh data directory: a group chat and a one-on-one chat with a few messages, created
 /// through Graph as the guide does (step 2 and 3), the colleagues' through the simulator.
+async fn create_chat(sync: &Sync, request: CreateChat) -> Result<String, String> {
+    let request = request.build().map_err(|e| e.to_string())?;
+    let answer = sync.send(request).await.map_err(|e| e.to_string())?;
+    if !answer.is_success() {
+        return Err(format!("creating a chat: Graph answered {}", answer.status));
+    }
+    let chat = created_chat(&answer.body).map_err(|e| e.to_string())?;
+    let id: Option<&str> = chat.id.as_deref();
+    id.map(str::to_owned)
+        .ok_or_else(|| "the created chat has no id".to_string())
+}
+
 async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
     let me = sync.user_id().to_owned();
-    let create = |request: CreateChat| async move {
-        let request = request.build().map_err(|e| e.to_string())?;
-        let answer = sync.send(request).await.map_err(|e| e.to_string())?;
-        if !answer.is_success() {
-            return Err(format!("creating a chat: Graph answered {}", answer.status));
-        }
-        let chat = created_chat(&answer.body).map_err(|e| e.to_string())?;
-        chat.id
-            .as_deref()
-            .map(str::to_owned)
-            .ok_or_else(|| "the created chat has no id".to_string())
-    };
-    let group = create(
+    let group = create_chat(
+        sync,
         CreateChat::group([
             ChatMember::owner(me.clone()),
             ChatMember::owner(MEGAN.0),
@@ -201,7 +202,7 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
         .topic("Launch plan"),
     )
     .await?;
-    let direct = create(CreateChat::one_on_one(
+    let direct = create_chat(sync, CreateChat::one_on_one(
         ChatMember::owner(me.clone()),
         ChatMember::owner(MEGAN.0),
     ))

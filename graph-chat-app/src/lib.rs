@@ -190,6 +190,8 @@ impl App {
                 certificate_der,
                 certificate_id,
                 client_state,
+                // Without a public URL the webhook is this address: only a local Graph reaches it.
+                loopback_http: config.public_url.is_none(),
             },
         ));
         let handler_sync = Arc::clone(&sync);

@@ -97,6 +97,8 @@ pub struct Subscriber {
     pub certificate_id: String,
     /// The secret echoed in every notification.
     pub client_state: String,
+    /// Whether `http://` loopback URLs are allowed (a local Graph only).
+    pub loopback_http: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -236,6 +238,9 @@ impl Sync {
             .lifecycle_url(s.lifecycle_url.clone())
             .include_resource_data(s.certificate_der.clone(), s.certificate_id.clone())
             .client_state(s.client_state.clone());
+        if s.loopback_http {
+            request = request.allow_loopback_http();
+        }
         if kind == Kind::Chats {
             request = request.user_specific_properties();
         }

@@ -122,7 +122,13 @@ fn unread_counts_come_from_the_viewpoint_and_reading_goes_through_graph() {
     assert_eq!(h.chat(&chat)["unreadCount"], 0);
     // Graph holds the read too: a fresh app on the same Graph sees it.
     let user = h.sim().identity().user_id;
-    let (_, graph_chat) = get(&h.http, &format!("{}v1.0/users/{user}/chats/{}", h.sim().base_url(), common::encode(&chat)));
+    let mut response = h
+        .http
+        .get(&format!("{}v1.0/users/{user}/chats/{}", h.sim().base_url(), common::encode(&chat)))
+        .header("Authorization", "Bearer test")
+        .call()
+        .unwrap();
+    let graph_chat: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     assert!(graph_chat["viewpoint"]["lastMessageReadDateTime"].is_string(), "{graph_chat}");
 }
 

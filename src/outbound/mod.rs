@@ -448,6 +448,7 @@ pub struct SubscriptionRequest {
     client_state: Option<String>,
     tls: Option<TlsVersion>,
     version: Option<ApiVersion>,
+    loopback_http: bool,
 }
 
 impl fmt::Debug for SubscriptionRequest {
@@ -498,6 +499,7 @@ impl SubscriptionRequest {
             client_state: None,
             tls: None,
             version: None,
+            loopback_http: false,
         }
     }
 
@@ -580,6 +582,23 @@ impl SubscriptionRequest {
         self
     }
 
+    /// Also accept `http://` notification and lifecycle URLs on a loopback address
+    /// (`127.0.0.0/8`, `[::1]`, `localhost`), for a local Graph such as `graph-sim`. Microsoft
+    /// Graph itself delivers only to `https://` URLs and refuses these.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use graph_chat_notifications::outbound::{Resource, SubscriptionRequest};
+    /// let request = SubscriptionRequest::builder(Resource::chat_messages("19:a@thread.v2"), "http://127.0.0.1:8080/notifications")
+    ///     .expires_in(SystemTime::now(), Duration::from_secs(1800));
+    /// assert!(request.build().is_err());
+    /// assert!(request.allow_loopback_http().build().is_ok());
+    /// ```
+    pub fn allow_loopback_http(mut self) -> Self {
+        self.loopback_http = true;
+        self
+    }
+
     /// The resource string with its query options, as the body's `resource` carries it.
     fn resource_string(&self, support: &Support) -> Result<String, SubscriptionError> {
         let path = self.resource.path();
@@ -649,9 +668,9 @@ impl SubscriptionRequest {
             check_path_id(what, id)?;
         }
         let change_type = change_type_list(&self.change_types)?;
-        check_delivery_url("notificationUrl", &self.notification_url)?;
+        check_delivery_url("notificationUrl", &self.notification_url, self.loopback_http)?;
         if let Some(url) = &self.lifecycle_url {
-            check_delivery_url("lifecycleNotificationUrl", url)?;
+            check_delivery_url("lifecycleNotificationUrl", url, self.loopback_http)?;
         }
         let support = self.resource.support();
         let resource = self.resource_string(&support)?;
@@ -810,7 +829,11 @@ fn encode_query_value(v: &str) -> Cow<'_, str> {
     percent_encoding::utf8_percent_encode(v, NOT_UNRESERVED).into()
 }
 
-fn check_delivery_url(field: &'static str, raw: &str) -> Result<(), SubscriptionError> {
+fn check_delivery_url(
+    field: &'static str,
+    raw: &str,
+    loopback_http: bool,
+) -> Result<(), SubscriptionError> {
     let bad = |reason| Err(SubscriptionError::BadUrl { field, reason });
     if let Some(rest) = strip_prefix_ignore_case(raw, "EventHub:") {
         let Ok(url) = url::Url::parse(rest) else {
@@ -848,7 +871,13 @@ fn check_delivery_url(field: &'static str, raw: &str) -> Result<(), Subscription
     let Ok(url) = url::Url::parse(raw) else {
         return bad("not a URL");
     };
-    if url.scheme() != "https" {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() != "https" && !(loopback_http && loopback && url.scheme() == "http") {
         return bad("Graph delivers only to https URLs");
     }
     if url.host_str().is_none_or(str::is_empty) {

@@ -336,7 +336,6 @@ impl Harness {
 
     /// Waits until the app's view of `chat_id` matches Graph's truth.
     pub fn converged(&self, chat_id: &str) {
-        let mut last = String::new();
         let deadline = Instant::now() + self.resync_every + PATIENCE;
         loop {
             let truth = expected_view(&self.sim().truth(chat_id).unwrap(), &self.sim().identity().user_id);
@@ -344,8 +343,10 @@ impl Harness {
             if truth == seen {
                 return;
             }
-            last = format!("truth {truth:?}\nseen  {seen:?}");
-            assert!(Instant::now() < deadline, "the view did not converge:\n{last}");
+            assert!(
+                Instant::now() < deadline,
+                "the view did not converge:\ntruth {truth:?}\nseen  {seen:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

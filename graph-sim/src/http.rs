@@ -1,0 +1,428 @@
+//! The HTTP face: Graph's API under `/v1.0/` and `/beta/`, the JWKS, and `/_sim/`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::sim::{HostedAnswer, Scope, Shared};
+use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
+use crate::{Faults, Sender};
+
+/// Request bodies larger than this are refused (413) before they are read further.
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// What a throttled call is told to wait, in seconds.
+const RETRY_AFTER_SECS: u32 = 1;
+
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    let mut stop = shared.stop_tx.subscribe();
+    let app = Router::new().fallback(handle).with_state(shared);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+    })
+}
+
+enum Answer {
+    Json(u16, Value),
+    NoContent,
+    Empty(u16),
+    Bytes(String, Vec<u8>),
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let request_id = guid();
+    let body = json!({"error": {
+        "code": e.code,
+        "message": e.message,
+        "innerError": {"date": fmt_ms(now_ms()), "request-id": request_id, "client-request-id": request_id},
+    }});
+    let mut r = (
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = request_id.parse() {
+        r.headers_mut().insert("request-id", v);
+    }
+    r
+}
+
+fn respond(a: ApiResult<Answer>) -> Response {
+    match a {
+        Err(e) => error_response(&e),
+        Ok(Answer::Json(status, v)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
+        Ok(Answer::NoContent) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Answer::Empty(status)) => StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::OK)
+            .into_response(),
+        Ok(Answer::Bytes(ct, bytes)) => {
+            ([(header::CONTENT_TYPE, ct)], Body::from(bytes)).into_response()
+        }
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("The request body is over {BODY_LIMIT} bytes, or could not be read"),
+            ))
+        }
+    };
+    let raw_path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("");
+    let mut segs: Vec<String> = raw_path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    while segs.len() > 1 && segs.last().is_some_and(String::is_empty) {
+        segs.pop();
+    }
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let pairs = query_pairs(query);
+    let self_url = format!("{}{}", shared.base_url.trim_end_matches('/'), raw_path);
+    let m = &parts.method;
+
+    match segs.as_slice() {
+        ["common", "discovery", "v2.0", "keys"] | ["common", "discovery", "keys"]
+            if m == Method::GET =>
+        {
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                shared.jwks.clone(),
+            )
+                .into_response()
+        }
+        ["common", "v2.0", ".well-known", "openid-configuration"] if m == Method::GET => {
+            let id = shared.identity();
+            return respond(Ok(Answer::Json(
+                200,
+                json!({
+                    "issuer": format!("https://login.microsoftonline.com/{}/v2.0", id.tenant_id),
+                    "jwks_uri": id.jwks_url,
+                }),
+            )));
+        }
+        ["_sim", rest @ ..] => return respond(control(&shared, m, rest, &body)),
+        [version @ ("v1.0" | "beta"), rest @ ..] => {
+            let authorized = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+            if !authorized {
+                return error_response(&ApiError::new(
+                    401,
+                    "InvalidAuthenticationToken",
+                    "Access token is empty.",
+                ));
+            }
+            if shared.throttled() {
+                let mut r = error_response(&ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    format!("Too many requests. Retry after {RETRY_AFTER_SECS} second(s)."),
+                ));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+                return r;
+            }
+            let answer = graph(&shared, m, version, rest, &body, &pairs, &self_url).await;
+            return respond(answer);
+        }
+        _ => {}
+    }
+    error_response(&ApiError::new(
+        404,
+        "UnknownError",
+        format!("No such resource: {} {raw_path}", parts.method),
+    ))
+}
+
+fn not_found(m: &Method, rest: &[&str]) -> ApiError {
+    ApiError::new(
+        404,
+        "UnknownError",
+        format!(
+            "Resource not found for the segment: {m} /{}",
+            rest.join("/")
+        ),
+    )
+}
+
+async fn graph(
+    shared: &Arc<Shared>,
+    m: &Method,
+    version: &str,
+    rest: &[&str],
+    body: &[u8],
+    pairs: &[(String, String)],
+    self_url: &str,
+) -> ApiResult<Answer> {
+    use Answer::{Json, NoContent};
+    let get = m == Method::GET;
+    let post = m == Method::POST;
+    let patch = m == Method::PATCH;
+    let delete = m == Method::DELETE;
+    Ok(match rest {
+        // subscriptions
+        ["subscriptions"] if post => Json(201, shared.create_subscription(version, body).await?),
+        ["subscriptions"] if get => Json(200, shared.list_subscriptions(version)),
+        ["subscriptions", id] if get => Json(200, shared.get_subscription(id)?),
+        ["subscriptions", id] if patch => Json(200, shared.renew(id, body)?),
+        ["subscriptions", id] if delete => {
+            shared.delete_subscription(id)?;
+            NoContent
+        }
+        ["subscriptions", id, "reauthorize"] if post => {
+            shared.reauthorize(id)?;
+            Answer::Empty(200)
+        }
+        // chats
+        ["chats"] if post => Json(201, shared.create_chat(body)?),
+        ["chats"] if get => Json(200, shared.list_chats("me", pairs, self_url)?),
+        ["chats", c] if get => Json(200, shared.get_chat(c, None, pairs)?),
+        ["chats", c] if patch => {
+            shared.patch_chat(c, body)?;
+            NoContent
+        }
+        ["chats", c] if delete => {
+            shared.delete_chat(c)?;
+            NoContent
+        }
+        ["chats", c, "members"] if get => Json(200, shared.list_members(c, None)?),
+        ["chats", c, "messages"] if get => Json(
+            200,
+            shared.list_messages(Scope::Chat(c.to_string()), pairs, self_url)?,
+        ),
+        ["chats", c, "messages"] if post => Json(201, shared.send_message(c, body)?),
+        ["chats", c, action @ ("markChatReadForUser"
+        | "markChatUnreadForUser"
+        | "hideForUser"
+        | "unhideForUser")]
+            if post =>
+        {
+            shared.viewpoint_action(c, action, body)?;
+            NoContent
+        }
+        ["chats", c, "messages", id] if get => Json(200, shared.get_message(c, id, None)?),
+        ["chats", c, "messages", id] if patch => {
+            shared.edit_message(c, id, body, true)?;
+            NoContent
+        }
+        ["chats", c, "messages", id, action] if post => {
+            message_action(shared, None, c, id, action, body, m, rest)?
+        }
+        ["chats", c, "messages", id, "hostedContents", more @ ..] if get => {
+            hosted(shared, c, id, more, m, rest)?
+        }
+        // a user's view
+        [scope @ ("me" | "users"), tail @ ..] => {
+            let (user, tail) = match (*scope, tail) {
+                ("me", t) => ("me", t),
+                (_, [u, t @ ..]) => (*u, t),
+                _ => return Err(not_found(m, rest)),
+            };
+            match tail {
+                ["chats"] if get => Json(200, shared.list_chats(user, pairs, self_url)?),
+                ["chats", "getAllMessages"] if get => Json(
+                    200,
+                    shared.list_messages(Scope::UserAll(user.to_string()), pairs, self_url)?,
+                ),
+                ["chats", "getAllMessages", "delta"] if get => {
+                    Json(200, shared.delta(user, pairs, self_url)?)
+                }
+                ["chats", c] if get => Json(200, shared.get_chat(c, Some(user), pairs)?),
+                ["chats", c, "members"] if get => Json(200, shared.list_members(c, Some(user))?),
+                ["chats", c, "messages"] if get => Json(
+                    200,
+                    shared.list_messages(
+                        Scope::UserChat(user.to_string(), c.to_string()),
+                        pairs,
+                        self_url,
+                    )?,
+                ),
+                ["chats", c, "messages", id] if get => {
+                    Json(200, shared.get_message(c, id, Some(user))?)
+                }
+                ["chats", c, "messages", id, action] if post => {
+                    message_action(shared, Some(user), c, id, action, body, m, rest)?
+                }
+                ["chats", c, "messages", id, "hostedContents", more @ ..] if get => {
+                    hosted(shared, c, id, more, m, rest)?
+                }
+                _ => return Err(not_found(m, rest)),
+            }
+        }
+        _ => return Err(not_found(m, rest)),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message_action(
+    shared: &Arc<Shared>,
+    user: Option<&str>,
+    chat: &str,
+    id: &str,
+    action: &str,
+    body: &[u8],
+    m: &Method,
+    rest: &[&str],
+) -> ApiResult<Answer> {
+    let by = Some(user.unwrap_or("me"));
+    match action {
+        "softDelete" => shared.soft_delete(chat, id, by, true)?,
+        "undoSoftDelete" => shared.soft_delete(chat, id, by, false)?,
+        "setReaction" if user.is_none() => shared.reaction(chat, id, body, true)?,
+        "unsetReaction" if user.is_none() => shared.reaction(chat, id, body, false)?,
+        _ => return Err(not_found(m, rest)),
+    }
+    Ok(Answer::NoContent)
+}
+
+fn hosted(
+    shared: &Shared,
+    chat: &str,
+    id: &str,
+    more: &[&str],
+    m: &Method,
+    rest: &[&str],
+) -> ApiResult<Answer> {
+    Ok(match more {
+        [] => match shared.hosted(chat, id, None)? {
+            HostedAnswer::List(v) => Answer::Json(200, json!({"value": v})),
+            HostedAnswer::Bytes(..) => return Err(not_found(m, rest)),
+        },
+        [h] => match shared.hosted(chat, id, Some(h))? {
+            HostedAnswer::Bytes(_, _, hid) => Answer::Json(
+                200,
+                json!({"id": hid, "contentBytes": null, "contentType": null}),
+            ),
+            HostedAnswer::List(_) => return Err(not_found(m, rest)),
+        },
+        [h, "$value"] => match shared.hosted(chat, id, Some(h))? {
+            HostedAnswer::Bytes(ct, bytes, _) => Answer::Bytes(ct, bytes),
+            HostedAnswer::List(_) => return Err(not_found(m, rest)),
+        },
+        _ => return Err(not_found(m, rest)),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("The request body does not fit: {e}")))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ColleagueMessage {
+    from: Sender,
+    content: String,
+    #[serde(default)]
+    content_type: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Edit {
+    content: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Verdict {
+    dlp_action: String,
+}
+
+/// `/_sim/`: the controls and the truth.
+fn control(shared: &Arc<Shared>, m: &Method, rest: &[&str], body: &[u8]) -> ApiResult<Answer> {
+    use Answer::{Json, NoContent};
+    let get = m == Method::GET;
+    let post = m == Method::POST;
+    Ok(match rest {
+        ["chats"] if get => Json(200, json!({"value": shared.chat_ids()})),
+        ["chats", c, "messages"] if post => {
+            let b: ColleagueMessage = parse(body)?;
+            let ct = b.content_type.unwrap_or_else(|| "text".into());
+            Json(201, shared.colleague_writes(c, &b.from, &b.content, &ct)?)
+        }
+        ["chats", c, "messages"] if get => Json(200, json!({"value": shared.truth(c)?})),
+        ["chats", c, "messages", id] if m == Method::PATCH => {
+            let b: Edit = parse(body)?;
+            shared.colleague_edits(c, id, &b.content)?;
+            NoContent
+        }
+        ["chats", c, "messages", id] if m == Method::DELETE => {
+            shared.soft_delete(c, id, None, true)?;
+            NoContent
+        }
+        ["chats", c, "messages", id, "policyViolation"] if post => {
+            let b: Verdict = parse(body)?;
+            shared.policy_violation(c, id, &b.dlp_action)?;
+            NoContent
+        }
+        ["faults"] if post => {
+            let f: Faults = parse(body)?;
+            shared.set_faults(f)?;
+            NoContent
+        }
+        ["faults"] if get => Json(
+            200,
+            serde_json::to_value(shared.faults()).unwrap_or_default(),
+        ),
+        ["subscriptions"] if get => Json(200, json!({"value": shared.subscription_ids()})),
+        ["subscriptions", id, "expire"] if post => {
+            shared.expire(id)?;
+            NoContent
+        }
+        ["subscriptions", id, "remove"] if post => {
+            shared.remove(id)?;
+            NoContent
+        }
+        ["deliveries"] if get => Json(
+            200,
+            serde_json::to_value(shared.deliveries()).unwrap_or_default(),
+        ),
+        ["identity"] if get => Json(
+            200,
+            serde_json::to_value(shared.identity()).unwrap_or_default(),
+        ),
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "UnknownError",
+                format!("No control {m} /_sim/{}", rest.join("/")),
+            ))
+        }
+    })
+}
