@@ -44,7 +44,7 @@ const USAGE: &str = "usage: chat [--listen ADDR] [--data DIR] [--colleague-every
 [--token TOKEN | --token-file FILE] [--public-url URL] [--key PEM]]";
 
 /// The demo's colleagues, who write through the simulator.
-const MEGAN: (&str, &str) = ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Megan Bowen");
+const ADELE: (&str, &str) = ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Adele Vance");
 const ALEX: (&str, &str) = ("8d0f6b51-3b9e-4a57-9a4e-7e1b3c2d4e02", "Alex Wilber");
 
 struct Args {
@@ -196,7 +196,7 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
         sync,
         CreateChat::group([
             ChatMember::owner(me.clone()),
-            ChatMember::owner(MEGAN.0),
+            ChatMember::owner(ADELE.0),
             ChatMember::owner(ALEX.0),
         ])
         .topic("Launch plan"),
@@ -204,7 +204,7 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
     .await?;
     let direct = create_chat(sync, CreateChat::one_on_one(
         ChatMember::owner(me.clone()),
-        ChatMember::owner(MEGAN.0),
+        ChatMember::owner(ADELE.0),
     ))
     .await?;
     let colleague = |(id, name): (&str, &str)| Sender {
@@ -216,7 +216,7 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    say(&group, MEGAN, "Morning! The draft of the launch post is ready for review.", "text")?;
+    say(&group, ADELE, "Morning! The draft of the launch post is ready for review.", "text")?;
     let mine = MessageRequest::send(group.clone(), "Thanks, reading it now.")
         .build()
         .map_err(|e| e.to_string())?;
@@ -230,7 +230,7 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
         "<p>Looks <b>great</b>. Two notes:</p><ul><li>shorter title</li><li>link the <a href=\"https://learn.microsoft.com/graph/teams-changenotifications-chatmessage\">docs</a></li></ul>",
         "html",
     )?;
-    say(&direct, MEGAN, "Lunch at noon?", "text")?;
+    say(&direct, ADELE, "Lunch at noon?", "text")?;
     sync.store()
         .set_setting("demo", &group)
         .map_err(|e| e.to_string())?;
@@ -256,7 +256,7 @@ async fn colleague(sim: Arc<Simulator>, every: Duration) {
         let Some(chat) = chats.get(n % chats.len().max(1)) else {
             continue;
         };
-        let who = if n % 2 == 0 { MEGAN } else { ALEX };
+        let who = if n % 2 == 0 { ADELE } else { ALEX };
         let theirs: Vec<String> = sim
             .truth(chat)
             .unwrap_or_default()
