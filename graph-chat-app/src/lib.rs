@@ -204,9 +204,13 @@ impl App {
         let (stop, stopped) = watch::channel(false);
         let router = web::router(Arc::clone(&sync), stopped.clone()).merge(webhook.router());
         let mut server_stop = stopped.clone();
+        // The webhook's own server for the whole router: head and idle deadlines, connection
+        // caps per address (the event stream's keep-alive keeps it under the idle deadline).
+        let webhook = Arc::new(webhook);
+        let serving = Arc::clone(&webhook);
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
+            serving
+                .serve_router(router, listener, async move {
                     let _ = server_stop.wait_for(|s| *s).await;
                 })
                 .await

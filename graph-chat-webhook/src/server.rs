@@ -333,6 +333,23 @@ impl Webhook {
         crate::conn::serve(Arc::clone(&self.shared), self.router(), listener, shutdown).await
     }
 
+    /// [`serve`](Self::serve) for a program's own router, which holds [`router`](Self::router)
+    /// beside its other routes (`app.merge(webhook.router())`): one listener, under the same
+    /// connection bounds. A long-lived response (Server-Sent Events) must send something at
+    /// least every [`ServerLimits::idle_deadline`] (a keep-alive comment), or the connection is
+    /// closed as idle.
+    pub async fn serve_router<F>(
+        &self,
+        router: Router,
+        listener: tokio::net::TcpListener,
+        shutdown: F,
+    ) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        crate::conn::serve(Arc::clone(&self.shared), router, listener, shutdown).await
+    }
+
     /// Starts one worker thread per core, each handing stored batches to `handler`.
     pub fn start_workers(&self, handler: impl Handler) -> Workers {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
