@@ -11,7 +11,6 @@
 //! its cores, as they would on a laptop.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::HashMap;

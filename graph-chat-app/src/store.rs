@@ -502,12 +502,15 @@ fn log_event(tx: &rusqlite::Transaction<'_>, data: &Value) -> Result<Event, Stor
     Ok(Event { id, data: text })
 }
 
+/// A message row's version fields and JSON: modified, deleted, etag, content, json.
+type StoredRow = (Option<String>, bool, Option<String>, String, String);
+
 fn stored_version(
     tx: &rusqlite::Transaction<'_>,
     chat_id: &str,
     id: &str,
 ) -> Result<Option<(MessageVersion, String)>, StoreError> {
-    let row: Option<(Option<String>, bool, Option<String>, String, String)> = tx
+    let row: Option<StoredRow> = tx
         .query_row(
             "SELECT v_modified, v_deleted, v_etag, v_content, json FROM messages \
              WHERE chat_id = ?1 AND id = ?2",

@@ -4,6 +4,7 @@
 
 #[path = "../../../tests/common/example.rs"]
 mod example;
+#[allow(unused_imports)]
 pub use example::example_path;
 
 use std::io::BufRead;
