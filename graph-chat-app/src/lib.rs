@@ -330,6 +330,11 @@ fn apply(sync: &Sync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
             }),
         ) if deleted => {
             store.apply_deletion(chat_id, message_id)?;
+            // A deletion without data has no time: a version delivered after it could be older
+            // or newer. Graph's copy settles it.
+            if let Err(e) = sync.read_message_blocking(chat_id, message_id) {
+                tracing::warn!(chat = %chat_id, error = %e, "cannot read a deleted message; the next resync will");
+            }
         }
         // A chat changed (its topic, its members, the user's viewpoint): its read for the user
         // is the truth now, whatever order its notifications come in.

@@ -473,6 +473,24 @@ impl Sync {
         Ok(())
     }
 
+    /// Reads one message (blocking, for the workers) into the cache; one Graph no longer has is
+    /// left as it is.
+    pub fn read_message_blocking(&self, chat_id: &str, message_id: &str) -> Result<(), SyncError> {
+        let answer = self
+            .graph
+            .send(&outbound::get_message(chat_id, message_id)?)?;
+        if answer.status == 404 {
+            return Ok(());
+        }
+        expect_success("GET message", &answer)?;
+        let text = String::from_utf8(answer.body).map_err(|_| SyncError::Answer {
+            what: "GET message".into(),
+            reason: "not UTF-8".into(),
+        })?;
+        self.store.apply_message(chat_id, &text, false)?;
+        Ok(())
+    }
+
     /// Reads a chat's messages changed since its watermark, every page, then moves the
     /// watermark to the newest change read (less an overlap).
     pub async fn read_messages(&self, chat_id: &str) -> Result<(), SyncError> {

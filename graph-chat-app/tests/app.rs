@@ -10,7 +10,10 @@ use graph_sim::Faults;
 use serde_json::{json, Value};
 
 fn first_chat(h: &Harness) -> String {
-    h.chat_ids().into_iter().next().expect("the app lists the chat")
+    h.chat_ids()
+        .into_iter()
+        .next()
+        .expect("the app lists the chat")
 }
 
 #[test]
@@ -25,13 +28,27 @@ fn the_api_lists_chats_and_messages_in_the_contract_shape() {
     let sent = h.colleague_writes(&chat, "hello", "text");
     let id = sent["id"].as_str().unwrap().to_owned();
     let m = wait_for("the colleague's message", || h.message(&chat, &id));
-    for key in ["id", "createdDateTime", "lastModifiedDateTime", "from", "contentType", "content", "state"] {
+    for key in [
+        "id",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "from",
+        "contentType",
+        "content",
+        "state",
+    ] {
         assert!(m.get(key).is_some(), "{key} missing from {m}");
     }
-    assert_eq!(m["from"], json!({"id": COLLEAGUE.0, "displayName": COLLEAGUE.1}));
+    assert_eq!(
+        m["from"],
+        json!({"id": COLLEAGUE.0, "displayName": COLLEAGUE.1})
+    );
     assert_eq!(m["state"], "visible");
     assert_eq!(m["content"], "hello");
-    let (status, _) = get(&h.http, &format!("{}api/chats/19%3Anope%40thread.v2/messages", h.url()));
+    let (status, _) = get(
+        &h.http,
+        &format!("{}api/chats/19%3Anope%40thread.v2/messages", h.url()),
+    );
     assert_eq!(status, 404);
 }
 
@@ -42,12 +59,16 @@ fn a_colleagues_message_is_pushed_live_and_the_event_names_it() {
     let events = Sse::open(&h.url(), None, None);
     let sent = h.colleague_writes(&chat, "live one", "text");
     let id = sent["id"].as_str().unwrap();
-    let event = events.until("the message event", |e| e.data["kind"] == "message" && e.data["id"] == id);
+    let event = events.until("the message event", |e| {
+        e.data["kind"] == "message" && e.data["id"] == id
+    });
     assert_eq!(event.data["chatId"], chat.as_str());
     assert_eq!(event.data["content"], "live one");
     assert!(event.id.is_some());
     // The chat's unread count changed with it: a chat event.
-    let chat_event = events.until("the chat event", |e| e.data["kind"] == "chat" && e.data["id"] == chat.as_str());
+    let chat_event = events.until("the chat event", |e| {
+        e.data["kind"] == "chat" && e.data["id"] == chat.as_str()
+    });
     assert!(chat_event.data["unreadCount"].as_u64().unwrap() >= 1);
 }
 
@@ -90,20 +111,35 @@ fn a_message_sent_from_the_page_shows_once() {
 fn edits_deletes_and_dlp_verdicts_change_the_state_and_hide_content() {
     let h = Harness::start(Duration::from_secs(60));
     let chat = first_chat(&h);
-    let id = h.colleague_writes(&chat, "draft", "text")["id"].as_str().unwrap().to_owned();
+    let id = h.colleague_writes(&chat, "draft", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for("the message", || h.message(&chat, &id));
     h.sim().colleague_edits(&chat, &id, "final").unwrap();
-    let m = wait_for("the edit", || h.message(&chat, &id).filter(|m| m["state"] == "edited"));
+    let m = wait_for("the edit", || {
+        h.message(&chat, &id).filter(|m| m["state"] == "edited")
+    });
     assert_eq!(m["content"], "final");
 
-    let blocked = h.colleague_writes(&chat, "card number 4111", "text")["id"].as_str().unwrap().to_owned();
+    let blocked = h.colleague_writes(&chat, "card number 4111", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for("the second message", || h.message(&chat, &blocked));
-    h.sim().policy_violation(&chat, &blocked, "BlockAccess").unwrap();
-    let m = wait_for("the DLP verdict", || h.message(&chat, &blocked).filter(|m| m["state"] == "blocked"));
+    h.sim()
+        .policy_violation(&chat, &blocked, "BlockAccess")
+        .unwrap();
+    let m = wait_for("the DLP verdict", || {
+        h.message(&chat, &blocked)
+            .filter(|m| m["state"] == "blocked")
+    });
     assert_eq!(m["content"], Value::Null);
 
     h.sim().colleague_deletes(&chat, &id).unwrap();
-    let m = wait_for("the delete", || h.message(&chat, &id).filter(|m| m["state"] == "deleted"));
+    let m = wait_for("the delete", || {
+        h.message(&chat, &id).filter(|m| m["state"] == "deleted")
+    });
     assert_eq!(m["content"], Value::Null);
     // Deleted messages keep their place.
     let ids: Vec<Value> = h.messages(&chat).iter().map(|m| m["id"].clone()).collect();
@@ -116,20 +152,34 @@ fn unread_counts_come_from_the_viewpoint_and_reading_goes_through_graph() {
     let chat = first_chat(&h);
     h.colleague_writes(&chat, "one", "text");
     h.colleague_writes(&chat, "two", "text");
-    wait_for("two unread", || (h.chat(&chat)["unreadCount"] == 2).then_some(()));
-    let (status, _) = post(&h.http, &format!("{}api/chats/{}/read", h.url(), common::encode(&chat)), &json!({}));
+    wait_for("two unread", || {
+        (h.chat(&chat)["unreadCount"] == 2).then_some(())
+    });
+    let (status, _) = post(
+        &h.http,
+        &format!("{}api/chats/{}/read", h.url(), common::encode(&chat)),
+        &json!({}),
+    );
     assert_eq!(status, 204);
     assert_eq!(h.chat(&chat)["unreadCount"], 0);
     // Graph holds the read too: a fresh app on the same Graph sees it.
     let user = h.sim().identity().user_id;
     let mut response = h
         .http
-        .get(&format!("{}v1.0/users/{user}/chats/{}", h.sim().base_url(), common::encode(&chat)))
+        .get(&format!(
+            "{}v1.0/users/{user}/chats/{}",
+            h.sim().base_url(),
+            common::encode(&chat)
+        ))
         .header("Authorization", "Bearer test")
         .call()
         .unwrap();
-    let graph_chat: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-    assert!(graph_chat["viewpoint"]["lastMessageReadDateTime"].is_string(), "{graph_chat}");
+    let graph_chat: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(
+        graph_chat["viewpoint"]["lastMessageReadDateTime"].is_string(),
+        "{graph_chat}"
+    );
 }
 
 #[test]
@@ -155,8 +205,18 @@ fn teams_html_from_a_sender_is_sanitized() {
 }
 
 fn ureq_text(h: &Harness, path: &str) -> String {
-    let mut r = h.http.get(&format!("{}{}", h.url(), path.trim_start_matches('/'))).call().unwrap();
-    let csp = r.headers().get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+    let mut r = h
+        .http
+        .get(&format!("{}{}", h.url(), path.trim_start_matches('/')))
+        .call()
+        .unwrap();
+    let csp = r
+        .headers()
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     r.body_mut().read_to_string().unwrap()
 }
@@ -166,10 +226,23 @@ fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
     let h = Harness::start(Duration::from_secs(60));
     let chat = first_chat(&h);
     let mut response = h.http.get(&format!("{}api/chats", h.url())).call().unwrap();
-    let mark: i64 = response.headers().get("x-last-event-id").unwrap().to_str().unwrap().parse().unwrap();
+    let mark: i64 = response
+        .headers()
+        .get("x-last-event-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let _ = response.body_mut().read_to_string();
-    let a = h.colleague_writes(&chat, "a", "text")["id"].as_str().unwrap().to_owned();
-    let b = h.colleague_writes(&chat, "b", "text")["id"].as_str().unwrap().to_owned();
+    let a = h.colleague_writes(&chat, "a", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = h.colleague_writes(&chat, "b", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for("both", || h.message(&chat, &b).and(h.message(&chat, &a)));
     // From the snapshot's mark: both messages (in the order the app took them in: deliveries
     // race), nothing older.
@@ -195,11 +268,21 @@ fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
 fn a_dropped_notification_is_found_by_the_next_resync() {
     let h = Harness::start(Duration::from_secs(2));
     let chat = first_chat(&h);
-    h.sim().set_faults(Faults { drop: 1.0, ..Faults::default() }).unwrap();
+    h.sim()
+        .set_faults(Faults {
+            drop: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
     let dropped = h.sim().deliveries().dropped;
-    let id = h.colleague_writes(&chat, "lost in transit", "text")["id"].as_str().unwrap().to_owned();
+    let id = h.colleague_writes(&chat, "lost in transit", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Every notification of it was dropped: only a read can find it.
-    wait_for("the drops", || (h.sim().deliveries().dropped > dropped).then_some(()));
+    wait_for("the drops", || {
+        (h.sim().deliveries().dropped > dropped).then_some(())
+    });
     wait_for("the resync to read it", || h.message(&chat, &id));
     h.converged(&chat);
 }
@@ -213,14 +296,20 @@ fn a_silently_expired_subscription_is_recreated_and_the_gap_read() {
     for id in &before {
         h.sim().expire_subscription(id).unwrap();
     }
-    let id = h.colleague_writes(&chat, "while nobody listened", "text")["id"].as_str().unwrap().to_owned();
+    let id = h.colleague_writes(&chat, "while nobody listened", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for("new subscriptions", || {
         let now = h.sim().subscription_ids();
         (now.len() == 2 && now.iter().all(|s| !before.contains(s))).then_some(())
     });
     wait_for("the gap read", || h.message(&chat, &id));
     // And notifications flow again.
-    let next = h.colleague_writes(&chat, "after", "text")["id"].as_str().unwrap().to_owned();
+    let next = h.colleague_writes(&chat, "after", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for("a live message", || h.message(&chat, &next));
 }
 
@@ -250,10 +339,19 @@ fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
         .unwrap();
     let mut ids = Vec::new();
     for n in 0..6 {
-        ids.push(h.colleague_writes(&chat, &format!("m{n}"), "text")["id"].as_str().unwrap().to_owned());
+        ids.push(
+            h.colleague_writes(&chat, &format!("m{n}"), "text")["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    h.sim().colleague_edits(&chat, &ids[1], "m1 edited").unwrap();
-    h.sim().colleague_edits(&chat, &ids[1], "m1 edited twice").unwrap();
+    h.sim()
+        .colleague_edits(&chat, &ids[1], "m1 edited")
+        .unwrap();
+    h.sim()
+        .colleague_edits(&chat, &ids[1], "m1 edited twice")
+        .unwrap();
     h.sim().colleague_deletes(&chat, &ids[2]).unwrap();
     h.converged(&chat);
     let m1 = h.message(&chat, &ids[1]).unwrap();
@@ -264,15 +362,50 @@ fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
 fn a_restart_shows_the_same_and_reads_what_came_meanwhile() {
     let mut h = Harness::start(Duration::from_secs(60));
     let chat = first_chat(&h);
-    let id = h.colleague_writes(&chat, "before", "text")["id"].as_str().unwrap().to_owned();
+    let id = h.colleague_writes(&chat, "before", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for("the message", || h.message(&chat, &id));
     let seen = h.messages(&chat);
     h.stop_app();
-    let meanwhile = h.colleague_writes(&chat, "while the app was down", "text")["id"].as_str().unwrap().to_owned();
+    let meanwhile = h.colleague_writes(&chat, "while the app was down", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     h.start_app();
     // On start it reads every chat from its watermark.
     assert!(h.message(&chat, &meanwhile).is_some());
     let after = h.messages(&chat);
     assert_eq!(after[..seen.len()], seen[..]);
     h.converged(&chat);
+}
+
+#[test]
+fn a_deletion_without_data_is_settled_by_reading_the_message() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    // The app never hears of the message nor of its deletion with data.
+    h.sim().set_faults(Faults { drop: 1.0, ..Faults::default() }).unwrap();
+    let id = h.colleague_writes(&chat, "gone before you saw it", "text")["id"].as_str().unwrap().to_owned();
+    h.sim().colleague_deletes(&chat, &id).unwrap();
+    assert!(h.message(&chat, &id).is_none());
+    // Then a deletion without resource data arrives (as from a subscription without it).
+    let client_state = h.app().store().setting("clientState").unwrap().unwrap();
+    let subscription = h.sim().subscription_ids()[0].clone();
+    let body = json!({"value": [{
+        "subscriptionId": subscription,
+        "subscriptionExpirationDateTime": "2099-01-01T00:00:00Z",
+        "changeType": "deleted",
+        "clientState": client_state,
+        "resource": format!("chats('{chat}')/messages('{id}')"),
+        "resourceData": {"id": id, "@odata.type": "#Microsoft.Graph.chatMessage", "@odata.id": format!("chats('{chat}')/messages('{id}')")},
+        "tenantId": h.sim().identity().tenant_id,
+    }]});
+    let (status, _) = post(&h.http, &format!("{}notifications", h.url()), &body);
+    assert_eq!(status, 202);
+    // It carries no time; Graph's copy says what it is: deleted, in its place, without content.
+    let m = wait_for("the read after the deletion", || h.message(&chat, &id));
+    assert_eq!(m["state"], "deleted");
+    assert_eq!(m["content"], Value::Null);
 }

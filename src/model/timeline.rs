@@ -199,6 +199,13 @@ impl MessageVersion {
     /// A deletion of this version, for a deletion that came without data: it carries no time of
     /// its own, so it takes this version's, and beats it; any newer version restores the
     /// message.
+    ///
+    /// Such a deletion cannot be ordered against a version that arrives after it: one created
+    /// later (a reorder) wins, though Graph deleted it. No rule over the notifications alone can
+    /// tell, so read the message back after a deletion without data
+    /// ([`outbound::get_message`](crate::outbound::get_message)): Graph's copy (with its
+    /// `deletedDateTime`) then supersedes whatever came in between. With resource data a deletion
+    /// carries its `deletedDateTime` and needs no read.
     pub fn deletion(&self) -> Self {
         Self {
             deleted: true,

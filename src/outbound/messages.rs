@@ -456,3 +456,26 @@ pub fn hosted_content_bytes(
         ),
     ))
 }
+
+/// `GET /chats/{chatId}/messages/{messageId}`: one message as Graph holds it now (a
+/// soft-deleted one with its `deletedDateTime`). The read that settles a deletion which came
+/// without data: such a deletion carries no time of its own, so only Graph can say whether a
+/// version seen after it is newer.
+///
+/// ```
+/// use graph_chat_notifications::outbound::get_message;
+/// let request = get_message("19:abc@thread.v2", "1615971548136")?;
+/// assert_eq!(
+///     request.url,
+///     "https://graph.microsoft.com/v1.0/chats/19:abc@thread.v2/messages/1615971548136"
+/// );
+/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// ```
+pub fn get_message(chat_id: &str, message_id: &str) -> Result<HttpRequest, SubscriptionError> {
+    check_path_id("chat id", chat_id)?;
+    check_path_id("message id", message_id)?;
+    Ok(HttpRequest::empty(
+        Method::Get,
+        format!("{GRAPH}/v1.0/chats/{chat_id}/messages/{message_id}"),
+    ))
+}

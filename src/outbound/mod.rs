@@ -43,7 +43,7 @@ pub use chats::{
     created_chat, get_my_chat, ChatMember, ChatsRequest, CreateChat, MemberRole, MAX_TOPIC_CHARS,
 };
 pub use messages::{
-    hosted_content_bytes, sent_message, set_reaction, soft_delete, undo_soft_delete,
+    get_message, hosted_content_bytes, sent_message, set_reaction, soft_delete, undo_soft_delete,
     unset_reaction, MessageRequest,
 };
 pub use reads::{get_chat, get_user_chat, list_subscriptions, MessagesRequest, OrderBy, Page};
@@ -668,7 +668,11 @@ impl SubscriptionRequest {
             check_path_id(what, id)?;
         }
         let change_type = change_type_list(&self.change_types)?;
-        check_delivery_url("notificationUrl", &self.notification_url, self.loopback_http)?;
+        check_delivery_url(
+            "notificationUrl",
+            &self.notification_url,
+            self.loopback_http,
+        )?;
         if let Some(url) = &self.lifecycle_url {
             check_delivery_url("lifecycleNotificationUrl", url, self.loopback_http)?;
         }
