@@ -52,7 +52,11 @@ fn main() {
             let e = events.until("events", |_| true);
             if e.data["kind"] == "message" {
                 if let Some(id) = e.data["id"].as_str() {
-                    arrived.lock().unwrap().entry(id.to_owned()).or_insert_with(Instant::now);
+                    arrived
+                        .lock()
+                        .unwrap()
+                        .entry(id.to_owned())
+                        .or_insert_with(Instant::now);
                 }
             }
         })
@@ -105,7 +109,12 @@ fn main() {
     if burst > 0 {
         let t0 = Instant::now();
         let ids: Vec<String> = (0..burst)
-            .map(|n| h.colleague_writes(&chat, &format!("burst {n}"), "text")["id"].as_str().unwrap().to_owned())
+            .map(|n| {
+                h.colleague_writes(&chat, &format!("burst {n}"), "text")["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         let written = t0.elapsed();
         let deadline = Instant::now() + Duration::from_secs(120);

@@ -202,10 +202,10 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
         .topic("Launch plan"),
     )
     .await?;
-    let direct = create_chat(sync, CreateChat::one_on_one(
-        ChatMember::owner(me.clone()),
-        ChatMember::owner(ADELE.0),
-    ))
+    let direct = create_chat(
+        sync,
+        CreateChat::one_on_one(ChatMember::owner(me.clone()), ChatMember::owner(ADELE.0)),
+    )
     .await?;
     let colleague = |(id, name): (&str, &str)| Sender {
         id: id.to_owned(),
@@ -216,7 +216,12 @@ async fn create_demo(sync: &Sync, sim: &Simulator) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    say(&group, ADELE, "Morning! The draft of the launch post is ready for review.", "text")?;
+    say(
+        &group,
+        ADELE,
+        "Morning! The draft of the launch post is ready for review.",
+        "text",
+    )?;
     let mine = MessageRequest::send(group.clone(), "Thanks, reading it now.")
         .build()
         .map_err(|e| e.to_string())?;
@@ -266,11 +271,17 @@ async fn colleague(sim: Arc<Simulator>, every: Duration) {
             .filter_map(|m| m.get("id").and_then(|v| v.as_str()).map(str::to_owned))
             .collect();
         let result = match (n % 7, theirs.last(), theirs.first()) {
-            (3, Some(last), _) => sim.colleague_edits(chat, last, "(edited) On it, give me an hour."),
+            (3, Some(last), _) => {
+                sim.colleague_edits(chat, last, "(edited) On it, give me an hour.")
+            }
             (6, _, Some(first)) if theirs.len() > 2 => sim.colleague_deletes(chat, first),
             _ => {
                 let line = lines[n % lines.len()];
-                let kind = if line.starts_with('<') { "html" } else { "text" };
+                let kind = if line.starts_with('<') {
+                    "html"
+                } else {
+                    "text"
+                };
                 let sender = Sender {
                     id: who.0.to_owned(),
                     display_name: who.1.to_owned(),
@@ -353,7 +364,11 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let app = App::start(config).await.map_err(|e| e.to_string())?;
     if let Some(sim) = &sim {
-        let fresh = app.store().setting("demo").map_err(|e| e.to_string())?.is_none();
+        let fresh = app
+            .store()
+            .setting("demo")
+            .map_err(|e| e.to_string())?
+            .is_none();
         if fresh {
             create_demo(app.sync(), sim).await?;
             app.sync().resync_all().await.map_err(|e| e.to_string())?;

@@ -32,17 +32,25 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn faults() -> impl Strategy<Value = Faults> {
-    (0.0..0.5f64, 0.0..0.5f64, 0.0..0.5f64, 0u64..150, 0u64..3, any::<u64>()).prop_map(
-        |(drop, duplicate, reorder, delay, fail_first, seed)| Faults {
-            drop,
-            duplicate,
-            reorder,
-            delay_ms: Some([0, delay]),
-            fail_first,
-            seed: Some(seed),
-            ..Faults::default()
-        },
+    (
+        0.0..0.5f64,
+        0.0..0.5f64,
+        0.0..0.5f64,
+        0u64..150,
+        0u64..3,
+        any::<u64>(),
     )
+        .prop_map(
+            |(drop, duplicate, reorder, delay, fail_first, seed)| Faults {
+                drop,
+                duplicate,
+                reorder,
+                delay_ms: Some([0, delay]),
+                fail_first,
+                seed: Some(seed),
+                ..Faults::default()
+            },
+        )
 }
 
 proptest! {

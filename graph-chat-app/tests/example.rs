@@ -51,14 +51,21 @@ fn start(args: &[&str], embedded: bool) -> Running {
         }
     }
     let app = app.unwrap();
-    assert!(app.starts_with("http://127.0.0.1:") && app.ends_with('/'), "{app}");
+    assert!(
+        app.starts_with("http://127.0.0.1:") && app.ends_with('/'),
+        "{app}"
+    );
     assert!(!app.ends_with(":0/"), "the real port: {app}");
     Running { child, app, graph }
 }
 
 fn terminate(mut running: Running) -> std::process::ExitStatus {
     let pid = running.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = running.child.try_wait().unwrap() {
@@ -76,13 +83,19 @@ fn chats(agent: &ureq::Agent, app: &str) -> Vec<Value> {
 }
 
 fn messages(agent: &ureq::Agent, app: &str, chat: &str) -> Vec<Value> {
-    let (status, items) = get(agent, &format!("{app}api/chats/{}/messages", common::encode(chat)));
+    let (status, items) = get(
+        agent,
+        &format!("{app}api/chats/{}/messages", common::encode(chat)),
+    );
     assert_eq!(status, 200);
     items.as_array().unwrap().clone()
 }
 
 fn truth(agent: &ureq::Agent, graph: &str, chat: &str) -> Vec<Value> {
-    let (status, body) = get(agent, &format!("{graph}_sim/chats/{}/messages", common::encode(chat)));
+    let (status, body) = get(
+        agent,
+        &format!("{graph}_sim/chats/{}/messages", common::encode(chat)),
+    );
     assert_eq!(status, 200);
     body["value"].as_array().unwrap().clone()
 }
@@ -92,7 +105,14 @@ fn with_no_arguments_it_runs_offline_with_a_demo_and_a_colleague() {
     let dir = TempDir::new("offline");
     let data = dir.path().join("data");
     let running = start(
-        &["--listen", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--colleague-every", "1"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+            "--colleague-every",
+            "1",
+        ],
         true,
     );
     let agent = common::agent();
@@ -117,7 +137,16 @@ fn with_no_arguments_it_runs_offline_with_a_demo_and_a_colleague() {
             .sum();
         (total > before + 1).then_some(())
     });
-    let (status, page) = (200, agent.get(&app).call().unwrap().body_mut().read_to_string().unwrap());
+    let (status, page) = (
+        200,
+        agent
+            .get(&app)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    );
     assert_eq!(status, 200);
     assert!(page.contains("id=\"compose\""));
     assert!(terminate(running).success());
@@ -129,7 +158,14 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let mut running = start(
-        &["--listen", "127.0.0.1:0", "--data", data, "--colleague-every", "1"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data,
+            "--colleague-every",
+            "1",
+        ],
         true,
     );
     let agent = common::agent();
@@ -147,18 +183,31 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
     running.child.wait().unwrap();
 
     let restarted = start(
-        &["--listen", "127.0.0.1:0", "--data", data, "--colleague-every", "0"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data,
+            "--colleague-every",
+            "0",
+        ],
         true,
     );
     let graph = restarted.graph.clone().unwrap();
     let after = messages(&agent, &restarted.app, &chat);
     // Everything the page showed before is there, in the same places.
     for m in &seen {
-        let again = after.iter().find(|a| a["id"] == m["id"]).unwrap_or_else(|| panic!("{} lost", m["id"]));
+        let again = after
+            .iter()
+            .find(|a| a["id"] == m["id"])
+            .unwrap_or_else(|| panic!("{} lost", m["id"]));
         assert!(again["lastModifiedDateTime"].as_str() >= m["lastModifiedDateTime"].as_str());
     }
     // And the whole view is Graph's truth (the simulator kept its state under --data too).
-    let me = get(&agent, &format!("{graph}_sim/identity")).1["userId"].as_str().unwrap().to_owned();
+    let me = get(&agent, &format!("{graph}_sim/identity")).1["userId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let deadline = Instant::now() + PATIENCE;
     loop {
         let expected = expected_view(&truth(&agent, &graph, &chat), &me);
@@ -166,7 +215,10 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
         if expected == observed {
             break;
         }
-        assert!(Instant::now() < deadline, "after the restart:\n{expected:?}\n{observed:?}");
+        assert!(
+            Instant::now() < deadline,
+            "after the restart:\n{expected:?}\n{observed:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(first.len(), chats(&agent, &restarted.app).len());
@@ -185,12 +237,18 @@ fn with_graph_it_uses_a_simulator_started_on_its_own() {
     let base = sim.base_url();
     let running = start(
         &[
-            "--listen", "127.0.0.1:0",
-            "--data", data.to_str().unwrap(),
-            "--graph", &base,
-            "--tenant-id", &identity.tenant_id,
-            "--app-id", &identity.app_id,
-            "--user-id", &identity.user_id,
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+            "--graph",
+            &base,
+            "--tenant-id",
+            &identity.tenant_id,
+            "--app-id",
+            &identity.app_id,
+            "--user-id",
+            &identity.user_id,
         ],
         false,
     );
@@ -211,7 +269,10 @@ fn bad_arguments_exit_2_with_a_message() {
         &["--resync-every", "soon"][..],
         &["stray"][..],
     ] {
-        let out = Command::new(example_path("chat")).args(args).output().unwrap();
+        let out = Command::new(example_path("chat"))
+            .args(args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");

@@ -253,7 +253,8 @@ impl Harness {
             .send(body.to_string().as_bytes())
             .unwrap();
         assert_eq!(response.status().as_u16(), 201);
-        let chat: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        let chat: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
         chat["id"].as_str().unwrap().to_owned()
     }
 
@@ -339,7 +340,10 @@ impl Harness {
     pub fn converged(&self, chat_id: &str) {
         let deadline = Instant::now() + self.resync_every + PATIENCE;
         loop {
-            let truth = expected_view(&self.sim().truth(chat_id).unwrap(), &self.sim().identity().user_id);
+            let truth = expected_view(
+                &self.sim().truth(chat_id).unwrap(),
+                &self.sim().identity().user_id,
+            );
             let seen = observed_view(&self.messages(chat_id));
             if truth == seen {
                 return;
@@ -382,8 +386,8 @@ pub fn expected_view(truth: &[Value], me: &str) -> Vec<(String, String, Option<S
         .map(|m| {
             let id = m["id"].as_str().unwrap_or("").to_owned();
             let deleted = !m["deletedDateTime"].is_null();
-            let blocked = m["policyViolation"]["dlpAction"] == "BlockAccess"
-                && m["from"]["user"]["id"] != me;
+            let blocked =
+                m["policyViolation"]["dlpAction"] == "BlockAccess" && m["from"]["user"]["id"] != me;
             let state = if deleted {
                 "deleted"
             } else if blocked {
