@@ -413,11 +413,16 @@ fn delivery_urls() {
         "https://webhook.example.com/api/notify?x=1",
         "EventHub:https://ns.servicebus.windows.net/eventhubname/hub?tenantId=contoso.onmicrosoft.com",
         "EventGrid:?azuresubscriptionid=8aa5e20a&resourcegroup=rg&partnertopic=topic&location=westus",
+        // A local Graph (graph-sim) delivers over plain http to this machine only.
+        "http://127.0.0.1:8080/notify",
+        "http://localhost:3000/hook",
+        "http://[::1]:8080/",
     ] {
         assert!(with_url(ok).is_ok(), "{ok}");
     }
     for bad in [
         "http://webhook.example.com/api",
+        "http://10.0.0.5/api",
         "webhook.example.com/api",
         "https://",
         "https://example.com/#frag",
