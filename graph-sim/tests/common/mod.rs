@@ -124,7 +124,15 @@ pub async fn get_sub(base: &str, id: &str) -> Reply {
 
 /// Any request (a nextLink, a control call).
 pub async fn call(method: &str, url: &str, body: Option<&str>, auth: bool) -> Reply {
-    let mut builder = hyper::Request::builder().method(method).uri(url);
+    // Spaces and quotes of OData queries, percent-encoded as a client sends them.
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'<')
+        .add(b'>')
+        .add(b'`');
+    let url = percent_encoding::utf8_percent_encode(url, SET).to_string();
+    let mut builder = hyper::Request::builder().method(method).uri(&url);
     if auth {
         builder = builder.header("Authorization", "Bearer any-token");
     }
