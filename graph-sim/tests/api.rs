@@ -721,7 +721,7 @@ async fn a_restart_on_the_same_state_file_is_the_same_graph() {
     first.shutdown().await;
 
     let second = common::sim(config).await;
-    assert_eq!(second.chat_ids(), [chat.clone()]);
+    assert_eq!(second.chat_ids(), vec![chat.clone()]);
     assert_eq!(second.truth(&chat).unwrap(), truth);
     assert_eq!(second.jwks(), jwks, "the same signing key");
     assert_eq!(get_sub(&second.base_url(), &sub.id).await.status, 200);
