@@ -738,3 +738,22 @@ async fn a_restart_on_the_same_state_file_is_the_same_graph() {
     second.shutdown().await;
     let _ = std::fs::remove_file(&path);
 }
+
+/// `#[tokio::test]`'s default runtime has one thread: the simulator, its deliveries and the
+/// test's webhook share it.
+#[tokio::test]
+async fn works_on_a_current_thread_runtime() {
+    let sim = common::default_sim().await;
+    let hook = Hook::start(Mode::Good, None).await;
+    let chat = group_chat(&sim).await;
+    let request = SubscriptionRequest::builder(Resource::chat_messages(&chat), &hook.url)
+        .change_types([Created])
+        .expires_in(SystemTime::now(), Duration::from_secs(600))
+        .build()
+        .unwrap();
+    assert_eq!(send(&sim.base_url(), request).await.status, 201);
+    sim.colleague_writes(&chat, colleague(), "one thread", "text")
+        .unwrap();
+    assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    sim.shutdown().await;
+}
