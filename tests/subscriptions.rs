@@ -416,8 +416,30 @@ fn delivery_urls() {
     ] {
         assert!(with_url(ok).is_ok(), "{ok}");
     }
+    // A local Graph (graph-sim) delivers over plain http to this machine, when the request says
+    // so; Microsoft Graph never does.
+    let loopback = |u: &str| {
+        SubscriptionRequest::builder(Resource::all_chats(), u)
+            .change_types([Created])
+            .allow_loopback_http()
+            .expires_in(now(), Duration::from_secs(600))
+            .build()
+    };
+    for local in [
+        "http://127.0.0.1:8080/notify",
+        "http://127.1.2.3/",
+        "http://localhost:3000/hook",
+        "http://[::1]:8080/",
+    ] {
+        assert!(matches!(with_url(local), Err(E::BadUrl { .. })), "{local}");
+        assert!(loopback(local).is_ok(), "{local}");
+    }
+    for remote in ["http://webhook.example.com/api", "http://10.0.0.5/api", "ftp://127.0.0.1/"] {
+        assert!(matches!(loopback(remote), Err(E::BadUrl { .. })), "{remote}");
+    }
     for bad in [
         "http://webhook.example.com/api",
+        "http://10.0.0.5/api",
         "webhook.example.com/api",
         "https://",
         "https://example.com/#frag",

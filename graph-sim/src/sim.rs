@@ -1420,7 +1420,7 @@ impl Shared {
         self.mutate(|inner, events| {
             let c = Self::chat_mut(inner, chat)?;
             let m = c.message_mut(id).ok_or_else(|| message_not_found(id))?;
-            if by_me && !m.from_user().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
+            if by_me && !m.sender_id().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
                 return Err(ApiError::forbidden("Only the sender can edit a message"));
             }
             let now = now_ms();
@@ -1482,7 +1482,7 @@ impl Shared {
         self.mutate(|inner, events| {
             let c = Self::chat_mut(inner, chat)?;
             let m = c.message_mut(id).ok_or_else(|| message_not_found(id))?;
-            if by.is_some() && !m.from_user().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
+            if by.is_some() && !m.sender_id().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
                 return Err(ApiError::forbidden(
                     "Only the sender can delete or restore a message",
                 ));

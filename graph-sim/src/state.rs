@@ -101,7 +101,7 @@ impl Message {
     pub fn id(&self) -> &str {
         self.json.get("id").and_then(Value::as_str).unwrap_or("")
     }
-    pub fn from_user(&self) -> Option<&str> {
+    pub fn sender_id(&self) -> Option<&str> {
         self.json.pointer("/from/user/id").and_then(Value::as_str)
     }
     pub fn is_deleted(&self) -> bool {
