@@ -386,8 +386,16 @@ fn a_deletion_without_data_is_settled_by_reading_the_message() {
     let h = Harness::start(Duration::from_secs(60));
     let chat = first_chat(&h);
     // The app never hears of the message nor of its deletion with data.
-    h.sim().set_faults(Faults { drop: 1.0, ..Faults::default() }).unwrap();
-    let id = h.colleague_writes(&chat, "gone before you saw it", "text")["id"].as_str().unwrap().to_owned();
+    h.sim()
+        .set_faults(Faults {
+            drop: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
+    let id = h.colleague_writes(&chat, "gone before you saw it", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     h.sim().colleague_deletes(&chat, &id).unwrap();
     assert!(h.message(&chat, &id).is_none());
     // Then a deletion without resource data arrives (as from a subscription without it).
