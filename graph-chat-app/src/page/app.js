@@ -11,6 +11,8 @@ const state = {
   openSnapshot: null,    // the last event its messages reflect (null while loading)
   pending: [],           // its events that came while its snapshot was loading
   source: null,
+  started: null,         // settles once the page has loaded and opened its first chat
+  sending: false,        // a message is on its way
 };
 
 const $ = (id) => document.getElementById(id);
@@ -51,7 +53,9 @@ function renderChats() {
     badge.className = "badge";
     badge.textContent = String(chat.unreadCount);
     li.append(name, badge);
-    li.addEventListener("click", () => openChat(chat.id));
+    li.addEventListener("click", () => {
+      openChat(chat.id).catch((e) => status(`cannot open: ${e.message}`));
+    });
     list.append(li);
   }
 }
@@ -145,23 +149,46 @@ function listen(after) {
 }
 
 async function send(form) {
+  // A second press (or Enter) while a message is on its way would send it twice.
+  if (state.sending) return;
   const content = form.elements.content.value;
   const contentType = form.elements.contentType.value;
-  if (!state.open || !content) return;
-  const chatId = state.open;
-  const response = await fetch(`/api/chats/${encodeURIComponent(chatId)}/messages`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ content, contentType }),
-  });
-  if (!response.ok) { status(`not sent (${response.status})`); return; }
-  form.elements.content.value = "";
-  const item = await response.json();
-  // The same message as its notification will be: shown once, whichever comes first.
-  if (state.open === chatId) upsertMessage(item);
+  if (!content) return;
+  state.sending = true;
+  try {
+    // Submitted before the page had opened a chat: send once it has.
+    await state.started;
+    if (!state.open) return;
+    const chatId = state.open;
+    const response = await fetch(`/api/chats/${encodeURIComponent(chatId)}/messages`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ content, contentType }),
+    });
+    if (!response.ok) { status(`not sent (${response.status})`); return; }
+    // Keep anything typed meanwhile.
+    if (form.elements.content.value === content) form.elements.content.value = "";
+    const item = await response.json();
+    // The same message as its notification will be: shown once, whichever comes first.
+    if (state.open === chatId) upsertMessage(item);
+  } catch (e) {
+    status(`not sent (${e.message})`);
+  } finally {
+    state.sending = false;
+  }
 }
 
-async function start() {
+function start() {
+  // The form is the page's before anything loads: a submit must never fall through to the
+  // browser's own, which would navigate away with the message in the URL. The button is
+  // disabled in the HTML until now, so nothing submits before this script runs either.
+  const compose = $("compose");
+  compose.addEventListener("submit", (e) => { e.preventDefault(); send(e.target); });
+  compose.querySelector("button[type=submit]").disabled = false;
+  state.started = load();
+}
+
+async function load() {
   try {
     state.me = (await getJson("/api/me")).data;
     const { data, last } = await getJson("/api/chats");
@@ -177,7 +204,6 @@ async function start() {
   } catch (e) {
     status(`cannot load: ${e.message}`);
   }
-  $("compose").addEventListener("submit", (e) => { e.preventDefault(); send(e.target); });
 }
 
 start();

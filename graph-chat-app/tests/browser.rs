@@ -1,0 +1,759 @@
+//! The page in a real browser: headless Chromium driven over WebDriver (fantoccini), against the
+//! app and the simulator on loopback (DESIGN section 8's page contract: `data-chat-id`,
+//! `data-unread`, `data-message-id`, `data-state`, `<form id="compose">` with a `content` field).
+//!
+//! Every test is `#[ignore]`d: it needs `chromium` and `chromedriver`. `.ci/run` installs them
+//! and runs `cargo test -p graph-chat-app --test browser -- --ignored`; run that way without
+//! them, each test fails saying what is missing. The tests take turns (one browser at a time: the
+//! machine may have two cores), and every wait polls the DOM and ends as soon as it holds.
+
+mod common;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use common::{wait_for, Harness, TempDir, PATIENCE};
+use fantoccini::wd::{TimeoutConfiguration, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// How often a wait looks at the page.
+const POLL: Duration = Duration::from_millis(50);
+
+/// One browser at a time.
+static TURN: Mutex<()> = Mutex::new(());
+
+/// What the page shows, read in one round trip: the chats, the messages (in document order), the
+/// title, and what must never be in a message element.
+const SNAPSHOT: &str = r#"
+const all = (root, s) => [...root.querySelectorAll(s)];
+return {
+  title: document.title,
+  search: location.search,
+  marker: window.__browserTestMarker === true,
+  chats: all(document, "[data-chat-id]").map((e) => ({
+    id: e.dataset.chatId,
+    unread: e.dataset.unread,
+    text: e.textContent,
+  })),
+  messages: all(document, "[data-message-id]").map((e) => ({
+    id: e.dataset.messageId,
+    state: e.dataset.state,
+    text: e.textContent,
+    html: e.outerHTML,
+    bold: all(e, "b, strong").map((b) => b.textContent),
+    active: all(e, "script, iframe, frame, frameset, object, embed").length,
+    handlers: all(e, "*").concat([e]).flatMap((n) =>
+      [...n.attributes].map((a) => a.name).filter((a) => a.toLowerCase().startsWith("on"))),
+    scriptUrls: all(e, "[href], [src], [action], [formaction]").filter((n) =>
+      ["href", "src", "action", "formaction"].some((a) =>
+        /^\s*javascript:/i.test(n.getAttribute(a) || ""))).length,
+  })),
+  // Reads (and sends) of a chat's messages the page made.
+  messageFetches: performance.getEntriesByType("resource")
+    .filter((r) => /\/api\/chats\/[^/]+\/messages$/.test(new URL(r.name).pathname)).length,
+};
+"#;
+
+/// A chromedriver of this test's own on a free loopback port, and one headless Chromium session.
+struct Browser {
+    runtime: tokio::runtime::Runtime,
+    client: Option<Client>,
+    driver: Child,
+    _logs: TempDir,
+    _turn: MutexGuard<'static, ()>,
+}
+
+fn driver_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMEDRIVER") {
+        return path.into();
+    }
+    let debian = PathBuf::from("/usr/bin/chromedriver");
+    if debian.exists() {
+        debian
+    } else {
+        "chromedriver".into()
+    }
+}
+
+fn chrome_binary() -> PathBuf {
+    let path: PathBuf = std::env::var_os("CHROME_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(
+        path.exists(),
+        "no Chromium at {} (set CHROME_BIN, or: apt-get install chromium chromium-driver)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl Browser {
+    fn start() -> Self {
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let chrome = chrome_binary();
+        let logs = TempDir::new("chromedriver");
+        let log_path = logs.path().join("chromedriver.log");
+        let port = free_port();
+        let binary = driver_binary();
+        let driver = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log_path.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start chromedriver ({}): {e}; install it (apt-get install chromium \
+                     chromium-driver) or set CHROMEDRIVER",
+                    binary.display()
+                )
+            });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut browser = Self {
+            runtime,
+            client: None,
+            driver,
+            _logs: logs,
+            _turn: turn,
+        };
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if let Ok(Some(status)) = browser.driver.try_wait() {
+                panic!(
+                    "chromedriver exited ({status}) before listening:\n{}",
+                    log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on 127.0.0.1:{port}:\n{}",
+                log()
+            );
+            std::thread::sleep(POLL);
+        }
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chrome.to_string_lossy(),
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-extensions",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let client = browser
+            .run("a Chromium session", async {
+                ClientBuilder::rustls()
+                    .expect("a WebDriver client")
+                    .capabilities(capabilities)
+                    .connect(&url)
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("no Chromium session through chromedriver: {e}\n{}", log()));
+        browser
+            .run("the timeouts", {
+                let client = client.clone();
+                async move {
+                    client
+                        .update_timeouts(TimeoutConfiguration::new(
+                            Some(PATIENCE),
+                            Some(PATIENCE),
+                            Some(Duration::ZERO),
+                        ))
+                        .await
+                }
+            })
+            .unwrap();
+        browser.client = Some(client);
+        browser
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone().unwrap()
+    }
+
+    /// Runs one WebDriver exchange, bounded: a hung browser fails the test, never stalls it.
+    fn run<T>(&self, what: &str, f: impl Future<Output = T>) -> T {
+        self.runtime
+            .block_on(async { tokio::time::timeout(PATIENCE + Duration::from_secs(10), f).await })
+            .unwrap_or_else(|_| panic!("WebDriver did not answer: {what}"))
+    }
+
+    fn goto(&self, url: &str) {
+        let client = self.client();
+        self.run("navigate", async move { client.goto(url).await })
+            .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    }
+
+    fn refresh(&self) {
+        let client = self.client();
+        self.run("reload", async move { client.refresh().await })
+            .expect("reload");
+    }
+
+    fn execute(&self, script: &str, args: Vec<Value>) -> Value {
+        let client = self.client();
+        self.run(
+            "a script",
+            async move { client.execute(script, args).await },
+        )
+        .unwrap_or_else(|e| panic!("script failed: {e}"))
+    }
+
+    fn snapshot(&self) -> Value {
+        self.execute(SNAPSHOT, vec![])
+    }
+
+    /// Polls the page until `probe` gives `Some`; fails with the last snapshot otherwise. Every
+    /// snapshot on the way is checked: the page's title is never a sender's.
+    fn until<T>(&self, what: &str, mut probe: impl FnMut(&Value) -> Option<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let page = self.snapshot();
+            assert_ne!(page["title"], "pwned", "a sender's script ran: {page:#}");
+            assert_eq!(
+                page["search"], "",
+                "the compose form was submitted by the browser itself (the page navigated)"
+            );
+            if let Some(v) = probe(&page) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the page:\n{page:#}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Opens the app and waits until it has loaded a chat's messages.
+    fn open(&self, url: &str) -> Value {
+        self.goto(url);
+        self.loaded()
+    }
+
+    fn loaded(&self) -> Value {
+        self.until("the page to load a chat", |page| {
+            (page["messageFetches"].as_u64() >= Some(1)).then(|| page.clone())
+        })
+    }
+
+    /// A Chrome DevTools Protocol command, through chromedriver.
+    fn cdp(&self, cmd: &'static str, params: Value) -> Value {
+        let client = self.client();
+        self.run(
+            cmd,
+            async move { client.issue_cmd(Cdp { cmd, params }).await },
+        )
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
+    /// Sets a flag that a reload would clear.
+    fn mark(&self) {
+        self.execute("window.__browserTestMarker = true;", vec![]);
+    }
+
+    /// Clicks the first element matching `css`, finding it afresh on each try (the page may
+    /// re-render it between a find and a click).
+    fn click(&self, css: &str) {
+        let client = self.client();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let result = self.run("a click", async {
+                client.find(Locator::Css(css)).await?.click().await
+            });
+            match result {
+                Ok(()) => return,
+                Err(e) => assert!(Instant::now() < deadline, "cannot click {css}: {e}"),
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Types `text` into the compose form's `content` field and submits the form with its button.
+    fn compose(&self, text: &str) {
+        let client = self.client();
+        self.run("compose", async {
+            let field = client.find(Locator::Css("#compose [name=content]")).await?;
+            field.clear().await?;
+            field.send_keys(text).await?;
+            client.form(Locator::Id("compose")).await?.submit().await
+        })
+        .unwrap_or_else(|e| panic!("cannot send from the page: {e}"));
+    }
+}
+
+/// chromedriver's `POST /session/{id}/goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (Method::POST, Some(body.to_string()))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Ends the session: chromedriver quits its Chromium.
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), client.close()).await
+            });
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn messages(page: &Value) -> &[Value] {
+    page["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn message<'p>(page: &'p Value, id: &str) -> Option<&'p Value> {
+    messages(page).iter().find(|m| m["id"] == id)
+}
+
+fn chat<'p>(page: &'p Value, id: &str) -> Option<&'p Value> {
+    page["chats"].as_array()?.iter().find(|c| c["id"] == id)
+}
+
+fn text(m: &Value) -> &str {
+    m["text"].as_str().unwrap_or("")
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    messages(page)
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn api_ids(h: &Harness, chat_id: &str) -> Vec<String> {
+    h.messages(chat_id)
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn first_chat(h: &Harness) -> String {
+    h.chat_ids()
+        .into_iter()
+        .next()
+        .expect("the app lists the chat")
+}
+
+fn id_of(message: &Value) -> String {
+    message["id"].as_str().unwrap().to_owned()
+}
+
+/// The colleague writes, and the page shows it.
+fn shown(h: &Harness, b: &Browser, chat_id: &str, content: &str) -> String {
+    let id = id_of(&h.colleague_writes(chat_id, content, "text"));
+    b.until("the colleague's message", |page| {
+        message(page, &id)
+            .filter(|m| text(m).contains(content))
+            .map(drop)
+    });
+    id
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_colleagues_message_appears_in_the_open_chat_without_a_reload() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    b.mark();
+    let id = id_of(&h.colleague_writes(&chat_id, "hello from Megan", "text"));
+    let m = b.until("the live message", |page| message(page, &id).cloned());
+    assert!(text(&m).contains("hello from Megan"), "{m:#}");
+    assert_eq!(m["state"], "visible");
+    let page = b.snapshot();
+    assert_eq!(page["marker"], true, "the page reloaded");
+    assert_eq!(
+        page["messageFetches"], 1,
+        "the page read the chat again instead of the event"
+    );
+    assert_eq!(ids(&page), api_ids(&h, &chat_id));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_message_sent_from_the_page_shows_once_after_its_notification_too() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    b.mark();
+    let before = h.sim().deliveries().delivered;
+    let content = "sent from the browser";
+    b.compose(content);
+    let id = wait_for("the sent message in the API", || {
+        h.messages(&chat_id)
+            .into_iter()
+            .find(|m| m["content"] == content)
+            .map(|m| id_of(&m))
+    });
+    b.until("the sent message on the page", |page| {
+        message(page, &id).map(drop)
+    });
+    // Its notification arrives too.
+    wait_for("the sent message's notification", || {
+        (h.sim().deliveries().delivered > before).then_some(())
+    });
+    // Something later shown live: the page has had every event the notification made.
+    let later = shown(&h, &b, &chat_id, "and a reply");
+    let page = b.snapshot();
+    let same: Vec<&Value> = messages(&page)
+        .iter()
+        .filter(|m| text(m).contains(content) || m["id"] == id)
+        .collect();
+    assert_eq!(same.len(), 1, "{page:#}");
+    assert_eq!(same[0]["id"], id.as_str());
+    assert_eq!(same[0]["state"], "visible");
+    assert_eq!(ids(&page), [id.clone(), later]);
+    assert_eq!(ids(&page), api_ids(&h, &chat_id));
+    assert_eq!(page["marker"], true, "sending reloaded the page");
+    let field = b.execute(
+        "return document.querySelector('#compose [name=content]').value;",
+        vec![],
+    );
+    assert_eq!(field, "", "the field keeps what was sent");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn an_edit_shows_the_new_text_and_the_edited_state() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    let id = shown(&h, &b, &chat_id, "first draft");
+    h.sim()
+        .colleague_edits(&chat_id, &id, "final wording")
+        .unwrap();
+    let m = b.until("the edit", |page| {
+        message(page, &id)
+            .filter(|m| m["state"] == "edited")
+            .cloned()
+    });
+    assert!(text(&m).contains("final wording"), "{m:#}");
+    assert!(!text(&m).contains("first draft"), "{m:#}");
+    assert_eq!(ids(&b.snapshot()), [id]);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_delete_shows_the_deleted_state_and_the_text_goes() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    let gone = shown(&h, &b, &chat_id, "regrettable remark");
+    let kept = shown(&h, &b, &chat_id, "a later message");
+    h.sim().colleague_deletes(&chat_id, &gone).unwrap();
+    let m = b.until("the delete", |page| {
+        message(page, &gone)
+            .filter(|m| m["state"] == "deleted")
+            .cloned()
+    });
+    assert!(!text(&m).contains("regrettable"), "{m:#}");
+    // A deleted message keeps its place.
+    let page = b.snapshot();
+    assert_eq!(ids(&page), [gone, kept]);
+    assert!(!page.to_string().contains("regrettable"), "{page:#}");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_senders_html_shows_its_formatting_and_nothing_runs() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    let id = id_of(&h.colleague_writes(
+        &chat_id,
+        concat!(
+            r#"<p>Hi <b>all</b><script>document.title='pwned'</script>"#,
+            r#"<img src=x onerror="document.title='pwned'">"#,
+            r#"<a href="javascript:document.title='pwned'">click</a>"#,
+            r#"<iframe src="javascript:parent.document.title='pwned'"></iframe>"#,
+            r#"<svg onload="document.title='pwned'"></svg></p>"#,
+        ),
+        "html",
+    ));
+    let m = b.until("the HTML message", |page| message(page, &id).cloned());
+    assert_eq!(m["bold"], json!(["all"]), "the formatting is gone: {m:#}");
+    assert!(text(&m).contains("Hi all"), "{m:#}");
+    assert_eq!(m["active"], 0, "a script or frame: {m:#}");
+    assert_eq!(m["handlers"], json!([]), "an event handler: {m:#}");
+    assert_eq!(m["scriptUrls"], 0, "a javascript: URL: {m:#}");
+    let html = m["html"].as_str().unwrap().to_ascii_lowercase();
+    for bad in ["<script", "<iframe", "onerror", "onload", "javascript:"] {
+        assert!(!html.contains(bad), "{bad} in {html}");
+    }
+    // A later message shown live: whatever the first could start (an image's error) has had its
+    // turn; `until` checks the title on every look.
+    shown(&h, &b, &chat_id, "after the HTML");
+    // Clicking the link does nothing either.
+    b.click(&format!(r#"[data-message-id="{id}"] a"#));
+    shown(&h, &b, &chat_id, "after the click");
+    assert_eq!(b.snapshot()["title"], "Chat");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn unread_counts_show_on_the_chats_and_opening_one_marks_it_read() {
+    let h = Harness::start(Duration::from_secs(60));
+    let project = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    // A second chat, created while the page is open: it joins the list.
+    let design = h.create_chat("Design");
+    b.until("the new chat in the list", |page| {
+        chat(page, &design).map(drop)
+    });
+    // Open "Project" by clicking it: a message there shows that it is the one open.
+    let seen = id_of(&h.colleague_writes(&project, "in project", "text"));
+    b.click(&format!(r#"[data-chat-id="{project}"]"#));
+    b.until("the Project chat open", |page| {
+        message(page, &seen).map(drop)
+    });
+    b.until("Project read", |page| {
+        (chat(page, &project)?["unread"] == "0").then_some(())
+    });
+    // The colleague writes twice in "Design", which is not open.
+    let one = id_of(&h.colleague_writes(&design, "design one", "text"));
+    let two = id_of(&h.colleague_writes(&design, "design two", "text"));
+    b.until("Design's unread count", |page| {
+        (chat(page, &design)?["unread"] == "2").then_some(())
+    });
+    let page = b.snapshot();
+    assert!(
+        message(&page, &one).is_none(),
+        "a closed chat's message shows: {page:#}"
+    );
+    assert_eq!(chat(&page, &project).unwrap()["unread"], "0");
+    // Clicking it opens it and marks it read.
+    b.click(&format!(r#"[data-chat-id="{design}"]"#));
+    b.until("Design open", |page| {
+        (ids(page) == [one.clone(), two.clone()]).then_some(())
+    });
+    b.until("Design read", |page| {
+        (chat(page, &design)?["unread"] == "0").then_some(())
+    });
+    wait_for("the API's count", || {
+        (h.chat(&design)["unreadCount"] == 0).then_some(())
+    });
+    assert_eq!(h.chat(&project)["unreadCount"], 0);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_reload_shows_the_same_messages_in_the_same_order() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    let a = shown(&h, &b, &chat_id, "one");
+    let c = shown(&h, &b, &chat_id, "two");
+    b.compose("three, mine");
+    let mine = b.until("my message", |page| {
+        messages(page)
+            .iter()
+            .find(|m| text(m).contains("three, mine"))
+            .map(id_of)
+    });
+    let d = shown(&h, &b, &chat_id, "four");
+    h.sim()
+        .colleague_edits(&chat_id, &c, "two, edited")
+        .unwrap();
+    h.sim().colleague_deletes(&chat_id, &d).unwrap();
+    b.until("the edit and the delete", |page| {
+        (message(page, &c)?["state"] == "edited" && message(page, &d)?["state"] == "deleted")
+            .then_some(())
+    });
+    let live = b.snapshot();
+    let order = api_ids(&h, &chat_id);
+    assert_eq!(order, [a, c, mine, d]);
+    assert_eq!(ids(&live), order);
+    b.refresh();
+    let reloaded = b.loaded();
+    assert_eq!(ids(&reloaded), order);
+    let view = |page: &Value| -> Vec<(Value, Value, Value)> {
+        messages(page)
+            .iter()
+            .map(|m| (m["id"].clone(), m["state"].clone(), m["text"].clone()))
+            .collect()
+    };
+    assert_eq!(view(&reloaded), view(&live));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_dlp_block_hides_the_message() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    let id = shown(&h, &b, &chat_id, "card number 4111 1111 1111 1111");
+    h.sim()
+        .policy_violation(&chat_id, &id, "BlockAccess")
+        .unwrap();
+    let m = b.until("the DLP verdict", |page| {
+        message(page, &id)
+            .filter(|m| m["state"] == "blocked")
+            .cloned()
+    });
+    assert!(!text(&m).contains("4111"), "{m:#}");
+    assert!(!b.snapshot().to_string().contains("4111"));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_message_typed_as_soon_as_the_page_opens_is_sent_and_the_page_stays() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    // A slow network (every request 400 ms), and no wait for the page's script to load
+    // anything: a quick user.
+    b.cdp("Network.enable", json!({}));
+    b.cdp(
+        "Network.emulateNetworkConditions",
+        json!({"offline": false, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1}),
+    );
+    b.goto(&h.url());
+    b.compose("typed at once");
+    let m = b.until("the early message", |page| {
+        messages(page)
+            .iter()
+            .find(|m| text(m).contains("typed at once"))
+            .cloned()
+    });
+    let sent: Vec<Value> = h
+        .messages(&chat_id)
+        .into_iter()
+        .filter(|m| m["content"] == "typed at once")
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(m["id"], sent[0]["id"]);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_double_submit_sends_once() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = first_chat(&h);
+    let b = Browser::start();
+    b.open(&h.url());
+    let client = b.client();
+    b.run("type", async {
+        client
+            .find(Locator::Css("#compose [name=content]"))
+            .await?
+            .send_keys("only once")
+            .await
+    })
+    .unwrap();
+    // Two presses of the button before the first send has answered.
+    b.execute(
+        "const f = document.getElementById('compose'); f.requestSubmit(); f.requestSubmit();",
+        vec![],
+    );
+    let id = b.until("the message", |page| {
+        messages(page)
+            .iter()
+            .find(|m| text(m).contains("only once"))
+            .map(id_of)
+    });
+    let later = shown(&h, &b, &chat_id, "a reply");
+    let page = b.snapshot();
+    assert_eq!(ids(&page), [id, later], "{page:#}");
+    assert_eq!(ids(&page), api_ids(&h, &chat_id));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn before_its_script_runs_the_form_submits_nothing() {
+    let h = Harness::start(Duration::from_secs(60));
+    let b = Browser::start();
+    // The page's script never arrives (a slow or failed load of app.js).
+    b.cdp("Network.enable", json!({}));
+    b.cdp("Network.setBlockedURLs", json!({"urls": ["*/app.js"]}));
+    b.goto(&h.url());
+    // A submit the page did not take over would navigate away: note it, and stay.
+    b.execute(
+        "window.addEventListener('submit', (e) => { \
+           window.__nativeSubmit = !e.defaultPrevented; e.preventDefault(); });",
+        vec![],
+    );
+    let client = b.client();
+    b.run("type and press Enter", async {
+        let field = client.find(Locator::Css("#compose [name=content]")).await?;
+        field.send_keys("not yet\u{E007}").await?;
+        client.form(Locator::Id("compose")).await?.submit().await
+    })
+    .unwrap();
+    let page = b.execute(
+        "return { submitted: window.__nativeSubmit === true, search: location.search, \
+                  value: document.querySelector('#compose [name=content]').value };",
+        vec![],
+    );
+    assert_eq!(
+        page["submitted"], false,
+        "the browser would submit the form itself"
+    );
+    assert_eq!(page["search"], "", "the browser submitted the form itself");
+    assert_eq!(page["value"], "not yet");
+}
