@@ -30,7 +30,7 @@ use graph_chat_webhook::core::inbound::{Batch, Opened, Payload, Receiver};
 use graph_chat_webhook::core::model::{ChangeType, ResourcePath};
 use graph_chat_webhook::core::tokens::TokenValidator;
 use graph_chat_webhook::{
-    BatchContext, GraphClient, HandlerError, JwksSource, SqliteInbox, Webhook, Workers,
+    BatchContext, GraphClient, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
 };
 use tokio::sync::watch;
 
@@ -171,6 +171,7 @@ impl App {
             Webhook::builder(receiver)
                 .inbox(inbox)
                 .jwks(jwks)
+                .on_refusal(report_refusal)
                 .build()
                 .map_err(|e| e.to_string())
         })
@@ -277,6 +278,15 @@ impl App {
         if let Some(workers) = self.workers.take() {
             let _ = tokio::task::spawn_blocking(move || workers.shutdown()).await;
         }
+    }
+}
+
+/// What the webhook refused, on stderr; connections it closed (a browser's idle preconnected
+/// sockets to the page look the same as a stalled client) only as a trace event.
+fn report_refusal(refusal: &Refusal) {
+    match refusal {
+        Refusal::Connections { .. } => tracing::debug!(%refusal, "connections closed"),
+        other => eprintln!("chat: webhook: {other}"),
     }
 }
 

@@ -287,14 +287,31 @@ impl Sync {
                             what: "GET subscription".into(),
                             reason: e.to_string(),
                         })?;
-                    self.track(kind, subscription, &answer.body)?;
-                    continue;
+                    if self.delivers_here(&subscription) {
+                        self.track(kind, subscription, &answer.body)?;
+                        continue;
+                    }
+                    // It delivers to where the app was (another port, another public URL):
+                    // replaced, or every notification would go to a dead address.
+                    tracing::info!(subscription = %id, "subscription delivers elsewhere; replacing it");
+                    self.keeper().untrack(&id);
+                    let gone = self.send(outbound::delete(&id)?).await?;
+                    if !gone.is_success() && gone.status != 404 {
+                        tracing::warn!(subscription = %id, status = gone.status, "cannot delete the old subscription");
+                    }
                 }
             }
             self.create(kind).await?;
             recreated = true;
         }
         Ok(recreated)
+    }
+
+    /// Whether a subscription Graph holds sends to this app's URLs now.
+    fn delivers_here(&self, subscription: &Subscription) -> bool {
+        subscription.notification_url.as_deref() == Some(self.subscriber.notification_url.as_str())
+            && subscription.lifecycle_notification_url.as_deref()
+                == Some(self.subscriber.lifecycle_url.as_str())
     }
 
     async fn create(&self, kind: Kind) -> Result<(), SyncError> {

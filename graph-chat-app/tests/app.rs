@@ -417,3 +417,28 @@ fn a_deletion_without_data_is_settled_by_reading_the_message() {
     assert_eq!(m["state"], "deleted");
     assert_eq!(m["content"], Value::Null);
 }
+
+#[test]
+fn a_restart_on_another_address_moves_the_subscriptions_there() {
+    // The resync period is long: only notifications can bring the message in time.
+    let mut h = Harness::start(Duration::from_secs(3600));
+    let chat = first_chat(&h);
+    let before = h.sim().subscription_ids();
+    let old_url = h.url();
+    h.stop_app();
+    h.start_app(); // listens on a new free port
+    assert_ne!(h.url(), old_url);
+    let after = h.sim().subscription_ids();
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|s| !before.contains(s)),
+        "{before:?} {after:?}"
+    );
+    let id = h.colleague_writes(&chat, "to the new address", "text")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the notification at the new address", || {
+        h.message(&chat, &id)
+    });
+}
