@@ -91,9 +91,12 @@ CREATE TABLE IF NOT EXISTS messages (
     v_content TEXT NOT NULL,
     json TEXT NOT NULL,
     item TEXT NOT NULL,
+    counts INTEGER NOT NULL,
+    sender_id TEXT,
     PRIMARY KEY (chat_id, id)
 );
 CREATE INDEX IF NOT EXISTS messages_order ON messages (chat_id, created_key, id_key);
+CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, counts, created_key);
 CREATE TABLE IF NOT EXISTS watermarks (chat_id TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (kind TEXT PRIMARY KEY, id TEXT NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL);
@@ -227,7 +230,7 @@ impl Store {
             .and_then(parse_time)
             .map(time_key)
             .unwrap_or_default();
-        write_message(&tx, chat_id, &id, &created, &version, json, &item)?;
+        write_message(&tx, chat_id, &id, &created, &version, (json, &value), &item)?;
         let events = self.after_message_change(&tx, chat_id, &item)?;
         tx.commit()?;
         self.publish(events);
@@ -253,7 +256,7 @@ impl Store {
             params![chat_id, id],
             |r| r.get(0),
         )?;
-        write_message(&tx, chat_id, id, &created, &version, &json, &item)?;
+        write_message(&tx, chat_id, id, &created, &version, (&json, &value), &item)?;
         let events = self.after_message_change(&tx, chat_id, &item)?;
         tx.commit()?;
         self.publish(events);
@@ -469,16 +472,19 @@ impl Store {
             return Ok(Vec::new());
         };
         let chat: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-        let mut stmt =
-            tx.prepare_cached("SELECT json, v_deleted FROM messages WHERE chat_id = ?1")?;
-        let messages: Vec<(Value, bool)> = stmt
-            .query_map([chat_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
-            })?
-            .filter_map(|r| r.ok())
-            .filter_map(|(s, d)| serde_json::from_str(&s).ok().map(|v| (v, d)))
-            .collect();
-        let item = view::chat_item(&chat, &messages, &self.inner.viewer);
+        // Counted in SQL over the rows' own columns: a chat of any length costs one indexed
+        // scan, not a parse of every message.
+        let after = view::last_read(&chat).map(time_key).unwrap_or_default();
+        let (unread, newest): (i64, Option<String>) = tx.query_row(
+            "SELECT \
+               (SELECT COUNT(*) FROM messages WHERE chat_id = ?1 AND counts = 1 \
+                  AND created_key > ?2 AND sender_id IS NOT ?3), \
+               (SELECT MAX(created_key) FROM messages WHERE chat_id = ?1 AND counts = 1)",
+            params![chat_id, after, self.inner.viewer.user_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let newest = newest.as_deref().and_then(parse_time);
+        let item = view::chat_item(&chat, u64::try_from(unread).unwrap_or(0), newest);
         let text = item.to_string();
         if text == old_item {
             return Ok(Vec::new());
@@ -542,16 +548,17 @@ fn write_message(
     id: &str,
     created: &str,
     version: &MessageVersion,
-    json: &str,
+    (json, value): (&str, &Value),
     item: &Value,
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO messages (chat_id, id, created_key, id_key, v_modified, v_deleted, v_etag, \
-         v_content, json, item) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         v_content, json, item, counts, sender_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT(chat_id, id) DO UPDATE SET created_key = excluded.created_key, \
          v_modified = excluded.v_modified, v_deleted = excluded.v_deleted, \
          v_etag = excluded.v_etag, v_content = excluded.v_content, json = excluded.json, \
-         item = excluded.item",
+         item = excluded.item, counts = excluded.counts, sender_id = excluded.sender_id",
         params![
             chat_id,
             id,
@@ -562,7 +569,9 @@ fn write_message(
             version.etag,
             version.content,
             json,
-            item.to_string()
+            item.to_string(),
+            view::counts(value, version.deleted),
+            view::sender_of(value),
         ],
     )?;
     Ok(())

@@ -106,32 +106,31 @@ pub fn message_item(message: &Value, deleted: bool, viewer: &Viewer) -> Value {
     item
 }
 
-/// A chat as `GET /api/chats` lists it: unread messages are messages (`messageType`
-/// `message`) from others, not deleted, created after the viewpoint's
-/// `lastMessageReadDateTime`; a hidden chat shows again once a message is created after that.
-pub fn chat_item(chat: &Value, messages: &[(Value, bool)], viewer: &Viewer) -> Value {
+/// Whether a message counts for a chat's unread count and for showing a hidden chat again:
+/// a message (`messageType` `message`, or none given), not deleted.
+pub fn counts(message: &Value, deleted: bool) -> bool {
+    !deleted
+        && message.get("deletedDateTime").is_none_or(Value::is_null)
+        && str_at(message, &["messageType"]).is_none_or(|t| t == "message")
+}
+
+/// Who sent a message (the user, else the application), for the unread count.
+pub fn sender_of(message: &Value) -> Option<&str> {
+    sender_id(message)
+}
+
+/// A chat's `lastMessageReadDateTime`, if its viewpoint has one.
+pub fn last_read(chat: &Value) -> Option<OffsetDateTime> {
+    chat.get("viewpoint")
+        .and_then(|v| time_at(v, "lastMessageReadDateTime"))
+}
+
+/// A chat as `GET /api/chats` lists it, from its JSON, its unread count (messages that
+/// [`counts`] from others, created after the viewpoint's `lastMessageReadDateTime`) and the
+/// creation time of its newest such message: a hidden chat shows again once a message is
+/// created after the user last read it.
+pub fn chat_item(chat: &Value, unread: u64, newest: Option<OffsetDateTime>) -> Value {
     let viewpoint = chat.get("viewpoint").cloned().unwrap_or(Value::Null);
-    let last_read = time_at(&viewpoint, "lastMessageReadDateTime");
-    let live = messages.iter().filter(|(m, deleted)| {
-        !*deleted
-            && m.get("deletedDateTime").is_none_or(Value::is_null)
-            && str_at(m, &["messageType"]).is_none_or(|t| t == "message")
-    });
-    let mut unread = 0u64;
-    let mut newest: Option<OffsetDateTime> = None;
-    for (m, _) in live {
-        let created = time_at(m, "createdDateTime");
-        newest = newest.max(created);
-        let from_other = sender_id(m) != Some(viewer.user_id.as_str());
-        let after_read = match (created, last_read) {
-            (Some(c), Some(r)) => c > r,
-            (_, None) => true,
-            (None, Some(_)) => false,
-        };
-        if from_other && after_read {
-            unread += 1;
-        }
-    }
     let hidden = serde_json::to_string(&viewpoint)
         .ok()
         .and_then(|text| {
