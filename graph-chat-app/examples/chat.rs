@@ -24,6 +24,8 @@
 
 #[path = "../../examples/common/mod.rs"]
 mod common;
+#[path = "../../examples/common/signal.rs"]
+mod signal;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -159,23 +161,6 @@ fn microsoft_cloud(url: &str) -> Option<Cloud> {
     Cloud::ALL.into_iter().find(|c| c.graph_url() == url)
 }
 
-/// Resolves on Ctrl-C or SIGTERM; the handlers are installed when this is called.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    #[cfg(unix)]
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    Ok(async move {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    })
-}
-
 /// On a fresh data directory: a group chat and a one-on-one chat with a few messages, created
 /// through Graph as the guide does (step 2 and 3), the colleagues' through the simulator.
 async fn create_chat(sync: &Sync, request: CreateChat) -> Result<String, String> {
@@ -296,7 +281,7 @@ async fn colleague(sim: Arc<Simulator>, every: Duration) {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let stop = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
+    let stop = signal::shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
     std::fs::create_dir_all(&args.data)
         .map_err(|e| format!("--data {}: {e}", args.data.display()))?;
     let (sim, config) = match &args.graph {

@@ -34,6 +34,8 @@
 
 #[path = "../../examples/common/mod.rs"]
 mod common;
+#[path = "../../examples/common/signal.rs"]
+mod signal;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -159,24 +161,6 @@ fn configure() -> Result<(String, Webhook), String> {
     Ok((listen, webhook))
 }
 
-/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
-/// future is first polled, so a signal sent right after `listening on` is never missed.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    #[cfg(unix)]
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    Ok(async move {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    })
-}
-
 fn main() -> ExitCode {
     let (listen, webhook) = match configure() {
         Ok(c) => c,
@@ -197,7 +181,7 @@ fn main() -> ExitCode {
         }
     };
     let served = runtime.block_on(async {
-        let stop = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
+        let stop = signal::shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

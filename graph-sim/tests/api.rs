@@ -7,45 +7,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use common::{call, get_sub, items, send, Hook, Mode};
+use common::{call, colleague, get_sub, items, send, Hook, Mode, COLLEAGUE};
 use graph_chat_notifications::outbound::ChangeType::Created;
 use graph_chat_notifications::outbound::{
-    self, created_chat, format_time, hosted_content_bytes, sent_message, ChatMember, ChatsRequest,
-    CreateChat, MessageRequest, MessagesRequest, OrderBy, Page, Resource, SubscriptionRequest,
+    self, format_time, hosted_content_bytes, sent_message, ChatMember, ChatsRequest, CreateChat,
+    MessageRequest, MessagesRequest, OrderBy, Page, Resource, SubscriptionRequest,
 };
-use graph_sim::{Config, Faults, Sender, Simulator};
+use graph_sim::{Config, Faults, Simulator};
 use serde_json::{json, Value};
 
-const COLLEAGUE: &str = "82af01c5-f7cc-4a2e-a728-3a5df21afd9d";
 const LIFECYCLE_TEXT: &str = "lifecycleNotificationUrl is a required property for subscription creation on this resource when the expirationDateTime value is set to greater than 1 hour";
-
-fn colleague() -> Sender {
-    Sender {
-        id: COLLEAGUE.into(),
-        display_name: "Adele Vance".into(),
-    }
-}
 
 async fn group_chat(sim: &Simulator) -> String {
     let me = sim.identity().user_id;
-    let request = CreateChat::group([ChatMember::owner(&me), ChatMember::owner(COLLEAGUE)])
-        .topic("Planning")
-        .build()
-        .unwrap();
-    let reply = send(&sim.base_url(), request).await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    created_chat(&reply.body)
-        .unwrap()
-        .id
-        .get()
-        .unwrap()
-        .as_str()
-        .to_string()
+    common::create_chat(
+        sim,
+        CreateChat::group([ChatMember::owner(&me), ChatMember::owner(COLLEAGUE)]).topic("Planning"),
+    )
+    .await
 }
 
 fn in_minutes(m: u64) -> String {
@@ -757,5 +736,28 @@ async fn works_on_a_current_thread_runtime() {
     sim.colleague_writes(&chat, colleague(), "one thread", "text")
         .unwrap();
     assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_in_one_millisecond_are_still_distinct_versions() {
+    let sim = common::default_sim().await;
+    let chat = group_chat(&sim).await;
+    let m = sim
+        .colleague_writes(&chat, colleague(), "v0", "text")
+        .unwrap();
+    let id = m["id"].as_str().unwrap().to_owned();
+    for n in 1..=5 {
+        sim.colleague_edits(&chat, &id, &format!("v{n}")).unwrap();
+    }
+    sim.policy_violation(&chat, &id, "BlockAccess").unwrap();
+    sim.colleague_deletes(&chat, &id).unwrap();
+    let truth = sim.truth(&chat).unwrap();
+    let now = truth.iter().find(|m| m["id"] == id.as_str()).unwrap();
+    // Seven changes, each at least a millisecond after the last: the etag moved every time.
+    let created: i64 = id.parse().unwrap();
+    let etag: i64 = now["etag"].as_str().unwrap().parse().unwrap();
+    assert!(etag >= created + 7, "{now}");
+    assert_eq!(now["etag"].as_str().unwrap(), etag.to_string());
     sim.shutdown().await;
 }

@@ -6,42 +6,24 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{call, items, open, receiver, send, settle, Hook, Mode, CERT_ID, CLIENT_STATE};
+use common::{
+    call, colleague, items, open, receiver, send, settle, Hook, Mode, CERT_ID, CLIENT_STATE,
+    COLLEAGUE,
+};
 use graph_chat_notifications::outbound::ChangeType::{Created, Deleted, Updated};
 use graph_chat_notifications::outbound::{
-    self, created_chat, sent_message, ChatMember, CreateChat, MessageRequest, Resource,
-    Subscription, SubscriptionRequest,
+    self, sent_message, ChatMember, CreateChat, MessageRequest, Resource, Subscription,
+    SubscriptionRequest,
 };
-use graph_sim::{Config, Faults, Sender, Simulator};
-
-const COLLEAGUE: &str = "82af01c5-f7cc-4a2e-a728-3a5df21afd9d";
-
-fn colleague() -> Sender {
-    Sender {
-        id: COLLEAGUE.into(),
-        display_name: "Adele Vance".into(),
-    }
-}
+use graph_sim::{Config, Faults, Simulator};
 
 async fn new_chat(sim: &Simulator) -> String {
     let me = sim.identity().user_id;
-    let request = CreateChat::one_on_one(ChatMember::owner(&me), ChatMember::owner(COLLEAGUE))
-        .build()
-        .unwrap();
-    let reply = send(&sim.base_url(), request).await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    created_chat(&reply.body)
-        .unwrap()
-        .id
-        .get()
-        .unwrap()
-        .as_str()
-        .to_string()
+    common::create_chat(
+        sim,
+        CreateChat::one_on_one(ChatMember::owner(&me), ChatMember::owner(COLLEAGUE)),
+    )
+    .await
 }
 
 async fn subscribe(sim: &Simulator, request: SubscriptionRequest) -> Subscription {

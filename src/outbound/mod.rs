@@ -46,7 +46,9 @@ pub use messages::{
     get_message, hosted_content_bytes, sent_message, set_reaction, soft_delete, undo_soft_delete,
     unset_reaction, MessageRequest,
 };
-pub use reads::{get_chat, get_user_chat, list_subscriptions, MessagesRequest, OrderBy, Page};
+pub use reads::{
+    follow_link, get_chat, get_user_chat, list_subscriptions, MessagesRequest, OrderBy, Page,
+};
 pub use resource::{ApiVersion, Model, Permissions, Resource, Support};
 pub use returned::{Subscription, SubscriptionParseError};
 pub use viewpoint::{hide_for_user, mark_chat_read_for_user, unhide_for_user, MarkChatUnread};

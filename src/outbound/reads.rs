@@ -377,7 +377,7 @@ impl<'a, T> Page<'a, T> {
     pub fn next_request_from(&self, base: &str) -> Option<Result<HttpRequest, SubscriptionError>> {
         self.next_link
             .as_deref()
-            .map(|link| link_request_from(link, base))
+            .map(|link| follow_link(link, base))
     }
 }
 
@@ -435,7 +435,18 @@ impl<'a> Page<'a, Subscription> {
 }
 
 /// A `GET` of a link Graph returned, on any cloud's Graph host.
-fn link_request_from(link: &str, base: &str) -> Result<HttpRequest, SubscriptionError> {
+/// The `GET` of a page's `@odata.nextLink` or `@odata.deltaLink` read by your own parser, checked
+/// as [`Page::next_request_from`] checks it: an https link on a Microsoft Graph host, or a link on
+/// `base`, the Graph the page came from (pass `""` for Microsoft Graph only).
+///
+/// ```
+/// use graph_chat_notifications::outbound::follow_link;
+/// let next = follow_link("http://127.0.0.1:8081/v1.0/me/chats?$skiptoken=2", "http://127.0.0.1:8081")?;
+/// assert_eq!(next.url, "https://graph.microsoft.com/v1.0/me/chats?$skiptoken=2");
+/// assert!(follow_link("https://evil.example/v1.0/me/chats", "http://127.0.0.1:8081").is_err());
+/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// ```
+pub fn follow_link(link: &str, base: &str) -> Result<HttpRequest, SubscriptionError> {
     let base = base.trim_end_matches('/');
     match link.strip_prefix(base) {
         Some(rest) if !base.is_empty() && rest.starts_with('/') => {

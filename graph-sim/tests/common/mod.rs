@@ -21,6 +21,37 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 pub const CLIENT_STATE: &str = "secretClientState";
+/// Another member of the tests' chats.
+pub const COLLEAGUE: &str = "82af01c5-f7cc-4a2e-a728-3a5df21afd9d";
+
+/// The colleague, writing.
+pub fn colleague() -> graph_sim::Sender {
+    graph_sim::Sender {
+        id: COLLEAGUE.into(),
+        display_name: "Adele Vance".into(),
+    }
+}
+
+/// Creates a chat through the simulator's API with the crate's request value; its id.
+pub async fn create_chat(
+    sim: &Simulator,
+    request: graph_chat_notifications::outbound::CreateChat,
+) -> String {
+    let reply = send(&sim.base_url(), request.build().unwrap()).await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    graph_chat_notifications::outbound::created_chat(&reply.body)
+        .unwrap()
+        .id
+        .get()
+        .unwrap()
+        .as_str()
+        .to_string()
+}
 pub const CERT_ID: &str = "cert-1";
 
 /// The repository's RSA-2048 test key with its certificate.
