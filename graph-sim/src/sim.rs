@@ -59,6 +59,18 @@ pub(crate) struct Inner {
     seed: u64,
     seq: u64,
     api_rng: ChaCha8Rng,
+    /// The validation token in use, and when it was minted.
+    token: Option<(String, SystemTime)>,
+}
+
+/// How long one validation token is reused for.
+const TOKEN_REUSE: Duration = Duration::from_secs(600);
+
+/// The subscriptions that have not expired, each with its resource read.
+fn live(subs: &[Sub], now: i64) -> impl Iterator<Item = (&Sub, Parsed)> {
+    subs.iter()
+        .filter(move |s| s.expires_ms > now)
+        .filter_map(|s| parse_resource(&s.resource, &s.version).ok().map(|p| (s, p)))
 }
 
 /// A change to notify about.
@@ -158,6 +170,7 @@ impl Shared {
                 seed,
                 seq: 0,
                 api_rng: ChaCha8Rng::seed_from_u64(seed),
+                token: None,
             }),
             counters: Counters::default(),
             fail_first: AtomicU64::new(0),
@@ -244,15 +257,7 @@ impl Shared {
                         continue;
                     };
                     let Some(m) = c.message(id) else { continue };
-                    for sub in inner
-                        .state
-                        .subscriptions
-                        .iter()
-                        .filter(|s| s.expires_ms > now)
-                    {
-                        let Ok(p) = parse_resource(&sub.resource, &sub.version) else {
-                            continue;
-                        };
+                    for (sub, p) in live(&inner.state.subscriptions, now) {
                         if !sub.change_types.iter().any(|t| t == change)
                             || !self.message_matches(&p, c, m)
                         {
@@ -265,15 +270,7 @@ impl Shared {
                     }
                 }
                 Event::Chat { chat, change } => {
-                    for sub in inner
-                        .state
-                        .subscriptions
-                        .iter()
-                        .filter(|s| s.expires_ms > now)
-                    {
-                        let Ok(p) = parse_resource(&sub.resource, &sub.version) else {
-                            continue;
-                        };
+                    for (sub, p) in live(&inner.state.subscriptions, now) {
                         if !sub.change_types.iter().any(|t| t == change)
                             || !self.chat_matches(&p, chat)
                         {
@@ -292,15 +289,7 @@ impl Shared {
                     let Some(c) = inner.state.chats.iter().find(|c| &c.id == chat) else {
                         continue;
                     };
-                    for sub in inner
-                        .state
-                        .subscriptions
-                        .iter()
-                        .filter(|s| s.expires_ms > now)
-                    {
-                        let Ok(p) = parse_resource(&sub.resource, &sub.version) else {
-                            continue;
-                        };
+                    for (sub, p) in live(&inner.state.subscriptions, now) {
                         let mine = self.is_me(user);
                         let matches = p.user_specific
                             && match &p.target {
@@ -362,10 +351,7 @@ impl Shared {
                         self.graph
                             .encrypt(Recipient::Certificate(cert), cert_id, &plaintext);
                     body.insert("value".into(), json!([item]));
-                    body.insert(
-                        "validationTokens".into(),
-                        json!([self.graph.token(SystemTime::now())]),
-                    );
+                    body.insert("validationTokens".into(), json!([self.token(inner)]));
                 } else {
                     body.insert("value".into(), json!([item]));
                 }
@@ -381,6 +367,24 @@ impl Shared {
             }
         }
         out
+    }
+
+    /// A validation token for the batch: minted again only when the one in hand is more than
+    /// ten minutes old (Graph's are valid for an hour; a receiver verifies each once).
+    fn token(&self, inner: &mut Inner) -> String {
+        let now = SystemTime::now();
+        match &inner.token {
+            Some((token, minted))
+                if now.duration_since(*minted).unwrap_or_default() < TOKEN_REUSE =>
+            {
+                token.clone()
+            }
+            _ => {
+                let token = self.graph.token(now);
+                inner.token = Some((token.clone(), now));
+                token
+            }
+        }
     }
 
     fn item(&self, sub: &Sub, change: &str, path: &str, id: &str, odata_type: &str) -> Value {
@@ -1423,7 +1427,7 @@ impl Shared {
             if by_me && !m.sender_id().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
                 return Err(ApiError::forbidden("Only the sender can edit a message"));
             }
-            let now = now_ms();
+            let now = m.next_change_ms();
             if let Some(b) = new_body {
                 m.json["body"] = b;
                 m.json["lastEditedDateTime"] = fmt_ms(now).into();
@@ -1490,7 +1494,7 @@ impl Shared {
             if m.is_deleted() == delete {
                 return Ok(());
             }
-            let now = now_ms();
+            let now = m.next_change_ms();
             m.json["deletedDateTime"] = if delete {
                 fmt_ms(now).into()
             } else {
@@ -1529,7 +1533,7 @@ impl Shared {
         self.mutate(|inner, events| {
             let c = Self::chat_mut(inner, chat)?;
             let m = c.message_mut(id).ok_or_else(|| message_not_found(id))?;
-            let now = now_ms();
+            let now = m.next_change_ms();
             if !m.json["reactions"].is_array() {
                 m.json["reactions"] = json!([]);
             }

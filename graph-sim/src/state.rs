@@ -109,6 +109,13 @@ impl Message {
             .get("deletedDateTime")
             .is_some_and(|d| !d.is_null())
     }
+    /// The time of a change made now: later than the last one, by a millisecond at least, so
+    /// that two changes in one millisecond are still two versions (Graph's `etag` and
+    /// `lastModifiedDateTime` always move forward).
+    pub fn next_change_ms(&self) -> i64 {
+        crate::util::now_ms().max(self.modified_ms + 1)
+    }
+
     /// Sets `lastModifiedDateTime` (and `etag`).
     pub fn touch(&mut self, ms: i64) {
         self.modified_ms = ms;
