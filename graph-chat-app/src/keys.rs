@@ -5,12 +5,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use graph_chat_webhook::core::crypto::PrivateKey;
+use graph_chat_webhook::core::crypto::{Certificate, PrivateKey};
 
 use crate::AppError;
 
-/// The file under the data directory.
-pub const KEY_FILE: &str = "app-key.pem";
+/// The private key's file under the data directory (PKCS#8 DER, readable by its owner only).
+pub const KEY_FILE: &str = "app-key.der";
+/// The certificate's file under the data directory (DER).
+pub const CERTIFICATE_FILE: &str = "app-cert.der";
 
 /// A key, its certificate, and the id subscriptions name it by.
 pub struct AppKey {
@@ -39,12 +41,15 @@ pub fn load(path: &Path) -> Result<AppKey, AppError> {
     })?;
     let key = PrivateKey::from_pem(&text)
         .map_err(|e| AppError::Key(format!("{}: {e}", path.display())))?;
+    with_id(key, &path.display().to_string())
+}
+
+fn with_id(key: PrivateKey, source: &str) -> Result<AppKey, AppError> {
     let certificate = key
         .certificate()
         .ok_or_else(|| {
             AppError::Key(format!(
-                "{}: no certificate beside the key (Graph needs it to encrypt)",
-                path.display()
+                "{source}: no certificate beside the key (Graph needs it to encrypt)"
             ))
         })?
         .clone();
@@ -55,39 +60,62 @@ pub fn load(path: &Path) -> Result<AppKey, AppError> {
     })
 }
 
-/// The key under `data`, made first if there is none.
-pub fn load_or_create(data: &Path) -> Result<AppKey, AppError> {
-    let path = data.join(KEY_FILE);
-    if !path.exists() {
-        let pem = create()?;
-        let tmp = data.join(format!("{KEY_FILE}.tmp"));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(|source| AppError::Io {
-            what: format!("cannot write {}", tmp.display()),
-            source,
-        })?;
-        file.write_all(pem.as_bytes())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| AppError::Io {
-                what: format!("cannot write {}", path.display()),
-                source,
-            })?;
-    }
-    load(&path)
+fn read(path: &Path) -> Result<Vec<u8>, AppError> {
+    std::fs::read(path).map_err(|source| AppError::Io {
+        what: format!("cannot read {}", path.display()),
+        source,
+    })
 }
 
-/// A new RSA-2048 key and a self-signed certificate for it, as PEM (key, then certificate).
-fn create() -> Result<String, AppError> {
+/// Writes `bytes` to `path` at once (a temporary file, synced, then renamed), readable by its
+/// owner only.
+fn write(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| AppError::Io {
+            what: format!("cannot write {}", path.display()),
+            source,
+        })
+}
+
+/// The key under `data`, made first if there is none.
+pub fn load_or_create(data: &Path) -> Result<AppKey, AppError> {
+    let (key_path, certificate_path) = (data.join(KEY_FILE), data.join(CERTIFICATE_FILE));
+    if !key_path.exists() || !certificate_path.exists() {
+        let (key, certificate) = create()?;
+        // The certificate first: a key without it is made again on the next start.
+        write(&certificate_path, &certificate)?;
+        write(&key_path, &key)?;
+    }
+    let key = zeroize::Zeroizing::new(read(&key_path)?);
+    let bad = |e: &dyn std::fmt::Display| AppError::Key(format!("{}: {e}", data.display()));
+    let certificate = Certificate::from_der(&read(&certificate_path)?).map_err(|e| bad(&e))?;
+    let key = PrivateKey::from_pkcs8_der(&key)
+        .and_then(|k| k.with_certificate(certificate))
+        .map_err(|e| bad(&e))?;
+    with_id(key, &data.display().to_string())
+}
+
+/// A new RSA-2048 key (PKCS#8 DER) and a self-signed certificate for it (DER).
+fn create() -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>), AppError> {
     let bad = |e: rcgen::Error| AppError::Key(format!("cannot make the app's key: {e}"));
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(bad)?;
     let params = rcgen::CertificateParams::new(vec!["graph-chat-app".to_owned()]).map_err(bad)?;
     let certificate = params.self_signed(&key_pair).map_err(bad)?;
-    let key_pem = zeroize::Zeroizing::new(key_pair.serialize_pem());
-    Ok(format!("{}{}", key_pem.as_str(), certificate.pem()))
+    Ok((
+        zeroize::Zeroizing::new(key_pair.serialize_der()),
+        certificate.der().to_vec(),
+    ))
 }
 
 /// A new random secret (the `clientState`): 32 bytes from the OS, as hex.

@@ -203,7 +203,33 @@ impl App {
         );
 
         let (stop, stopped) = watch::channel(false);
-        let router = web::router(Arc::clone(&sync), stopped.clone()).merge(webhook.router());
+        let hosts = if addr.ip().is_unspecified() && config.public_url.is_none() {
+            web::Hosts::Any
+        } else {
+            let port = addr.port();
+            let mut names = vec![
+                addr.to_string(),
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ];
+            if let Some(host) = config
+                .public_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| {
+                    let host = u.host_str()?.to_owned();
+                    Some(match u.port() {
+                        Some(p) => format!("{host}:{p}"),
+                        None => host,
+                    })
+                })
+            {
+                names.push(host);
+            }
+            web::Hosts::Only(names.into())
+        };
+        let router = web::router(Arc::clone(&sync), stopped.clone(), hosts).merge(webhook.router());
         let mut server_stop = stopped.clone();
         // The webhook's own server for the whole router: head and idle deadlines, connection
         // caps per address (the event stream's keep-alive keeps it under the idle deadline).
@@ -348,7 +374,8 @@ fn apply(sync: &Sync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
         }
         // A chat changed (its topic, its members, the user's viewpoint): its read for the user
         // is the truth now, whatever order its notifications come in.
-        (_, Some(ResourcePath::Chat { chat_id })) if !deleted => read_chat(sync, chat_id),
+        // Deleted too: the read answers 404 and the chat is forgotten.
+        (_, Some(ResourcePath::Chat { chat_id })) => read_chat(sync, chat_id),
         // Anything else (a message without data, a channel's) is found by the next read.
         _ => {}
     }

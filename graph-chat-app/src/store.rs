@@ -197,6 +197,24 @@ impl Store {
         json: &str,
         deleted: bool,
     ) -> Result<Applied, StoreError> {
+        self.apply_version(chat_id, json, deleted, false)
+    }
+
+    /// Applies a message as a read of Graph returned it (a listing, a `GET`, the answer to a
+    /// send): the same rules, and on a tie of time, deletion and `etag` with a different
+    /// version, Graph's copy at the time of the read wins (notifications alone cannot order
+    /// such a pair; the read can).
+    pub fn apply_read(&self, chat_id: &str, json: &str) -> Result<Applied, StoreError> {
+        self.apply_version(chat_id, json, false, true)
+    }
+
+    fn apply_version(
+        &self,
+        chat_id: &str,
+        json: &str,
+        deleted: bool,
+        read: bool,
+    ) -> Result<Applied, StoreError> {
         let message: ChatMessage<'_> =
             serde_json::from_str(json).map_err(|_| StoreError::Invalid {
                 what: format!("a message of chat {chat_id}"),
@@ -219,7 +237,11 @@ impl Store {
         let tx = conn.transaction()?;
         let stored = stored_version(&tx, chat_id, &id)?;
         if let Some((old, _)) = &stored {
-            if !version.supersedes(old) {
+            let tie = version.last_modified == old.last_modified
+                && version.deleted == old.deleted
+                && version.etag == old.etag
+                && version.content != old.content;
+            if !(version.supersedes(old) || (read && tie)) {
                 return Ok(Applied::Unchanged);
             }
         }
@@ -298,6 +320,33 @@ impl Store {
         let changed = !events.is_empty();
         self.publish(events);
         Ok(changed)
+    }
+
+    /// Forgets a chat Graph no longer has for the user (deleted, or the user left it), with its
+    /// messages and watermark. Its last event says so: the chat's item, `hidden`, with
+    /// `"removed": true`.
+    pub fn remove_chat(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let item: Option<String> = tx
+            .query_row("SELECT item FROM chats WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        let Some(item) = item else {
+            return Ok(false);
+        };
+        tx.execute("DELETE FROM chats WHERE id = ?1", [id])?;
+        tx.execute("DELETE FROM messages WHERE chat_id = ?1", [id])?;
+        tx.execute("DELETE FROM watermarks WHERE chat_id = ?1", [id])?;
+        let mut data: Value = serde_json::from_str(&item).unwrap_or_else(|_| json!({ "id": id }));
+        data["id"] = id.into();
+        data["hidden"] = true.into();
+        data["unreadCount"] = 0.into();
+        data["removed"] = true.into();
+        data["kind"] = "chat".into();
+        let event = log_event(&tx, &data)?;
+        tx.commit()?;
+        self.publish(vec![event]);
+        Ok(true)
     }
 
     /// Whether the cache knows chat `id`.

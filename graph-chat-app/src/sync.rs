@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime};
 use graph_chat_webhook::core::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
 use graph_chat_webhook::core::model::{parse_time, ChangeType, EnumValue, LifecycleEvent};
 use graph_chat_webhook::core::outbound::{
-    self, ChatsRequest, HttpRequest, MessagesRequest, Page, Resource, Subscription,
-    SubscriptionRequest,
+    self, ChatsRequest, HttpRequest, MessagesRequest, Resource, Subscription, SubscriptionRequest,
 };
 use graph_chat_webhook::{ClientError, GraphClient, GraphResponse};
 use serde_json::Value;
@@ -427,36 +426,54 @@ impl Sync {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Reads the user's chats (with their viewpoints) into the cache.
-    pub async fn read_chats(&self) -> Result<(), SyncError> {
-        let mut request = ChatsRequest::user(self.user_id.clone()).top(50).build()?;
+    /// Sends `request` and every next page after it (to the last one, or [`MAX_PAGES`]),
+    /// handing each item of `value` to `each`.
+    async fn read_pages(
+        &self,
+        what: &str,
+        mut request: HttpRequest,
+        mut each: impl FnMut(&Value),
+    ) -> Result<(), SyncError> {
         for _ in 0..MAX_PAGES {
             let answer = self.send(request).await?;
-            expect_success("GET chats", &answer)?;
+            expect_success(what, &answer)?;
             let page: Value =
                 serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
-                    what: "GET chats".into(),
+                    what: what.to_owned(),
                     reason: "not JSON".into(),
                 })?;
-            for chat in page
-                .get("value")
+            page.get("value")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-            {
-                if let Err(e) = self.store.apply_chat(chat) {
-                    tracing::warn!(error = %e, "a chat Graph listed was not kept");
-                }
-            }
-            match Page::chats(&answer.body)
-                .map_err(|e| SyncError::Answer {
-                    what: "GET chats".into(),
-                    reason: e.to_string(),
-                })?
-                .next_request_from(self.graph.base())
-            {
-                Some(next) => request = next?,
+                .for_each(&mut each);
+            match page.get("@odata.nextLink").and_then(Value::as_str) {
+                Some(link) => request = outbound::follow_link(link, self.graph.base())?,
                 None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the user's chats (with their viewpoints) into the cache.
+    pub async fn read_chats(&self) -> Result<(), SyncError> {
+        let request = ChatsRequest::user(self.user_id.clone()).top(50).build()?;
+        let mut listed = std::collections::HashSet::new();
+        self.read_pages("GET chats", request, |chat| {
+            if let Some(id) = chat.get("id").and_then(Value::as_str) {
+                listed.insert(id.to_owned());
+            }
+            if let Err(e) = self.store.apply_chat(chat) {
+                tracing::warn!(error = %e, "a chat Graph listed was not kept");
+            }
+        })
+        .await?;
+        // A chat the cache knows and the list left out: read it; a 404 forgets it.
+        for id in self.store.chat_ids()? {
+            if !listed.contains(&id) {
+                if let Err(e) = self.read_chat(&id).await {
+                    tracing::warn!(chat = %id, error = %e, "cannot read a chat the list left out");
+                }
             }
         }
         Ok(())
@@ -467,13 +484,7 @@ impl Sync {
         let answer = self
             .send(outbound::get_user_chat(&self.user_id, chat_id)?)
             .await?;
-        expect_success("GET chat", &answer)?;
-        let chat: Value = serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
-            what: "GET chat".into(),
-            reason: "not JSON".into(),
-        })?;
-        self.store.apply_chat(&chat)?;
-        Ok(())
+        self.apply_read_chat(chat_id, &answer)
     }
 
     /// The same, blocking, for the workers.
@@ -481,7 +492,16 @@ impl Sync {
         let answer = self
             .graph
             .send(&outbound::get_user_chat(&self.user_id, chat_id)?)?;
-        expect_success("GET chat", &answer)?;
+        self.apply_read_chat(chat_id, &answer)
+    }
+
+    /// A chat read back: kept, or forgotten when Graph no longer has it for the user.
+    fn apply_read_chat(&self, chat_id: &str, answer: &GraphResponse) -> Result<(), SyncError> {
+        if answer.status == 404 {
+            self.store.remove_chat(chat_id)?;
+            return Ok(());
+        }
+        expect_success("GET chat", answer)?;
         let chat: Value = serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
             what: "GET chat".into(),
             reason: "not JSON".into(),
@@ -504,7 +524,7 @@ impl Sync {
             what: "GET message".into(),
             reason: "not UTF-8".into(),
         })?;
-        self.store.apply_message(chat_id, &text, false)?;
+        self.store.apply_read(chat_id, &text)?;
         Ok(())
     }
 
@@ -515,47 +535,21 @@ impl Sync {
             .store
             .watermark(chat_id)?
             .map_or(SystemTime::UNIX_EPOCH, to_system_time);
-        let mut request = MessagesRequest::user_chat(self.user_id.clone(), chat_id.to_owned())
+        let request = MessagesRequest::user_chat(self.user_id.clone(), chat_id.to_owned())
             .changed_since(since)
             .build()?;
         let mut newest: Option<OffsetDateTime> = None;
-        for _ in 0..MAX_PAGES {
-            let answer = self.send(request).await?;
-            expect_success("GET messages", &answer)?;
-            let page: Value =
-                serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
-                    what: "GET messages".into(),
-                    reason: "not JSON".into(),
-                })?;
-            for message in page
-                .get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let modified = message
-                    .get("lastModifiedDateTime")
-                    .and_then(Value::as_str)
-                    .and_then(parse_time);
-                newest = newest.max(modified);
-                if let Err(e) = self
-                    .store
-                    .apply_message(chat_id, &message.to_string(), false)
-                {
-                    tracing::warn!(chat = %chat_id, error = %e, "a message Graph listed was not kept");
-                }
+        self.read_pages("GET messages", request, |message| {
+            let modified = message
+                .get("lastModifiedDateTime")
+                .and_then(Value::as_str)
+                .and_then(parse_time);
+            newest = newest.max(modified);
+            if let Err(e) = self.store.apply_read(chat_id, &message.to_string()) {
+                tracing::warn!(chat = %chat_id, error = %e, "a message Graph listed was not kept");
             }
-            match Page::messages(&answer.body)
-                .map_err(|e| SyncError::Answer {
-                    what: "GET messages".into(),
-                    reason: e.to_string(),
-                })?
-                .next_request_from(self.graph.base())
-            {
-                Some(next) => request = next?,
-                None => break,
-            }
-        }
+        })
+        .await?;
         if let Some(newest) = newest {
             self.store
                 .advance_watermark(chat_id, newest - WATERMARK_OVERLAP)?;

@@ -76,7 +76,9 @@ pub fn message_item(message: &Value, deleted: bool, viewer: &Viewer) -> Value {
         _ => {
             let raw = str_at(message, &["body", "content"]).unwrap_or("");
             if content_type.eq_ignore_ascii_case("html") {
-                Value::String(sanitize(raw, viewer))
+                let chat_id = str_at(message, &["chatId"]).unwrap_or("");
+                let id = str_at(message, &["id"]).unwrap_or("");
+                Value::String(sanitize(raw, viewer, chat_id, id))
             } else {
                 Value::String(raw.to_owned())
             }
@@ -169,7 +171,13 @@ fn hosted_content_link(src: &str, viewer: &Viewer) -> Option<(String, String, St
     let origin = url.origin().ascii_serialization();
     let graph_hosts = graph_webhook_hosts();
     let base = url::Url::parse(&viewer.graph_base).ok()?;
-    if origin != base.origin().ascii_serialization() && !graph_hosts.contains(origin.as_str()) {
+    // A local Graph's links name the port it had when the message was sent (a simulator restarted
+    // on another port still holds them): on loopback, any port is that Graph.
+    let local = is_loopback(&base) && is_loopback(&url) && url.scheme() == base.scheme();
+    if origin != base.origin().ascii_serialization()
+        && !graph_hosts.contains(origin.as_str())
+        && !local
+    {
         return None;
     }
     let segments: Vec<Cow<'_, str>> = url
@@ -191,6 +199,15 @@ fn hosted_content_link(src: &str, viewer: &Viewer) -> Option<(String, String, St
     ))
 }
 
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 fn graph_webhook_hosts() -> HashSet<&'static str> {
     graph_chat_webhook::core::Cloud::ALL
         .iter()
@@ -198,16 +215,18 @@ fn graph_webhook_hosts() -> HashSet<&'static str> {
         .collect()
 }
 
-/// A relative URL kept by the sanitizer: only the app's inline-image paths.
+/// A relative URL kept by the sanitizer: only the app's inline-image paths, which the attribute
+/// filter writes (it drops every relative URL a sender wrote).
 fn app_path(url: &str) -> Option<Cow<'_, str>> {
     url.starts_with("/api/chats/").then_some(Cow::Borrowed(url))
 }
 
 /// Teams HTML made safe to show: formatting kept; scripts, styles, event handlers, frames,
-/// forms and `javascript:` URLs gone; links open outside the page; images only from the
-/// message's own hosted contents, through the app.
-pub fn sanitize(html: &str, viewer: &Viewer) -> String {
+/// forms and `javascript:` URLs gone; links absolute and opening outside the page; images only
+/// from the message's own hosted contents (`chat_id`, `message_id`), through the app.
+pub fn sanitize(html: &str, viewer: &Viewer, chat_id: &str, message_id: &str) -> String {
     let viewer = viewer.clone();
+    let (own_chat, own_message) = (chat_id.to_owned(), message_id.to_owned());
     let tags: HashSet<&str> = [
         "p",
         "br",
@@ -268,7 +287,12 @@ pub fn sanitize(html: &str, viewer: &Viewer) -> String {
         .attribute_filter(move |element, attribute, value| {
             if element == "img" && attribute == "src" {
                 hosted_content_link(value, &viewer)
+                    .filter(|(c, m, _)| *c == own_chat && *m == own_message)
                     .map(|(c, m, h)| Cow::Owned(hosted_content_path(&c, &m, &h)))
+            } else if url::Url::parse(value).is_err() && (attribute == "href" || attribute == "src")
+            {
+                // A relative link of the sender's would point into this app.
+                None
             } else {
                 Some(Cow::Borrowed(value))
             }

@@ -38,7 +38,68 @@ struct AppState {
     stopped: watch::Receiver<bool>,
 }
 
-pub(crate) fn router(sync: Arc<Sync>, stopped: watch::Receiver<bool>) -> Router {
+/// Which `Host` the page and its API answer to.
+#[derive(Debug, Clone)]
+pub(crate) enum Hosts {
+    /// Only these (`127.0.0.1:8080`, `localhost:8080`, a public host): another name pointing
+    /// here (DNS rebinding) gets nothing.
+    Only(Arc<[String]>),
+    /// Any: the app listens on every interface and no public URL names it.
+    Any,
+}
+
+/// The page and its API answer only to the hosts they are served as, and take changes (POST)
+/// only from their own page: a request another site's page makes (`Origin` elsewhere,
+/// `Sec-Fetch-Site: cross-site`) is refused, so it cannot send or mark read for the user.
+async fn same_origin(
+    State(hosts): State<Hosts>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(refused) = check_origin(&hosts, &request) {
+        return refused;
+    }
+    next.run(request).await
+}
+
+fn check_origin(hosts: &Hosts, request: &axum::extract::Request) -> Result<(), Response> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let host = header("host");
+    if let Hosts::Only(allowed) = hosts {
+        if !allowed.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return Err(error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not served under this host name",
+            ));
+        }
+    }
+    let reads = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !reads {
+        let cross_site = header("sec-fetch-site").eq_ignore_ascii_case("cross-site");
+        let origin = header("origin").trim_end_matches('/');
+        let foreign_origin = !origin.is_empty()
+            && origin != format!("http://{host}")
+            && origin != format!("https://{host}");
+        if cross_site || foreign_origin {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "only the app's own page may do this",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn router(sync: Arc<Sync>, stopped: watch::Receiver<bool>, hosts: Hosts) -> Router {
     Router::new()
         .route(
             "/",
@@ -62,6 +123,7 @@ pub(crate) fn router(sync: Arc<Sync>, stopped: watch::Receiver<bool>) -> Router 
         )
         .route("/api/events", get(events))
         .with_state(AppState { sync, stopped })
+        .layer(axum::middleware::from_fn_with_state(hosts, same_origin))
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -184,7 +246,7 @@ async fn send(
     };
     let store = state.sync.store().clone();
     let result = blocking(move || {
-        store.apply_message(&chat_id, &text, false)?;
+        store.apply_read(&chat_id, &text)?;
         let (items, _) = store.messages(&chat_id)?;
         Ok::<_, crate::store::StoreError>(
             items

@@ -442,3 +442,139 @@ fn a_restart_on_another_address_moves_the_subscriptions_there() {
         h.message(&chat, &id)
     });
 }
+
+#[test]
+fn inline_images_are_fetched_by_the_app_and_served_to_the_page() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-a-tiny-test-image".to_vec();
+    // The user sends an inline image through Graph (the guide's step 3 with hostedContents).
+    let request = graph_chat_webhook::core::outbound::MessageRequest::send(
+        chat.clone(),
+        r#"<p>Look</p><img src="../hostedContents/1/$value" alt="chart">"#,
+    )
+    .html()
+    .hosted_content("1", png.clone(), "image/png")
+    .build()
+    .unwrap();
+    let graph = graph_chat_webhook::GraphClient::new(&h.sim().base_url(), "test");
+    let answer = graph.send(&request).unwrap();
+    assert_eq!(answer.status, 201);
+    let id = serde_json::from_slice::<Value>(&answer.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = wait_for("the message", || h.message(&chat, &id));
+    let content = m["content"].as_str().unwrap().to_owned();
+    // The page gets a path on the app, never Graph's URL (the browser has no token for it).
+    let start = content.find("src=\"").expect("an image") + 5;
+    let src = &content[start..start + content[start..].find('"').unwrap()];
+    assert!(src.starts_with("/api/chats/"), "{content}");
+    assert!(!content.contains(&h.sim().base_url()), "{content}");
+    let mut response = h
+        .http
+        .get(&format!("{}{}", h.url(), src.trim_start_matches('/')))
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "image/png"
+    );
+    assert_eq!(response.body_mut().read_to_vec().unwrap(), png);
+}
+
+#[test]
+fn a_chat_graph_deleted_leaves_the_list_and_its_messages_go() {
+    let mut h = Harness::start(Duration::from_secs(2));
+    let doomed = h.create_chat("Doomed");
+    // A fresh start lists it (the resync reads the user's chats).
+    h.stop_app();
+    h.start_app();
+    assert!(h.chat_ids().contains(&doomed));
+    let events = Sse::open(&h.url(), None, None);
+    let mut response = h
+        .http
+        .delete(&format!(
+            "{}v1.0/chats/{}",
+            h.sim().base_url(),
+            common::encode(&doomed)
+        ))
+        .header("Authorization", "Bearer test")
+        .call()
+        .unwrap();
+    let _ = response.body_mut().read_to_string();
+    assert_eq!(response.status().as_u16(), 204);
+    let gone = events.until("the chat's removal", |e| {
+        e.data["kind"] == "chat" && e.data["id"] == doomed.as_str() && e.data["removed"] == true
+    });
+    assert_eq!(gone.data["hidden"], true);
+    assert!(!h.chat_ids().contains(&doomed));
+    let (status, _) = get(
+        &h.http,
+        &format!("{}api/chats/{}/messages", h.url(), common::encode(&doomed)),
+    );
+    assert_eq!(status, 404);
+}
+
+/// One raw HTTP/1.1 request (the Host header as given), the status code of its answer.
+fn raw_status(base: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[test]
+fn only_the_apps_own_page_and_host_may_use_its_api() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = common::encode(&first_chat(&h));
+    let host = h
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let read = |headers: &str| {
+        raw_status(
+            &h.url(),
+            &format!("POST /api/chats/{chat}/read HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // Another site's page cannot mark the user's chats read (a form or a no-cors fetch).
+    assert_eq!(read("Origin: http://evil.example\r\n"), 403);
+    assert_eq!(read("Sec-Fetch-Site: cross-site\r\n"), 403);
+    assert_eq!(
+        read(&format!(
+            "Origin: http://{host}\r\nSec-Fetch-Site: same-origin\r\n"
+        )),
+        204
+    );
+    assert_eq!(read(""), 204);
+    // A name that is not this app's (DNS rebinding) reads nothing.
+    let port = host.rsplit(':').next().unwrap();
+    let list = |name: &str| {
+        raw_status(
+            &h.url(),
+            &format!("GET /api/chats HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert_eq!(list(&format!("evil.example:{port}")), 421);
+    assert_eq!(list(&format!("localhost:{port}")), 200);
+    // The webhook still answers Graph, whatever name its public URL has.
+    let handshake = raw_status(
+        &h.url(),
+        &format!("POST /notifications?validationToken=abc HTTP/1.1\r\nHost: webhook.example.com\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(handshake, 200);
+}

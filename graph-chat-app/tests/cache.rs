@@ -277,6 +277,8 @@ fn teams_html_is_sanitized_formatting_kept() {
     let clean = sanitize(
         r#"<p>Hi <b>there</b> <at id="0">Megan</at><script>alert(1)</script><img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a><a href="https://example.com/">ok</a><iframe src="https://evil.example/"></iframe><style>body{}</style><div onclick="alert(4)" style="color:red">d</div></p>"#,
         &v,
+        CHAT,
+        "1",
     );
     assert!(clean.contains("<b>there</b>"), "{clean}");
     assert!(clean.contains("Megan"), "{clean}");
@@ -297,13 +299,57 @@ fn teams_html_is_sanitized_formatting_kept() {
 #[test]
 fn inline_images_are_served_by_the_app_and_no_other_image_loads() {
     let v = viewer();
+    let html = |port: u16, chat: &str, message: &str| {
+        format!(
+            r#"<p><img src="http://127.0.0.1:{port}/v1.0/chats/{chat}/messages/{message}/hostedContents/aWQ9MQ==/$value" alt="pic"><img src="https://tracker.example/pixel.gif"><a href="/api/chats/../../x">rel</a><img src="/api/chats/x"></p>"#
+        )
+    };
+    let served = r#"src="/api/chats/19%3Ademo%40thread%2Ev2/messages/1764496800000/hostedContents/aWQ9MQ%3D%3D""#;
+    // On the Graph the app calls, and on a local Graph restarted on another port.
+    for port in [9, 40000] {
+        let clean = sanitize(
+            &html(port, CHAT, "1764496800000"),
+            &v,
+            CHAT,
+            "1764496800000",
+        );
+        assert!(clean.contains(served), "{clean}");
+        assert!(!clean.contains("tracker"), "{clean}");
+        assert!(!clean.contains("../"), "{clean}");
+        assert_eq!(clean.matches("/api/chats/").count(), 1, "{clean}");
+    }
+    // Another message's (or chat's) image is not this message's to show.
+    let clean = sanitize(&html(9, CHAT, "1764496800000"), &v, CHAT, "5");
+    assert!(!clean.contains("/api/chats/"), "{clean}");
     let clean = sanitize(
-        r#"<p><img src="http://127.0.0.1:9/v1.0/chats/19:demo@thread.v2/messages/1764496800000/hostedContents/aWQ9MQ==/$value" alt="pic"><img src="https://tracker.example/pixel.gif"></p>"#,
+        &html(9, "19:other@thread.v2", "1764496800000"),
         &v,
+        CHAT,
+        "1764496800000",
     );
-    assert!(
-        clean.contains(r#"src="/api/chats/19%3Ademo%40thread%2Ev2/messages/1764496800000/hostedContents/aWQ9MQ%3D%3D""#),
-        "{clean}"
+    assert!(!clean.contains("/api/chats/"), "{clean}");
+}
+
+#[test]
+fn a_read_settles_two_versions_notifications_cannot_order() {
+    let (_d, store) = store();
+    // Two edits with the same time and etag (notifications cannot tell which is newer).
+    let mut a = message("1", OTHER, "edit a", "2026-11-30T10:05:00.000Z");
+    a["lastEditedDateTime"] = "2026-11-30T10:05:00.000Z".into();
+    let mut b = a.clone();
+    b["body"]["content"] = "edit b".into();
+    // Whichever came last by notification, Graph's copy read afterwards wins.
+    for (notified, read) in [(&a, &b), (&b, &a)] {
+        store
+            .apply_message(CHAT, &notified.to_string(), false)
+            .unwrap();
+        store.apply_read(CHAT, &read.to_string()).unwrap();
+        assert_eq!(view(&store)[0]["content"], read["body"]["content"]);
+    }
+    // An older read still does not replace a newer version.
+    let older = message("1", OTHER, "original", "2026-11-30T10:00:00.000Z");
+    assert_eq!(
+        store.apply_read(CHAT, &older.to_string()).unwrap(),
+        Applied::Unchanged
     );
-    assert!(!clean.contains("tracker"), "{clean}");
 }

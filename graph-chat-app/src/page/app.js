@@ -130,7 +130,17 @@ function onEvent(event) {
   if (item.kind === "chat") {
     if (eventId <= state.chatsSnapshot) return;
     delete item.kind;
-    state.chats.set(item.id, item);
+    if (item.removed) {
+      // Graph no longer has it for the user (deleted, or the user left).
+      state.chats.delete(item.id);
+      if (state.open === item.id) {
+        state.open = null;
+        $("messages").replaceChildren();
+        $("chat-title").textContent = "Select a chat";
+      }
+    } else {
+      state.chats.set(item.id, item);
+    }
     renderChats();
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
