@@ -56,13 +56,16 @@ async fn same_origin(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(refused) = check_origin(&hosts, &request) {
-        return refused;
+    if let Err((status, why)) = check_origin(&hosts, &request) {
+        return error(status, why);
     }
     next.run(request).await
 }
 
-fn check_origin(hosts: &Hosts, request: &axum::extract::Request) -> Result<(), Response> {
+fn check_origin(
+    hosts: &Hosts,
+    request: &axum::extract::Request,
+) -> Result<(), (StatusCode, &'static str)> {
     let header = |name: &str| {
         request
             .headers()
@@ -73,7 +76,7 @@ fn check_origin(hosts: &Hosts, request: &axum::extract::Request) -> Result<(), R
     let host = header("host");
     if let Hosts::Only(allowed) = hosts {
         if !allowed.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-            return Err(error(
+            return Err((
                 StatusCode::MISDIRECTED_REQUEST,
                 "not served under this host name",
             ));
@@ -90,10 +93,7 @@ fn check_origin(hosts: &Hosts, request: &axum::extract::Request) -> Result<(), R
             && origin != format!("http://{host}")
             && origin != format!("https://{host}");
         if cross_site || foreign_origin {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "only the app's own page may do this",
-            ));
+            return Err((StatusCode::FORBIDDEN, "only the app's own page may do this"));
         }
     }
     Ok(())

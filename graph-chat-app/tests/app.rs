@@ -574,7 +574,7 @@ fn only_the_apps_own_page_and_host_may_use_its_api() {
     // The webhook still answers Graph, whatever name its public URL has.
     let handshake = raw_status(
         &h.url(),
-        &format!("POST /notifications?validationToken=abc HTTP/1.1\r\nHost: webhook.example.com\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        "POST /notifications?validationToken=abc HTTP/1.1\r\nHost: webhook.example.com\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(handshake, 200);
 }
