@@ -590,10 +590,11 @@ impl SubscriptionRequest {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use graph_chat_notifications::outbound::{Resource, SubscriptionRequest};
+    /// use graph_chat_notifications::outbound::{ChangeType, Resource, SubscriptionError, SubscriptionRequest};
     /// let request = SubscriptionRequest::builder(Resource::chat_messages("19:a@thread.v2"), "http://127.0.0.1:8080/notifications")
+    ///     .change_types([ChangeType::Created])
     ///     .expires_in(SystemTime::now(), Duration::from_secs(1800));
-    /// assert!(request.build().is_err());
+    /// assert!(matches!(request.build(), Err(SubscriptionError::BadUrl { .. })));
     /// assert!(request.allow_loopback_http().build().is_ok());
     /// ```
     pub fn allow_loopback_http(mut self) -> Self {
