@@ -111,10 +111,7 @@ fn a_message_sent_from_the_page_shows_once() {
 fn edits_deletes_and_dlp_verdicts_change_the_state_and_hide_content() {
     let h = Harness::start(Duration::from_secs(60));
     let chat = first_chat(&h);
-    let id = h.colleague_writes(&chat, "draft", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.says(&chat, "draft");
     wait_for("the message", || h.message(&chat, &id));
     h.sim().colleague_edits(&chat, &id, "final").unwrap();
     let m = wait_for("the edit", || {
@@ -122,10 +119,7 @@ fn edits_deletes_and_dlp_verdicts_change_the_state_and_hide_content() {
     });
     assert_eq!(m["content"], "final");
 
-    let blocked = h.colleague_writes(&chat, "card number 4111", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let blocked = h.says(&chat, "card number 4111");
     wait_for("the second message", || h.message(&chat, &blocked));
     h.sim()
         .policy_violation(&chat, &blocked, "BlockAccess")
@@ -164,18 +158,10 @@ fn unread_counts_come_from_the_viewpoint_and_reading_goes_through_graph() {
     assert_eq!(h.chat(&chat)["unreadCount"], 0);
     // Graph holds the read too: a fresh app on the same Graph sees it.
     let user = h.sim().identity().user_id;
-    let mut response = h
-        .http
-        .get(&format!(
-            "{}v1.0/users/{user}/chats/{}",
-            h.sim().base_url(),
-            common::encode(&chat)
-        ))
-        .header("Authorization", "Bearer test")
-        .call()
-        .unwrap();
-    let graph_chat: Value =
-        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let (_, graph_chat) = h.graph(
+        "GET",
+        &format!("v1.0/users/{user}/chats/{}", common::encode(&chat)),
+    );
     assert!(
         graph_chat["viewpoint"]["lastMessageReadDateTime"].is_string(),
         "{graph_chat}"
@@ -235,14 +221,8 @@ fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
         .parse()
         .unwrap();
     let _ = response.body_mut().read_to_string();
-    let a = h.colleague_writes(&chat, "a", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = h.colleague_writes(&chat, "b", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = h.says(&chat, "a");
+    let b = h.says(&chat, "b");
     wait_for("both", || h.message(&chat, &b).and(h.message(&chat, &a)));
     // From the snapshot's mark: both messages (in the order the app took them in: deliveries
     // race), nothing older.
@@ -275,10 +255,7 @@ fn a_dropped_notification_is_found_by_the_next_resync() {
         })
         .unwrap();
     let dropped = h.sim().deliveries().dropped;
-    let id = h.colleague_writes(&chat, "lost in transit", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.says(&chat, "lost in transit");
     // Every notification of it was dropped: only a read can find it.
     wait_for("the drops", || {
         (h.sim().deliveries().dropped > dropped).then_some(())
@@ -296,20 +273,14 @@ fn a_silently_expired_subscription_is_recreated_and_the_gap_read() {
     for id in &before {
         h.sim().expire_subscription(id).unwrap();
     }
-    let id = h.colleague_writes(&chat, "while nobody listened", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.says(&chat, "while nobody listened");
     wait_for("new subscriptions", || {
         let now = h.sim().subscription_ids();
         (now.len() == 2 && now.iter().all(|s| !before.contains(s))).then_some(())
     });
     wait_for("the gap read", || h.message(&chat, &id));
     // And notifications flow again.
-    let next = h.colleague_writes(&chat, "after", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let next = h.says(&chat, "after");
     wait_for("a live message", || h.message(&chat, &next));
 }
 
@@ -339,12 +310,7 @@ fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
         .unwrap();
     let mut ids = Vec::new();
     for n in 0..6 {
-        ids.push(
-            h.colleague_writes(&chat, &format!("m{n}"), "text")["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(h.says(&chat, &format!("m{n}")));
     }
     h.sim()
         .colleague_edits(&chat, &ids[1], "m1 edited")
@@ -362,17 +328,11 @@ fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
 fn a_restart_shows_the_same_and_reads_what_came_meanwhile() {
     let mut h = Harness::start(Duration::from_secs(60));
     let chat = first_chat(&h);
-    let id = h.colleague_writes(&chat, "before", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.says(&chat, "before");
     wait_for("the message", || h.message(&chat, &id));
     let seen = h.messages(&chat);
     h.stop_app();
-    let meanwhile = h.colleague_writes(&chat, "while the app was down", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let meanwhile = h.says(&chat, "while the app was down");
     h.start_app();
     // On start it reads every chat from its watermark.
     assert!(h.message(&chat, &meanwhile).is_some());
@@ -392,10 +352,7 @@ fn a_deletion_without_data_is_settled_by_reading_the_message() {
             ..Faults::default()
         })
         .unwrap();
-    let id = h.colleague_writes(&chat, "gone before you saw it", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.says(&chat, "gone before you saw it");
     h.sim().colleague_deletes(&chat, &id).unwrap();
     assert!(h.message(&chat, &id).is_none());
     // Then a deletion without resource data arrives (as from a subscription without it).
@@ -434,10 +391,7 @@ fn a_restart_on_another_address_moves_the_subscriptions_there() {
         after.iter().all(|s| !before.contains(s)),
         "{before:?} {after:?}"
     );
-    let id = h.colleague_writes(&chat, "to the new address", "text")["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.says(&chat, "to the new address");
     wait_for("the notification at the new address", || {
         h.message(&chat, &id)
     });
@@ -498,18 +452,8 @@ fn a_chat_graph_deleted_leaves_the_list_and_its_messages_go() {
     h.start_app();
     assert!(h.chat_ids().contains(&doomed));
     let events = Sse::open(&h.url(), None, None);
-    let mut response = h
-        .http
-        .delete(&format!(
-            "{}v1.0/chats/{}",
-            h.sim().base_url(),
-            common::encode(&doomed)
-        ))
-        .header("Authorization", "Bearer test")
-        .call()
-        .unwrap();
-    let _ = response.body_mut().read_to_string();
-    assert_eq!(response.status().as_u16(), 204);
+    let (status, _) = h.graph("DELETE", &format!("v1.0/chats/{}", common::encode(&doomed)));
+    assert_eq!(status, 204);
     let gone = events.until("the chat's removal", |e| {
         e.data["kind"] == "chat" && e.data["id"] == doomed.as_str() && e.data["removed"] == true
     });

@@ -321,6 +321,30 @@ impl Harness {
         self.messages(chat_id).into_iter().find(|m| m["id"] == id)
     }
 
+    /// A call to the simulator's Graph API as the user: the status and the JSON answer (null
+    /// when empty).
+    pub fn graph(&self, method: &str, path: &str) -> (u16, Value) {
+        let url = format!("{}{}", self.sim().base_url(), path.trim_start_matches('/'));
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Authorization", "Bearer test")
+            .body(())
+            .unwrap();
+        let mut response = self.http.run(request).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The colleague writes `text`; the new message's id.
+    pub fn says(&self, chat_id: &str, text: &str) -> String {
+        self.colleague_writes(chat_id, text, "text")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// The colleague writes; the chatMessage the simulator returns.
     pub fn colleague_writes(&self, chat_id: &str, content: &str, content_type: &str) -> Value {
         self.sim()
