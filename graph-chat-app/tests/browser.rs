@@ -54,6 +54,8 @@ return {
       ["href", "src", "action", "formaction"].some((a) =>
         /^\s*javascript:/i.test(n.getAttribute(a) || ""))).length,
   })),
+  // The chat whose snapshot the page has rendered (none while one loads).
+  loadedChat: document.getElementById("messages").dataset.loadedChat || null,
   // Reads (and sends) of a chat's messages the page made.
   messageFetches: performance.getEntriesByType("resource")
     .filter((r) => /\/api\/chats\/[^/]+\/messages$/.test(new URL(r.name).pathname)).length,
@@ -263,9 +265,12 @@ impl Browser {
         self.loaded()
     }
 
+    /// Waits until the page has read a chat's messages and rendered them (the read's answer
+    /// arriving is not enough: rendering follows it).
     fn loaded(&self) -> Value {
         self.until("the page to load a chat", |page| {
-            (page["messageFetches"].as_u64() >= Some(1)).then(|| page.clone())
+            (page["messageFetches"].as_u64() >= Some(1) && page["loadedChat"].is_string())
+                .then(|| page.clone())
         })
     }
 

@@ -114,6 +114,7 @@ async function openChat(id) {
   $("chat-title").textContent = chat ? chatLabel(chat) : "";
   renderChats();
   $("messages").replaceChildren();
+  delete $("messages").dataset.loadedChat;
   // Clicking a chat marks it read, through Graph (the app calls markChatReadForUser).
   fetch(`/api/chats/${encodeURIComponent(id)}/read`, { method: "POST" }).catch(() => {});
   const { data, last } = await getJson(`/api/chats/${encodeURIComponent(id)}/messages`);
@@ -122,6 +123,8 @@ async function openChat(id) {
   state.openSnapshot = last;
   for (const { eventId, item } of state.pending) if (eventId > last) upsertMessage(item);
   state.pending = [];
+  // The open chat's snapshot is on the page (for tests and tools that wait for it).
+  $("messages").dataset.loadedChat = id;
 }
 
 function onEvent(event) {
