@@ -222,21 +222,25 @@ impl Sync {
         self.keeper.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn template(&self, kind: Kind) -> SubscriptionRequest {
-        let s = &self.subscriber;
-        let resource = match kind {
+    fn resource(&self, kind: Kind) -> Resource {
+        match kind {
             Kind::Messages => Resource::user_chat_messages(self.user_id.clone()),
             Kind::Chats => Resource::user_chats(self.user_id.clone()),
-        };
-        let mut request = SubscriptionRequest::builder(resource, s.notification_url.clone())
-            .change_types([
-                ChangeType::Created,
-                ChangeType::Updated,
-                ChangeType::Deleted,
-            ])
-            .lifecycle_url(s.lifecycle_url.clone())
-            .include_resource_data(s.certificate_der.clone(), s.certificate_id.clone())
-            .client_state(s.client_state.clone());
+        }
+    }
+
+    fn template(&self, kind: Kind) -> SubscriptionRequest {
+        let s = &self.subscriber;
+        let mut request =
+            SubscriptionRequest::builder(self.resource(kind), s.notification_url.clone())
+                .change_types([
+                    ChangeType::Created,
+                    ChangeType::Updated,
+                    ChangeType::Deleted,
+                ])
+                .lifecycle_url(s.lifecycle_url.clone())
+                .include_resource_data(s.certificate_der.clone(), s.certificate_id.clone())
+                .client_state(s.client_state.clone());
         if s.loopback_http {
             request = request.allow_loopback_http();
         }
@@ -246,20 +250,13 @@ impl Sync {
         request
     }
 
+    /// Which of the app's subscriptions a resource Graph returned is (its path, without the
+    /// query options).
     fn kind_of(&self, resource: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| {
-            self.template(*k)
-                .expires_in(now(), SUBSCRIPTION_LIFETIME)
-                .build()
-                .ok()
-                .and_then(|r| serde_json::from_slice::<Value>(r.body.as_deref()?).ok())
-                .and_then(|b| {
-                    b.get("resource")
-                        .and_then(Value::as_str)
-                        .map(|r| r == resource)
-                })
-                .unwrap_or(false)
-        })
+        let path = resource.split('?').next().unwrap_or(resource);
+        Kind::ALL
+            .into_iter()
+            .find(|k| self.resource(*k).path().eq_ignore_ascii_case(path))
     }
 
     /// Makes sure both subscriptions exist: each one known is checked with a `GET` (a 404 means
