@@ -246,7 +246,13 @@ async fn colleague(sim: Arc<Simulator>, every: Duration) {
         let Some(chat) = chats.get(n % chats.len().max(1)) else {
             continue;
         };
-        let who = if n % 2 == 0 { ADELE } else { ALEX };
+        // Only members write: Adele in the one-on-one chat (`...@unq.gbl.spaces`), either of
+        // them in the group chat.
+        let who = if chat.ends_with("@unq.gbl.spaces") || (n / 2) % 2 == 0 {
+            ADELE
+        } else {
+            ALEX
+        };
         let theirs: Vec<String> = sim
             .truth(chat)
             .unwrap_or_default()
