@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::sim::Shared;
 use crate::util::{guid, ApiError, ApiResult};
-use crate::{Deliveries, Faults};
+use crate::types::{Deliveries, Faults};
 
 /// Graph waits this long for a notification's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);

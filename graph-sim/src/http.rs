@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::sim::{HostedAnswer, Scope, Shared};
 use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
-use crate::{Faults, Sender};
+use crate::types::{Faults, Sender};
 
 /// Request bodies larger than this are refused (413) before they are read further.
 const BODY_LIMIT: usize = 4 * 1024 * 1024;

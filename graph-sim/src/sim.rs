@@ -21,7 +21,7 @@ use crate::state::{self, Chat, Hosted, Member, Message, State, Sub, Viewpoint};
 use crate::util::{
     fmt_ms, fmt_ms7, guid, guid_from, is_guid, now_ms, param, parse_ms, ApiError, ApiResult,
 };
-use crate::{Config, Deliveries, Faults, Identity, Sender, SimError};
+use crate::types::{Config, Deliveries, Faults, Identity, Sender, SimError};
 
 /// The longest lifetime of a chat or chatMessage subscription: 4,320 minutes.
 const MAX_LIFETIME_MS: i64 = 4320 * 60 * 1000;

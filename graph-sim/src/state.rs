@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::util::fmt_ms;
-use crate::SimError;
+use crate::types::SimError;
 
 /// Everything that survives a restart on the same state file.
 #[derive(Debug, Default, Serialize, Deserialize)]

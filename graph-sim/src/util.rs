@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::SimError;
+use crate::types::SimError;
 
 /// An error as Graph answers it: status, `error.code`, `error.message`.
 #[derive(Debug, Clone)]
