@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-use crate::sim::Shared;
+use crate::graph::Graph;
 use crate::util::{guid, ApiError, ApiResult};
 use crate::types::{Deliveries, Faults};
 
@@ -90,9 +90,9 @@ enum Answer {
 }
 
 /// Sends `o` at once (or after its faults' delay), in a task of its own.
-pub(crate) fn dispatch(shared: Arc<Shared>, o: Outgoing) {
-    inc(&shared.counters.pending);
-    let handle = shared.handle.clone();
+pub(crate) fn dispatch(graph: Arc<Graph>, o: Outgoing) {
+    inc(&graph.counters.pending);
+    let handle = graph.handle.clone();
     handle.spawn(async move {
         // Every decision comes from one ChaCha stream per (seed, sequence number), drawn in a
         // fixed order, so the same writes under the same seed decide the same way.
@@ -113,25 +113,25 @@ pub(crate) fn dispatch(shared: Arc<Shared>, o: Outgoing) {
         }
         let jitter_seed: u64 = rng.gen();
         if drop {
-            inc(&shared.counters.dropped);
-            dec(&shared.counters.pending);
+            inc(&graph.counters.dropped);
+            dec(&graph.counters.pending);
             return;
         }
         let o = Arc::new(o);
         if duplicate {
-            inc(&shared.counters.duplicated);
-            inc(&shared.counters.pending);
-            let (s, o2) = (shared.clone(), o.clone());
+            inc(&graph.counters.duplicated);
+            inc(&graph.counters.pending);
+            let (s, o2) = (graph.clone(), o.clone());
             let d = delays[1];
             tokio::spawn(async move { attempts(s, o2, d, jitter_seed ^ 1).await });
         }
-        attempts(shared, o, delays[0], jitter_seed).await;
+        attempts(graph, o, delays[0], jitter_seed).await;
     });
 }
 
-async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_seed: u64) {
-    let mut stop = shared.stop_tx.subscribe();
-    let counters = &shared.counters;
+async fn attempts(graph: Arc<Graph>, o: Arc<Outgoing>, delay_ms: u64, jitter_seed: u64) {
+    let mut stop = graph.stop_tx.subscribe();
+    let counters = &graph.counters;
     let started = Instant::now();
     let mut jitter = ChaCha8Rng::seed_from_u64(jitter_seed);
     if delay_ms > 0 {
@@ -146,7 +146,7 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
             return;
         }
         if let Some(id) = &o.sub_id {
-            if !shared.sub_alive(id) {
+            if !graph.sub_alive(id) {
                 // Expired, deleted or removed: nothing more, silently.
                 dec(&counters.pending);
                 return;
@@ -156,14 +156,14 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
         if retry > 0 {
             inc(&counters.retried);
         }
-        let failed_on_purpose = shared
+        let failed_on_purpose = graph
             .fail_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         let answer = if failed_on_purpose {
             Answer::Retry
         } else {
-            post(&shared, &o.url, &o.body).await
+            post(&graph, &o.url, &o.body).await
         };
         match answer {
             Answer::Ok => {
@@ -181,7 +181,7 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
         retry += 1;
         // The n-th retry waits base x 2^(n-1), plus up to 20 % jitter.
         let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(20));
-        let wait = shared
+        let wait = graph
             .config
             .retry_base
             .saturating_mul(factor)
@@ -201,13 +201,13 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
 
 /// One notification POST: 2xx delivered; 5xx, 408, 429, timeouts and connection errors retried;
 /// any other status final.
-async fn post(shared: &Shared, url: &str, body: &[u8]) -> Answer {
+async fn post(graph: &Graph, url: &str, body: &[u8]) -> Answer {
     let request = match request(url, "application/json; charset=utf-8", body.to_vec()) {
         Some(r) => r,
         None => return Answer::Final,
     };
     let sent = tokio::time::timeout(ANSWER_WITHIN, async {
-        let response = shared.client.request(request).await.ok()?;
+        let response = graph.client.request(request).await.ok()?;
         let status = response.status().as_u16();
         // Read (and discard) a bounded answer so the connection can be reused.
         let _ = Limited::new(response.into_body(), ANSWER_LIMIT)
@@ -236,7 +236,7 @@ fn request(url: &str, content_type: &str, body: Vec<u8>) -> Option<hyper::Reques
 
 /// The validation handshake: POST `{url}?validationToken=...` and expect 200 text/plain with the
 /// decoded token, within the handshake timeout. Never subject to faults.
-pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
+pub(crate) async fn handshake(graph: &Graph, url: &str) -> ApiResult<()> {
     let token = format!(
         "Validation: Testing client application reachability for subscription Request-Id: {}",
         guid()
@@ -248,7 +248,7 @@ pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
         ApiError::new(
             400,
             "ValidationError",
-            format!("{} ({url}: {why})", crate::sim::VALIDATION_FAILED),
+            format!("{} ({url}: {why})", crate::graph::VALIDATION_FAILED),
         )
     };
     if url.starts_with("https://") {
@@ -258,8 +258,8 @@ pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
     }
     let request = request(&target, "text/plain; charset=utf-8", Vec::new())
         .ok_or_else(|| fail("not a URL the simulator can call".into()))?;
-    let answer = tokio::time::timeout(shared.config.handshake_timeout, async {
-        let response = shared
+    let answer = tokio::time::timeout(graph.config.handshake_timeout, async {
+        let response = graph
             .client
             .request(request)
             .await
@@ -283,7 +283,7 @@ pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
         Err(_) => {
             return Err(fail(format!(
                 "no answer within {} ms",
-                shared.config.handshake_timeout.as_millis()
+                graph.config.handshake_timeout.as_millis()
             )))
         }
         Ok(Err(why)) => return Err(fail(why)),

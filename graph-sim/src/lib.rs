@@ -29,18 +29,18 @@ use std::sync::Arc;
 
 mod deliver;
 mod http;
-mod sim;
+mod graph;
 mod state;
 mod types;
 mod util;
 
-use sim::Shared;
+use graph::Graph;
 
 pub use types::{Config, Deliveries, Faults, Identity, Sender, SimError};
 
 /// A running simulator. Dropping it stops serving and delivering.
 pub struct Simulator {
-    shared: Arc<Shared>,
+    graph: Arc<Graph>,
     server: Option<tokio::task::JoinHandle<()>>,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
@@ -48,7 +48,7 @@ pub struct Simulator {
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Simulator")
-            .field("base_url", &self.shared.base_url)
+            .field("base_url", &self.graph.base_url)
             .finish_non_exhaustive()
     }
 }
@@ -61,11 +61,11 @@ impl Simulator {
             .await
             .map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
-        let shared = Shared::new(config, addr)?;
-        let server = http::serve(shared.clone(), listener);
-        let ticker = sim::spawn_ticker(shared.clone());
+        let graph = Graph::new(config, addr)?;
+        let server = http::serve(graph.clone(), listener);
+        let ticker = graph::spawn_ticker(graph.clone());
         Ok(Simulator {
-            shared,
+            graph,
             server: Some(server),
             ticker: Some(ticker),
         })
@@ -73,17 +73,17 @@ impl Simulator {
 
     /// The base URL, `http://127.0.0.1:PORT/`: give it to `HttpRequest::with_base`.
     pub fn base_url(&self) -> String {
-        self.shared.base_url.clone()
+        self.graph.base_url.clone()
     }
 
     /// The tenant, app, user and JWKS URL.
     pub fn identity(&self) -> Identity {
-        self.shared.identity()
+        self.graph.identity()
     }
 
     /// The JWKS bytes (also served at `/common/discovery/v2.0/keys`).
     pub fn jwks(&self) -> Vec<u8> {
-        self.shared.jwks.clone()
+        self.graph.jwks.clone()
     }
 
     /// Another member writes in a chat (`POST /_sim/chats/{id}/messages`): returns the
@@ -95,7 +95,7 @@ impl Simulator {
         content: &str,
         content_type: &str,
     ) -> Result<serde_json::Value, SimError> {
-        self.shared
+        self.graph
             .colleague_writes(chat_id, &from, content, content_type)
             .map_err(Into::into)
     }
@@ -107,14 +107,14 @@ impl Simulator {
         message_id: &str,
         content: &str,
     ) -> Result<(), SimError> {
-        self.shared
+        self.graph
             .colleague_edits(chat_id, message_id, content)
             .map_err(Into::into)
     }
 
     /// Deletes a message (soft, as Teams does; `DELETE /_sim/chats/{id}/messages/{id}`).
     pub fn colleague_deletes(&self, chat_id: &str, message_id: &str) -> Result<(), SimError> {
-        self.shared
+        self.graph
             .soft_delete(chat_id, message_id, None, true)
             .map_err(Into::into)
     }
@@ -127,7 +127,7 @@ impl Simulator {
         message_id: &str,
         dlp_action: &str,
     ) -> Result<(), SimError> {
-        self.shared
+        self.graph
             .policy_violation(chat_id, message_id, dlp_action)
             .map_err(Into::into)
     }
@@ -135,42 +135,42 @@ impl Simulator {
     /// Replaces the faults (`POST /_sim/faults`); `Faults::default()` resets. Restarts the
     /// per-delivery sequence, so the same schedule of writes replays the same decisions.
     pub fn set_faults(&self, faults: Faults) -> Result<(), SimError> {
-        self.shared.set_faults(faults).map_err(Into::into)
+        self.graph.set_faults(faults).map_err(Into::into)
     }
 
     /// Expires a subscription now, silently: it is gone (GET 404) and delivers nothing more.
     pub fn expire_subscription(&self, id: &str) -> Result<(), SimError> {
-        self.shared.expire(id).map_err(Into::into)
+        self.graph.expire(id).map_err(Into::into)
     }
 
     /// Removes a subscription at once, then sends `subscriptionRemoved` to its lifecycle URL.
     pub fn remove_subscription(&self, id: &str) -> Result<(), SimError> {
-        self.shared.remove(id).map_err(Into::into)
+        self.graph.remove(id).map_err(Into::into)
     }
 
     /// Every message of a chat as held now, deleted ones included, oldest first.
     pub fn truth(&self, chat_id: &str) -> Result<Vec<serde_json::Value>, SimError> {
-        self.shared.truth(chat_id).map_err(Into::into)
+        self.graph.truth(chat_id).map_err(Into::into)
     }
 
     /// Delivery counts since start.
     pub fn deliveries(&self) -> Deliveries {
-        self.shared.deliveries()
+        self.graph.deliveries()
     }
 
     /// The ids of every chat, oldest first.
     pub fn chat_ids(&self) -> Vec<String> {
-        self.shared.chat_ids()
+        self.graph.chat_ids()
     }
 
     /// The ids of the live subscriptions, oldest first.
     pub fn subscription_ids(&self) -> Vec<String> {
-        self.shared.subscription_ids()
+        self.graph.subscription_ids()
     }
 
     /// Stops serving and delivering, and waits for the server task to end.
     pub async fn shutdown(mut self) {
-        self.shared.stop();
+        self.graph.stop();
         if let Some(t) = self.ticker.take() {
             t.abort();
         }
@@ -182,7 +182,7 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
-        self.shared.stop();
+        self.graph.stop();
         if let Some(t) = self.ticker.take() {
             t.abort();
         }

@@ -39,12 +39,13 @@ pub(crate) const VALIDATION_FAILED: &str = "Subscription validation request fail
 /// The most user-level subscriptions one user may have.
 const USER_QUOTA: usize = 10;
 
-pub(crate) struct Shared {
+/// The simulated Microsoft Graph: who it is, what it holds (behind one lock), and how it delivers.
+pub(crate) struct Graph {
     pub config: Config,
     pub base_url: String,
-    pub graph: GraphSimulator,
+    pub crypto: GraphSimulator,
     pub jwks: Vec<u8>,
-    pub inner: Mutex<Inner>,
+    pub store: Mutex<Store>,
     pub counters: Counters,
     pub fail_first: AtomicU64,
     pub client: deliver::Client,
@@ -52,7 +53,9 @@ pub(crate) struct Shared {
     pub handle: tokio::runtime::Handle,
 }
 
-pub(crate) struct Inner {
+/// What the Graph holds under its lock: the saved state, and what it derives from it at run time
+/// (parsed certificates, the faults in force, the delivery sequence, the validation token).
+pub(crate) struct Store {
     pub state: State,
     certs: HashMap<String, Certificate>,
     faults: Faults,
@@ -124,7 +127,7 @@ pub(crate) enum Scope {
     UserAll(String),
 }
 
-impl Shared {
+impl Graph {
     pub fn new(config: Config, addr: SocketAddr) -> Result<Arc<Self>, SimError> {
         let loaded = match &config.state_path {
             Some(p) => state::load(p)?,
@@ -142,9 +145,9 @@ impl Shared {
             PrivateKey::from_pkcs8_der(&der)
                 .map_err(|e| SimError::State(format!("the signing key does not load: {e}")))?
         };
-        let graph =
+        let crypto =
             GraphSimulator::with_signing_key(&key, "graph-sim", &config.app_id, &config.tenant_id);
-        let jwks = graph.jwks();
+        let jwks = crypto.jwks();
         let mut certs = HashMap::new();
         for sub in &state.subscriptions {
             if let Some(c) = sub.certificate.as_deref().and_then(parse_certificate) {
@@ -159,11 +162,11 @@ impl Shared {
         let base_url = format!("http://{host}/");
         let (stop_tx, _) = watch::channel(false);
         let seed = config.seed;
-        let shared = Arc::new(Self {
+        let graph = Arc::new(Self {
             base_url,
-            graph,
+            crypto,
             jwks,
-            inner: Mutex::new(Inner {
+            store: Mutex::new(Store {
                 state,
                 certs,
                 faults: Faults::default(),
@@ -179,13 +182,13 @@ impl Shared {
             handle: tokio::runtime::Handle::current(),
             config,
         });
-        shared.persist(&shared.lock());
-        Ok(shared)
+        graph.persist(&graph.lock());
+        Ok(graph)
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic elsewhere while holding the lock leaves the state as it was: keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn stop(&self) {
@@ -209,9 +212,9 @@ impl Shared {
         user.eq_ignore_ascii_case(&self.config.user_id) || user.eq_ignore_ascii_case("me")
     }
 
-    fn persist(&self, inner: &Inner) {
+    fn persist(&self, store: &Store) {
         if let Some(path) = &self.config.state_path {
-            if let Err(e) = state::save(path, &inner.state) {
+            if let Err(e) = state::save(path, &store.state) {
                 eprintln!("graph-sim: {e}");
             }
         }
@@ -220,16 +223,16 @@ impl Shared {
     /// Runs a change under the lock, saves the state, and sends what it notifies.
     fn mutate<R>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut Inner, &mut Vec<Event>) -> ApiResult<R>,
+        f: impl FnOnce(&mut Store, &mut Vec<Event>) -> ApiResult<R>,
     ) -> ApiResult<R> {
         let mut events = Vec::new();
         let outgoing;
         let result;
         {
-            let mut inner = self.lock();
-            result = f(&mut inner, &mut events)?;
-            self.persist(&inner);
-            outgoing = self.fan_out(&mut inner, &events);
+            let mut store = self.lock();
+            result = f(&mut store, &mut events)?;
+            self.persist(&store);
+            outgoing = self.fan_out(&mut store, &events);
         }
         for o in outgoing {
             deliver::dispatch(self.clone(), o);
@@ -239,25 +242,25 @@ impl Shared {
 
     /// Answers 429 when the `throttle` fault says so.
     pub fn throttled(&self) -> bool {
-        let mut inner = self.lock();
-        let p = inner.faults.throttle;
-        p > 0.0 && inner.api_rng.gen::<f64>() < p
+        let mut store = self.lock();
+        let p = store.faults.throttle;
+        p > 0.0 && store.api_rng.gen::<f64>() < p
     }
 
     // ---- fan-out ----------------------------------------------------------------------------
 
-    fn fan_out(&self, inner: &mut Inner, events: &[Event]) -> Vec<Outgoing> {
+    fn fan_out(&self, store: &mut Store, events: &[Event]) -> Vec<Outgoing> {
         let now = now_ms();
         let mut out = Vec::new();
         for event in events {
             let mut targets: Vec<(Sub, Value, Option<Value>)> = Vec::new();
             match event {
                 Event::Message { chat, id, change } => {
-                    let Some(c) = inner.state.chats.iter().find(|c| &c.id == chat) else {
+                    let Some(c) = store.state.chats.iter().find(|c| &c.id == chat) else {
                         continue;
                     };
                     let Some(m) = c.message(id) else { continue };
-                    for (sub, p) in live(&inner.state.subscriptions, now) {
+                    for (sub, p) in live(&store.state.subscriptions, now) {
                         if !sub.change_types.iter().any(|t| t == change)
                             || !self.message_matches(&p, c, m)
                         {
@@ -270,7 +273,7 @@ impl Shared {
                     }
                 }
                 Event::Chat { chat, change } => {
-                    for (sub, p) in live(&inner.state.subscriptions, now) {
+                    for (sub, p) in live(&store.state.subscriptions, now) {
                         if !sub.change_types.iter().any(|t| t == change)
                             || !self.chat_matches(&p, chat)
                         {
@@ -286,10 +289,10 @@ impl Shared {
                     }
                 }
                 Event::Viewpoint { chat, user } => {
-                    let Some(c) = inner.state.chats.iter().find(|c| &c.id == chat) else {
+                    let Some(c) = store.state.chats.iter().find(|c| &c.id == chat) else {
                         continue;
                     };
-                    for (sub, p) in live(&inner.state.subscriptions, now) {
+                    for (sub, p) in live(&store.state.subscriptions, now) {
                         let mine = self.is_me(user);
                         let matches = p.user_specific
                             && match &p.target {
@@ -325,14 +328,14 @@ impl Shared {
                         "lifecycleEvent": event,
                     });
                     let body = json!({ "value": [item] });
-                    inner.seq += 1;
+                    store.seq += 1;
                     out.push(Outgoing {
                         sub_id: None,
                         url: url.clone(),
                         body: serde_json::to_vec(&body).unwrap_or_default(),
-                        seq: inner.seq,
-                        seed: inner.seed,
-                        faults: inner.faults.clone(),
+                        seq: store.seq,
+                        seed: store.seed,
+                        faults: store.faults.clone(),
                     });
                     continue;
                 }
@@ -341,28 +344,28 @@ impl Shared {
                 let mut body = Map::new();
                 if sub.include_resource_data {
                     let (Some(cert), Some(cert_id)) =
-                        (inner.certs.get(&sub.id), sub.certificate_id.as_deref())
+                        (store.certs.get(&sub.id), sub.certificate_id.as_deref())
                     else {
                         continue;
                     };
                     let plaintext =
                         serde_json::to_vec(&data.unwrap_or(Value::Null)).unwrap_or_default();
                     item["encryptedContent"] =
-                        self.graph
+                        self.crypto
                             .encrypt(Recipient::Certificate(cert), cert_id, &plaintext);
                     body.insert("value".into(), json!([item]));
-                    body.insert("validationTokens".into(), json!([self.token(inner)]));
+                    body.insert("validationTokens".into(), json!([self.token(store)]));
                 } else {
                     body.insert("value".into(), json!([item]));
                 }
-                inner.seq += 1;
+                store.seq += 1;
                 out.push(Outgoing {
                     sub_id: Some(sub.id.clone()),
                     url: sub.notification_url.clone(),
                     body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
-                    seq: inner.seq,
-                    seed: inner.seed,
-                    faults: inner.faults.clone(),
+                    seq: store.seq,
+                    seed: store.seed,
+                    faults: store.faults.clone(),
                 });
             }
         }
@@ -371,17 +374,17 @@ impl Shared {
 
     /// A validation token for the batch: minted again only when the one in hand is more than
     /// ten minutes old (Graph's are valid for an hour; a receiver verifies each once).
-    fn token(&self, inner: &mut Inner) -> String {
+    fn token(&self, store: &mut Store) -> String {
         let now = SystemTime::now();
-        match &inner.token {
+        match &store.token {
             Some((token, minted))
                 if now.duration_since(*minted).unwrap_or_default() < TOKEN_REUSE =>
             {
                 token.clone()
             }
             _ => {
-                let token = self.graph.token(now);
-                inner.token = Some((token.clone(), now));
+                let token = self.crypto.token(now);
+                store.token = Some((token.clone(), now));
                 token
             }
         }
@@ -471,12 +474,12 @@ impl Shared {
         }
         sub.id = guid();
         let cert = sub.certificate.as_deref().and_then(parse_certificate);
-        self.mutate(|inner, _| {
-            self.check_quota(inner, &parsed)?;
+        self.mutate(|store, _| {
+            self.check_quota(store, &parsed)?;
             if let Some(c) = cert {
-                inner.certs.insert(sub.id.clone(), c);
+                store.certs.insert(sub.id.clone(), c);
             }
-            inner.state.subscriptions.push(sub.clone());
+            store.state.subscriptions.push(sub.clone());
             Ok(())
         })?;
         Ok(self.sub_json(&sub))
@@ -486,9 +489,9 @@ impl Shared {
         sub.to_json(&self.config.app_id, self.me(), &self.base_url)
     }
 
-    fn check_quota(&self, inner: &Inner, p: &Parsed) -> ApiResult<()> {
+    fn check_quota(&self, store: &Store, p: &Parsed) -> ApiResult<()> {
         let now = now_ms();
-        let live: Vec<Target> = inner
+        let live: Vec<Target> = store
             .state
             .subscriptions
             .iter()
@@ -544,9 +547,9 @@ impl Shared {
     }
 
     pub fn get_subscription(&self, id: &str) -> ApiResult<Value> {
-        let inner = self.lock();
+        let store = self.lock();
         let now = now_ms();
-        inner
+        store
             .state
             .subscriptions
             .iter()
@@ -556,9 +559,9 @@ impl Shared {
     }
 
     pub fn list_subscriptions(&self, version: &str) -> Value {
-        let inner = self.lock();
+        let store = self.lock();
         let now = now_ms();
-        let value: Vec<Value> = inner
+        let value: Vec<Value> = store
             .state
             .subscriptions
             .iter()
@@ -600,8 +603,8 @@ impl Shared {
         })?;
         let cert = body.get("encryptionCertificate").map(|c| c.as_str());
         let cert_id = body.get("encryptionCertificateId").map(|c| c.as_str());
-        let sub = self.mutate(|inner, _| {
-            let sub = inner
+        let sub = self.mutate(|store, _| {
+            let sub = store
                 .state
                 .subscriptions
                 .iter_mut()
@@ -634,7 +637,7 @@ impl Shared {
                 sub.certificate = Some(c);
                 sub.certificate_id = Some(i);
                 let s = sub.clone();
-                inner.certs.insert(s.id.clone(), parsed);
+                store.certs.insert(s.id.clone(), parsed);
                 s
             } else {
                 sub.clone()
@@ -645,9 +648,9 @@ impl Shared {
     }
 
     pub fn reauthorize(&self, id: &str) -> ApiResult<()> {
-        let inner = self.lock();
+        let store = self.lock();
         let now = now_ms();
-        inner
+        store
             .state
             .subscriptions
             .iter()
@@ -657,17 +660,17 @@ impl Shared {
     }
 
     pub fn delete_subscription(self: &Arc<Self>, id: &str) -> ApiResult<()> {
-        self.mutate(|inner, _| {
+        self.mutate(|store, _| {
             let now = now_ms();
-            let before = inner.state.subscriptions.len();
-            inner
+            let before = store.state.subscriptions.len();
+            store
                 .state
                 .subscriptions
                 .retain(|s| !(s.id == id && s.expires_ms > now));
-            if inner.state.subscriptions.len() == before {
+            if store.state.subscriptions.len() == before {
                 return Err(sub_not_found(id));
             }
-            inner.certs.remove(id);
+            store.certs.remove(id);
             Ok(())
         })
     }
@@ -677,16 +680,16 @@ impl Shared {
     }
 
     pub fn remove(self: &Arc<Self>, id: &str) -> ApiResult<()> {
-        self.mutate(|inner, events| {
+        self.mutate(|store, events| {
             let now = now_ms();
-            let at = inner
+            let at = store
                 .state
                 .subscriptions
                 .iter()
                 .position(|s| s.id == id && s.expires_ms > now)
                 .ok_or_else(|| sub_not_found(id))?;
-            let sub = inner.state.subscriptions.remove(at);
-            inner.certs.remove(id);
+            let sub = store.state.subscriptions.remove(at);
+            store.certs.remove(id);
             events.push(Event::Lifecycle {
                 sub: Box::new(sub),
                 event: "subscriptionRemoved",
@@ -700,22 +703,22 @@ impl Shared {
         let now = now_ms();
         let outgoing;
         {
-            let mut inner = self.lock();
+            let mut store = self.lock();
             let mut events = Vec::new();
-            let before = inner.state.subscriptions.len();
-            let gone: Vec<String> = inner
+            let before = store.state.subscriptions.len();
+            let gone: Vec<String> = store
                 .state
                 .subscriptions
                 .iter()
                 .filter(|s| s.expires_ms <= now)
                 .map(|s| s.id.clone())
                 .collect();
-            inner.state.subscriptions.retain(|s| s.expires_ms > now);
+            store.state.subscriptions.retain(|s| s.expires_ms > now);
             for id in &gone {
-                inner.certs.remove(id);
+                store.certs.remove(id);
             }
-            let mut changed = inner.state.subscriptions.len() != before;
-            for sub in inner.state.subscriptions.iter_mut() {
+            let mut changed = store.state.subscriptions.len() != before;
+            for sub in store.state.subscriptions.iter_mut() {
                 let lifetime = sub.expires_ms - sub.renewed_ms;
                 let threshold = (lifetime / 4).min(REAUTH_AT_MOST_MS);
                 if sub.lifecycle_url.is_some()
@@ -731,9 +734,9 @@ impl Shared {
                 }
             }
             if changed {
-                self.persist(&inner);
+                self.persist(&store);
             }
-            outgoing = self.fan_out(&mut inner, &events);
+            outgoing = self.fan_out(&mut store, &events);
         }
         for o in outgoing {
             deliver::dispatch(self.clone(), o);
@@ -790,7 +793,7 @@ impl Shared {
             _ => {}
         }
         let tenant = self.config.tenant_id.clone();
-        let chat = self.mutate(|inner, events| {
+        let chat = self.mutate(|store, events| {
             let now = now_ms();
             let id = if chat_type == "oneOnOne" {
                 let mut ids = [members[0].user_id.clone(), members[1].user_id.clone()];
@@ -799,7 +802,7 @@ impl Shared {
             } else {
                 format!("19:{}@thread.v2", guid().replace('-', ""))
             };
-            if let Some(existing) = inner.state.chats.iter().find(|c| c.id == id) {
+            if let Some(existing) = store.state.chats.iter().find(|c| c.id == id) {
                 return Ok(existing.clone());
             }
             let chat = Chat {
@@ -812,7 +815,7 @@ impl Shared {
                 viewpoints: Default::default(),
                 messages: Vec::new(),
             };
-            inner.state.chats.push(chat.clone());
+            store.state.chats.push(chat.clone());
             events.push(Event::Chat {
                 chat: Box::new(chat.clone()),
                 change: "created",
@@ -893,8 +896,8 @@ impl Shared {
         })
     }
 
-    fn chat_ref<'a>(inner: &'a Inner, id: &str) -> ApiResult<&'a Chat> {
-        inner
+    fn chat_ref<'a>(store: &'a Store, id: &str) -> ApiResult<&'a Chat> {
+        store
             .state
             .chats
             .iter()
@@ -902,8 +905,8 @@ impl Shared {
             .ok_or_else(|| chat_not_found(id))
     }
 
-    fn chat_mut<'a>(inner: &'a mut Inner, id: &str) -> ApiResult<&'a mut Chat> {
-        inner
+    fn chat_mut<'a>(store: &'a mut Store, id: &str) -> ApiResult<&'a mut Chat> {
+        store
             .state
             .chats
             .iter_mut()
@@ -912,11 +915,11 @@ impl Shared {
     }
 
     /// Resolves the user of `/users/{user}/...` (or `me`).
-    fn viewer(&self, inner: &Inner, user: &str) -> ApiResult<String> {
+    fn viewer(&self, store: &Store, user: &str) -> ApiResult<String> {
         if self.is_me(user) {
             return Ok(self.me().to_string());
         }
-        for c in &inner.state.chats {
+        for c in &store.state.chats {
             if let Some(m) = c.members.iter().find(|m| {
                 m.user_id.eq_ignore_ascii_case(user)
                     || m.email
@@ -939,12 +942,12 @@ impl Shared {
         user: Option<&str>,
         pairs: &[(String, String)],
     ) -> ApiResult<Value> {
-        let inner = self.lock();
+        let store = self.lock();
         let viewer = match user {
-            Some(u) => self.viewer(&inner, u)?,
+            Some(u) => self.viewer(&store, u)?,
             None => self.me().to_string(),
         };
-        let c = Self::chat_ref(&inner, chat)?;
+        let c = Self::chat_ref(&store, chat)?;
         if !self.user_sees(&viewer, c) {
             return Err(chat_not_found(chat));
         }
@@ -978,9 +981,9 @@ impl Shared {
         self_url: &str,
     ) -> ApiResult<Value> {
         let top = top(pairs)?;
-        let inner = self.lock();
-        let viewer = self.viewer(&inner, user)?;
-        let mut chats: Vec<&Chat> = inner
+        let store = self.lock();
+        let viewer = self.viewer(&store, user)?;
+        let mut chats: Vec<&Chat> = store
             .state
             .chats
             .iter()
@@ -1001,16 +1004,16 @@ impl Shared {
             .into_iter()
             .map(|c| self.chat_view(c, &viewer, pairs))
             .collect::<ApiResult<Vec<_>>>()?;
-        drop(inner);
+        drop(store);
         page(items, pairs, top, self_url, "chats", &self.base_url)
     }
 
     pub fn list_members(&self, chat: &str, user: Option<&str>) -> ApiResult<Value> {
-        let inner = self.lock();
+        let store = self.lock();
         if let Some(u) = user {
-            self.viewer(&inner, u)?;
+            self.viewer(&store, u)?;
         }
-        let c = Self::chat_ref(&inner, chat)?;
+        let c = Self::chat_ref(&store, chat)?;
         let members = c.members_json(&self.config.tenant_id);
         Ok(json!({
             "@odata.context": format!("{}v1.0/$metadata#chats('{}')/members", self.base_url, c.id),
@@ -1021,8 +1024,8 @@ impl Shared {
 
     pub fn patch_chat(self: &Arc<Self>, chat: &str, body: &[u8]) -> ApiResult<()> {
         let body = json_object(body)?;
-        self.mutate(|inner, events| {
-            let c = Self::chat_mut(inner, chat)?;
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
             for (k, v) in &body {
                 match (k.as_str(), v) {
                     ("topic", Value::String(t)) if c.chat_type == "group" => {
@@ -1051,14 +1054,14 @@ impl Shared {
     }
 
     pub fn delete_chat(self: &Arc<Self>, chat: &str) -> ApiResult<()> {
-        self.mutate(|inner, events| {
-            let at = inner
+        self.mutate(|store, events| {
+            let at = store
                 .state
                 .chats
                 .iter()
                 .position(|c| c.id == chat)
                 .ok_or_else(|| chat_not_found(chat))?;
-            let c = inner.state.chats.remove(at);
+            let c = store.state.chats.remove(at);
             events.push(Event::Chat {
                 chat: Box::new(c),
                 change: "deleted",
@@ -1103,8 +1106,8 @@ impl Shared {
         } else {
             user.to_ascii_lowercase()
         };
-        self.mutate(|inner, events| {
-            let c = Self::chat_mut(inner, chat)?;
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
             let latest = c.messages.iter().map(|m| m.created_ms).max();
             let vp = c
                 .viewpoints
@@ -1218,8 +1221,8 @@ impl Shared {
         let tenant = self.config.tenant_id.clone();
         let base = self.base_url.clone();
         let mine = self.is_me(&from.id);
-        self.mutate(|inner, events| {
-            let c = Self::chat_mut(inner, chat)?;
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
             let mut ms = now_ms();
             while c.messages.iter().any(|m| m.created_ms == ms) {
                 ms += 1;
@@ -1305,11 +1308,11 @@ impl Shared {
     }
 
     pub fn get_message(&self, chat: &str, id: &str, user: Option<&str>) -> ApiResult<Value> {
-        let inner = self.lock();
+        let store = self.lock();
         if let Some(u) = user {
-            self.viewer(&inner, u)?;
+            self.viewer(&store, u)?;
         }
-        let c = Self::chat_ref(&inner, chat)?;
+        let c = Self::chat_ref(&store, chat)?;
         let m = c.message(id).ok_or_else(|| message_not_found(id))?;
         let mut v = m.json.clone();
         v["@odata.context"] = format!(
@@ -1327,20 +1330,20 @@ impl Shared {
         self_url: &str,
     ) -> ApiResult<Value> {
         let top = top(pairs)?;
-        let inner = self.lock();
+        let store = self.lock();
         let msgs: Vec<&Message> = match &scope {
-            Scope::Chat(c) => Self::chat_ref(&inner, c)?.messages.iter().collect(),
+            Scope::Chat(c) => Self::chat_ref(&store, c)?.messages.iter().collect(),
             Scope::UserChat(u, c) => {
-                let viewer = self.viewer(&inner, u)?;
-                let chat = Self::chat_ref(&inner, c)?;
+                let viewer = self.viewer(&store, u)?;
+                let chat = Self::chat_ref(&store, c)?;
                 if !self.user_sees(&viewer, chat) {
                     return Err(chat_not_found(c));
                 }
                 chat.messages.iter().collect()
             }
             Scope::UserAll(u) => {
-                let viewer = self.viewer(&inner, u)?;
-                inner
+                let viewer = self.viewer(&store, u)?;
+                store
                     .state
                     .chats
                     .iter()
@@ -1350,7 +1353,7 @@ impl Shared {
             }
         };
         let items = order_and_filter(msgs, pairs)?;
-        drop(inner);
+        drop(store);
         page(items, pairs, top, self_url, "messages", &self.base_url)
     }
 
@@ -1368,9 +1371,9 @@ impl Shared {
                     .map_err(|_| ApiError::bad("$deltatoken is not one this Graph issued"))?,
             ),
         };
-        let inner = self.lock();
-        let viewer = self.viewer(&inner, user)?;
-        let mut msgs: Vec<&Message> = inner
+        let store = self.lock();
+        let viewer = self.viewer(&store, user)?;
+        let mut msgs: Vec<&Message> = store
             .state
             .chats
             .iter()
@@ -1381,7 +1384,7 @@ impl Shared {
         msgs.sort_by_key(|m| (m.modified_ms, m.created_ms));
         let watermark = msgs.last().map(|m| m.modified_ms).or(since).unwrap_or(0);
         let items: Vec<Value> = msgs.into_iter().map(|m| m.json.clone()).collect();
-        drop(inner);
+        drop(store);
         let mut v = page(items, pairs, top, self_url, "messages", &self.base_url)?;
         if v.get("@odata.nextLink").is_none() {
             let path = self_url.split('?').next().unwrap_or(self_url);
@@ -1421,8 +1424,8 @@ impl Shared {
                 "Nothing to update: body, mentions, attachments or policyViolation",
             ));
         }
-        self.mutate(|inner, events| {
-            let c = Self::chat_mut(inner, chat)?;
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
             let m = c.message_mut(id).ok_or_else(|| message_not_found(id))?;
             if by_me && !m.sender_id().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
                 return Err(ApiError::forbidden("Only the sender can edit a message"));
@@ -1453,8 +1456,8 @@ impl Shared {
 
     pub fn colleague_edits(self: &Arc<Self>, chat: &str, id: &str, content: &str) -> ApiResult<()> {
         let ct = {
-            let inner = self.lock();
-            let c = Self::chat_ref(&inner, chat)?;
+            let store = self.lock();
+            let c = Self::chat_ref(&store, chat)?;
             let m = c.message(id).ok_or_else(|| message_not_found(id))?;
             m.json
                 .pointer("/body/contentType")
@@ -1483,8 +1486,8 @@ impl Shared {
             }
         }
         let me = self.me().to_string();
-        self.mutate(|inner, events| {
-            let c = Self::chat_mut(inner, chat)?;
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
             let m = c.message_mut(id).ok_or_else(|| message_not_found(id))?;
             if by.is_some() && !m.sender_id().is_some_and(|f| f.eq_ignore_ascii_case(&me)) {
                 return Err(ApiError::forbidden(
@@ -1530,8 +1533,8 @@ impl Shared {
             .to_string();
         let me = self.me().to_string();
         let tenant = self.config.tenant_id.clone();
-        self.mutate(|inner, events| {
-            let c = Self::chat_mut(inner, chat)?;
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
             let m = c.message_mut(id).ok_or_else(|| message_not_found(id))?;
             let now = m.next_change_ms();
             if !m.json["reactions"].is_array() {
@@ -1594,8 +1597,8 @@ impl Shared {
     }
 
     pub fn hosted(&self, chat: &str, id: &str, hosted: Option<&str>) -> ApiResult<HostedAnswer> {
-        let inner = self.lock();
-        let c = Self::chat_ref(&inner, chat)?;
+        let store = self.lock();
+        let c = Self::chat_ref(&store, chat)?;
         let m = c.message(id).ok_or_else(|| message_not_found(id))?;
         match hosted {
             None => Ok(HostedAnswer::List(
@@ -1621,8 +1624,8 @@ impl Shared {
     // ---- truth and controls ------------------------------------------------------------------
 
     pub fn truth(&self, chat: &str) -> ApiResult<Vec<Value>> {
-        let inner = self.lock();
-        let c = Self::chat_ref(&inner, chat)?;
+        let store = self.lock();
+        let c = Self::chat_ref(&store, chat)?;
         Ok(c.messages.iter().map(|m| m.json.clone()).collect())
     }
 
@@ -1670,13 +1673,13 @@ impl Shared {
                 ));
             }
         }
-        let mut inner = self.lock();
-        inner.seed = faults.seed.unwrap_or(self.config.seed);
-        inner.seq = 0;
-        inner.api_rng = ChaCha8Rng::seed_from_u64(inner.seed);
-        inner.api_rng.set_stream(u64::MAX);
+        let mut store = self.lock();
+        store.seed = faults.seed.unwrap_or(self.config.seed);
+        store.seq = 0;
+        store.api_rng = ChaCha8Rng::seed_from_u64(store.seed);
+        store.api_rng.set_stream(u64::MAX);
         self.fail_first.store(faults.fail_first, Ordering::SeqCst);
-        inner.faults = faults;
+        store.faults = faults;
         Ok(())
     }
 
@@ -1717,13 +1720,13 @@ impl Default for Extra {
     }
 }
 
-pub(crate) fn spawn_ticker(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
-    let mut stop = shared.stop_tx.subscribe();
+pub(crate) fn spawn_ticker(graph: Arc<Graph>) -> tokio::task::JoinHandle<()> {
+    let mut stop = graph.stop_tx.subscribe();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = every.tick() => shared.tick(),
+                _ = every.tick() => graph.tick(),
                 _ = stop.changed() => return,
             }
         }
