@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::graph::{HostedAnswer, Scope, Graph};
-use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
+use crate::graph::{Graph, HostedAnswer, Scope};
 use crate::types::{Faults, Sender};
+use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
 
 /// Request bodies larger than this are refused (413) before they are read further.
 const BODY_LIMIT: usize = 4 * 1024 * 1024;

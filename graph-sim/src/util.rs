@@ -29,6 +29,19 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
     }
+    pub fn subscription_not_found(id: &str) -> Self {
+        Self::new(
+            404,
+            "ResourceNotFound",
+            format!("The object was not found: subscription '{id}'"),
+        )
+    }
+    pub fn chat_not_found(id: &str) -> Self {
+        Self::not_found(format!("Chat '{id}' was not found"))
+    }
+    pub fn message_not_found(id: &str) -> Self {
+        Self::not_found(format!("Message '{id}' was not found in the chat"))
+    }
 }
 
 impl From<ApiError> for SimError {
