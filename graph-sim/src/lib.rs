@@ -1,5 +1,7 @@
-//! Microsoft Graph on loopback, for Teams chats and chat messages: the `graph-sim` contract of the
-//! project's DESIGN.md (section 9).
+//! Microsoft Graph on loopback, for Teams chats and chat messages. Its contract, what it serves and
+//! how it behaves where Graph leaves room, is the `graph-sim` section of the repository's
+//! `docs/contracts.md` (`docs/contracts.md#graph-sim`); this crate's `README.md` shows it in use
+//! and lists the rules it applies.
 //!
 //! A [`Simulator`] serves Graph's API under `/v1.0/` and `/beta/` for what a Teams-chat app calls
 //! (subscriptions, chats, messages, viewpoints, hosted contents), validates notification URLs with
@@ -28,8 +30,8 @@
 use std::sync::Arc;
 
 mod deliver;
-mod http;
 mod graph;
+mod http;
 mod state;
 mod types;
 mod util;
