@@ -1,5 +1,8 @@
 //! Outbound HTTP: validation handshakes, and change and lifecycle notifications delivered at
 //! least once with retries, back-off and the seeded faults.
+//!
+//! A leaf below the simulated Graph: the Graph hands each [`Outgoing`] to its [`Courier`] and
+//! answers, through [`Subscriptions`], whether a subscription is still live.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,10 +14,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
+use tokio::sync::watch;
 
-use crate::sim::Shared;
+use crate::types::{Deliveries, Faults};
 use crate::util::{guid, ApiError, ApiResult};
-use crate::{Deliveries, Faults};
 
 /// Graph waits this long for a notification's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(3);
@@ -26,17 +29,34 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30 * 60);
 const REORDER_MS: u64 = 500;
 /// How much of an answer is read (handshakes echo a short token).
 const ANSWER_LIMIT: usize = 64 * 1024;
+/// What Graph answers when a handshake fails.
+const VALIDATION_FAILED: &str = "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.";
 
-pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
-pub(crate) fn client() -> Client {
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build_http()
+/// What a delivery asks of the Graph it delivers for.
+pub(crate) trait Subscriptions: Send + Sync + 'static {
+    /// Whether the subscription is live: not expired, deleted or removed. A change notification
+    /// for one that is not is never (re)tried.
+    fn is_live(&self, id: &str) -> bool;
+}
+
+/// The outbound side of the Graph: one HTTP client, the delivery counts, the `failFirst` budget,
+/// the retry and handshake timings, and the stop signal every delivery watches.
+pub(crate) struct Courier {
+    client: Client,
+    counters: Counters,
+    fail_first: AtomicU64,
+    retry_base: Duration,
+    handshake_timeout: Duration,
+    /// Deliveries are tasks on the runtime the simulator started on, whichever thread a change
+    /// comes from.
+    runtime: tokio::runtime::Handle,
+    stop: watch::Receiver<bool>,
 }
 
 #[derive(Default)]
-pub(crate) struct Counters {
+struct Counters {
     attempted: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
@@ -47,7 +67,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn snapshot(&self) -> Deliveries {
+    fn snapshot(&self) -> Deliveries {
         let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
         Deliveries {
             attempted: get(&self.attempted),
@@ -89,49 +109,94 @@ enum Answer {
     Retry,
 }
 
-/// Sends `o` at once (or after its faults' delay), in a task of its own.
-pub(crate) fn dispatch(shared: Arc<Shared>, o: Outgoing) {
-    inc(&shared.counters.pending);
-    let handle = shared.handle.clone();
-    handle.spawn(async move {
-        // Every decision comes from one ChaCha stream per (seed, sequence number), drawn in a
-        // fixed order, so the same writes under the same seed decide the same way.
-        let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
-        rng.set_stream(o.seq);
-        let f = &o.faults;
-        let drop = rng.gen::<f64>() < f.drop;
-        let duplicate = rng.gen::<f64>() < f.duplicate;
-        let mut delays = Vec::new();
-        for _ in 0..2 {
-            let base = match f.delay_ms {
-                Some([lo, hi]) => rng.gen_range(lo..=hi),
-                None => 0,
-            };
-            let reorder = rng.gen::<f64>() < f.reorder;
-            let extra = rng.gen_range(0..=REORDER_MS);
-            delays.push(base + if reorder { extra } else { 0 });
+impl Courier {
+    /// Delivers on the current tokio runtime until `stop` turns true.
+    pub fn new(
+        retry_base: Duration,
+        handshake_timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            client: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build_http(),
+            counters: Counters::default(),
+            fail_first: AtomicU64::new(0),
+            retry_base,
+            handshake_timeout,
+            runtime: tokio::runtime::Handle::current(),
+            stop,
         }
-        let jitter_seed: u64 = rng.gen();
-        if drop {
-            inc(&shared.counters.dropped);
-            dec(&shared.counters.pending);
-            return;
-        }
-        let o = Arc::new(o);
-        if duplicate {
-            inc(&shared.counters.duplicated);
-            inc(&shared.counters.pending);
-            let (s, o2) = (shared.clone(), o.clone());
-            let d = delays[1];
-            tokio::spawn(async move { attempts(s, o2, d, jitter_seed ^ 1).await });
-        }
-        attempts(shared, o, delays[0], jitter_seed).await;
-    });
+    }
+
+    /// Delivery counts since start.
+    pub fn deliveries(&self) -> Deliveries {
+        self.counters.snapshot()
+    }
+
+    /// The next `n` attempts fail as a network failure would (the `failFirst` fault).
+    pub fn fail_next(&self, n: u64) {
+        self.fail_first.store(n, Ordering::SeqCst);
+    }
+
+    /// The stop signal, its current value seen (as a fresh subscription to it would be).
+    fn stop_signal(&self) -> watch::Receiver<bool> {
+        let mut stop = self.stop.clone();
+        stop.borrow_and_update();
+        stop
+    }
+
+    /// Sends `o` at once (or after its faults' delay), in a task of its own; `subs` says whether
+    /// its subscription is still live before each attempt.
+    pub fn dispatch(self: &Arc<Self>, subs: Arc<dyn Subscriptions>, o: Outgoing) {
+        let courier = self.clone();
+        inc(&courier.counters.pending);
+        self.runtime.spawn(async move {
+            // Every decision comes from one ChaCha stream per (seed, sequence number), drawn in a
+            // fixed order, so the same writes under the same seed decide the same way.
+            let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+            rng.set_stream(o.seq);
+            let f = &o.faults;
+            let drop = rng.gen::<f64>() < f.drop;
+            let duplicate = rng.gen::<f64>() < f.duplicate;
+            let mut delays = Vec::new();
+            for _ in 0..2 {
+                let base = match f.delay_ms {
+                    Some([lo, hi]) => rng.gen_range(lo..=hi),
+                    None => 0,
+                };
+                let reorder = rng.gen::<f64>() < f.reorder;
+                let extra = rng.gen_range(0..=REORDER_MS);
+                delays.push(base + if reorder { extra } else { 0 });
+            }
+            let jitter_seed: u64 = rng.gen();
+            if drop {
+                inc(&courier.counters.dropped);
+                dec(&courier.counters.pending);
+                return;
+            }
+            let o = Arc::new(o);
+            if duplicate {
+                inc(&courier.counters.duplicated);
+                inc(&courier.counters.pending);
+                let (c, s, o2) = (courier.clone(), subs.clone(), o.clone());
+                let d = delays[1];
+                tokio::spawn(async move { attempts(c, s, o2, d, jitter_seed ^ 1).await });
+            }
+            attempts(courier, subs, o, delays[0], jitter_seed).await;
+        });
+    }
 }
 
-async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_seed: u64) {
-    let mut stop = shared.stop_tx.subscribe();
-    let counters = &shared.counters;
+async fn attempts(
+    courier: Arc<Courier>,
+    subs: Arc<dyn Subscriptions>,
+    o: Arc<Outgoing>,
+    delay_ms: u64,
+    jitter_seed: u64,
+) {
+    let mut stop = courier.stop_signal();
+    let counters = &courier.counters;
     let started = Instant::now();
     let mut jitter = ChaCha8Rng::seed_from_u64(jitter_seed);
     if delay_ms > 0 {
@@ -146,7 +211,7 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
             return;
         }
         if let Some(id) = &o.sub_id {
-            if !shared.sub_alive(id) {
+            if !subs.is_live(id) {
                 // Expired, deleted or removed: nothing more, silently.
                 dec(&counters.pending);
                 return;
@@ -156,14 +221,14 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
         if retry > 0 {
             inc(&counters.retried);
         }
-        let failed_on_purpose = shared
+        let failed_on_purpose = courier
             .fail_first
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         let answer = if failed_on_purpose {
             Answer::Retry
         } else {
-            post(&shared, &o.url, &o.body).await
+            post(&courier, &o.url, &o.body).await
         };
         match answer {
             Answer::Ok => {
@@ -181,11 +246,7 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
         retry += 1;
         // The n-th retry waits base x 2^(n-1), plus up to 20 % jitter.
         let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(20));
-        let wait = shared
-            .config
-            .retry_base
-            .saturating_mul(factor)
-            .min(LONGEST_WAIT);
+        let wait = courier.retry_base.saturating_mul(factor).min(LONGEST_WAIT);
         let wait = wait.mul_f64(1.0 + jitter.gen_range(0.0..=0.2));
         if started.elapsed() + wait > RETRY_FOR {
             inc(&counters.dropped);
@@ -201,13 +262,13 @@ async fn attempts(shared: Arc<Shared>, o: Arc<Outgoing>, delay_ms: u64, jitter_s
 
 /// One notification POST: 2xx delivered; 5xx, 408, 429, timeouts and connection errors retried;
 /// any other status final.
-async fn post(shared: &Shared, url: &str, body: &[u8]) -> Answer {
+async fn post(courier: &Courier, url: &str, body: &[u8]) -> Answer {
     let request = match request(url, "application/json; charset=utf-8", body.to_vec()) {
         Some(r) => r,
         None => return Answer::Final,
     };
     let sent = tokio::time::timeout(ANSWER_WITHIN, async {
-        let response = shared.client.request(request).await.ok()?;
+        let response = courier.client.request(request).await.ok()?;
         let status = response.status().as_u16();
         // Read (and discard) a bounded answer so the connection can be reused.
         let _ = Limited::new(response.into_body(), ANSWER_LIMIT)
@@ -236,7 +297,7 @@ fn request(url: &str, content_type: &str, body: Vec<u8>) -> Option<hyper::Reques
 
 /// The validation handshake: POST `{url}?validationToken=...` and expect 200 text/plain with the
 /// decoded token, within the handshake timeout. Never subject to faults.
-pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
+pub(crate) async fn handshake(courier: &Courier, url: &str) -> ApiResult<()> {
     let token = format!(
         "Validation: Testing client application reachability for subscription Request-Id: {}",
         guid()
@@ -248,7 +309,7 @@ pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
         ApiError::new(
             400,
             "ValidationError",
-            format!("{} ({url}: {why})", crate::sim::VALIDATION_FAILED),
+            format!("{} ({url}: {why})", VALIDATION_FAILED),
         )
     };
     if url.starts_with("https://") {
@@ -258,8 +319,8 @@ pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
     }
     let request = request(&target, "text/plain; charset=utf-8", Vec::new())
         .ok_or_else(|| fail("not a URL the simulator can call".into()))?;
-    let answer = tokio::time::timeout(shared.config.handshake_timeout, async {
-        let response = shared
+    let answer = tokio::time::timeout(courier.handshake_timeout, async {
+        let response = courier
             .client
             .request(request)
             .await
@@ -283,7 +344,7 @@ pub(crate) async fn handshake(shared: &Shared, url: &str) -> ApiResult<()> {
         Err(_) => {
             return Err(fail(format!(
                 "no answer within {} ms",
-                shared.config.handshake_timeout.as_millis()
+                courier.handshake_timeout.as_millis()
             )))
         }
         Ok(Err(why)) => return Err(fail(why)),

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::sim::{HostedAnswer, Scope, Shared};
+use crate::graph::{Graph, HostedAnswer, Scope};
+use crate::types::{Faults, Sender};
 use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
-use crate::{Faults, Sender};
 
 /// Request bodies larger than this are refused (413) before they are read further.
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -19,11 +19,11 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 const RETRY_AFTER_SECS: u32 = 1;
 
 pub(crate) fn serve(
-    shared: Arc<Shared>,
+    graph: Arc<Graph>,
     listener: tokio::net::TcpListener,
 ) -> tokio::task::JoinHandle<()> {
-    let mut stop = shared.stop_tx.subscribe();
-    let app = Router::new().fallback(handle).with_state(shared);
+    let mut stop = graph.stop_tx.subscribe();
+    let app = Router::new().fallback(handle).with_state(graph);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -78,7 +78,7 @@ fn respond(a: ApiResult<Answer>) -> Response {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
@@ -106,7 +106,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let pairs = query_pairs(query);
-    let self_url = format!("{}{}", shared.base_url.trim_end_matches('/'), raw_path);
+    let self_url = format!("{}{}", graph.base_url.trim_end_matches('/'), raw_path);
     let m = &parts.method;
 
     match segs.as_slice() {
@@ -115,12 +115,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         {
             return (
                 [(header::CONTENT_TYPE, "application/json")],
-                shared.jwks.clone(),
+                graph.jwks.clone(),
             )
                 .into_response()
         }
         ["common", "v2.0", ".well-known", "openid-configuration"] if m == Method::GET => {
-            let id = shared.identity();
+            let id = graph.identity();
             return respond(Ok(Answer::Json(
                 200,
                 json!({
@@ -129,7 +129,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 }),
             )));
         }
-        ["_sim", rest @ ..] => return respond(control(&shared, m, rest, &body)),
+        ["_sim", rest @ ..] => return respond(control(&graph, m, rest, &body)),
         [version @ ("v1.0" | "beta"), rest @ ..] => {
             let authorized = parts
                 .headers
@@ -143,7 +143,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                     "Access token is empty.",
                 ));
             }
-            if shared.throttled() {
+            if graph.throttled() {
                 let mut r = error_response(&ApiError::new(
                     429,
                     "TooManyRequests",
@@ -153,7 +153,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                     .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
                 return r;
             }
-            let answer = graph(&shared, m, version, rest, &body, &pairs, &self_url).await;
+            let answer = api(&graph, m, version, rest, &body, &pairs, &self_url).await;
             return respond(answer);
         }
         _ => {}
@@ -176,8 +176,8 @@ fn not_found(m: &Method, rest: &[&str]) -> ApiError {
     )
 }
 
-async fn graph(
-    shared: &Arc<Shared>,
+async fn api(
+    graph: &Arc<Graph>,
     m: &Method,
     version: &str,
     rest: &[&str],
@@ -192,55 +192,55 @@ async fn graph(
     let delete = m == Method::DELETE;
     Ok(match rest {
         // subscriptions
-        ["subscriptions"] if post => Json(201, shared.create_subscription(version, body).await?),
-        ["subscriptions"] if get => Json(200, shared.list_subscriptions(version)),
-        ["subscriptions", id] if get => Json(200, shared.get_subscription(id)?),
-        ["subscriptions", id] if patch => Json(200, shared.renew(id, body)?),
+        ["subscriptions"] if post => Json(201, graph.create_subscription(version, body).await?),
+        ["subscriptions"] if get => Json(200, graph.list_subscriptions(version)),
+        ["subscriptions", id] if get => Json(200, graph.get_subscription(id)?),
+        ["subscriptions", id] if patch => Json(200, graph.renew(id, body)?),
         ["subscriptions", id] if delete => {
-            shared.delete_subscription(id)?;
+            graph.delete_subscription(id)?;
             NoContent
         }
         ["subscriptions", id, "reauthorize"] if post => {
-            shared.reauthorize(id)?;
+            graph.reauthorize(id)?;
             Answer::Empty(200)
         }
         // chats
-        ["chats"] if post => Json(201, shared.create_chat(body)?),
-        ["chats"] if get => Json(200, shared.list_chats("me", pairs, self_url)?),
-        ["chats", c] if get => Json(200, shared.get_chat(c, None, pairs)?),
+        ["chats"] if post => Json(201, graph.create_chat(body)?),
+        ["chats"] if get => Json(200, graph.list_chats("me", pairs, self_url)?),
+        ["chats", c] if get => Json(200, graph.get_chat(c, None, pairs)?),
         ["chats", c] if patch => {
-            shared.patch_chat(c, body)?;
+            graph.patch_chat(c, body)?;
             NoContent
         }
         ["chats", c] if delete => {
-            shared.delete_chat(c)?;
+            graph.delete_chat(c)?;
             NoContent
         }
-        ["chats", c, "members"] if get => Json(200, shared.list_members(c, None)?),
+        ["chats", c, "members"] if get => Json(200, graph.list_members(c, None)?),
         ["chats", c, "messages"] if get => Json(
             200,
-            shared.list_messages(Scope::Chat(c.to_string()), pairs, self_url)?,
+            graph.list_messages(Scope::Chat(c.to_string()), pairs, self_url)?,
         ),
-        ["chats", c, "messages"] if post => Json(201, shared.send_message(c, body)?),
+        ["chats", c, "messages"] if post => Json(201, graph.send_message(c, body)?),
         ["chats", c, action @ ("markChatReadForUser"
         | "markChatUnreadForUser"
         | "hideForUser"
         | "unhideForUser")]
             if post =>
         {
-            shared.viewpoint_action(c, action, body)?;
+            graph.viewpoint_action(c, action, body)?;
             NoContent
         }
-        ["chats", c, "messages", id] if get => Json(200, shared.get_message(c, id, None)?),
+        ["chats", c, "messages", id] if get => Json(200, graph.get_message(c, id, None)?),
         ["chats", c, "messages", id] if patch => {
-            shared.edit_message(c, id, body, true)?;
+            graph.edit_message(c, id, body, true)?;
             NoContent
         }
         ["chats", c, "messages", id, action] if post => {
-            message_action(shared, None, c, id, action, body, m, rest)?
+            message_action(graph, None, c, id, action, body, m, rest)?
         }
         ["chats", c, "messages", id, "hostedContents", more @ ..] if get => {
-            hosted(shared, c, id, more, m, rest)?
+            hosted(graph, c, id, more, m, rest)?
         }
         // a user's view
         [scope @ ("me" | "users"), tail @ ..] => {
@@ -250,32 +250,32 @@ async fn graph(
                 _ => return Err(not_found(m, rest)),
             };
             match tail {
-                ["chats"] if get => Json(200, shared.list_chats(user, pairs, self_url)?),
+                ["chats"] if get => Json(200, graph.list_chats(user, pairs, self_url)?),
                 ["chats", "getAllMessages"] if get => Json(
                     200,
-                    shared.list_messages(Scope::UserAll(user.to_string()), pairs, self_url)?,
+                    graph.list_messages(Scope::UserAll(user.to_string()), pairs, self_url)?,
                 ),
                 ["chats", "getAllMessages", "delta"] if get => {
-                    Json(200, shared.delta(user, pairs, self_url)?)
+                    Json(200, graph.delta(user, pairs, self_url)?)
                 }
-                ["chats", c] if get => Json(200, shared.get_chat(c, Some(user), pairs)?),
-                ["chats", c, "members"] if get => Json(200, shared.list_members(c, Some(user))?),
+                ["chats", c] if get => Json(200, graph.get_chat(c, Some(user), pairs)?),
+                ["chats", c, "members"] if get => Json(200, graph.list_members(c, Some(user))?),
                 ["chats", c, "messages"] if get => Json(
                     200,
-                    shared.list_messages(
+                    graph.list_messages(
                         Scope::UserChat(user.to_string(), c.to_string()),
                         pairs,
                         self_url,
                     )?,
                 ),
                 ["chats", c, "messages", id] if get => {
-                    Json(200, shared.get_message(c, id, Some(user))?)
+                    Json(200, graph.get_message(c, id, Some(user))?)
                 }
                 ["chats", c, "messages", id, action] if post => {
-                    message_action(shared, Some(user), c, id, action, body, m, rest)?
+                    message_action(graph, Some(user), c, id, action, body, m, rest)?
                 }
                 ["chats", c, "messages", id, "hostedContents", more @ ..] if get => {
-                    hosted(shared, c, id, more, m, rest)?
+                    hosted(graph, c, id, more, m, rest)?
                 }
                 _ => return Err(not_found(m, rest)),
             }
@@ -286,7 +286,7 @@ async fn graph(
 
 #[allow(clippy::too_many_arguments)]
 fn message_action(
-    shared: &Arc<Shared>,
+    graph: &Arc<Graph>,
     user: Option<&str>,
     chat: &str,
     id: &str,
@@ -297,17 +297,17 @@ fn message_action(
 ) -> ApiResult<Answer> {
     let by = Some(user.unwrap_or("me"));
     match action {
-        "softDelete" => shared.soft_delete(chat, id, by, true)?,
-        "undoSoftDelete" => shared.soft_delete(chat, id, by, false)?,
-        "setReaction" if user.is_none() => shared.reaction(chat, id, body, true)?,
-        "unsetReaction" if user.is_none() => shared.reaction(chat, id, body, false)?,
+        "softDelete" => graph.soft_delete(chat, id, by, true)?,
+        "undoSoftDelete" => graph.soft_delete(chat, id, by, false)?,
+        "setReaction" if user.is_none() => graph.reaction(chat, id, body, true)?,
+        "unsetReaction" if user.is_none() => graph.reaction(chat, id, body, false)?,
         _ => return Err(not_found(m, rest)),
     }
     Ok(Answer::NoContent)
 }
 
 fn hosted(
-    shared: &Shared,
+    graph: &Graph,
     chat: &str,
     id: &str,
     more: &[&str],
@@ -315,18 +315,18 @@ fn hosted(
     rest: &[&str],
 ) -> ApiResult<Answer> {
     Ok(match more {
-        [] => match shared.hosted(chat, id, None)? {
+        [] => match graph.hosted(chat, id, None)? {
             HostedAnswer::List(v) => Answer::Json(200, json!({"value": v})),
             HostedAnswer::Bytes(..) => return Err(not_found(m, rest)),
         },
-        [h] => match shared.hosted(chat, id, Some(h))? {
+        [h] => match graph.hosted(chat, id, Some(h))? {
             HostedAnswer::Bytes(_, _, hid) => Answer::Json(
                 200,
                 json!({"id": hid, "contentBytes": null, "contentType": null}),
             ),
             HostedAnswer::List(_) => return Err(not_found(m, rest)),
         },
-        [h, "$value"] => match shared.hosted(chat, id, Some(h))? {
+        [h, "$value"] => match graph.hosted(chat, id, Some(h))? {
             HostedAnswer::Bytes(ct, bytes, _) => Answer::Bytes(ct, bytes),
             HostedAnswer::List(_) => return Err(not_found(m, rest)),
         },
@@ -365,57 +365,57 @@ struct Verdict {
 }
 
 /// `/_sim/`: the controls and the truth.
-fn control(shared: &Arc<Shared>, m: &Method, rest: &[&str], body: &[u8]) -> ApiResult<Answer> {
+fn control(graph: &Arc<Graph>, m: &Method, rest: &[&str], body: &[u8]) -> ApiResult<Answer> {
     use Answer::{Json, NoContent};
     let get = m == Method::GET;
     let post = m == Method::POST;
     Ok(match rest {
-        ["chats"] if get => Json(200, json!({"value": shared.chat_ids()})),
+        ["chats"] if get => Json(200, json!({"value": graph.chat_ids()})),
         ["chats", c, "messages"] if post => {
             let b: ColleagueMessage = parse(body)?;
             let ct = b.content_type.unwrap_or_else(|| "text".into());
-            Json(201, shared.colleague_writes(c, &b.from, &b.content, &ct)?)
+            Json(201, graph.colleague_writes(c, &b.from, &b.content, &ct)?)
         }
-        ["chats", c, "messages"] if get => Json(200, json!({"value": shared.truth(c)?})),
+        ["chats", c, "messages"] if get => Json(200, json!({"value": graph.truth(c)?})),
         ["chats", c, "messages", id] if m == Method::PATCH => {
             let b: Edit = parse(body)?;
-            shared.colleague_edits(c, id, &b.content)?;
+            graph.colleague_edits(c, id, &b.content)?;
             NoContent
         }
         ["chats", c, "messages", id] if m == Method::DELETE => {
-            shared.soft_delete(c, id, None, true)?;
+            graph.soft_delete(c, id, None, true)?;
             NoContent
         }
         ["chats", c, "messages", id, "policyViolation"] if post => {
             let b: Verdict = parse(body)?;
-            shared.policy_violation(c, id, &b.dlp_action)?;
+            graph.policy_violation(c, id, &b.dlp_action)?;
             NoContent
         }
         ["faults"] if post => {
             let f: Faults = parse(body)?;
-            shared.set_faults(f)?;
+            graph.set_faults(f)?;
             NoContent
         }
         ["faults"] if get => Json(
             200,
-            serde_json::to_value(shared.faults()).unwrap_or_default(),
+            serde_json::to_value(graph.faults()).unwrap_or_default(),
         ),
-        ["subscriptions"] if get => Json(200, json!({"value": shared.subscription_ids()})),
+        ["subscriptions"] if get => Json(200, json!({"value": graph.subscription_ids()})),
         ["subscriptions", id, "expire"] if post => {
-            shared.expire(id)?;
+            graph.expire(id)?;
             NoContent
         }
         ["subscriptions", id, "remove"] if post => {
-            shared.remove(id)?;
+            graph.remove(id)?;
             NoContent
         }
         ["deliveries"] if get => Json(
             200,
-            serde_json::to_value(shared.deliveries()).unwrap_or_default(),
+            serde_json::to_value(graph.deliveries()).unwrap_or_default(),
         ),
         ["identity"] if get => Json(
             200,
-            serde_json::to_value(shared.identity()).unwrap_or_default(),
+            serde_json::to_value(graph.identity()).unwrap_or_default(),
         ),
         _ => {
             return Err(ApiError::new(

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::types::SimError;
 use crate::util::fmt_ms;
-use crate::SimError;
 
 /// Everything that survives a restart on the same state file.
 #[derive(Debug, Default, Serialize, Deserialize)]

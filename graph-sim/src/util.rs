@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::SimError;
+use crate::types::SimError;
 
 /// An error as Graph answers it: status, `error.code`, `error.message`.
 #[derive(Debug, Clone)]
@@ -28,6 +28,19 @@ impl ApiError {
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
+    }
+    pub fn subscription_not_found(id: &str) -> Self {
+        Self::new(
+            404,
+            "ResourceNotFound",
+            format!("The object was not found: subscription '{id}'"),
+        )
+    }
+    pub fn chat_not_found(id: &str) -> Self {
+        Self::not_found(format!("Chat '{id}' was not found"))
+    }
+    pub fn message_not_found(id: &str) -> Self {
+        Self::not_found(format!("Message '{id}' was not found in the chat"))
     }
 }
 

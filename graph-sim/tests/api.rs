@@ -54,7 +54,7 @@ async fn creation_checks_body_then_support_then_quota_then_handshake() {
     let created = first.json();
     assert!(created["id"].as_str().is_some_and(|id| id.len() == 36));
     assert_eq!(created["applicationId"], sim.identity().app_id.as_str());
-    let handshakes = || hook.handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    let handshakes = || hook.handshakes();
     assert_eq!(handshakes(), 1);
 
     // Same chat again (over quota), but each body also breaks a body rule: 400 first.
@@ -363,11 +363,7 @@ async fn listings_page_order_and_filter_as_graph_does() {
     assert_eq!(order, newest_first);
 
     // A filter on the $orderby property applies; on another property it is ignored.
-    let r = send(
-        &base,
-        MessagesRequest::chat(&chat).changed_since_text(&watermark),
-    )
-    .await;
+    let r = send(&base, changed_since(&chat, &watermark)).await;
     assert_eq!(
         items(&r.body).len(),
         1,
@@ -445,18 +441,14 @@ async fn listings_page_order_and_filter_as_graph_does() {
     assert_eq!(Page::members(&r.body).unwrap().items.len(), 2);
 }
 
-trait ChangedSince {
-    fn changed_since_text(self, watermark: &str) -> outbound::HttpRequest;
-}
-
-impl ChangedSince for MessagesRequest {
-    fn changed_since_text(self, watermark: &str) -> outbound::HttpRequest {
-        self.top(50)
-            .modified_after(watermark)
-            .order_by(OrderBy::LastModifiedDesc)
-            .build()
-            .unwrap()
-    }
+/// The chat's messages modified after `watermark`, newest first, as a resync reads them.
+fn changed_since(chat: &str, watermark: &str) -> outbound::HttpRequest {
+    MessagesRequest::chat(chat)
+        .top(50)
+        .modified_after(watermark)
+        .order_by(OrderBy::LastModifiedDesc)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,7 +601,8 @@ async fn hosted_contents_reactions_and_controls() {
 
     // The controls over HTTP.
     let url = format!("{base}_sim/chats/{chat}/messages");
-    let r = call("POST", &url, Some(r#"{"from": {"id": "82af01c5-f7cc-4a2e-a728-3a5df21afd9d", "displayName": "Adele"}, "content": "hey", "contentType": "text"}"#), false).await;
+    let write = json!({"from": {"id": COLLEAGUE, "displayName": "Adele"}, "content": "hey", "contentType": "text"});
+    let r = call("POST", &url, Some(&write.to_string()), false).await;
     assert_eq!(r.status, 201);
     let theirs = r.json()["id"].as_str().unwrap().to_string();
     let r = call(
@@ -691,11 +684,8 @@ async fn a_restart_on_the_same_state_file_is_the_same_graph() {
         .change_types([Created])
         .include_resource_data(common::cert_der(), common::CERT_ID)
         .client_state(common::CLIENT_STATE)
-        .expires_in(SystemTime::now(), Duration::from_secs(1800))
-        .build()
-        .unwrap();
-    let sub =
-        outbound::Subscription::from_json(&send(&first.base_url(), request).await.body).unwrap();
+        .expires_in(SystemTime::now(), Duration::from_secs(1800));
+    let sub = common::subscribe(&first, request).await;
     let truth = first.truth(&chat).unwrap();
     let jwks = first.jwks();
     first.shutdown().await;
@@ -729,10 +719,8 @@ async fn works_on_a_current_thread_runtime() {
     let request = SubscriptionRequest::builder(Resource::chat_messages(&chat), &hook.url)
         .allow_loopback_http()
         .change_types([Created])
-        .expires_in(SystemTime::now(), Duration::from_secs(600))
-        .build()
-        .unwrap();
-    assert_eq!(send(&sim.base_url(), request).await.status, 201);
+        .expires_in(SystemTime::now(), Duration::from_secs(600));
+    common::subscribe(&sim, request).await;
     sim.colleague_writes(&chat, colleague(), "one thread", "text")
         .unwrap();
     assert_eq!(hook.wait_for(1, Duration::from_secs(5)).await.len(), 1);

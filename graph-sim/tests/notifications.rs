@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::{
-    call, colleague, items, open, receiver, send, settle, Hook, Mode, CERT_ID, CLIENT_STATE,
-    COLLEAGUE,
+    call, colleague, items, open, receiver, send, settle, subscribe, Hook, Mode, CERT_ID,
+    CLIENT_STATE, COLLEAGUE,
 };
 use graph_chat_notifications::outbound::ChangeType::{Created, Deleted, Updated};
 use graph_chat_notifications::outbound::{
@@ -24,17 +24,6 @@ async fn new_chat(sim: &Simulator) -> String {
         CreateChat::one_on_one(ChatMember::owner(&me), ChatMember::owner(COLLEAGUE)),
     )
     .await
-}
-
-async fn subscribe(sim: &Simulator, request: SubscriptionRequest) -> Subscription {
-    let reply = send(&sim.base_url(), request.build().unwrap()).await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    Subscription::from_json(&reply.body).unwrap()
 }
 
 fn rich(request: SubscriptionRequest) -> SubscriptionRequest {
@@ -79,7 +68,7 @@ async fn changes_arrive_encrypted_with_tokens_the_receiver_accepts() {
         .expires_in(now, Duration::from_secs(1800)),
     )
     .await;
-    assert_eq!(hook.handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(hook.handshakes(), 1);
 
     // The chat's creation, decrypted.
     let got = chats_hook.wait_for(1, Duration::from_secs(5)).await;
@@ -347,7 +336,7 @@ async fn lifecycle_reauthorization_then_removal() {
         .expires_in(SystemTime::now(), Duration::from_secs(4)),
     )
     .await;
-    assert_eq!(hook.handshakes.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(hook.handshakes(), 2);
     let got = hook.wait_for(1, Duration::from_secs(6)).await;
     assert_eq!(got.len(), 1);
     let item = &items(&got[0].body)[0];

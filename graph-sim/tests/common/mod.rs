@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::inbound::{Inbound, Payload, Receiver};
-use graph_chat_notifications::outbound::HttpRequest;
+use graph_chat_notifications::outbound::{HttpRequest, Subscription, SubscriptionRequest};
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_sim::{Config, Simulator};
 use http_body_util::{BodyExt as _, Full};
@@ -148,6 +148,18 @@ pub async fn send(base: &str, request: HttpRequest) -> Reply {
     .await
 }
 
+/// Creates a subscription with the crate's request value, asserting 201; the subscription.
+pub async fn subscribe(sim: &Simulator, request: SubscriptionRequest) -> Subscription {
+    let reply = send(&sim.base_url(), request.build().unwrap()).await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    Subscription::from_json(&reply.body).unwrap()
+}
+
 /// `GET /v1.0/subscriptions/{id}` (the core has no request value for it).
 pub async fn get_sub(base: &str, id: &str) -> Reply {
     call("GET", &format!("{base}v1.0/subscriptions/{id}"), None, true).await
@@ -231,7 +243,7 @@ struct HookState {
 pub struct Hook {
     pub url: String,
     got: Arc<Mutex<Vec<Got>>>,
-    pub handshakes: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -263,6 +275,11 @@ impl Hook {
             handshakes,
             task,
         }
+    }
+
+    /// How many validation handshakes it answered (or ignored).
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
     }
 
     pub fn got(&self) -> Vec<Got> {
