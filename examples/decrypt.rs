@@ -92,8 +92,11 @@ fn run() -> Result<bool, Stop> {
             .map_err(|e| Stop::Usage(format!("--jwks: {path}: {e}")))?;
     }
     let delivery = common::delivery_from(&options).map_err(Stop::Usage)?;
+    // A CloudEvent carries no validation token to vouch for its tenant: as the webhook does,
+    // only the configured `--tenant-id`s are taken (on the other channels tokens vouch too).
+    let tenants = options.all("--tenant-id");
     let receiver =
-        common::receiver_from(&options, validator, delivery, &[]).map_err(Stop::Usage)?;
+        common::receiver_from(&options, validator, delivery, &tenants).map_err(Stop::Usage)?;
     let body = read_input(
         options.positional.first().map(String::as_str),
         receiver.limits().max_body_bytes(),

@@ -372,3 +372,57 @@ fn the_throughput_contract() {
         assert!(us > 0.0 && us.is_finite());
     }
 }
+
+/// Event Grid with `--jwks --app-id A --tenant-id T`: a CloudEvent carries no validation token,
+/// so its `tenantId` is taken only when it is one of the configured tenants, as the webhook does.
+/// A CloudEvent from another tenant fails alone, naming `tenantId` (exit 1).
+#[test]
+fn event_grid_takes_only_the_configured_tenants() {
+    use graph_chat_notifications::crypto::Certificate;
+    use graph_chat_notifications::model::ChangeType;
+    use graph_chat_notifications::testing::GraphSimulator;
+    const OURS: &str = "9c5a1f2e-0000-4000-8000-00000000000a";
+    const THEIRS: &str = "9c5a1f2e-0000-4000-8000-00000000000b";
+    let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();
+    let item = |tenant: &str| {
+        GraphSimulator::new("app", tenant)
+            .client_state_value(CLIENT_STATE)
+            .notification(
+                r#"{"id":"1","chatId":"19:c@thread.v2"}"#,
+                (&cert).into(),
+                "graphsim-rsa2048",
+                ChangeType::Created,
+            )
+    };
+    let ours = GraphSimulator::new("app", OURS).client_state_value(CLIENT_STATE);
+    let jwks = std::env::temp_dir().join(format!("decrypt-event-grid-{}.json", std::process::id()));
+    std::fs::write(&jwks, ours.jwks()).unwrap();
+    let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
+    let jwks_arg = jwks.display().to_string();
+    let args = [
+        "--key",
+        key.as_str(),
+        "--client-state",
+        CLIENT_STATE,
+        "--jwks",
+        jwks_arg.as_str(),
+        "--app-id",
+        "app",
+        "--tenant-id",
+        OURS,
+        "--delivery",
+        "event-grid",
+        "-",
+    ];
+    let body = ours.cloud_events(&[item(OURS), item(THEIRS)]);
+    let (code, lines, stderr) = run(&args, Some(&body));
+    std::fs::remove_file(&jwks).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["ok"], true, "{}", lines[0]);
+    assert_eq!(lines[0]["content"]["id"], "1");
+    assert_eq!(lines[1]["index"], 1);
+    assert_eq!(lines[1]["ok"], false, "{}", lines[1]);
+    let error = lines[1]["error"].as_str().unwrap();
+    assert!(error.contains("tenantId"), "{error}");
+}
