@@ -3,12 +3,12 @@
 # otherwise write, on the same batch in the same run, with OpenSSL's raw RSA private-key
 # operation as the floor. Prints a Markdown table.
 #
-# usage: benches/compare.sh PEERS_DIR [SECONDS]
-#   PEERS_DIR holds node_decrypt.js and py_decrypt.py (each: KEY.pem BATCH.json SECONDS ->
+# usage: benches/compare.sh [PEERS_DIR [SECONDS]]
+#   PEERS_DIR (default benches/peers) holds node_decrypt.js and py_decrypt.py (each: KEY.pem BATCH.json SECONDS ->
 #   "<name> <us per notification>"); needs node, python3 with `cryptography`, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-peers=${1:?usage: benches/compare.sh PEERS_DIR [SECONDS]}
+peers=${1:-benches/peers}
 secs=${2:-5}
 cores=$(nproc)
 # The default build: what users get (the AWS-LC provider); rust-crypto is measured for information.
