@@ -522,3 +522,25 @@ fn only_the_apps_own_page_and_host_may_use_its_api() {
     );
     assert_eq!(handshake, 200);
 }
+
+#[test]
+fn a_cache_failure_answers_a_plain_message_and_no_sqlite_text() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = first_chat(&h);
+    // The cache breaks under the running app: its table of chats is gone.
+    let cache = rusqlite::Connection::open(h.dir.path().join("data").join("cache.sqlite")).unwrap();
+    cache.busy_timeout(Duration::from_secs(10)).unwrap();
+    cache.execute_batch("DROP TABLE chats").unwrap();
+    for path in [
+        "api/chats".to_owned(),
+        format!("api/chats/{}/messages", common::encode(&chat)),
+    ] {
+        let (status, body) = get(&h.http, &format!("{}{path}", h.url()));
+        assert_eq!(status, 500, "{path}: {body}");
+        let message = body["error"].as_str().expect("a message for the page");
+        let lower = message.to_lowercase();
+        for internal in ["sqlite", "table", "no such", "chats"] {
+            assert!(!lower.contains(internal), "{path}: {message}");
+        }
+    }
+}
