@@ -98,7 +98,10 @@ fn sender((id, name): (&str, &str)) -> Sender {
 
 /// Creates a chat through Graph, as the guide does (step 2); its id.
 async fn create_chat(sync: &GraphSync, request: CreateChat) -> Result<String, DemoError> {
-    let answer = sync.send(request.build().map_err(failed)?).await.map_err(failed)?;
+    let answer = sync
+        .send(request.build().map_err(failed)?)
+        .await
+        .map_err(failed)?;
     if !answer.is_success() {
         return Err(DemoError(format!(
             "creating a chat: Graph answered {}",
@@ -221,7 +224,11 @@ pub async fn colleague(sim: Arc<Simulator>, every: Duration) {
             (6, _, Some(first)) if theirs.len() > 2 => sim.colleague_deletes(chat, first),
             _ => {
                 let line = LINES[n % LINES.len()];
-                let kind = if line.starts_with('<') { "html" } else { "text" };
+                let kind = if line.starts_with('<') {
+                    "html"
+                } else {
+                    "text"
+                };
                 sim.colleague_writes(chat, sender(who), line, kind)
                     .map(|_| ())
             }

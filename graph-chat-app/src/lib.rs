@@ -37,8 +37,8 @@ use graph_chat_webhook::{
 };
 use tokio::sync::watch;
 
+use crate::keys::{AppKey, KeyError};
 use crate::store::{Store, StoreError};
-use crate::keys::AppKey;
 use crate::sync::{GraphSync, Subscriber, SyncError};
 use crate::view::Viewer;
 
@@ -95,6 +95,15 @@ pub enum AppError {
     /// The first subscriptions or reads.
     #[error(transparent)]
     Sync(#[from] SyncError),
+}
+
+impl From<KeyError> for AppError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Io { what, source } => AppError::Io { what, source },
+            KeyError::Invalid(message) => AppError::Key(message),
+        }
+    }
 }
 
 /// The running app.
@@ -258,7 +267,9 @@ async fn open_state(config: &Config) -> Result<(Store, AppKey, String), AppError
         };
         Ok((store, key, client_state))
     });
-    opened.await.map_err(|_| AppError::Store(StoreError::Unavailable))?
+    opened
+        .await
+        .map_err(|_| AppError::Store(StoreError::Unavailable))?
 }
 
 /// Where Graph is to deliver, and what it encrypts for: the public URL, else this address

@@ -147,9 +147,7 @@ impl Options {
             };
             let value = match inline {
                 Some(v) => v,
-                None => args
-                    .next()
-                    .ok_or_else(|| format!("{name} needs a value"))?,
+                None => args.next().ok_or_else(|| format!("{name} needs a value"))?,
             };
             given.0.push((name, value));
         }

@@ -236,7 +236,11 @@ impl Store {
         json: &str,
         deleted: bool,
     ) -> Result<Applied, StoreError> {
-        self.apply(chat_id, &parse_message(chat_id, json)?, Origin::Notification { deleted })
+        self.apply(
+            chat_id,
+            &parse_message(chat_id, json)?,
+            Origin::Notification { deleted },
+        )
     }
 
     /// Applies a message as a read of Graph returned it (a listing, a `GET`, the answer to a
@@ -367,17 +371,19 @@ impl Store {
         };
         let mut incoming: Map<String, Value> =
             serde_json::from_str(json).map_err(|_| invalid("a chat Graph returned"))?;
-        let Some(id) = incoming.get("id").and_then(Value::as_str).map(str::to_owned) else {
+        let Some(id) = incoming
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
             return Err(invalid("a chat without an id"));
         };
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let old: Option<(String, String)> = tx
-            .query_row(
-                "SELECT json, item FROM chats WHERE id = ?1",
-                [&id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT json, item FROM chats WHERE id = ?1", [&id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let (merged, old_item) = match old {
             Some((old, item)) => {

@@ -196,9 +196,7 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
     // The sender sees what a policy did to their message (Teams shows the same notice).
     let notice = match dlp {
         _ if !mine || deleted => None,
-        Some(DlpAction::BlockAccess) => {
-            Some("Blocked by a policy: only you can see this message.")
-        }
+        Some(DlpAction::BlockAccess) => Some("Blocked by a policy: only you can see this message."),
         Some(DlpAction::NotifySender) => Some("This message may contain sensitive information."),
         _ => None,
     };

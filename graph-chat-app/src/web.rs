@@ -175,7 +175,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "a request could not use the cache");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "the cache is unavailable")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cache is unavailable",
+        )
     }
 }
 
@@ -197,11 +200,8 @@ impl IntoResponse for ApiError {
 /// A snapshot, with the last event it reflects: a page that opens the stream after it
 /// (`/api/events?after=N`) misses nothing and replays nothing older.
 fn snapshot(snapshot: Snapshot) -> Response {
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/json")],
-        snapshot.json,
-    )
-        .into_response();
+    let mut response =
+        ([(header::CONTENT_TYPE, "application/json")], snapshot.json).into_response();
     if let Ok(v) = HeaderValue::from_str(&snapshot.last_event.to_string()) {
         response.headers_mut().insert("x-last-event-id", v);
     }
@@ -276,8 +276,9 @@ async fn send(
         .sync
         .store()
         .call(move |store| {
-            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body)
-                .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message"))?;
+            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
+                ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
+            })?;
             let Some(id) = message.id.as_deref() else {
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
@@ -302,12 +303,9 @@ async fn mark_read(
     State(state): State<AppState>,
     Path(chat_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let request = outbound::mark_chat_read_for_user(
-        &chat_id,
-        state.sync.user_id(),
-        state.sync.tenant_id(),
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let request =
+        outbound::mark_chat_read_for_user(&chat_id, state.sync.user_id(), state.sync.tenant_id())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let answer = state
         .sync
         .send(request)
