@@ -1,6 +1,9 @@
 //! The cache and the views, without a network: the timeline's version rules on stored rows,
 //! the states and unread counts of DESIGN section 8, and the sanitizer.
 
+mod common;
+
+use common::TempDir;
 use graph_chat_app::store::{Applied, Store};
 use graph_chat_app::view::{sanitize, Viewer};
 use serde_json::{json, Value};
@@ -16,36 +19,10 @@ fn viewer() -> Viewer {
     }
 }
 
-fn store() -> (tempdir::Dir, Store) {
-    let dir = tempdir::Dir::new();
+fn store() -> (TempDir, Store) {
+    let dir = TempDir::new("cache");
     let store = Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap();
     (dir, store)
-}
-
-mod tempdir {
-    pub struct Dir(std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "graph-chat-app-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 fn message(id: &str, from: &str, content: &str, modified: &str) -> Value {
@@ -261,7 +238,7 @@ fn events_are_logged_in_order_and_replayed_after_an_id() {
 
 #[test]
 fn the_cache_survives_a_reopen() {
-    let dir = tempdir::Dir::new();
+    let dir = TempDir::new("cache");
     let path = dir.path().join("cache.sqlite");
     {
         let store = Store::open(&path, viewer()).unwrap();
@@ -409,7 +386,12 @@ fn items_and_events_keep_the_contracts_json() {
     }
     let someone = json!({"id": OTHER, "displayName": "Someone"});
     let me = json!({"id": ME, "displayName": "Someone"});
-    let item = |id: &str, modified: &str, from: &Value, content_type: &str, content: Value, state: &str| {
+    let item = |id: &str,
+                modified: &str,
+                from: &Value,
+                content_type: &str,
+                content: Value,
+                state: &str| {
         json!({
             "id": id, "createdDateTime": at, "lastModifiedDateTime": modified, "from": from,
             "contentType": content_type, "content": content, "state": state,
@@ -421,13 +403,27 @@ fn items_and_events_keep_the_contracts_json() {
     mine_notified_item["notice"] = "This message may contain sensitive information.".into();
     let expected = vec![
         item("1", at, &someone, "text", json!("hello"), "visible"),
-        item("2", at, &someone, "html", json!("<p>Hi <b>all</b></p>"), "visible"),
+        item(
+            "2",
+            at,
+            &someone,
+            "html",
+            json!("<p>Hi <b>all</b></p>"),
+            "visible",
+        ),
         item("3", later, &someone, "text", json!("better"), "edited"),
         item("4", later, &someone, "text", Value::Null, "deleted"),
         item("5", later, &someone, "text", Value::Null, "blocked"),
         mine_blocked_item,
         mine_notified_item,
-        item("8", at, &json!({"id": "bot-1", "displayName": "Bot"}), "text", json!("from a bot"), "visible"),
+        item(
+            "8",
+            at,
+            &json!({"id": "bot-1", "displayName": "Bot"}),
+            "text",
+            json!("from a bot"),
+            "visible",
+        ),
         item("9", at, &Value::Null, "text", json!(""), "visible"),
         json!({
             "id": "10", "createdDateTime": "2026-11-30T10:00:00Z", "lastModifiedDateTime": null,
