@@ -1,8 +1,8 @@
 //! The Teams-embedding guide's app, end to end, on `graph-chat-notifications`: the server
 //! component (subscribes, receives, verifies, decrypts, caches, renews, resyncs), the cache
 //! (SQLite) and the chat UI (one page, live over Server-Sent Events). The `chat` example runs
-//! it; [`docs/manual/chat-app.md`](../docs/manual/chat-app.md) walks the architecture, guide
-//! step by guide step.
+//! it; `docs/manual/chat-app.md` in the repository walks the architecture, guide step by
+//! guide step.
 //!
 //! ```text
 //! Graph --POST--> /notifications (graph-chat-webhook: admitted, stored, then 202)

@@ -1,4 +1,5 @@
-//! The app end to end over HTTP, against the simulator on loopback: its API (DESIGN section 8),
+//! The app end to end over HTTP, against the simulator on loopback: its API
+//! (`docs/contracts.md#the-chat-app`),
 //! live events, and a view that matches Graph whatever the delivery does.
 
 mod common;

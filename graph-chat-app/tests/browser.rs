@@ -1,6 +1,7 @@
 //! The page in a real browser: headless Chromium driven over WebDriver (fantoccini), against the
-//! app and the simulator on loopback (DESIGN section 8's page contract: `data-chat-id`,
-//! `data-unread`, `data-message-id`, `data-state`, `<form id="compose">` with a `content` field).
+//! app and the simulator on loopback (the page's contract in `docs/contracts.md#the-chat-app`:
+//! `data-chat-id`, `data-unread`, `data-message-id`, `data-state`, `<form id="compose">` with a
+//! `content` field).
 //!
 //! Every test is `#[ignore]`d: it needs `chromium` and `chromedriver`. `.ci/run` installs them
 //! and runs `cargo test -p graph-chat-app --test browser -- --ignored`; run that way without

@@ -1,5 +1,5 @@
 //! The cache and the views, without a network: the timeline's version rules on stored rows,
-//! the states and unread counts of DESIGN section 8, and the sanitizer.
+//! the states and unread counts of `docs/contracts.md#the-chat-app`, and the sanitizer.
 
 mod common;
 
@@ -339,8 +339,8 @@ fn a_read_settles_two_versions_notifications_cannot_order() {
     );
 }
 
-/// The JSON the API and the event stream give for each kind of item, field for field (DESIGN
-/// section 8's shapes): pinned so that how the items are built may change and what the page
+/// The JSON the API and the event stream give for each kind of item, field for field (the shapes of
+/// `docs/contracts.md#the-chat-app`): pinned so that how the items are built may change and what the page
 /// reads may not.
 #[test]
 fn items_and_events_keep_the_contracts_json() {

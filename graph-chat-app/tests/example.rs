@@ -1,6 +1,6 @@
-//! The `chat` example from outside, through its contract (DESIGN section 8): no arguments is
-//! offline with a demo; `--graph` takes a simulator started on its own; SIGTERM exits 0; after
-//! `kill -9` and a restart on the same `--data`, nothing accepted is lost.
+//! The `chat` example from outside, through its contract (`docs/contracts.md#the-chat-app`): no
+//! arguments is offline with a demo; `--graph` takes a simulator started on its own; SIGTERM
+//! exits 0; after `kill -9` and a restart on the same `--data`, nothing accepted is lost.
 
 mod common;
 

@@ -403,7 +403,8 @@ pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// What the page must show for Graph's messages, by DESIGN section 8's rules, in order:
+/// What the page must show for Graph's messages, by the rules of
+/// `docs/contracts.md#the-chat-app`, in order:
 /// (id, state, content): the content of text messages as sent; of HTML ones, only whether
 /// there is any (the page gets it sanitized).
 pub fn expected_view(truth: &[Value], me: &str) -> Vec<(String, String, Option<String>)> {
