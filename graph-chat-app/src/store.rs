@@ -336,12 +336,7 @@ impl Store {
             params![chat_id, id],
             |r| r.get(0),
         )?;
-        let item = serde_json::from_str::<MessageItem>(&item)
-            .map_err(|_| StoreError::Invalid {
-                what: format!("the stored item of message {id}"),
-                kind: "message item",
-            })?
-            .into_deleted();
+        let item = parse_item::<MessageItem>(&item)?.into_deleted();
         tx.execute(
             "UPDATE messages SET v_modified = ?3, v_deleted = ?4, v_etag = ?5, v_content = ?6, \
              item = ?7, counts = 0 WHERE chat_id = ?1 AND id = ?2",
@@ -454,7 +449,7 @@ impl Store {
     /// The chat list, as `GET /api/chats` answers it, with the last event id it reflects.
     pub fn chats(&self) -> Result<(Vec<ChatItem>, i64), StoreError> {
         let (items, last) = self.chats_snapshot_parts()?;
-        Ok((parse_items(&items, "chat item")?, last))
+        Ok((parse_items(&items)?, last))
     }
 
     /// The chat list, as `GET /api/chats` sends it.
@@ -490,7 +485,7 @@ impl Store {
     pub fn messages(&self, chat_id: &str) -> Result<(Vec<MessageItem>, i64), StoreError> {
         let conn = self.lock();
         let (items, last) = message_items(&conn, chat_id)?;
-        Ok((parse_items(&items, "message item")?, last))
+        Ok((parse_items(&items)?, last))
     }
 
     /// A chat's messages, as `GET /api/chats/{id}/messages` sends them; `None` when the cache
@@ -517,8 +512,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        item.map(|s| parse_items(&[s], "message item").map(|mut v| v.remove(0)))
-            .transpose()
+        item.as_deref().map(parse_item).transpose()
     }
 
     /// Where the last complete read of a chat's messages left off.
@@ -692,19 +686,19 @@ fn json_array(items: &[String]) -> String {
     json
 }
 
-fn parse_items<T: serde::de::DeserializeOwned>(
-    items: &[String],
-    kind: &'static str,
-) -> Result<Vec<T>, StoreError> {
-    items
-        .iter()
-        .map(|s| {
-            serde_json::from_str(s).map_err(|_| StoreError::Invalid {
-                what: "a stored item".into(),
-                kind,
-            })
-        })
-        .collect()
+/// A stored item, typed; an error names the type it should have been.
+fn parse_item<T: serde::de::DeserializeOwned>(item: &str) -> Result<T, StoreError> {
+    serde_json::from_str(item).map_err(|_| StoreError::Invalid {
+        what: "a stored item".into(),
+        kind: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("item"),
+    })
+}
+
+fn parse_items<T: serde::de::DeserializeOwned>(items: &[String]) -> Result<Vec<T>, StoreError> {
+    items.iter().map(|s| parse_item(s)).collect()
 }
 
 fn has_chat(conn: &Connection, id: &str) -> Result<bool, StoreError> {

@@ -437,11 +437,18 @@ impl EventStream {
             }
             if self.replaying {
                 let after = self.after;
-                let batch = self
+                let batch = match self
                     .store
                     .call(move |store| store.events_after(after, REPLAY_BATCH))
                     .await
-                    .ok()?;
+                {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        // The page reconnects with its Last-Event-ID and tries again.
+                        tracing::warn!(error = %e, "cannot replay events; the stream ends");
+                        return None;
+                    }
+                };
                 self.replaying = batch.len() == REPLAY_BATCH;
                 self.backlog.extend(batch);
                 continue;
