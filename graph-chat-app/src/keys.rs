@@ -7,7 +7,22 @@ use std::path::Path;
 
 use graph_chat_webhook::core::crypto::{Certificate, PrivateKey};
 
-use crate::AppError;
+/// Why the app's key could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// A file could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The key or its certificate is not usable (named by where it came from).
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// The private key's file under the data directory (PKCS#8 DER, readable by its owner only).
 pub const KEY_FILE: &str = "app-key.der";
@@ -34,21 +49,21 @@ impl std::fmt::Debug for AppKey {
 }
 
 /// Loads a PEM file with a private key (PKCS#8 or PKCS#1) and its certificate.
-pub fn load(path: &Path) -> Result<AppKey, AppError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AppError::Io {
+pub fn load(path: &Path) -> Result<AppKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
         what: format!("cannot read {}", path.display()),
         source,
     })?;
     let key = PrivateKey::from_pem(&text)
-        .map_err(|e| AppError::Key(format!("{}: {e}", path.display())))?;
+        .map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display())))?;
     with_id(key, &path.display().to_string())
 }
 
-fn with_id(key: PrivateKey, source: &str) -> Result<AppKey, AppError> {
+fn with_id(key: PrivateKey, source: &str) -> Result<AppKey, KeyError> {
     let certificate = key
         .certificate()
         .ok_or_else(|| {
-            AppError::Key(format!(
+            KeyError::Invalid(format!(
                 "{source}: no certificate beside the key (Graph needs it to encrypt)"
             ))
         })?
@@ -60,8 +75,8 @@ fn with_id(key: PrivateKey, source: &str) -> Result<AppKey, AppError> {
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, AppError> {
-    std::fs::read(path).map_err(|source| AppError::Io {
+fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Io {
         what: format!("cannot read {}", path.display()),
         source,
     })
@@ -69,7 +84,7 @@ fn read(path: &Path) -> Result<Vec<u8>, AppError> {
 
 /// Writes `bytes` to `path` at once (a temporary file, synced, then renamed), readable by its
 /// owner only.
-fn write(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+fn write(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -82,14 +97,14 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
             file.sync_all()
         })
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| AppError::Io {
+        .map_err(|source| KeyError::Io {
             what: format!("cannot write {}", path.display()),
             source,
         })
 }
 
 /// The key under `data`, made first if there is none.
-pub fn load_or_create(data: &Path) -> Result<AppKey, AppError> {
+pub fn load_or_create(data: &Path) -> Result<AppKey, KeyError> {
     let (key_path, certificate_path) = (data.join(KEY_FILE), data.join(CERTIFICATE_FILE));
     if !key_path.exists() || !certificate_path.exists() {
         let (key, certificate) = create()?;
@@ -98,7 +113,7 @@ pub fn load_or_create(data: &Path) -> Result<AppKey, AppError> {
         write(&key_path, &key)?;
     }
     let key = zeroize::Zeroizing::new(read(&key_path)?);
-    let bad = |e: &dyn std::fmt::Display| AppError::Key(format!("{}: {e}", data.display()));
+    let bad = |e: &dyn std::fmt::Display| KeyError::Invalid(format!("{}: {e}", data.display()));
     let certificate = Certificate::from_der(&read(&certificate_path)?).map_err(|e| bad(&e))?;
     let key = PrivateKey::from_pkcs8_der(&key)
         .and_then(|k| k.with_certificate(certificate))
@@ -107,8 +122,8 @@ pub fn load_or_create(data: &Path) -> Result<AppKey, AppError> {
 }
 
 /// A new RSA-2048 key (PKCS#8 DER) and a self-signed certificate for it (DER).
-fn create() -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>), AppError> {
-    let bad = |e: rcgen::Error| AppError::Key(format!("cannot make the app's key: {e}"));
+fn create() -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>), KeyError> {
+    let bad = |e: rcgen::Error| KeyError::Invalid(format!("cannot make the app's key: {e}"));
     let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(bad)?;
     let params = rcgen::CertificateParams::new(vec!["graph-chat-app".to_owned()]).map_err(bad)?;
     let certificate = params.self_signed(&key_pair).map_err(bad)?;

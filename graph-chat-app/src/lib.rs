@@ -1,7 +1,8 @@
 //! The Teams-embedding guide's app, end to end, on `graph-chat-notifications`: the server
 //! component (subscribes, receives, verifies, decrypts, caches, renews, resyncs), the cache
 //! (SQLite) and the chat UI (one page, live over Server-Sent Events). The `chat` example runs
-//! it; `docs/chat-app.md` walks the architecture, guide step by guide step.
+//! it; `docs/manual/chat-app.md` in the repository walks the architecture, guide step by
+//! guide step.
 //!
 //! ```text
 //! Graph --POST--> /notifications (graph-chat-webhook: admitted, stored, then 202)
@@ -14,7 +15,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod keys;
+pub mod options;
 pub mod store;
 pub mod sync;
 pub mod view;
@@ -34,8 +37,9 @@ use graph_chat_webhook::{
 };
 use tokio::sync::watch;
 
+use crate::keys::{AppKey, KeyError};
 use crate::store::{Store, StoreError};
-use crate::sync::{Subscriber, Sync, SyncError};
+use crate::sync::{GraphSync, Subscriber, SyncError};
 use crate::view::Viewer;
 
 /// How the app runs.
@@ -93,10 +97,19 @@ pub enum AppError {
     Sync(#[from] SyncError),
 }
 
+impl From<KeyError> for AppError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Io { what, source } => AppError::Io { what, source },
+            KeyError::Invalid(message) => AppError::Key(message),
+        }
+    }
+}
+
 /// The running app.
 pub struct App {
     url: String,
-    sync: Arc<Sync>,
+    sync: Arc<GraphSync>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -121,79 +134,20 @@ impl App {
     /// subscribes (before reading anything, so that nothing falls between), then reads every
     /// chat from its watermark. Returns once all of that is done.
     pub async fn start(config: Config) -> Result<App, AppError> {
-        std::fs::create_dir_all(&config.data)
-            .map_err(io(format!("cannot create {}", config.data.display())))?;
-        let viewer = Viewer {
-            user_id: config.user_id.clone(),
-            graph_base: config.graph.trim_end_matches('/').to_owned(),
-        };
-        let store = Store::open(&config.data.join("cache.sqlite"), viewer)?;
-        let key = match &config.key_file {
-            Some(path) => keys::load(path)?,
-            None => keys::load_or_create(&config.data)?,
-        };
-        let client_state = match store.setting("clientState")? {
-            Some(s) => s,
-            None => {
-                let s = keys::random_secret();
-                store.set_setting("clientState", &s)?;
-                s
-            }
-        };
+        let (store, key, client_state) = open_state(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io(format!("cannot listen on {}", config.listen)))?;
         let addr = listener.local_addr().map_err(io("local address"))?;
-        let url = format!("http://{addr}/");
-        let public = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
-        let public = public.trim_end_matches('/');
-
-        let tokens = TokenValidator::new([config.app_id.clone()], [config.tenant_id.clone()]);
-        let certificate_der = key.certificate.clone();
-        let certificate_id = key.certificate_id.clone();
-        let keystore = KeyStore::new()
-            .with_key(key.certificate_id.clone(), key.key)
-            .map_err(|e| AppError::Key(format!("the app's key: {e}")))?;
-        let receiver = Receiver::builder()
-            .keys(keystore)
-            .client_state(client_state.clone())
-            .tokens(tokens)
-            .build()
-            .map_err(|e| AppError::Webhook(e.to_string()))?;
-        let inbox_path = config.data.join("inbox.sqlite");
-        let jwks = config.jwks.clone();
-        // Opening the inbox and the first JWKS fetch block: off the async threads.
-        let webhook = tokio::task::spawn_blocking(move || {
-            let inbox = SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?;
-            Webhook::builder(receiver)
-                .inbox(inbox)
-                .jwks(jwks)
-                .on_refusal(report_refusal)
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| AppError::Webhook(e.to_string()))?
-        .map_err(AppError::Webhook)?;
-
+        let subscriber = subscriber(&config, addr, &key, &client_state);
+        let webhook = open_webhook(&config, key, client_state).await?;
         let graph = GraphClient::new(&config.graph, &config.token);
-        let sync = Arc::new(Sync::new(
+        let sync = Arc::new(GraphSync::new(
             graph,
-            store.clone(),
+            store,
             config.user_id.clone(),
             config.tenant_id.clone(),
-            Subscriber {
-                notification_url: format!("{public}/notifications"),
-                lifecycle_url: format!("{public}/lifecycle"),
-                certificate_der,
-                certificate_id,
-                client_state,
-                // Without a public URL the webhook is this address: only a local Graph reaches it.
-                loopback_http: config.public_url.is_none(),
-            },
+            subscriber,
         ));
         let handler_sync = Arc::clone(&sync);
         let workers = webhook.start_workers(
@@ -203,32 +157,7 @@ impl App {
         );
 
         let (stop, stopped) = watch::channel(false);
-        let hosts = if addr.ip().is_unspecified() && config.public_url.is_none() {
-            web::Hosts::Any
-        } else {
-            let port = addr.port();
-            let mut names = vec![
-                addr.to_string(),
-                format!("localhost:{port}"),
-                format!("127.0.0.1:{port}"),
-                format!("[::1]:{port}"),
-            ];
-            if let Some(host) = config
-                .public_url
-                .as_deref()
-                .and_then(|u| url::Url::parse(u).ok())
-                .and_then(|u| {
-                    let host = u.host_str()?.to_owned();
-                    Some(match u.port() {
-                        Some(p) => format!("{host}:{p}"),
-                        None => host,
-                    })
-                })
-            {
-                names.push(host);
-            }
-            web::Hosts::Only(names.into())
-        };
+        let hosts = hosts(addr, config.public_url.as_deref());
         let router = web::router(Arc::clone(&sync), stopped.clone(), hosts).merge(webhook.router());
         let mut server_stop = stopped.clone();
         // The webhook's own server for the whole router: head and idle deadlines, connection
@@ -245,7 +174,7 @@ impl App {
 
         // Subscribe first, then read: what changes in between arrives as a notification.
         let mut app = App {
-            url,
+            url: format!("http://{addr}/"),
             sync: Arc::clone(&sync),
             stop,
             server,
@@ -256,10 +185,16 @@ impl App {
             app.shutdown().await;
             return Err(e.into());
         }
-        app.tasks.push(tokio::spawn(Arc::clone(&sync).keep()));
-        let every = config.resync_every.max(Duration::from_secs(1));
-        let periodic = Arc::clone(&sync);
-        app.tasks.push(tokio::spawn(async move {
+        app.keep_current(config.resync_every);
+        Ok(app)
+    }
+
+    /// Starts the keeper's loop and the periodic resync (at least one second apart).
+    fn keep_current(&mut self, resync_every: Duration) {
+        self.tasks.push(tokio::spawn(Arc::clone(&self.sync).keep()));
+        let every = resync_every.max(Duration::from_secs(1));
+        let periodic = Arc::clone(&self.sync);
+        self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
@@ -269,7 +204,6 @@ impl App {
                 }
             }
         }));
-        Ok(app)
     }
 
     /// The page's URL (`http://HOST:PORT/`).
@@ -278,7 +212,7 @@ impl App {
     }
 
     /// The Graph side (subscriptions, reads, the client).
-    pub fn sync(&self) -> &Arc<Sync> {
+    pub fn sync(&self) -> &Arc<GraphSync> {
         &self.sync
     }
 
@@ -307,6 +241,118 @@ impl App {
     }
 }
 
+/// The durable state under `config.data`, off the async threads: the cache, the app's key (made
+/// on the first start) and the `clientState` secret (likewise).
+async fn open_state(config: &Config) -> Result<(Store, AppKey, String), AppError> {
+    let config = config.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&config.data)
+            .map_err(io(format!("cannot create {}", config.data.display())))?;
+        let viewer = Viewer {
+            user_id: config.user_id.clone(),
+            graph_base: config.graph.trim_end_matches('/').to_owned(),
+        };
+        let store = Store::open(&config.data.join("cache.sqlite"), viewer)?;
+        let key = match &config.key_file {
+            Some(path) => keys::load(path)?,
+            None => keys::load_or_create(&config.data)?,
+        };
+        let client_state = match store.setting("clientState")? {
+            Some(s) => s,
+            None => {
+                let s = keys::random_secret();
+                store.set_setting("clientState", &s)?;
+                s
+            }
+        };
+        Ok((store, key, client_state))
+    });
+    opened
+        .await
+        .map_err(|_| AppError::Store(StoreError::Unavailable))?
+}
+
+/// Where Graph is to deliver, and what it encrypts for: the public URL, else this address
+/// over `http://` (which only a local Graph reaches).
+fn subscriber(config: &Config, addr: SocketAddr, key: &AppKey, client_state: &str) -> Subscriber {
+    let public = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let public = public.trim_end_matches('/');
+    Subscriber {
+        notification_url: format!("{public}/notifications"),
+        lifecycle_url: format!("{public}/lifecycle"),
+        certificate_der: key.certificate.clone(),
+        certificate_id: key.certificate_id.clone(),
+        client_state: client_state.to_owned(),
+        // Without a public URL the webhook is this address: only a local Graph reaches it.
+        loopback_http: config.public_url.is_none(),
+    }
+}
+
+/// The webhook: a receiver for the app's key, its `clientState` and the validation tokens of its
+/// tenant and app, over the durable inbox.
+async fn open_webhook(
+    config: &Config,
+    key: AppKey,
+    client_state: String,
+) -> Result<Webhook, AppError> {
+    let tokens = TokenValidator::new([config.app_id.clone()], [config.tenant_id.clone()]);
+    let keystore = KeyStore::new()
+        .with_key(key.certificate_id.clone(), key.key)
+        .map_err(|e| AppError::Key(format!("the app's key: {e}")))?;
+    let receiver = Receiver::builder()
+        .keys(keystore)
+        .client_state(client_state)
+        .tokens(tokens)
+        .build()
+        .map_err(|e| AppError::Webhook(e.to_string()))?;
+    let inbox_path = config.data.join("inbox.sqlite");
+    let jwks = config.jwks.clone();
+    // Opening the inbox and the first JWKS fetch block: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let inbox = SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?;
+        Webhook::builder(receiver)
+            .inbox(inbox)
+            .jwks(jwks)
+            .on_refusal(report_refusal)
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| AppError::Webhook(e.to_string()))?
+    .map_err(AppError::Webhook)
+}
+
+/// The `Host` names the page and its API answer to: the listening address and its loopback
+/// names, and the public URL's host; any, when listening on every interface without one.
+fn hosts(addr: SocketAddr, public_url: Option<&str>) -> web::Hosts {
+    if addr.ip().is_unspecified() && public_url.is_none() {
+        return web::Hosts::Any;
+    }
+    let port = addr.port();
+    let mut names = vec![
+        addr.to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    if let Some(host) = public_url
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            let host = u.host_str()?.to_owned();
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        })
+    {
+        names.push(host);
+    }
+    web::Hosts::Only(names.into())
+}
+
 /// What the webhook refused, on stderr; connections it closed (a browser's idle preconnected
 /// sockets to the page look the same as a stalled client) only as a trace event.
 fn report_refusal(refusal: &Refusal) {
@@ -320,7 +366,7 @@ fn report_refusal(refusal: &Refusal) {
 /// A notification that cannot be opened is refused alone; a cache that cannot write keeps the
 /// batch for later.
 fn handle_batch(
-    sync: &Sync,
+    sync: &GraphSync,
     batch: &Batch<'_, '_>,
     buf: &mut DecryptBuffer,
 ) -> Result<(), HandlerError> {
@@ -336,7 +382,7 @@ fn handle_batch(
     failure.map_or(Ok(()), |e| Err(HandlerError::new(e)))
 }
 
-fn apply(sync: &Sync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
+fn apply(sync: &GraphSync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
     let notification = opened.notification;
     let deleted = notification
         .change_type()
@@ -382,7 +428,7 @@ fn apply(sync: &Sync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn read_chat(sync: &Sync, chat_id: &str) {
+fn read_chat(sync: &GraphSync, chat_id: &str) {
     if let Err(e) = sync.read_chat_blocking(chat_id) {
         tracing::warn!(chat = %chat_id, error = %e, "cannot read a chat; the next resync will");
     }

@@ -9,13 +9,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use graph_chat_webhook::core::model::{parse_time, ChatMessage, MessageVersion};
+use graph_chat_webhook::core::model::{parse_time, Chat, ChatMessage, MessageVersion};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use crate::view::{self, Viewer};
+use crate::view::{self, Change, ChatItem, MessageItem, Viewer};
 
 /// How many events the log keeps; a page that resumes from an older one reloads.
 const EVENTS_KEPT: i64 = 100_000;
@@ -36,6 +36,10 @@ pub enum StoreError {
         /// What it should have been.
         kind: &'static str,
     },
+    /// The task that ran a call on the store ended without an answer (it panicked, or the
+    /// runtime is shutting down).
+    #[error("cache: the call did not complete")]
+    Unavailable,
 }
 
 /// One change to a view, as the page receives it.
@@ -43,8 +47,31 @@ pub enum StoreError {
 pub struct Event {
     /// Its place in the log: increasing.
     pub id: i64,
-    /// The JSON item with its `kind`.
+    /// The [`Change`], serialized once when it was logged: what the stream sends as `data:`.
     pub data: String,
+}
+
+/// A view as the API answers it: the items' JSON array, put together from their stored JSON
+/// without parsing it again, and the last event it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The JSON array of items.
+    pub json: String,
+    /// The id of the last event committed before it was read.
+    pub last_event: i64,
+}
+
+/// Where a version of a message comes from, which decides a tie the version rules cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A notification; `deleted` when its change type said so.
+    Notification {
+        /// Whether the notification said `deleted`.
+        deleted: bool,
+    },
+    /// A read of Graph (a listing, a `GET`, the answer to a send): on a tie of time, deletion
+    /// and `etag` with a different version, Graph's copy at the time of the read wins.
+    Read,
 }
 
 /// What a message change did.
@@ -156,9 +183,21 @@ impl Store {
         self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The user the views are for.
-    pub fn viewer(&self) -> &Viewer {
-        &self.inner.viewer
+    /// Runs `f` on the store on tokio's blocking threads: the one way async code reaches the
+    /// cache, so that no SQLite call (a write, a lock wait, an fsync) ever holds an async
+    /// thread. Threads that may block (the webhook's workers, tests) call the store directly.
+    pub async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable.into()))
     }
 
     /// A receiver of every event committed from now on, and the id of the last one committed
@@ -197,7 +236,11 @@ impl Store {
         json: &str,
         deleted: bool,
     ) -> Result<Applied, StoreError> {
-        self.apply_version(chat_id, json, deleted, false)
+        self.apply(
+            chat_id,
+            &parse_message(chat_id, json)?,
+            Origin::Notification { deleted },
+        )
     }
 
     /// Applies a message as a read of Graph returned it (a listing, a `GET`, the answer to a
@@ -205,55 +248,72 @@ impl Store {
     /// version, Graph's copy at the time of the read wins (notifications alone cannot order
     /// such a pair; the read can).
     pub fn apply_read(&self, chat_id: &str, json: &str) -> Result<Applied, StoreError> {
-        self.apply_version(chat_id, json, false, true)
+        self.apply(chat_id, &parse_message(chat_id, json)?, Origin::Read)
     }
 
-    fn apply_version(
+    /// Applies one version of a message of `chat_id`, parsed, under the version rules (see
+    /// [`Origin`]). Returns whether it changed.
+    pub fn apply(
         &self,
         chat_id: &str,
-        json: &str,
-        deleted: bool,
-        read: bool,
+        message: &ChatMessage<'_>,
+        origin: Origin,
     ) -> Result<Applied, StoreError> {
-        let message: ChatMessage<'_> =
-            serde_json::from_str(json).map_err(|_| StoreError::Invalid {
-                what: format!("a message of chat {chat_id}"),
-                kind: "chatMessage",
-            })?;
-        let id = message
-            .id
-            .as_deref()
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Invalid {
+        let Some(id) = message.id.as_deref() else {
+            return Err(StoreError::Invalid {
                 what: format!("a message of chat {chat_id} without an id"),
                 kind: "chatMessage",
-            })?;
-        let version = MessageVersion::of(&message, deleted);
-        let value: Value = serde_json::from_str(json).map_err(|_| StoreError::Invalid {
-            what: format!("message {id}"),
-            kind: "chatMessage",
-        })?;
+            });
+        };
+        let (deleted, read) = match origin {
+            Origin::Notification { deleted } => (deleted, false),
+            Origin::Read => (false, true),
+        };
+        let version = MessageVersion::of(message, deleted);
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let stored = stored_version(&tx, chat_id, &id)?;
-        if let Some((old, _)) = &stored {
+        if let Some(old) = stored_version(&tx, chat_id, id)? {
             let tie = version.last_modified == old.last_modified
                 && version.deleted == old.deleted
                 && version.etag == old.etag
                 && version.content != old.content;
-            if !(version.supersedes(old) || (read && tie)) {
+            if !(version.supersedes(&old) || (read && tie)) {
                 return Ok(Applied::Unchanged);
             }
         }
-        let item = view::message_item(&value, version.deleted, &self.inner.viewer);
-        let created = value
-            .get("createdDateTime")
-            .and_then(Value::as_str)
-            .and_then(parse_time)
-            .map(time_key)
+        let item = view::message_item(message, version.deleted, &self.inner.viewer);
+        let created = message
+            .created_date_time
+            .get()
+            .map(|t| time_key(t.at()))
             .unwrap_or_default();
-        write_message(&tx, chat_id, &id, &created, &version, (json, &value), &item)?;
-        let events = self.after_message_change(&tx, chat_id, &item)?;
+        let item_json = to_json(&item);
+        tx.execute(
+            "INSERT INTO messages (chat_id, id, created_key, id_key, v_modified, v_deleted, \
+             v_etag, v_content, json, item, counts, sender_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT(chat_id, id) DO UPDATE SET created_key = excluded.created_key, \
+             v_modified = excluded.v_modified, v_deleted = excluded.v_deleted, \
+             v_etag = excluded.v_etag, v_content = excluded.v_content, json = excluded.json, \
+             item = excluded.item, counts = excluded.counts, sender_id = excluded.sender_id",
+            params![
+                chat_id,
+                id,
+                created,
+                id_key(id),
+                version.last_modified.map(time_key),
+                version.deleted,
+                version.etag,
+                version.content,
+                // The message as the version rules read it: the model serializes what it was
+                // read from, unknown properties included.
+                version.content,
+                item_json,
+                view::counts(message, version.deleted),
+                view::sender_of(message),
+            ],
+        )?;
+        let events = self.after_message_change(&tx, chat_id, item)?;
         tx.commit()?;
         self.publish(events);
         Ok(Applied::Changed)
@@ -264,58 +324,78 @@ impl Store {
     pub fn apply_deletion(&self, chat_id: &str, id: &str) -> Result<Applied, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let Some((old, json)) = stored_version(&tx, chat_id, id)? else {
+        let Some(old) = stored_version(&tx, chat_id, id)? else {
             return Ok(Applied::Unchanged);
         };
         let version = old.deletion();
         if !version.supersedes(&old) {
             return Ok(Applied::Unchanged);
         }
-        let value: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-        let item = view::message_item(&value, true, &self.inner.viewer);
-        let created: String = tx.query_row(
-            "SELECT created_key FROM messages WHERE chat_id = ?1 AND id = ?2",
+        let item: String = tx.query_row(
+            "SELECT item FROM messages WHERE chat_id = ?1 AND id = ?2",
             params![chat_id, id],
             |r| r.get(0),
         )?;
-        write_message(&tx, chat_id, id, &created, &version, (&json, &value), &item)?;
-        let events = self.after_message_change(&tx, chat_id, &item)?;
+        let item = parse_item::<MessageItem>(&item)?.into_deleted();
+        tx.execute(
+            "UPDATE messages SET v_modified = ?3, v_deleted = ?4, v_etag = ?5, v_content = ?6, \
+             item = ?7, counts = 0 WHERE chat_id = ?1 AND id = ?2",
+            params![
+                chat_id,
+                id,
+                version.last_modified.map(time_key),
+                version.deleted,
+                version.etag,
+                version.content,
+                to_json(&item),
+            ],
+        )?;
+        let events = self.after_message_change(&tx, chat_id, item)?;
         tx.commit()?;
         self.publish(events);
         Ok(Applied::Changed)
     }
 
-    /// Applies a chat as Graph returned it for the user (with its `viewpoint`): a read of it is
-    /// the truth at that moment, so it replaces what was known, except properties it leaves
-    /// out (kept from before).
-    pub fn apply_chat(&self, json: &Value) -> Result<bool, StoreError> {
-        let Some(id) = json.get("id").and_then(Value::as_str) else {
-            return Err(StoreError::Invalid {
-                what: "a chat without an id".into(),
-                kind: "chat",
-            });
+    /// Applies a chat as Graph returned it for the user (its JSON, with its `viewpoint`): a read
+    /// of it is the truth at that moment, so it replaces what was known, except properties it
+    /// leaves out (kept from before). Returns whether the chat's item changed.
+    pub fn apply_chat(&self, json: &str) -> Result<bool, StoreError> {
+        let invalid = |what: &str| StoreError::Invalid {
+            what: what.to_owned(),
+            kind: "chat",
+        };
+        let mut incoming: Map<String, Value> =
+            serde_json::from_str(json).map_err(|_| invalid("a chat Graph returned"))?;
+        let Some(id) = incoming
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return Err(invalid("a chat without an id"));
         };
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let old: Option<String> = tx
-            .query_row("SELECT json FROM chats WHERE id = ?1", [id], |r| r.get(0))
+        let old: Option<(String, String)> = tx
+            .query_row("SELECT json, item FROM chats WHERE id = ?1", [&id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        let mut merged = old
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
-            .unwrap_or_else(|| json!({}));
-        if let (Some(into), Some(from)) = (merged.as_object_mut(), json.as_object()) {
-            for (k, v) in from {
-                into.insert(k.clone(), v.clone());
+        let (merged, old_item) = match old {
+            Some((old, item)) => {
+                let mut merged: Map<String, Value> = serde_json::from_str(&old).unwrap_or_default();
+                merged.append(&mut incoming);
+                (Value::Object(merged).to_string(), item)
             }
-        }
-        let text = merged.to_string();
+            None => (json.to_owned(), String::new()),
+        };
+        let chat: Chat<'_> =
+            serde_json::from_str(&merged).map_err(|_| invalid(&format!("chat {id}")))?;
         tx.execute(
-            "INSERT INTO chats (id, json, item) VALUES (?1, ?2, '') \
+            "INSERT INTO chats (id, json, item) VALUES (?1, ?2, ?3) \
              ON CONFLICT(id) DO UPDATE SET json = excluded.json",
-            params![id, text],
+            params![id, merged, old_item],
         )?;
-        let events = self.refresh_chat_item(&tx, id)?;
+        let events = self.refresh_chat_item(&tx, &id, &chat, &old_item)?;
         tx.commit()?;
         let changed = !events.is_empty();
         self.publish(events);
@@ -337,13 +417,25 @@ impl Store {
         tx.execute("DELETE FROM chats WHERE id = ?1", [id])?;
         tx.execute("DELETE FROM messages WHERE chat_id = ?1", [id])?;
         tx.execute("DELETE FROM watermarks WHERE chat_id = ?1", [id])?;
-        let mut data: Value = serde_json::from_str(&item).unwrap_or_else(|_| json!({ "id": id }));
-        data["id"] = id.into();
-        data["hidden"] = true.into();
-        data["unreadCount"] = 0.into();
-        data["removed"] = true.into();
-        data["kind"] = "chat".into();
-        let event = log_event(&tx, &data)?;
+        let item = serde_json::from_str::<ChatItem>(&item).unwrap_or_else(|_| ChatItem {
+            chat_type: None,
+            hidden: true,
+            id: id.to_owned(),
+            topic: None,
+            unread_count: 0,
+        });
+        let event = log_event(
+            &tx,
+            &Change::Chat {
+                item: ChatItem {
+                    id: id.to_owned(),
+                    hidden: true,
+                    unread_count: 0,
+                    ..item
+                },
+                removed: true,
+            },
+        )?;
         tx.commit()?;
         self.publish(vec![event]);
         Ok(true)
@@ -351,22 +443,30 @@ impl Store {
 
     /// Whether the cache knows chat `id`.
     pub fn has_chat(&self, id: &str) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        Ok(conn
-            .query_row("SELECT 1 FROM chats WHERE id = ?1", [id], |_| Ok(()))
-            .optional()?
-            .is_some())
+        has_chat(&self.lock(), id)
     }
 
     /// The chat list, as `GET /api/chats` answers it, with the last event id it reflects.
-    pub fn chats(&self) -> Result<(Vec<Value>, i64), StoreError> {
+    pub fn chats(&self) -> Result<(Vec<ChatItem>, i64), StoreError> {
+        let (items, last) = self.chats_snapshot_parts()?;
+        Ok((parse_items(&items)?, last))
+    }
+
+    /// The chat list, as `GET /api/chats` sends it.
+    pub fn chats_snapshot(&self) -> Result<Snapshot, StoreError> {
+        let (items, last_event) = self.chats_snapshot_parts()?;
+        Ok(Snapshot {
+            json: json_array(&items),
+            last_event,
+        })
+    }
+
+    fn chats_snapshot_parts(&self) -> Result<(Vec<String>, i64), StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached("SELECT item FROM chats ORDER BY id")?;
         let items = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .filter_map(|r| r.ok())
-            .filter_map(|s| serde_json::from_str(&s).ok())
-            .collect();
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         Ok((items, last_event_id(&conn)?))
     }
 
@@ -382,30 +482,37 @@ impl Store {
 
     /// A chat's messages, as `GET /api/chats/{id}/messages` answers it (`createdDateTime`
     /// order, ties by id as a number), with the last event id it reflects.
-    pub fn messages(&self, chat_id: &str) -> Result<(Vec<Value>, i64), StoreError> {
+    pub fn messages(&self, chat_id: &str) -> Result<(Vec<MessageItem>, i64), StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT item FROM messages WHERE chat_id = ?1 ORDER BY created_key, id_key",
-        )?;
-        let items = stmt
-            .query_map([chat_id], |r| r.get::<_, String>(0))?
-            .filter_map(|r| r.ok())
-            .filter_map(|s| serde_json::from_str(&s).ok())
-            .collect();
-        Ok((items, last_event_id(&conn)?))
+        let (items, last) = message_items(&conn, chat_id)?;
+        Ok((parse_items(&items)?, last))
     }
 
-    /// A message as Graph last sent it (for its hosted contents).
-    pub fn message_json(&self, chat_id: &str, id: &str) -> Result<Option<Value>, StoreError> {
+    /// A chat's messages, as `GET /api/chats/{id}/messages` sends them; `None` when the cache
+    /// does not know the chat.
+    pub fn messages_snapshot(&self, chat_id: &str) -> Result<Option<Snapshot>, StoreError> {
         let conn = self.lock();
-        let json: Option<String> = conn
+        if !has_chat(&conn, chat_id)? {
+            return Ok(None);
+        }
+        let (items, last_event) = message_items(&conn, chat_id)?;
+        Ok(Some(Snapshot {
+            json: json_array(&items),
+            last_event,
+        }))
+    }
+
+    /// One message's item, as the chat's messages list it.
+    pub fn message(&self, chat_id: &str, id: &str) -> Result<Option<MessageItem>, StoreError> {
+        let conn = self.lock();
+        let item: Option<String> = conn
             .query_row(
-                "SELECT json FROM messages WHERE chat_id = ?1 AND id = ?2",
+                "SELECT item FROM messages WHERE chat_id = ?1 AND id = ?2",
                 params![chat_id, id],
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(json.and_then(|s| serde_json::from_str(&s).ok()))
+        item.as_deref().map(parse_item).transpose()
     }
 
     /// Where the last complete read of a chat's messages left off.
@@ -432,27 +539,25 @@ impl Store {
         Ok(())
     }
 
-    /// The app's subscription of `kind`, as Graph returned it.
-    pub fn subscription(&self, kind: &str) -> Result<Option<Value>, StoreError> {
+    /// The id of the app's subscription of `kind`, if it has one.
+    pub fn subscription_id(&self, kind: &str) -> Result<Option<String>, StoreError> {
         let conn = self.lock();
-        let json: Option<String> = conn
+        Ok(conn
             .query_row(
-                "SELECT json FROM subscriptions WHERE kind = ?1",
+                "SELECT id FROM subscriptions WHERE kind = ?1",
                 [kind],
                 |r| r.get(0),
             )
-            .optional()?;
-        Ok(json.and_then(|s| serde_json::from_str(&s).ok()))
+            .optional()?)
     }
 
-    /// Records the app's subscription of `kind`.
-    pub fn set_subscription(&self, kind: &str, json: &Value) -> Result<(), StoreError> {
-        let id = json.get("id").and_then(Value::as_str).unwrap_or("");
+    /// Records the app's subscription of `kind`: its id, and its JSON as Graph returned it.
+    pub fn set_subscription(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO subscriptions (kind, id, json) VALUES (?1, ?2, ?3) \
              ON CONFLICT(kind) DO UPDATE SET id = excluded.id, json = excluded.json",
-            params![kind, id, json.to_string()],
+            params![kind, id, json],
         )?;
         Ok(())
     }
@@ -493,22 +598,13 @@ impl Store {
         &self,
         tx: &rusqlite::Transaction<'_>,
         chat_id: &str,
-        item: &Value,
+        item: MessageItem,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut data = item.clone();
-        data["kind"] = "message".into();
-        data["chatId"] = chat_id.into();
-        let mut events = vec![log_event(tx, &data)?];
-        events.extend(self.refresh_chat_item(tx, chat_id)?);
-        Ok(events)
-    }
-
-    /// Recomputes a chat's item from its JSON and its messages; logs an event if it changed.
-    fn refresh_chat_item(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        chat_id: &str,
-    ) -> Result<Vec<Event>, StoreError> {
+        let change = Change::Message {
+            chat_id: chat_id.to_owned(),
+            item,
+        };
+        let mut events = vec![log_event(tx, &change)?];
         let row: Option<(String, String)> = tx
             .query_row(
                 "SELECT json, item FROM chats WHERE id = ?1",
@@ -516,14 +612,28 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let Some((json, old_item)) = row else {
-            // Messages of a chat not yet read: its item comes with the chat.
-            return Ok(Vec::new());
-        };
-        let chat: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+        // Messages of a chat not yet read: its item comes with the chat.
+        if let Some((json, old_item)) = row {
+            let chat: Chat<'_> = serde_json::from_str(&json).map_err(|_| StoreError::Invalid {
+                what: format!("the stored chat {chat_id}"),
+                kind: "chat",
+            })?;
+            events.extend(self.refresh_chat_item(tx, chat_id, &chat, &old_item)?);
+        }
+        Ok(events)
+    }
+
+    /// Recomputes a chat's item from the chat and its messages; logs an event if it changed.
+    fn refresh_chat_item(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        chat_id: &str,
+        chat: &Chat<'_>,
+        old_item: &str,
+    ) -> Result<Vec<Event>, StoreError> {
         // Counted in SQL over the rows' own columns: a chat of any length costs one indexed
         // scan, not a parse of every message.
-        let after = view::last_read(&chat).map(time_key).unwrap_or_default();
+        let after = view::last_read(chat).map(time_key).unwrap_or_default();
         let (unread, newest): (i64, Option<String>) = tx.query_row(
             "SELECT \
                (SELECT COUNT(*) FROM messages WHERE chat_id = ?1 AND counts = 1 \
@@ -533,8 +643,8 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let newest = newest.as_deref().and_then(parse_time);
-        let item = view::chat_item(&chat, u64::try_from(unread).unwrap_or(0), newest);
-        let text = item.to_string();
+        let item = view::chat_item(chat, u64::try_from(unread).unwrap_or(0), newest);
+        let text = to_json(&item);
         if text == old_item {
             return Ok(Vec::new());
         }
@@ -542,86 +652,108 @@ impl Store {
             "UPDATE chats SET item = ?2 WHERE id = ?1",
             params![chat_id, text],
         )?;
-        let mut data = item;
-        data["kind"] = "chat".into();
-        Ok(vec![log_event(tx, &data)?])
+        let change = Change::Chat {
+            item,
+            removed: false,
+        };
+        Ok(vec![log_event(tx, &change)?])
     }
+}
+
+fn parse_message<'a>(chat_id: &str, json: &'a str) -> Result<ChatMessage<'a>, StoreError> {
+    serde_json::from_str(json).map_err(|_| StoreError::Invalid {
+        what: format!("a message of chat {chat_id}"),
+        kind: "chatMessage",
+    })
+}
+
+/// An item or an event as JSON (a struct of strings, numbers and booleans always serializes).
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Stored items, as JSON texts, into one JSON array.
+fn json_array(items: &[String]) -> String {
+    let mut json = String::with_capacity(2 + items.iter().map(|i| i.len() + 1).sum::<usize>());
+    json.push('[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            json.push(',');
+        }
+        json.push_str(item);
+    }
+    json.push(']');
+    json
+}
+
+/// A stored item, typed; an error names the type it should have been.
+fn parse_item<T: serde::de::DeserializeOwned>(item: &str) -> Result<T, StoreError> {
+    serde_json::from_str(item).map_err(|_| StoreError::Invalid {
+        what: "a stored item".into(),
+        kind: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("item"),
+    })
+}
+
+fn parse_items<T: serde::de::DeserializeOwned>(items: &[String]) -> Result<Vec<T>, StoreError> {
+    items.iter().map(|s| parse_item(s)).collect()
+}
+
+fn has_chat(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM chats WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn message_items(conn: &Connection, chat_id: &str) -> Result<(Vec<String>, i64), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT item FROM messages WHERE chat_id = ?1 ORDER BY created_key, id_key",
+    )?;
+    let items = stmt
+        .query_map([chat_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok((items, last_event_id(conn)?))
 }
 
 fn last_event_id(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
 }
 
-fn log_event(tx: &rusqlite::Transaction<'_>, data: &Value) -> Result<Event, StoreError> {
-    let text = data.to_string();
-    tx.execute("INSERT INTO events (data) VALUES (?1)", [&text])?;
+fn log_event(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<Event, StoreError> {
+    let data = to_json(change);
+    tx.execute("INSERT INTO events (data) VALUES (?1)", [&data])?;
     let id = tx.last_insert_rowid();
     if id % 1000 == 0 {
         tx.execute("DELETE FROM events WHERE id <= ?1", [id - EVENTS_KEPT])?;
     }
-    Ok(Event { id, data: text })
+    Ok(Event { id, data })
 }
 
-/// A message row's version fields and JSON: modified, deleted, etag, content, json.
-type StoredRow = (Option<String>, bool, Option<String>, String, String);
+/// A message row's version fields: modified, deleted, etag, content.
+type StoredRow = (Option<String>, bool, Option<String>, String);
 
 fn stored_version(
     tx: &rusqlite::Transaction<'_>,
     chat_id: &str,
     id: &str,
-) -> Result<Option<(MessageVersion, String)>, StoreError> {
+) -> Result<Option<MessageVersion>, StoreError> {
     let row: Option<StoredRow> = tx
         .query_row(
-            "SELECT v_modified, v_deleted, v_etag, v_content, json FROM messages \
+            "SELECT v_modified, v_deleted, v_etag, v_content FROM messages \
              WHERE chat_id = ?1 AND id = ?2",
             params![chat_id, id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    Ok(row.map(|(modified, deleted, etag, content, json)| {
-        (
-            MessageVersion::new(
-                modified.as_deref().and_then(parse_time),
-                deleted,
-                etag,
-                content,
-            ),
-            json,
+    Ok(row.map(|(modified, deleted, etag, content)| {
+        MessageVersion::new(
+            modified.as_deref().and_then(parse_time),
+            deleted,
+            etag,
+            content,
         )
     }))
-}
-
-fn write_message(
-    tx: &rusqlite::Transaction<'_>,
-    chat_id: &str,
-    id: &str,
-    created: &str,
-    version: &MessageVersion,
-    (json, value): (&str, &Value),
-    item: &Value,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO messages (chat_id, id, created_key, id_key, v_modified, v_deleted, v_etag, \
-         v_content, json, item, counts, sender_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-         ON CONFLICT(chat_id, id) DO UPDATE SET created_key = excluded.created_key, \
-         v_modified = excluded.v_modified, v_deleted = excluded.v_deleted, \
-         v_etag = excluded.v_etag, v_content = excluded.v_content, json = excluded.json, \
-         item = excluded.item, counts = excluded.counts, sender_id = excluded.sender_id",
-        params![
-            chat_id,
-            id,
-            created,
-            id_key(id),
-            version.last_modified.map(time_key),
-            version.deleted,
-            version.etag,
-            version.content,
-            json,
-            item.to_string(),
-            view::counts(value, version.deleted),
-            view::sender_of(value),
-        ],
-    )?;
-    Ok(())
 }

@@ -10,16 +10,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use graph_chat_webhook::core::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
-use graph_chat_webhook::core::model::{parse_time, ChangeType, EnumValue, LifecycleEvent};
+use graph_chat_webhook::core::model::{ChangeType, ChatMessage, EnumValue, LifecycleEvent};
 use graph_chat_webhook::core::outbound::{
     self, ChatsRequest, HttpRequest, MessagesRequest, Resource, Subscription, SubscriptionRequest,
 };
 use graph_chat_webhook::{ClientError, GraphClient, GraphResponse};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Origin, Store, StoreError};
 
 /// How long each subscription lives: the guide's hour, renewed half-way by the keeper.
 pub const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(3600);
@@ -112,7 +114,7 @@ impl std::fmt::Debug for Subscriber {
 
 /// The server component's Graph side. Shared (`Arc`) by the web handlers, the workers and the
 /// keeper's loop.
-pub struct Sync {
+pub struct GraphSync {
     graph: GraphClient,
     store: Store,
     user_id: String,
@@ -123,9 +125,9 @@ pub struct Sync {
     resync: tokio::sync::Mutex<()>,
 }
 
-impl std::fmt::Debug for Sync {
+impl std::fmt::Debug for GraphSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sync")
+        f.debug_struct("GraphSync")
             .field("graph", &self.graph)
             .field("user_id", &self.user_id)
             .finish_non_exhaustive()
@@ -165,7 +167,38 @@ fn to_system_time(t: OffsetDateTime) -> SystemTime {
     }
 }
 
-impl Sync {
+/// One page of a Graph listing: its items, untouched until each is applied, and the link to the
+/// next page.
+#[derive(Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    value: Vec<&'a RawValue>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+/// The id of an item of a listing.
+#[derive(Deserialize)]
+struct Listed {
+    id: Option<String>,
+}
+
+/// A chat read back: kept, or forgotten when Graph no longer has it for the user.
+fn apply_read_chat(store: &Store, chat_id: &str, answer: &GraphResponse) -> Result<(), SyncError> {
+    if answer.status == 404 {
+        store.remove_chat(chat_id)?;
+        return Ok(());
+    }
+    expect_success("GET chat", answer)?;
+    let chat = std::str::from_utf8(&answer.body).map_err(|_| SyncError::Answer {
+        what: "GET chat".into(),
+        reason: "not UTF-8".into(),
+    })?;
+    store.apply_chat(chat)?;
+    Ok(())
+}
+
+impl GraphSync {
     /// The Graph side for `user_id` of `tenant_id`.
     pub fn new(
         graph: GraphClient,
@@ -189,11 +222,6 @@ impl Sync {
     /// The cache.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// The client (blocking; call it from a worker thread or `spawn_blocking`).
-    pub fn graph(&self) -> &GraphClient {
-        &self.graph
     }
 
     /// The signed-in user.
@@ -265,13 +293,11 @@ impl Sync {
     pub async fn ensure_subscriptions(&self) -> Result<bool, SyncError> {
         let mut recreated = false;
         for kind in Kind::ALL {
-            let known = self.store.subscription(kind.name())?;
-            let id = known
-                .as_ref()
-                .and_then(|s| s.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if let Some(id) = id {
+            let known = self
+                .store
+                .call(move |store| store.subscription_id(kind.name()))
+                .await?;
+            if let Some(id) = known.filter(|id| !id.is_empty()) {
                 let answer = self.send(outbound::get_subscription(&id)?).await?;
                 if answer.status == 404 {
                     tracing::info!(subscription = %id, "subscription gone; creating it again");
@@ -284,7 +310,7 @@ impl Sync {
                             reason: e.to_string(),
                         })?;
                     if self.delivers_here(&subscription) {
-                        self.track(kind, subscription, &answer.body)?;
+                        self.track(kind, subscription, answer.body).await?;
                         continue;
                     }
                     // It delivers to where the app was (another port, another public URL):
@@ -323,12 +349,21 @@ impl Sync {
                 reason: e.to_string(),
             })?;
         tracing::info!(subscription = %subscription.id, kind = kind.name(), "subscribed");
-        self.track(kind, subscription, &answer.body)
+        self.track(kind, subscription, answer.body).await
     }
 
-    fn track(&self, kind: Kind, subscription: Subscription, raw: &[u8]) -> Result<(), SyncError> {
-        let json: Value = serde_json::from_slice(raw).unwrap_or_else(|_| summary(&subscription));
-        self.store.set_subscription(kind.name(), &json)?;
+    /// Records a subscription Graph returned (its JSON as sent) and hands it to the keeper.
+    async fn track(
+        &self,
+        kind: Kind,
+        subscription: Subscription,
+        raw: Vec<u8>,
+    ) -> Result<(), SyncError> {
+        let json = String::from_utf8(raw).unwrap_or_else(|_| summary(&subscription).to_string());
+        let id = subscription.id.clone();
+        self.store
+            .call(move |store| store.set_subscription(kind.name(), &id, &json))
+            .await?;
         let mut keeper = self.keeper();
         let tracked = keeper.subscriptions().any(|s| s.id == subscription.id);
         if !tracked {
@@ -378,10 +413,14 @@ impl Sync {
                         .as_deref()
                         .and_then(|r| self.kind_of(r))
                     {
-                        if let Err(e) = self
+                        let (id, json) = (subscription.id.clone(), summary(subscription));
+                        let recorded = self
                             .store
-                            .set_subscription(kind.name(), &summary(subscription))
-                        {
+                            .call(move |store| {
+                                store.set_subscription(kind.name(), &id, &json.to_string())
+                            })
+                            .await;
+                        if let Err(e) = recorded {
                             tracing::warn!(error = %e, "cannot record the subscription");
                         }
                     }
@@ -414,7 +453,7 @@ impl Sync {
         self.ensure_subscriptions().await?;
         self.read_chats().await?;
         let mut first_error = None;
-        for chat_id in self.store.chat_ids()? {
+        for chat_id in self.store.call(|store| store.chat_ids()).await? {
             if let Err(e) = self.read_messages(&chat_id).await {
                 tracing::warn!(chat = %chat_id, error = %e, "reading a chat's messages failed");
                 first_error.get_or_insert(e);
@@ -424,49 +463,60 @@ impl Sync {
     }
 
     /// Sends `request` and every next page after it (to the last one, or [`MAX_PAGES`]),
-    /// handing each item of `value` to `each`.
-    async fn read_pages(
+    /// handing each item of `value` to `apply` with the store, off the async threads; returns
+    /// what `apply` returned for the items.
+    async fn read_pages<T: Send + 'static>(
         &self,
-        what: &str,
+        what: &'static str,
         mut request: HttpRequest,
-        mut each: impl FnMut(&Value),
-    ) -> Result<(), SyncError> {
+        apply: impl Fn(&Store, &RawValue) -> T + Send + std::marker::Sync + 'static,
+    ) -> Result<Vec<T>, SyncError> {
+        let apply = Arc::new(apply);
+        let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let answer = self.send(request).await?;
             expect_success(what, &answer)?;
-            let page: Value =
-                serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
-                    what: what.to_owned(),
-                    reason: "not JSON".into(),
-                })?;
-            page.get("value")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .for_each(&mut each);
-            match page.get("@odata.nextLink").and_then(Value::as_str) {
-                Some(link) => request = outbound::follow_link(link, self.graph.base())?,
-                None => return Ok(()),
+            let apply = Arc::clone(&apply);
+            let (items, next) = self
+                .store
+                .call(move |store| {
+                    let page: Page<'_> =
+                        serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
+                            what: what.to_owned(),
+                            reason: "not a page of items".into(),
+                        })?;
+                    let items: Vec<T> = page.value.iter().map(|item| apply(store, item)).collect();
+                    Ok::<_, SyncError>((items, page.next_link))
+                })
+                .await?;
+            out.extend(items);
+            match next {
+                Some(link) => request = outbound::follow_link(&link, self.graph.base())?,
+                None => return Ok(out),
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Reads the user's chats (with their viewpoints) into the cache.
     pub async fn read_chats(&self) -> Result<(), SyncError> {
         let request = ChatsRequest::user(self.user_id.clone()).top(50).build()?;
-        let mut listed = std::collections::HashSet::new();
-        self.read_pages("GET chats", request, |chat| {
-            if let Some(id) = chat.get("id").and_then(Value::as_str) {
-                listed.insert(id.to_owned());
-            }
-            if let Err(e) = self.store.apply_chat(chat) {
-                tracing::warn!(error = %e, "a chat Graph listed was not kept");
-            }
-        })
-        .await?;
+        let listed: std::collections::HashSet<String> = self
+            .read_pages("GET chats", request, |store, chat| {
+                let kept = store.apply_chat(chat.get());
+                if let Err(e) = &kept {
+                    tracing::warn!(error = %e, "a chat Graph listed was not kept");
+                }
+                serde_json::from_str::<Listed>(chat.get())
+                    .ok()
+                    .and_then(|c| c.id)
+            })
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         // A chat the cache knows and the list left out: read it; a 404 forgets it.
-        for id in self.store.chat_ids()? {
+        for id in self.store.call(|store| store.chat_ids()).await? {
             if !listed.contains(&id) {
                 if let Err(e) = self.read_chat(&id).await {
                     tracing::warn!(chat = %id, error = %e, "cannot read a chat the list left out");
@@ -481,7 +531,10 @@ impl Sync {
         let answer = self
             .send(outbound::get_user_chat(&self.user_id, chat_id)?)
             .await?;
-        self.apply_read_chat(chat_id, &answer)
+        let chat_id = chat_id.to_owned();
+        self.store
+            .call(move |store| apply_read_chat(store, &chat_id, &answer))
+            .await
     }
 
     /// The same, blocking, for the workers.
@@ -489,22 +542,7 @@ impl Sync {
         let answer = self
             .graph
             .send(&outbound::get_user_chat(&self.user_id, chat_id)?)?;
-        self.apply_read_chat(chat_id, &answer)
-    }
-
-    /// A chat read back: kept, or forgotten when Graph no longer has it for the user.
-    fn apply_read_chat(&self, chat_id: &str, answer: &GraphResponse) -> Result<(), SyncError> {
-        if answer.status == 404 {
-            self.store.remove_chat(chat_id)?;
-            return Ok(());
-        }
-        expect_success("GET chat", answer)?;
-        let chat: Value = serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
-            what: "GET chat".into(),
-            reason: "not JSON".into(),
-        })?;
-        self.store.apply_chat(&chat)?;
-        Ok(())
+        apply_read_chat(&self.store, chat_id, &answer)
     }
 
     /// Reads one message (blocking, for the workers) into the cache; one Graph no longer has is
@@ -517,39 +555,48 @@ impl Sync {
             return Ok(());
         }
         expect_success("GET message", &answer)?;
-        let text = String::from_utf8(answer.body).map_err(|_| SyncError::Answer {
-            what: "GET message".into(),
-            reason: "not UTF-8".into(),
-        })?;
-        self.store.apply_read(chat_id, &text)?;
+        let message: ChatMessage<'_> =
+            serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
+                what: "GET message".into(),
+                reason: "not a chatMessage".into(),
+            })?;
+        self.store.apply(chat_id, &message, Origin::Read)?;
         Ok(())
     }
 
     /// Reads a chat's messages changed since its watermark, every page, then moves the
     /// watermark to the newest change read (less an overlap).
     pub async fn read_messages(&self, chat_id: &str) -> Result<(), SyncError> {
+        let chat = chat_id.to_owned();
         let since = self
             .store
-            .watermark(chat_id)?
+            .call(move |store| store.watermark(&chat))
+            .await?
             .map_or(SystemTime::UNIX_EPOCH, to_system_time);
         let request = MessagesRequest::user_chat(self.user_id.clone(), chat_id.to_owned())
             .changed_since(since)
             .build()?;
-        let mut newest: Option<OffsetDateTime> = None;
-        self.read_pages("GET messages", request, |message| {
-            let modified = message
-                .get("lastModifiedDateTime")
-                .and_then(Value::as_str)
-                .and_then(parse_time);
-            newest = newest.max(modified);
-            if let Err(e) = self.store.apply_read(chat_id, &message.to_string()) {
-                tracing::warn!(chat = %chat_id, error = %e, "a message Graph listed was not kept");
-            }
-        })
-        .await?;
-        if let Some(newest) = newest {
+        let chat = chat_id.to_owned();
+        let modified = self
+            .read_pages("GET messages", request, move |store, json| {
+                let message = match serde_json::from_str::<ChatMessage<'_>>(json.get()) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        tracing::warn!(chat = %chat, "a message Graph listed is not a chatMessage");
+                        return None;
+                    }
+                };
+                if let Err(e) = store.apply(&chat, &message, Origin::Read) {
+                    tracing::warn!(chat = %chat, error = %e, "a message Graph listed was not kept");
+                }
+                message.last_modified_date_time.get().map(|t| t.at())
+            })
+            .await?;
+        if let Some(newest) = modified.into_iter().flatten().max() {
+            let chat = chat_id.to_owned();
             self.store
-                .advance_watermark(chat_id, newest - WATERMARK_OVERLAP)?;
+                .call(move |store| store.advance_watermark(&chat, newest - WATERMARK_OVERLAP))
+                .await?;
         }
         Ok(())
     }

@@ -3,9 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt;
 
-use graph_chat_webhook::core::model::{chat_is_visible, parse_time, ChatViewpoint};
-use serde_json::{json, Value};
+use graph_chat_webhook::core::model::{
+    chat_is_visible, Chat, ChatMessage, DateTime, DlpAction, Identity, ItemBody, Prop,
+};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Who is looking, and which Graph the messages' hosted-content links may point at.
@@ -18,136 +21,242 @@ pub struct Viewer {
     pub graph_base: String,
 }
 
-fn str_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(key))
-        .and_then(Value::as_str)
+/// A message's state on the page: the first that applies of `deleted`, `blocked`, `edited`,
+/// `visible`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// Neither deleted, blocked nor edited.
+    Visible,
+    /// `lastEditedDateTime` set.
+    Edited,
+    /// A data loss prevention policy blocks it (`BlockAccess`) and the viewer is not the sender.
+    Blocked,
+    /// `deletedDateTime` set, or a notification said `deleted`.
+    Deleted,
 }
 
-fn time_at(value: &Value, key: &str) -> Option<OffsetDateTime> {
-    value.get(key).and_then(Value::as_str).and_then(parse_time)
+/// Who sent a message, as the page shows it (`{"id", "displayName"}`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sender {
+    /// The user's (or application's) id.
+    pub id: Option<String>,
+    /// Their name.
+    pub display_name: Option<String>,
 }
 
-/// The sender: the user, else the application, as `{"id", "displayName"}`.
-fn sender(message: &Value) -> Value {
-    let from = message.get("from").unwrap_or(&Value::Null);
-    for kind in ["user", "application"] {
-        if let Some(identity) = from.get(kind).filter(|v| v.is_object()) {
-            return json!({
-                "id": identity.get("id").cloned().unwrap_or(Value::Null),
-                "displayName": identity.get("displayName").cloned().unwrap_or(Value::Null),
-            });
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message as `GET /api/chats/{id}/messages` lists it. `Debug` shows its id and state, never
+/// its content or its sender's name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageItem {
+    /// The message id.
+    pub id: String,
+    /// `createdDateTime` as Graph sent it.
+    pub created_date_time: Option<String>,
+    /// `lastModifiedDateTime` as Graph sent it.
+    pub last_modified_date_time: Option<String>,
+    /// The sender: the user, else the application; `null` for neither (system messages).
+    pub from: Option<Sender>,
+    /// `body.contentType` as Graph sent it (`text` when there is none).
+    pub content_type: String,
+    /// The text, or the HTML sanitized; `null` when `deleted` or `blocked`.
+    pub content: Option<String>,
+    /// What the page shows.
+    pub state: MessageState,
+    /// What a policy did to the viewer's own message (Teams shows the same notice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+impl fmt::Debug for MessageItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageItem")
+            .field("id", &self.id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageItem {
+    /// The same message, deleted (a deletion that came without data): its place kept, its
+    /// content and notice gone.
+    pub fn into_deleted(self) -> Self {
+        Self {
+            content: None,
+            state: MessageState::Deleted,
+            notice: None,
+            ..self
         }
     }
-    Value::Null
 }
 
-fn sender_id(message: &Value) -> Option<&str> {
-    str_at(message, &["from", "user", "id"])
-        .or_else(|| str_at(message, &["from", "application", "id"]))
+/// A chat as `GET /api/chats` lists it. `Debug` shows its id and counts, never its topic.
+///
+/// The fields are declared in the order of their names, the order in which earlier versions
+/// stored the item: a cache written by them compares equal, and sends no event for nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatItem {
+    /// `chatType` as Graph sent it.
+    pub chat_type: Option<String>,
+    /// Whether the chat is hidden for the user (by its viewpoint, until a newer message).
+    pub hidden: bool,
+    /// The chat id.
+    pub id: String,
+    /// The chat's topic, if it has one.
+    pub topic: Option<String>,
+    /// Messages from others, not deleted, created after the user last read the chat.
+    pub unread_count: u64,
 }
 
-fn dlp_action(message: &Value) -> Option<&str> {
-    str_at(message, &["policyViolation", "dlpAction"])
+impl fmt::Debug for ChatItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatItem")
+            .field("id", &self.id)
+            .field("unread_count", &self.unread_count)
+            .field("hidden", &self.hidden)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One change to a view, as `GET /api/events` sends it in `data:`: the item with its `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Change {
+    /// A message changed (or is new): `"kind": "message"`, its `chatId` and its item.
+    Message {
+        /// The chat it is in.
+        #[serde(rename = "chatId")]
+        chat_id: String,
+        /// The message's item.
+        #[serde(flatten)]
+        item: MessageItem,
+    },
+    /// A chat changed: `"kind": "chat"` and its item; `"removed": true` when the user no
+    /// longer has it.
+    Chat {
+        /// The chat's item.
+        #[serde(flatten)]
+        item: ChatItem,
+        /// Whether the chat is gone for the user.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        removed: bool,
+    },
+}
+
+/// The sender: the user, else the application.
+fn sender_identity<'m, 'a>(message: &'m ChatMessage<'a>) -> Option<&'m Identity<'a>> {
+    let from = message.from.get()?;
+    from.user.get().or_else(|| from.application.get())
 }
 
 /// A message as `GET /api/chats/{id}/messages` lists it. `deleted` also when a notification
 /// said so without a `deletedDateTime`.
-pub fn message_item(message: &Value, deleted: bool, viewer: &Viewer) -> Value {
-    let deleted = deleted || message.get("deletedDateTime").is_some_and(|v| !v.is_null());
-    let mine = sender_id(message) == Some(viewer.user_id.as_str());
-    let dlp = dlp_action(message);
-    let blocked_for_others = dlp.is_some_and(|a| a.eq_ignore_ascii_case("BlockAccess"));
-    let edited = message
-        .get("lastEditedDateTime")
-        .is_some_and(|v| !v.is_null());
+pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -> MessageItem {
+    let deleted = deleted || message.is_deleted();
+    let mine = sender_of(message) == Some(viewer.user_id.as_str());
+    let dlp = message.dlp_action().and_then(|a| a.known());
+    let edited = message.last_edited_date_time.get().is_some();
     let state = if deleted {
-        "deleted"
-    } else if blocked_for_others && !mine {
-        "blocked"
+        MessageState::Deleted
+    } else if dlp == Some(DlpAction::BlockAccess) && !mine {
+        MessageState::Blocked
     } else if edited {
-        "edited"
+        MessageState::Edited
     } else {
-        "visible"
+        MessageState::Visible
     };
-    let content_type = str_at(message, &["body", "contentType"]).unwrap_or("text");
+    let body: Option<&ItemBody<'_>> = message.body.get();
+    let content_type = body
+        .and_then(|b| b.content_type.get())
+        .map_or("text", |t| t.as_str());
     let content = match state {
-        "deleted" | "blocked" => Value::Null,
-        _ => {
-            let raw = str_at(message, &["body", "content"]).unwrap_or("");
-            if content_type.eq_ignore_ascii_case("html") {
-                let chat_id = str_at(message, &["chatId"]).unwrap_or("");
-                let id = str_at(message, &["id"]).unwrap_or("");
-                Value::String(sanitize(raw, viewer, chat_id, id))
+        MessageState::Deleted | MessageState::Blocked => None,
+        MessageState::Visible | MessageState::Edited => {
+            let raw = body.and_then(|b| b.content.as_deref()).unwrap_or("");
+            Some(if content_type.eq_ignore_ascii_case("html") {
+                let chat_id = message.chat_id.as_deref().unwrap_or("");
+                let id = message.id.as_deref().unwrap_or("");
+                sanitize(raw, viewer, chat_id, id)
             } else {
-                Value::String(raw.to_owned())
-            }
+                raw.to_owned()
+            })
         }
     };
-    let mut item = json!({
-        "id": message.get("id").cloned().unwrap_or(Value::Null),
-        "createdDateTime": message.get("createdDateTime").cloned().unwrap_or(Value::Null),
-        "lastModifiedDateTime": message.get("lastModifiedDateTime").cloned().unwrap_or(Value::Null),
-        "from": sender(message),
-        "contentType": content_type,
-        "content": content,
-        "state": state,
-    });
     // The sender sees what a policy did to their message (Teams shows the same notice).
-    if mine && !deleted {
-        match dlp {
-            Some(a) if a.eq_ignore_ascii_case("BlockAccess") => {
-                item["notice"] = "Blocked by a policy: only you can see this message.".into()
-            }
-            Some(a) if a.eq_ignore_ascii_case("NotifySender") => {
-                item["notice"] = "This message may contain sensitive information.".into()
-            }
-            _ => {}
-        }
+    let notice = match dlp {
+        _ if !mine || deleted => None,
+        Some(DlpAction::BlockAccess) => Some("Blocked by a policy: only you can see this message."),
+        Some(DlpAction::NotifySender) => Some("This message may contain sensitive information."),
+        _ => None,
+    };
+    let time = |t: &Prop<DateTime<'_>>| t.get().map(|t| t.as_str().to_owned());
+    MessageItem {
+        id: message.id.as_deref().unwrap_or("").to_owned(),
+        created_date_time: time(&message.created_date_time),
+        last_modified_date_time: time(&message.last_modified_date_time),
+        from: sender_identity(message).map(|identity| Sender {
+            id: identity.id.as_deref().map(str::to_owned),
+            display_name: identity.display_name.as_deref().map(str::to_owned),
+        }),
+        content_type: content_type.to_owned(),
+        content,
+        state,
+        notice: notice.map(str::to_owned),
     }
-    item
 }
 
 /// Whether a message counts for a chat's unread count and for showing a hidden chat again:
 /// a message (`messageType` `message`, or none given), not deleted.
-pub fn counts(message: &Value, deleted: bool) -> bool {
+pub fn counts(message: &ChatMessage<'_>, deleted: bool) -> bool {
     !deleted
-        && message.get("deletedDateTime").is_none_or(Value::is_null)
-        && str_at(message, &["messageType"]).is_none_or(|t| t == "message")
+        && !message.is_deleted()
+        && message
+            .message_type
+            .get()
+            .is_none_or(|t| t.as_str() == "message")
 }
 
-/// Who sent a message (the user, else the application), for the unread count.
-pub fn sender_of(message: &Value) -> Option<&str> {
-    sender_id(message)
+/// Who sent a message (the user's id, else the application's), for the unread count.
+pub fn sender_of<'m>(message: &'m ChatMessage<'_>) -> Option<&'m str> {
+    let from = message.from.get()?;
+    let id = |identity: &'m Prop<Identity<'_>>| identity.get().and_then(|i| i.id.as_deref());
+    id(&from.user).or_else(|| id(&from.application))
 }
 
 /// A chat's `lastMessageReadDateTime`, if its viewpoint has one.
-pub fn last_read(chat: &Value) -> Option<OffsetDateTime> {
-    chat.get("viewpoint")
-        .and_then(|v| time_at(v, "lastMessageReadDateTime"))
+pub fn last_read(chat: &Chat<'_>) -> Option<OffsetDateTime> {
+    chat.viewpoint
+        .get()
+        .and_then(|v| v.last_message_read_date_time.get())
+        .map(|t| t.at())
 }
 
-/// A chat as `GET /api/chats` lists it, from its JSON, its unread count (messages that
+/// A chat as `GET /api/chats` lists it, from Graph's chat, its unread count (messages that
 /// [`counts`] from others, created after the viewpoint's `lastMessageReadDateTime`) and the
 /// creation time of its newest such message: a hidden chat shows again once a message is
 /// created after the user last read it.
-pub fn chat_item(chat: &Value, unread: u64, newest: Option<OffsetDateTime>) -> Value {
-    let viewpoint = chat.get("viewpoint").cloned().unwrap_or(Value::Null);
-    let hidden = serde_json::to_string(&viewpoint)
-        .ok()
-        .and_then(|text| {
-            serde_json::from_str::<ChatViewpoint<'_>>(&text)
-                .ok()
-                .map(|vp| !chat_is_visible(&vp, newest))
-        })
-        .unwrap_or(false);
-    json!({
-        "id": chat.get("id").cloned().unwrap_or(Value::Null),
-        "topic": chat.get("topic").cloned().unwrap_or(Value::Null),
-        "chatType": chat.get("chatType").cloned().unwrap_or(Value::Null),
-        "unreadCount": unread,
-        "hidden": hidden,
-    })
+pub fn chat_item(chat: &Chat<'_>, unread: u64, newest: Option<OffsetDateTime>) -> ChatItem {
+    ChatItem {
+        id: chat.id.as_deref().unwrap_or("").to_owned(),
+        topic: chat.topic.as_deref().map(str::to_owned),
+        chat_type: chat.chat_type.get().map(|t| t.as_str().to_owned()),
+        unread_count: unread,
+        hidden: chat
+            .viewpoint
+            .get()
+            .is_some_and(|viewpoint| !chat_is_visible(viewpoint, newest)),
+    }
 }
 
 /// Where the page loads a message's inline image from: the app fetches it from Graph with its
@@ -169,7 +278,7 @@ pub fn hosted_content_path(chat_id: &str, message_id: &str, hosted_id: &str) -> 
 fn hosted_content_link(src: &str, viewer: &Viewer) -> Option<(String, String, String)> {
     let url = url::Url::parse(src).ok()?;
     let origin = url.origin().ascii_serialization();
-    let graph_hosts = graph_webhook_hosts();
+    let graph_hosts = graph_api_hosts();
     let base = url::Url::parse(&viewer.graph_base).ok()?;
     // A local Graph's links name the port it had when the message was sent (a simulator restarted
     // on another port still holds them): on loopback, any port is that Graph.
@@ -208,7 +317,8 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-fn graph_webhook_hosts() -> HashSet<&'static str> {
+/// Microsoft Graph's API hosts, one per cloud (`https://graph.microsoft.com`...).
+fn graph_api_hosts() -> HashSet<&'static str> {
     graph_chat_webhook::core::Cloud::ALL
         .iter()
         .map(|c| c.graph_url())

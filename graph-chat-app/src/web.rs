@@ -1,6 +1,10 @@
-//! The page and the app's API (DESIGN section 8): the chat list, a chat's messages, sending,
-//! marking read, inline images through the app, and the live event stream.
+//! The page and the app's API (`docs/contracts.md#the-chat-app`): the chat list, a chat's
+//! messages, sending, marking read, inline images through the app, and the live event stream.
+//!
+//! Every failure answers with one [`ApiError`]: a status and a plain message for the page,
+//! while what went wrong inside (SQLite's text, a connection's error) goes to the log only.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,13 +17,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
+use graph_chat_webhook::core::model::ChatMessage;
 use graph_chat_webhook::core::outbound::{self, MessageRequest};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use crate::store::{Event, Store};
-use crate::sync::Sync;
+use crate::store::{Event, Origin, Snapshot, Store, StoreError};
+use crate::sync::{GraphSync, SyncError};
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
@@ -34,7 +39,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 #[derive(Clone)]
 struct AppState {
-    sync: Arc<Sync>,
+    sync: Arc<GraphSync>,
     stopped: watch::Receiver<bool>,
 }
 
@@ -57,7 +62,7 @@ async fn same_origin(
     next: axum::middleware::Next,
 ) -> Response {
     if let Err((status, why)) = check_origin(&hosts, &request) {
-        return error(status, why);
+        return ApiError::new(status, why).into_response();
     }
     next.run(request).await
 }
@@ -99,7 +104,7 @@ fn check_origin(
     Ok(())
 }
 
-pub(crate) fn router(sync: Arc<Sync>, stopped: watch::Receiver<bool>, hosts: Hosts) -> Router {
+pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts: Hosts) -> Router {
     Router::new()
         .route(
             "/",
@@ -139,29 +144,68 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+/// Why a request failed, as the page is told: a status and a plain message (`{"error": ...}`).
+/// What went wrong inside is logged where the error is made, never sent.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: Cow<'static, str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The request itself is wrong (a bad id, a bad content type): the message says how.
+    fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Graph did not do what was asked: 502, the reason logged.
+    fn graph(what: &'static str, reason: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %reason, "{what}");
+        Self::new(StatusCode::BAD_GATEWAY, what)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "a request could not use the cache");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cache is unavailable",
+        )
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Store(e) => e.into(),
+            other => Self::graph("Graph did not answer as expected", &other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
 }
 
 /// A snapshot, with the last event it reflects: a page that opens the stream after it
 /// (`/api/events?after=N`) misses nothing and replays nothing older.
-fn snapshot(items: Vec<Value>, last_event: i64) -> Response {
-    let mut response = Json(items).into_response();
-    if let Ok(v) = HeaderValue::from_str(&last_event.to_string()) {
+fn snapshot(snapshot: Snapshot) -> Response {
+    let mut response =
+        ([(header::CONTENT_TYPE, "application/json")], snapshot.json).into_response();
+    if let Ok(v) = HeaderValue::from_str(&snapshot.last_event.to_string()) {
         response.headers_mut().insert("x-last-event-id", v);
     }
     response
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f).await.map_err(|_| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the cache is unavailable",
-        )
-    })
 }
 
 /// The signed-in user, for the page to tell its own messages.
@@ -169,29 +213,27 @@ async fn me(State(state): State<AppState>) -> Response {
     Json(json!({ "id": state.sync.user_id() })).into_response()
 }
 
-async fn chats(State(state): State<AppState>) -> Response {
-    let store = state.sync.store().clone();
-    match blocking(move || store.chats()).await {
-        Ok(Ok((items, last))) => snapshot(items, last),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(r) => r,
-    }
+async fn chats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let chats = state
+        .sync
+        .store()
+        .call(|store| store.chats_snapshot())
+        .await?;
+    Ok(snapshot(chats))
 }
 
-async fn messages(State(state): State<AppState>, Path(chat_id): Path<String>) -> Response {
-    let store = state.sync.store().clone();
-    match blocking(move || {
-        if !store.has_chat(&chat_id)? {
-            return Ok(None);
-        }
-        store.messages(&chat_id).map(Some)
-    })
-    .await
-    {
-        Ok(Ok(Some((items, last)))) => snapshot(items, last),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no such chat"),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(r) => r,
+async fn messages(
+    State(state): State<AppState>,
+    Path(chat_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let messages = state
+        .sync
+        .store()
+        .call(move |store| store.messages_snapshot(&chat_id))
+        .await?;
+    match messages {
+        Some(messages) => Ok(snapshot(messages)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such chat")),
     }
 }
 
@@ -209,99 +251,87 @@ async fn send(
     State(state): State<AppState>,
     Path(chat_id): Path<String>,
     Json(compose): Json<Compose>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let mut request = MessageRequest::send(chat_id.clone(), compose.content);
     match compose.content_type.as_deref() {
         None | Some("text") => request = request.text(),
         Some("html") => request = request.html(),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "contentType is \"text\" or \"html\"",
-            )
-        }
+        Some(_) => return Err(ApiError::bad_request("contentType is \"text\" or \"html\"")),
     }
-    let request = match request.build() {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let answer = match state.sync.send(request).await {
-        Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
-    };
+    let request = request
+        .build()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let answer = state
+        .sync
+        .send(request)
+        .await
+        .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
     if !answer.is_success() {
-        return error(
+        return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("Graph answered {} to the send", answer.status),
-        );
+        ));
     }
-    let Ok(text) = String::from_utf8(answer.body) else {
-        return error(StatusCode::BAD_GATEWAY, "Graph's answer is not UTF-8");
-    };
-    let Some(id) = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
-    else {
-        return error(StatusCode::BAD_GATEWAY, "Graph's answer is not a message");
-    };
-    let store = state.sync.store().clone();
-    let result = blocking(move || {
-        store.apply_read(&chat_id, &text)?;
-        let (items, _) = store.messages(&chat_id)?;
-        Ok::<_, crate::store::StoreError>(
-            items
-                .into_iter()
-                .find(|m| m.get("id").and_then(Value::as_str) == Some(id.as_str())),
-        )
-    })
-    .await;
-    match result {
-        Ok(Ok(Some(item))) => (StatusCode::CREATED, Json(item)).into_response(),
-        Ok(Ok(None)) => error(StatusCode::BAD_GATEWAY, "the sent message was not kept"),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(r) => r,
+    let item = state
+        .sync
+        .store()
+        .call(move |store| {
+            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
+                ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
+            })?;
+            let Some(id) = message.id.as_deref() else {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "Graph's answer is not a message",
+                ));
+            };
+            store.apply(&chat_id, &message, Origin::Read)?;
+            Ok(store.message(&chat_id, id)?)
+        })
+        .await?;
+    match item {
+        Some(item) => Ok((StatusCode::CREATED, Json(item)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "the sent message was not kept",
+        )),
     }
 }
 
 /// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.
-async fn mark_read(State(state): State<AppState>, Path(chat_id): Path<String>) -> Response {
-    let request = match outbound::mark_chat_read_for_user(
-        &chat_id,
-        state.sync.user_id(),
-        state.sync.tenant_id(),
-    ) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    match state.sync.send(request).await {
-        Ok(a) if a.is_success() => {}
-        Ok(a) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                format!("Graph answered {} to markChatReadForUser", a.status),
-            )
-        }
-        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+async fn mark_read(
+    State(state): State<AppState>,
+    Path(chat_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let request =
+        outbound::mark_chat_read_for_user(&chat_id, state.sync.user_id(), state.sync.tenant_id())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let answer = state
+        .sync
+        .send(request)
+        .await
+        .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
+    if !answer.is_success() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Graph answered {} to markChatReadForUser", answer.status),
+        ));
     }
-    match state.sync.read_chat(&chat_id).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
-    }
+    state.sync.read_chat(&chat_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// An inline image: the browser has no token for Graph, so the app fetches it.
 async fn hosted_content(
     State(state): State<AppState>,
     Path((chat_id, message_id, hosted_id)): Path<(String, String, String)>,
-) -> Response {
-    let request = match outbound::hosted_content_bytes(&chat_id, &message_id, &hosted_id) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
+) -> Result<Response, ApiError> {
+    let request = outbound::hosted_content_bytes(&chat_id, &message_id, &hosted_id)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     match state.sync.send(request).await {
         Ok(a) if a.is_success() => {
             let content_type = image_type(&a.body);
-            (
+            Ok((
                 [
                     (header::CONTENT_TYPE, content_type),
                     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -310,14 +340,17 @@ async fn hosted_content(
                 ],
                 a.body,
             )
-                .into_response()
+                .into_response())
         }
-        Ok(a) if a.status == 404 => error(StatusCode::NOT_FOUND, "no such hosted content"),
-        Ok(a) => error(
+        Ok(a) if a.status == 404 => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such hosted content",
+        )),
+        Ok(a) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("Graph answered {}", a.status),
-        ),
-        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        )),
+        Err(e) => Err(ApiError::graph("Graph could not be reached", &e)),
     }
 }
 
@@ -355,16 +388,16 @@ async fn events(
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(query.after);
     let store = state.sync.store().clone();
-    let opened = blocking(move || {
-        let (live, last) = store.subscribe()?;
-        let first = store.first_event_id()?;
-        Ok::<_, crate::store::StoreError>((store, live, last, first))
-    })
-    .await;
-    let (store, live, last, first) = match opened {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(r) => return r,
+    let opened = store
+        .call(|store| {
+            let (live, last) = store.subscribe()?;
+            let first = store.first_event_id()?;
+            Ok::<_, ApiError>((live, last, first))
+        })
+        .await;
+    let (live, last, first) = match opened {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
     };
     let after = resume.unwrap_or(last).max(0);
     // Events the log no longer holds: the page must reload its snapshot.
@@ -403,13 +436,19 @@ impl EventStream {
                 return Some(event);
             }
             if self.replaying {
-                let store = self.store.clone();
                 let after = self.after;
-                let batch =
-                    tokio::task::spawn_blocking(move || store.events_after(after, REPLAY_BATCH))
-                        .await
-                        .ok()?
-                        .ok()?;
+                let batch = match self
+                    .store
+                    .call(move |store| store.events_after(after, REPLAY_BATCH))
+                    .await
+                {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        // The page reconnects with its Last-Event-ID and tries again.
+                        tracing::warn!(error = %e, "cannot replay events; the stream ends");
+                        return None;
+                    }
+                };
                 self.replaying = batch.len() == REPLAY_BATCH;
                 self.backlog.extend(batch);
                 continue;

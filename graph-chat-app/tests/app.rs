@@ -1,4 +1,5 @@
-//! The app end to end over HTTP, against the simulator on loopback: its API (DESIGN section 8),
+//! The app end to end over HTTP, against the simulator on loopback: its API
+//! (`docs/contracts.md#the-chat-app`),
 //! live events, and a view that matches Graph whatever the delivery does.
 
 mod common;
@@ -9,17 +10,10 @@ use common::{get, post, wait_for, Harness, Sse, COLLEAGUE};
 use graph_sim::Faults;
 use serde_json::{json, Value};
 
-fn first_chat(h: &Harness) -> String {
-    h.chat_ids()
-        .into_iter()
-        .next()
-        .expect("the app lists the chat")
-}
-
 #[test]
 fn the_api_lists_chats_and_messages_in_the_contract_shape() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let item = h.chat(&chat);
     assert_eq!(item["topic"], "Project");
     assert_eq!(item["chatType"], "group");
@@ -55,7 +49,7 @@ fn the_api_lists_chats_and_messages_in_the_contract_shape() {
 #[test]
 fn a_colleagues_message_is_pushed_live_and_the_event_names_it() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let events = Sse::open(&h.url(), None, None);
     let sent = h.colleague_writes(&chat, "live one", "text");
     let id = sent["id"].as_str().unwrap();
@@ -75,7 +69,7 @@ fn a_colleagues_message_is_pushed_live_and_the_event_names_it() {
 #[test]
 fn a_message_sent_from_the_page_shows_once() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let before = h.sim().deliveries().delivered;
     let (status, item) = post(
         &h.http,
@@ -110,7 +104,7 @@ fn a_message_sent_from_the_page_shows_once() {
 #[test]
 fn edits_deletes_and_dlp_verdicts_change_the_state_and_hide_content() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let id = h.says(&chat, "draft");
     wait_for("the message", || h.message(&chat, &id));
     h.sim().colleague_edits(&chat, &id, "final").unwrap();
@@ -143,7 +137,7 @@ fn edits_deletes_and_dlp_verdicts_change_the_state_and_hide_content() {
 #[test]
 fn unread_counts_come_from_the_viewpoint_and_reading_goes_through_graph() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     h.colleague_writes(&chat, "one", "text");
     h.colleague_writes(&chat, "two", "text");
     wait_for("two unread", || {
@@ -171,7 +165,7 @@ fn unread_counts_come_from_the_viewpoint_and_reading_goes_through_graph() {
 #[test]
 fn teams_html_from_a_sender_is_sanitized() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let id = h.colleague_writes(
         &chat,
         r#"<p>Hi <b>all</b><script>window.pwned=1</script><img src="x" onerror="window.pwned=2"><a href="javascript:alert(1)">c</a><iframe src="https://example.com"></iframe></p>"#,
@@ -210,7 +204,7 @@ fn ureq_text(h: &Harness, path: &str) -> String {
 #[test]
 fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let mut response = h.http.get(&format!("{}api/chats", h.url())).call().unwrap();
     let mark: i64 = response
         .headers()
@@ -247,7 +241,7 @@ fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
 #[test]
 fn a_dropped_notification_is_found_by_the_next_resync() {
     let h = Harness::start(Duration::from_secs(2));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     h.sim()
         .set_faults(Faults {
             drop: 1.0,
@@ -267,7 +261,7 @@ fn a_dropped_notification_is_found_by_the_next_resync() {
 #[test]
 fn a_silently_expired_subscription_is_recreated_and_the_gap_read() {
     let h = Harness::start(Duration::from_secs(2));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let before = h.sim().subscription_ids();
     assert_eq!(before.len(), 2, "{before:?}");
     for id in &before {
@@ -298,7 +292,7 @@ fn a_removed_subscription_is_recreated_on_subscription_removed() {
 #[test]
 fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
     let h = Harness::start(Duration::from_secs(2));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     h.sim()
         .set_faults(Faults {
             duplicate: 0.5,
@@ -327,7 +321,7 @@ fn duplicates_reorders_and_delays_converge_to_graphs_truth() {
 #[test]
 fn a_restart_shows_the_same_and_reads_what_came_meanwhile() {
     let mut h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let id = h.says(&chat, "before");
     wait_for("the message", || h.message(&chat, &id));
     let seen = h.messages(&chat);
@@ -344,7 +338,7 @@ fn a_restart_shows_the_same_and_reads_what_came_meanwhile() {
 #[test]
 fn a_deletion_without_data_is_settled_by_reading_the_message() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     // The app never hears of the message nor of its deletion with data.
     h.sim()
         .set_faults(Faults {
@@ -379,7 +373,7 @@ fn a_deletion_without_data_is_settled_by_reading_the_message() {
 fn a_restart_on_another_address_moves_the_subscriptions_there() {
     // The resync period is long: only notifications can bring the message in time.
     let mut h = Harness::start(Duration::from_secs(3600));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let before = h.sim().subscription_ids();
     let old_url = h.url();
     h.stop_app();
@@ -400,7 +394,7 @@ fn a_restart_on_another_address_moves_the_subscriptions_there() {
 #[test]
 fn inline_images_are_fetched_by_the_app_and_served_to_the_page() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = first_chat(&h);
+    let chat = h.first_chat();
     let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-a-tiny-test-image".to_vec();
     // The user sends an inline image through Graph (the guide's step 3 with hostedContents).
     let request = graph_chat_webhook::core::outbound::MessageRequest::send(
@@ -483,7 +477,7 @@ fn raw_status(base: &str, request: &str) -> u16 {
 #[test]
 fn only_the_apps_own_page_and_host_may_use_its_api() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat = common::encode(&first_chat(&h));
+    let chat = common::encode(&h.first_chat());
     let host = h
         .url()
         .trim_start_matches("http://")
@@ -521,4 +515,26 @@ fn only_the_apps_own_page_and_host_may_use_its_api() {
         "POST /notifications?validationToken=abc HTTP/1.1\r\nHost: webhook.example.com\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(handshake, 200);
+}
+
+#[test]
+fn a_cache_failure_answers_a_plain_message_and_no_sqlite_text() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat = h.first_chat();
+    // The cache breaks under the running app: its table of chats is gone.
+    let cache = rusqlite::Connection::open(h.dir.path().join("data").join("cache.sqlite")).unwrap();
+    cache.busy_timeout(Duration::from_secs(10)).unwrap();
+    cache.execute_batch("DROP TABLE chats").unwrap();
+    for path in [
+        "api/chats".to_owned(),
+        format!("api/chats/{}/messages", common::encode(&chat)),
+    ] {
+        let (status, body) = get(&h.http, &format!("{}{path}", h.url()));
+        assert_eq!(status, 500, "{path}: {body}");
+        let message = body["error"].as_str().expect("a message for the page");
+        let lower = message.to_lowercase();
+        for internal in ["sqlite", "table", "no such", "chats"] {
+            assert!(!lower.contains(internal), "{path}: {message}");
+        }
+    }
 }

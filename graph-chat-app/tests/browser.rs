@@ -1,6 +1,7 @@
 //! The page in a real browser: headless Chromium driven over WebDriver (fantoccini), against the
-//! app and the simulator on loopback (DESIGN section 8's page contract: `data-chat-id`,
-//! `data-unread`, `data-message-id`, `data-state`, `<form id="compose">` with a `content` field).
+//! app and the simulator on loopback (the page's contract in `docs/contracts.md#the-chat-app`:
+//! `data-chat-id`, `data-unread`, `data-message-id`, `data-state`, `<form id="compose">` with a
+//! `content` field).
 //!
 //! Every test is `#[ignore]`d: it needs `chromium` and `chromedriver`. `.ci/run` installs them
 //! and runs `cargo test -p graph-chat-app --test browser -- --ignored`; run that way without
@@ -390,13 +391,6 @@ fn api_ids(h: &Harness, chat_id: &str) -> Vec<String> {
         .collect()
 }
 
-fn first_chat(h: &Harness) -> String {
-    h.chat_ids()
-        .into_iter()
-        .next()
-        .expect("the app lists the chat")
-}
-
 fn id_of(message: &Value) -> String {
     message["id"].as_str().unwrap().to_owned()
 }
@@ -416,7 +410,7 @@ fn shown(h: &Harness, b: &Browser, chat_id: &str, content: &str) -> String {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_colleagues_message_appears_in_the_open_chat_without_a_reload() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     b.mark();
@@ -437,7 +431,7 @@ fn a_colleagues_message_appears_in_the_open_chat_without_a_reload() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_message_sent_from_the_page_shows_once_after_its_notification_too() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     b.mark();
@@ -481,7 +475,7 @@ fn a_message_sent_from_the_page_shows_once_after_its_notification_too() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn an_edit_shows_the_new_text_and_the_edited_state() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     let id = shown(&h, &b, &chat_id, "first draft");
@@ -502,7 +496,7 @@ fn an_edit_shows_the_new_text_and_the_edited_state() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_delete_shows_the_deleted_state_and_the_text_goes() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     let gone = shown(&h, &b, &chat_id, "regrettable remark");
@@ -524,7 +518,7 @@ fn a_delete_shows_the_deleted_state_and_the_text_goes() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_senders_html_shows_its_formatting_and_nothing_runs() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     let id = id_of(&h.colleague_writes(
@@ -561,7 +555,7 @@ fn a_senders_html_shows_its_formatting_and_nothing_runs() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn unread_counts_show_on_the_chats_and_opening_one_marks_it_read() {
     let h = Harness::start(Duration::from_secs(60));
-    let project = first_chat(&h);
+    let project = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     // A second chat, created while the page is open: it joins the list.
@@ -608,7 +602,7 @@ fn unread_counts_show_on_the_chats_and_opening_one_marks_it_read() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_reload_shows_the_same_messages_in_the_same_order() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     let a = shown(&h, &b, &chat_id, "one");
@@ -649,7 +643,7 @@ fn a_reload_shows_the_same_messages_in_the_same_order() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_dlp_block_hides_the_message() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     let id = shown(&h, &b, &chat_id, "card number 4111 1111 1111 1111");
@@ -669,7 +663,7 @@ fn a_dlp_block_hides_the_message() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_message_typed_as_soon_as_the_page_opens_is_sent_and_the_page_stays() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     // A slow network (every request 400 ms), and no wait for the page's script to load
     // anything: a quick user.
@@ -699,7 +693,7 @@ fn a_message_typed_as_soon_as_the_page_opens_is_sent_and_the_page_stays() {
 #[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
 fn a_double_submit_sends_once() {
     let h = Harness::start(Duration::from_secs(60));
-    let chat_id = first_chat(&h);
+    let chat_id = h.first_chat();
     let b = Browser::start();
     b.open(&h.url());
     let client = b.client();

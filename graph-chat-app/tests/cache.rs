@@ -1,6 +1,9 @@
 //! The cache and the views, without a network: the timeline's version rules on stored rows,
-//! the states and unread counts of DESIGN section 8, and the sanitizer.
+//! the states and unread counts of `docs/contracts.md#the-chat-app`, and the sanitizer.
 
+mod common;
+
+use common::TempDir;
 use graph_chat_app::store::{Applied, Store};
 use graph_chat_app::view::{sanitize, Viewer};
 use serde_json::{json, Value};
@@ -16,36 +19,10 @@ fn viewer() -> Viewer {
     }
 }
 
-fn store() -> (tempdir::Dir, Store) {
-    let dir = tempdir::Dir::new();
+fn store() -> (TempDir, Store) {
+    let dir = TempDir::new("cache");
     let store = Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap();
     (dir, store)
-}
-
-mod tempdir {
-    pub struct Dir(std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "graph-chat-app-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 fn message(id: &str, from: &str, content: &str, modified: &str) -> Value {
@@ -66,7 +43,15 @@ fn chat(last_read: Option<&str>, hidden: bool) -> Value {
 }
 
 fn view(store: &Store) -> Vec<Value> {
-    store.messages(CHAT).unwrap().0
+    as_json(&store.messages(CHAT).unwrap().0)
+}
+
+/// Items as the API's JSON.
+fn as_json<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|i| serde_json::to_value(i).unwrap())
+        .collect()
 }
 
 #[test]
@@ -185,9 +170,9 @@ fn dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts() {
 fn unread_counts_follow_the_viewpoint_and_hidden_chats_come_back() {
     let (_d, store) = store();
     store
-        .apply_chat(&chat(Some("2026-11-30T09:30:00Z"), true))
+        .apply_chat(&chat(Some("2026-11-30T09:30:00Z"), true).to_string())
         .unwrap();
-    let item = |store: &Store| store.chats().unwrap().0[0].clone();
+    let item = |store: &Store| as_json(&store.chats().unwrap().0)[0].clone();
     assert_eq!(item(&store)["hidden"], true);
     assert_eq!(item(&store)["unreadCount"], 0);
     // Others' messages after the read time count; mine, deleted ones and system events do not.
@@ -217,7 +202,7 @@ fn unread_counts_follow_the_viewpoint_and_hidden_chats_come_back() {
     // A message created after the last read shows a hidden chat again.
     assert_eq!(item(&store)["hidden"], false);
     store
-        .apply_chat(&chat(Some("2026-11-30T11:00:00Z"), true))
+        .apply_chat(&chat(Some("2026-11-30T11:00:00Z"), true).to_string())
         .unwrap();
     assert_eq!(item(&store)["unreadCount"], 0);
     assert_eq!(item(&store)["hidden"], true);
@@ -228,7 +213,7 @@ fn events_are_logged_in_order_and_replayed_after_an_id() {
     let (_d, store) = store();
     let (mut live, last) = store.subscribe().unwrap();
     assert_eq!(last, 0);
-    store.apply_chat(&chat(None, false)).unwrap();
+    store.apply_chat(&chat(None, false).to_string()).unwrap();
     store
         .apply_message(
             CHAT,
@@ -253,11 +238,11 @@ fn events_are_logged_in_order_and_replayed_after_an_id() {
 
 #[test]
 fn the_cache_survives_a_reopen() {
-    let dir = tempdir::Dir::new();
+    let dir = TempDir::new("cache");
     let path = dir.path().join("cache.sqlite");
     {
         let store = Store::open(&path, viewer()).unwrap();
-        store.apply_chat(&chat(None, false)).unwrap();
+        store.apply_chat(&chat(None, false).to_string()).unwrap();
         store
             .apply_message(
                 CHAT,
@@ -351,5 +336,146 @@ fn a_read_settles_two_versions_notifications_cannot_order() {
     assert_eq!(
         store.apply_read(CHAT, &older.to_string()).unwrap(),
         Applied::Unchanged
+    );
+}
+
+/// The JSON the API and the event stream give for each kind of item, field for field (the shapes of
+/// `docs/contracts.md#the-chat-app`): pinned so that how the items are built may change and what the page
+/// reads may not.
+#[test]
+fn items_and_events_keep_the_contracts_json() {
+    let (_d, store) = store();
+    store
+        .apply_chat(&chat(Some("2026-11-30T09:30:00Z"), false).to_string())
+        .unwrap();
+    let at = "2026-11-30T10:00:00.000Z";
+    let later = "2026-11-30T10:05:00.000Z";
+    let plain = message("1", OTHER, "hello", at);
+    let mut html = message("2", OTHER, "<p>Hi <b>all</b><script>x()</script></p>", at);
+    html["body"]["contentType"] = "html".into();
+    let mut edited = message("3", OTHER, "better", later);
+    edited["lastEditedDateTime"] = later.into();
+    let mut deleted = message("4", OTHER, "gone", later);
+    deleted["deletedDateTime"] = later.into();
+    let mut blocked = message("5", OTHER, "secret", later);
+    blocked["policyViolation"] = json!({"dlpAction": "BlockAccess"});
+    let mut mine_blocked = message("6", ME, "my secret", later);
+    mine_blocked["policyViolation"] = json!({"dlpAction": "BlockAccess"});
+    let mut mine_notified = message("7", ME, "my card", later);
+    mine_notified["policyViolation"] = json!({"dlpAction": "NotifySender"});
+    let mut bot = message("8", OTHER, "from a bot", at);
+    bot["from"] = json!({"user": null, "application": {"id": "bot-1", "displayName": "Bot"}});
+    let mut system = message("9", OTHER, "", at);
+    system["from"] = Value::Null;
+    system["messageType"] = "systemEventMessage".into();
+    let mut bare = json!({"id": "10", "createdDateTime": "2026-11-30T10:00:00Z"});
+    bare["messageType"] = "message".into();
+    for m in [
+        &plain,
+        &html,
+        &edited,
+        &deleted,
+        &blocked,
+        &mine_blocked,
+        &mine_notified,
+        &bot,
+        &system,
+        &bare,
+    ] {
+        store.apply_message(CHAT, &m.to_string(), false).unwrap();
+    }
+    let someone = json!({"id": OTHER, "displayName": "Someone"});
+    let me = json!({"id": ME, "displayName": "Someone"});
+    let item = |id: &str,
+                modified: &str,
+                from: &Value,
+                content_type: &str,
+                content: Value,
+                state: &str| {
+        json!({
+            "id": id, "createdDateTime": at, "lastModifiedDateTime": modified, "from": from,
+            "contentType": content_type, "content": content, "state": state,
+        })
+    };
+    let mut mine_blocked_item = item("6", later, &me, "text", json!("my secret"), "visible");
+    mine_blocked_item["notice"] = "Blocked by a policy: only you can see this message.".into();
+    let mut mine_notified_item = item("7", later, &me, "text", json!("my card"), "visible");
+    mine_notified_item["notice"] = "This message may contain sensitive information.".into();
+    let expected = vec![
+        item("1", at, &someone, "text", json!("hello"), "visible"),
+        item(
+            "2",
+            at,
+            &someone,
+            "html",
+            json!("<p>Hi <b>all</b></p>"),
+            "visible",
+        ),
+        item("3", later, &someone, "text", json!("better"), "edited"),
+        item("4", later, &someone, "text", Value::Null, "deleted"),
+        item("5", later, &someone, "text", Value::Null, "blocked"),
+        mine_blocked_item,
+        mine_notified_item,
+        item(
+            "8",
+            at,
+            &json!({"id": "bot-1", "displayName": "Bot"}),
+            "text",
+            json!("from a bot"),
+            "visible",
+        ),
+        item("9", at, &Value::Null, "text", json!(""), "visible"),
+        json!({
+            "id": "10", "createdDateTime": "2026-11-30T10:00:00Z", "lastModifiedDateTime": null,
+            "from": null, "contentType": "text", "content": "", "state": "visible",
+        }),
+    ];
+    let items = view(&store);
+    assert_eq!(items.len(), expected.len());
+    for (got, want) in items.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+    // Unread: 1, 2, 3, 5, 8 and 10 (not mine, not deleted, messages, after the read time).
+    let chat_item = json!({
+        "id": CHAT, "topic": "Demo", "chatType": "group", "unreadCount": 6, "hidden": false,
+    });
+    assert_eq!(as_json(&store.chats().unwrap().0), vec![chat_item.clone()]);
+
+    let events: Vec<Value> = store
+        .events_after(0, 1000)
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    let mut first_chat = chat_item.clone();
+    first_chat["unreadCount"] = 0.into();
+    first_chat["kind"] = "chat".into();
+    assert_eq!(events[0], first_chat);
+    let mut first_message = expected[0].clone();
+    first_message["kind"] = "message".into();
+    first_message["chatId"] = CHAT.into();
+    assert_eq!(events[1], first_message);
+    let mut counted = chat_item.clone();
+    counted["unreadCount"] = 1.into();
+    counted["kind"] = "chat".into();
+    assert_eq!(events[2], counted);
+
+    // A deletion without data: the same item, deleted.
+    store.apply_deletion(CHAT, "1").unwrap();
+    let mut gone = expected[0].clone();
+    gone["content"] = Value::Null;
+    gone["state"] = "deleted".into();
+    assert_eq!(view(&store)[0], gone);
+
+    // A chat Graph no longer has: its last event.
+    store.remove_chat(CHAT).unwrap();
+    let last = store.events_after(0, 1000).unwrap().pop().unwrap();
+    let removed: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(
+        removed,
+        json!({
+            "id": CHAT, "topic": "Demo", "chatType": "group", "unreadCount": 0, "hidden": true,
+            "removed": true, "kind": "chat",
+        })
     );
 }

@@ -1,6 +1,6 @@
-//! The `chat` example from outside, through its contract (DESIGN section 8): no arguments is
-//! offline with a demo; `--graph` takes a simulator started on its own; SIGTERM exits 0; after
-//! `kill -9` and a restart on the same `--data`, nothing accepted is lost.
+//! The `chat` example from outside, through its contract (`docs/contracts.md#the-chat-app`): no
+//! arguments is offline with a demo; `--graph` takes a simulator started on its own; SIGTERM
+//! exits 0; after `kill -9` and a restart on the same `--data`, nothing accepted is lost.
 
 mod common;
 
@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{example_path, expected_view, get, observed_view, wait_for, TempDir, PATIENCE};
+use common::{
+    chats, example_path, expected_view, get, messages, observed_view, wait_for, TempDir, PATIENCE,
+};
 use serde_json::Value;
 
 struct Running {
@@ -74,21 +76,6 @@ fn terminate(mut running: Running) -> std::process::ExitStatus {
         assert!(Instant::now() < deadline, "chat did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn chats(agent: &ureq::Agent, app: &str) -> Vec<Value> {
-    let (status, chats) = get(agent, &format!("{app}api/chats"));
-    assert_eq!(status, 200);
-    chats.as_array().unwrap().clone()
-}
-
-fn messages(agent: &ureq::Agent, app: &str, chat: &str) -> Vec<Value> {
-    let (status, items) = get(
-        agent,
-        &format!("{app}api/chats/{}/messages", common::encode(chat)),
-    );
-    assert_eq!(status, 200);
-    items.as_array().unwrap().clone()
 }
 
 fn truth(agent: &ureq::Agent, graph: &str, chat: &str) -> Vec<Value> {

@@ -58,24 +58,41 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// An answer's status and JSON body (null when empty or not JSON).
+fn answer(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// GET `url`: the status and the JSON body (null when empty or not JSON).
 pub fn get(agent: &ureq::Agent, url: &str) -> (u16, Value) {
-    let mut response = agent.get(url).call().unwrap();
-    let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    answer(agent.get(url).call().unwrap())
 }
 
 /// POST `body` as JSON to `url`.
 pub fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
-    let mut response = agent
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body.to_string().as_bytes())
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    answer(
+        agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap(),
+    )
+}
+
+/// `GET /api/chats` of the app at `app` (its base URL, ending in `/`).
+pub fn chats(agent: &ureq::Agent, app: &str) -> Vec<Value> {
+    let (status, chats) = get(agent, &format!("{app}api/chats"));
+    assert_eq!(status, 200, "{chats}");
+    chats.as_array().unwrap().clone()
+}
+
+/// `GET /api/chats/{chat}/messages` of the app at `app`.
+pub fn messages(agent: &ureq::Agent, app: &str, chat: &str) -> Vec<Value> {
+    let (status, items) = get(agent, &format!("{app}api/chats/{}/messages", encode(chat)));
+    assert_eq!(status, 200, "{items}");
+    items.as_array().unwrap().clone()
 }
 
 /// Waits until `probe` gives `Some`, or panics saying what did not happen.
@@ -287,34 +304,29 @@ impl Harness {
     }
 
     pub fn chat_ids(&self) -> Vec<String> {
-        let (status, chats) = get(&self.http, &format!("{}api/chats", self.url()));
-        assert_eq!(status, 200);
-        chats
-            .as_array()
-            .unwrap()
+        chats(&self.http, &self.url())
             .iter()
             .map(|c| c["id"].as_str().unwrap().to_owned())
             .collect()
     }
 
+    /// The first chat the app lists (the one `start` creates, unless a test made more).
+    pub fn first_chat(&self) -> String {
+        self.chat_ids()
+            .into_iter()
+            .next()
+            .expect("the app lists the chat")
+    }
+
     pub fn chat(&self, id: &str) -> Value {
-        let (_, chats) = get(&self.http, &format!("{}api/chats", self.url()));
-        chats
-            .as_array()
-            .unwrap()
-            .iter()
+        chats(&self.http, &self.url())
+            .into_iter()
             .find(|c| c["id"] == id)
-            .cloned()
             .unwrap_or(Value::Null)
     }
 
     pub fn messages(&self, chat_id: &str) -> Vec<Value> {
-        let (status, items) = get(
-            &self.http,
-            &format!("{}api/chats/{}/messages", self.url(), encode(chat_id)),
-        );
-        assert_eq!(status, 200, "{items}");
-        items.as_array().unwrap().clone()
+        messages(&self.http, &self.url(), chat_id)
     }
 
     pub fn message(&self, chat_id: &str, id: &str) -> Option<Value> {
@@ -331,10 +343,7 @@ impl Harness {
             .header("Authorization", "Bearer test")
             .body(())
             .unwrap();
-        let mut response = self.http.run(request).unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        answer(self.http.run(request).unwrap())
     }
 
     /// The colleague writes `text`; the new message's id.
@@ -394,7 +403,8 @@ pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// What the page must show for Graph's messages, by DESIGN section 8's rules, in order:
+/// What the page must show for Graph's messages, by the rules of
+/// `docs/contracts.md#the-chat-app`, in order:
 /// (id, state, content): the content of text messages as sent; of HTML ones, only whether
 /// there is any (the page gets it sanitized).
 pub fn expected_view(truth: &[Value], me: &str) -> Vec<(String, String, Option<String>)> {
