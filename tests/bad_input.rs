@@ -425,8 +425,8 @@ fn notifications_without_resource_data_and_lifecycle_events() {
         Payload::ResourceData(Some(raw)) => assert_eq!(raw.get(), r#"{"id":"19:a@thread.v2"}"#),
         other => panic!("{other:?}"),
     }
-    use graph_chat_notifications::inbound::LifecycleEvent;
     use graph_chat_notifications::model::IntoOwned;
+    use graph_chat_notifications::model::LifecycleEvent;
     let p1 = batch.open(1, &mut buf).unwrap().payload;
     assert!(
         matches!(p1, Payload::Lifecycle(ref e) if *e == LifecycleEvent::ReauthorizationRequired)

@@ -10,9 +10,9 @@ use common::mint::{self, Minter, APP, TENANT};
 use common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore};
 use graph_chat_notifications::inbound::{
-    cloud_events_handshake, ChangeType, Delivery, Envelope, LifecycleEvent, Limits, Payload,
-    Receiver,
+    cloud_events_handshake, Delivery, Envelope, Limits, Payload, Receiver,
 };
+use graph_chat_notifications::model::{ChangeType, LifecycleEvent};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_notifications::{BodyError, ItemErrorKind};

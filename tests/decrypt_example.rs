@@ -269,7 +269,7 @@ fn typed_content_is_the_model_serialized_again() {
 #[test]
 fn every_delivery_channel_through_the_contract() {
     use graph_chat_notifications::crypto::Certificate;
-    use graph_chat_notifications::inbound::ChangeType;
+    use graph_chat_notifications::model::ChangeType;
     use graph_chat_notifications::testing::GraphSimulator;
     let graph = GraphSimulator::new("app", "tenant").client_state_value(CLIENT_STATE);
     let cert = Certificate::from_bytes(&read("keys/rsa2048/cert.der")).unwrap();

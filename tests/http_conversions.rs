@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::inbound::{cloud_events_handshake_http, Inbound, Receiver};
 use graph_chat_notifications::keeper::Outcome;
+use graph_chat_notifications::model::ChangeType;
 use graph_chat_notifications::outbound::{
-    get_chat, list_subscriptions, renew, ChangeType, Resource, SubscriptionRequest,
+    get_chat, list_subscriptions, renew, Resource, SubscriptionRequest,
 };
 
 #[test]

@@ -4,11 +4,10 @@
 mod common;
 
 use common::*;
-use graph_chat_notifications::inbound::ChangeType;
 use graph_chat_notifications::model::{
-    chat_is_visible, decode, metered_cost_usd, BodyType, ChatMessage, ChatOrMessage, ChatTimeline,
-    ChatType, DlpAction, EnumValue, EventDetail, Importance, IntoOwned, MessageType, ResourceKind,
-    ResourcePath,
+    chat_is_visible, decode, metered_cost_usd, BodyType, ChangeType, ChatMessage, ChatOrMessage,
+    ChatTimeline, ChatType, DlpAction, EnumValue, EventDetail, Importance, IntoOwned, MessageType,
+    ResourceKind, ResourcePath,
 };
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use graph_chat_notifications::outbound::{
     self, created_chat, get_my_chat, hide_for_user, hosted_content_bytes, mark_chat_read_for_user,
     sent_message, set_reaction, soft_delete, undo_soft_delete, unhide_for_user, unset_reaction,
     ChatMember, ChatsRequest, CreateChat, MarkChatUnread, MemberRole, MessageRequest, Page,
-    SubscriptionError as E,
+    RequestError as E,
 };
 use serde_json::{json, Value};
 

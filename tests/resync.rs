@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use graph_chat_notifications::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
-use graph_chat_notifications::model::{EnumValue, LifecycleEvent};
+use graph_chat_notifications::model::{ChangeType, EnumValue, LifecycleEvent};
 use graph_chat_notifications::outbound::{
-    format_time, get_chat, list_subscriptions, ChangeType, MessagesRequest, Model, OrderBy, Page,
-    Resource, Subscription, SubscriptionError, SubscriptionRequest,
+    format_time, get_chat, list_subscriptions, MessagesRequest, Model, OrderBy, Page, RequestError,
+    Resource, Subscription, SubscriptionRequest,
 };
 use graph_chat_notifications::Cloud;
 use proptest::prelude::*;
@@ -39,15 +39,15 @@ fn message_reads_are_checked_and_encoded() {
     for (bad, expected) in [
         (
             MessagesRequest::chat(chat).top(0),
-            SubscriptionError::TopOutOfRange(0),
+            RequestError::TopOutOfRange(0),
         ),
         (
             MessagesRequest::chat(chat).top(51),
-            SubscriptionError::TopOutOfRange(51),
+            RequestError::TopOutOfRange(51),
         ),
         (
             MessagesRequest::chat(chat).modified_after("yesterday"),
-            SubscriptionError::BadTime("yesterday".into()),
+            RequestError::BadTime("yesterday".into()),
         ),
     ] {
         assert_eq!(bad.build().unwrap_err(), expected);
@@ -56,21 +56,21 @@ fn message_reads_are_checked_and_encoded() {
         MessagesRequest::user_all_delta("u")
             .order_by(OrderBy::CreatedDesc)
             .build(),
-        Err(SubscriptionError::UnsupportedOption {
+        Err(RequestError::UnsupportedOption {
             option: "$orderby",
             ..
         })
     ));
     assert!(matches!(
         MessagesRequest::chat(chat).model(Model::A).build(),
-        Err(SubscriptionError::UnsupportedOption {
+        Err(RequestError::UnsupportedOption {
             option: "model",
             ..
         })
     ));
     assert!(matches!(
         MessagesRequest::chat("a/b").build(),
-        Err(SubscriptionError::BadId { .. })
+        Err(RequestError::BadId { .. })
     ));
     // Reads move to a national cloud like every other request.
     assert_eq!(
@@ -135,10 +135,7 @@ fn a_page_of_messages_is_typed_with_its_next_request() {
         let body = format!(r#"{{"value": [], "@odata.nextLink": "{link}"}}"#);
         let page = Page::messages(body.as_bytes()).unwrap();
         assert!(
-            matches!(
-                page.next_request(),
-                Some(Err(SubscriptionError::BadLink { .. }))
-            ),
+            matches!(page.next_request(), Some(Err(RequestError::BadLink { .. }))),
             "{link}"
         );
     }

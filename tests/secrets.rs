@@ -9,7 +9,8 @@ use std::time::SystemTime;
 use common::seal::{notification, Seal};
 use common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
-use graph_chat_notifications::inbound::{handshake, ChangeType, Envelope, Limits, Receiver};
+use graph_chat_notifications::inbound::{handshake, Envelope, Limits, Receiver};
+use graph_chat_notifications::model::ChangeType;
 use graph_chat_notifications::model::{
     decode, ChatOrMessage, ChatTimeline, IntoOwned as _, ResourceKind,
 };
@@ -224,7 +225,7 @@ fn debug_and_display_hold_no_secrets() {
 
     // Outbound: the clientState stays out of requests' and subscriptions' Debug.
     let request = SubscriptionRequest::builder(Resource::all_chats(), "https://example.com/n")
-        .change_types([graph_chat_notifications::outbound::ChangeType::Created])
+        .change_types([ChangeType::Created])
         .client_state(STATE)
         .expires_in(SystemTime::now(), std::time::Duration::from_secs(600));
     secrets.check("SubscriptionRequest", &format!("{request:?}"));

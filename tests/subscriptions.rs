@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use graph_chat_notifications::outbound::ChangeType::{self, Created, Deleted, Updated};
+use graph_chat_notifications::model::ChangeType::{self, Created, Deleted, Updated};
 use graph_chat_notifications::outbound::{
-    self, renew_at, ApiVersion, Model, Resource, Subscription, SubscriptionError as E,
+    self, renew_at, ApiVersion, Model, RequestError as E, Resource, Subscription,
     SubscriptionRequest, TlsVersion,
 };
 use serde_json::{json, Value};
