@@ -1,9 +1,7 @@
 //! Loading keys and certificates: formats, refusals, rotation, and no key material in `Debug`.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, PrivateKey};
 use graph_chat_notifications::KeyError;
 

@@ -12,16 +12,14 @@
 //! starts none), so tests running in parallel do not see each other's calls.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::cell::Cell;
 use std::sync::LazyLock;
 
+use crate::common::mint::{self, Minter, APP, TENANT};
+use crate::common::seal::{notification, Seal};
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::mint::{self, Minter, APP, TENANT};
-use common::seal::{notification, Seal};
-use common::*;
 use graph_chat_notifications::crypto::{
     CryptoFailure, CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, Rs256PublicKey,
     RsaOaepSha1Key,

@@ -1,7 +1,7 @@
 //! Subscription requests: the documented examples built and compared as JSON, and every
 //! combination Graph refuses refused at `build()` with its reason.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,9 +1,7 @@
 //! Typed models: every documented payload and many realistic variants round-trip losslessly,
 //! borrow from their input, convert to owned; mistyped fields fail by name; the timeline rules.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::model::{
     chat_is_visible, decode, metered_cost_usd, BodyType, ChangeType, ChatMessage, ChatOrMessage,
     ChatTimeline, ChatType, DlpAction, EnumValue, EventDetail, Importance, IntoOwned, MessageType,

@@ -2,12 +2,10 @@
 //! decrypted plaintext. Every public type and error that touches one is formatted and searched.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::time::SystemTime;
 
-use common::seal::{notification, Seal};
-use common::*;
+use crate::common::seal::{notification, Seal};
+use crate::common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
 use graph_chat_notifications::inbound::{handshake, Envelope, Limits, Receiver};
 use graph_chat_notifications::model::ChangeType;

@@ -3,9 +3,7 @@
 //! A key loaded without its certificate has nothing to check against.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, PrivateKey};
 use graph_chat_notifications::ItemErrorKind;
 

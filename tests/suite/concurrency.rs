@@ -2,12 +2,10 @@
 //! one key store from start to end, and an update that fails changes nothing.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore};
 use graph_chat_notifications::inbound::{KeyUpdateError, Receiver};
 use graph_chat_notifications::{ItemErrorKind, KeyError};

@@ -2,12 +2,10 @@
 //! panics, and never takes the good notifications of the batch down with it.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
+use crate::common::seal::{notification, Seal};
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::seal::{notification, Seal};
-use common::*;
 use graph_chat_notifications::crypto::{DecryptBuffer, PrivateKey};
 use graph_chat_notifications::inbound::{Limits, Payload, Receiver};
 use graph_chat_notifications::{BodyError, ItemErrorKind};

@@ -3,9 +3,7 @@
 //! encrypted, at every key size Graph uses, and in the envelope spellings Graph sends.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn every_key_size_decrypts_every_payload() {

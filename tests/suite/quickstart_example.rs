@@ -2,7 +2,7 @@
 //! a person reads them (no Rust `Debug` of options), every line ended.
 #![cfg(feature = "testing")]
 
-mod common;
+use crate::common;
 
 #[test]
 fn the_quickstart_prints_values_not_debug_output() {

@@ -4,12 +4,10 @@
 //! Never a panic, never a different plaintext.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::seal::{notification, Seal};
-use common::*;
+use crate::common::seal::{notification, Seal};
+use crate::common::*;
 use graph_chat_notifications::inbound::Receiver;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

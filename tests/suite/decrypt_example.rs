@@ -2,13 +2,11 @@
 //! exit status, per its documented contract.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn example() -> PathBuf {
@@ -148,7 +146,7 @@ fn refusals_exit_two_with_a_message() {
 
 #[test]
 fn jwks_turns_token_validation_on() {
-    use common::mint::{with, Minter, APP, TENANT};
+    use crate::common::mint::{with, Minter, APP, TENANT};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -241,7 +239,7 @@ fn jwks_turns_token_validation_on() {
 
 #[test]
 fn typed_content_is_the_model_serialized_again() {
-    use common::seal::{notification, Seal};
+    use crate::common::seal::{notification, Seal};
     let key = format!("graphsim-rsa2048={}", path("keys/rsa2048/key.pkcs8.pem"));
     let batch = path("batches/rsa2048.json");
     let (code, lines, _) = run(&["--typed", "--key", &key, &batch], None);

@@ -1,15 +1,13 @@
 //! validationTokens: every rule, positive and negative, and no RSA work when a token fails.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::cell::Cell;
 use std::time::Duration;
 
+use crate::common::mint::{self, with, Minter, APP, GRAPH, TENANT};
+use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use common::mint::{self, with, Minter, APP, GRAPH, TENANT};
-use common::*;
 use graph_chat_notifications::crypto::{
     CryptoFailure, CryptoProvider, DecryptBuffer, KeyStore, PrivateKey, RsaOaepSha1Key, RUST_CRYPTO,
 };

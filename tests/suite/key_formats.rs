@@ -3,9 +3,7 @@
 //! independent reference encrypted for that key.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn every_key_format_loads_and_decrypts() {

@@ -2,7 +2,7 @@
 //! documents show (the example's output is compared with them in tests/subscriptions.rs), and
 //! Graph's documented answers typed.
 
-mod common;
+use crate::common;
 
 use graph_chat_notifications::model::ChatType;
 use graph_chat_notifications::outbound::{

@@ -4,9 +4,7 @@
 //! plaintext byte for byte.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, PrivateKey};
 use graph_chat_notifications::inbound::Payload;
 

@@ -1,12 +1,12 @@
 //! Arbitrary bytes never panic a public entry point: each returns a value or a typed error.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, PrivateKey};
 use graph_chat_notifications::inbound::{handshake, Envelope, Limits, Receiver};
 use graph_chat_notifications::model::{decode, parse_time, ResourceKind, ResourcePath};

@@ -4,10 +4,8 @@
 //! conformance batches (encrypted by an independent implementation) decrypt on every channel.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
-use common::mint::{self, Minter, APP, TENANT};
-use common::*;
+use crate::common::mint::{self, Minter, APP, TENANT};
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore};
 use graph_chat_notifications::inbound::{
     cloud_events_handshake, Delivery, Envelope, Limits, Payload, Receiver,

@@ -3,9 +3,7 @@
 //! independent reference encrypted for that key.
 #![cfg(all(feature = "rust-crypto", feature = "pkcs12"))]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, PrivateKey};
 
 /// `key`, read from `keys/rsa2048/{file}`, holds its certificate and decrypts `rsa2048.json`.

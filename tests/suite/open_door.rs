@@ -3,13 +3,11 @@
 //! kids and across a real rotation, the verified-token cache, and the issuers of every cloud.
 #![cfg(feature = "rust-crypto")]
 
-mod common;
-
 use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
-use common::mint::{self, with, Minter, APP, TENANT};
-use common::*;
+use crate::common::mint::{self, with, Minter, APP, TENANT};
+use crate::common::*;
 use graph_chat_notifications::crypto::{
     CryptoProvider, DecryptBuffer, PrivateKey, Rs256PublicKey, RUST_CRYPTO,
 };
