@@ -15,8 +15,8 @@ pub const GRAPH_CHANGE_TRACKING_APP_ID: &str = "0bf30f3b-4a52-48df-9a82-234910c4
 /// The app id of Azure Event Grid's service principal (`Microsoft.EventGrid`): the client of the
 /// Microsoft Entra access token Event Grid sends as `Authorization: Bearer ...` when an event
 /// subscription delivers to a Microsoft Entra protected webhook. Check those tokens with a
-/// validator whose [`publisher`](super::TokenValidator::publisher) is this id and whose app ids are
-/// the app (or app ID URI) the event subscription names.
+/// validator whose [`publisher`](super::TokenValidator::publisher) is this id and whose app ids
+/// are the app (or app ID URI) the event subscription names.
 pub const EVENT_GRID_APP_ID: &str = "4962773b-9cdb-44cf-a8bf-237846a00ab7";
 
 #[derive(Deserialize)]

@@ -64,7 +64,8 @@ pub enum TokenError {
     #[error("audience is not one of the configured app ids")]
     Audience,
     /// `appid` or `azp` is not the validator's publisher: Microsoft Graph's change-tracking app
-    /// for `validationTokens` (see [`TokenValidator::publisher`](super::TokenValidator::publisher)).
+    /// for `validationTokens` (see
+    /// [`TokenValidator::publisher`](super::TokenValidator::publisher)).
     #[error("claim `{claim}` does not name the expected publisher (for validation tokens, Microsoft Graph's change-tracking app)")]
     Publisher {
         /// `appid` or `azp`.
@@ -84,8 +85,8 @@ impl TokenError {
         matches!(self, Self::UnknownKey { .. } | Self::NoJwks)
     }
 
-    /// The `kid` to ask a [`JwksRefresh`](super::JwksRefresh) policy about: the unknown key's id, or `""` when no
-    /// JWKS is loaded; `None` for every other error.
+    /// The `kid` to ask a [`JwksRefresh`](super::JwksRefresh) policy about: the unknown key's
+    /// id, or `""` when no JWKS is loaded; `None` for every other error.
     pub fn unknown_key(&self) -> Option<&str> {
         match self {
             Self::UnknownKey { kid } => Some(kid),

@@ -15,8 +15,8 @@
 //!   `https://login.microsoftonline.com/{tenant}/v2.0` (v2), for a tenant you serve, matched
 //!   exactly (and `tid`, when present, must name the same tenant).
 //!
-//! Issuers and JWKS hosts follow the [`Cloud`] the validator is set to (the global service by
-//! default).
+//! Issuers and JWKS hosts follow the [`Cloud`](crate::Cloud) the validator is set to (the global
+//! service by default).
 //!
 //! A token that passed is remembered by its exact text until it expires (Graph reuses a token for
 //! up to an hour across many batches), so a repeated token costs a lookup, not an RS256 check;

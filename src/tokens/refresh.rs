@@ -14,8 +14,9 @@ use super::bounded::{evict_least, truncated};
 /// Anyone can POST a token naming any `kid`, so an unknown `kid` is not by itself a reason to
 /// fetch. Ask [`on_unknown_key`](Self::on_unknown_key) instead; it answers:
 /// * [`JwksDecision::Fetch`]: fetch now, hand the bytes to
-///   [`TokenValidator::update_jwks`](super::TokenValidator::update_jwks), and report with [`JwksFetch::succeeded`] (dropping the
-///   ticket reports a failure). Keep the batch meanwhile (a webhook answers 503, so Graph retries).
+///   [`TokenValidator::update_jwks`](super::TokenValidator::update_jwks), and report with
+///   [`JwksFetch::succeeded`] (dropping the ticket reports a failure). Keep the batch meanwhile
+///   (a webhook answers 503, so Graph retries).
 /// * [`JwksDecision::Wait`]: a fetch is under way, or the interval has not passed. Keep the batch
 ///   (503) and try again later; it is never a reason to drop it.
 /// * [`JwksDecision::Unknown`]: a fetch that started after this `kid` was first seen did not list

@@ -147,9 +147,9 @@ impl TokenValidator {
 
     /// The app whose tokens these are, named in `appid` (v1) or `azp` (v2): Microsoft Graph's
     /// change-tracking app ([`GRAPH_CHANGE_TRACKING_APP_ID`]) by default, for `validationTokens`.
-    /// [`EVENT_GRID_APP_ID`](super::EVENT_GRID_APP_ID) checks the bearer tokens Event Grid sends to a Microsoft Entra
-    /// protected webhook instead; every other rule (signature, times, audience, issuer, tenant)
-    /// is the same.
+    /// [`EVENT_GRID_APP_ID`](super::EVENT_GRID_APP_ID) checks the bearer tokens Event Grid sends
+    /// to a Microsoft Entra protected webhook instead; every other rule (signature, times,
+    /// audience, issuer, tenant) is the same.
     ///
     /// ```
     /// # #[cfg(any(feature = "rust-crypto", feature = "aws-lc"))] {
