@@ -708,8 +708,9 @@ mod convergence {
             &format!("t{}", e.text),
         );
         // A deletion without data has no time of its own: it deletes the version it finds, so
-        // what it does depends on what came before it (tests/version_rules.rs). Here deletions
-        // carry data: a `deleted` notification, or an `updated` one with `deletedDateTime`.
+        // what it does depends on what came before it (tests/suite/version_rules.rs). Here
+        // deletions carry data: a `deleted` notification, or an `updated` one with
+        // `deletedDateTime`.
         if e.change == 2 && e.text == 0 {
             let mut json = serde_json::to_value(&msg).unwrap();
             json["deletedDateTime"] = json["lastModifiedDateTime"].clone();

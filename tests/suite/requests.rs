@@ -1,5 +1,5 @@
 //! The chat and message calls: each refusal at `build()` with its reason, the bodies and URLs the
-//! documents show (the example's output is compared with them in tests/subscriptions.rs), and
+//! documents show (the example's output is compared with them in tests/suite/subscriptions.rs), and
 //! Graph's documented answers typed.
 
 use crate::common;

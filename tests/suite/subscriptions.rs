@@ -676,7 +676,7 @@ fn the_requests_example_prints_every_request() {
             .strip_prefix("https://graph.microsoft.com/v1.0/subscriptions")
             .or_else(|| url.strip_prefix("https://graph.microsoft.com/beta/subscriptions"))
         else {
-            // The chat and message calls: tests/requests.rs checks them.
+            // The chat and message calls: tests/suite/requests.rs checks them.
             assert!(
                 url.starts_with("https://graph.microsoft.com/v1.0/"),
                 "{url}"
