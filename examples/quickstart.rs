@@ -12,9 +12,9 @@
 use std::time::{Duration, SystemTime};
 
 use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::inbound::{ChangeType, Inbound, Receiver};
-use graph_chat_notifications::model::{ChatOrMessage, EnumValue};
-use graph_chat_notifications::outbound::{self, Resource as Watch, SubscriptionRequest};
+use graph_chat_notifications::inbound::{Inbound, Receiver};
+use graph_chat_notifications::model::{ChangeType, ChatOrMessage, EnumValue};
+use graph_chat_notifications::outbound::{Resource as Watch, SubscriptionRequest};
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 
@@ -39,9 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "https://webhook.example.com/notifications",
     )
     .change_types([
-        outbound::ChangeType::Created,
-        outbound::ChangeType::Updated,
-        outbound::ChangeType::Deleted,
+        ChangeType::Created,
+        ChangeType::Updated,
+        ChangeType::Deleted,
     ])
     .include_resource_data(certificate.der(), "cert-2026-11")
     .expires_in(now, Duration::from_secs(55 * 60))

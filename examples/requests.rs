@@ -16,10 +16,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use graph_chat_notifications::outbound::ChangeType::{self, Created, Deleted, Updated};
+use graph_chat_notifications::model::ChangeType::{self, Created, Deleted, Updated};
 use graph_chat_notifications::outbound::{
     self, ChatMember, ChatsRequest, CreateChat, HttpRequest, MarkChatUnread, MessageRequest,
-    MessagesRequest, Model, OrderBy, Resource, SubscriptionError, SubscriptionRequest,
+    MessagesRequest, Model, OrderBy, RequestError, Resource, SubscriptionRequest,
 };
 use serde_json::{json, Value};
 
@@ -217,7 +217,7 @@ fn entry(name: &str, request: &HttpRequest) -> Value {
     json!({"name": name, "method": request.method.as_str(), "url": request.url, "body": body})
 }
 
-fn main() -> Result<(), SubscriptionError> {
+fn main() -> Result<(), RequestError> {
     // The docs' time: requests expire an hour later, at 2019-09-19T11:00:00Z.
     let now: SystemTime = UNIX_EPOCH + Duration::from_secs(1_568_887_200);
     let hour = Duration::from_secs(3600);
@@ -284,7 +284,7 @@ fn main() -> Result<(), SubscriptionError> {
 
 /// The chat and message calls: the Teams-embedding guide's steps 2 and 3, then each API page's
 /// example, with the page's own ids.
-fn chats_and_messages(out: &mut Vec<Value>) -> Result<(), SubscriptionError> {
+fn chats_and_messages(out: &mut Vec<Value>) -> Result<(), RequestError> {
     let owner = ChatMember::owner;
     out.push(entry(
         "create a chat (Teams-embedding guide, step 2)",

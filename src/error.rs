@@ -3,7 +3,7 @@
 //! unaffected. Each other boundary owns its error type: `inbound::BodyError` (a whole body
 //! refused), `crypto::KeyError` (a key or certificate that cannot be loaded),
 //! `inbound::KeyUpdateError`, `tokens::TokenError` and `tokens::JwksError`,
-//! `outbound::SubscriptionError`, `model::ModelError`. This module imports nothing of the
+//! `outbound::RequestError`, `model::ModelError`. This module imports nothing of the
 //! crate but `model::ModelError`, which an item error can carry.
 //!
 //! No error carries secret material: no key bytes, no clientState, no plaintext, no token. Failures

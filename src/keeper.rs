@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::model::{EnumValue, LifecycleEvent};
 use crate::outbound::SubscriptionRequest;
 use crate::outbound::{
-    delete, reauthorize, renew, renew_at, HttpRequest, Subscription, SubscriptionError,
+    delete, reauthorize, renew, renew_at, HttpRequest, RequestError, Subscription,
 };
 
 /// How a [`Keeper`] paces its work.
@@ -208,9 +208,8 @@ struct Entry {
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// use graph_chat_notifications::keeper::{Keeper, Outcome, TaskKind};
-/// use graph_chat_notifications::outbound::{
-///     ChangeType, Resource, Subscription, SubscriptionRequest,
-/// };
+/// use graph_chat_notifications::model::ChangeType;
+/// use graph_chat_notifications::outbound::{Resource, Subscription, SubscriptionRequest};
 /// let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 /// let request = SubscriptionRequest::builder(Resource::chat_messages("19:a@thread.v2"), "https://example.com/n")
 ///     .change_types([ChangeType::Created])
@@ -274,7 +273,7 @@ impl Keeper {
         subscription: Subscription,
         template: SubscriptionRequest,
         now: SystemTime,
-    ) -> Result<(), SubscriptionError> {
+    ) -> Result<(), RequestError> {
         let expires_at = subscription.expires_at().unwrap_or(now);
         let lifetime = expires_at
             .duration_since(now)
@@ -309,7 +308,7 @@ impl Keeper {
         subscription_id: &str,
         template: SubscriptionRequest,
         now: SystemTime,
-    ) -> Result<bool, SubscriptionError> {
+    ) -> Result<bool, RequestError> {
         let Some(entry) = self.entries.get_mut(subscription_id) else {
             return Ok(false);
         };

@@ -88,26 +88,6 @@ pub mod outbound;
 pub mod testing;
 pub mod tokens;
 
-/// The inbound module's former name, for one release: use [`inbound`].
-#[deprecated(
-    since = "0.2.0",
-    note = "renamed `inbound`: it reads every delivery channel"
-)]
-pub mod webhook {
-    pub use crate::inbound::*;
-}
-
-/// The outbound module's and the keeper's former home, for one release: use [`outbound`] and
-/// [`keeper`].
-#[deprecated(
-    since = "0.2.0",
-    note = "request values moved to `outbound`, the keeper to `keeper`"
-)]
-pub mod subscription {
-    pub use crate::keeper::*;
-    pub use crate::outbound::*;
-}
-
 pub use cloud::Cloud;
 pub use crypto::KeyError;
 pub use error::{ItemError, ItemErrorKind};

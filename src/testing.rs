@@ -12,7 +12,7 @@
 //! use graph_chat_notifications::testing::{generate_private_key, GraphSimulator};
 //! use graph_chat_notifications::tokens::TokenValidator;
 //! use graph_chat_notifications::inbound::{Payload, Receiver};
-//! use graph_chat_notifications::inbound::ChangeType;
+//! use graph_chat_notifications::model::ChangeType;
 //!
 //! let now = SystemTime::now();
 //! let graph = GraphSimulator::new("my-app-id", "my-tenant-id");

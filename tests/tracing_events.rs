@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use common::*;
 use graph_chat_notifications::crypto::DecryptBuffer;
-use graph_chat_notifications::inbound::{ChangeType, Limits, Receiver};
+use graph_chat_notifications::inbound::{Limits, Receiver};
+use graph_chat_notifications::model::ChangeType;
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 use serde_json::json;

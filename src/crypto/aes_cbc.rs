@@ -16,15 +16,12 @@ pub(crate) fn aes256_cbc_decrypt(
         .map_err(|_| CryptoFailure)
 }
 
-#[cfg(test)]
-mod tests {
-    /// The expanded key schedule and the IV (half the symmetric key) are wiped when the
-    /// decryptor is dropped: `aes` and `cbc` are built with their `zeroize` features.
-    #[test]
-    fn the_decryptor_wipes_its_key_schedule_and_iv_on_drop() {
-        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
-        wipes_on_drop::<aes::Aes256>();
-        wipes_on_drop::<aes::Aes256Dec>();
-        wipes_on_drop::<cbc::Decryptor<aes::Aes256>>();
-    }
-}
+// The expanded key schedule and the IV (half the symmetric key) are wiped when the decryptor is
+// dropped: `aes` and `cbc` are built with their `zeroize` features. Checked when the crate
+// compiles (the types implement `ZeroizeOnDrop` only with those features on).
+const _: fn() = || {
+    fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wipes_on_drop::<aes::Aes256>();
+    wipes_on_drop::<aes::Aes256Dec>();
+    wipes_on_drop::<cbc::Decryptor<aes::Aes256>>();
+};

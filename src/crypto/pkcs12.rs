@@ -321,17 +321,14 @@ enum Legacy {
     Rc2(usize),
 }
 
-#[cfg(test)]
-mod tests {
-    /// The legacy ciphers' key schedules and the CBC state are wiped when dropped: `des`,
-    /// `rc2` and `cbc` are built with their `zeroize` features.
-    #[test]
-    fn the_legacy_decryptors_wipe_their_keys_on_drop() {
-        fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
-        wipes_on_drop::<des::TdesEde3>();
-        wipes_on_drop::<des::TdesEde2>();
-        wipes_on_drop::<rc2::Rc2>();
-        wipes_on_drop::<cbc::Decryptor<des::TdesEde3>>();
-        wipes_on_drop::<cbc::Decryptor<rc2::Rc2>>();
-    }
-}
+// The legacy ciphers' key schedules and the CBC state are wiped when dropped: `des`, `rc2` and
+// `cbc` are built with their `zeroize` features. Checked when the crate compiles (the types
+// implement `ZeroizeOnDrop` only with those features on).
+const _: fn() = || {
+    fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wipes_on_drop::<des::TdesEde3>();
+    wipes_on_drop::<des::TdesEde2>();
+    wipes_on_drop::<rc2::Rc2>();
+    wipes_on_drop::<cbc::Decryptor<des::TdesEde3>>();
+    wipes_on_drop::<cbc::Decryptor<rc2::Rc2>>();
+};

@@ -12,7 +12,6 @@ mod receiver;
 mod handshake;
 
 pub use crate::json::compact as compact_json;
-pub use crate::model::{ChangeType, LifecycleEvent};
 pub use admission::Admission;
 pub use envelope::{ChangeNotification, CloudEvent, EncryptedContent, Envelope, Limits};
 pub use error::BodyError;

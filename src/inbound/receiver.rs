@@ -10,13 +10,13 @@ use zeroize::Zeroizing;
 
 use super::BodyError;
 use super::{
-    handshake, Admission, ChangeNotification, Envelope, HandshakeResponse, LifecycleEvent, Limits,
+    handshake, Admission, ChangeNotification, Envelope, HandshakeResponse, Limits,
     OwnedNotification,
 };
 use crate::crypto::KeyError;
 use crate::crypto::{decrypt, DecryptBuffer, KeyStore};
 use crate::error::{ItemError, ItemErrorKind};
-use crate::model::{EnumValue, IntoOwned};
+use crate::model::{EnumValue, IntoOwned, LifecycleEvent};
 use crate::tokens::{TokenValidator, ValidatedToken};
 
 /// Runs the whole inbound path. Configure it once, share it across threads (it is

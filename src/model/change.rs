@@ -3,7 +3,7 @@
 //! hold them as [`EnumValue`](super::EnumValue), which keeps values newer than the crate as
 //! sent, and subscriptions take the closed members.
 
-use super::string_enum;
+use super::macros::string_enum;
 
 string_enum! {
     /// `changeType`: what happened to the resource. Subscriptions ask for these; notifications
@@ -32,7 +32,7 @@ string_enum! {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{EnumValue, GraphEnum};
+    use super::super::enums::{EnumValue, GraphEnum};
     use super::*;
 
     #[test]

@@ -1,9 +1,10 @@
 //! The `chat` resource and what it holds.
 
-use super::{
-    model, string_enum, DateTime, EnumValue, EventDetail, Identity, IdentitySet, ItemBody, Json,
-    MessageType, Text,
-};
+use super::datetime::DateTime;
+use super::enums::EnumValue;
+use super::macros::{model, string_enum};
+use super::message::{EventDetail, Identity, IdentitySet, ItemBody, MessageType};
+use super::value::{Json, Text};
 
 string_enum! {
     /// `chatType`.

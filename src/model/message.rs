@@ -6,9 +6,12 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::{
-    model, string_enum, DateTime, EnumValue, GraphEnum, IntoOwned, Json, ModelError, Text,
-};
+use super::datetime::DateTime;
+use super::enums::{EnumValue, GraphEnum};
+use super::error::ModelError;
+use super::macros::{model, string_enum};
+use super::redact::RedactDebug;
+use super::value::{IntoOwned, Json, Text};
 
 string_enum! {
     /// `messageType`.
@@ -256,6 +259,13 @@ impl IntoOwned for RedactedText<'_> {
     }
 }
 
+impl RedactDebug for RedactedText<'_> {
+    /// Its own `Debug` shows only its length.
+    fn fmt_redacted(&self, _: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
 model! {
     /// `mentions[]`.
     Mention {
@@ -434,7 +444,7 @@ impl<'a> EventDetail<'a> {
     }
 }
 
-impl super::redact::RedactDebug for EventDetail<'_> {
+impl RedactDebug for EventDetail<'_> {
     fn fmt_redacted(&self, _: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }

@@ -2,7 +2,8 @@
 
 use std::borrow::Cow;
 
-use super::ResourceKind;
+use super::kind::ResourceKind;
+use super::value::IntoOwned;
 
 /// Why a resource path could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,7 +184,7 @@ impl<'a> ResourcePath<'a> {
     }
 }
 
-impl super::IntoOwned for ResourcePath<'_> {
+impl IntoOwned for ResourcePath<'_> {
     type Owned = ResourcePath<'static>;
     /// The path without borrows.
     fn into_owned(self) -> ResourcePath<'static> {

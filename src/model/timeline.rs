@@ -7,8 +7,11 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use super::ChangeType;
-use super::{ChatMessage, ChatViewpoint, DlpAction, EnumValue, IntoOwned};
+use super::change::ChangeType;
+use super::chat::ChatViewpoint;
+use super::enums::EnumValue;
+use super::message::{ChatMessage, DlpAction};
+use super::value::IntoOwned;
 
 /// What a metered (`model=B`) notification cost under the Teams-embedding guide's pricing:
 /// $0.00075, in millionths of a dollar. A historical model: Microsoft stopped metering the Teams

@@ -5,8 +5,10 @@
 
 use serde::Serialize;
 
+use super::error::RequestError;
+use super::http::{HttpRequest, Method, GRAPH};
 use super::reads::{encode, MAX_TOP};
-use super::{check_path_id, is_guid, HttpRequest, Method, SubscriptionError, GRAPH};
+use super::rules::{check_path_id, is_guid};
 use crate::model::{Chat, ChatOrMessage, ModelError, ResourceKind};
 
 /// Longest topic Graph takes for a group chat, in characters ("Update chat").
@@ -90,7 +92,7 @@ enum Kind {
 /// two users who already have a one-on-one chat it returns that chat.
 ///
 /// ```
-/// use graph_chat_notifications::outbound::{ChatMember, CreateChat, SubscriptionError};
+/// use graph_chat_notifications::outbound::{ChatMember, CreateChat, RequestError};
 /// let request = CreateChat::group([
 ///     ChatMember::owner("adams@contoso.com"),
 ///     ChatMember::owner("4562bcc8-c436-4f95-b7c0-4f8ce89dca5e"),
@@ -105,8 +107,8 @@ enum Kind {
 ///     .member(ChatMember::owner("c@contoso.com"))
 ///     .build()
 ///     .unwrap_err();
-/// assert!(matches!(refused, SubscriptionError::MemberCount { got: 3, .. }));
-/// # Ok::<(), SubscriptionError>(())
+/// assert!(matches!(refused, RequestError::MemberCount { got: 3, .. }));
+/// # Ok::<(), RequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateChat {
@@ -165,13 +167,13 @@ impl CreateChat {
     }
 
     /// Checks the members and the topic, and builds the `POST`.
-    pub fn build(&self) -> Result<HttpRequest, SubscriptionError> {
+    pub fn build(&self) -> Result<HttpRequest, RequestError> {
         let (chat_type, needed, fits) = match self.kind {
             Kind::OneOnOne => ("oneOnOne", "exactly 2", self.members.len() == 2),
             Kind::Group => ("group", "at least 1", !self.members.is_empty()),
         };
         if !fits {
-            return Err(SubscriptionError::MemberCount {
+            return Err(RequestError::MemberCount {
                 chat_type,
                 needed,
                 got: self.members.len(),
@@ -181,7 +183,7 @@ impl CreateChat {
         for (index, member) in self.members.iter().enumerate() {
             let user = member.user.as_str();
             if !is_guid(user) && !is_upn(user) {
-                return Err(SubscriptionError::BadMember {
+                return Err(RequestError::BadMember {
                     index,
                     user: user.to_string(),
                 });
@@ -190,7 +192,7 @@ impl CreateChat {
                 .iter()
                 .any(|m| m.user.eq_ignore_ascii_case(user));
             if seen {
-                return Err(SubscriptionError::DuplicateMember {
+                return Err(RequestError::DuplicateMember {
                     index,
                     user: user.to_string(),
                 });
@@ -203,9 +205,9 @@ impl CreateChat {
         }
         if let Some(topic) = &self.topic {
             if self.kind != Kind::Group {
-                return Err(SubscriptionError::TopicNotAllowed);
+                return Err(RequestError::TopicNotAllowed);
             }
-            let bad = |reason| Err(SubscriptionError::BadTopic { reason });
+            let bad = |reason| Err(RequestError::BadTopic { reason });
             if topic.trim().is_empty() {
                 return bad("the topic is empty; leave it out for a chat without a title");
             }
@@ -256,9 +258,9 @@ pub fn created_chat(body: &[u8]) -> Result<Chat<'_>, ModelError> {
 /// use graph_chat_notifications::outbound::get_my_chat;
 /// let request = get_my_chat("19:b8577894a63548969c5c92bb9c80c5e1@thread.v2")?;
 /// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/me/chats/19:b8577894a63548969c5c92bb9c80c5e1@thread.v2");
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
-pub fn get_my_chat(chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
+pub fn get_my_chat(chat_id: &str) -> Result<HttpRequest, RequestError> {
     check_path_id("chat id", chat_id)?;
     Ok(HttpRequest::empty(
         Method::Get,
@@ -283,13 +285,13 @@ enum Scope {
 /// Pages read with [`Page::chats`](super::Page::chats) and [`Page::members`](super::Page::members).
 ///
 /// ```
-/// use graph_chat_notifications::outbound::{ChatsRequest, SubscriptionError};
+/// use graph_chat_notifications::outbound::{ChatsRequest, RequestError};
 /// let request = ChatsRequest::user("8b081ef6-4792-4def-b2c9-c363a1bf41d5").expand_members().build()?;
 /// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/users/8b081ef6-4792-4def-b2c9-c363a1bf41d5/chats?$expand=members");
 ///
 /// let refused = ChatsRequest::members("19:abc@thread.v2").top(10).build().unwrap_err();
-/// assert!(matches!(refused, SubscriptionError::UnsupportedOption { option: "$top", .. }));
-/// # Ok::<(), SubscriptionError>(())
+/// assert!(matches!(refused, RequestError::UnsupportedOption { option: "$top", .. }));
+/// # Ok::<(), RequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatsRequest {
@@ -373,7 +375,7 @@ impl ChatsRequest {
     }
 
     /// Checks the ids and the options, and builds the `GET`.
-    pub fn build(&self) -> Result<HttpRequest, SubscriptionError> {
+    pub fn build(&self) -> Result<HttpRequest, RequestError> {
         let path = match &self.scope {
             Scope::Mine => "me/chats".to_string(),
             Scope::User(user) => {
@@ -403,7 +405,7 @@ impl ChatsRequest {
         ];
         if !lists_chats {
             if let Some(&(option, _)) = given.iter().find(|(_, on)| *on) {
-                return Err(SubscriptionError::UnsupportedOption {
+                return Err(RequestError::UnsupportedOption {
                     option,
                     resource: path,
                 });
@@ -422,13 +424,13 @@ impl ChatsRequest {
         }
         if let Some(top) = self.top {
             if !(1..=MAX_TOP).contains(&top) {
-                return Err(SubscriptionError::TopOutOfRange(top));
+                return Err(RequestError::TopOutOfRange(top));
             }
             query.push(format!("$top={top}"));
         }
         if let Some(filter) = &self.filter {
             if filter.trim().is_empty() {
-                return Err(SubscriptionError::EmptyFilter);
+                return Err(RequestError::EmptyFilter);
             }
             query.push(format!("$filter={}", encode(filter)));
         }

@@ -6,7 +6,9 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-use super::{check_path_id, HttpRequest, Method, SubscriptionError, GRAPH};
+use super::error::RequestError;
+use super::http::{HttpRequest, Method, GRAPH};
+use super::rules::{check_path_id, is_guid};
 use crate::model::{ChatMessage, ChatOrMessage, ModelError, ResourceKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +52,7 @@ enum ContentType {
 ///     .mention(0, "Jane Smith", "ef1c916a-3135-4417-ba27-8eb7bd084193", "Jane Smith")
 ///     .build()?;
 /// assert!(request.body_text().contains(r#""mentionText":"Jane Smith""#));
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct MessageRequest {
@@ -199,26 +201,26 @@ impl MessageRequest {
     }
 
     /// Checks the ids, the content, each mention and each image, and builds the request.
-    pub fn build(&self) -> Result<HttpRequest, SubscriptionError> {
+    pub fn build(&self) -> Result<HttpRequest, RequestError> {
         check_path_id("chat id", &self.chat_id)?;
         if let Some(message) = &self.message_id {
             check_path_id("message id", message)?;
         }
         if self.content.trim().is_empty() {
-            return Err(SubscriptionError::EmptyContent);
+            return Err(RequestError::EmptyContent);
         }
         let html = self.content_type == ContentType::Html;
         if !self.mentions.is_empty() && !html {
-            return Err(SubscriptionError::NeedsHtml { what: "mentions" });
+            return Err(RequestError::NeedsHtml { what: "mentions" });
         }
         if !self.hosted.is_empty() && !html {
-            return Err(SubscriptionError::NeedsHtml {
+            return Err(RequestError::NeedsHtml {
                 what: "hostedContents",
             });
         }
         let mut mentions = Vec::with_capacity(self.mentions.len());
         for (index, m) in self.mentions.iter().enumerate() {
-            let bad = |reason| SubscriptionError::BadMention {
+            let bad = |reason| RequestError::BadMention {
                 index,
                 id: m.id,
                 reason,
@@ -232,7 +234,7 @@ impl MessageRequest {
             if m.text.trim().is_empty() {
                 return Err(bad("mentionText is empty"));
             }
-            if !super::is_guid(&m.user_id) {
+            if !is_guid(&m.user_id) {
                 return Err(bad("mentioned.user.id is not a user object id (a GUID)"));
             }
             mentions.push(MentionBody {
@@ -249,7 +251,7 @@ impl MessageRequest {
         }
         let mut hosted_contents = Vec::with_capacity(self.hosted.len());
         for (index, h) in self.hosted.iter().enumerate() {
-            let bad = |reason| SubscriptionError::BadHostedContent { index, reason };
+            let bad = |reason| RequestError::BadHostedContent { index, reason };
             let id = h.temporary_id.as_str();
             if id.is_empty() || id.chars().any(|c| c.is_whitespace() || "/\"'".contains(c)) {
                 return Err(bad(
@@ -335,7 +337,7 @@ fn user_chat_message(
     chat_id: &str,
     message_id: &str,
     action: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     check_path_id("user id", user_id)?;
     check_path_id("chat id", chat_id)?;
     check_path_id("message id", message_id)?;
@@ -354,13 +356,13 @@ fn user_chat_message(
 /// let request = soft_delete("8f98f01d-1a73-401a-b9e9-9fd1e6f5e5ar", "19:22273db3497f4b32bue61f6e82be21c5@thread.tacv2", "1649864053377")?;
 /// assert!(request.url.ends_with("/messages/1649864053377/softDelete"));
 /// assert!(request.body.is_none());
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
 pub fn soft_delete(
     user_id: &str,
     chat_id: &str,
     message_id: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     user_chat_message(user_id, chat_id, message_id, "softDelete")
 }
 
@@ -370,7 +372,7 @@ pub fn undo_soft_delete(
     user_id: &str,
     chat_id: &str,
     message_id: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     user_chat_message(user_id, chat_id, message_id, "undoSoftDelete")
 }
 
@@ -385,11 +387,11 @@ fn reaction(
     message_id: &str,
     reaction_type: &str,
     action: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     check_path_id("chat id", chat_id)?;
     check_path_id("message id", message_id)?;
     if reaction_type.trim().is_empty() {
-        return Err(SubscriptionError::EmptyReaction);
+        return Err(RequestError::EmptyReaction);
     }
     Ok(HttpRequest::json(
         Method::Post,
@@ -402,18 +404,18 @@ fn reaction(
 /// reacts with a Unicode emoji (`"💘"`; Graph also takes the legacy names `like`, `heart`...).
 ///
 /// ```
-/// use graph_chat_notifications::outbound::{set_reaction, SubscriptionError};
+/// use graph_chat_notifications::outbound::{set_reaction, RequestError};
 /// let request = set_reaction("chatId", "messageId", "💘")?;
 /// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/chats/chatId/messages/messageId/setReaction");
 /// assert_eq!(request.body_text(), r#"{"reactionType":"💘"}"#);
-/// assert_eq!(set_reaction("chatId", "messageId", " "), Err(SubscriptionError::EmptyReaction));
-/// # Ok::<(), SubscriptionError>(())
+/// assert_eq!(set_reaction("chatId", "messageId", " "), Err(RequestError::EmptyReaction));
+/// # Ok::<(), RequestError>(())
 /// ```
 pub fn set_reaction(
     chat_id: &str,
     message_id: &str,
     reaction_type: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     reaction(chat_id, message_id, reaction_type, "setReaction")
 }
 
@@ -423,7 +425,7 @@ pub fn unset_reaction(
     chat_id: &str,
     message_id: &str,
     reaction_type: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     reaction(chat_id, message_id, reaction_type, "unsetReaction")
 }
 
@@ -439,13 +441,13 @@ pub fn unset_reaction(
 ///     request.url,
 ///     "https://graph.microsoft.com/v1.0/chats/19:abc@thread.v2/messages/1615971548136/hostedContents/aWQ9eF8w/$value"
 /// );
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
 pub fn hosted_content_bytes(
     chat_id: &str,
     message_id: &str,
     hosted_content_id: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     check_path_id("chat id", chat_id)?;
     check_path_id("message id", message_id)?;
     check_path_id("hosted content id", hosted_content_id)?;
@@ -469,9 +471,9 @@ pub fn hosted_content_bytes(
 ///     request.url,
 ///     "https://graph.microsoft.com/v1.0/chats/19:abc@thread.v2/messages/1615971548136"
 /// );
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
-pub fn get_message(chat_id: &str, message_id: &str) -> Result<HttpRequest, SubscriptionError> {
+pub fn get_message(chat_id: &str, message_id: &str) -> Result<HttpRequest, RequestError> {
     check_path_id("chat id", chat_id)?;
     check_path_id("message id", message_id)?;
     Ok(HttpRequest::empty(

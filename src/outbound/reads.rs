@@ -9,7 +9,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{check_path_id, HttpRequest, Method, Model, Subscription, SubscriptionError, GRAPH};
+use super::error::RequestError;
+use super::http::{HttpRequest, Method, GRAPH};
+use super::resource::Model;
+use super::returned::Subscription;
+use super::rules::{check_path_id, format_time};
 use crate::model::{Chat, ChatMessage, ConversationMember, ModelError};
 
 /// What a query value keeps readable: everything but controls, white space and the characters
@@ -80,7 +84,7 @@ enum Scope {
 ///     "https://graph.microsoft.com/v1.0/users/87d349ed-44d7-43e1-9a83-5f2406dee5bd/chats/19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2/messages\
 ///      ?$top=2&$filter=lastModifiedDateTime%20gt%202021-03-17T07:13:28.000z&$orderby=createdDateTime%20desc"
 /// );
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagesRequest {
@@ -168,11 +172,11 @@ impl MessagesRequest {
     ///      &$filter=lastModifiedDateTime%20gt%202023-11-14T22:13:20.0000000Z\
     ///      &$orderby=lastModifiedDateTime%20desc"
     /// );
-    /// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+    /// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
     /// ```
     pub fn changed_since(self, watermark: std::time::SystemTime) -> Self {
         // A time Graph cannot write fails at `build`, as any bad time does.
-        let time = super::format_time(watermark).unwrap_or_else(|_| "(out of range)".into());
+        let time = format_time(watermark).unwrap_or_else(|_| "(out of range)".into());
         self.top(MAX_TOP)
             .modified_after(time)
             .order_by(OrderBy::LastModifiedDesc)
@@ -185,7 +189,7 @@ impl MessagesRequest {
     }
 
     /// Checks the options and builds the `GET`.
-    pub fn build(&self) -> Result<HttpRequest, SubscriptionError> {
+    pub fn build(&self) -> Result<HttpRequest, RequestError> {
         let path = match &self.scope {
             Scope::Chat(chat) => {
                 check_path_id("chat id", chat)?;
@@ -209,7 +213,7 @@ impl MessagesRequest {
         let mut query: Vec<String> = Vec::new();
         if let Some(model) = self.model {
             if !all_messages {
-                return Err(SubscriptionError::UnsupportedOption {
+                return Err(RequestError::UnsupportedOption {
                     option: "model",
                     resource: path,
                 });
@@ -218,20 +222,20 @@ impl MessagesRequest {
         }
         if let Some(top) = self.top {
             if !(1..=MAX_TOP).contains(&top) {
-                return Err(SubscriptionError::TopOutOfRange(top));
+                return Err(RequestError::TopOutOfRange(top));
             }
             query.push(format!("$top={top}"));
         }
         if let Some(time) = &self.modified_after {
             if crate::model::parse_time(time).is_none() {
-                return Err(SubscriptionError::BadTime(time.clone()));
+                return Err(RequestError::BadTime(time.clone()));
             }
             let filter = format!("lastModifiedDateTime gt {time}");
             query.push(format!("$filter={}", encode(&filter)));
         }
         if let Some(order) = self.order_by {
             if matches!(self.scope, Scope::UserAllDelta(_)) {
-                return Err(SubscriptionError::UnsupportedOption {
+                return Err(RequestError::UnsupportedOption {
                     option: "$orderby",
                     resource: path,
                 });
@@ -252,7 +256,7 @@ pub(super) fn encode(value: &str) -> Cow<'_, str> {
 }
 
 /// `GET /chats/{chatId}`: the chat as the app sees it.
-pub fn get_chat(chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
+pub fn get_chat(chat_id: &str) -> Result<HttpRequest, RequestError> {
     check_path_id("chat id", chat_id)?;
     Ok(HttpRequest::empty(
         Method::Get,
@@ -267,9 +271,9 @@ pub fn get_chat(chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
 /// use graph_chat_notifications::outbound::get_user_chat;
 /// let request = get_user_chat("87d349ed-44d7-43e1-9a83-5f2406dee5bd", "19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2")?;
 /// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/users/87d349ed-44d7-43e1-9a83-5f2406dee5bd/chats/19:b1234aaa12345a123aa12aa12aaaa1a9@thread.v2");
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
-pub fn get_user_chat(user_id: &str, chat_id: &str) -> Result<HttpRequest, SubscriptionError> {
+pub fn get_user_chat(user_id: &str, chat_id: &str) -> Result<HttpRequest, RequestError> {
     check_path_id("user id", user_id)?;
     check_path_id("chat id", chat_id)?;
     Ok(HttpRequest::empty(
@@ -350,12 +354,12 @@ impl<'a, T> Page<'a, T> {
 
     /// The `GET` of the next page, if there is one: its link, checked to be an https URL on a
     /// Microsoft Graph host.
-    pub fn next_request(&self) -> Option<Result<HttpRequest, SubscriptionError>> {
+    pub fn next_request(&self) -> Option<Result<HttpRequest, RequestError>> {
         self.next_link.as_deref().map(link_request)
     }
 
     /// The `GET` that starts the next delta round, if this is a delta round's last page.
-    pub fn delta_request(&self) -> Option<Result<HttpRequest, SubscriptionError>> {
+    pub fn delta_request(&self) -> Option<Result<HttpRequest, RequestError>> {
         self.delta_link.as_deref().map(link_request)
     }
 
@@ -374,7 +378,7 @@ impl<'a, T> Page<'a, T> {
     /// assert_eq!(next.with_base("http://127.0.0.1:8081").url, "http://127.0.0.1:8081/v1.0/chats/19:a@thread.v2/messages?$skiptoken=2");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn next_request_from(&self, base: &str) -> Option<Result<HttpRequest, SubscriptionError>> {
+    pub fn next_request_from(&self, base: &str) -> Option<Result<HttpRequest, RequestError>> {
         self.next_link
             .as_deref()
             .map(|link| follow_link(link, base))
@@ -444,9 +448,9 @@ impl<'a> Page<'a, Subscription> {
 /// let next = follow_link("http://127.0.0.1:8081/v1.0/me/chats?$skiptoken=2", "http://127.0.0.1:8081")?;
 /// assert_eq!(next.url, "https://graph.microsoft.com/v1.0/me/chats?$skiptoken=2");
 /// assert!(follow_link("https://evil.example/v1.0/me/chats", "http://127.0.0.1:8081").is_err());
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
-pub fn follow_link(link: &str, base: &str) -> Result<HttpRequest, SubscriptionError> {
+pub fn follow_link(link: &str, base: &str) -> Result<HttpRequest, RequestError> {
     let base = base.trim_end_matches('/');
     match link.strip_prefix(base) {
         Some(rest) if !base.is_empty() && rest.starts_with('/') => {
@@ -456,8 +460,8 @@ pub fn follow_link(link: &str, base: &str) -> Result<HttpRequest, SubscriptionEr
     }
 }
 
-fn link_request(link: &str) -> Result<HttpRequest, SubscriptionError> {
-    let bad = |reason| SubscriptionError::BadLink { reason };
+fn link_request(link: &str) -> Result<HttpRequest, RequestError> {
+    let bad = |reason| RequestError::BadLink { reason };
     let url = url::Url::parse(link).map_err(|_| bad("not a URL"))?;
     if url.scheme() != "https" {
         return Err(bad("not https"));

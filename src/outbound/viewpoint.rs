@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use super::{check_path_id, is_guid, HttpRequest, Method, SubscriptionError, GRAPH};
+use super::error::RequestError;
+use super::http::{HttpRequest, Method, GRAPH};
+use super::rules::{check_path_id, is_guid};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,11 +30,11 @@ fn for_user(
     user_id: &str,
     tenant_id: &str,
     last_read: Option<&str>,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     check_path_id("chat id", chat_id)?;
     for (field, value) in [("user.id", user_id), ("user.tenantId", tenant_id)] {
         if !is_guid(value) {
-            return Err(SubscriptionError::NotAGuid {
+            return Err(RequestError::NotAGuid {
                 field,
                 value: value.to_string(),
             });
@@ -40,7 +42,7 @@ fn for_user(
     }
     if let Some(time) = last_read {
         if crate::model::parse_time(time).is_none() {
-            return Err(SubscriptionError::BadTime(time.to_string()));
+            return Err(RequestError::BadTime(time.to_string()));
         }
     }
     let body = UserBody {
@@ -61,7 +63,7 @@ fn for_user(
 /// id) of tenant `tenant_id`.
 ///
 /// ```
-/// use graph_chat_notifications::outbound::{mark_chat_read_for_user, SubscriptionError};
+/// use graph_chat_notifications::outbound::{mark_chat_read_for_user, RequestError};
 /// let request = mark_chat_read_for_user(
 ///     "19:7d898072-792c-4006-bb10-5ca9f2590649_8ea0e38b-efb3-4757-924a-5f94061cf8c2@unq.gbl.spaces",
 ///     "d864e79f-a516-4d0f-9fee-0eeb4d61fdc2",
@@ -74,15 +76,15 @@ fn for_user(
 /// );
 /// assert!(matches!(
 ///     mark_chat_read_for_user("19:a@thread.v2", "me", "2a690434-97d9-4eed-83a6-f5f13600199a"),
-///     Err(SubscriptionError::NotAGuid { field: "user.id", .. })
+///     Err(RequestError::NotAGuid { field: "user.id", .. })
 /// ));
-/// # Ok::<(), SubscriptionError>(())
+/// # Ok::<(), RequestError>(())
 /// ```
 pub fn mark_chat_read_for_user(
     chat_id: &str,
     user_id: &str,
     tenant_id: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     for_user(chat_id, "markChatReadForUser", user_id, tenant_id, None)
 }
 
@@ -92,7 +94,7 @@ pub fn hide_for_user(
     chat_id: &str,
     user_id: &str,
     tenant_id: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     for_user(chat_id, "hideForUser", user_id, tenant_id, None)
 }
 
@@ -101,7 +103,7 @@ pub fn unhide_for_user(
     chat_id: &str,
     user_id: &str,
     tenant_id: &str,
-) -> Result<HttpRequest, SubscriptionError> {
+) -> Result<HttpRequest, RequestError> {
     for_user(chat_id, "unhideForUser", user_id, tenant_id, None)
 }
 
@@ -115,7 +117,7 @@ pub fn unhide_for_user(
 ///     .last_message_read("2021-05-27T22:13:01.577Z")
 ///     .build()?;
 /// assert!(request.body_text().ends_with(r#""lastMessageReadDateTime":"2021-05-27T22:13:01.577Z"}"#));
-/// # Ok::<(), graph_chat_notifications::outbound::SubscriptionError>(())
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkChatUnread {
@@ -148,7 +150,7 @@ impl MarkChatUnread {
     }
 
     /// Checks the ids and the time, and builds the `POST`.
-    pub fn build(&self) -> Result<HttpRequest, SubscriptionError> {
+    pub fn build(&self) -> Result<HttpRequest, RequestError> {
         for_user(
             &self.chat_id,
             "markChatUnreadForUser",
