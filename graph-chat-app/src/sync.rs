@@ -50,7 +50,7 @@ pub enum SyncError {
     },
     /// A request value could not be built (a bad id).
     #[error("{0}")]
-    Request(#[from] outbound::SubscriptionError),
+    Request(#[from] outbound::RequestError),
     /// Graph's answer was not what the call returns.
     #[error("{what}: {reason}")]
     Answer {

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore, PrivateKey};
-use graph_chat_notifications::inbound::{Batch, ChangeType, Payload, Receiver};
+use graph_chat_notifications::inbound::{Batch, Payload, Receiver};
+use graph_chat_notifications::model::ChangeType;
 use graph_chat_notifications::testing::GraphSimulator;
 use graph_chat_notifications::tokens::TokenValidator;
 use graph_chat_webhook::{

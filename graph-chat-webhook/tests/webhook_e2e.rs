@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use graph_chat_notifications::crypto::Certificate;
-use graph_chat_notifications::inbound::{ChangeType, LifecycleEvent};
+use graph_chat_notifications::model::{ChangeType, LifecycleEvent};
 use graph_chat_notifications::testing::GraphSimulator;
 use serde_json::Value;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use common::{call, colleague, get_sub, items, send, Hook, Mode, COLLEAGUE};
-use graph_chat_notifications::outbound::ChangeType::Created;
+use graph_chat_notifications::model::ChangeType::Created;
 use graph_chat_notifications::outbound::{
     self, format_time, hosted_content_bytes, sent_message, ChatMember, ChatsRequest, CreateChat,
     MessageRequest, MessagesRequest, OrderBy, Page, Resource, SubscriptionRequest,

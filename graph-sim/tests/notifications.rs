@@ -10,7 +10,7 @@ use common::{
     call, colleague, items, open, receiver, send, settle, subscribe, Hook, Mode, CERT_ID,
     CLIENT_STATE, COLLEAGUE,
 };
-use graph_chat_notifications::outbound::ChangeType::{Created, Deleted, Updated};
+use graph_chat_notifications::model::ChangeType::{Created, Deleted, Updated};
 use graph_chat_notifications::outbound::{
     self, sent_message, ChatMember, CreateChat, MessageRequest, Resource, Subscription,
     SubscriptionRequest,
