@@ -13,8 +13,12 @@ use crate::graph::{Graph, HostedAnswer, Scope};
 use crate::types::{Faults, Sender};
 use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
 
-/// Request bodies larger than this are refused (413) before they are read further.
+/// Request bodies larger than this are refused (413).
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// A body over [`BODY_LIMIT`] is still read (and thrown away) up to this many bytes in all before
+/// the 413 goes out, so a client that writes its whole request before reading the answer gets
+/// the answer rather than a broken pipe; past it the connection is closed after the answer.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// What a throttled call is told to wait, in seconds.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -80,9 +84,10 @@ fn respond(a: ApiResult<Answer>) -> Response {
 
 async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
+    // Every answer, early ones (413, 401, 429) included, goes out only after the body is read.
+    let body = match read_body(body).await {
+        Some(b) => b,
+        None => {
             return error_response(&ApiError::new(
                 413,
                 "RequestEntityTooLarge",
@@ -163,6 +168,34 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
         "UnknownError",
         format!("No such resource: {} {raw_path}", parts.method),
     ))
+}
+
+/// The body, or `None` when it is over [`BODY_LIMIT`] or cannot be read. An oversized body is
+/// drained to its end first (up to [`DRAIN_LIMIT`] bytes in all, and only when its announced
+/// length, if any, is within that), so the answer does not break the client's pipe.
+async fn read_body(body: Body) -> Option<Vec<u8>> {
+    use http_body_util::BodyExt as _;
+    let announced = axum::body::HttpBody::size_hint(&body).exact();
+    if announced.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return None;
+    }
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DRAIN_LIMIT {
+            return None;
+        }
+        if seen <= BODY_LIMIT {
+            kept.extend_from_slice(&data);
+        }
+    }
+    (seen <= BODY_LIMIT).then_some(kept)
 }
 
 fn not_found(m: &Method, rest: &[&str]) -> ApiError {
