@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::graph::{Graph, HostedAnswer, Scope};
 use crate::types::{Faults, Sender};
+use crate::usage::Seen;
 use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
 
 /// Request bodies larger than this are refused (413).
@@ -136,6 +137,18 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
         }
         ["_sim", rest @ ..] => return respond(control(&graph, m, rest, &body)),
         [version @ ("v1.0" | "beta"), rest @ ..] => {
+            graph.seen(&Seen {
+                method: m.as_str(),
+                path: &raw_path,
+                version,
+                rest,
+                query: &pairs,
+                authorization: parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+                now_ms: now_ms(),
+            });
             let authorized = parts
                 .headers
                 .get(header::AUTHORIZATION)
@@ -446,6 +459,11 @@ fn control(graph: &Arc<Graph>, m: &Method, rest: &[&str], body: &[u8]) -> ApiRes
             200,
             serde_json::to_value(graph.deliveries()).unwrap_or_default(),
         ),
+        ["usage"] if get => Json(200, serde_json::to_value(graph.usage()).unwrap_or_default()),
+        ["usage", "reset"] if post => {
+            graph.reset_usage();
+            NoContent
+        }
         ["identity"] if get => Json(
             200,
             serde_json::to_value(graph.identity()).unwrap_or_default(),
