@@ -11,10 +11,15 @@ use serde_json::{json, Value};
 
 use crate::graph::{Graph, HostedAnswer, Scope};
 use crate::types::{Faults, Sender};
+use crate::usage::Seen;
 use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
 
-/// Request bodies larger than this are refused (413) before they are read further.
+/// Request bodies larger than this are refused (413).
 const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// A body over [`BODY_LIMIT`] is still read (and thrown away) up to this many bytes in all before
+/// the 413 goes out, so a client that writes its whole request before reading the answer gets
+/// the answer rather than a broken pipe; past it the connection is closed after the answer.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// What a throttled call is told to wait, in seconds.
 const RETRY_AFTER_SECS: u32 = 1;
 
@@ -80,9 +85,10 @@ fn respond(a: ApiResult<Answer>) -> Response {
 
 async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
+    // Every answer, early ones (413, 401, 429) included, goes out only after the body is read.
+    let body = match read_body(body).await {
+        Some(b) => b,
+        None => {
             return error_response(&ApiError::new(
                 413,
                 "RequestEntityTooLarge",
@@ -131,6 +137,18 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
         }
         ["_sim", rest @ ..] => return respond(control(&graph, m, rest, &body)),
         [version @ ("v1.0" | "beta"), rest @ ..] => {
+            graph.seen(&Seen {
+                method: m.as_str(),
+                path: &raw_path,
+                version,
+                rest,
+                query: &pairs,
+                authorization: parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+                now_ms: now_ms(),
+            });
             let authorized = parts
                 .headers
                 .get(header::AUTHORIZATION)
@@ -163,6 +181,34 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
         "UnknownError",
         format!("No such resource: {} {raw_path}", parts.method),
     ))
+}
+
+/// The body, or `None` when it is over [`BODY_LIMIT`] or cannot be read. An oversized body is
+/// drained to its end first (up to [`DRAIN_LIMIT`] bytes in all, and only when its announced
+/// length, if any, is within that), so the answer does not break the client's pipe.
+async fn read_body(body: Body) -> Option<Vec<u8>> {
+    use http_body_util::BodyExt as _;
+    let announced = axum::body::HttpBody::size_hint(&body).exact();
+    if announced.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return None;
+    }
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DRAIN_LIMIT {
+            return None;
+        }
+        if seen <= BODY_LIMIT {
+            kept.extend_from_slice(&data);
+        }
+    }
+    (seen <= BODY_LIMIT).then_some(kept)
 }
 
 fn not_found(m: &Method, rest: &[&str]) -> ApiError {
@@ -413,6 +459,11 @@ fn control(graph: &Arc<Graph>, m: &Method, rest: &[&str], body: &[u8]) -> ApiRes
             200,
             serde_json::to_value(graph.deliveries()).unwrap_or_default(),
         ),
+        ["usage"] if get => Json(200, serde_json::to_value(graph.usage()).unwrap_or_default()),
+        ["usage", "reset"] if post => {
+            graph.reset_usage();
+            NoContent
+        }
         ["identity"] if get => Json(
             200,
             serde_json::to_value(graph.identity()).unwrap_or_default(),

@@ -34,11 +34,13 @@ mod graph;
 mod http;
 mod state;
 mod types;
+mod usage;
 mod util;
 
 use graph::Graph;
 
 pub use types::{Config, Deliveries, Faults, Identity, Sender, SimError};
+pub use usage::{CallCount, PolledResource, Usage, MAX_POLL_LIMIT};
 
 /// A running simulator. Dropping it stops serving and delivering.
 pub struct Simulator {
@@ -158,6 +160,19 @@ impl Simulator {
     /// Delivery counts since start.
     pub fn deliveries(&self) -> Deliveries {
         self.graph.deliveries()
+    }
+
+    /// What it served of Graph's API (`GET /_sim/usage`): every call by method, route, resource
+    /// and user, and every resource polled (read more than [`Config::poll_limit`] times within
+    /// [`Config::poll_window`] without a change in between). The rules are in the crate's
+    /// `README.md`.
+    pub fn usage(&self) -> Usage {
+        self.graph.usage()
+    }
+
+    /// Forgets every counted call and poll (`POST /_sim/usage/reset`).
+    pub fn reset_usage(&self) {
+        self.graph.reset_usage();
     }
 
     /// The ids of every chat, oldest first.

@@ -3,6 +3,7 @@
 //! ```text
 //! graph-sim [--listen ADDR] [--tenant-id T] [--app-id A] [--user-id U] [--seed N]
 //!           [--retry-base-ms MS] [--state FILE] [--user-name NAME]
+//!           [--poll-limit N] [--poll-window SECONDS]
 //! ```
 //!
 //! Prints `graph: http://HOST:PORT/` once it serves, runs until SIGTERM or SIGINT, exits 0.
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use graph_sim::{Config, Simulator};
 
-const USAGE: &str = "usage: graph-sim [--listen ADDR] [--tenant-id T] [--app-id A] [--user-id U] [--seed N] [--retry-base-ms MS] [--state FILE] [--user-name NAME]";
+const USAGE: &str = "usage: graph-sim [--listen ADDR] [--tenant-id T] [--app-id A] [--user-id U] [--seed N] [--retry-base-ms MS] [--state FILE] [--user-name NAME] [--poll-limit N] [--poll-window SECONDS]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let mut config = Config::default();
@@ -38,6 +39,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
             "--retry-base-ms",
             "--state",
             "--user-name",
+            "--poll-limit",
+            "--poll-window",
         ];
         if !known.contains(&name.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -71,6 +74,24 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
                 config.retry_base = Duration::from_millis(ms);
             }
             "--state" => config.state_path = Some(value.into()),
+            "--poll-limit" => {
+                config.poll_limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= graph_sim::MAX_POLL_LIMIT)
+                    .ok_or_else(|| {
+                        format!(
+                            "--poll-limit '{value}' is not a whole number from 0 to {}",
+                            graph_sim::MAX_POLL_LIMIT
+                        )
+                    })?
+            }
+            "--poll-window" => {
+                let secs: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("--poll-window '{value}' is not a whole number of seconds over 0")
+                })?;
+                config.poll_window = Duration::from_secs(secs);
+            }
             _ => unreachable!("checked against the known flags"),
         }
     }

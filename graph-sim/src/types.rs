@@ -32,6 +32,13 @@ pub struct Config {
     pub state_path: Option<PathBuf>,
     /// How long a validation handshake may take (Graph: 10 s). Tests may shorten it.
     pub handshake_timeout: Duration,
+    /// `GET /_sim/usage` lists as polled a resource GET more than this many times within
+    /// [`poll_window`](Self::poll_window) without a change in between (`--poll-limit`, default
+    /// 2, at most [`MAX_POLL_LIMIT`](crate::MAX_POLL_LIMIT)).
+    pub poll_limit: u32,
+    /// The window of [`poll_limit`](Self::poll_limit) (`--poll-window SECONDS`, default 3600 s;
+    /// not zero). Tests may shorten it below a second.
+    pub poll_window: Duration,
 }
 
 impl Default for Config {
@@ -46,6 +53,8 @@ impl Default for Config {
             retry_base: Duration::from_secs(1),
             state_path: None,
             handshake_timeout: Duration::from_secs(10),
+            poll_limit: 2,
+            poll_window: Duration::from_secs(3600),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::rules::parse_certificate;
 use crate::deliver::Courier;
 use crate::state::{self, Chat, State, Sub};
 use crate::types::{Config, Faults, Identity, SimError};
+use crate::usage::{Change, Counter, Seen, Usage, MAX_POLL_LIMIT};
 use crate::util::ApiResult;
 
 /// The simulated Microsoft Graph: who it is, what it holds (behind one lock), and how it delivers.
@@ -29,6 +30,8 @@ pub(crate) struct Graph {
     pub store: Mutex<Store>,
     pub courier: Arc<Courier>,
     pub stop_tx: watch::Sender<bool>,
+    /// What it served of Graph's API; taken after `store` when both are held, never before.
+    usage: Mutex<Counter>,
 }
 
 /// What the Graph holds under its lock: the saved state, and what it derives from it at run time
@@ -67,6 +70,14 @@ pub(super) enum Event {
 
 impl Graph {
     pub fn new(config: Config, addr: SocketAddr) -> Result<Arc<Self>, SimError> {
+        if config.poll_limit > MAX_POLL_LIMIT {
+            return Err(SimError::BadRequest(format!(
+                "the poll limit is at most {MAX_POLL_LIMIT}"
+            )));
+        }
+        if config.poll_window.is_zero() {
+            return Err(SimError::BadRequest("the poll window is not zero".into()));
+        }
         let loaded = match &config.state_path {
             Some(p) => state::load(p)?,
             None => None,
@@ -120,6 +131,7 @@ impl Graph {
             }),
             courier,
             stop_tx,
+            usage: Mutex::new(Counter::new(config.poll_limit, config.poll_window)),
             config,
         });
         graph.persist(&graph.lock());
@@ -129,6 +141,28 @@ impl Graph {
     pub fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic elsewhere while holding the lock leaves the state as it was: keep serving.
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn counter(&self) -> MutexGuard<'_, Counter> {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one request to Graph's API.
+    pub fn seen(&self, request: &Seen<'_>) {
+        self.counter().seen(request);
+    }
+
+    /// Records a write, for the polling rule (call it under the store lock, as `mutate` does).
+    pub(super) fn changed(&self, change: Change<'_>) {
+        self.counter().changed(change);
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.counter().usage()
+    }
+
+    pub fn reset_usage(&self) {
+        self.counter().reset();
     }
 
     pub fn stop(&self) {
@@ -171,6 +205,14 @@ impl Graph {
         {
             let mut store = self.lock();
             result = f(&mut store, &mut events)?;
+            for event in &events {
+                match event {
+                    Event::Message { chat, id, .. } => self.changed(Change::Message { chat, id }),
+                    Event::Chat { chat, .. } => self.changed(Change::Chat(&chat.id)),
+                    Event::Viewpoint { chat, .. } => self.changed(Change::Chat(chat)),
+                    Event::Lifecycle { sub, .. } => self.changed(Change::Subscription(&sub.id)),
+                }
+            }
             self.persist(&store);
             outgoing = self.fan_out(&mut store, &events);
         }

@@ -13,6 +13,7 @@ use super::rules::{
 use super::store::{Event, Graph, Store};
 use crate::deliver::{self, Subscriptions};
 use crate::state::Sub;
+use crate::usage::Change;
 use crate::util::{guid, now_ms, parse_ms, ApiError, ApiResult};
 
 /// `reauthorizationRequired` goes out when the remaining lifetime falls under a quarter of the
@@ -44,6 +45,7 @@ impl Graph {
                 store.certs.insert(sub.id.clone(), c);
             }
             store.state.subscriptions.push(sub.clone());
+            self.changed(Change::Subscription(&sub.id));
             Ok(())
         })?;
         Ok(self.sub_json(&sub))
@@ -196,6 +198,7 @@ impl Graph {
             }
             sub.expires_ms = expires;
             sub.renewed_ms = now;
+            self.changed(Change::Subscription(id));
             sub.reauth_sent = false;
             let sub = if let Some((c, i, parsed)) = new_cert {
                 sub.certificate = Some(c);
@@ -234,6 +237,7 @@ impl Graph {
             if store.state.subscriptions.len() == before {
                 return Err(ApiError::subscription_not_found(id));
             }
+            self.changed(Change::Subscription(id));
             store.certs.remove(id);
             Ok(())
         })
@@ -280,6 +284,7 @@ impl Graph {
             store.state.subscriptions.retain(|s| s.expires_ms > now);
             for id in &gone {
                 store.certs.remove(id);
+                self.changed(Change::Subscription(id));
             }
             let mut changed = store.state.subscriptions.len() != before;
             for sub in store.state.subscriptions.iter_mut() {
