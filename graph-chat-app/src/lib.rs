@@ -25,10 +25,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph_chat_webhook::core::crypto::{DecryptBuffer, KeyStore};
-use graph_chat_webhook::core::inbound::{Batch, Opened, Payload, Receiver};
-use graph_chat_webhook::core::model::{ChangeType, ResourcePath};
-use graph_chat_webhook::core::tokens::TokenValidator;
+use graph_chat_webhook::notifications::crypto::{DecryptBuffer, KeyStore};
+use graph_chat_webhook::notifications::inbound::{Batch, Opened, Payload, Receiver};
+use graph_chat_webhook::notifications::model::{ChangeType, ResourcePath};
+use graph_chat_webhook::notifications::tokens::TokenValidator;
 use graph_chat_webhook::{
     BatchContext, GraphClient, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
 };

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use graph_chat_webhook::core::model::{chat_is_visible, parse_time, ChatViewpoint};
+use graph_chat_webhook::notifications::model::{chat_is_visible, parse_time, ChatViewpoint};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -209,7 +209,7 @@ fn is_loopback(url: &url::Url) -> bool {
 }
 
 fn graph_webhook_hosts() -> HashSet<&'static str> {
-    graph_chat_webhook::core::Cloud::ALL
+    graph_chat_webhook::notifications::Cloud::ALL
         .iter()
         .map(|c| c.graph_url())
         .collect()

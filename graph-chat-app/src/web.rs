@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use graph_chat_webhook::core::outbound::{self, MessageRequest};
+use graph_chat_webhook::notifications::outbound::{self, MessageRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};

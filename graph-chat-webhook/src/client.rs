@@ -101,7 +101,7 @@ impl GraphResponse {
 ///
 /// ```no_run
 /// use graph_chat_webhook::GraphClient;
-/// use graph_chat_webhook::core::outbound::list_subscriptions;
+/// use graph_chat_webhook::notifications::outbound::list_subscriptions;
 /// // A local graph-sim; for Graph itself, `GraphClient::new("https://graph.microsoft.com", token)`.
 /// let graph = GraphClient::new("http://127.0.0.1:8081/", "any-token");
 /// let answer = graph.send(&list_subscriptions())?;

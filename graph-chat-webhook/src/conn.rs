@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::refusal::Refusal;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// How often a connection looks at its idle deadline.
 const IDLE_CHECK: Duration = Duration::from_secs(1);

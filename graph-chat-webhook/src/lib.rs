@@ -32,10 +32,10 @@
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use graph_chat_webhook::core::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-//! use graph_chat_webhook::core::tokens::TokenValidator;
-//! use graph_chat_webhook::core::inbound::{Batch, Receiver};
-//! use graph_chat_webhook::{BatchContext, HandlerError, JwksSource, SqliteInbox, Webhook};
+//! use graph_chat_webhook::{
+//!     Batch, BatchContext, DecryptBuffer, HandlerError, JwksSource, KeyStore, PrivateKey,
+//!     Receiver, SqliteInbox, TokenValidator, Webhook,
+//! };
 //!
 //! let key = PrivateKey::from_bytes(&std::fs::read("key.pem")?)?;
 //! let receiver = Receiver::builder()
@@ -92,13 +92,21 @@ pub mod limits;
 mod memory;
 mod queue;
 mod refusal;
+mod routes;
 mod server;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod state;
 mod workers;
 
-/// The sans-IO core, re-exported so that one dependency and one `use` suffice.
-pub use graph_chat_notifications as core;
+/// The sans-IO core, re-exported so that one dependency suffices. Named `notifications`, not
+/// `core`, so that it cannot be read as the standard library's `core`.
+pub use graph_chat_notifications as notifications;
+
+// The core's types a webhook's user touches, at the crate root: one `use` suffices.
+pub use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+pub use graph_chat_notifications::inbound::{Batch, Receiver};
+pub use graph_chat_notifications::tokens::TokenValidator;
 
 pub use client::{ClientError, GraphClient, GraphResponse, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES};
 pub use inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
@@ -106,7 +114,8 @@ pub use jwks::JwksSource;
 pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
 pub use refusal::Refusal;
-pub use server::{BuildError, EventGrid, Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
+pub use server::{Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteInbox;
+pub use state::{BuildError, EventGrid};
 pub use workers::{BatchContext, Handler, HandlerError, Workers};
