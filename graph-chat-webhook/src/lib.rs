@@ -18,8 +18,11 @@
 //!   budget as bytes arrive (not as a `Content-Length` claims); a body slower than a minimum rate
 //!   after a short grace is cut off (408); a few large bodies at a time; 413 past the limit.
 //! * **Connections bounded**: [`Webhook::serve`] runs the HTTP/1 server with a deadline for
-//!   every request head, an idle deadline, a cap on connections per source address, and a
-//!   shutdown that closes idle and half-sent connections within a deadline.
+//!   every request head, an idle deadline, a cap on connections per source address and in all
+//!   (at the cap, a connection without a request in hand is shed for a new one), a share of the
+//!   body budget per source address, long-lived streams ([`StreamSlot`]) counted apart from
+//!   the webhook's connections, and a shutdown that closes idle and half-sent connections
+//!   within a deadline.
 //! * **Workers on every core** ([`Webhook::start_workers`]): each opens a stored record with
 //!   the time its batch was received, without verifying its tokens a second time (they were
 //!   verified at admission, so keys that rotated since cannot drop an acknowledged batch), hands
@@ -90,10 +93,12 @@ mod inbox;
 mod jwks;
 pub mod limits;
 mod memory;
+mod pool;
 mod queue;
 mod refusal;
 mod routes;
 mod server;
+mod source;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
@@ -113,6 +118,7 @@ pub use inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredB
 pub use jwks::JwksSource;
 pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
+pub use pool::StreamSlot;
 pub use refusal::Refusal;
 pub use server::{Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
 #[cfg(feature = "sqlite")]

@@ -17,7 +17,29 @@ use crate::body::{self, HeldBody};
 use crate::inbox::Route;
 use crate::jwks::KeyVerdict;
 use crate::refusal::Refusal;
+use crate::source::Source;
 use crate::state::Shared;
+
+/// Where a request came from, when the server says: the webhook's own server hands every
+/// request its [`Source`]; behind another, axum's `ConnectInfo` (when that server provides it).
+struct Origin(Option<Source>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let source = parts.extensions.get::<Source>().copied().or_else(|| {
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| Source::of(info.0.ip()))
+        });
+        Ok(Self(source))
+    }
+}
 
 /// Graph's routes, and the Event Grid routes when configured, over `shared`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -32,27 +54,34 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 async fn notifications(
     State(shared): State<Arc<Shared>>,
+    Origin(source): Origin,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    receive(shared, Route::Notifications, query, headers, body).await
+    receive(shared, Route::Notifications, source, query, headers, body).await
 }
 
 async fn lifecycle(
     State(shared): State<Arc<Shared>>,
+    Origin(source): Origin,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    receive(shared, Route::Lifecycle, query, headers, body).await
+    receive(shared, Route::Lifecycle, source, query, headers, body).await
 }
 
-async fn event_grid(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn event_grid(
+    State(shared): State<Arc<Shared>>,
+    Origin(source): Origin,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(status) = check_bearer(&shared, &headers).await {
         return status.into_response();
     }
-    receive(shared, Route::EventGrid, None, headers, body).await
+    receive(shared, Route::EventGrid, source, None, headers, body).await
 }
 
 /// The CloudEvents abuse-protection handshake Event Grid sends before it delivers.
@@ -164,6 +193,7 @@ async fn resolve_unknown_key(shared: &Arc<Shared>, kid: String) -> KeyVerdict {
 async fn receive(
     shared: Arc<Shared>,
     route: Route,
+    source: Option<Source>,
     query: Option<String>,
     headers: HeaderMap,
     body: Body,
@@ -184,7 +214,16 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = shared.receiver_for(route).limits().max_body_bytes();
-    let held = match body::read(body, declared, limit, &shared.budget, &shared.limits).await {
+    let held = match body::read(
+        body,
+        declared,
+        limit,
+        source,
+        &shared.budget,
+        &shared.limits,
+    )
+    .await
+    {
         Ok(held) => held,
         Err(refusal) => return answer(&shared, route, refusal.status(), refusal.reason()),
     };

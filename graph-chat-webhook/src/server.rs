@@ -188,7 +188,9 @@ impl Webhook {
 
     /// Serves [`router`](Self::router) on `listener` until `shutdown` resolves, with the
     /// connection bounds of [`ServerLimits`]: a deadline for each request head, an idle
-    /// deadline, a cap on connections per source address and in all. On shutdown it stops
+    /// deadline, a cap on connections per source address and in all (past which a connection
+    /// that has had no request in hand for [`ServerLimits::shed_grace`] is shed for the new
+    /// one), and each body's share of the body budget per source address. On shutdown it stops
     /// accepting, lets requests in hand finish (their commits included) for
     /// [`ServerLimits::shutdown_grace`], then closes what is left, half-sent requests included.
     pub async fn serve<F>(
@@ -204,9 +206,14 @@ impl Webhook {
 
     /// [`serve`](Self::serve) for a program's own router, which holds [`router`](Self::router)
     /// beside its other routes (`app.merge(webhook.router())`): one listener, under the same
-    /// connection bounds. A long-lived response (Server-Sent Events) must send something at
-    /// least every [`ServerLimits::idle_deadline`] (a keep-alive comment), or the connection is
-    /// closed as idle.
+    /// connection bounds.
+    ///
+    /// A handler answering with a long-lived response (Server-Sent Events) takes a
+    /// [`StreamSlot`](crate::StreamSlot): its connection then counts in the stream pool, with
+    /// caps of its own ([`ServerLimits::streams_per_address`], [`ServerLimits::max_streams`]),
+    /// instead of holding one of the places Graph's deliveries need. A long-lived response must
+    /// send something at least every [`ServerLimits::idle_deadline`] (a keep-alive comment), or
+    /// the connection is closed as idle.
     pub async fn serve_router<F>(
         &self,
         router: Router,
