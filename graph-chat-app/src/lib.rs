@@ -232,7 +232,8 @@ impl App {
         let router = web::router(Arc::clone(&sync), stopped.clone(), hosts).merge(webhook.router());
         let mut server_stop = stopped.clone();
         // The webhook's own server for the whole router: head and idle deadlines, connection
-        // caps per address (the event stream's keep-alive keeps it under the idle deadline).
+        // caps per address; the event streams count in its stream pool, apart from the
+        // webhook's connections (their keep-alive keeps them under the idle deadline).
         let webhook = Arc::new(webhook);
         let serving = Arc::clone(&webhook);
         let server = tokio::spawn(async move {
