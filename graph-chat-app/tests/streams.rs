@@ -168,15 +168,15 @@ fn event_streams_from_three_addresses_leave_the_webhook_its_places() {
             ok
         })
         .collect();
+    eprintln!(
+        "strangers held {held} event streams from 3 addresses ({} refused); Graph's handshakes: {handshakes:?}",
+        refused.load(SeqCst)
+    );
     // Graph delivers a colleague's message to the app's webhook meanwhile.
     let id = h.says(&chat, "through the door");
     let delivered = wait_for("the colleague's message, delivered by Graph", || {
         h.message(&chat, &id)
     });
-    eprintln!(
-        "strangers held {held} event streams from 3 addresses ({} refused); Graph's handshakes: {handshakes:?}",
-        refused.load(SeqCst)
-    );
     stop.store(true, SeqCst);
     let _ = strangers.join();
     assert_eq!(
