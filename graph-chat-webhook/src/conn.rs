@@ -86,7 +86,7 @@ where
         over_address_cap: Throttled::new("over the per-address connection cap"),
         over_total_cap: Throttled::new("over the total connection cap"),
         shed: Throttled::new(
-            "shed at the connection cap for a new connection: no request head in time",
+            "shed at the connection cap for a new connection (no request in hand)",
         ),
         head_or_error: Throttled::new(
             "request head not complete within the deadline, or a malformed request",
