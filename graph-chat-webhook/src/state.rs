@@ -116,7 +116,7 @@ impl EventGrid {
     }
 }
 
-/// Why [`WebhookBuilder::build`] failed.
+/// Why [`WebhookBuilder::build`](crate::WebhookBuilder::build) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
