@@ -24,8 +24,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph_chat_webhook::core::model::ChatMessage;
-use graph_chat_webhook::core::outbound::{created_chat, ChatMember, CreateChat, MessageRequest};
+use graph_chat_webhook::notifications::model::ChatMessage;
+use graph_chat_webhook::notifications::outbound::{
+    created_chat, ChatMember, CreateChat, MessageRequest,
+};
 use graph_chat_webhook::JwksSource;
 use graph_sim::{Sender, Simulator};
 use serde::Deserialize;

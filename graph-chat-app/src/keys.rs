@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use graph_chat_webhook::core::crypto::{Certificate, PrivateKey};
+use graph_chat_webhook::notifications::crypto::{Certificate, PrivateKey};
 
 /// Why the app's key could not be loaded or made.
 #[derive(Debug, thiserror::Error)]

@@ -28,10 +28,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph_chat_webhook::core::crypto::{DecryptBuffer, KeyStore};
-use graph_chat_webhook::core::inbound::{Batch, Opened, Payload, Receiver};
-use graph_chat_webhook::core::model::{ChangeType, ResourcePath};
-use graph_chat_webhook::core::tokens::TokenValidator;
+use graph_chat_webhook::notifications::crypto::{DecryptBuffer, KeyStore};
+use graph_chat_webhook::notifications::inbound::{Batch, Opened, Payload, Receiver};
+use graph_chat_webhook::notifications::model::{ChangeType, ResourcePath};
+use graph_chat_webhook::notifications::tokens::TokenValidator;
 use graph_chat_webhook::{
     BatchContext, GraphClient, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
 };
@@ -161,7 +161,8 @@ impl App {
         let router = web::router(Arc::clone(&sync), stopped.clone(), hosts).merge(webhook.router());
         let mut server_stop = stopped.clone();
         // The webhook's own server for the whole router: head and idle deadlines, connection
-        // caps per address (the event stream's keep-alive keeps it under the idle deadline).
+        // caps per address; the event streams count in its stream pool, apart from the
+        // webhook's connections (their keep-alive keeps them under the idle deadline).
         let webhook = Arc::new(webhook);
         let serving = Arc::clone(&webhook);
         let server = tokio::spawn(async move {

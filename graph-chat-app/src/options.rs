@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use graph_chat_webhook::core::Cloud;
+use graph_chat_webhook::notifications::Cloud;
 use graph_chat_webhook::JwksSource;
 
 use crate::Config;

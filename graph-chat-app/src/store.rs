@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use graph_chat_webhook::core::model::{parse_time, Chat, ChatMessage, MessageVersion};
+use graph_chat_webhook::notifications::model::{parse_time, Chat, ChatMessage, MessageVersion};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;

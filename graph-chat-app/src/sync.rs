@@ -9,9 +9,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use graph_chat_webhook::core::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
-use graph_chat_webhook::core::model::{ChangeType, ChatMessage, EnumValue, LifecycleEvent};
-use graph_chat_webhook::core::outbound::{
+use graph_chat_webhook::notifications::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
+use graph_chat_webhook::notifications::model::{
+    ChangeType, ChatMessage, EnumValue, LifecycleEvent,
+};
+use graph_chat_webhook::notifications::outbound::{
     self, ChatsRequest, HttpRequest, MessagesRequest, Resource, Subscription, SubscriptionRequest,
 };
 use graph_chat_webhook::{ClientError, GraphClient, GraphResponse};

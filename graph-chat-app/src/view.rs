@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use graph_chat_webhook::core::model::{
+use graph_chat_webhook::notifications::model::{
     chat_is_visible, Chat, ChatMessage, DateTime, DlpAction, Identity, ItemBody, Prop,
 };
 use serde::{Deserialize, Serialize};
@@ -319,7 +319,7 @@ fn is_loopback(url: &url::Url) -> bool {
 
 /// Microsoft Graph's API hosts, one per cloud (`https://graph.microsoft.com`...).
 fn graph_api_hosts() -> HashSet<&'static str> {
-    graph_chat_webhook::core::Cloud::ALL
+    graph_chat_webhook::notifications::Cloud::ALL
         .iter()
         .map(|c| c.graph_url())
         .collect()

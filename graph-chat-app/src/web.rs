@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use graph_chat_webhook::core::model::ChatMessage;
-use graph_chat_webhook::core::outbound::{self, MessageRequest};
+use graph_chat_webhook::notifications::model::ChatMessage;
+use graph_chat_webhook::notifications::outbound::{self, MessageRequest};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
@@ -377,7 +377,11 @@ struct EventsQuery {
 
 /// Server-Sent Events: every event after `Last-Event-ID` (the browser sends it when it
 /// reconnects) or `?after=` (a page after its snapshot); without either, new events only.
+/// The stream counts in the server's stream pool ([`StreamSlot`](graph_chat_webhook::StreamSlot)),
+/// with its own caps per address and in all (503 past them), never in the connections the
+/// webhook's routes need.
 async fn events(
+    _stream: graph_chat_webhook::StreamSlot,
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,

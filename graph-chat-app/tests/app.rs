@@ -397,7 +397,7 @@ fn inline_images_are_fetched_by_the_app_and_served_to_the_page() {
     let chat = h.first_chat();
     let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR-a-tiny-test-image".to_vec();
     // The user sends an inline image through Graph (the guide's step 3 with hostedContents).
-    let request = graph_chat_webhook::core::outbound::MessageRequest::send(
+    let request = graph_chat_webhook::notifications::outbound::MessageRequest::send(
         chat.clone(),
         r#"<p>Look</p><img src="../hostedContents/1/$value" alt="chart">"#,
     )

@@ -41,9 +41,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use graph_chat_webhook::core::crypto::DecryptBuffer;
-use graph_chat_webhook::core::inbound::{Batch, Delivery};
-use graph_chat_webhook::core::tokens::{TokenValidator, EVENT_GRID_APP_ID};
+use graph_chat_webhook::notifications::crypto::DecryptBuffer;
+use graph_chat_webhook::notifications::inbound::{Batch, Delivery};
+use graph_chat_webhook::notifications::tokens::{TokenValidator, EVENT_GRID_APP_ID};
 use graph_chat_webhook::{
     BatchContext, EventGrid, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook,
 };

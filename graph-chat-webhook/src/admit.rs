@@ -7,7 +7,7 @@ use graph_chat_notifications::{BodyError, ItemError};
 
 use crate::inbox::{BatchId, InboxError, NewBatch, Route};
 use crate::jwks::KeyVerdict;
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// What admission decided for one body.
 pub(crate) enum Verdict {

@@ -1,6 +1,7 @@
 //! Reading a request body under the byte budget and the minimum rate.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,11 +10,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::limits::ServerLimits;
+use crate::source::Source;
 
-/// The memory every body in flight draws from: bytes as they arrive, and turns for large bodies.
+/// The memory every body in flight draws from: bytes as they arrive, and turns for large bodies;
+/// and the bytes each source holds, within its share.
 pub(crate) struct Budget {
     bytes: Arc<Semaphore>,
     large: Arc<Semaphore>,
+    per_source: Arc<Mutex<HashMap<Source, usize>>>,
 }
 
 impl Budget {
@@ -23,6 +27,40 @@ impl Budget {
                 limits.body_budget().min(Semaphore::MAX_PERMITS),
             )),
             large: Arc::new(Semaphore::new(limits.large_bodies())),
+            per_source: Arc::default(),
+        }
+    }
+}
+
+/// Bytes one body holds of its source's share, given back when dropped.
+struct Share {
+    per_source: Arc<Mutex<HashMap<Source, usize>>>,
+    source: Source,
+    bytes: usize,
+}
+
+impl Share {
+    /// `more` bytes for this body, unless its source would pass `cap`.
+    fn grow(&mut self, more: usize, cap: usize) -> bool {
+        let mut held = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        let now = held.entry(self.source).or_default();
+        if now.saturating_add(more) > cap {
+            return false;
+        }
+        *now += more;
+        self.bytes += more;
+        true
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut held = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.source) {
+            *n = n.saturating_sub(self.bytes);
+            if *n == 0 {
+                held.remove(&self.source);
+            }
         }
     }
 }
@@ -31,7 +69,42 @@ impl Budget {
 pub(crate) struct HeldBody {
     pub(crate) bytes: Vec<u8>,
     _bytes: Option<OwnedSemaphorePermit>,
+    _share: Option<Share>,
     _large: Option<OwnedSemaphorePermit>,
+}
+
+/// Pieces closer together than this are one piece for the rate window: a body's history stays
+/// a few dozen entries however it is framed.
+const PIECE_GRAIN: Duration = Duration::from_millis(100);
+
+/// The body's recent pieces, as (time from the body's start, bytes), oldest first, none older
+/// than the rate window.
+#[derive(Default)]
+struct Recent(VecDeque<(Duration, u64)>);
+
+impl Recent {
+    fn add(&mut self, at: Duration, len: u64, window: Duration) {
+        while self.0.front().is_some_and(|(t, _)| *t + window < at) {
+            self.0.pop_front();
+        }
+        match self.0.back_mut() {
+            Some((t, n)) if at.saturating_sub(*t) < PIECE_GRAIN => *n += len,
+            _ => self.0.push_back((at, len)),
+        }
+    }
+
+    /// Until when the last `window` holds at least `need` bytes with nothing more arriving (as
+    /// a time from the body's start; the grace at least).
+    fn deadline(&self, need: u64, window: Duration, grace: Duration) -> Duration {
+        let mut newer = 0u64;
+        for (at, len) in self.0.iter().rev() {
+            newer += len;
+            if newer >= need {
+                return (*at + window).max(grace);
+            }
+        }
+        grace
+    }
 }
 
 /// Why a body was not read.
@@ -83,11 +156,13 @@ async fn take(
 }
 
 /// Reads `body` (which declared `declared` bytes, if it said) up to `limit` bytes, drawing on
-/// `budget` as bytes arrive and cutting it off under the minimum rate.
+/// `budget` (and on the share of `source`, when the server knows it) as bytes arrive, and
+/// cutting it off under the minimum rate, on average and over every window.
 pub(crate) async fn read(
     body: Body,
     declared: Option<u64>,
     limit: usize,
+    source: Option<Source>,
     budget: &Budget,
     limits: &ServerLimits,
 ) -> Result<HeldBody, BodyRefusal> {
@@ -107,12 +182,30 @@ pub(crate) async fn read(
     let start = Instant::now();
     let mut last_piece = Duration::ZERO;
     let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut share = source.map(|source| Share {
+        per_source: Arc::clone(&budget.per_source),
+        source,
+        bytes: 0,
+    });
+    let mut recent = Recent::default();
+    let window = limits.body_rate_window();
     let mut bytes: Vec<u8> = Vec::new();
     // Bytes of capacity paid for from the budget.
     let mut charged = 0usize;
     let mut body = body;
     loop {
-        let deadline = start + limits.next_piece_deadline(bytes.len() as u64, last_piece);
+        let received = bytes.len() as u64;
+        let min_rate = if received > limits.large_body() as u64 {
+            limits.large_min_body_rate()
+        } else {
+            limits.min_body_rate()
+        };
+        let need = (min_rate as f64 * window.as_secs_f64()) as u64;
+        let over_window = recent.deadline(need, window, limits.body_grace());
+        let deadline = start
+            + limits
+                .next_piece_deadline(received, last_piece)
+                .min(over_window);
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
                 return Err(BodyRefusal::TooSlow {
@@ -145,6 +238,11 @@ pub(crate) async fn read(
         // (up to the limit), and each growth is paid for before it happens.
         if total > bytes.capacity() {
             let grown = total.max(bytes.capacity().saturating_mul(2).min(limit));
+            if let Some(share) = &mut share {
+                if !share.grow(grown - charged, limits.body_budget_per_address()) {
+                    return Err(busy("this address's share of the body budget is spent"));
+                }
+            }
             let permit = take(&budget.bytes, grown - charged, limits.budget_wait())
                 .await
                 .map_err(|()| busy("the body budget is spent"))?;
@@ -157,10 +255,41 @@ pub(crate) async fn read(
         }
         bytes.extend_from_slice(&data);
         last_piece = start.elapsed();
+        recent.add(last_piece, data.len() as u64, window);
     }
     Ok(HeldBody {
         bytes,
         _bytes: held,
+        _share: share,
         _large: large,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_then_a_byte_every_three_seconds_loses_its_window() {
+        let (window, grace) = (Duration::from_secs(2), Duration::from_secs(2));
+        let need = 32 * 1024;
+        let mut recent = Recent::default();
+        recent.add(Duration::from_millis(10), 1_000_000, window);
+        // The burst holds the window for 2 s after it, then nothing does.
+        assert_eq!(
+            recent.deadline(need, window, grace),
+            Duration::from_millis(2010)
+        );
+        recent.add(Duration::from_secs(3), 1, window);
+        assert_eq!(recent.deadline(need, window, grace), grace);
+        // A steady 64 KiB/s keeps it alive, a window ahead of its last pieces.
+        let mut steady = Recent::default();
+        for tick in 0..40u64 {
+            steady.add(Duration::from_millis(tick * 250), 16 * 1024, window);
+        }
+        let d = steady.deadline(need, window, grace);
+        assert!(d > Duration::from_millis(39 * 250), "{d:?}");
+        assert!(steady.0.len() <= 12, "{}", steady.0.len());
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use graph_chat_notifications::keeper::Outcome;
 use graph_chat_notifications::outbound::HttpRequest;
@@ -17,10 +17,10 @@ pub const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 /// The default time one call may take, from connecting to the last byte of the answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An agent that speaks TLS through rustls on AWS-LC, named here rather than installed
+/// The agent's configuration: TLS through rustls on AWS-LC, named here rather than installed
 /// process-wide (no global state), verifying with the platform's certificate store, and never
 /// following a redirect (a redirect could leave https, or the host that was trusted).
-pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
+fn config(timeout: Duration) -> ureq::config::Config {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
@@ -33,7 +33,107 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .tls_config(tls)
         .build()
-        .into()
+}
+
+/// An agent with [`config`]: its calls are bounded by ureq's own timeouts.
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
+    config(timeout).into()
+}
+
+/// An agent for calls that must all end within `within` of now, whatever the peer sends.
+///
+/// ureq's timeouts are not a deadline against a peer that drips: once one has passed, each
+/// further wait for input is given a second (ureq 3.2's `NextTimeout::not_zero`), so an answer
+/// sent a byte a second is never cut. Here every wait on the connection is clamped to the time
+/// left, and past the deadline the call fails with [`ureq::Timeout::Global`], head or body.
+pub(crate) fn agent_until_deadline(within: Duration) -> ureq::Agent {
+    use ureq::unversioned::resolver::DefaultResolver;
+    use ureq::unversioned::transport::{Connector, DefaultConnector};
+    let deadline = Deadline(Instant::now() + within);
+    ureq::Agent::with_parts(
+        config(within),
+        DefaultConnector::default().chain(deadline),
+        DefaultResolver::default(),
+    )
+}
+
+/// Wraps each connection of an agent in [`Bounded`], all sharing one deadline.
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Instant);
+
+impl ureq::unversioned::transport::Connector<Box<dyn ureq::unversioned::transport::Transport>>
+    for Deadline
+{
+    type Out = Bounded;
+
+    fn connect(
+        &self,
+        _: &ureq::unversioned::transport::ConnectionDetails,
+        chained: Option<Box<dyn ureq::unversioned::transport::Transport>>,
+    ) -> Result<Option<Bounded>, ureq::Error> {
+        Ok(chained.map(|inner| Bounded {
+            inner,
+            deadline: self.0,
+        }))
+    }
+}
+
+/// A connection whose every wait ends by the deadline.
+#[derive(Debug)]
+struct Bounded {
+    inner: Box<dyn ureq::unversioned::transport::Transport>,
+    deadline: Instant,
+}
+
+impl Bounded {
+    /// `timeout`, or the time left when that is shorter; an error past the deadline.
+    fn clamp(
+        &self,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::transport::NextTimeout, ureq::Error> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ureq::Error::Timeout(ureq::Timeout::Global));
+        }
+        if *timeout.after <= left {
+            return Ok(timeout);
+        }
+        Ok(ureq::unversioned::transport::NextTimeout {
+            after: left.into(),
+            reason: ureq::Timeout::Global,
+        })
+    }
+}
+
+impl ureq::unversioned::transport::Transport for Bounded {
+    fn buffers(&mut self) -> &mut dyn ureq::unversioned::transport::Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(
+        &mut self,
+        amount: usize,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<(), ureq::Error> {
+        let timeout = self.clamp(timeout)?;
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(
+        &mut self,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<bool, ureq::Error> {
+        let timeout = self.clamp(timeout)?;
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
 }
 
 /// Why a call got no answer.
@@ -101,7 +201,7 @@ impl GraphResponse {
 ///
 /// ```no_run
 /// use graph_chat_webhook::GraphClient;
-/// use graph_chat_webhook::core::outbound::list_subscriptions;
+/// use graph_chat_webhook::notifications::outbound::list_subscriptions;
 /// // A local graph-sim; for Graph itself, `GraphClient::new("https://graph.microsoft.com", token)`.
 /// let graph = GraphClient::new("http://127.0.0.1:8081/", "any-token");
 /// let answer = graph.send(&list_subscriptions())?;

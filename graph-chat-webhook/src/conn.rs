@@ -1,10 +1,9 @@
 //! The HTTP/1 server under [`Webhook::serve`](crate::Webhook::serve): connection caps, head and
 //! idle deadlines, and a shutdown that ends within its deadline whatever a stranger holds open.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,47 +13,23 @@ use std::time::Duration;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower::ServiceExt;
 
+use crate::pool::{Pool, Slot, Turned};
 use crate::refusal::Refusal;
-use crate::server::Shared;
+use crate::source::Source;
+use crate::state::Shared;
 
 /// How often a connection looks at its idle deadline.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// After `accept` fails (out of file descriptors, say), wait this long before the next: the
 /// deadlines free descriptors meanwhile.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-
-/// Connections per address, and in all.
-#[derive(Default)]
-struct Counts {
-    per_address: HashMap<IpAddr, usize>,
-    total: usize,
-}
-
-/// One connection's place in [`Counts`], given back when the connection ends.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.total -= 1;
-        if let Some(n) = c.per_address.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_address.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Refusals that can come by the thousand, reported at most once a second per reason.
 struct Throttled {
@@ -92,24 +67,9 @@ impl Throttled {
 struct Closures {
     over_address_cap: Throttled,
     over_total_cap: Throttled,
+    shed: Throttled,
     head_or_error: Throttled,
     idle: Throttled,
-}
-
-/// The source a connection counts against: an IPv4 address (IPv4-mapped IPv6 included), or an
-/// IPv6 /64 (a host is given a whole /64, so counting single addresses would cap nothing).
-fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(std::net::Ipv6Addr::from(segments))
-            }
-        },
-        v4 => v4,
-    }
 }
 
 pub(crate) async fn serve<F>(
@@ -121,10 +81,13 @@ pub(crate) async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    let counts = Arc::new(Mutex::new(Counts::default()));
+    let pool = Pool::new(&shared.limits);
     let closures = Arc::new(Closures {
         over_address_cap: Throttled::new("over the per-address connection cap"),
         over_total_cap: Throttled::new("over the total connection cap"),
+        shed: Throttled::new(
+            "shed at the connection cap for a new connection (no request in hand)",
+        ),
         head_or_error: Throttled::new(
             "request head not complete within the deadline, or a malformed request",
         ),
@@ -145,36 +108,29 @@ where
                         continue;
                     }
                 };
-                let ip = normalize(peer.ip());
-                let slot = {
-                    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-                    let here = c.per_address.get(&ip).copied().unwrap_or(0);
-                    if here >= shared.limits.connections_per_address() {
-                        None.ok_or(&closures.over_address_cap)
-                    } else if c.total >= shared.limits.max_connections() {
-                        None.ok_or(&closures.over_total_cap)
-                    } else {
-                        *c.per_address.entry(ip).or_default() += 1;
-                        c.total += 1;
-                        Ok(Slot { counts: Arc::clone(&counts), ip })
-                    }
-                };
-                match slot {
-                    Ok(slot) => {
+                let source = Source::of(peer.ip());
+                match pool.admit(source) {
+                    Ok(admitted) => {
+                        if let Some(shed) = admitted.shed {
+                            closures.shed.hit(&shared, shed.0);
+                        }
                         connections.spawn(connection(
                             Arc::clone(&shared),
                             Arc::clone(&closures),
                             router.clone(),
                             stream,
-                            peer,
                             close.clone(),
-                            slot,
+                            admitted.slot,
                         ));
                     }
                     // Closed at once: its descriptor is free again.
-                    Err(throttled) => {
+                    Err(turned) => {
                         drop(stream);
-                        throttled.hit(&shared, ip);
+                        let throttled = match turned {
+                            Turned::SourceCap => &closures.over_address_cap,
+                            Turned::TotalCap => &closures.over_total_cap,
+                        };
+                        throttled.hit(&shared, source.0);
                     }
                 }
             }
@@ -200,10 +156,11 @@ async fn connection(
     closures: Arc<Closures>,
     router: Router,
     stream: TcpStream,
-    peer: SocketAddr,
     mut close: watch::Receiver<bool>,
-    _slot: Slot,
+    slot: Slot,
 ) {
+    let slot = Arc::new(slot);
+    let ip = slot.source().0;
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
@@ -212,7 +169,22 @@ async fn connection(
         activity: Arc::clone(&activity),
         epoch,
     });
-    let service = TowerToHyperService::new(router);
+    // Each request carries its source (for the body budget's shares) and its connection's
+    // handle (for `StreamSlot`), and holds the connection in hand while it is answered.
+    let service = {
+        let slot = Arc::clone(&slot);
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let in_hand = slot.request();
+            request.extensions_mut().insert(slot.source());
+            request.extensions_mut().insert(slot.handle());
+            let answered = router.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = answered.await;
+                drop(in_hand);
+                response
+            }
+        })
+    };
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(shared.limits.head_deadline())
@@ -226,14 +198,18 @@ async fn connection(
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    let state = Arc::clone(slot.state());
+    let mut shed = std::pin::pin!(state.shed());
     loop {
         tokio::select! {
             ended = conn.as_mut() => {
                 if ended.is_err() {
-                    closures.head_or_error.hit(&shared, normalize(peer.ip()));
+                    closures.head_or_error.hit(&shared, ip);
                 }
                 return;
             }
+            // Shed for a new connection (the pool reported it): closed now.
+            () = &mut shed => return,
             changed = close.changed(), if !closing => {
                 if changed.is_err() || *close.borrow() {
                     closing = true;
@@ -243,7 +219,7 @@ async fn connection(
             _ = ticks.tick() => {
                 let last = Duration::from_millis(activity.load(Ordering::Relaxed));
                 if epoch.elapsed().saturating_sub(last) > idle_deadline {
-                    closures.idle.hit(&shared, normalize(peer.ip()));
+                    closures.idle.hit(&shared, ip);
                     return;
                 }
             }
@@ -299,30 +275,5 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize;
-    use std::net::IpAddr;
-
-    #[test]
-    fn sources_count_by_ipv4_address_and_ipv6_slash_64() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(normalize(ip("127.0.0.2")), ip("127.0.0.2"));
-        assert_eq!(normalize(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
-        assert_eq!(
-            normalize(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
-            ip("2001:db8:1:2::")
-        );
-        assert_eq!(
-            normalize(ip("2001:db8:1:2::1")),
-            normalize(ip("2001:db8:1:2::2"))
-        );
-        assert_ne!(
-            normalize(ip("2001:db8:1:2::1")),
-            normalize(ip("2001:db8:1:3::1"))
-        );
     }
 }

@@ -7,8 +7,6 @@ use std::time::{Duration, SystemTime};
 use graph_chat_notifications::tokens::{JwksDecision, JwksRefresh, TokenValidator};
 use graph_chat_notifications::Cloud;
 
-/// How long one JWKS fetch may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest JWKS document read: the identity platform's is a few KiB.
 const MAX_JWKS_BYTES: u64 = 1 << 20;
 
@@ -71,7 +69,9 @@ impl JwksSource {
     pub(crate) fn fetch(&self) -> Result<Vec<u8>, String> {
         match self {
             Self::Url(url) => {
-                let agent = crate::client::agent(FETCH_TIMEOUT);
+                // A deadline for the whole answer, head and body: a JWKS endpoint that drips
+                // would otherwise hold start-up, or the one refresh allowed at a time.
+                let agent = crate::client::agent_until_deadline(crate::limits::JWKS_DEADLINE);
                 let mut response = agent
                     .get(url)
                     .call()

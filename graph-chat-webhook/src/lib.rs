@@ -18,8 +18,11 @@
 //!   budget as bytes arrive (not as a `Content-Length` claims); a body slower than a minimum rate
 //!   after a short grace is cut off (408); a few large bodies at a time; 413 past the limit.
 //! * **Connections bounded**: [`Webhook::serve`] runs the HTTP/1 server with a deadline for
-//!   every request head, an idle deadline, a cap on connections per source address, and a
-//!   shutdown that closes idle and half-sent connections within a deadline.
+//!   every request head, an idle deadline, a cap on connections per source address and in all
+//!   (at the cap, a connection without a request in hand is shed for a new one), a share of the
+//!   body budget per source address, long-lived streams ([`StreamSlot`]) counted apart from
+//!   the webhook's connections, and a shutdown that closes idle and half-sent connections
+//!   within a deadline.
 //! * **Workers on every core** ([`Webhook::start_workers`]): each opens a stored record with
 //!   the time its batch was received, without verifying its tokens a second time (they were
 //!   verified at admission, so keys that rotated since cannot drop an acknowledged batch), hands
@@ -32,10 +35,10 @@
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use graph_chat_webhook::core::crypto::{DecryptBuffer, KeyStore, PrivateKey};
-//! use graph_chat_webhook::core::tokens::TokenValidator;
-//! use graph_chat_webhook::core::inbound::{Batch, Receiver};
-//! use graph_chat_webhook::{BatchContext, HandlerError, JwksSource, SqliteInbox, Webhook};
+//! use graph_chat_webhook::{
+//!     Batch, BatchContext, DecryptBuffer, HandlerError, JwksSource, KeyStore, PrivateKey,
+//!     Receiver, SqliteInbox, TokenValidator, Webhook,
+//! };
 //!
 //! let key = PrivateKey::from_bytes(&std::fs::read("key.pem")?)?;
 //! let receiver = Receiver::builder()
@@ -90,23 +93,35 @@ mod inbox;
 mod jwks;
 pub mod limits;
 mod memory;
+mod pool;
 mod queue;
 mod refusal;
+mod routes;
 mod server;
+mod source;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod state;
 mod workers;
 
-/// The sans-IO core, re-exported so that one dependency and one `use` suffice.
-pub use graph_chat_notifications as core;
+/// The sans-IO core, re-exported so that one dependency suffices. Named `notifications`, not
+/// `core`, so that it cannot be read as the standard library's `core`.
+pub use graph_chat_notifications as notifications;
+
+// The core's types a webhook's user touches, at the crate root: one `use` suffices.
+pub use graph_chat_notifications::crypto::{DecryptBuffer, KeyStore, PrivateKey};
+pub use graph_chat_notifications::inbound::{Batch, Receiver};
+pub use graph_chat_notifications::tokens::TokenValidator;
 
 pub use client::{ClientError, GraphClient, GraphResponse, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES};
 pub use inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 pub use jwks::JwksSource;
 pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
+pub use pool::StreamSlot;
 pub use refusal::Refusal;
-pub use server::{BuildError, EventGrid, Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
+pub use server::{Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteInbox;
+pub use state::{BuildError, EventGrid};
 pub use workers::{BatchContext, Handler, HandlerError, Workers};

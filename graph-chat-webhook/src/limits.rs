@@ -7,6 +7,12 @@ use std::time::Duration;
 /// bodies at Graph's 16 MiB limit, or thousands of Graph-sized batches (tens of KiB each); the
 /// flood of 120 hostile 15 MiB bodies in the test suite stays far below 512 MiB of memory.
 pub const BODY_BUDGET_BYTES: usize = 256 << 20;
+/// Bytes of request bodies one source (an IPv4 address, an IPv6 /64) may hold at once: 32 MiB,
+/// an eighth of [`BODY_BUDGET_BYTES`]. Graph spreads its deliveries over many addresses and
+/// holds a few bodies at a time from each (tens of KiB each: hundreds of its batches fit), so
+/// a few addresses holding megabytes for little progress spend only their own shares, never
+/// the budget. Past it the source's next body is answered 503.
+pub const BODY_BYTES_PER_ADDRESS: usize = 32 << 20;
 /// A body past 1 MiB is large: Graph's batches of rich notifications are tens of KiB, so only
 /// floods and oversized batches are.
 pub const LARGE_BODY_BYTES: usize = 1 << 20;
@@ -23,6 +29,12 @@ pub const MIN_BODY_BYTES_PER_SECOND: u64 = 16 * 1024;
 /// bodies are read at once, so holding a turn with a slow large body must cost a sender real
 /// bandwidth (Graph's rare large batches arrive at many MiB/s).
 pub const LARGE_MIN_BODY_BYTES_PER_SECOND: u64 = 1 << 20;
+/// The minimum rates hold over every window of 2 s after the grace, not only on average since
+/// the first byte: a body that sends 1 MB at once and then a byte every 3 s averages well above
+/// 16 KiB/s for a minute, but its last 2 s hold a byte, so it is cut 2 s after its burst
+/// (freeing its share of the budget). 2 s is the grace again: a sender that pauses for TCP or
+/// a busy moment keeps its body.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(2);
 /// At most 5 s between two pieces of a body (nginx's `client_body_timeout`, shorter).
 pub const BODY_IDLE: Duration = Duration::from_secs(5);
 /// A body must be complete within 60 s whatever its rate.
@@ -38,16 +50,41 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// A connection with no byte in either direction for 30 s is closed, whatever it is waiting
 /// for: the server's own bound, beside hyper's head deadline.
 pub const IDLE_DEADLINE: Duration = Duration::from_secs(30);
-/// Connections one source address may hold open: 256. Graph spreads its deliveries over many
-/// addresses; with systemd's default of 1,024 open files, one stranger holding 256 leaves the
-/// rest for everyone else. Connections past it are closed as they are accepted. An IPv6 source
-/// counts by its /64 (one host holds a whole /64).
-pub const CONNECTIONS_PER_ADDRESS: usize = 256;
-/// Connections held open at once, over every address: 768, under systemd's default of 1,024
-/// open files with room for the inbox, the JWKS fetch and the program (raise both together).
+/// Connections one source may hold open: 128. Graph spreads its deliveries over many addresses
+/// and holds a few connections from each (it sends a batch and waits for the answer), so 128
+/// is ample; it takes six sources to fill [`MAX_CONNECTIONS`], not three, and past the total
+/// the connections without a request in hand are shed first ([`SHED_GRACE`]). Connections past
+/// it are closed as they are accepted. An IPv6 source counts by its /64 (one host holds a
+/// whole /64, and an attacker controls one); an IPv4 source by its address, not its /24 (a /24
+/// would put every loopback client, and the many senders behind one NAT, in one group).
+pub const CONNECTIONS_PER_ADDRESS: usize = 128;
+/// Connections held open at once in the webhook's connection pool, over every source: 768,
+/// which with [`MAX_STREAMS`] stays under systemd's default of 1,024 open files with room for
+/// the inbox, the JWKS fetch and the program (raise them together).
 pub const MAX_CONNECTIONS: usize = 768;
+/// At the connection cap, a new connection sheds one without a request in hand: first one
+/// that has had none for 1 s (opened without a head, or idle after its last answer), then one
+/// that never produced a head, from the source holding the most. Graph sends a whole request
+/// as soon as it connects, so 1 s is ample for it; a stranger holding half-sent heads holds
+/// nothing for long once the pool is full, and one reopening its connections faster than the
+/// grace still loses them before a source holding few does. Only when every connection has a
+/// request in hand is the new one closed.
+pub const SHED_GRACE: Duration = Duration::from_secs(1);
+/// Long-lived streams (the responses a handler marks with
+/// [`StreamSlot`](crate::StreamSlot): Server-Sent Events) one source may hold: 16, a person's
+/// browser tabs, or a small office behind one address; they are counted apart from
+/// [`CONNECTIONS_PER_ADDRESS`], so they never take Graph's places.
+pub const STREAMS_PER_ADDRESS: usize = 16;
+/// Long-lived streams held at once, over every source: 128, beside [`MAX_CONNECTIONS`] under
+/// 1,024 open files; past it a new stream is answered 503.
+pub const MAX_STREAMS: usize = 128;
 /// On shutdown, connections get 5 s to finish the request in hand; then they are closed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A JWKS fetch must be answered whole, head and body, within 5 s, whatever the endpoint sends
+/// (a drip of a byte a second included): the identity platform answers its few KiB in well under
+/// a second, start-up fails with a clear error instead of hanging, and a refresh cut by it is
+/// over, so the next unknown key may ask again under the refresh policy.
+pub const JWKS_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a request waits for a JWKS fetch it started (a token named an unknown key): 1 s;
 /// past it the batch is answered 503 and the fetch goes on for Graph's retry.
 pub const JWKS_WAIT: Duration = Duration::from_secs(1);
@@ -83,11 +120,13 @@ pub const INBOX_CAP_BYTES: u64 = 1 << 30;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
     body_budget: usize,
+    body_budget_per_address: usize,
     large_body: usize,
     large_bodies: usize,
     body_grace: Duration,
     min_body_rate: u64,
     large_min_body_rate: u64,
+    body_rate_window: Duration,
     body_idle: Duration,
     body_deadline: Duration,
     budget_wait: Duration,
@@ -95,6 +134,9 @@ pub struct ServerLimits {
     idle_deadline: Duration,
     connections_per_address: usize,
     max_connections: usize,
+    shed_grace: Duration,
+    streams_per_address: usize,
+    max_streams: usize,
     shutdown_grace: Duration,
     jwks_wait: Duration,
 }
@@ -103,11 +145,13 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             body_budget: BODY_BUDGET_BYTES,
+            body_budget_per_address: BODY_BYTES_PER_ADDRESS,
             large_body: LARGE_BODY_BYTES,
             large_bodies: LARGE_BODIES,
             body_grace: BODY_GRACE,
             min_body_rate: MIN_BODY_BYTES_PER_SECOND,
             large_min_body_rate: LARGE_MIN_BODY_BYTES_PER_SECOND,
+            body_rate_window: BODY_RATE_WINDOW,
             body_idle: BODY_IDLE,
             body_deadline: BODY_DEADLINE,
             budget_wait: BUDGET_WAIT,
@@ -115,6 +159,9 @@ impl Default for ServerLimits {
             idle_deadline: IDLE_DEADLINE,
             connections_per_address: CONNECTIONS_PER_ADDRESS,
             max_connections: MAX_CONNECTIONS,
+            shed_grace: SHED_GRACE,
+            streams_per_address: STREAMS_PER_ADDRESS,
+            max_streams: MAX_STREAMS,
             shutdown_grace: SHUTDOWN_GRACE,
             jwks_wait: JWKS_WAIT,
         }
@@ -143,6 +190,8 @@ macro_rules! limit {
 limit! {
     /// Bytes of bodies held at once ([`BODY_BUDGET_BYTES`]).
     body_budget: usize, with_body_budget;
+    /// Bytes of bodies one source holds at once ([`BODY_BYTES_PER_ADDRESS`]).
+    body_budget_per_address: usize, with_body_budget_per_address;
     /// Past this many bytes a body is large ([`LARGE_BODY_BYTES`]).
     large_body: usize, with_large_body;
     /// Large bodies read at once ([`LARGE_BODIES`]).
@@ -153,6 +202,8 @@ limit! {
     min_body_rate: u64, with_min_body_bytes_per_second;
     /// Minimum average rate of a large body, bytes per second ([`LARGE_MIN_BODY_BYTES_PER_SECOND`]).
     large_min_body_rate: u64, with_large_min_body_bytes_per_second;
+    /// The window over which the minimum rates hold ([`BODY_RATE_WINDOW`]).
+    body_rate_window: Duration, with_body_rate_window;
     /// Longest pause inside a body ([`BODY_IDLE`]).
     body_idle: Duration, with_body_idle;
     /// Longest time for a whole body ([`BODY_DEADLINE`]).
@@ -167,6 +218,13 @@ limit! {
     connections_per_address: usize, with_connections_per_address;
     /// Connections in all ([`MAX_CONNECTIONS`]).
     max_connections: usize, with_max_connections;
+    /// Time without a request in hand after which a connection is shed first at the cap
+    /// ([`SHED_GRACE`]).
+    shed_grace: Duration, with_shed_grace;
+    /// Long-lived streams per source address ([`STREAMS_PER_ADDRESS`]).
+    streams_per_address: usize, with_streams_per_address;
+    /// Long-lived streams in all ([`MAX_STREAMS`]).
+    max_streams: usize, with_max_streams;
     /// Time connections get to finish on shutdown ([`SHUTDOWN_GRACE`]).
     shutdown_grace: Duration, with_shutdown_grace;
     /// Longest wait for a JWKS fetch a request started ([`JWKS_WAIT`]).

@@ -11,7 +11,7 @@ use graph_chat_notifications::crypto::DecryptBuffer;
 use graph_chat_notifications::inbound::Batch;
 
 use crate::inbox::{BatchId, Route};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// How long an idle worker waits for a batch before it looks at the stop flag again.
 const CLAIM_WAIT: Duration = Duration::from_millis(200);
@@ -130,7 +130,8 @@ impl Workers {
         self.threads.len()
     }
 
-    /// Whether no worker runs (never true: at least one starts).
+    /// Whether no worker runs: always `false`, since at least one starts (the pair of
+    /// [`len`](Self::len), for callers that check it).
     pub fn is_empty(&self) -> bool {
         self.threads.is_empty()
     }
