@@ -143,17 +143,21 @@ fn call(graph: &GraphClient, request: &HttpRequest) -> Result<GraphResponse, Cli
     let path = path_of(&request.url);
     let result = graph.send(request);
     match &result {
-        Err(e) => tracing::warn!(method, path, error = %e, "Graph call got no answer"),
+        Err(e) => {
+            // The error names the URL: only its path goes in the line.
+            let error = e.to_string().replace(&request.url, path);
+            tracing::warn!(%method, %path, %error, "Graph call got no answer")
+        }
         Ok(answer) => {
             let status = answer.status;
             let retry_after = answer.retry_after.as_deref();
             match status {
                 429 | 503 => {
-                    tracing::warn!(method, path, status, retry_after, "Graph throttled a call")
+                    tracing::warn!(%method, %path, status, retry_after, "Graph throttled a call")
                 }
-                404 => tracing::debug!(method, path, status, "Graph call: not found"),
-                400.. => tracing::warn!(method, path, status, retry_after, "Graph call failed"),
-                _ => tracing::debug!(method, path, status, "Graph call"),
+                404 => tracing::debug!(%method, %path, status, "Graph call: not found"),
+                400.. => tracing::warn!(%method, %path, status, retry_after, "Graph call failed"),
+                _ => tracing::debug!(%method, %path, status, "Graph call"),
             }
         }
     }
