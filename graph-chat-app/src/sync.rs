@@ -755,3 +755,24 @@ impl GraphSync {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn a_call_is_named_by_its_path_without_host_query_or_fragment() {
+        assert_eq!(
+            path_of(
+                "https://graph.microsoft.com/v1.0/chats/19:a@thread.v2/messages?$skiptoken=s3cr3t"
+            ),
+            "/v1.0/chats/19:a@thread.v2/messages"
+        );
+        assert_eq!(
+            path_of("http://127.0.0.1:8081/beta/subscriptions/1#x"),
+            "/beta/subscriptions/1"
+        );
+        assert_eq!(path_of("http://127.0.0.1:8081?a=b"), "/");
+        assert_eq!(path_of("/v1.0/me?x=1"), "/v1.0/me");
+    }
+}
