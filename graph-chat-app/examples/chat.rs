@@ -20,7 +20,10 @@
 //!
 //! Once it serves, with its chats listed and its subscriptions in place, it prints
 //! `app: http://HOST:PORT/` and, with the embedded simulator, `graph: http://HOST:PORT/`, then
-//! serves until SIGTERM or Ctrl-C (exit 0). Bad arguments: exit 2; anything else that stops
+//! serves until SIGTERM or Ctrl-C (exit 0). Those lines are all it writes to stdout; its log
+//! lines go to stderr, at the level `RUST_LOG` sets (default `info`: each failed or throttled
+//! Graph call, each resync and its reason, each subscription renewed, recreated, reauthorized or
+//! found gone; never a token, a `clientState` or message content). Bad arguments: exit 2; anything else that stops
 //! it: exit 1.
 
 #[path = "../../examples/common/signal.rs"]
@@ -77,7 +80,27 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
+/// Log lines on stderr, human-readable, at the level `RUST_LOG` sets (default `info`; a
+/// directive it cannot read is left out with a note), coloured only on a terminal. stdout is
+/// left to the program's own lines.
+fn install_log_lines() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    if let Err(e) = installed {
+        eprintln!("chat: no log lines: {e}");
+    }
+}
+
 fn main() -> ExitCode {
+    install_log_lines();
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(e) => {

@@ -32,7 +32,7 @@ use graph_chat_webhook::JwksSource;
 use graph_sim::{Sender, Simulator};
 use serde::Deserialize;
 
-use crate::sync::GraphSync;
+use crate::sync::{GraphSync, ResyncReason};
 use crate::{App, Config};
 
 /// The demo's colleagues, who write through the simulator: Adele, in both demo chats.
@@ -178,7 +178,9 @@ pub async fn seed(app: &App, sim: &Simulator) -> Result<bool, DemoError> {
         .call(move |store| store.set_setting(SEEDED, &group))
         .await
         .map_err(failed)?;
-    sync.resync_all().await.map_err(failed)?;
+    sync.resync_all(ResyncReason::Seeded)
+        .await
+        .map_err(failed)?;
     Ok(true)
 }
 

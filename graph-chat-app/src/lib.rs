@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::keys::{AppKey, KeyError};
 use crate::store::{Store, StoreError};
-use crate::sync::{GraphSync, Subscriber, SyncError};
+use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 use crate::view::Viewer;
 
 /// How the app runs.
@@ -182,7 +182,7 @@ impl App {
             tasks: Vec::new(),
             workers: Some(workers),
         };
-        if let Err(e) = sync.resync_all().await {
+        if let Err(e) = sync.resync_all(ResyncReason::Start).await {
             app.shutdown().await;
             return Err(e.into());
         }
@@ -200,9 +200,8 @@ impl App {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = periodic.resync_all().await {
-                    tracing::warn!(error = %e, "periodic resync failed");
-                }
+                // A failure is logged by the resync; the next one reads it all.
+                let _ = periodic.resync_all(ResyncReason::Periodic).await;
             }
         }));
     }
@@ -354,14 +353,10 @@ fn hosts(addr: SocketAddr, public_url: Option<&str>) -> web::Hosts {
     web::Hosts::Only(names.into())
 }
 
-/// What the webhook refused, on stderr; connections it closed (a browser's idle preconnected
-/// sockets to the page look the same as a stalled client) only as a trace event.
-fn report_refusal(refusal: &Refusal) {
-    match refusal {
-        Refusal::Connections { .. } => tracing::debug!(%refusal, "connections closed"),
-        other => eprintln!("chat: webhook: {other}"),
-    }
-}
+/// What the webhook refused: already a `tracing` event of the webhook's (target
+/// `graph_chat_webhook`), which the program's subscriber shows or not; nothing is printed here
+/// (a library does not write to stderr on its own).
+fn report_refusal(_: &Refusal) {}
 
 /// One stored batch: each notification opened (decrypted on this worker thread) and applied.
 /// A notification that cannot be opened is refused alone; a cache that cannot write keeps the

@@ -87,6 +87,109 @@ impl Kind {
     }
 }
 
+/// Why the app reads everything again ([`GraphSync::resync_all`]): said in its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResyncReason {
+    /// The app started (or restarted on its cache).
+    Start,
+    /// The periodic reconcile (`--resync-every`).
+    Periodic,
+    /// A lifecycle event said notifications may have been lost (`missed`, a removal).
+    Lifecycle,
+    /// A subscription was created again: what was sent while it was gone is only found by
+    /// reading.
+    Recreated,
+    /// The offline demo wrote its first messages through Graph.
+    Seeded,
+}
+
+impl ResyncReason {
+    /// The reason as it appears in the log (`reason=...`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Periodic => "periodic",
+            Self::Lifecycle => "lifecycle event",
+            Self::Recreated => "subscription recreated",
+            Self::Seeded => "demo seeded",
+        }
+    }
+}
+
+impl std::fmt::Display for ResyncReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The path of a request's URL, without its query (which may hold a paging token): what a log
+/// line names a call by.
+fn path_of(url: &str) -> &str {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    match without_query.find("://") {
+        Some(scheme) => {
+            let rest = &without_query[scheme + 3..];
+            rest.find('/').map_or("/", |slash| &rest[slash..])
+        }
+        None => without_query,
+    }
+}
+
+/// One Graph call, sent on this thread, and its log line: a warning for a call that got no
+/// answer, was throttled (429, 503, with `Retry-After`) or failed (other 4xx and 5xx but 404,
+/// which each caller reads as it means); a debug line for the rest. Method, path and status
+/// only: never a body, a header or the query.
+fn call(graph: &GraphClient, request: &HttpRequest) -> Result<GraphResponse, ClientError> {
+    let method = request.method.as_str();
+    let path = path_of(&request.url);
+    let result = graph.send(request);
+    match &result {
+        Err(e) => {
+            // The error names the URL: only its path goes in the line.
+            let error = e.to_string().replace(&request.url, path);
+            tracing::warn!(%method, %path, %error, "Graph call got no answer")
+        }
+        Ok(answer) => {
+            let status = answer.status;
+            let retry_after = answer.retry_after.as_deref();
+            match status {
+                429 | 503 => {
+                    tracing::warn!(%method, %path, status, retry_after, "Graph throttled a call")
+                }
+                404 => tracing::debug!(%method, %path, status, "Graph call: not found"),
+                400.. => tracing::warn!(%method, %path, status, retry_after, "Graph call failed"),
+                _ => tracing::debug!(%method, %path, status, "Graph call"),
+            }
+        }
+    }
+    result
+}
+
+/// What the keeper's task was, for its log line.
+fn task_name(kind: &TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Renew => "renewal",
+        TaskKind::Reauthorize => "reauthorization",
+        TaskKind::Recreate => "recreation",
+        TaskKind::Delete => "deletion",
+        TaskKind::Resync { .. } => "resync",
+        _ => "subscription task",
+    }
+}
+
+/// How the keeper's task went, for its log line.
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done(_) => "done",
+        Outcome::NotFound => "gone",
+        Outcome::Forbidden => "forbidden",
+        Outcome::Throttled { .. } => "throttled",
+        Outcome::Failed => "failed",
+        _ => "other",
+    }
+}
+
 /// What the server component needs to subscribe.
 #[derive(Clone)]
 pub struct Subscriber {
@@ -185,6 +288,46 @@ struct Listed {
     id: Option<String>,
 }
 
+/// The log line of one of the keeper's tasks: info when done, a warning otherwise (a
+/// subscription found gone is recreated by the keeper).
+fn log_task(subscription: &str, kind: &TaskKind, outcome: &Outcome) {
+    if matches!(kind, TaskKind::Resync { .. }) {
+        return; // The resync logs itself, with its reason.
+    }
+    let task = task_name(kind);
+    let result = outcome_name(outcome);
+    match outcome {
+        Outcome::Done(Some(new)) if matches!(kind, TaskKind::Recreate) => tracing::info!(
+            subscription = %subscription,
+            new_subscription = %new.id,
+            expires = new.expiration_date_time.as_deref(),
+            "subscription recreated"
+        ),
+        Outcome::Done(Some(new)) => tracing::info!(
+            subscription = %subscription,
+            task,
+            expires = new.expiration_date_time.as_deref(),
+            "subscription {task} done"
+        ),
+        Outcome::Done(None) => {
+            tracing::info!(subscription = %subscription, task, "subscription {task} done")
+        }
+        Outcome::NotFound => {
+            tracing::warn!(subscription = %subscription, task, "subscription found gone; the keeper creates it again")
+        }
+        Outcome::Throttled { retry_after } => tracing::warn!(
+            subscription = %subscription,
+            task,
+            outcome = result,
+            retry_after_secs = retry_after.as_secs(),
+            "subscription {task} throttled"
+        ),
+        _ => {
+            tracing::warn!(subscription = %subscription, task, outcome = result, "subscription {task} failed")
+        }
+    }
+}
+
 /// A chat read back: kept, or forgotten when Graph no longer has it for the user.
 fn apply_read_chat(store: &Store, chat_id: &str, answer: &GraphResponse) -> Result<(), SyncError> {
     if answer.status == 404 {
@@ -239,7 +382,7 @@ impl GraphSync {
     /// Sends a request off the async threads.
     pub async fn send(&self, request: HttpRequest) -> Result<GraphResponse, SyncError> {
         let graph = self.graph.clone();
-        tokio::task::spawn_blocking(move || graph.send(&request))
+        tokio::task::spawn_blocking(move || call(&graph, &request))
             .await
             .map_err(|e| SyncError::Answer {
                 what: "a call to Graph".into(),
@@ -302,7 +445,7 @@ impl GraphSync {
             if let Some(id) = known.filter(|id| !id.is_empty()) {
                 let answer = self.send(outbound::get_subscription(&id)?).await?;
                 if answer.status == 404 {
-                    tracing::info!(subscription = %id, "subscription gone; creating it again");
+                    tracing::warn!(subscription = %id, kind = kind.name(), "subscription found gone; creating it again");
                     self.keeper().untrack(&id);
                 } else {
                     expect_success("GET subscription", &answer)?;
@@ -317,7 +460,7 @@ impl GraphSync {
                     }
                     // It delivers to where the app was (another port, another public URL):
                     // replaced, or every notification would go to a dead address.
-                    tracing::info!(subscription = %id, "subscription delivers elsewhere; replacing it");
+                    tracing::info!(subscription = %id, kind = kind.name(), "subscription delivers elsewhere; replacing it");
                     self.keeper().untrack(&id);
                     let gone = self.send(outbound::delete(&id)?).await?;
                     if !gone.is_success() && gone.status != 404 {
@@ -379,6 +522,7 @@ impl GraphSync {
     /// A lifecycle event for one of the app's subscriptions: the keeper decides (reauthorize,
     /// recreate, resync).
     pub fn on_lifecycle(&self, subscription_id: &str, event: &str) {
+        tracing::info!(subscription = %subscription_id, event, "lifecycle event");
         let event: EnumValue<'_, LifecycleEvent> = EnumValue::new(event);
         self.keeper().on_lifecycle(subscription_id, &event, now());
         self.wake.notify_one();
@@ -391,24 +535,22 @@ impl GraphSync {
             for task in tasks {
                 let outcome = match &task.kind {
                     TaskKind::Resync { .. } => {
-                        if let Err(e) = self.resync_all().await {
-                            tracing::warn!(error = %e, "resync after a lifecycle event failed");
-                        }
+                        // Its failure is logged by the resync; the next one reads it all.
+                        let _ = self.resync_all(ResyncReason::Lifecycle).await;
                         Outcome::Done(None)
                     }
                     _ => match &task.request {
                         Some(request) => match self.send(request.clone()).await {
                             Ok(answer) => answer.outcome(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "subscription write failed");
-                                Outcome::Failed
-                            }
+                            // Logged by `call`.
+                            Err(_) => Outcome::Failed,
                         },
                         None => Outcome::Failed,
                     },
                 };
                 let recreated = matches!(task.kind, TaskKind::Recreate)
                     && matches!(outcome, Outcome::Done(Some(_)));
+                log_task(&task.subscription_id, &task.kind, &outcome);
                 if let Outcome::Done(Some(subscription)) = &outcome {
                     if let Some(kind) = subscription
                         .resource
@@ -429,10 +571,9 @@ impl GraphSync {
                 }
                 self.keeper().complete(task.id, outcome, now());
                 if recreated {
-                    // What was sent while it was gone is only found by reading.
-                    if let Err(e) = self.resync_all().await {
-                        tracing::warn!(error = %e, "resync after a recreation failed");
-                    }
+                    // What was sent while it was gone is only found by reading. A failure is
+                    // logged by the resync.
+                    let _ = self.resync_all(ResyncReason::Recreated).await;
                 }
             }
             let wait = self
@@ -449,19 +590,33 @@ impl GraphSync {
     }
 
     /// Reconciles the subscriptions, then reads every chat and every chat's messages changed
-    /// since its watermark, to the last page. One at a time.
-    pub async fn resync_all(&self) -> Result<(), SyncError> {
+    /// since its watermark, to the last page. One at a time. Logs its start and end with its
+    /// `reason` (a warning when it failed).
+    pub async fn resync_all(&self, reason: ResyncReason) -> Result<(), SyncError> {
         let _one = self.resync.lock().await;
+        tracing::info!(reason = reason.as_str(), "resync started");
+        let result = self.resync_locked().await;
+        match &result {
+            Ok(chats) => tracing::info!(reason = reason.as_str(), chats, "resync done"),
+            Err(e) => tracing::warn!(reason = reason.as_str(), error = %e, "resync failed"),
+        }
+        result.map(|_| ())
+    }
+
+    /// The resync's work, under its lock; the number of chats it read.
+    async fn resync_locked(&self) -> Result<usize, SyncError> {
         self.ensure_subscriptions().await?;
         self.read_chats().await?;
         let mut first_error = None;
-        for chat_id in self.store.call(|store| store.chat_ids()).await? {
+        let chat_ids = self.store.call(|store| store.chat_ids()).await?;
+        let chats = chat_ids.len();
+        for chat_id in chat_ids {
             if let Err(e) = self.read_messages(&chat_id).await {
                 tracing::warn!(chat = %chat_id, error = %e, "reading a chat's messages failed");
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(chats), Err)
     }
 
     /// Sends `request` and every next page after it (to the last one, or [`MAX_PAGES`]),
@@ -541,18 +696,17 @@ impl GraphSync {
 
     /// The same, blocking, for the workers.
     pub fn read_chat_blocking(&self, chat_id: &str) -> Result<(), SyncError> {
-        let answer = self
-            .graph
-            .send(&outbound::get_user_chat(&self.user_id, chat_id)?)?;
+        let answer = call(
+            &self.graph,
+            &outbound::get_user_chat(&self.user_id, chat_id)?,
+        )?;
         apply_read_chat(&self.store, chat_id, &answer)
     }
 
     /// Reads one message (blocking, for the workers) into the cache; one Graph no longer has is
     /// left as it is.
     pub fn read_message_blocking(&self, chat_id: &str, message_id: &str) -> Result<(), SyncError> {
-        let answer = self
-            .graph
-            .send(&outbound::get_message(chat_id, message_id)?)?;
+        let answer = call(&self.graph, &outbound::get_message(chat_id, message_id)?)?;
         if answer.status == 404 {
             return Ok(());
         }
@@ -601,5 +755,26 @@ impl GraphSync {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn a_call_is_named_by_its_path_without_host_query_or_fragment() {
+        assert_eq!(
+            path_of(
+                "https://graph.microsoft.com/v1.0/chats/19:a@thread.v2/messages?$skiptoken=s3cr3t"
+            ),
+            "/v1.0/chats/19:a@thread.v2/messages"
+        );
+        assert_eq!(
+            path_of("http://127.0.0.1:8081/beta/subscriptions/1#x"),
+            "/beta/subscriptions/1"
+        );
+        assert_eq!(path_of("http://127.0.0.1:8081?a=b"), "/");
+        assert_eq!(path_of("/v1.0/me?x=1"), "/v1.0/me");
     }
 }

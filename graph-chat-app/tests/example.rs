@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -18,16 +18,38 @@ struct Running {
     child: Child,
     app: String,
     graph: Option<String>,
+    /// The stdout lines after the URLs (there should be none).
+    stdout: mpsc::Receiver<String>,
+    /// Its stderr lines so far, when they are collected rather than shown.
+    stderr: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 /// Starts `chat` with `args` and reads its `app:` (and `graph:`) lines.
 fn start(args: &[&str], embedded: bool) -> Running {
-    let mut child = Command::new(example_path("chat"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    start_with(args, embedded, None)
+}
+
+/// The same; with `rust_log`, under that `RUST_LOG`, its stderr collected line by line.
+fn start_with(args: &[&str], embedded: bool, rust_log: Option<&str>) -> Running {
+    let mut command = Command::new(example_path("chat"));
+    command.args(args).stdout(Stdio::piped());
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter).stderr(Stdio::piped()),
+        // Failures only, among the test's own output.
+        None => command.env("RUST_LOG", "warn").stderr(Stdio::inherit()),
+    };
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().map(|pipe| {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { return };
+                collected.lock().unwrap().push(line);
+            }
+        });
+        lines
+    });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -58,10 +80,16 @@ fn start(args: &[&str], embedded: bool) -> Running {
         "{app}"
     );
     assert!(!app.ends_with(":0/"), "the real port: {app}");
-    Running { child, app, graph }
+    Running {
+        child,
+        app,
+        graph,
+        stdout: rx,
+        stderr,
+    }
 }
 
-fn terminate(mut running: Running) -> std::process::ExitStatus {
+fn terminate(running: &mut Running) -> std::process::ExitStatus {
     let pid = running.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -91,7 +119,7 @@ fn truth(agent: &ureq::Agent, graph: &str, chat: &str) -> Vec<Value> {
 fn with_no_arguments_it_runs_offline_with_a_demo_and_a_colleague() {
     let dir = TempDir::new("offline");
     let data = dir.path().join("data");
-    let running = start(
+    let mut running = start(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -136,7 +164,7 @@ fn with_no_arguments_it_runs_offline_with_a_demo_and_a_colleague() {
     );
     assert_eq!(status, 200);
     assert!(page.contains("id=\"compose\""));
-    assert!(terminate(running).success());
+    assert!(terminate(&mut running).success());
 }
 
 #[test]
@@ -169,7 +197,7 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
     running.child.kill().unwrap(); // SIGKILL
     running.child.wait().unwrap();
 
-    let restarted = start(
+    let mut restarted = start(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -209,7 +237,7 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(first.len(), chats(&agent, &restarted.app).len());
-    assert!(terminate(restarted).success());
+    assert!(terminate(&mut restarted).success());
 }
 
 #[test]
@@ -222,7 +250,7 @@ fn with_graph_it_uses_a_simulator_started_on_its_own() {
     let dir = TempDir::new("graph");
     let data = dir.path().join("data");
     let base = sim.base_url();
-    let running = start(
+    let mut running = start(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -243,7 +271,7 @@ fn with_graph_it_uses_a_simulator_started_on_its_own() {
     // No demo against a Graph of its own; its subscriptions are in place.
     assert_eq!(sim.subscription_ids().len(), 2);
     assert!(chats(&common::agent(), &running.app).is_empty());
-    assert!(terminate(running).success());
+    assert!(terminate(&mut running).success());
     runtime.block_on(sim.shutdown());
 }
 
@@ -264,4 +292,142 @@ fn bad_arguments_exit_2_with_a_message() {
         assert!(!out.stderr.is_empty(), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// Whether a line of `lines` passes `want`.
+fn logged(lines: &Mutex<Vec<String>>, want: impl Fn(&str) -> bool) -> bool {
+    lines.lock().unwrap().iter().any(|l| want(l))
+}
+
+#[test]
+fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_nor_content() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sim = runtime
+        .block_on(graph_sim::Simulator::start(graph_sim::Config {
+            retry_base: Duration::from_millis(100),
+            ..graph_sim::Config::default()
+        }))
+        .unwrap();
+    let identity = sim.identity();
+    let agent = common::agent();
+    // A chat with a colleague's message in it, before the app starts.
+    let chat = common::create_chat(&agent, &sim, "Budget");
+    let theirs = "the figures are 31337, keep them quiet";
+    sim.colleague_writes(
+        &chat,
+        graph_sim::Sender {
+            id: common::COLLEAGUE.0.into(),
+            display_name: common::COLLEAGUE.1.into(),
+        },
+        theirs,
+        "text",
+    )
+    .unwrap();
+    let token = "log-test-bearer-5e1f07c2";
+    let dir = TempDir::new("logs");
+    let data = dir.path().join("data");
+    let base = sim.base_url();
+    let mut running = start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+            "--graph",
+            &base,
+            "--tenant-id",
+            &identity.tenant_id,
+            "--app-id",
+            &identity.app_id,
+            "--user-id",
+            &identity.user_id,
+            "--token",
+            token,
+            "--resync-every",
+            "1",
+        ],
+        false,
+        Some("info"),
+    );
+    let stderr = running.stderr.clone().unwrap();
+    let app = running.app.clone();
+    let has = |items: &[Value], text: &str| items.iter().any(|m| m.to_string().contains(text));
+    wait_for("the colleague's message on the page", || {
+        has(&messages(&agent, &app, &chat), "31337").then_some(())
+    });
+    // The user writes: content in a Graph call's body and in its answer.
+    let mine = "my reply says 4242, between us";
+    let (status, _) = common::post(
+        &agent,
+        &format!("{app}api/chats/{}/messages", common::encode(&chat)),
+        &serde_json::json!({ "content": mine }),
+    );
+    assert_eq!(status, 201);
+    wait_for("the start's resync", || {
+        logged(&stderr, |l| {
+            l.contains("INFO") && l.contains("resync done") && l.contains("start")
+        })
+        .then_some(())
+    });
+
+    // A subscription Graph removes: its lifecycle event, then its recreation.
+    let removed = sim.subscription_ids()[0].clone();
+    sim.remove_subscription(&removed).unwrap();
+    wait_for("the recreation's line", || {
+        logged(&stderr, |l| {
+            l.contains("INFO") && l.contains("subscription recreated") && l.contains(&removed)
+        })
+        .then_some(())
+    });
+    assert!(logged(&stderr, |l| l.contains("lifecycle event")
+        && l.contains("subscriptionRemoved")
+        && l.contains(&removed)));
+
+    // Graph throttles every call: each is a warning with its status and Retry-After, and the
+    // periodic resync says it failed and why it ran.
+    sim.set_faults(graph_sim::Faults {
+        throttle: 1.0,
+        ..graph_sim::Faults::default()
+    })
+    .unwrap();
+    let throttled = wait_for("a throttled call's line", || {
+        stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("WARN") && l.contains("Graph throttled a call"))
+            .cloned()
+    });
+    for field in ["status=429", "retry_after=", "method=", "path=/v1.0/"] {
+        assert!(throttled.contains(field), "{field} in {throttled}");
+    }
+    assert!(!throttled.contains('?'), "no query string: {throttled}");
+    wait_for("the failed periodic resync", || {
+        logged(&stderr, |l| {
+            l.contains("WARN") && l.contains("resync failed") && l.contains("periodic")
+        })
+        .then_some(())
+    });
+    sim.set_faults(graph_sim::Faults::default()).unwrap();
+    assert!(terminate(&mut running).success());
+
+    // stdout: the one contract line, read by `start`, and nothing after it.
+    let extra: Vec<String> = running.stdout.try_iter().collect();
+    assert!(extra.is_empty(), "stdout after the app: line: {extra:?}");
+    // stderr: no token, no clientState, no message content.
+    let client_state = {
+        let viewer = graph_chat_app::view::Viewer {
+            user_id: identity.user_id.clone(),
+            graph_base: base.trim_end_matches('/').to_owned(),
+        };
+        let store = graph_chat_app::store::Store::open(&data.join("cache.sqlite"), viewer).unwrap();
+        store.setting("clientState").unwrap().unwrap()
+    };
+    let lines = stderr.lock().unwrap().clone();
+    assert!(!lines.is_empty());
+    for secret in [token, client_state.as_str(), theirs, "31337", mine, "4242"] {
+        let found: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
+        assert!(found.is_empty(), "{secret:?} on stderr: {found:?}");
+    }
+    runtime.block_on(sim.shutdown());
 }

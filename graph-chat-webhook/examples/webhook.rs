@@ -30,7 +30,9 @@
 //!   finish the batch in hand, exit 0.
 //!
 //! It prints `listening on ADDR` on stderr once it accepts connections (`--listen 127.0.0.1:0`
-//! picks a free port).
+//! picks a free port). The library's log lines (`tracing` events: refusals, JWKS refreshes that
+//! failed, batches kept for later) go to stderr too, at the level `RUST_LOG` sets (default
+//! `info`); stdout carries only the JSON lines.
 
 #[path = "../../examples/common/mod.rs"]
 mod common;
@@ -161,7 +163,27 @@ fn configure() -> Result<(String, Webhook), String> {
     Ok((listen, webhook))
 }
 
+/// Log lines on stderr, human-readable, at the level `RUST_LOG` sets (default `info`; a
+/// directive it cannot read is left out with a note), coloured only on a terminal. stdout is
+/// left to the program's own lines.
+fn install_log_lines() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    if let Err(e) = installed {
+        eprintln!("webhook: no log lines: {e}");
+    }
+}
+
 fn main() -> ExitCode {
+    install_log_lines();
     let (listen, webhook) = match configure() {
         Ok(c) => c,
         Err(e) => {

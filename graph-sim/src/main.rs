@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Prints `graph: http://HOST:PORT/` once it serves, runs until SIGTERM or SIGINT, exits 0.
-//! Bad arguments: a message on stderr, exit 2.
+//! Bad arguments: a message on stderr, exit 2. Log lines go to stderr, at the level `RUST_LOG`
+//! sets (default `info`); stdout carries only the `graph:` line.
 
 #![forbid(unsafe_code)]
 
@@ -98,7 +99,27 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Log lines on stderr, human-readable, at the level `RUST_LOG` sets (default `info`; a
+/// directive it cannot read is left out with a note), coloured only on a terminal. stdout is
+/// left to the program's own lines.
+fn install_log_lines() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    if let Err(e) = installed {
+        eprintln!("graph-sim: no log lines: {e}");
+    }
+}
+
 fn main() -> ExitCode {
+    install_log_lines();
     let config = match parse(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(message) if message.is_empty() => {

@@ -23,6 +23,31 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 pub const COLLEAGUE: (&str, &str) = ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Adele Vance");
 
+/// Creates a group chat of the user and [`COLLEAGUE`] through `sim`'s Graph API, as the user;
+/// its id.
+pub fn create_chat(http: &ureq::Agent, sim: &Simulator, topic: &str) -> String {
+    let user = sim.identity().user_id;
+    let body = json!({
+        "chatType": "group",
+        "topic": topic,
+        "members": [
+            {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+             "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{user}')")},
+            {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+             "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{}')", COLLEAGUE.0)},
+        ],
+    });
+    let mut response = http
+        .post(&format!("{}v1.0/chats", sim.base_url()))
+        .header("Authorization", "Bearer test")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let chat: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    chat["id"].as_str().unwrap().to_owned()
+}
+
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
 
@@ -250,29 +275,7 @@ impl Harness {
 
     /// Creates a group chat through the simulator's Graph API, as the user.
     pub fn create_chat(&self, topic: &str) -> String {
-        let sim = self.sim();
-        let user = sim.identity().user_id;
-        let body = json!({
-            "chatType": "group",
-            "topic": topic,
-            "members": [
-                {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
-                 "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{user}')")},
-                {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
-                 "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{}')", COLLEAGUE.0)},
-            ],
-        });
-        let mut response = self
-            .http
-            .post(&format!("{}v1.0/chats", sim.base_url()))
-            .header("Authorization", "Bearer test")
-            .header("Content-Type", "application/json")
-            .send(body.to_string().as_bytes())
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        let chat: Value =
-            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-        chat["id"].as_str().unwrap().to_owned()
+        create_chat(&self.http, self.sim(), topic)
     }
 
     pub fn config(&self) -> Config {
