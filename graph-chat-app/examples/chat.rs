@@ -26,6 +26,8 @@
 //! found gone; never a token, a `clientState` or message content). Bad arguments: exit 2; anything else that stops
 //! it: exit 1.
 
+#[path = "../../examples/common/log.rs"]
+mod log;
 #[path = "../../examples/common/signal.rs"]
 mod signal;
 
@@ -80,27 +82,8 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Log lines on stderr, human-readable, at the level `RUST_LOG` sets (default `info`; a
-/// directive it cannot read is left out with a note), coloured only on a terminal. stdout is
-/// left to the program's own lines.
-fn install_log_lines() {
-    use std::io::IsTerminal as _;
-    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env_lossy();
-    let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-    if let Err(e) = installed {
-        eprintln!("chat: no log lines: {e}");
-    }
-}
-
 fn main() -> ExitCode {
-    install_log_lines();
+    log::install("chat", "info");
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(e) => {

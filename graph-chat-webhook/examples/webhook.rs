@@ -30,12 +30,15 @@
 //!   finish the batch in hand, exit 0.
 //!
 //! It prints `listening on ADDR` on stderr once it accepts connections (`--listen 127.0.0.1:0`
-//! picks a free port). The library's log lines (`tracing` events: refusals, JWKS refreshes that
-//! failed, batches kept for later) go to stderr too, at the level `RUST_LOG` sets (default
-//! `info`); stdout carries only the JSON lines.
+//! picks a free port). The library's log lines (`tracing` events: JWKS refreshes that failed,
+//! batches kept for later) go to stderr too, at the level `RUST_LOG` sets (default `info`, without
+//! the refusal events, which this program prints as its own `webhook: ...` lines); stdout carries
+//! only the JSON lines.
 
 #[path = "../../examples/common/mod.rs"]
 mod common;
+#[path = "../../examples/common/log.rs"]
+mod log;
 #[path = "../../examples/common/signal.rs"]
 mod signal;
 
@@ -163,27 +166,9 @@ fn configure() -> Result<(String, Webhook), String> {
     Ok((listen, webhook))
 }
 
-/// Log lines on stderr, human-readable, at the level `RUST_LOG` sets (default `info`; a
-/// directive it cannot read is left out with a note), coloured only on a terminal. stdout is
-/// left to the program's own lines.
-fn install_log_lines() {
-    use std::io::IsTerminal as _;
-    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env_lossy();
-    let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-    if let Err(e) = installed {
-        eprintln!("webhook: no log lines: {e}");
-    }
-}
-
 fn main() -> ExitCode {
-    install_log_lines();
+    // Refusals are this program's own `webhook: ...` lines (on_refusal): not logged twice.
+    log::install("webhook", "info,graph_chat_webhook::refusal=off");
     let (listen, webhook) = match configure() {
         Ok(c) => c,
         Err(e) => {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::pool::{Pool, Slot, Turned};
-use crate::refusal::Refusal;
+use crate::refusal::{Refusal, IDLE_CLOSURE};
 use crate::source::Source;
 use crate::state::Shared;
 
@@ -91,7 +91,7 @@ where
         head_or_error: Throttled::new(
             "request head not complete within the deadline, or a malformed request",
         ),
-        idle: Throttled::new("idle past the deadline"),
+        idle: Throttled::new(IDLE_CLOSURE),
     });
     let (closing, close) = watch::channel(false);
     let mut connections = JoinSet::new();

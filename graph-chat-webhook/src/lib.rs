@@ -119,7 +119,7 @@ pub use jwks::JwksSource;
 pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
 pub use pool::StreamSlot;
-pub use refusal::Refusal;
+pub use refusal::{Refusal, REFUSAL_TARGET};
 pub use server::{Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteInbox;

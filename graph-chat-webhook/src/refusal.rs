@@ -88,16 +88,30 @@ impl Refusal {
         }
     }
 
-    /// Emits the refusal as a `tracing` event (target `graph_chat_webhook`).
+    /// Emits the refusal as a `tracing` event (target [`REFUSAL_TARGET`]): a warning, except
+    /// connections closed for idling, which browsers' and proxies' spare keep-alive connections
+    /// do all day (a debug event).
     pub(crate) fn trace(&self) {
-        tracing::warn!(
-            target: "graph_chat_webhook",
-            kind = self.code(),
-            status = self.status(),
-            "{self}"
-        );
+        if matches!(self, Self::Connections { reason, .. } if *reason == IDLE_CLOSURE) {
+            tracing::debug!(target: REFUSAL_TARGET, kind = self.code(), "{self}");
+        } else {
+            tracing::warn!(
+                target: REFUSAL_TARGET,
+                kind = self.code(),
+                status = self.status(),
+                "{self}"
+            );
+        }
     }
 }
+
+/// The `tracing` target of refusals, apart from the crate's other events, so that a program that
+/// reports refusals itself ([`WebhookBuilder::on_refusal`](crate::WebhookBuilder::on_refusal))
+/// can leave them out of its log (`RUST_LOG=info,graph_chat_webhook::refusal=off`).
+pub const REFUSAL_TARGET: &str = "graph_chat_webhook::refusal";
+
+/// The reason of [`Refusal::Connections`] for connections closed after idling past the deadline.
+pub(crate) const IDLE_CLOSURE: &str = "idle past the deadline";
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
