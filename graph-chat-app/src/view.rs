@@ -309,12 +309,7 @@ fn hosted_content_link(src: &str, viewer: &Viewer) -> Option<(String, String, St
 }
 
 fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    graph_chat_webhook::notifications::outbound::is_loopback_url(url.as_str())
 }
 
 /// Microsoft Graph's API hosts, one per cloud (`https://graph.microsoft.com`...).

@@ -44,18 +44,10 @@ impl JwksSource {
     /// JWKS served on this machine (tests, a local simulator) only.
     pub(crate) fn check(&self) -> Result<(), String> {
         let Self::Url(url) = self else { return Ok(()) };
-        let Some(rest) = url.strip_prefix("http://") else {
+        if !url.starts_with("http://") {
             return Ok(());
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-        };
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        }
+        let loopback = graph_chat_notifications::outbound::is_loopback_url(url);
         if loopback {
             Ok(())
         } else {

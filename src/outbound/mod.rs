@@ -59,7 +59,7 @@ pub use reads::{
 };
 pub use resource::{ApiVersion, Model, Permissions, Resource, Support};
 pub use returned::{Subscription, SubscriptionParseError};
-pub use rules::format_time;
+pub use rules::{format_time, is_loopback_url};
 pub use subscription::{
     delete, get_subscription, reauthorize, renew, renew_at, renew_with_certificate,
     SubscriptionRequest, TlsVersion, MAX_LIFETIME, MAX_LIFETIME_WITHOUT_LIFECYCLE_URL,

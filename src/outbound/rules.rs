@@ -52,6 +52,34 @@ pub(super) fn check_path_id(what: &'static str, id: &str) -> Result<(), RequestE
     Ok(())
 }
 
+/// Whether `url` names this machine: an absolute URL whose host is `localhost`, an address in
+/// `127.0.0.0/8`, or `::1`. The one test of "on loopback" the workspace makes: for `http://`
+/// notification URLs on a local Graph, a JWKS fetched over `http://` from this machine, and a
+/// local Graph's links.
+///
+/// ```
+/// use graph_chat_notifications::outbound::is_loopback_url;
+/// assert!(is_loopback_url("http://127.0.0.2:8080/notifications"));
+/// assert!(is_loopback_url("http://[::1]/keys"));
+/// assert!(is_loopback_url("http://LOCALHOST:1/"));
+/// assert!(!is_loopback_url("http://example.com/"));
+/// assert!(!is_loopback_url("http://127.0.0.1.example.com/"));
+/// assert!(!is_loopback_url("not a url"));
+/// ```
+pub fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|url| host_is_loopback(&url))
+}
+
+/// [`is_loopback_url`] for a URL already parsed.
+pub(crate) fn host_is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

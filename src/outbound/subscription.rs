@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::error::RequestError;
 use super::http::{HttpRequest, Method, GRAPH};
 use super::resource::{ApiVersion, Model, Resource, Support};
-use super::rules::{check_path_id, format_time, is_guid};
+use super::rules::{check_path_id, format_time, host_is_loopback, is_guid};
 use crate::model::{ChangeType, GraphEnum as _};
 
 /// Longest subscription Graph grants on chats and chat messages: 4,320 minutes (3 days).
@@ -451,12 +451,7 @@ fn check_delivery_url(
     let Ok(url) = url::Url::parse(raw) else {
         return bad("not a URL");
     };
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
+    let loopback = host_is_loopback(&url);
     if url.scheme() != "https" && !(loopback_http && loopback && url.scheme() == "http") {
         return bad("Graph delivers only to https URLs");
     }
