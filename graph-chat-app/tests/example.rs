@@ -29,6 +29,27 @@ fn start(args: &[&str], embedded: bool) -> Running {
     start_with(args, embedded, None)
 }
 
+/// The arguments that run the app on a graph-sim at `base` (`--graph`), with its identities.
+fn on_graph(data: &std::path::Path, base: &str, identity: &graph_sim::Identity) -> Vec<String> {
+    let data = data.to_str().unwrap();
+    [
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--graph",
+        base,
+        "--tenant-id",
+        &identity.tenant_id,
+        "--app-id",
+        &identity.app_id,
+        "--user-id",
+        &identity.user_id,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// The same; with `rust_log`, under that `RUST_LOG`, its stderr collected line by line.
 fn start_with(args: &[&str], embedded: bool, rust_log: Option<&str>) -> Running {
     let mut command = Command::new(example_path("chat"));
@@ -250,23 +271,8 @@ fn with_graph_it_uses_a_simulator_started_on_its_own() {
     let dir = TempDir::new("graph");
     let data = dir.path().join("data");
     let base = sim.base_url();
-    let mut running = start(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-            "--graph",
-            &base,
-            "--tenant-id",
-            &identity.tenant_id,
-            "--app-id",
-            &identity.app_id,
-            "--user-id",
-            &identity.user_id,
-        ],
-        false,
-    );
+    let args = on_graph(&data, &base, &identity);
+    let mut running = start(&args.iter().map(String::as_str).collect::<Vec<_>>(), false);
     assert!(running.graph.is_none());
     // No demo against a Graph of its own; its subscriptions are in place.
     assert_eq!(sim.subscription_ids().len(), 2);
@@ -327,25 +333,10 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
     let dir = TempDir::new("logs");
     let data = dir.path().join("data");
     let base = sim.base_url();
+    let mut args = on_graph(&data, &base, &identity);
+    args.extend(["--token", token, "--resync-every", "1"].map(String::from));
     let mut running = start_with(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-            "--graph",
-            &base,
-            "--tenant-id",
-            &identity.tenant_id,
-            "--app-id",
-            &identity.app_id,
-            "--user-id",
-            &identity.user_id,
-            "--token",
-            token,
-            "--resync-every",
-            "1",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
         false,
         Some("info"),
     );
