@@ -32,6 +32,11 @@
 //!   as a `tracing` event and through [`WebhookBuilder::on_refusal`] (a line on stderr by
 //!   default).
 //!
+//! It is the workspace's IO crate, so it also holds the outbound half of the IO: [`GraphClient`]
+//! sends the core's request values to Microsoft Graph (or a local one) and reads the answers. The
+//! crate keeps the name of its main job, the webhook, which is what programs depend on and what
+//! the contracts name.
+//!
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
