@@ -74,8 +74,14 @@ fn serve(webhook: Webhook) -> Running {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
+            // A route of the program's own beside the webhook's, reading its body without
+            // bounds of its own (as axum's `String` and `Json` do).
+            let router = webhook.router().route(
+                "/api/slow",
+                axum::routing::post(|b: String| async move { b.len().to_string() }),
+            );
             webhook
-                .serve(listener, async {
+                .serve_router(router, listener, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -344,6 +350,79 @@ fn at_the_connection_cap_half_sent_heads_are_shed_for_graph() {
     let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
     eprintln!(
         "strangers held the cap of 48 from 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
+        attack.opened.load(SeqCst),
+        attack.cut.load(SeqCst)
+    );
+    assert_eq!(batches, [202; 10], "Graph's batches at the connection cap");
+    assert_eq!(
+        handshakes, [200; 10],
+        "Graph's handshakes at the connection cap"
+    );
+}
+
+/// At the connection cap, three addresses hold requests on a route of the program's own (beside
+/// the webhook's) whose body comes a byte every 3 s: a request whose body has not all arrived
+/// is shed for Graph's, and those routes never hold the places kept for the webhook's.
+#[test]
+fn at_the_connection_cap_bodies_trickled_to_another_route_are_shed_for_graph() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let limits = ServerLimits::default()
+        .with_max_connections(48)
+        .with_connections_per_address(16)
+        .with_reserved_for_webhook(16);
+    let server = start(&graph, "trickle-app", limits);
+    let sources = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+    let head = b"POST /api/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx".to_vec();
+    let attack = strangers(
+        server.addr,
+        &sources,
+        16,
+        Arc::new(head),
+        Some(b"x"),
+        Duration::ZERO,
+    );
+    wait_until_opened(&attack, 48);
+    // Past the grace.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (batches, handshakes) = graph_traffic(server.addr, &graph, 5);
+    eprintln!(
+        "strangers trickled bodies to /api/slow on 16 connections from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
+        attack.opened.load(SeqCst),
+        attack.cut.load(SeqCst)
+    );
+    assert_eq!(batches, [202; 5], "Graph's batches at the connection cap");
+    assert_eq!(
+        handshakes, [200; 5],
+        "Graph's handshakes at the connection cap"
+    );
+}
+
+/// At the connection cap, three addresses send heads to `/notifications` that declare a body
+/// and send none, reopening each as soon as it is answered (408 after the body's grace): a
+/// request whose body has not arrived is shed for Graph's.
+#[test]
+fn at_the_connection_cap_heads_without_their_bodies_are_shed_for_graph() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let limits = ServerLimits::default()
+        .with_max_connections(48)
+        .with_connections_per_address(16);
+    let server = start(&graph, "no-body", limits);
+    let sources = ["127.0.0.31", "127.0.0.32", "127.0.0.33"];
+    let head = b"POST /notifications HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".to_vec();
+    let attack = strangers(
+        server.addr,
+        &sources,
+        16,
+        Arc::new(head),
+        None,
+        Duration::ZERO,
+    );
+    wait_until_opened(&attack, 48);
+    // Through a whole cycle of the body's grace.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
+    eprintln!(
+        "strangers held heads without bodies on 16 connections from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
         attack.opened.load(SeqCst),
         attack.cut.load(SeqCst)
     );
