@@ -11,7 +11,8 @@ pub const BODY_BUDGET_BYTES: usize = 256 << 20;
 /// an eighth of [`BODY_BUDGET_BYTES`]. Graph spreads its deliveries over many addresses and
 /// holds a few bodies at a time from each (tens of KiB each: hundreds of its batches fit), so
 /// a few addresses holding megabytes for little progress spend only their own shares, never
-/// the budget. Past it the source's next body is answered 503.
+/// the budget. A share counts the bytes received (two 10 MiB batches hold 20 MiB of it). Past
+/// it the source's next body is answered 503.
 pub const BODY_BYTES_PER_ADDRESS: usize = 32 << 20;
 /// A body past 1 MiB is large: Graph's batches of rich notifications are tens of KiB, so only
 /// floods and oversized batches are.
@@ -33,7 +34,10 @@ pub const LARGE_MIN_BODY_BYTES_PER_SECOND: u64 = 1 << 20;
 /// the first byte: a body that sends 1 MB at once and then a byte every 3 s averages well above
 /// 16 KiB/s for a minute, but its last 2 s hold a byte, so it is cut 2 s after its burst
 /// (freeing its share of the budget). 2 s is the grace again: a sender that pauses for TCP or
-/// a busy moment keeps its body.
+/// a busy moment keeps its body. Past [`LARGE_BODY_BYTES`] a window need hold only half of
+/// [`LARGE_MIN_BODY_BYTES_PER_SECOND`] (1 MiB): a batch of megabytes at 1.5 MB/s keeps its turn
+/// through a second's stall of TCP, while the average since the first byte still holds it to
+/// 1 MiB/s.
 pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(2);
 /// At most 5 s between two pieces of a body (nginx's `client_body_timeout`, shorter).
 pub const BODY_IDLE: Duration = Duration::from_secs(5);

@@ -433,6 +433,61 @@ fn at_the_connection_cap_heads_without_their_bodies_are_shed_for_graph() {
     );
 }
 
+/// POSTs `len` bytes to `/notifications` from 127.0.0.1, `piece` bytes every 100 ms, pausing
+/// for `pause` once halfway (a stall of TCP); the status (0 when none came within 60 s).
+fn paced_post(addr: SocketAddr, len: usize, piece: usize, pause: Duration) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /notifications HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let body = vec![b' '; len];
+    let mut sent = 0;
+    let mut paused = false;
+    for chunk in body.chunks(piece) {
+        if s.write_all(chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+        if !paused && sent >= len / 2 {
+            paused = true;
+            std::thread::sleep(pause);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    std::str::from_utf8(&reply)
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Large honest bodies from Graph's one address: three 10 MiB batches at once, each at about
+/// 1.5 MB/s with a stall of a second halfway, are all read (202): the window's rate holds a
+/// large body to half its average rate, and the address's share counts the 30 MiB received,
+/// not the buffers' capacity.
+#[test]
+fn large_batches_at_once_through_a_stall_are_accepted() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let server = start(&graph, "large", ServerLimits::default());
+    let addr = server.addr;
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || paced_post(addr, 10 << 20, 150_000, Duration::from_secs(1)))
+        })
+        .collect();
+    let statuses: Vec<u16> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    eprintln!("three 10 MiB bodies at about 1.5 MB/s with a 1 s stall: {statuses:?}");
+    assert_eq!(statuses, [202; 3]);
+}
+
 /// Two addresses, each with many connections that declare 1,040,000 bytes, send 1,000,000 at
 /// once, then a byte every 3 s (reopened when cut): they hold only their shares of the body
 /// budget, and lose them once their last 2 s hold a byte; Graph's batches get 202 within 3 s.
