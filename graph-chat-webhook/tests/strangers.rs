@@ -635,6 +635,56 @@ fn a_dripping_jwks_answer_at_start_up_fails_within_the_deadline() {
     }
 }
 
+/// Over https, an endpoint that drips its TLS handshake (a record that never completes, a byte
+/// every half second) is cut by the JWKS deadline too: the deadline holds on the socket under
+/// TLS, not only on each read of TLS (one of which waits for a whole record).
+#[test]
+fn a_dripping_tls_handshake_at_start_up_fails_within_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/keys", listener.local_addr().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut hello = [0u8; 4096];
+        let _ = stream.read(&mut hello);
+        // A handshake record of 16 KiB: the client needs all of it before it can go on.
+        let mut record = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+        record.extend([0u8; 60]);
+        for byte in record {
+            if stopping.load(SeqCst) || stream.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(DRIP);
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let built = Webhook::builder(receiver())
+            .inbox(MemoryInbox::new(1 << 20))
+            .jwks(JwksSource::Url(url))
+            .on_refusal(|_| {})
+            .build();
+        let _ = tx.send(built.map(|_| ()));
+    });
+    let bound = Duration::from_secs(5) + Duration::from_secs(10);
+    let built = rx.recv_timeout(bound);
+    stop.store(true, SeqCst);
+    let built =
+        built.unwrap_or_else(|_| panic!("building the webhook still hangs after {bound:?}"));
+    eprintln!(
+        "start-up against a dripping TLS handshake ended after {:?}: {built:?}",
+        started.elapsed()
+    );
+    match built {
+        Err(BuildError::Jwks(reason)) => assert!(reason.contains("signing keys"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// While running, a refresh whose answer drips is cut by the deadline; once the endpoint
 /// answers normally again, a batch signed with the rotated key is accepted within a bounded
 /// time (the stuck refresh does not block the next one).
