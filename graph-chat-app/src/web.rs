@@ -104,6 +104,44 @@ fn check_origin(
     Ok(())
 }
 
+/// The largest request body the API reads: 64 KiB (axum's default is 2 MB). A message the
+/// page sends is a few KiB at most (Graph takes about 28 KiB of message content), and the
+/// other changes carry no body.
+const MAX_API_BODY: usize = 64 << 10;
+/// A request body must have arrived whole within 5 s of its head: the page sends a few KiB at
+/// once. The connection it comes on holds one of the places the server shares with the
+/// webhook, so a body sent a byte at a time must not hold it.
+const API_BODY_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads the request body whole, under [`MAX_API_BODY`] and [`API_BODY_DEADLINE`], before the
+/// handler runs: 413 past the size, 408 past the deadline.
+async fn bounded_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(API_BODY_DEADLINE, axum::body::to_bytes(body, MAX_API_BODY));
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is over 64 KiB",
+            )
+            .into_response()
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )
+            .into_response()
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
 pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts: Hosts) -> Router {
     Router::new()
         .route(
@@ -128,6 +166,8 @@ pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts
         )
         .route("/api/events", get(events))
         .with_state(AppState { sync, stopped })
+        .layer(axum::middleware::from_fn(bounded_body))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))
         .layer(axum::middleware::from_fn_with_state(hosts, same_origin))
 }
 
@@ -380,11 +420,14 @@ struct EventsQuery {
 /// The stream counts in the server's stream pool ([`StreamSlot`](graph_chat_webhook::StreamSlot)),
 /// with its own caps per address and in all (503 past them), never in the connections the
 /// webhook's routes need.
+///
+/// `StreamSlot` is the last extractor: a request the others reject (a malformed `?after=`)
+/// never counts as a stream.
 async fn events(
-    _stream: graph_chat_webhook::StreamSlot,
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
+    _stream: graph_chat_webhook::StreamSlot,
 ) -> Response {
     let resume = headers
         .get("last-event-id")

@@ -185,3 +185,139 @@ fn event_streams_from_three_addresses_leave_the_webhook_its_places() {
     );
     assert_eq!(delivered["id"], id);
 }
+
+/// A request to the app's API whose body comes a byte a second, on the listener the webhook
+/// shares: answered 408 once the body's deadline passes, instead of holding its connection (and
+/// one of the webhook's places) for as long as the bytes keep coming; a body past the API's
+/// size is answered 413.
+#[test]
+fn the_apis_request_bodies_are_bounded_in_time_and_size() {
+    let h = Harness::start(Duration::from_secs(600));
+    let chat = h.chat_ids().into_iter().next().expect("a chat");
+    let host = h
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let addr: SocketAddr = host.parse().unwrap();
+    let head = |length: usize| {
+        format!(
+            "POST /api/chats/{chat}/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let status = |reply: &[u8]| {
+        std::str::from_utf8(reply)
+            .ok()
+            .and_then(|t| t.split(' ').nth(1))
+            .and_then(|c| c.parse::<u16>().ok())
+    };
+
+    // A byte a second, for at most 20 s (the test's bound), until the server answers.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(head(1000).as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 512];
+    while reply.is_empty() && started.elapsed() < Duration::from_secs(20) {
+        if s.write_all(b" ").is_err() {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    eprintln!(
+        "a body a byte a second was answered {:?} after {:?}",
+        status(&reply),
+        started.elapsed()
+    );
+    assert_eq!(status(&reply), Some(408), "the trickled body's answer");
+
+    // 100 KiB of JSON at once: over the API's size.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let content = "x".repeat(100 << 10);
+    let body = format!(r#"{{"content":"{content}"}}"#);
+    s.write_all(head(body.len()).as_bytes()).unwrap();
+    let _ = s.write_all(body.as_bytes());
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert_eq!(status(&reply), Some(413), "the oversized body's answer");
+}
+
+/// Requests for the event stream that are answered with an error (a malformed `?after=`), on
+/// connections kept open, do not count as streams: the address can still open its streams.
+#[test]
+fn event_stream_requests_answered_with_an_error_hold_no_stream_place() {
+    let h = Harness::start(Duration::from_secs(600));
+    let host = h
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let addr: SocketAddr = host.parse().unwrap();
+    let source: IpAddr = "127.0.0.5".parse().unwrap();
+    let connect = || {
+        let socket = connect_from(source, addr);
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket
+    };
+    let first_line = |s: &mut std::net::TcpStream| {
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 256];
+        while !reply.windows(2).any(|w| w == b"\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    // As many malformed requests as the address may hold streams, each connection kept open.
+    let mut kept = Vec::new();
+    for _ in 0..graph_chat_webhook::limits::STREAMS_PER_ADDRESS {
+        let mut s = connect();
+        s.write_all(format!("GET /api/events?after=x HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .unwrap();
+        assert!(first_line(&mut s).starts_with("HTTP/1.1 400"));
+        kept.push(s);
+    }
+    let mut stream = connect();
+    stream
+        .write_all(
+            format!(
+                "GET /api/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let answer = first_line(&mut stream);
+    eprintln!("after 16 malformed stream requests, a stream was answered {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A blocking connection from `source` (bound through a tokio socket, then handed to std).
+fn connect_from(source: IpAddr, addr: SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let s = socket.connect(addr).await.unwrap();
+        let s = s.into_std().unwrap();
+        s.set_nonblocking(false).unwrap();
+        s
+    })
+}

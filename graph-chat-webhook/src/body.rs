@@ -200,7 +200,14 @@ pub(crate) async fn read(
         } else {
             limits.min_body_rate()
         };
-        let need = (min_rate as f64 * window.as_secs_f64()) as u64;
+        // Over a window, a large body need only move at half its rate: one stall of TCP (a
+        // second without a byte) must not cut an honest batch of megabytes.
+        let windowed_rate = if received > limits.large_body() as u64 {
+            min_rate / 2
+        } else {
+            min_rate
+        };
+        let need = (windowed_rate as f64 * window.as_secs_f64()) as u64;
         let over_window = recent.deadline(need, window, limits.body_grace());
         let deadline = start
             + limits
@@ -234,15 +241,18 @@ pub(crate) async fn read(
                     .map_err(|()| busy("too many large bodies at once"))?,
             );
         }
-        // The budget counts the buffer's capacity, not only its length: it grows by doubling
-        // (up to the limit), and each growth is paid for before it happens.
-        if total > bytes.capacity() {
-            let grown = total.max(bytes.capacity().saturating_mul(2).min(limit));
-            if let Some(share) = &mut share {
-                if !share.grow(grown - charged, limits.body_budget_per_address()) {
-                    return Err(busy("this address's share of the body budget is spent"));
-                }
+        // The source's share counts the bytes received.
+        if let Some(share) = &mut share {
+            if !share.grow(data.len(), limits.body_budget_per_address()) {
+                return Err(busy("this address's share of the body budget is spent"));
             }
+        }
+        // The budget counts the buffer's capacity, not only its length: it grows by doubling
+        // (up to the limit, and to the declared length when there is one: a 10 MiB body holds
+        // 10 MiB, not 16), and each growth is paid for before it happens.
+        if total > bytes.capacity() {
+            let most = declared.map_or(limit, |n| usize::try_from(n).unwrap_or(limit).min(limit));
+            let grown = total.max(bytes.capacity().saturating_mul(2).min(most));
             let permit = take(&budget.bytes, grown - charged, limits.budget_wait())
                 .await
                 .map_err(|()| busy("the body budget is spent"))?;

@@ -44,24 +44,31 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
 ///
 /// ureq's timeouts are not a deadline against a peer that drips: once one has passed, each
 /// further wait for input is given a second (ureq 3.2's `NextTimeout::not_zero`), so an answer
-/// sent a byte a second is never cut. Here every wait on the connection is clamped to the time
-/// left, and past the deadline the call fails with [`ureq::Timeout::Global`], head or body.
+/// sent a byte a second is never cut. Here every wait on the TCP socket is clamped to the time
+/// left, and past the deadline the call fails with [`ureq::Timeout::Global`], head or body. The
+/// clamp sits under TLS, on the socket itself: one read of TLS may wait on the socket many
+/// times (a record dripped a byte at a time), and each of those waits ends by the deadline.
 pub(crate) fn agent_until_deadline(within: Duration) -> ureq::Agent {
     use ureq::unversioned::resolver::DefaultResolver;
-    use ureq::unversioned::transport::{Connector, DefaultConnector};
+    use ureq::unversioned::transport::{
+        ConnectProxyConnector, Connector, RustlsConnector, TcpConnector,
+    };
     let deadline = Deadline(Instant::now() + within);
-    ureq::Agent::with_parts(
-        config(within),
-        DefaultConnector::default().chain(deadline),
-        DefaultResolver::default(),
-    )
+    // ureq's default chain (a CONNECT proxy, the socket, then TLS) with the deadline between
+    // the socket and TLS.
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(deadline)
+            .chain(RustlsConnector::default());
+    ureq::Agent::with_parts(config(within), connector, DefaultResolver::default())
 }
 
-/// Wraps each connection of an agent in [`Bounded`], all sharing one deadline.
+/// Wraps each connection's socket in [`Bounded`], all sharing one deadline.
 #[derive(Debug, Clone, Copy)]
 struct Deadline(Instant);
 
-impl ureq::unversioned::transport::Connector<Box<dyn ureq::unversioned::transport::Transport>>
+impl<In: ureq::unversioned::transport::Transport> ureq::unversioned::transport::Connector<In>
     for Deadline
 {
     type Out = Bounded;
@@ -69,10 +76,10 @@ impl ureq::unversioned::transport::Connector<Box<dyn ureq::unversioned::transpor
     fn connect(
         &self,
         _: &ureq::unversioned::transport::ConnectionDetails,
-        chained: Option<Box<dyn ureq::unversioned::transport::Transport>>,
+        chained: Option<In>,
     ) -> Result<Option<Bounded>, ureq::Error> {
         Ok(chained.map(|inner| Bounded {
-            inner,
+            inner: Box::new(inner),
             deadline: self.0,
         }))
     }

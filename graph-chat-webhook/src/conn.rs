@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::pool::{Pool, Slot, Turned};
+use crate::pool::{ConnState, NotTaken, Pool, Slot, Turned};
 use crate::refusal::{Refusal, IDLE_CLOSURE};
 use crate::source::Source;
 use crate::state::Shared;
@@ -86,7 +86,7 @@ where
         over_address_cap: Throttled::new("over the per-address connection cap"),
         over_total_cap: Throttled::new("over the total connection cap"),
         shed: Throttled::new(
-            "shed at the connection cap for a new connection (no request in hand)",
+            "shed at the connection cap for a new connection (no request in hand, or its body incomplete)",
         ),
         head_or_error: Throttled::new(
             "request head not complete within the deadline, or a malformed request",
@@ -170,18 +170,44 @@ async fn connection(
         epoch,
     });
     // Each request carries its source (for the body budget's shares) and its connection's
-    // handle (for `StreamSlot`), and holds the connection in hand while it is answered.
+    // handle (for `StreamSlot`), and holds the connection in hand while it is answered; its
+    // body tells the pool when it has all arrived.
     let service = {
         let slot = Arc::clone(&slot);
-        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            let in_hand = slot.request();
-            request.extensions_mut().insert(slot.source());
-            request.extensions_mut().insert(slot.handle());
-            let answered = router.clone().oneshot(request.map(axum::body::Body::new));
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            use hyper::body::Body as _;
+            let webhook = is_webhook_route(request.uri().path());
+            let taken = slot.request(webhook, request.body().is_end_stream());
+            let router = router.clone();
+            let source = slot.source();
+            let handle = slot.handle();
+            let state = Arc::clone(slot.state());
             async move {
-                let response = answered.await;
+                let in_hand = match taken {
+                    Ok(in_hand) => in_hand,
+                    Err(not_taken) => return Ok(not_taken_response(not_taken)),
+                };
+                let (mut parts, body) = request.into_parts();
+                parts.extensions.insert(source);
+                parts.extensions.insert(handle);
+                let body = axum::body::Body::new(Completing {
+                    inner: body,
+                    state: Arc::clone(&state),
+                });
+                let answered = router
+                    .oneshot(hyper::Request::from_parts(parts, body))
+                    .await;
                 drop(in_hand);
-                response
+                answered.map(|mut response| {
+                    // A stream's place is held only while its response lasts.
+                    if state.is_stream() {
+                        response.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    response
+                })
             }
         })
     };
@@ -224,6 +250,60 @@ async fn connection(
                 }
             }
         }
+    }
+}
+
+/// The routes the webhook registers, told apart by the path of a request head: requests on
+/// them may hold the places [`ServerLimits::reserved_for_webhook`](crate::ServerLimits::reserved_for_webhook)
+/// keeps; every other request holds a place of the rest.
+fn is_webhook_route(path: &str) -> bool {
+    matches!(path, "/notifications" | "/lifecycle" | "/eventgrid")
+}
+
+/// The answer to a request head the pool did not take: 503, and the connection closed.
+fn not_taken_response(not_taken: NotTaken) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let reason = match not_taken {
+        NotTaken::Shed => "the connection was shed at the connection cap",
+        NotTaken::GeneralFull => "the server holds its cap of requests on these routes",
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// A request body that tells its connection's state when it has all arrived.
+struct Completing {
+    inner: hyper::body::Incoming,
+    state: Arc<ConnState>,
+}
+
+impl hyper::body::Body for Completing {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.state.body_complete(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.state.body_complete(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

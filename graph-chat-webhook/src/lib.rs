@@ -19,8 +19,9 @@
 //!   after a short grace is cut off (408); a few large bodies at a time; 413 past the limit.
 //! * **Connections bounded**: [`Webhook::serve`] runs the HTTP/1 server with a deadline for
 //!   every request head, an idle deadline, a cap on connections per source address and in all
-//!   (at the cap, a connection without a request in hand is shed for a new one), a share of the
-//!   body budget per source address, long-lived streams ([`StreamSlot`]) counted apart from
+//!   (at the cap, a connection not being answered, from a source holding more, is shed for a
+//!   new one; the webhook's routes keep places of their own), a share of the body budget per
+//!   source address, long-lived streams ([`StreamSlot`]) counted apart from
 //!   the webhook's connections, and a shutdown that closes idle and half-sent connections
 //!   within a deadline.
 //! * **Workers on every core** ([`Webhook::start_workers`]): each opens a stored record with

@@ -11,7 +11,8 @@ pub const BODY_BUDGET_BYTES: usize = 256 << 20;
 /// an eighth of [`BODY_BUDGET_BYTES`]. Graph spreads its deliveries over many addresses and
 /// holds a few bodies at a time from each (tens of KiB each: hundreds of its batches fit), so
 /// a few addresses holding megabytes for little progress spend only their own shares, never
-/// the budget. Past it the source's next body is answered 503.
+/// the budget. A share counts the bytes received (two 10 MiB batches hold 20 MiB of it). Past
+/// it the source's next body is answered 503.
 pub const BODY_BYTES_PER_ADDRESS: usize = 32 << 20;
 /// A body past 1 MiB is large: Graph's batches of rich notifications are tens of KiB, so only
 /// floods and oversized batches are.
@@ -33,7 +34,10 @@ pub const LARGE_MIN_BODY_BYTES_PER_SECOND: u64 = 1 << 20;
 /// the first byte: a body that sends 1 MB at once and then a byte every 3 s averages well above
 /// 16 KiB/s for a minute, but its last 2 s hold a byte, so it is cut 2 s after its burst
 /// (freeing its share of the budget). 2 s is the grace again: a sender that pauses for TCP or
-/// a busy moment keeps its body.
+/// a busy moment keeps its body. Past [`LARGE_BODY_BYTES`] a window need hold only half of
+/// [`LARGE_MIN_BODY_BYTES_PER_SECOND`] (1 MiB): a batch of megabytes at 1.5 MB/s keeps its turn
+/// through a second's stall of TCP, while the average since the first byte still holds it to
+/// 1 MiB/s.
 pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(2);
 /// At most 5 s between two pieces of a body (nginx's `client_body_timeout`, shorter).
 pub const BODY_IDLE: Duration = Duration::from_secs(5);
@@ -53,7 +57,7 @@ pub const IDLE_DEADLINE: Duration = Duration::from_secs(30);
 /// Connections one source may hold open: 128. Graph spreads its deliveries over many addresses
 /// and holds a few connections from each (it sends a batch and waits for the answer), so 128
 /// is ample; it takes six sources to fill [`MAX_CONNECTIONS`], not three, and past the total
-/// the connections without a request in hand are shed first ([`SHED_GRACE`]). Connections past
+/// the connections not being answered are shed ([`SHED_GRACE`]). Connections past
 /// it are closed as they are accepted. An IPv6 source counts by its /64 (one host holds a
 /// whole /64, and an attacker controls one); an IPv4 source by its address, not its /24 (a /24
 /// would put every loopback client, and the many senders behind one NAT, in one group).
@@ -62,14 +66,24 @@ pub const CONNECTIONS_PER_ADDRESS: usize = 128;
 /// which with [`MAX_STREAMS`] stays under systemd's default of 1,024 open files with room for
 /// the inbox, the JWKS fetch and the program (raise them together).
 pub const MAX_CONNECTIONS: usize = 768;
-/// At the connection cap, a new connection sheds one without a request in hand: first one
-/// that has had none for 1 s (opened without a head, or idle after its last answer), then one
-/// that never produced a head, from the source holding the most. Graph sends a whole request
-/// as soon as it connects, so 1 s is ample for it; a stranger holding half-sent heads holds
-/// nothing for long once the pool is full, and one reopening its connections faster than the
-/// grace still loses them before a source holding few does. Only when every connection has a
-/// request in hand is the new one closed.
+/// At the connection cap, a new connection sheds one that is not being answered (no request in
+/// hand, or a request whose body has not all arrived; never one whose whole request is being
+/// answered), from a source holding at least two more connections than the new one's, the
+/// source holding the most first; within it, one idle (or waiting for its body) past 1 s before
+/// a younger one, then one that never produced a head. Graph sends a whole request as soon as
+/// it connects and holds few connections per address, so it never loses one to strangers
+/// holding many, and 1 s is ample for its head and body; strangers reopening what was shed
+/// cannot shed each other's (they hold as many). Only when no such connection is left is the
+/// new one closed.
 pub const SHED_GRACE: Duration = Duration::from_secs(1);
+/// Of [`MAX_CONNECTIONS`], the places only the webhook's routes (`/notifications`, `/lifecycle`,
+/// `/eventgrid`, told by the path of each request head) may hold a request in: 256, a third.
+/// The other routes of a program's router ([`Webhook::serve_router`](crate::Webhook::serve_router):
+/// a page, its API, whose requests may wait on calls of their own) hold requests in the other
+/// 512 at most; past that their request is answered 503 and its connection closed, so whatever
+/// they wait on, Graph's deliveries and handshakes keep a third of the places. At most half of
+/// the connection cap is kept, whatever this says.
+pub const RESERVED_FOR_WEBHOOK: usize = 256;
 /// Long-lived streams (the responses a handler marks with
 /// [`StreamSlot`](crate::StreamSlot): Server-Sent Events) one source may hold: 16, a person's
 /// browser tabs, or a small office behind one address; they are counted apart from
@@ -135,6 +149,7 @@ pub struct ServerLimits {
     connections_per_address: usize,
     max_connections: usize,
     shed_grace: Duration,
+    reserved_for_webhook: usize,
     streams_per_address: usize,
     max_streams: usize,
     shutdown_grace: Duration,
@@ -160,6 +175,7 @@ impl Default for ServerLimits {
             connections_per_address: CONNECTIONS_PER_ADDRESS,
             max_connections: MAX_CONNECTIONS,
             shed_grace: SHED_GRACE,
+            reserved_for_webhook: RESERVED_FOR_WEBHOOK,
             streams_per_address: STREAMS_PER_ADDRESS,
             max_streams: MAX_STREAMS,
             shutdown_grace: SHUTDOWN_GRACE,
@@ -218,9 +234,11 @@ limit! {
     connections_per_address: usize, with_connections_per_address;
     /// Connections in all ([`MAX_CONNECTIONS`]).
     max_connections: usize, with_max_connections;
-    /// Time without a request in hand after which a connection is shed first at the cap
+    /// Time a connection waits (idle, or for its body) after which it is shed first at the cap
     /// ([`SHED_GRACE`]).
     shed_grace: Duration, with_shed_grace;
+    /// Places of the connection pool for the webhook's routes alone ([`RESERVED_FOR_WEBHOOK`]).
+    reserved_for_webhook: usize, with_reserved_for_webhook;
     /// Long-lived streams per source address ([`STREAMS_PER_ADDRESS`]).
     streams_per_address: usize, with_streams_per_address;
     /// Long-lived streams in all ([`MAX_STREAMS`]).

@@ -189,8 +189,10 @@ impl Webhook {
     /// Serves [`router`](Self::router) on `listener` until `shutdown` resolves, with the
     /// connection bounds of [`ServerLimits`]: a deadline for each request head, an idle
     /// deadline, a cap on connections per source address and in all (past which a connection
-    /// that has had no request in hand for [`ServerLimits::shed_grace`] is shed for the new
-    /// one), and each body's share of the body budget per source address. On shutdown it stops
+    /// not being answered, no request in hand or a body not all arrived, is shed for the new
+    /// one from a source holding at least two more: see [`ServerLimits::shed_grace`]), places
+    /// kept for the webhook's routes ([`ServerLimits::reserved_for_webhook`]), and each body's
+    /// share of the body budget per source address. On shutdown it stops
     /// accepting, lets requests in hand finish (their commits included) for
     /// [`ServerLimits::shutdown_grace`], then closes what is left, half-sent requests included.
     pub async fn serve<F>(

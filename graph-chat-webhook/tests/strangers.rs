@@ -74,8 +74,14 @@ fn serve(webhook: Webhook) -> Running {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
+            // A route of the program's own beside the webhook's, reading its body without
+            // bounds of its own (as axum's `String` and `Json` do).
+            let router = webhook.router().route(
+                "/api/slow",
+                axum::routing::post(|b: String| async move { b.len().to_string() }),
+            );
             webhook
-                .serve(listener, async {
+                .serve_router(router, listener, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -354,6 +360,134 @@ fn at_the_connection_cap_half_sent_heads_are_shed_for_graph() {
     );
 }
 
+/// At the connection cap, three addresses hold requests on a route of the program's own (beside
+/// the webhook's) whose body comes a byte every 3 s: a request whose body has not all arrived
+/// is shed for Graph's, and those routes never hold the places kept for the webhook's.
+#[test]
+fn at_the_connection_cap_bodies_trickled_to_another_route_are_shed_for_graph() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let limits = ServerLimits::default()
+        .with_max_connections(48)
+        .with_connections_per_address(16)
+        .with_reserved_for_webhook(16);
+    let server = start(&graph, "trickle-app", limits);
+    let sources = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
+    let head = b"POST /api/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx".to_vec();
+    let attack = strangers(
+        server.addr,
+        &sources,
+        16,
+        Arc::new(head),
+        Some(b"x"),
+        Duration::ZERO,
+    );
+    wait_until_opened(&attack, 48);
+    // Past the grace.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (batches, handshakes) = graph_traffic(server.addr, &graph, 5);
+    eprintln!(
+        "strangers trickled bodies to /api/slow on 16 connections from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
+        attack.opened.load(SeqCst),
+        attack.cut.load(SeqCst)
+    );
+    assert_eq!(batches, [202; 5], "Graph's batches at the connection cap");
+    assert_eq!(
+        handshakes, [200; 5],
+        "Graph's handshakes at the connection cap"
+    );
+}
+
+/// At the connection cap, three addresses send heads to `/notifications` that declare a body
+/// and send none, reopening each as soon as it is answered (408 after the body's grace): a
+/// request whose body has not arrived is shed for Graph's.
+#[test]
+fn at_the_connection_cap_heads_without_their_bodies_are_shed_for_graph() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let limits = ServerLimits::default()
+        .with_max_connections(48)
+        .with_connections_per_address(16);
+    let server = start(&graph, "no-body", limits);
+    let sources = ["127.0.0.31", "127.0.0.32", "127.0.0.33"];
+    let head = b"POST /notifications HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".to_vec();
+    let attack = strangers(
+        server.addr,
+        &sources,
+        16,
+        Arc::new(head),
+        None,
+        Duration::ZERO,
+    );
+    wait_until_opened(&attack, 48);
+    // Through a whole cycle of the body's grace.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
+    eprintln!(
+        "strangers held heads without bodies on 16 connections from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
+        attack.opened.load(SeqCst),
+        attack.cut.load(SeqCst)
+    );
+    assert_eq!(batches, [202; 10], "Graph's batches at the connection cap");
+    assert_eq!(
+        handshakes, [200; 10],
+        "Graph's handshakes at the connection cap"
+    );
+}
+
+/// POSTs `len` bytes to `/notifications` from 127.0.0.1, `piece` bytes every 100 ms, pausing
+/// for `pause` once halfway (a stall of TCP); the status (0 when none came within 60 s).
+fn paced_post(addr: SocketAddr, len: usize, piece: usize, pause: Duration) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /notifications HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(head.as_bytes()).is_err() {
+        return 0;
+    }
+    let body = vec![b' '; len];
+    let mut sent = 0;
+    let mut paused = false;
+    for chunk in body.chunks(piece) {
+        if s.write_all(chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+        if !paused && sent >= len / 2 {
+            paused = true;
+            std::thread::sleep(pause);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    std::str::from_utf8(&reply)
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Large honest bodies from Graph's one address: three 10 MiB batches at once, each at about
+/// 1.5 MB/s with a stall of a second halfway, are all read (202): the window's rate holds a
+/// large body to half its average rate, and the address's share counts the 30 MiB received,
+/// not the buffers' capacity.
+#[test]
+fn large_batches_at_once_through_a_stall_are_accepted() {
+    let graph = GraphSimulator::new(APP, TENANT);
+    let server = start(&graph, "large", ServerLimits::default());
+    let addr = server.addr;
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || paced_post(addr, 10 << 20, 150_000, Duration::from_secs(1)))
+        })
+        .collect();
+    let statuses: Vec<u16> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    eprintln!("three 10 MiB bodies at about 1.5 MB/s with a 1 s stall: {statuses:?}");
+    assert_eq!(statuses, [202; 3]);
+}
+
 /// Two addresses, each with many connections that declare 1,040,000 bytes, send 1,000,000 at
 /// once, then a byte every 3 s (reopened when cut): they hold only their shares of the body
 /// budget, and lose them once their last 2 s hold a byte; Graph's batches get 202 within 3 s.
@@ -497,6 +631,56 @@ fn a_dripping_jwks_answer_at_start_up_fails_within_the_deadline() {
         Err(BuildError::Jwks(reason)) => {
             assert!(reason.contains("signing keys"), "{reason}");
         }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Over https, an endpoint that drips its TLS handshake (a record that never completes, a byte
+/// every half second) is cut by the JWKS deadline too: the deadline holds on the socket under
+/// TLS, not only on each read of TLS (one of which waits for a whole record).
+#[test]
+fn a_dripping_tls_handshake_at_start_up_fails_within_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/keys", listener.local_addr().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut hello = [0u8; 4096];
+        let _ = stream.read(&mut hello);
+        // A handshake record of 16 KiB: the client needs all of it before it can go on.
+        let mut record = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+        record.extend([0u8; 60]);
+        for byte in record {
+            if stopping.load(SeqCst) || stream.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(DRIP);
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let built = Webhook::builder(receiver())
+            .inbox(MemoryInbox::new(1 << 20))
+            .jwks(JwksSource::Url(url))
+            .on_refusal(|_| {})
+            .build();
+        let _ = tx.send(built.map(|_| ()));
+    });
+    let bound = Duration::from_secs(5) + Duration::from_secs(10);
+    let built = rx.recv_timeout(bound);
+    stop.store(true, SeqCst);
+    let built =
+        built.unwrap_or_else(|_| panic!("building the webhook still hangs after {bound:?}"));
+    eprintln!(
+        "start-up against a dripping TLS handshake ended after {:?}: {built:?}",
+        started.elapsed()
+    );
+    match built {
+        Err(BuildError::Jwks(reason)) => assert!(reason.contains("signing keys"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
