@@ -301,17 +301,7 @@ async fn send(
     let request = request
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let answer = state
-        .sync
-        .send(request)
-        .await
-        .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
-    if !answer.is_success() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("Graph answered {} to the send", answer.status),
-        ));
-    }
+    let answer = send_as_asked(&state, request, "the send").await?;
     let item = state
         .sync
         .store()
@@ -338,14 +328,13 @@ async fn send(
     }
 }
 
-/// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.
-async fn mark_read(
-    State(state): State<AppState>,
-    Path(chat_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let request =
-        outbound::mark_chat_read_for_user(&chat_id, state.sync.user_id(), state.sync.tenant_id())
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// A request a person asked for, sent to Graph: its answer when Graph took it, else a 502 that
+/// names `what` and Graph's status.
+async fn send_as_asked(
+    state: &AppState,
+    request: outbound::HttpRequest,
+    what: &str,
+) -> Result<graph_chat_webhook::GraphResponse, ApiError> {
     let answer = state
         .sync
         .send(request)
@@ -354,9 +343,21 @@ async fn mark_read(
     if !answer.is_success() {
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
-            format!("Graph answered {} to markChatReadForUser", answer.status),
+            format!("Graph answered {} to {what}", answer.status),
         ));
     }
+    Ok(answer)
+}
+
+/// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.
+async fn mark_read(
+    State(state): State<AppState>,
+    Path(chat_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let request =
+        outbound::mark_chat_read_for_user(&chat_id, state.sync.user_id(), state.sync.tenant_id())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    send_as_asked(&state, request, "markChatReadForUser").await?;
     state.sync.read_chat(&chat_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -180,6 +180,25 @@ fn graph_traffic(addr: SocketAddr, graph: &GraphSimulator, n: usize) -> (Vec<u16
     (batches, handshakes)
 }
 
+/// Graph's traffic beside an attack (`n` batches, `n` handshakes): every batch must be answered
+/// 202 and every handshake 200, each within 3 s. Prints what the strangers did and what Graph got.
+fn assert_graph_gets_through(
+    addr: SocketAddr,
+    graph: &GraphSimulator,
+    n: usize,
+    attack: &Strangers,
+    what: &str,
+) {
+    let (batches, handshakes) = graph_traffic(addr, graph, n);
+    eprintln!(
+        "{what} ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
+        attack.opened.load(SeqCst),
+        attack.cut.load(SeqCst)
+    );
+    assert_eq!(batches, vec![202; n], "Graph's batches: {what}");
+    assert_eq!(handshakes, vec![200; n], "Graph's handshakes: {what}");
+}
+
 /// Strangers on their own runtime until dropped; counts what they did.
 struct Strangers {
     stop: Arc<AtomicBool>,
@@ -321,16 +340,12 @@ fn three_addresses_at_their_cap_of_half_sent_heads_leave_room_for_graph() {
     let sources = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let attack = half_heads(server.addr, &sources, per_source);
     wait_until_opened(&attack, 3 * per_source);
-    let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
-    eprintln!(
-        "strangers held {per_source} half-sent heads from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
-        attack.opened.load(SeqCst),
-        attack.cut.load(SeqCst)
-    );
-    assert_eq!(batches, [202; 10], "Graph's batches during the attack");
-    assert_eq!(
-        handshakes, [200; 10],
-        "Graph's handshakes during the attack"
+    assert_graph_gets_through(
+        server.addr,
+        &graph,
+        10,
+        &attack,
+        &format!("strangers held {per_source} half-sent heads from each of 3 addresses"),
     );
 }
 
@@ -347,16 +362,12 @@ fn at_the_connection_cap_half_sent_heads_are_shed_for_graph() {
     let sources = ["127.0.0.5", "127.0.0.6", "127.0.0.7"];
     let attack = half_heads(server.addr, &sources, 16);
     wait_until_opened(&attack, 48);
-    let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
-    eprintln!(
-        "strangers held the cap of 48 from 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
-        attack.opened.load(SeqCst),
-        attack.cut.load(SeqCst)
-    );
-    assert_eq!(batches, [202; 10], "Graph's batches at the connection cap");
-    assert_eq!(
-        handshakes, [200; 10],
-        "Graph's handshakes at the connection cap"
+    assert_graph_gets_through(
+        server.addr,
+        &graph,
+        10,
+        &attack,
+        "strangers held the cap of 48 from 3 addresses",
     );
 }
 
@@ -384,16 +395,12 @@ fn at_the_connection_cap_bodies_trickled_to_another_route_are_shed_for_graph() {
     wait_until_opened(&attack, 48);
     // Past the grace.
     std::thread::sleep(Duration::from_millis(1500));
-    let (batches, handshakes) = graph_traffic(server.addr, &graph, 5);
-    eprintln!(
-        "strangers trickled bodies to /api/slow on 16 connections from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
-        attack.opened.load(SeqCst),
-        attack.cut.load(SeqCst)
-    );
-    assert_eq!(batches, [202; 5], "Graph's batches at the connection cap");
-    assert_eq!(
-        handshakes, [200; 5],
-        "Graph's handshakes at the connection cap"
+    assert_graph_gets_through(
+        server.addr,
+        &graph,
+        5,
+        &attack,
+        "strangers trickled bodies to /api/slow on 16 connections from each of 3 addresses",
     );
 }
 
@@ -420,16 +427,12 @@ fn at_the_connection_cap_heads_without_their_bodies_are_shed_for_graph() {
     wait_until_opened(&attack, 48);
     // Through a whole cycle of the body's grace.
     std::thread::sleep(Duration::from_millis(2500));
-    let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
-    eprintln!(
-        "strangers held heads without bodies on 16 connections from each of 3 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
-        attack.opened.load(SeqCst),
-        attack.cut.load(SeqCst)
-    );
-    assert_eq!(batches, [202; 10], "Graph's batches at the connection cap");
-    assert_eq!(
-        handshakes, [200; 10],
-        "Graph's handshakes at the connection cap"
+    assert_graph_gets_through(
+        server.addr,
+        &graph,
+        10,
+        &attack,
+        "strangers held heads without bodies on 16 connections from each of 3 addresses",
     );
 }
 
@@ -513,17 +516,13 @@ fn bodies_that_stop_after_a_burst_from_two_addresses_leave_the_budget_to_graph()
         Duration::from_millis(100),
     );
     wait_until_opened(&attack, 2 * per_source);
-    let (batches, handshakes) = graph_traffic(server.addr, &graph, 10);
-    eprintln!(
-        "strangers sent 1,000,000-byte bursts on {per_source} connections from each of 2 addresses ({} opened, {} cut); Graph got batches {batches:?}, handshakes {handshakes:?}",
-        attack.opened.load(SeqCst),
-        attack.cut.load(SeqCst)
+    assert_graph_gets_through(
+        server.addr,
+        &graph,
+        10,
+        &attack,
+        &format!("strangers sent 1,000,000-byte bursts on {per_source} connections from each of 2 addresses"),
     );
-    assert_eq!(
-        batches, [202; 10],
-        "Graph's batches while the budget is held"
-    );
-    assert_eq!(handshakes, [200; 10]);
 }
 
 /// A JWKS endpoint on loopback that serves `jwks`, or, while `drip` is set, its answer a byte
