@@ -156,11 +156,7 @@ fn graph_post(addr: SocketAddr, target: &str, body: &[u8]) -> u16 {
     if started.elapsed() > GRAPH_PATIENCE {
         return 0;
     }
-    std::str::from_utf8(&reply[..n])
-        .ok()
-        .and_then(|t| t.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    status_of(&reply[..n])
 }
 
 /// Graph's traffic during an attack: `n` batches and `n` handshakes, one after the other; the
@@ -465,11 +461,7 @@ fn paced_post(addr: SocketAddr, len: usize, piece: usize, pause: Duration) -> u1
     }
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
-    std::str::from_utf8(&reply)
-        .ok()
-        .and_then(|t| t.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    status_of(&reply)
 }
 
 /// Large honest bodies from Graph's one address: three 10 MiB batches at once, each at about

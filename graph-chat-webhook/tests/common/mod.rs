@@ -50,10 +50,14 @@ pub fn request(
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
     let text = String::from_utf8_lossy(&reply).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
+    (status_of(&reply), text)
+}
+
+/// The status code of a raw HTTP reply; 0 when there is none (the server closed without one).
+pub fn status_of(reply: &[u8]) -> u16 {
+    std::str::from_utf8(reply)
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+        .unwrap_or(0)
 }
