@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::inbox::Route;
 use crate::pool::{ConnState, NotTaken, Pool, Slot, Turned};
 use crate::refusal::{Refusal, IDLE_CLOSURE};
 use crate::source::Source;
@@ -253,11 +254,12 @@ async fn connection(
     }
 }
 
-/// The routes the webhook registers, told apart by the path of a request head: requests on
-/// them may hold the places [`ServerLimits::reserved_for_webhook`](crate::ServerLimits::reserved_for_webhook)
-/// keeps; every other request holds a place of the rest.
+/// The routes the webhook registers ([`Route`]'s paths), told apart by the path of a request
+/// head: requests on them may hold the places
+/// [`ServerLimits::reserved_for_webhook`](crate::ServerLimits::reserved_for_webhook) keeps; every
+/// other request holds a place of the rest.
 fn is_webhook_route(path: &str) -> bool {
-    matches!(path, "/notifications" | "/lifecycle" | "/eventgrid")
+    Route::from_stored(path).is_some()
 }
 
 /// The answer to a request head the pool did not take: 503, and the connection closed.

@@ -44,10 +44,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
 /// Graph's routes, and the Event Grid routes when configured, over `shared`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let mut router = Router::new()
-        .route("/notifications", post(notifications))
-        .route("/lifecycle", post(lifecycle));
+        .route(Route::Notifications.as_str(), post(notifications))
+        .route(Route::Lifecycle.as_str(), post(lifecycle));
     if shared.event_grid.is_some() {
-        router = router.route("/eventgrid", post(event_grid).options(event_grid_options));
+        router = router.route(
+            Route::EventGrid.as_str(),
+            post(event_grid).options(event_grid_options),
+        );
     }
     router.with_state(shared)
 }

@@ -212,6 +212,12 @@ impl Chat {
 }
 
 impl Sub {
+    /// Whether it has not expired at `now_ms`: an expired subscription is gone (GET 404) and
+    /// delivers nothing.
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        self.expires_ms > now_ms
+    }
+
     pub fn to_json(&self, app_id: &str, creator: &str, base: &str) -> Value {
         json!({
             "@odata.context": format!("{base}{}/$metadata#subscriptions/$entity", self.version),

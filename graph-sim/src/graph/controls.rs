@@ -38,7 +38,7 @@ impl Graph {
             .state
             .subscriptions
             .iter()
-            .filter(|s| s.expires_ms > now)
+            .filter(|s| s.is_live(now))
             .map(|s| s.id.clone())
             .collect()
     }

@@ -18,7 +18,7 @@ const TOKEN_REUSE: Duration = Duration::from_secs(600);
 /// The subscriptions that have not expired, each with its resource read.
 fn live(subs: &[Sub], now: i64) -> impl Iterator<Item = (&Sub, Parsed)> {
     subs.iter()
-        .filter(move |s| s.expires_ms > now)
+        .filter(move |s| s.is_live(now))
         .filter_map(|s| parse_resource(&s.resource, &s.version).ok().map(|p| (s, p)))
 }
 

@@ -61,7 +61,7 @@ impl Graph {
             .state
             .subscriptions
             .iter()
-            .filter(|s| s.expires_ms > now)
+            .filter(|s| s.is_live(now))
             .filter_map(|s| parse_resource(&s.resource, &s.version).ok())
             .map(|p| p.target)
             .collect();
@@ -119,7 +119,7 @@ impl Graph {
             .state
             .subscriptions
             .iter()
-            .find(|s| s.id == id && s.expires_ms > now)
+            .find(|s| s.id == id && s.is_live(now))
             .map(|s| self.sub_json(s))
             .ok_or_else(|| ApiError::subscription_not_found(id))
     }
@@ -131,7 +131,7 @@ impl Graph {
             .state
             .subscriptions
             .iter()
-            .filter(|s| s.expires_ms > now)
+            .filter(|s| s.is_live(now))
             .map(|s| self.sub_json(s))
             .collect();
         json!({
@@ -174,7 +174,7 @@ impl Graph {
                 .state
                 .subscriptions
                 .iter_mut()
-                .find(|s| s.id == id && s.expires_ms > now)
+                .find(|s| s.id == id && s.is_live(now))
                 .ok_or_else(|| ApiError::subscription_not_found(id))?;
             check_lifetime(expires - now, sub.lifecycle_url.is_some())?;
             let mut new_cert = None;
@@ -221,7 +221,7 @@ impl Graph {
             .state
             .subscriptions
             .iter()
-            .any(|s| s.id == id && s.expires_ms > now)
+            .any(|s| s.id == id && s.is_live(now))
             .then_some(())
             .ok_or_else(|| ApiError::subscription_not_found(id))
     }
@@ -233,7 +233,7 @@ impl Graph {
             store
                 .state
                 .subscriptions
-                .retain(|s| !(s.id == id && s.expires_ms > now));
+                .retain(|s| !(s.id == id && s.is_live(now)));
             if store.state.subscriptions.len() == before {
                 return Err(ApiError::subscription_not_found(id));
             }
@@ -254,7 +254,7 @@ impl Graph {
                 .state
                 .subscriptions
                 .iter()
-                .position(|s| s.id == id && s.expires_ms > now)
+                .position(|s| s.id == id && s.is_live(now))
                 .ok_or_else(|| ApiError::subscription_not_found(id))?;
             let sub = store.state.subscriptions.remove(at);
             store.certs.remove(id);
@@ -281,7 +281,7 @@ impl Graph {
                 .filter(|s| s.expires_ms <= now)
                 .map(|s| s.id.clone())
                 .collect();
-            store.state.subscriptions.retain(|s| s.expires_ms > now);
+            store.state.subscriptions.retain(|s| s.is_live(now));
             for id in &gone {
                 store.certs.remove(id);
                 self.changed(Change::Subscription(id));
@@ -320,6 +320,6 @@ impl Subscriptions for Graph {
             .state
             .subscriptions
             .iter()
-            .any(|s| s.id == id && s.expires_ms > now)
+            .any(|s| s.id == id && s.is_live(now))
     }
 }
