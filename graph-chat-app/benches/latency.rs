@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Harness, Sse};
+use common::Harness;
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -43,7 +43,7 @@ fn main() {
     let burst = arg("--burst", 500);
     let h = Harness::start(Duration::from_secs(3600));
     let chat = h.chat_ids().into_iter().next().unwrap();
-    let events = Sse::open(&h.url(), None, None);
+    let events = h.events(None, None);
     // Arrival times of message events, by id, on the reader's thread.
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let reader = {

@@ -3,19 +3,25 @@
 //!
 //! ```text
 //! chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] [--resync-every SECONDS]
-//!      [--graph URL --tenant-id T --app-id A --user-id U [--jwks URL]
-//!       [--token TOKEN | --token-file FILE] [--public-url URL] [--key PEM]]
+//!      [--graph URL --tenant-id T --app-id A [--client-id ID] [--client-secret-file FILE]
+//!       [--authority URL] [--jwks URL] [--public-url URL] [--key PEM]]
 //! ```
 //!
-//! * No `--graph`: everything offline. Graph is a `graph-sim` in this process on its own
-//!   loopback port (its state under `--data` too), a demo chat is created on a fresh `--data`,
-//!   and a colleague writes, edits or deletes there every `--colleague-every` seconds (default
-//!   5; 0 = never): [`graph_chat_app::demo`].
-//! * `--graph URL`: a Graph at URL: a `graph-sim` started on its own (same `--tenant-id`,
-//!   `--app-id`, `--user-id`; the JWKS defaults to its `/common/discovery/v2.0/keys`), or
-//!   Microsoft Graph (`https://graph.microsoft.com`, with a delegated `--token` for the user, the
-//!   `--public-url` Graph reaches this app at, and the `--key` PEM, private key and certificate,
-//!   that notifications are encrypted for; the JWKS defaults to the identity platform's).
+//! People sign in on the page (`/auth/login`, the authorization code flow with PKCE); each sees
+//! their own chats.
+//!
+//! * No `--graph`: everything offline. Graph and its identity platform are a `graph-sim` in
+//!   this process on its own loopback port (its state under `--data` too), demo chats are
+//!   created on a fresh `--data`, the page's sign-in lists the simulator's users (one click
+//!   signs in), and a colleague writes, edits or deletes every `--colleague-every` seconds
+//!   (default 5; 0 = never): [`graph_chat_app::demo`].
+//! * `--graph URL`: a Graph at URL: a `graph-sim` started on its own (same `--tenant-id` and
+//!   `--app-id`; the JWKS and the identity platform default to its own), or Microsoft Graph
+//!   (`https://graph.microsoft.com`, with the app registration's `--client-id` and
+//!   `--client-secret-file`, the `--public-url` Graph and browsers reach this app at, and the
+//!   `--key` PEM, private key and certificate, that notifications are encrypted for; the JWKS
+//!   and the identity platform default to the cloud's). `--user-id` is accepted and no longer
+//!   needed.
 //! * `--listen` defaults to `127.0.0.1:8080`, `--data` to `./chat-data`, `--resync-every` to 60.
 //!
 //! Once it serves, with its chats listed and its subscriptions in place, it prints
@@ -23,7 +29,7 @@
 //! serves until SIGTERM or Ctrl-C (exit 0). Those lines are all it writes to stdout; its log
 //! lines go to stderr, at the level `RUST_LOG` sets (default `info`: each failed or throttled
 //! Graph call, each resync and its reason, each subscription renewed, recreated, reauthorized or
-//! found gone; never a token, a `clientState` or message content). Bad arguments: exit 2; anything else that stops
+//! found gone; never a token, a `clientState`, a session or message content). Bad arguments: exit 2; anything else that stops
 //! it: exit 1.
 
 #[path = "../../examples/common/log.rs"]
@@ -52,13 +58,11 @@ async fn run(options: Options) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             let resync_every = Duration::from_secs(options.resync_every);
             let config = demo::config(&sim, options.listen, &options.data, resync_every);
+            demo::seed(&sim, &config).await.map_err(|e| e.to_string())?;
             (Some(Arc::new(sim)), config)
         }
     };
     let app = App::start(config).await.map_err(|e| e.to_string())?;
-    if let Some(sim) = &sim {
-        demo::seed(&app, sim).await.map_err(|e| e.to_string())?;
-    }
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "app: {}", app.url());

@@ -1,6 +1,8 @@
 //! The offline demo the `chat` example runs without `--graph`: Graph simulated in this process
-//! (`graph-sim`, its state under the data directory), two demo chats with a few messages on a
-//! fresh data directory, and a colleague who writes, edits or deletes there now and then.
+//! (`graph-sim`, its state under the data directory, its identity platform checking tokens as
+//! Entra's would), two demo chats with a few messages on a fresh data directory, and a
+//! colleague who writes, edits or deletes there now and then. The page's sign-in goes to the
+//! simulator's list of users: one click signs in.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -11,8 +13,8 @@
 //! let data = std::path::Path::new("chat-data");
 //! let sim = demo::start_simulator(data).await?;
 //! let config = demo::config(&sim, "127.0.0.1:8080".parse()?, data, Duration::from_secs(60));
+//! demo::seed(&sim, &config).await?;
 //! let app = App::start(config).await?;
-//! demo::seed(&app, &sim).await?;
 //! let sim = Arc::new(sim);
 //! tokio::spawn(demo::colleague(Arc::clone(&sim), Duration::from_secs(5)));
 //! # Ok(())
@@ -26,22 +28,19 @@ use std::time::Duration;
 
 use graph_chat_webhook::notifications::model::ChatMessage;
 use graph_chat_webhook::notifications::outbound::{
-    created_chat, ChatMember, CreateChat, MessageRequest,
+    created_chat, ChatMember, CreateChat, HttpRequest, MessageRequest,
 };
-use graph_chat_webhook::JwksSource;
+use graph_chat_webhook::tokens::{Authority, OAuthClient, TokenSet};
+use graph_chat_webhook::{GraphClient, GraphResponse, JwksSource};
 use graph_sim::{Sender, Simulator};
 use serde::Deserialize;
 
-use crate::sync::{GraphSync, ResyncReason};
-use crate::{App, Config};
+use crate::{Config, SCOPES};
 
 /// The demo's colleagues, who write through the simulator: Adele, in both demo chats.
 pub const ADELE: (&str, &str) = ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Adele Vance");
 /// Alex, in the group chat only.
 pub const ALEX: (&str, &str) = ("8d0f6b51-3b9e-4a57-9a4e-7e1b3c2d4e02", "Alex Wilber");
-
-/// The setting that records the demo was created (the group chat's id).
-const SEEDED: &str = "demo";
 
 /// What the colleague writes, in turn.
 const LINES: [&str; 6] = [
@@ -73,22 +72,89 @@ pub async fn start_simulator(data: &Path) -> Result<Simulator, DemoError> {
     .map_err(|e| DemoError(format!("cannot start the simulator: {e}")))
 }
 
-/// The app's configuration against `sim`: its identity, its JWKS, and a token it accepts.
+/// The app's configuration against `sim`: its identity, its JWKS, and its identity platform
+/// (people sign in there).
 pub fn config(sim: &Simulator, listen: SocketAddr, data: &Path, resync_every: Duration) -> Config {
     let identity = sim.identity();
+    let base = sim.base_url().trim_end_matches('/').to_owned();
     Config {
         listen,
         data: data.to_owned(),
         resync_every,
         graph: sim.base_url(),
-        token: "offline".into(),
         tenant_id: identity.tenant_id,
+        client_id: identity.app_id.clone(),
         app_id: identity.app_id,
-        user_id: identity.user_id,
+        client_secret: None,
+        authority: base,
         jwks: JwksSource::Url(identity.jwks_url),
         public_url: None,
         key_file: None,
     }
+}
+
+/// Signs `user` (an id or a user principal name) in at the identity platform `authority` of
+/// `tenant` without a browser, as a client whose redirect URI is a loopback `http://` one: the
+/// authorize endpoint redirects at once for a `login_hint` (a simulator's does), and the code
+/// in its redirect is redeemed here. Blocking. For the demo's own writes and for tests.
+pub fn sign_in_as(
+    authority: &str,
+    tenant: &str,
+    client_id: &str,
+    user: &str,
+) -> Result<TokenSet, DemoError> {
+    let authority = Authority::new(authority, tenant).map_err(failed)?;
+    let oauth = OAuthClient::new(
+        authority,
+        client_id,
+        None,
+        Some("http://127.0.0.1/auth/callback"),
+    )
+    .map_err(failed)?;
+    let sign_in = oauth.begin_sign_in(&SCOPES, Some(user));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let response = agent
+        .get(sign_in.url.as_str())
+        .call()
+        .map_err(|e| DemoError(format!("signing in: {e}")))?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| url::Url::parse(l).ok())
+        .ok_or_else(|| {
+            DemoError(format!(
+                "signing in: the authorize endpoint answered {} without a redirect",
+                response.status()
+            ))
+        })?;
+    let param = |name: &str| {
+        location
+            .query_pairs()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    if param("state").as_deref() != Some(sign_in.state.as_str()) {
+        return Err(DemoError("signing in: the state does not match".into()));
+    }
+    let code = param("code").ok_or_else(|| DemoError("signing in: no code".into()))?;
+    oauth
+        .redeem_code(&code, &sign_in.pkce_verifier)
+        .map_err(failed)
+}
+
+/// One call to Graph, off the async threads.
+async fn send(graph: &GraphClient, request: HttpRequest) -> Result<GraphResponse, DemoError> {
+    let graph = graph.clone();
+    tokio::task::spawn_blocking(move || graph.send(&request))
+        .await
+        .map_err(failed)?
+        .map_err(failed)
 }
 
 fn sender((id, name): (&str, &str)) -> Sender {
@@ -99,11 +165,8 @@ fn sender((id, name): (&str, &str)) -> Sender {
 }
 
 /// Creates a chat through Graph, as the guide does (step 2); its id.
-async fn create_chat(sync: &GraphSync, request: CreateChat) -> Result<String, DemoError> {
-    let answer = sync
-        .send(request.build().map_err(failed)?)
-        .await
-        .map_err(failed)?;
+async fn create_chat(graph: &GraphClient, request: CreateChat) -> Result<String, DemoError> {
+    let answer = send(graph, request.build().map_err(failed)?).await?;
     if !answer.is_success() {
         return Err(DemoError(format!(
             "creating a chat: Graph answered {}",
@@ -116,23 +179,30 @@ async fn create_chat(sync: &GraphSync, request: CreateChat) -> Result<String, De
         .ok_or_else(|| DemoError("the created chat has no id".into()))
 }
 
-/// On a data directory the demo has not seeded yet: a group chat ("Launch plan", the user,
-/// Adele and Alex) and a one-on-one chat with Adele, with a few messages, created through Graph
-/// as the guide does (steps 2 and 3), the colleagues' through the simulator; then the app reads
-/// them. Returns whether it seeded (false when it had already).
-pub async fn seed(app: &App, sim: &Simulator) -> Result<bool, DemoError> {
-    let sync = app.sync();
-    let seeded = sync
-        .store()
-        .call(|store| store.setting(SEEDED))
-        .await
-        .map_err(failed)?;
-    if seeded.is_some() {
+/// On a simulator without chats yet (a fresh data directory): a group chat ("Launch plan",
+/// the simulator's first user, Adele and Alex) and a one-on-one chat with Adele, with a few
+/// messages, created through Graph as the guide does (steps 2 and 3) as that user (signed in
+/// with [`sign_in_as`]), the colleagues' through the simulator. The app reads them when that
+/// user signs in. Returns whether it seeded (false when the simulator had chats already).
+pub async fn seed(sim: &Simulator, config: &Config) -> Result<bool, DemoError> {
+    if !sim.chat_ids().is_empty() {
         return Ok(false);
     }
-    let me = sync.user_id().to_owned();
+    let me = sim.identity().user_id;
+    let (authority, tenant, client, user) = (
+        config.authority.clone(),
+        config.tenant_id.clone(),
+        config.client_id.clone(),
+        me.clone(),
+    );
+    let tokens =
+        tokio::task::spawn_blocking(move || sign_in_as(&authority, &tenant, &client, &user))
+            .await
+            .map_err(failed)??;
+    let graph = GraphClient::new(&config.graph, tokens.access_token.secret());
+    drop(tokens);
     let group = create_chat(
-        sync,
+        &graph,
         CreateChat::group([
             ChatMember::owner(me.clone()),
             ChatMember::owner(ADELE.0),
@@ -142,7 +212,7 @@ pub async fn seed(app: &App, sim: &Simulator) -> Result<bool, DemoError> {
     )
     .await?;
     let direct = create_chat(
-        sync,
+        &graph,
         CreateChat::one_on_one(ChatMember::owner(me), ChatMember::owner(ADELE.0)),
     )
     .await?;
@@ -160,7 +230,7 @@ pub async fn seed(app: &App, sim: &Simulator) -> Result<bool, DemoError> {
     let mine = MessageRequest::send(group.clone(), "Thanks, reading it now.")
         .build()
         .map_err(failed)?;
-    let answer = sync.send(mine).await.map_err(failed)?;
+    let answer = send(&graph, mine).await?;
     if !answer.is_success() {
         return Err(DemoError(format!(
             "sending: Graph answered {}",
@@ -174,13 +244,6 @@ pub async fn seed(app: &App, sim: &Simulator) -> Result<bool, DemoError> {
         "html",
     )?;
     say(&direct, ADELE, "Lunch at noon?", "text")?;
-    sync.store()
-        .call(move |store| store.set_setting(SEEDED, &group))
-        .await
-        .map_err(failed)?;
-    sync.resync_all(ResyncReason::Seeded)
-        .await
-        .map_err(failed)?;
     Ok(true)
 }
 

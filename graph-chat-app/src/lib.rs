@@ -4,7 +4,12 @@
 //! it; `docs/manual/chat-app.md` in the repository walks the architecture, guide step by
 //! guide step.
 //!
+//! Each person signs in ([`signin`]: the authorization code flow with PKCE) and gets a Graph
+//! side of their own ([`people`]): their cache, their two subscriptions made with their token,
+//! their reads; the page and the API show a person their own chats only.
+//!
 //! ```text
+//! browser --/auth/login--> identity platform --/auth/callback--> session (app.sqlite) + person
 //! Graph --POST--> /notifications (graph-chat-webhook: admitted, stored, then 202)
 //!                   -> workers: decrypt, version rules -> cache (SQLite) -> event log -> SSE -> page
 //! page --POST--> /api/chats/{id}/messages -> Graph (send) -> cache (the same message as its
@@ -15,9 +20,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod demo;
 pub mod keys;
 pub mod options;
+pub mod people;
+pub mod secrets;
+mod signin;
 pub mod store;
 pub mod sync;
 pub mod view;
@@ -32,18 +41,24 @@ use graph_chat_webhook::notifications::crypto::{DecryptBuffer, KeyStore};
 use graph_chat_webhook::notifications::inbound::{Batch, Opened, Payload, Receiver};
 use graph_chat_webhook::notifications::model::{ChangeType, ResourcePath};
 use graph_chat_webhook::notifications::tokens::TokenValidator;
+use graph_chat_webhook::tokens::{Authority, OAuthClient};
 use graph_chat_webhook::{
-    BatchContext, GraphClient, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
+    BatchContext, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
 };
 use tokio::sync::watch;
 
+use crate::accounts::Accounts;
 use crate::keys::{AppKey, KeyError};
-use crate::store::{Store, StoreError};
-use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
-use crate::view::Viewer;
+use crate::people::{People, PeopleError, Setup};
+use crate::secrets::Sealer;
+use crate::signin::SignInState;
+use crate::store::StoreError;
+use crate::sync::{GraphSync, Subscriber, SyncError};
 
-/// How the app runs.
-#[derive(Debug, Clone)]
+pub use crate::signin::SCOPES;
+
+/// How the app runs. `Debug` leaves the client secret out.
+#[derive(Clone)]
 pub struct Config {
     /// Where the page, the app's API and the webhook listen.
     pub listen: SocketAddr,
@@ -53,14 +68,18 @@ pub struct Config {
     pub resync_every: Duration,
     /// The Graph to call: `https://graph.microsoft.com`, or a simulator's base URL.
     pub graph: String,
-    /// The bearer token for Graph (a delegated token for `user_id`; any for a simulator).
-    pub token: String,
-    /// The tenant.
+    /// The tenant: its people sign in, its validation tokens are accepted.
     pub tenant_id: String,
     /// The app registration (the audience of validation tokens).
     pub app_id: String,
-    /// The signed-in user.
-    pub user_id: String,
+    /// The client people sign in to (`--client-id`; usually the same registration as
+    /// `app_id`).
+    pub client_id: String,
+    /// The client's secret, for a confidential client (real Graph); `None` for a public one.
+    pub client_secret: Option<String>,
+    /// The identity platform's base URL (`https://login.microsoftonline.com`, or a simulator's
+    /// base URL); the tenant is `tenant_id`.
+    pub authority: String,
     /// Where the identity platform's signing keys come from.
     pub jwks: JwksSource,
     /// The public URL Graph reaches the webhook at (`https://...`, through a tunnel or a
@@ -69,6 +88,20 @@ pub struct Config {
     /// The encryption key (PEM, with its certificate) to use instead of the one the app makes
     /// under `data` on its first start.
     pub key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data", &self.data)
+            .field("graph", &self.graph)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("authority", &self.authority)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the app did not start.
@@ -95,6 +128,12 @@ pub enum AppError {
     /// The first subscriptions or reads.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// The people signed in before could not be resumed.
+    #[error(transparent)]
+    People(#[from] PeopleError),
+    /// The identity platform's settings (`authority`, `client_id`).
+    #[error("sign-in: {0}")]
+    SignIn(String),
 }
 
 impl From<KeyError> for AppError {
@@ -109,10 +148,9 @@ impl From<KeyError> for AppError {
 /// The running app.
 pub struct App {
     url: String,
-    sync: Arc<GraphSync>,
+    people: People,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
     workers: Option<Workers>,
 }
 
@@ -130,35 +168,57 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AppError {
 }
 
 impl App {
-    /// Starts the app: opens the cache and the inbox, serves the page, the API and the webhook,
-    /// subscribes (before reading anything, so that nothing falls between), then reads every
-    /// chat from its watermark. Returns once all of that is done.
+    /// Starts the app: opens its records and the inbox, serves the page, the sign-in, the API
+    /// and the webhook, and resumes the Graph side of everyone signed in before (their
+    /// subscriptions, then their reads). Returns once all of that is done.
     pub async fn start(config: Config) -> Result<App, AppError> {
-        let (store, key, client_state) = open_state(&config).await?;
+        let (accounts, key, client_state) = open_state(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io(format!("cannot listen on {}", config.listen)))?;
         let addr = listener.local_addr().map_err(io("local address"))?;
-        let subscriber = subscriber(&config, addr, &key, &client_state);
-        let webhook = open_webhook(&config, key, client_state).await?;
-        let graph = GraphClient::new(&config.graph, &config.token);
-        let sync = Arc::new(GraphSync::new(
-            graph,
-            store,
-            config.user_id.clone(),
-            config.tenant_id.clone(),
-            subscriber,
-        ));
-        let handler_sync = Arc::clone(&sync);
+        let public = public_base(&config, addr);
+        let subscriber = subscriber(&config, &public, &key, &client_state);
+        let webhook = open_webhook(&config, key, client_state.to_string()).await?;
+        drop(client_state);
+        let authority = Authority::new(&config.authority, &config.tenant_id)
+            .map_err(|e| AppError::SignIn(e.to_string()))?;
+        let oauth = Arc::new(
+            OAuthClient::new(
+                authority,
+                &config.client_id,
+                config.client_secret.as_deref(),
+                Some(&format!("{public}/auth/callback")),
+            )
+            .map_err(|e| AppError::SignIn(e.to_string()))?,
+        );
+        let people = People::new(
+            Setup {
+                graph: config.graph.clone(),
+                tenant_id: config.tenant_id.clone(),
+                data: config.data.clone(),
+                subscriber,
+                resync_every: config.resync_every,
+            },
+            Arc::clone(&oauth),
+            accounts.clone(),
+        );
+        let handler_people = people.clone();
         let workers = webhook.start_workers(
             move |_: &BatchContext, batch: &Batch<'_, '_>, buf: &mut DecryptBuffer| {
-                handle_batch(&handler_sync, batch, buf)
+                handle_batch(&handler_people, batch, buf)
             },
         );
 
         let (stop, stopped) = watch::channel(false);
         let hosts = hosts(addr, config.public_url.as_deref());
-        let router = web::router(Arc::clone(&sync), stopped.clone(), hosts).merge(webhook.router());
+        let signin = Arc::new(SignInState::new(
+            oauth,
+            accounts,
+            people.clone(),
+            public.starts_with("https://"),
+        ));
+        let router = web::router(signin, stopped.clone(), hosts).merge(webhook.router());
         let mut server_stop = stopped.clone();
         // The webhook's own server for the whole router: head and idle deadlines, connection
         // caps per address; the event streams count in its stream pool, apart from the
@@ -173,37 +233,20 @@ impl App {
                 .await
         });
 
-        // Subscribe first, then read: what changes in between arrives as a notification.
-        let mut app = App {
+        let app = App {
             url: format!("http://{addr}/"),
-            sync: Arc::clone(&sync),
+            people: people.clone(),
             stop,
             server,
-            tasks: Vec::new(),
             workers: Some(workers),
         };
-        if let Err(e) = sync.resync_all(ResyncReason::Start).await {
+        // Everyone signed in before: subscribed first, then read (what changes in between
+        // arrives as a notification).
+        if let Err(e) = people.resume().await {
             app.shutdown().await;
             return Err(e.into());
         }
-        app.keep_current(config.resync_every);
         Ok(app)
-    }
-
-    /// Starts the keeper's loop and the periodic resync (at least one second apart).
-    fn keep_current(&mut self, resync_every: Duration) {
-        self.tasks.push(tokio::spawn(Arc::clone(&self.sync).keep()));
-        let every = resync_every.max(Duration::from_secs(1));
-        let periodic = Arc::clone(&self.sync);
-        self.tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                // A failure is logged by the resync; the next one reads it all.
-                let _ = periodic.resync_all(ResyncReason::Periodic).await;
-            }
-        }));
     }
 
     /// The page's URL (`http://HOST:PORT/`).
@@ -211,23 +254,21 @@ impl App {
         &self.url
     }
 
-    /// The Graph side (subscriptions, reads, the client).
-    pub fn sync(&self) -> &Arc<GraphSync> {
-        &self.sync
+    /// Everyone signed in.
+    pub fn people(&self) -> &People {
+        &self.people
     }
 
-    /// The cache.
-    pub fn store(&self) -> &Store {
-        self.sync.store()
+    /// The Graph side of a signed-in person (their subscriptions, reads, cache).
+    pub fn person(&self, user_id: &str) -> Option<Arc<GraphSync>> {
+        self.people.get(user_id)
     }
 
     /// Stops serving (event streams end), lets the workers finish the batch in hand; what is
     /// still in the inbox stays there for the next start.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
+        self.people.stop_all();
         let server = &mut self.server;
         if tokio::time::timeout(Duration::from_secs(5), &mut *server)
             .await
@@ -241,45 +282,43 @@ impl App {
     }
 }
 
-/// The durable state under `config.data`, off the async threads: the cache, the app's key (made
-/// on the first start) and the `clientState` secret (likewise).
-async fn open_state(config: &Config) -> Result<(Store, AppKey, String), AppError> {
+/// The durable state under `config.data`, off the async threads: the app's records (sessions,
+/// people, secrets, sealed by its key, made on the first start), the app's encryption key
+/// (likewise) and the `clientState` secret (likewise).
+async fn open_state(
+    config: &Config,
+) -> Result<(Accounts, AppKey, zeroize::Zeroizing<String>), AppError> {
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&config.data)
             .map_err(io(format!("cannot create {}", config.data.display())))?;
-        let viewer = Viewer {
-            user_id: config.user_id.clone(),
-            graph_base: config.graph.trim_end_matches('/').to_owned(),
-        };
-        let store = Store::open(&config.data.join("cache.sqlite"), viewer)?;
+        let sealer = Sealer::load_or_create(&config.data)?;
+        let accounts = Accounts::open(&config.data, sealer)?;
         let key = match &config.key_file {
             Some(path) => keys::load(path)?,
             None => keys::load_or_create(&config.data)?,
         };
-        let client_state = match store.setting("clientState")? {
-            Some(s) => s,
-            None => {
-                let s = keys::random_secret();
-                store.set_setting("clientState", &s)?;
-                s
-            }
-        };
-        Ok((store, key, client_state))
+        let client_state = accounts.client_state()?;
+        Ok((accounts, key, client_state))
     });
     opened
         .await
         .map_err(|_| AppError::Store(StoreError::Unavailable))?
 }
 
-/// Where Graph is to deliver, and what it encrypts for: the public URL, else this address
-/// over `http://` (which only a local Graph reaches).
-fn subscriber(config: &Config, addr: SocketAddr, key: &AppKey, client_state: &str) -> Subscriber {
-    let public = config
+/// The app's public base URL, without a trailing `/`: the public URL, else this address over
+/// `http://` (which only a local Graph and a local identity platform reach).
+fn public_base(config: &Config, addr: SocketAddr) -> String {
+    config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-    let public = public.trim_end_matches('/');
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Where Graph is to deliver, and what it encrypts for.
+fn subscriber(config: &Config, public: &str, key: &AppKey, client_state: &str) -> Subscriber {
     Subscriber {
         notification_url: format!("{public}/notifications"),
         lifecycle_url: format!("{public}/lifecycle"),
@@ -358,11 +397,12 @@ fn hosts(addr: SocketAddr, public_url: Option<&str>) -> web::Hosts {
 /// (a library does not write to stderr on its own).
 fn report_refusal(_: &Refusal) {}
 
-/// One stored batch: each notification opened (decrypted on this worker thread) and applied.
-/// A notification that cannot be opened is refused alone; a cache that cannot write keeps the
+/// One stored batch: each notification opened (decrypted on this worker thread) and applied
+/// to the person whose subscription it came by (one of no one signed in is dropped). A
+/// notification that cannot be opened is refused alone; a cache that cannot write keeps the
 /// batch for later.
 fn handle_batch(
-    sync: &GraphSync,
+    people: &People,
     batch: &Batch<'_, '_>,
     buf: &mut DecryptBuffer,
 ) -> Result<(), HandlerError> {
@@ -370,7 +410,16 @@ fn handle_batch(
     batch.open_each(buf, |result| match result {
         Err(e) => tracing::warn!(error = %e, "a notification was refused"),
         Ok(opened) => {
-            if let Err(e) = apply(sync, &opened) {
+            let owner = opened
+                .notification
+                .subscription_id
+                .as_deref()
+                .and_then(|id| people.by_subscription(id));
+            let Some(sync) = owner else {
+                tracing::debug!("a notification for no one signed in was dropped");
+                return;
+            };
+            if let Err(e) = apply(&sync, &opened) {
                 failure.get_or_insert(e);
             }
         }

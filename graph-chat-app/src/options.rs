@@ -21,11 +21,11 @@ use crate::Config;
 
 /// How the `chat` example is called.
 pub const USAGE: &str = "usage: chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] \
-[--resync-every SECONDS] [--graph URL --tenant-id T --app-id A --user-id U [--jwks URL] \
-[--token TOKEN | --token-file FILE] [--public-url URL] [--key PEM]]";
+[--resync-every SECONDS] [--graph URL --tenant-id T --app-id A [--client-id ID] \
+[--client-secret-file FILE] [--authority URL] [--jwks URL] [--public-url URL] [--key PEM]]";
 
 /// Every option, each taking a value.
-const NAMES: [&str; 13] = [
+const NAMES: [&str; 14] = [
     "--listen",
     "--data",
     "--colleague-every",
@@ -35,8 +35,9 @@ const NAMES: [&str; 13] = [
     "--app-id",
     "--user-id",
     "--jwks",
-    "--token",
-    "--token-file",
+    "--client-id",
+    "--client-secret-file",
+    "--authority",
     "--public-url",
     "--key",
 ];
@@ -58,7 +59,7 @@ impl From<&str> for OptionsError {
     }
 }
 
-/// The `chat` example's options. `Debug` leaves the token out.
+/// The `chat` example's options. `Debug` leaves the client secret out.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Options {
@@ -77,12 +78,17 @@ pub struct Options {
     pub tenant_id: Option<String>,
     /// `--app-id` (with `--graph`).
     pub app_id: Option<String>,
-    /// `--user-id` (with `--graph`).
+    /// `--user-id` (with `--graph`): accepted for older command lines, no longer needed: the
+    /// people who use the app sign in.
     pub user_id: Option<String>,
     /// `--jwks` (with `--graph`).
     pub jwks: Option<String>,
-    /// `--token`, or what `--token-file` holds, trimmed (with `--graph`).
-    pub token: Option<String>,
+    /// `--client-id` (with `--graph`; default: `--app-id`).
+    pub client_id: Option<String>,
+    /// What `--client-secret-file` holds, trimmed (with `--graph`): a confidential client.
+    pub client_secret: Option<String>,
+    /// `--authority` (with `--graph`): the identity platform's base URL.
+    pub authority: Option<String>,
     /// `--public-url` (with `--graph`).
     pub public_url: Option<String>,
     /// `--key` (with `--graph`).
@@ -123,7 +129,7 @@ impl Given {
 }
 
 impl Options {
-    /// Parses the arguments (without the program's name). Reads `--token-file`.
+    /// Parses the arguments (without the program's name). Reads `--client-secret-file`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, OptionsError> {
         let mut given = Given(Vec::new());
         // Everything after `--` is positional; none is expected.
@@ -164,18 +170,18 @@ impl Options {
         let listen: SocketAddr = listen
             .parse()
             .map_err(|_| format!("--listen takes HOST:PORT, got {listen:?}"))?;
-        let token = match (given.one("--token")?, given.one("--token-file")?) {
-            (Some(_), Some(_)) => {
-                return Err("--token and --token-file are one or the other".into())
-            }
-            (Some(t), None) => Some(t),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(&f)
-                    .map_err(|e| format!("--token-file {f}: {e}"))?
+        let client_secret = match given.one("--client-secret-file")? {
+            Some(f) => {
+                let secret = std::fs::read_to_string(&f)
+                    .map_err(|e| format!("--client-secret-file {f}: {e}"))?
                     .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
+                    .to_owned();
+                if secret.is_empty() {
+                    return Err(format!("--client-secret-file {f} is empty").into());
+                }
+                Some(secret)
+            }
+            None => None,
         };
         let options = Options {
             listen,
@@ -189,7 +195,9 @@ impl Options {
             app_id: given.one("--app-id")?,
             user_id: given.one("--user-id")?,
             jwks: given.one("--jwks")?,
-            token,
+            client_id: given.one("--client-id")?,
+            client_secret,
+            authority: given.one("--authority")?,
             public_url: given.one("--public-url")?,
             key: given.one("--key")?.map(PathBuf::from),
         };
@@ -197,7 +205,6 @@ impl Options {
             for (name, value) in [
                 ("--tenant-id", &options.tenant_id),
                 ("--app-id", &options.app_id),
-                ("--user-id", &options.user_id),
             ] {
                 if value.is_none() {
                     return Err(format!("--graph needs {name}").into());
@@ -206,7 +213,10 @@ impl Options {
         } else {
             for (name, given) in [
                 ("--jwks", options.jwks.is_some()),
-                ("--token", options.token.is_some()),
+                ("--user-id", options.user_id.is_some()),
+                ("--client-id", options.client_id.is_some()),
+                ("--client-secret-file", options.client_secret.is_some()),
+                ("--authority", options.authority.is_some()),
                 ("--public-url", options.public_url.is_some()),
                 ("--key", options.key.is_some()),
             ] {
@@ -228,8 +238,9 @@ impl Options {
     }
 
     /// The app's configuration against the Graph at `--graph`: a `graph-sim` started on its own
-    /// (its JWKS by default), or Microsoft Graph (its cloud's JWKS by default), which also needs
-    /// a token and the public URL it reaches the app at. `None` without `--graph`.
+    /// (its JWKS and its identity platform by default), or Microsoft Graph (its cloud's JWKS and
+    /// identity platform by default), which also needs the public URL it reaches the app at.
+    /// `None` without `--graph`.
     pub fn graph_config(&self) -> Result<Option<Config>, OptionsError> {
         let Some(graph) = &self.graph else {
             return Ok(None);
@@ -243,13 +254,18 @@ impl Options {
                 graph.trim_end_matches('/')
             )),
         };
-        let token = match (&self.token, cloud) {
-            (Some(t), _) => t.clone(),
-            (None, Some(_)) => {
-                return Err("Microsoft Graph needs a delegated --token or --token-file".into())
-            }
-            (None, None) => "graph-sim".into(),
+        let authority = match (&self.authority, cloud) {
+            (Some(a), _) => a.trim_end_matches('/').to_owned(),
+            (None, Some(cloud)) => format!("https://{}", cloud.login_host()),
+            (None, None) => graph.trim_end_matches('/').to_owned(),
         };
+        if let Some(bad) = [&self.authority, &self.public_url]
+            .into_iter()
+            .flatten()
+            .find(|u| url::Url::parse(u).is_err())
+        {
+            return Err(format!("{bad:?} is not a URL").into());
+        }
         if cloud.is_some() && self.public_url.is_none() {
             return Err(
                 "Microsoft Graph needs --public-url, the https URL it reaches this app at".into(),
@@ -260,10 +276,15 @@ impl Options {
             data: self.data.clone(),
             resync_every: Duration::from_secs(self.resync_every),
             graph: graph.clone(),
-            token,
             tenant_id: self.tenant_id.clone().unwrap_or_default(),
             app_id: self.app_id.clone().unwrap_or_default(),
-            user_id: self.user_id.clone().unwrap_or_default(),
+            client_id: self
+                .client_id
+                .clone()
+                .or_else(|| self.app_id.clone())
+                .unwrap_or_default(),
+            client_secret: self.client_secret.clone(),
+            authority,
             jwks,
             public_url: self.public_url.clone(),
             key_file: self.key.clone(),

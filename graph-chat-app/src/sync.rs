@@ -432,6 +432,25 @@ impl GraphSync {
             .find(|k| self.resource(*k).path().eq_ignore_ascii_case(path))
     }
 
+    /// Whether `subscription_id` is one of this person's subscriptions (the keeper's, or the
+    /// cache's record). Blocking: for the webhook's workers.
+    pub fn owns_subscription(&self, subscription_id: &str) -> bool {
+        if self
+            .keeper()
+            .subscriptions()
+            .any(|s| s.id == subscription_id)
+        {
+            return true;
+        }
+        Kind::ALL.into_iter().any(|kind| {
+            self.store
+                .subscription_id(kind.name())
+                .ok()
+                .flatten()
+                .is_some_and(|id| id == subscription_id)
+        })
+    }
+
     /// Makes sure both subscriptions exist: each one known is checked with a `GET` (a 404 means
     /// Graph dropped it, silently: it is created again); a missing one is created. Returns
     /// whether any was (re)created, which means notifications may have been lost.
@@ -455,7 +474,7 @@ impl GraphSync {
                             reason: e.to_string(),
                         })?;
                     if self.delivers_here(&subscription) {
-                        self.track(kind, subscription, answer.body).await?;
+                        self.track(kind, subscription).await?;
                         continue;
                     }
                     // It delivers to where the app was (another port, another public URL):
@@ -494,17 +513,14 @@ impl GraphSync {
                 reason: e.to_string(),
             })?;
         tracing::info!(subscription = %subscription.id, kind = kind.name(), "subscribed");
-        self.track(kind, subscription, answer.body).await
+        self.track(kind, subscription).await
     }
 
-    /// Records a subscription Graph returned (its JSON as sent) and hands it to the keeper.
-    async fn track(
-        &self,
-        kind: Kind,
-        subscription: Subscription,
-        raw: Vec<u8>,
-    ) -> Result<(), SyncError> {
-        let json = String::from_utf8(raw).unwrap_or_else(|_| summary(&subscription).to_string());
+    /// Records a subscription Graph returned (its id, resource and expiry) and hands it to the
+    /// keeper.
+    async fn track(&self, kind: Kind, subscription: Subscription) -> Result<(), SyncError> {
+        // What the cache needs of it, never Graph's JSON whole: that echoes the clientState.
+        let json = summary(&subscription).to_string();
         let id = subscription.id.clone();
         self.store
             .call(move |store| store.set_subscription(kind.name(), &id, &json))

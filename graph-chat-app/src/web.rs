@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use graph_chat_webhook::notifications::model::ChatMessage;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
+use crate::signin::{self, SignInState};
 use crate::store::{Event, Origin, Snapshot, Store, StoreError};
 use crate::sync::{GraphSync, SyncError};
 
@@ -39,8 +41,50 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 #[derive(Clone)]
 struct AppState {
-    sync: Arc<GraphSync>,
     stopped: watch::Receiver<bool>,
+}
+
+/// The signed-in person a request of the API comes from: their Graph side (and cache), and
+/// their name.
+#[derive(Clone)]
+struct Person {
+    sync: Arc<GraphSync>,
+    display_name: String,
+}
+
+/// Every `/api` route answers 401 without a valid session; with one, the handler gets the
+/// [`Person`] it is for (and only that person's cache).
+async fn require_session(
+    State(signin): State<Arc<SignInState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if path != "/api" && !path.starts_with("/api/") {
+        return next.run(request).await;
+    }
+    match signin.signed_in(request.headers()).await {
+        Some((sync, display_name)) => {
+            request
+                .extensions_mut()
+                .insert(Person { sync, display_name });
+            next.run(request).await
+        }
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "sign in first").into_response(),
+    }
+}
+
+/// `GET /`: the chat page for a signed-in person, the sign-in page for anyone else.
+async fn home(State(signin): State<Arc<SignInState>>, headers: HeaderMap) -> Response {
+    match signin.signed_in(&headers).await {
+        Some(_) => {
+            let mut page = asset(PAGE, "text/html; charset=utf-8");
+            page.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            page
+        }
+        None => signin::sign_in_page(),
+    }
 }
 
 /// Which `Host` the page and its API answer to.
@@ -142,12 +186,15 @@ async fn bounded_body(request: axum::extract::Request, next: axum::middleware::N
     .await
 }
 
-pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts: Hosts) -> Router {
+pub(crate) fn router(
+    signin: Arc<SignInState>,
+    stopped: watch::Receiver<bool>,
+    hosts: Hosts,
+) -> Router {
+    let pages = Router::new()
+        .route("/", get(home))
+        .with_state(Arc::clone(&signin));
     Router::new()
-        .route(
-            "/",
-            get(|| async { asset(PAGE, "text/html; charset=utf-8") }),
-        )
         .route(
             "/app.js",
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
@@ -165,9 +212,21 @@ pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts
             get(hosted_content),
         )
         .route("/api/events", get(events))
-        .with_state(AppState { sync, stopped })
+        // Any other path of the API: 404, after the session check like the rest.
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") }),
+        )
+        .with_state(AppState { stopped })
+        .merge(pages)
+        .merge(signin::routes(Arc::clone(&signin)))
         .layer(axum::middleware::from_fn(bounded_body))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))
+        // Before the body is read: a request without a session waits for nothing.
+        .layer(axum::middleware::from_fn_with_state(
+            signin,
+            require_session,
+        ))
         .layer(axum::middleware::from_fn_with_state(hosts, same_origin))
 }
 
@@ -248,13 +307,13 @@ fn snapshot(snapshot: Snapshot) -> Response {
     response
 }
 
-/// The signed-in user, for the page to tell its own messages.
-async fn me(State(state): State<AppState>) -> Response {
-    Json(json!({ "id": state.sync.user_id() })).into_response()
+/// The signed-in person, for the page to tell their own messages.
+async fn me(Extension(person): Extension<Person>) -> Response {
+    Json(json!({ "id": person.sync.user_id(), "displayName": person.display_name })).into_response()
 }
 
-async fn chats(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let chats = state
+async fn chats(Extension(person): Extension<Person>) -> Result<Response, ApiError> {
+    let chats = person
         .sync
         .store()
         .call(|store| store.chats_snapshot())
@@ -263,10 +322,10 @@ async fn chats(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn messages(
-    State(state): State<AppState>,
+    Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let messages = state
+    let messages = person
         .sync
         .store()
         .call(move |store| store.messages_snapshot(&chat_id))
@@ -288,7 +347,7 @@ struct Compose {
 /// Sends through Graph; the 201's message goes into the cache under the same rules as its
 /// later notification, so the two are one message on the page.
 async fn send(
-    State(state): State<AppState>,
+    Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
     Json(compose): Json<Compose>,
 ) -> Result<Response, ApiError> {
@@ -301,8 +360,9 @@ async fn send(
     let request = request
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let answer = send_as_asked(&state, request, "the send").await?;
-    let item = state
+    known_chat(&person, &chat_id).await?;
+    let answer = send_as_asked(&person, request, "the send").await?;
+    let item = person
         .sync
         .store()
         .call(move |store| {
@@ -328,14 +388,30 @@ async fn send(
     }
 }
 
+/// A chat of the person's own (their cache knows it), else 404: the API never acts on, nor
+/// tells of, another person's chat.
+async fn known_chat(person: &Person, chat_id: &str) -> Result<(), ApiError> {
+    let id = chat_id.to_owned();
+    let known = person
+        .sync
+        .store()
+        .call(move |store| store.has_chat(&id))
+        .await?;
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such chat"))
+    }
+}
+
 /// A request a person asked for, sent to Graph: its answer when Graph took it, else a 502 that
 /// names `what` and Graph's status.
 async fn send_as_asked(
-    state: &AppState,
+    person: &Person,
     request: outbound::HttpRequest,
     what: &str,
 ) -> Result<graph_chat_webhook::GraphResponse, ApiError> {
-    let answer = state
+    let answer = person
         .sync
         .send(request)
         .await
@@ -351,25 +427,27 @@ async fn send_as_asked(
 
 /// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.
 async fn mark_read(
-    State(state): State<AppState>,
+    Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let request =
-        outbound::mark_chat_read_for_user(&chat_id, state.sync.user_id(), state.sync.tenant_id())
+        outbound::mark_chat_read_for_user(&chat_id, person.sync.user_id(), person.sync.tenant_id())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    send_as_asked(&state, request, "markChatReadForUser").await?;
-    state.sync.read_chat(&chat_id).await?;
+    known_chat(&person, &chat_id).await?;
+    send_as_asked(&person, request, "markChatReadForUser").await?;
+    person.sync.read_chat(&chat_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// An inline image: the browser has no token for Graph, so the app fetches it.
 async fn hosted_content(
-    State(state): State<AppState>,
+    Extension(person): Extension<Person>,
     Path((chat_id, message_id, hosted_id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let request = outbound::hosted_content_bytes(&chat_id, &message_id, &hosted_id)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    match state.sync.send(request).await {
+    known_chat(&person, &chat_id).await?;
+    match person.sync.send(request).await {
         Ok(a) if a.is_success() => {
             let content_type = image_type(&a.body);
             Ok((
@@ -426,6 +504,7 @@ struct EventsQuery {
 /// never counts as a stream.
 async fn events(
     State(state): State<AppState>,
+    Extension(person): Extension<Person>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
     _stream: graph_chat_webhook::StreamSlot,
@@ -435,7 +514,7 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .or(query.after);
-    let store = state.sync.store().clone();
+    let store = person.sync.store().clone();
     let opened = store
         .call(|store| {
             let (live, last) = store.subscribe()?;

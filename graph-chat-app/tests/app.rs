@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{get, post, wait_for, Harness, Sse, COLLEAGUE};
+use common::{get, post, wait_for, Harness, COLLEAGUE};
 use graph_sim::Faults;
 use serde_json::{json, Value};
 
@@ -50,7 +50,7 @@ fn the_api_lists_chats_and_messages_in_the_contract_shape() {
 fn a_colleagues_message_is_pushed_live_and_the_event_names_it() {
     let h = Harness::start(Duration::from_secs(60));
     let chat = h.first_chat();
-    let events = Sse::open(&h.url(), None, None);
+    let events = h.events(None, None);
     let sent = h.colleague_writes(&chat, "live one", "text");
     let id = sent["id"].as_str().unwrap();
     let event = events.until("the message event", |e| {
@@ -220,7 +220,7 @@ fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
     wait_for("both", || h.message(&chat, &b).and(h.message(&chat, &a)));
     // From the snapshot's mark: both messages (in the order the app took them in: deliveries
     // race), nothing older.
-    let events = Sse::open(&h.url(), None, Some(mark));
+    let events = h.events(None, Some(mark));
     let first = events.until("a message", |e| e.data["kind"] == "message");
     let second = events.until("another message", |e| e.data["kind"] == "message");
     assert!(first.id.unwrap() > mark);
@@ -229,12 +229,12 @@ fn a_stream_resumes_after_last_event_id_and_snapshots_say_where_they_stand() {
     got.sort_by_key(|v| v.as_str().unwrap().to_owned());
     assert_eq!(got, [json!(a), json!(b)]);
     // Last-Event-ID (what a browser sends when it reconnects) wins over ?after.
-    let resumed = Sse::open(&h.url(), Some(first.id.unwrap()), Some(0));
+    let resumed = h.events(Some(first.id.unwrap()), Some(0));
     let next = resumed.until("after the first", |e| e.data["kind"] == "message");
     assert_eq!(next.data["id"], second.data["id"]);
     assert_eq!(next.id, second.id);
     // Without either, only new events.
-    let fresh = Sse::open(&h.url(), None, None);
+    let fresh = h.events(None, None);
     assert!(fresh.drain(Duration::from_millis(300)).is_empty());
 }
 
@@ -350,7 +350,7 @@ fn a_deletion_without_data_is_settled_by_reading_the_message() {
     h.sim().colleague_deletes(&chat, &id).unwrap();
     assert!(h.message(&chat, &id).is_none());
     // Then a deletion without resource data arrives (as from a subscription without it).
-    let client_state = h.app().store().setting("clientState").unwrap().unwrap();
+    let client_state = common::client_state(&h.dir.path().join("data"));
     let subscription = h.sim().subscription_ids()[0].clone();
     let body = json!({"value": [{
         "subscriptionId": subscription,
@@ -405,7 +405,8 @@ fn inline_images_are_fetched_by_the_app_and_served_to_the_page() {
     .hosted_content("1", png.clone(), "image/png")
     .build()
     .unwrap();
-    let graph = graph_chat_webhook::GraphClient::new(&h.sim().base_url(), "test");
+    let token = common::token_for(h.sim(), &h.user());
+    let graph = graph_chat_webhook::GraphClient::new(&h.sim().base_url(), &token);
     let answer = graph.send(&request).unwrap();
     assert_eq!(answer.status, 201);
     let id = serde_json::from_slice::<Value>(&answer.body).unwrap()["id"]
@@ -445,7 +446,7 @@ fn a_chat_graph_deleted_leaves_the_list_and_its_messages_go() {
     h.stop_app();
     h.start_app();
     assert!(h.chat_ids().contains(&doomed));
-    let events = Sse::open(&h.url(), None, None);
+    let events = h.events(None, None);
     let (status, _) = h.graph("DELETE", &format!("v1.0/chats/{}", common::encode(&doomed)));
     assert_eq!(status, 204);
     let gone = events.until("the chat's removal", |e| {
@@ -483,10 +484,11 @@ fn only_the_apps_own_page_and_host_may_use_its_api() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
+    let cookie = h.cookie();
     let read = |headers: &str| {
         raw_status(
             &h.url(),
-            &format!("POST /api/chats/{chat}/read HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+            &format!("POST /api/chats/{chat}/read HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"),
         )
     };
     // Another site's page cannot mark the user's chats read (a form or a no-cors fetch).
@@ -504,7 +506,7 @@ fn only_the_apps_own_page_and_host_may_use_its_api() {
     let list = |name: &str| {
         raw_status(
             &h.url(),
-            &format!("GET /api/chats HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"),
+            &format!("GET /api/chats HTTP/1.1\r\nHost: {name}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
         )
     };
     assert_eq!(list(&format!("evil.example:{port}")), 421);
@@ -522,7 +524,11 @@ fn a_cache_failure_answers_a_plain_message_and_no_sqlite_text() {
     let h = Harness::start(Duration::from_secs(60));
     let chat = h.first_chat();
     // The cache breaks under the running app: its table of chats is gone.
-    let cache = rusqlite::Connection::open(h.dir.path().join("data").join("cache.sqlite")).unwrap();
+    let cache = rusqlite::Connection::open(graph_chat_app::people::cache_file(
+        &h.dir.path().join("data"),
+        &h.user(),
+    ))
+    .unwrap();
     cache.busy_timeout(Duration::from_secs(10)).unwrap();
     cache.execute_batch("DROP TABLE chats").unwrap();
     for path in [

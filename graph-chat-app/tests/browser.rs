@@ -412,7 +412,7 @@ fn a_colleagues_message_appears_in_the_open_chat_without_a_reload() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     b.mark();
     let id = id_of(&h.colleague_writes(&chat_id, "hello from Megan", "text"));
     let m = b.until("the live message", |page| message(page, &id).cloned());
@@ -433,7 +433,7 @@ fn a_message_sent_from_the_page_shows_once_after_its_notification_too() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     b.mark();
     let before = h.sim().deliveries().delivered;
     let content = "sent from the browser";
@@ -477,7 +477,7 @@ fn an_edit_shows_the_new_text_and_the_edited_state() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     let id = shown(&h, &b, &chat_id, "first draft");
     h.sim()
         .colleague_edits(&chat_id, &id, "final wording")
@@ -498,7 +498,7 @@ fn a_delete_shows_the_deleted_state_and_the_text_goes() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     let gone = shown(&h, &b, &chat_id, "regrettable remark");
     let kept = shown(&h, &b, &chat_id, "a later message");
     h.sim().colleague_deletes(&chat_id, &gone).unwrap();
@@ -520,7 +520,7 @@ fn a_senders_html_shows_its_formatting_and_nothing_runs() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     let id = id_of(&h.colleague_writes(
         &chat_id,
         concat!(
@@ -557,7 +557,7 @@ fn unread_counts_show_on_the_chats_and_opening_one_marks_it_read() {
     let h = Harness::start(Duration::from_secs(60));
     let project = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     // A second chat, created while the page is open: it joins the list.
     let design = h.create_chat("Design");
     b.until("the new chat in the list", |page| {
@@ -604,7 +604,7 @@ fn a_reload_shows_the_same_messages_in_the_same_order() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     let a = shown(&h, &b, &chat_id, "one");
     let c = shown(&h, &b, &chat_id, "two");
     b.compose("three, mine");
@@ -645,7 +645,7 @@ fn a_dlp_block_hides_the_message() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     let id = shown(&h, &b, &chat_id, "card number 4111 1111 1111 1111");
     h.sim()
         .policy_violation(&chat_id, &id, "BlockAccess")
@@ -672,7 +672,7 @@ fn a_message_typed_as_soon_as_the_page_opens_is_sent_and_the_page_stays() {
         "Network.emulateNetworkConditions",
         json!({"offline": false, "latency": 400, "downloadThroughput": -1, "uploadThroughput": -1}),
     );
-    b.goto(&h.url());
+    b.goto(&h.login_url());
     b.compose("typed at once");
     let m = b.until("the early message", |page| {
         messages(page)
@@ -695,7 +695,7 @@ fn a_double_submit_sends_once() {
     let h = Harness::start(Duration::from_secs(60));
     let chat_id = h.first_chat();
     let b = Browser::start();
-    b.open(&h.url());
+    b.open(&h.login_url());
     let client = b.client();
     b.run("type", async {
         client
@@ -730,7 +730,7 @@ fn before_its_script_runs_the_form_submits_nothing() {
     // The page's script never arrives (a slow or failed load of app.js).
     b.cdp("Network.enable", json!({}));
     b.cdp("Network.setBlockedURLs", json!({"urls": ["*/app.js"]}));
-    b.goto(&h.url());
+    b.goto(&h.login_url());
     // A submit the page did not take over would navigate away: note it, and stay.
     b.execute(
         "window.addEventListener('submit', (e) => { \

@@ -127,6 +127,16 @@ fn terminate(running: &mut Running) -> std::process::ExitStatus {
     }
 }
 
+/// GET `url`: the status and the body as text.
+fn text(agent: &ureq::Agent, url: &str) -> (u16, String) {
+    let mut response = agent.get(url).call().unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
 fn truth(agent: &ureq::Agent, graph: &str, chat: &str) -> Vec<Value> {
     let (status, body) = get(
         agent,
@@ -151,10 +161,17 @@ fn with_no_arguments_it_runs_offline_with_a_demo_and_a_colleague() {
         ],
         true,
     );
-    let agent = common::agent();
     let app = running.app.clone();
     let graph = running.graph.clone().unwrap();
-    // Listed and subscribed before it printed its URL.
+    // Nobody is signed in yet: the page is the sign-in page, the API answers 401.
+    let stranger = common::agent();
+    let (status, page) = text(&stranger, &app);
+    assert_eq!(status, 200);
+    assert!(page.contains("/auth/login"), "{page}");
+    assert_eq!(get(&stranger, &format!("{app}api/chats")).0, 401);
+    // One click on the simulator's list of users signs in; the chats are listed and the
+    // person subscribed once the sign-in lands on the page.
+    let agent = common::agent_with_session(&common::sign_in_from_list(&app));
     let list = chats(&agent, &app);
     assert!(list.iter().any(|c| c["topic"] == "Launch plan"), "{list:?}");
     let (_, subscriptions) = get(&agent, &format!("{graph}_sim/identity"));
@@ -173,16 +190,7 @@ fn with_no_arguments_it_runs_offline_with_a_demo_and_a_colleague() {
             .sum();
         (total > before + 1).then_some(())
     });
-    let (status, page) = (
-        200,
-        agent
-            .get(&app)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    );
+    let (status, page) = text(&agent, &app);
     assert_eq!(status, 200);
     assert!(page.contains("id=\"compose\""));
     assert!(terminate(&mut running).success());
@@ -204,7 +212,15 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
         ],
         true,
     );
-    let agent = common::agent();
+    let me = get(
+        &common::agent(),
+        &format!("{}_sim/identity", running.graph.clone().unwrap()),
+    )
+    .1["userId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = common::sign_in(&running.app, &me);
     let first = chats(&agent, &running.app);
     let chat = first.iter().find(|c| c["topic"] == "Launch plan").unwrap()["id"]
         .as_str()
@@ -230,6 +246,7 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
         true,
     );
     let graph = restarted.graph.clone().unwrap();
+    // The session the browser had is good after the restart.
     let after = messages(&agent, &restarted.app, &chat);
     // Everything the page showed before is there, in the same places.
     for m in &seen {
@@ -240,10 +257,6 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
         assert!(again["lastModifiedDateTime"].as_str() >= m["lastModifiedDateTime"].as_str());
     }
     // And the whole view is Graph's truth (the simulator kept its state under --data too).
-    let me = get(&agent, &format!("{graph}_sim/identity")).1["userId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let deadline = Instant::now() + PATIENCE;
     loop {
         let expected = expected_view(&truth(&agent, &graph, &chat), &me);
@@ -274,9 +287,12 @@ fn with_graph_it_uses_a_simulator_started_on_its_own() {
     let args = on_graph(&data, &base, &identity);
     let mut running = start(&args.iter().map(String::as_str).collect::<Vec<_>>(), false);
     assert!(running.graph.is_none());
-    // No demo against a Graph of its own; its subscriptions are in place.
+    // No demo against a Graph of its own, and no subscription before someone signs in; then
+    // that person's two.
+    assert!(sim.subscription_ids().is_empty());
+    let agent = common::sign_in(&running.app, &identity.user_id);
     assert_eq!(sim.subscription_ids().len(), 2);
-    assert!(chats(&common::agent(), &running.app).is_empty());
+    assert!(chats(&agent, &running.app).is_empty());
     assert!(terminate(&mut running).success());
     runtime.block_on(sim.shutdown());
 }
@@ -286,6 +302,8 @@ fn bad_arguments_exit_2_with_a_message() {
     for args in [
         &["--listen", "nowhere"][..],
         &["--token", "t"][..],
+        &["--client-secret-file", "/nonexistent/secret"][..],
+        &["--authority", "http://127.0.0.1:9/"][..],
         &["--graph", "http://127.0.0.1:9/"][..],
         &["--resync-every", "soon"][..],
         &["stray"][..],
@@ -315,9 +333,8 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
         }))
         .unwrap();
     let identity = sim.identity();
-    let agent = common::agent();
     // A chat with a colleague's message in it, before the app starts.
-    let chat = common::create_chat(&agent, &sim, "Budget");
+    let chat = common::create_chat(&common::agent(), &sim, "Budget");
     let theirs = "the figures are 31337, keep them quiet";
     sim.colleague_writes(
         &chat,
@@ -329,12 +346,11 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
         "text",
     )
     .unwrap();
-    let token = "log-test-bearer-5e1f07c2";
     let dir = TempDir::new("logs");
     let data = dir.path().join("data");
     let base = sim.base_url();
     let mut args = on_graph(&data, &base, &identity);
-    args.extend(["--token", token, "--resync-every", "1"].map(String::from));
+    args.extend(["--resync-every", "1"].map(String::from));
     let mut running = start_with(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         false,
@@ -342,6 +358,8 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
     );
     let stderr = running.stderr.clone().unwrap();
     let app = running.app.clone();
+    let session = common::sign_in_cookie(&app, &identity.user_id);
+    let agent = common::agent_with_session(&session);
     let has = |items: &[Value], text: &str| items.iter().any(|m| m.to_string().contains(text));
     wait_for("the colleague's message on the page", || {
         has(&messages(&agent, &app, &chat), "31337").then_some(())
@@ -405,18 +423,21 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
     // stdout: the one contract line, read by `start`, and nothing after it.
     let extra: Vec<String> = running.stdout.try_iter().collect();
     assert!(extra.is_empty(), "stdout after the app: line: {extra:?}");
-    // stderr: no token, no clientState, no message content.
-    let client_state = {
-        let viewer = graph_chat_app::view::Viewer {
-            user_id: identity.user_id.clone(),
-            graph_base: base.trim_end_matches('/').to_owned(),
-        };
-        let store = graph_chat_app::store::Store::open(&data.join("cache.sqlite"), viewer).unwrap();
-        store.setting("clientState").unwrap().unwrap()
-    };
+    // stderr: no token (access tokens are JWTs, `eyJ...`; refresh tokens `simrt.`), no
+    // session, no clientState, no message content.
+    let client_state = common::client_state(&data);
     let lines = stderr.lock().unwrap().clone();
     assert!(!lines.is_empty());
-    for secret in [token, client_state.as_str(), theirs, "31337", mine, "4242"] {
+    for secret in [
+        "eyJ",
+        "simrt.",
+        session.as_str(),
+        client_state.as_str(),
+        theirs,
+        "31337",
+        mine,
+        "4242",
+    ] {
         let found: Vec<&String> = lines.iter().filter(|l| l.contains(secret)).collect();
         assert!(found.is_empty(), "{secret:?} on stderr: {found:?}");
     }

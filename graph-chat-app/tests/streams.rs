@@ -86,8 +86,10 @@ fn event_streams_from_three_addresses_leave_the_webhook_its_places() {
         Arc::clone(&streaming),
         Arc::clone(&refused),
     );
-    let request =
-        format!("GET /api/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    let cookie = h.cookie();
+    let request = format!(
+        "GET /api/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
+    );
     let strangers = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -200,9 +202,10 @@ fn the_apis_request_bodies_are_bounded_in_time_and_size() {
         .trim_end_matches('/')
         .to_owned();
     let addr: SocketAddr = host.parse().unwrap();
+    let cookie = h.cookie();
     let head = |length: usize| {
         format!(
-            "POST /api/chats/{chat}/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            "POST /api/chats/{chat}/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
         )
     };
     let status = |reply: &[u8]| {
@@ -261,6 +264,7 @@ fn event_stream_requests_answered_with_an_error_hold_no_stream_place() {
         .to_owned();
     let addr: SocketAddr = host.parse().unwrap();
     let source: IpAddr = "127.0.0.5".parse().unwrap();
+    let cookie = h.cookie();
     let connect = || {
         let socket = connect_from(source, addr);
         socket
@@ -287,8 +291,11 @@ fn event_stream_requests_answered_with_an_error_hold_no_stream_place() {
     let mut kept = Vec::new();
     for _ in 0..graph_chat_webhook::limits::STREAMS_PER_ADDRESS {
         let mut s = connect();
-        s.write_all(format!("GET /api/events?after=x HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!("GET /api/events?after=x HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
         assert!(first_line(&mut s).starts_with("HTTP/1.1 400"));
         kept.push(s);
     }
@@ -296,7 +303,7 @@ fn event_stream_requests_answered_with_an_error_hold_no_stream_place() {
     stream
         .write_all(
             format!(
-                "GET /api/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+                "GET /api/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
             )
             .as_bytes(),
         )

@@ -19,6 +19,8 @@ const $ = (id) => document.getElementById(id);
 
 async function getJson(url) {
   const response = await fetch(url, { cache: "no-store" });
+  // Signed out (the session ended, or the person's access was revoked): the sign-in page.
+  if (response.status === 401) { location.assign("/"); throw new Error("signed out"); }
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return { data: await response.json(), last: Number(response.headers.get("x-last-event-id") || 0) };
 }
@@ -154,7 +156,11 @@ function onEvent(event) {
 function listen(after) {
   const source = new EventSource(`/api/events?after=${after}`);
   source.onopen = () => status("live");
-  source.onerror = () => status("reconnecting...");
+  source.onerror = () => {
+    status("reconnecting...");
+    // The browser gives up on a stream answered with an error (401 once signed out).
+    if (source.readyState === EventSource.CLOSED) getJson("/api/me").catch(() => {});
+  };
   source.onmessage = onEvent;
   // The app's log no longer holds what this page missed: start again from a snapshot.
   source.addEventListener("reset", () => location.reload());
@@ -178,6 +184,7 @@ async function send(form) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ content, contentType }),
     });
+    if (response.status === 401) { location.assign("/"); return; }
     if (!response.ok) { status(`not sent (${response.status})`); return; }
     // Keep anything typed meanwhile.
     if (form.elements.content.value === content) form.elements.content.value = "";
@@ -204,6 +211,7 @@ function start() {
 async function load() {
   try {
     state.me = (await getJson("/api/me")).data;
+    $("me").textContent = state.me.displayName || "";
     const { data, last } = await getJson("/api/chats");
     for (const chat of data) state.chats.set(chat.id, chat);
     state.chatsSnapshot = last;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use graph_chat_app::{App, Config};
+use graph_chat_app::{demo, App, Config};
 use graph_chat_webhook::JwksSource;
 use graph_sim::{Sender, Simulator};
 use serde_json::{json, Value};
@@ -23,29 +23,182 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 pub const COLLEAGUE: (&str, &str) = ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Adele Vance");
 
+/// An access token of `user` (an id or a user principal name) for `sim`'s Graph, from its
+/// identity platform (the code flow with `login_hint`, no browser).
+pub fn token_for(sim: &Simulator, user: &str) -> String {
+    let identity = sim.identity();
+    demo::sign_in_as(&sim.base_url(), &identity.tenant_id, &identity.app_id, user)
+        .unwrap()
+        .access_token
+        .secret()
+        .to_owned()
+}
+
 /// Creates a group chat of the user and [`COLLEAGUE`] through `sim`'s Graph API, as the user;
 /// its id.
 pub fn create_chat(http: &ureq::Agent, sim: &Simulator, topic: &str) -> String {
     let user = sim.identity().user_id;
-    let body = json!({
-        "chatType": "group",
-        "topic": topic,
-        "members": [
-            {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
-             "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{user}')")},
-            {"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
-             "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{}')", COLLEAGUE.0)},
-        ],
-    });
+    create_chat_as(http, sim, &user, &[COLLEAGUE.0], topic)
+}
+
+/// Creates a group chat of `user` and `others` through `sim`'s Graph API, as `user`; its id.
+pub fn create_chat_as(
+    http: &ureq::Agent,
+    sim: &Simulator,
+    user: &str,
+    others: &[&str],
+    topic: &str,
+) -> String {
+    let member = |id: &str| {
+        json!({"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+               "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{id}')")})
+    };
+    let mut members = vec![member(user)];
+    members.extend(others.iter().map(|id| member(id)));
+    let body = json!({ "chatType": "group", "topic": topic, "members": members });
     let mut response = http
         .post(&format!("{}v1.0/chats", sim.base_url()))
-        .header("Authorization", "Bearer test")
+        .header("Authorization", format!("Bearer {}", token_for(sim, user)))
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
     let chat: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
     chat["id"].as_str().unwrap().to_owned()
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "chat_session";
+
+/// The value of cookie `name` a response sets, if it sets one.
+pub fn set_cookie(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// An agent that neither follows redirects nor keeps cookies: each step of a sign-in seen.
+pub fn raw_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// The `Location` a response redirects to.
+pub fn location(response: &ureq::http::Response<ureq::Body>) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location in a {}", response.status()))
+        .to_owned()
+}
+
+/// Signs `user` (an id or a user principal name) in to the app at `app` (its base URL) as a
+/// browser does, with `login_hint`: `/auth/login`, the identity platform's redirect, the
+/// callback with the login cookie. The session cookie's value.
+pub fn sign_in_cookie(app: &str, user: &str) -> String {
+    let raw = raw_agent();
+    let login = raw
+        .get(&format!("{app}auth/login?login_hint={}", encode(user)))
+        .call()
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 302);
+    let pending = set_cookie(&login, "chat_login").expect("a login cookie");
+    let authorize = raw.get(&location(&login)).call().unwrap();
+    assert_eq!(
+        authorize.status().as_u16(),
+        302,
+        "the authorize endpoint redirects"
+    );
+    let callback = raw
+        .get(&location(&authorize))
+        .header("Cookie", format!("chat_login={pending}"))
+        .call()
+        .unwrap();
+    assert_eq!(callback.status().as_u16(), 302, "the callback redirects");
+    assert_eq!(location(&callback), "/");
+    set_cookie(&callback, SESSION_COOKIE).expect("a session cookie")
+}
+
+/// An agent like [`agent`] that sends `cookie` (the session's value) with every request.
+pub fn agent_with_session(cookie: &str) -> ureq::Agent {
+    let header = format!("{SESSION_COOKIE}={cookie}");
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .middleware(
+            move |mut request: ureq::http::Request<ureq::SendBody>,
+                  next: ureq::middleware::MiddlewareNext| {
+                if let Ok(v) = ureq::http::HeaderValue::from_str(&header) {
+                    request.headers_mut().insert("cookie", v);
+                }
+                next.handle(request)
+            },
+        )
+        .build()
+        .into()
+}
+
+/// Signs in to the app at `app` as a person does on the offline demo's page: `/auth/login`
+/// without a hint, the identity platform's list of users, one click on the first. The
+/// session cookie's value.
+pub fn sign_in_from_list(app: &str) -> String {
+    let raw = raw_agent();
+    let login = raw.get(&format!("{app}auth/login")).call().unwrap();
+    assert_eq!(login.status().as_u16(), 302);
+    let pending = set_cookie(&login, "chat_login").expect("a login cookie");
+    let authorize = location(&login);
+    let mut list = raw.get(&authorize).call().unwrap();
+    assert_eq!(list.status().as_u16(), 200, "a list of users");
+    let page = list.body_mut().read_to_string().unwrap();
+    let href = page
+        .split("href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link per user")
+        .replace("&amp;", "&");
+    let origin = url::Url::parse(&authorize).unwrap();
+    let user = origin.join(&href).unwrap();
+    let picked = raw.get(user.as_str()).call().unwrap();
+    assert_eq!(picked.status().as_u16(), 302, "one click signs in");
+    let callback = raw
+        .get(&location(&picked))
+        .header("Cookie", format!("chat_login={pending}"))
+        .call()
+        .unwrap();
+    assert_eq!(callback.status().as_u16(), 302);
+    set_cookie(&callback, SESSION_COOKIE).expect("a session cookie")
+}
+
+/// An agent signed in to the app at `app` as `user`.
+pub fn sign_in(app: &str, user: &str) -> ureq::Agent {
+    agent_with_session(&sign_in_cookie(app, user))
+}
+
+/// The simulator's configuration for the tests: fast retries, seeded, tokens checked.
+pub fn sim_config() -> graph_sim::Config {
+    graph_sim::Config {
+        retry_base: Duration::from_millis(100),
+        seed: 7,
+        ..graph_sim::Config::default()
+    }
+}
+
+/// The `clientState` the app under `data` keeps (sealed; opened with the app's key).
+pub fn client_state(data: &Path) -> String {
+    let sealer = graph_chat_app::secrets::Sealer::load_or_create(data).unwrap();
+    let accounts = graph_chat_app::accounts::Accounts::open(data, sealer).unwrap();
+    accounts.client_state().unwrap().to_string()
 }
 
 /// A directory removed when dropped.
@@ -146,7 +299,8 @@ pub struct Sse {
 }
 
 impl Sse {
-    pub fn open(base: &str, last_event_id: Option<i64>, after: Option<i64>) -> Self {
+    /// `GET /api/events` of the app at `base` with the session `cookie` (its value).
+    pub fn open(base: &str, cookie: &str, last_event_id: Option<i64>, after: Option<i64>) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -155,7 +309,9 @@ impl Sse {
             Some(a) => format!("{base}api/events?after={a}"),
             None => format!("{base}api/events"),
         };
-        let mut request = agent.get(&url);
+        let mut request = agent
+            .get(&url)
+            .header("Cookie", format!("{SESSION_COOKIE}={cookie}"));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
@@ -227,38 +383,67 @@ pub struct Harness {
     pub sim: Option<Simulator>,
     pub app: Option<App>,
     pub dir: TempDir,
+    /// Sends the signed-in user's session with every request.
     pub http: ureq::Agent,
+    /// The signed-in user's session (the cookie's value).
+    pub session: String,
     pub resync_every: Duration,
 }
 
 impl Harness {
-    /// A simulator (fast retries, seeded) with one group chat the user and a colleague are in,
-    /// and the app on it.
+    /// A simulator (fast retries, seeded, tokens checked) with one group chat the user and a
+    /// colleague are in, and the app on it, the user signed in (`http` sends their session).
     pub fn start(resync_every: Duration) -> Self {
+        Self::start_with(resync_every, sim_config())
+    }
+
+    /// The same on a simulator of `config`.
+    pub fn start_with(resync_every: Duration, config: graph_sim::Config) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let dir = TempDir::new("e2e");
-        let sim = runtime
-            .block_on(Simulator::start(graph_sim::Config {
-                retry_base: Duration::from_millis(100),
-                seed: 7,
-                ..graph_sim::Config::default()
-            }))
-            .unwrap();
+        let sim = runtime.block_on(Simulator::start(config)).unwrap();
         let mut harness = Self {
             runtime,
             sim: Some(sim),
             app: None,
             dir,
             http: agent(),
+            session: String::new(),
             resync_every,
         };
         harness.create_chat("Project");
         harness.start_app();
+        harness.session = sign_in_cookie(&harness.url(), &harness.user());
+        harness.http = agent_with_session(&harness.session);
         harness
+    }
+
+    /// The URL a browser opens to sign in as the user (`login_hint`): it lands on the page.
+    pub fn login_url(&self) -> String {
+        format!(
+            "{}auth/login?login_hint={}",
+            self.url(),
+            encode(&self.user())
+        )
+    }
+
+    /// The `Cookie` header's value that carries the user's session.
+    pub fn cookie(&self) -> String {
+        format!("{SESSION_COOKIE}={}", self.session)
+    }
+
+    /// The user's event stream (`GET /api/events`).
+    pub fn events(&self, last_event_id: Option<i64>, after: Option<i64>) -> Sse {
+        Sse::open(&self.url(), &self.session, last_event_id, after)
+    }
+
+    /// The signed-in user's id (the simulator's first user).
+    pub fn user(&self) -> String {
+        self.sim().identity().user_id
     }
 
     pub fn sim(&self) -> &Simulator {
@@ -285,14 +470,22 @@ impl Harness {
             data: self.dir.path().join("data"),
             resync_every: self.resync_every,
             graph: self.sim().base_url(),
-            token: "test".into(),
             tenant_id: identity.tenant_id,
+            client_id: identity.app_id.clone(),
             app_id: identity.app_id,
-            user_id: identity.user_id,
+            client_secret: None,
+            authority: self.sim().base_url().trim_end_matches('/').to_owned(),
             jwks: JwksSource::Url(identity.jwks_url),
             public_url: None,
             key_file: None,
         }
+    }
+
+    /// The signed-in user's Graph side in the app.
+    pub fn person(&self) -> std::sync::Arc<graph_chat_app::sync::GraphSync> {
+        self.app()
+            .person(&self.user())
+            .expect("the user is signed in")
     }
 
     pub fn start_app(&mut self) {
@@ -340,10 +533,11 @@ impl Harness {
     /// when empty).
     pub fn graph(&self, method: &str, path: &str) -> (u16, Value) {
         let url = format!("{}{}", self.sim().base_url(), path.trim_start_matches('/'));
+        let token = token_for(self.sim(), &self.user());
         let request = ureq::http::Request::builder()
             .method(method)
             .uri(&url)
-            .header("Authorization", "Bearer test")
+            .header("Authorization", format!("Bearer {token}"))
             .body(())
             .unwrap();
         answer(self.http.run(request).unwrap())

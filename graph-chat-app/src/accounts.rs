@@ -1,0 +1,285 @@
+//! The app's own records, in `app.sqlite` under `--data`: who is signed in (sessions, kept as
+//! the SHA-256 of their id, never the id a browser holds), the people whose Graph side the app
+//! runs (their refresh token sealed by the [`Sealer`]), and the app's secrets (the `clientState`,
+//! sealed too). Sessions survive a restart on the same `--data`.
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("accounts-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! use graph_chat_app::accounts::Accounts;
+//! use graph_chat_app::secrets::Sealer;
+//! let accounts = Accounts::open(&dir, Sealer::load_or_create(&dir).unwrap()).unwrap();
+//! let session = accounts.start_session("user-1").unwrap();
+//! assert_eq!(accounts.session_user(session.cookie()).unwrap().as_deref(), Some("user-1"));
+//! assert_eq!(accounts.session_user("forged").unwrap(), None);
+//! accounts.end_sessions_of("user-1").unwrap();
+//! assert_eq!(accounts.session_user(session.cookie()).unwrap(), None);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rand_core::RngCore;
+use rusqlite::{params, Connection, OptionalExtension};
+use zeroize::Zeroizing;
+
+use crate::secrets::Sealer;
+use crate::store::StoreError;
+
+/// The app's records' file under the data directory.
+pub const ACCOUNTS_FILE: &str = "app.sqlite";
+
+/// How long a session lasts from sign-in: a working week. Graph access ends sooner for a person
+/// whose refresh token is revoked (their sessions end with it).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (hash BLOB PRIMARY KEY, user_id TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS people (user_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, refresh BLOB);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+";
+
+/// What the sealer binds a refresh token to.
+const REFRESH_PURPOSE: &str = "refresh token";
+/// What the sealer binds the `clientState` to.
+const CLIENT_STATE_PURPOSE: &str = "clientState";
+
+/// A session just started: the id the browser keeps in its cookie (only its hash is stored).
+/// `Debug` shows nothing of it.
+pub struct NewSession {
+    cookie: Zeroizing<String>,
+}
+
+impl NewSession {
+    /// The cookie's value.
+    pub fn cookie(&self) -> &str {
+        &self.cookie
+    }
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewSession([redacted])")
+    }
+}
+
+/// A person the app runs the Graph side of. `Debug` leaves the refresh token out.
+pub struct Person {
+    /// Their user id (`oid`).
+    pub user_id: String,
+    /// Their name.
+    pub display_name: String,
+    /// Their refresh token, unsealed.
+    pub refresh_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Person")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The app's records. Cheap to clone; every clone is the same file.
+#[derive(Clone)]
+pub struct Accounts {
+    conn: Arc<Mutex<Connection>>,
+    sealer: Arc<Sealer>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn hash(cookie: &str) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cookie.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// 32 random bytes from the OS, as hex.
+pub fn random_token() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand_core::OsRng.fill_bytes(&mut bytes[..]);
+    Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Accounts {
+    /// Opens (or creates) `app.sqlite` under `data`, its secrets sealed by `sealer`.
+    pub fn open(data: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+        let conn = Connection::open(data.join(ACCOUNTS_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A secret overwritten or deleted leaves no copy in the file's free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            sealer: Arc::new(sealer),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `clientState` every subscription carries: made on the first call, sealed at rest.
+    pub fn client_state(&self) -> Result<Zeroizing<String>, StoreError> {
+        let conn = self.lock();
+        let sealed: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                [CLIENT_STATE_PURPOSE],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(plain) = sealed
+            .and_then(|s| self.sealer.open(CLIENT_STATE_PURPOSE, &s))
+            .and_then(|p| String::from_utf8(p.to_vec()).ok())
+        {
+            return Ok(Zeroizing::new(plain));
+        }
+        let fresh = random_token();
+        conn.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) \
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![
+                CLIENT_STATE_PURPOSE,
+                self.sealer.seal(CLIENT_STATE_PURPOSE, fresh.as_bytes())
+            ],
+        )?;
+        Ok(fresh)
+    }
+
+    /// Starts a session for `user_id` with a fresh random id.
+    pub fn start_session(&self, user_id: &str) -> Result<NewSession, StoreError> {
+        let cookie = random_token();
+        let expires = unix(SystemTime::now() + SESSION_LIFETIME);
+        let conn = self.lock();
+        conn.execute(
+            "DELETE FROM sessions WHERE expires <= ?1",
+            [unix(SystemTime::now())],
+        )?;
+        conn.execute(
+            "INSERT INTO sessions (hash, user_id, expires) VALUES (?1, ?2, ?3)",
+            params![hash(&cookie), user_id, expires],
+        )?;
+        Ok(NewSession { cookie })
+    }
+
+    /// The person a session cookie is for, while it lasts.
+    pub fn session_user(&self, cookie: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT user_id FROM sessions WHERE hash = ?1 AND expires > ?2",
+                params![hash(cookie), unix(SystemTime::now())],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Ends one session.
+    pub fn end_session(&self, cookie: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM sessions WHERE hash = ?1", [hash(cookie)])?;
+        Ok(())
+    }
+
+    /// Ends every session of `user_id`; how many there were.
+    pub fn end_sessions_of(&self, user_id: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+    }
+
+    /// Records a person and their refresh token (sealed), replacing what was kept.
+    pub fn save_person(
+        &self,
+        user_id: &str,
+        display_name: &str,
+        refresh_token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let sealed = refresh_token.map(|t| self.sealer.seal(REFRESH_PURPOSE, t.as_bytes()));
+        self.lock().execute(
+            "INSERT INTO people (user_id, display_name, refresh) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(user_id) DO UPDATE SET display_name = excluded.display_name, \
+             refresh = excluded.refresh",
+            params![user_id, display_name, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces a person's refresh token (it rotates at each use).
+    pub fn save_refresh_token(&self, user_id: &str, refresh_token: &str) -> Result<(), StoreError> {
+        let sealed = self.sealer.seal(REFRESH_PURPOSE, refresh_token.as_bytes());
+        self.lock().execute(
+            "UPDATE people SET refresh = ?2 WHERE user_id = ?1",
+            params![user_id, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a person's refresh token and their sessions (revoked, or signed out for good).
+    pub fn forget_person(&self, user_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        tx.execute("DELETE FROM people WHERE user_id = ?1", [user_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Everyone the app runs the Graph side of, refresh tokens unsealed (a token that no longer
+    /// opens, under another key, is `None`).
+    pub fn people(&self) -> Result<Vec<Person>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT user_id, display_name, refresh FROM people ORDER BY user_id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })?;
+        let mut people = Vec::new();
+        for row in rows {
+            let (user_id, display_name, sealed) = row?;
+            let refresh_token = sealed
+                .and_then(|s| self.sealer.open(REFRESH_PURPOSE, &s))
+                .and_then(|p| String::from_utf8(p.to_vec()).ok())
+                .map(Zeroizing::new);
+            people.push(Person {
+                user_id,
+                display_name,
+                refresh_token,
+            });
+        }
+        Ok(people)
+    }
+
+    /// A person's name, if the app knows them.
+    pub fn display_name(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT display_name FROM people WHERE user_id = ?1",
+                [user_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}

@@ -1,0 +1,371 @@
+//! The people signed in to the app, each with a Graph side of their own: their cache (a SQLite
+//! file of theirs under `--data`, so one person's chats, messages and events are never
+//! another's), their two subscriptions made and renewed with their own token, their keeper and
+//! their reads, and their token, refreshed before it expires (the rotated refresh token sealed
+//! at rest by [`Accounts`]).
+//!
+//! A person whose refresh token is refused (`invalid_grant`: revoked, or expired) is signed
+//! out: their sessions end, their record goes, and the app calls Graph for them no more. A
+//! watch per person asks for their token every [`TOKEN_WATCH`], so that happens within one
+//! token lifetime (and that interval) of the revocation even when nothing else calls Graph.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use graph_chat_webhook::tokens::{
+    OAuthClient, PersonTokens, RefreshToken, TokenError, TokenSet, TokenSource,
+};
+use graph_chat_webhook::GraphClient;
+
+use crate::accounts::Accounts;
+use crate::store::{Store, StoreError};
+use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
+use crate::view::Viewer;
+
+/// How often each person's token is asked for, which refreshes it when it is near its expiry:
+/// a revoked person is signed out at most this long after their last token expired.
+pub const TOKEN_WATCH: Duration = Duration::from_secs(5);
+
+/// Why a person's Graph side did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeopleError {
+    /// The sign-in's tokens say nothing of who signed in (no id token).
+    #[error("the sign-in returned no id token")]
+    NoIdentity,
+    /// The person belongs to another tenant than the app's.
+    #[error("the person is not of this app's tenant")]
+    OtherTenant,
+    /// The identity platform refused or could not be reached.
+    #[error("token: {0}")]
+    Token(#[from] TokenError),
+    /// Their cache or the app's records.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Their Graph side.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// What every person's Graph side shares.
+#[derive(Clone)]
+pub struct Setup {
+    /// The Graph to call (`https://graph.microsoft.com`, or a simulator's base URL).
+    pub graph: String,
+    /// The app's tenant: only its people sign in.
+    pub tenant_id: String,
+    /// Where each person's cache is kept.
+    pub data: PathBuf,
+    /// Where Graph delivers, and what it encrypts for.
+    pub subscriber: Subscriber,
+    /// How often each person's subscriptions are checked and chats read.
+    pub resync_every: Duration,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("graph", &self.graph)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A person whose Graph side runs.
+struct Running {
+    sync: Arc<GraphSync>,
+    display_name: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct Inner {
+    setup: Setup,
+    oauth: Arc<OAuthClient>,
+    accounts: Accounts,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+/// Everyone signed in. Cheap to clone; every clone is the same.
+#[derive(Clone)]
+pub struct People {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for People {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("People")
+            .field("signed_in", &self.running().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cache file of `user_id` under `data`: `cache-{id}.sqlite` for ids of letters, digits and
+/// dashes (Entra's are GUIDs), else named by the id's SHA-256.
+pub fn cache_file(data: &Path, user_id: &str) -> PathBuf {
+    let plain = !user_id.is_empty()
+        && user_id.len() <= 64
+        && user_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let name = if plain {
+        user_id.to_owned()
+    } else {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, user_id.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    data.join(format!("cache-{name}.sqlite"))
+}
+
+impl People {
+    /// No one yet.
+    pub fn new(setup: Setup, oauth: Arc<OAuthClient>, accounts: Accounts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                setup,
+                oauth,
+                accounts,
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<String, Running>> {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The Graph side of a signed-in person.
+    pub fn get(&self, user_id: &str) -> Option<Arc<GraphSync>> {
+        self.running().get(user_id).map(|r| Arc::clone(&r.sync))
+    }
+
+    /// A signed-in person's name.
+    pub fn display_name(&self, user_id: &str) -> Option<String> {
+        self.running().get(user_id).map(|r| r.display_name.clone())
+    }
+
+    /// The ids of everyone whose Graph side runs.
+    pub fn user_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.running().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The person one of whose subscriptions `subscription_id` is.
+    pub fn by_subscription(&self, subscription_id: &str) -> Option<Arc<GraphSync>> {
+        let all: Vec<Arc<GraphSync>> = self
+            .running()
+            .values()
+            .map(|r| Arc::clone(&r.sync))
+            .collect();
+        all.into_iter()
+            .find(|sync| sync.owns_subscription(subscription_id))
+    }
+
+    /// A person signed in with `tokens` (from a redeemed code): recorded with their refresh
+    /// token, their Graph side started (or started again) and their chats read. Their user id.
+    pub async fn sign_in(&self, tokens: TokenSet) -> Result<String, PeopleError> {
+        let claims = tokens.id_claims.as_ref().ok_or(PeopleError::NoIdentity)?;
+        if let Some(tid) = claims.tid.as_deref() {
+            if !tid.eq_ignore_ascii_case(&self.inner.setup.tenant_id) {
+                return Err(PeopleError::OtherTenant);
+            }
+        }
+        let user_id = claims.oid.clone();
+        if user_id.is_empty() {
+            return Err(PeopleError::NoIdentity);
+        }
+        let name = claims
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| user_id.clone());
+        let accounts = self.inner.accounts.clone();
+        let refresh = tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| zeroize::Zeroizing::new(t.secret().to_owned()));
+        let (id, n) = (user_id.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            accounts.save_person(&id, &n, refresh.as_ref().map(|r| r.as_str()))
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable)??;
+        self.start(user_id.clone(), name, tokens).await?;
+        Ok(user_id)
+    }
+
+    /// Starts the Graph side of everyone the app's records hold (on the app's start): each
+    /// refresh token redeemed for a fresh access token; one refused signs its person out.
+    pub async fn resume(&self) -> Result<(), PeopleError> {
+        let accounts = self.inner.accounts.clone();
+        let people = tokio::task::spawn_blocking(move || accounts.people())
+            .await
+            .map_err(|_| StoreError::Unavailable)??;
+        for person in people {
+            let Some(refresh) = person.refresh_token else {
+                self.sign_out(&person.user_id, "no refresh token kept")
+                    .await;
+                continue;
+            };
+            let oauth = Arc::clone(&self.inner.oauth);
+            let refreshed = tokio::task::spawn_blocking(move || {
+                oauth.refresh(&RefreshToken::new(refresh.to_string()))
+            })
+            .await;
+            match refreshed {
+                Ok(Ok(tokens)) => {
+                    if let Some(rotated) = &tokens.refresh_token {
+                        let accounts = self.inner.accounts.clone();
+                        let (id, secret) = (
+                            person.user_id.clone(),
+                            zeroize::Zeroizing::new(rotated.secret().to_owned()),
+                        );
+                        let _ = tokio::task::spawn_blocking(move || {
+                            accounts.save_refresh_token(&id, &secret)
+                        })
+                        .await;
+                    }
+                    if let Err(e) = self
+                        .start(person.user_id.clone(), person.display_name, tokens)
+                        .await
+                    {
+                        tracing::warn!(user = %person.user_id, error = %e, "a person's Graph side did not start");
+                    }
+                }
+                Ok(Err(TokenError::InvalidGrant)) => {
+                    self.sign_out(&person.user_id, "refresh token refused")
+                        .await;
+                }
+                Ok(Err(e)) => {
+                    // Kept: the next start tries again; their sessions get 401 meanwhile.
+                    tracing::warn!(user = %person.user_id, error = %e, "cannot refresh a person's token");
+                }
+                Err(_) => return Err(StoreError::Unavailable.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The Graph side of one person: their cache, their token source, their subscriptions and
+    /// reads (the first awaited), their keeper, periodic resync and token watch.
+    async fn start(
+        &self,
+        user_id: String,
+        display_name: String,
+        tokens: TokenSet,
+    ) -> Result<(), PeopleError> {
+        let setup = &self.inner.setup;
+        let viewer = Viewer {
+            user_id: user_id.clone(),
+            graph_base: setup.graph.trim_end_matches('/').to_owned(),
+        };
+        let path = cache_file(&setup.data, &user_id);
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, viewer))
+            .await
+            .map_err(|_| StoreError::Unavailable)??;
+        let accounts = self.inner.accounts.clone();
+        let owner = user_id.clone();
+        let source = Arc::new(
+            PersonTokens::new(Arc::clone(&self.inner.oauth), tokens).on_rotate(
+                move |rotated: &RefreshToken| {
+                    if let Err(e) = accounts.save_refresh_token(&owner, rotated.secret()) {
+                        tracing::warn!(error = %e, "cannot keep a rotated refresh token");
+                    }
+                },
+            ),
+        );
+        let graph = GraphClient::with_token_source(
+            &setup.graph,
+            Arc::clone(&source) as Arc<dyn TokenSource>,
+        );
+        let sync = Arc::new(GraphSync::new(
+            graph,
+            store,
+            user_id.clone(),
+            setup.tenant_id.clone(),
+            setup.subscriber.clone(),
+        ));
+        let mut tasks = vec![tokio::spawn(Arc::clone(&sync).keep())];
+        let every = setup.resync_every.max(Duration::from_secs(1));
+        let periodic = Arc::clone(&sync);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _ = periodic.resync_all(ResyncReason::Periodic).await;
+            }
+        }));
+        tasks.push(tokio::spawn(watch(
+            self.clone(),
+            user_id.clone(),
+            Arc::clone(&sync),
+            source,
+        )));
+        // Signed in again: the Graph side before goes (its tasks end when it is dropped). The
+        // new one is found by its subscriptions from the moment they exist.
+        let before = self.running().insert(
+            user_id,
+            Running {
+                sync: Arc::clone(&sync),
+                display_name,
+                tasks,
+            },
+        );
+        drop(before);
+        // Subscribe first, then read: what changes in between arrives as a notification. A
+        // failure is logged by the resync; the periodic one tries again.
+        let _ = sync.resync_all(ResyncReason::Start).await;
+        Ok(())
+    }
+
+    /// Signs a person out for good: their sessions and record go, their Graph side stops.
+    async fn sign_out(&self, user_id: &str, why: &'static str) {
+        tracing::warn!(user = %user_id, reason = why, "a person is signed out");
+        let accounts = self.inner.accounts.clone();
+        let id = user_id.to_owned();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || accounts.forget_person(&id)).await {
+            tracing::error!(error = %e, "cannot end a revoked person's sessions");
+        }
+        let gone = self.running().remove(user_id);
+        drop(gone);
+    }
+
+    /// Stops everyone's Graph side (the app stops).
+    pub fn stop_all(&self) {
+        let all: Vec<Running> = self.running().drain().map(|(_, r)| r).collect();
+        drop(all);
+    }
+}
+
+/// Asks for a person's token every [`TOKEN_WATCH`] (which refreshes it near its expiry); a
+/// refused refresh signs them out.
+async fn watch(people: People, user_id: String, sync: Arc<GraphSync>, source: Arc<PersonTokens>) {
+    loop {
+        tokio::time::sleep(TOKEN_WATCH).await;
+        let asked = Arc::clone(&source);
+        let answer = tokio::task::spawn_blocking(move || asked.token()).await;
+        let revoked = source.is_revoked() || matches!(answer, Ok(Err(TokenError::InvalidGrant)));
+        if revoked {
+            // Only if this is still the person's Graph side (not one started again since).
+            let current = people.get(&user_id).is_some_and(|s| Arc::ptr_eq(&s, &sync));
+            if current {
+                people.sign_out(&user_id, "refresh token refused").await;
+            }
+            return;
+        }
+    }
+}
