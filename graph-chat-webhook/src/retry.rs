@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 /// assert_eq!(default.max_attempts, 4);
 /// // A caller that queues its own retries (a person's sends, say) asks for none.
 /// assert_eq!(RetryPolicy::none().max_attempts, 1);
-/// let patient = RetryPolicy { max_attempts: 8, budget: Duration::from_secs(300), ..default };
+/// let mut patient = RetryPolicy::default();
+/// patient.max_attempts = 8;
+/// patient.budget = Duration::from_secs(300);
 /// # let _ = patient;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
