@@ -15,7 +15,8 @@ use base64::Engine as _;
 use common::{items, receiver, Hook, Mode, Reply};
 use graph_chat_notifications::model::ChangeType::Created;
 use graph_chat_notifications::outbound::{
-    ChatMember, CreateChat, HttpRequest, Resource, Subscription, SubscriptionRequest,
+    mark_chat_read_for_user, ChatMember, CreateChat, HttpRequest, Resource, Subscription,
+    SubscriptionRequest,
 };
 use graph_sim::{Config, Simulator};
 use http_body_util::{BodyExt as _, Full};
@@ -602,6 +603,62 @@ async fn a_delegated_token_acts_for_its_own_user_only() {
         .iter()
         .any(|c| c["id"] == chat.as_str()));
 
+    // Adele and Megan's chat: Adele may mark it read for herself, not for Megan.
+    let shared = send_as(
+        &sim,
+        CreateChat::one_on_one(
+            ChatMember::owner(megan.id.clone()),
+            ChatMember::owner(adele.id.clone()),
+        )
+        .build()
+        .unwrap(),
+        &megan_token,
+    )
+    .await;
+    let shared = shared.json()["id"].as_str().unwrap().to_string();
+    let tenant = sim.identity().tenant_id;
+    let for_her = send_as(
+        &sim,
+        mark_chat_read_for_user(&shared, &adele.id, &tenant).unwrap(),
+        &adele_token,
+    )
+    .await;
+    assert_eq!(
+        for_her.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&for_her.body)
+    );
+    let for_megan = send_as(
+        &sim,
+        mark_chat_read_for_user(&shared, &megan.id, &tenant).unwrap(),
+        &adele_token,
+    )
+    .await;
+    assert_eq!(for_megan.status, 403);
+
+    // Nor may she subscribe to Megan's chats, or to a chat she is not in.
+    let hook = Hook::start(Mode::Good, Some(Arc::new(receiver(&sim)))).await;
+    for resource in [
+        Resource::user_chat_messages(&megan.id),
+        Resource::chat_messages(&chat),
+    ] {
+        let request_value = SubscriptionRequest::builder(resource, &hook.url)
+            .allow_loopback_http()
+            .change_types([Created])
+            .expires_in(SystemTime::now(), Duration::from_secs(30 * 60))
+            .build()
+            .unwrap();
+        let reply = send_as(&sim, request_value, &adele_token).await;
+        assert_eq!(
+            reply.status,
+            403,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert_eq!(hook.handshakes(), 0);
+
     // The usage counts name the token's user.
     let usage = sim.usage();
     assert!(usage
@@ -785,4 +842,74 @@ async fn a_delegated_subscription_asks_for_reauthorization_then_holds_deliveries
     };
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0]["subscriptionId"], sub.id.as_str());
+
+    // Past the fresh token's expiry it is held again; a renewal (PATCH) with another user's
+    // token is refused, one with a fresh token of Megan's lets the next change flow.
+    let started = Instant::now();
+    while get(&me_url, Some(&fresh)).await.status != 401 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sim.colleague_writes(
+        &chat,
+        graph_sim::Sender {
+            id: adele.id.clone(),
+            display_name: adele.display_name.clone(),
+        },
+        "held until renewed",
+        "text",
+    )
+    .unwrap();
+    assert_eq!(app_hook.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+    common::settle(&sim, Duration::from_millis(300)).await;
+    assert_eq!(sim.deliveries().pending, 1);
+    let renewal = format!(
+        r#"{{"expirationDateTime": "{}"}}"#,
+        graph_chat_notifications::outbound::format_time(
+            SystemTime::now() + Duration::from_secs(40 * 60)
+        )
+        .unwrap()
+    );
+    let url = format!("{}v1.0/subscriptions/{}", sim.base_url(), sub.id);
+    let patch = |token: String| {
+        let (url, renewal) = (url.clone(), renewal.clone());
+        async move {
+            request(
+                "PATCH",
+                &url,
+                &[
+                    ("Authorization", &format!("Bearer {token}")),
+                    ("Content-Type", "application/json"),
+                ],
+                renewal.as_bytes(),
+            )
+            .await
+        }
+    };
+    let by_adele = patch(sim.token_for(&adele.id).unwrap()).await;
+    assert_eq!(by_adele.status, 403);
+    let renewed = patch(sim.token_for(&megan.id).unwrap()).await;
+    assert_eq!(
+        renewed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&renewed.body)
+    );
+    let started = Instant::now();
+    loop {
+        let created = hook
+            .got()
+            .iter()
+            .flat_map(|g| items(&g.body))
+            .filter(|i| i["changeType"] == "created")
+            .count();
+        if created == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not delivered after renewal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

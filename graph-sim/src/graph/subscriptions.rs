@@ -33,6 +33,7 @@ impl Graph {
         let now = now_ms();
         let mut sub = parse_create(body, now, version)?;
         let parsed = parse_resource(&sub.resource, version)?;
+        self.check_subscriber(&parsed)?;
         self.check_quota(&self.lock(), &parsed)?;
         deliver::handshake(&self.courier, &sub.notification_url).await?;
         if let Some(url) = sub.lifecycle_url.clone() {
@@ -94,6 +95,29 @@ impl Graph {
             }
         }
         Ok(())
+    }
+
+    /// 403 when a delegated token subscribes to another user's chats, or to a chat its user is
+    /// not a member of.
+    fn check_subscriber(&self, p: &Parsed) -> ApiResult<()> {
+        let Caller::User { oid, .. } = Self::caller() else {
+            return Ok(());
+        };
+        match &p.target {
+            Target::UserChats(u) | Target::UserChatMessages(u) if !self.names_user(u, &oid) => Err(
+                ApiError::forbidden("A delegated token subscribes to its own user's chats only."),
+            ),
+            Target::Chat(c) | Target::ChatMessages(c) => {
+                let store = self.lock();
+                match store.state.chats.iter().find(|x| &x.id == c) {
+                    Some(chat) if !chat.has_member(&oid) => Err(ApiError::forbidden(format!(
+                        "The user is not a member of chat '{c}'."
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_quota(&self, store: &Store, p: &Parsed) -> ApiResult<()> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::body::json_object;
+use super::caller::Caller;
 use super::store::{Event, Graph, Store};
 use crate::state::{Chat, Viewpoint};
 use crate::util::{is_guid, now_ms, parse_ms, ApiError, ApiResult};
@@ -83,6 +84,13 @@ impl Graph {
                 ))
             }
         };
+        if let Caller::User { oid, .. } = Self::caller() {
+            if !self.names_user(&user, &oid) {
+                return Err(ApiError::forbidden(
+                    "A delegated token changes its own user's view only.",
+                ));
+            }
+        }
         let user = if self.is_me(&user) {
             self.me()
         } else {
