@@ -756,3 +756,49 @@ fn before_its_script_runs_the_form_submits_nothing() {
     assert_eq!(page["search"], "", "the browser submitted the form itself");
     assert_eq!(page["value"], "not yet");
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_person_signs_in_from_the_page_with_one_click_and_out_again() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    // Without a session: the sign-in page, no chat.
+    b.goto(&h.url());
+    let signed_out = |b: &Browser| {
+        b.execute(
+            "return { signIn: !!document.getElementById('sign-in'), \
+                      chats: document.querySelectorAll('[data-chat-id]').length };",
+            vec![],
+        )
+    };
+    let page = signed_out(&b);
+    assert_eq!(page["signIn"], true, "{page}");
+    assert_eq!(page["chats"], 0, "{page}");
+    // Sign in, then the identity platform's list of users: the user is the first.
+    b.click("#sign-in");
+    b.click("li a");
+    let page = b.loaded();
+    assert!(
+        page["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == chat_id.as_str()),
+        "{page:#}"
+    );
+    // Signing out ends the session: the sign-in page again, and the API refuses.
+    b.click("#sign-out button");
+    let deadline = Instant::now() + PATIENCE;
+    while signed_out(&b)["signIn"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the page did not show the sign-in"
+        );
+        std::thread::sleep(POLL);
+    }
+    // The browser's cookie opens the API no more.
+    b.goto(&format!("{}api/chats", h.url()));
+    let body = b.execute("return document.body.textContent;", vec![]);
+    assert!(body.as_str().unwrap().contains("sign in first"), "{body}");
+}
