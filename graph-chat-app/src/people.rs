@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use graph_chat_webhook::tokens::{
     OAuthClient, PersonTokens, RefreshToken, TokenError, TokenSet, TokenSource,
@@ -278,14 +278,21 @@ impl People {
             .map_err(|_| StoreError::Unavailable)??;
         let accounts = self.inner.accounts.clone();
         let owner = user_id.clone();
+        // Refreshed half-way through its life: a subscription's `reauthorizationRequired` (at
+        // three quarters of the token it was made with, at the latest) is answered with a token
+        // Graph does not ask about again at once.
+        let margin = tokens
+            .expires_at
+            .duration_since(SystemTime::now())
+            .map_or(Duration::ZERO, |left| left / 2);
         let source = Arc::new(
-            PersonTokens::new(Arc::clone(&self.inner.oauth), tokens).on_rotate(
-                move |rotated: &RefreshToken| {
+            PersonTokens::new(Arc::clone(&self.inner.oauth), tokens)
+                .with_margin(margin)
+                .on_rotate(move |rotated: &RefreshToken| {
                     if let Err(e) = accounts.save_refresh_token(&owner, rotated.secret()) {
                         tracing::warn!(error = %e, "cannot keep a rotated refresh token");
                     }
-                },
-            ),
+                }),
         );
         let graph = GraphClient::with_token_source(
             &setup.graph,

@@ -449,6 +449,21 @@ fn across_several_token_lifetimes_notifications_arrive_and_sends_work() {
         assert_eq!(status, 201, "round {round}: {item}");
     }
     assert_eq!(get(&h.http, &format!("{app}api/chats")).0, 200);
+    // Each reauthorization was made with a fresh token, which Graph did not ask about again at
+    // once: a few per subscription and lifetime, not a storm.
+    let reauthorizations: u64 = h
+        .sim()
+        .usage()
+        .calls
+        .iter()
+        .filter(|c| c.route.ends_with("/reauthorize"))
+        .map(|c| c.count)
+        .sum();
+    assert!(reauthorizations >= 2, "the subscriptions were reauthorized");
+    assert!(
+        reauthorizations <= 2 * 2 * 6,
+        "{reauthorizations} reauthorizations"
+    );
 }
 
 #[test]
