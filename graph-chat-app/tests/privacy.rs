@@ -373,3 +373,203 @@ fn frame_ancestors_names_the_pages_that_may_frame_the_app() {
     assert!(!csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(csp.contains("script-src 'self'"), "{csp}");
 }
+
+mod store {
+    //! The cache on its own: what it keeps of hidden messages, in caches of earlier versions
+    //! too, and how long its log keeps events.
+
+    use super::{assert_no_copy_in, contains, files, DELETED_TEXT};
+    use crate::common::TempDir;
+    use graph_chat_app::store::{Applied, Store};
+    use graph_chat_app::view::Viewer;
+    use serde_json::{json, Value};
+    use std::path::Path;
+    use std::time::Duration;
+
+    const CHAT: &str = "19:demo@thread.v2";
+    const OTHER: &str = "22222222-aaaa-4bbb-8ccc-000000000002";
+
+    fn viewer() -> Viewer {
+        Viewer {
+            user_id: "11111111-aaaa-4bbb-8ccc-000000000001".into(),
+            graph_base: "http://127.0.0.1:9".into(),
+        }
+    }
+
+    fn message(id: &str, content: &str, modified: &str) -> Value {
+        json!({
+            "id": id, "chatId": CHAT, "messageType": "message", "etag": modified,
+            "createdDateTime": "2026-11-30T10:00:00.000Z",
+            "lastModifiedDateTime": modified,
+            "from": {"user": {"id": OTHER, "displayName": "Someone"}},
+            "body": {"contentType": "text", "content": content},
+            "attachments": [{"id": "a", "contentType": "reference", "name": content}],
+        })
+    }
+
+    fn deleted(v: &Value, at: &str) -> Value {
+        let mut d = v.clone();
+        d["deletedDateTime"] = at.into();
+        d["lastModifiedDateTime"] = at.into();
+        d["etag"] = at.into();
+        d
+    }
+
+    /// The whole log, as text.
+    fn log(store: &Store) -> String {
+        store
+            .events_after(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.data)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn file_holds(dir: &Path, text: &str) -> bool {
+        files(dir)
+            .iter()
+            .any(|f| contains(&std::fs::read(f).unwrap(), text.as_bytes()))
+    }
+
+    #[test]
+    fn a_hidden_versions_duplicate_changes_nothing_and_an_undo_needs_graphs_copy() {
+        let dir = TempDir::new("hidden");
+        let store = Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap();
+        let v1 = message("1764496800000", DELETED_TEXT, "2026-11-30T10:00:00.000Z");
+        let gone = deleted(&v1, "2026-11-30T10:01:00.000Z");
+        store.apply_message(CHAT, &v1.to_string(), false).unwrap();
+        assert!(log(&store).contains(DELETED_TEXT));
+        assert_eq!(
+            store.apply_message(CHAT, &gone.to_string(), true).unwrap(),
+            Applied::Changed
+        );
+        assert!(!log(&store).contains(DELETED_TEXT), "{}", log(&store));
+        assert_no_copy_in(dir.path());
+        // The same deletion again, as a notification or a read: nothing new.
+        assert_eq!(
+            store.apply_message(CHAT, &gone.to_string(), true).unwrap(),
+            Applied::Unchanged
+        );
+        assert_eq!(
+            store.apply_read(CHAT, &gone.to_string()).unwrap(),
+            Applied::Unchanged
+        );
+        // An undo comes with the content, from Graph.
+        let mut undone = v1.clone();
+        undone["lastModifiedDateTime"] = "2026-11-30T10:02:00.000Z".into();
+        store.apply_read(CHAT, &undone.to_string()).unwrap();
+        let (items, _) = store.messages(CHAT).unwrap();
+        assert_eq!(items[0].content.as_deref(), Some(DELETED_TEXT));
+    }
+
+    #[test]
+    fn a_deletion_without_data_keeps_no_content_either() {
+        let dir = TempDir::new("deletion");
+        let store = Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap();
+        let v1 = message("1764496800000", DELETED_TEXT, "2026-11-30T10:00:00.000Z");
+        store.apply_message(CHAT, &v1.to_string(), false).unwrap();
+        assert_eq!(
+            store.apply_deletion(CHAT, "1764496800000").unwrap(),
+            Applied::Changed
+        );
+        assert!(!log(&store).contains(DELETED_TEXT), "{}", log(&store));
+        assert_no_copy_in(dir.path());
+    }
+
+    #[test]
+    fn a_cache_from_an_earlier_version_is_cleaned_on_open() {
+        let dir = TempDir::new("earlier");
+        let path = dir.path().join("cache.sqlite");
+        let v1 = message("1764496800000", DELETED_TEXT, "2026-11-30T10:00:00.000Z");
+        let gone = deleted(&v1, "2026-11-30T10:01:00.000Z");
+        {
+            // The earlier schema: a log of bare events; the deleted row still holding the text.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE messages (chat_id TEXT NOT NULL, id TEXT NOT NULL,
+                   created_key TEXT NOT NULL, id_key TEXT NOT NULL, v_modified TEXT,
+                   v_deleted INTEGER NOT NULL, v_etag TEXT, v_content TEXT NOT NULL,
+                   json TEXT NOT NULL, item TEXT NOT NULL, counts INTEGER NOT NULL,
+                   sender_id TEXT, PRIMARY KEY (chat_id, id));
+                 CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL);",
+            )
+            .unwrap();
+            let item = json!({"id": "1764496800000", "createdDateTime": null,
+                "lastModifiedDateTime": null, "from": null, "contentType": "text",
+                "content": null, "state": "deleted"});
+            conn.execute(
+                "INSERT INTO messages VALUES (?1, '1764496800000', '', '', NULL, 1, NULL, ?2, ?2, \
+                 ?3, 0, NULL)",
+                rusqlite::params![CHAT, gone.to_string(), item.to_string()],
+            )
+            .unwrap();
+            let mut shown = item.clone();
+            shown["content"] = DELETED_TEXT.into();
+            shown["state"] = "visible".into();
+            shown["kind"] = "message".into();
+            shown["chatId"] = CHAT.into();
+            for data in [shown, item] {
+                conn.execute("INSERT INTO events (data) VALUES (?1)", [data.to_string()])
+                    .unwrap();
+            }
+            // A row deleted before: its text left in a free page.
+            conn.execute_batch(&format!(
+                "CREATE TABLE scratch (t TEXT); INSERT INTO scratch VALUES ('{DELETED_TEXT} {}');
+                 DELETE FROM scratch; PRAGMA wal_checkpoint(TRUNCATE);",
+                "x".repeat(2000)
+            ))
+            .unwrap();
+        }
+        assert!(file_holds(dir.path(), DELETED_TEXT));
+        let store = Store::open(&path, viewer()).unwrap();
+        assert_no_copy_in(dir.path());
+        // The deletion's own event stays; the one with the text is gone.
+        let events = store.events_after(0, usize::MAX).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].data.contains("\"deleted\""));
+    }
+
+    #[test]
+    fn the_log_keeps_events_for_its_retention_only() {
+        let dir = TempDir::new("retention");
+        let path = dir.path().join("cache.sqlite");
+        let store = Store::open(&path, viewer()).unwrap();
+        let old = message("1764496800000", "old", "2026-11-30T10:00:00.000Z");
+        store.apply_message(CHAT, &old.to_string(), false).unwrap();
+        drop(store);
+        {
+            // Logged 8 days ago.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute(
+                "UPDATE events SET at = CAST(strftime('%s', 'now') AS INTEGER) - 8 * 86400",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path, viewer()).unwrap();
+        assert_eq!(store.events_after(0, usize::MAX).unwrap().len(), 1);
+        let first = store.first_event_id().unwrap();
+        let new = message("1764496800001", "new", "2026-11-30T10:00:01.000Z");
+        store.apply_message(CHAT, &new.to_string(), false).unwrap();
+        let events = store.events_after(0, usize::MAX).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].data.contains("\"new\""));
+        assert!(store.first_event_id().unwrap() > first);
+        // A shorter retention: a day-old event goes with the next change.
+        store.set_event_retention(Duration::from_secs(3600));
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute("UPDATE events SET at = at - 86400", [])
+                .unwrap();
+        }
+        let newer = message("1764496800002", "newer", "2026-11-30T10:00:02.000Z");
+        store
+            .apply_message(CHAT, &newer.to_string(), false)
+            .unwrap();
+        let events = store.events_after(0, usize::MAX).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].data.contains("\"newer\""));
+    }
+}
