@@ -37,6 +37,9 @@ pub(crate) const FRAME_ANCESTORS_SYNTAX: &str = "--frame-ancestors takes space-s
 /// Whether `sources` is a `frame-ancestors` value: `'none'`, `'self'`, or space-separated
 /// scheme or host sources, nothing that could end the directive or the header.
 pub(crate) fn valid_frame_ancestors(sources: &str) -> bool {
+    if !sources.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return false;
+    }
     let mut any = false;
     for source in sources.split_ascii_whitespace() {
         any = true;
@@ -212,4 +215,169 @@ fn forwarded(headers: &HeaderMap) -> (Option<String>, Option<String>) {
         first("x-forwarded-host"),
         first("x-forwarded-proto").map(|p| p.to_ascii_lowercase()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{valid_frame_ancestors, Site};
+    use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn site(public: Option<&str>, trust_proxy: bool) -> Site {
+        Site::new("127.0.0.1:8080".parse().unwrap(), public, trust_proxy, None)
+    }
+
+    fn post(site: &Site, pairs: &[(&str, &str)]) -> Option<StatusCode> {
+        site.check(&Method::POST, &headers(pairs))
+            .err()
+            .map(|e| e.0)
+    }
+
+    #[test]
+    fn the_public_host_is_accepted_with_and_without_its_default_port() {
+        let site = site(Some("https://chat.example.com"), false);
+        for host in [
+            "chat.example.com",
+            "chat.example.com:443",
+            "CHAT.example.com",
+        ] {
+            assert_eq!(post(&site, &[("host", host)]), None, "{host}");
+        }
+        assert_eq!(
+            post(&site, &[("host", "chat.example.com:8443")]),
+            Some(StatusCode::MISDIRECTED_REQUEST)
+        );
+        let other_port = super::Site::new(
+            "127.0.0.1:8080".parse().unwrap(),
+            Some("https://chat.example.com:8443/"),
+            false,
+            None,
+        );
+        assert_eq!(
+            post(&other_port, &[("host", "chat.example.com:8443")]),
+            None
+        );
+        assert_eq!(
+            post(&other_port, &[("host", "chat.example.com")]),
+            Some(StatusCode::MISDIRECTED_REQUEST)
+        );
+    }
+
+    #[test]
+    fn the_public_origin_is_the_pages_own_whatever_host_the_proxy_sends() {
+        let site = site(Some("https://chat.example.com"), false);
+        for origin in ["https://chat.example.com", "https://chat.example.com:443"] {
+            let pairs = [("host", "127.0.0.1:8080"), ("origin", origin)];
+            assert_eq!(post(&site, &pairs), None, "{origin}");
+        }
+        for origin in [
+            "http://chat.example.com",
+            "https://evil.example",
+            "https://chat.example.com.evil.example",
+            "null",
+        ] {
+            let pairs = [("host", "127.0.0.1:8080"), ("origin", origin)];
+            assert_eq!(post(&site, &pairs), Some(StatusCode::FORBIDDEN), "{origin}");
+        }
+        let pairs = [("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")];
+        assert_eq!(post(&site, &pairs), Some(StatusCode::FORBIDDEN));
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_a_trusted_proxy() {
+        let nginx = [
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+        ];
+        assert_eq!(
+            post(&site(Some("https://chat.example.com"), true), &nginx),
+            Some(StatusCode::MISDIRECTED_REQUEST)
+        );
+        assert_eq!(
+            post(&site(Some("https://chat.example.com"), false), &nginx),
+            None
+        );
+        let forwarded = [
+            ("host", "127.0.0.1:8080"),
+            (
+                "forwarded",
+                "for=192.0.2.1;host=\"chat.example.com\";proto=https, for=10.0.0.1",
+            ),
+            ("origin", "https://chat.example.com"),
+        ];
+        assert_eq!(
+            post(&site(Some("https://chat.example.com"), true), &forwarded),
+            None
+        );
+        // The forwarded scheme decides the origin the host stands for.
+        let trusted = site(None, true);
+        let http_origin = [
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-proto", "https"),
+            ("origin", "http://127.0.0.1:8080"),
+        ];
+        assert_eq!(post(&trusted, &http_origin), Some(StatusCode::FORBIDDEN));
+    }
+
+    #[test]
+    fn reads_need_only_a_known_host_and_any_host_is_known_on_every_interface_without_a_url() {
+        let local = site(None, false);
+        let evil = headers(&[("host", "evil.example"), ("origin", "https://evil.example")]);
+        assert!(local.check(&Method::GET, &evil).is_err());
+        let any = Site::new("0.0.0.0:8080".parse().unwrap(), None, false, None);
+        assert!(any.check(&Method::GET, &evil).is_ok());
+        assert!(any.check(&Method::POST, &evil).is_ok());
+        let pairs = [
+            ("host", "evil.example"),
+            ("origin", "https://other.example"),
+        ];
+        assert_eq!(post(&any, &pairs), Some(StatusCode::FORBIDDEN));
+    }
+
+    #[test]
+    fn frame_ancestors_take_sources_only() {
+        for good in [
+            "'none'",
+            "'self'",
+            "https://a.example https://b.example",
+            "https://*.example.com:443",
+        ] {
+            assert!(valid_frame_ancestors(good), "{good}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "https://a.example; script-src *",
+            "https://a.example,b",
+            "'none' https://a.example",
+            "'unsafe-inline'",
+            "a\nb",
+        ] {
+            assert!(!valid_frame_ancestors(bad), "{bad:?}");
+        }
+        let framed = Site::new(
+            "127.0.0.1:8080".parse().unwrap(),
+            None,
+            false,
+            Some("https://a.example"),
+        );
+        let csp =
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'");
+        assert_eq!(
+            framed.csp(&csp).unwrap(),
+            "default-src 'none'; frame-ancestors https://a.example; base-uri 'none'"
+        );
+        assert!(site(None, false).csp(&csp).is_none());
+    }
 }
