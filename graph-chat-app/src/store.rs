@@ -268,7 +268,8 @@ impl Store {
     }
 
     /// Removes what deleted or blocked messages said from every row and event that still holds
-    /// it (a cache from an earlier version), then empties the write-ahead log.
+    /// it (a cache from an earlier version), then empties the write-ahead log (which a crash
+    /// between a purge and its checkpoint may have left holding it).
     fn purge_hidden(&self) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -280,7 +281,6 @@ impl Store {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<Result<_, _>>()?
         };
-        let mut purged = 0;
         for (chat_id, id, v_content, json) in rows {
             let (kept_version, kept_json) = (redact(&v_content), redact(&json));
             if kept_version != v_content || kept_json != json {
@@ -288,18 +288,16 @@ impl Store {
                     "UPDATE messages SET v_content = ?3, json = ?4 WHERE chat_id = ?1 AND id = ?2",
                     params![chat_id, id, kept_version, kept_json],
                 )?;
-                purged += 1;
             }
-            purged += tx.execute(
+            tx.execute(
                 "DELETE FROM events WHERE chat_id = ?1 AND message_id = ?2 \
                  AND json_extract(data, '$.content') IS NOT NULL",
                 params![chat_id, id],
             )?;
         }
         tx.commit()?;
-        if purged > 0 {
-            empty_wal(&conn)?;
-        }
+        // Always: a purge whose checkpoint a crash interrupted left the old pages in the WAL.
+        empty_wal(&conn)?;
         Ok(())
     }
 
@@ -406,20 +404,30 @@ impl Store {
             Origin::Read => (false, true),
         };
         let mut version = MessageVersion::of(message, deleted);
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let old = stored_version(&tx, chat_id, id)?;
+        let same_but_content = |version: &MessageVersion, old: &MessageVersion| {
+            version.last_modified == old.last_modified
+                && version.deleted == old.deleted
+                && version.etag == old.etag
+        };
+        if let Some(old) = &old {
+            // Decided without the content (an older or newer version), or the same version
+            // again (a duplicate of a shown message): no need to make its item.
+            let decided = !same_but_content(&version, old) || version.content == old.content;
+            if decided && !version.supersedes(old) {
+                return Ok(Applied::Unchanged);
+            }
+        }
         let item = view::message_item(message, version.deleted, &self.inner.viewer);
         let hidden = is_hidden(&item);
         if hidden {
             // Versions of a hidden message compare by what is kept of them.
             version.content = redact(&version.content);
         }
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let old = stored_version(&tx, chat_id, id)?;
         if let Some(old) = &old {
-            let tie = version.last_modified == old.last_modified
-                && version.deleted == old.deleted
-                && version.etag == old.etag
-                && version.content != old.content;
+            let tie = same_but_content(&version, old) && version.content != old.content;
             if !(version.supersedes(old) || (read && tie)) {
                 return Ok(Applied::Unchanged);
             }
