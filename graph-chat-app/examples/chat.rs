@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] [--resync-every SECONDS]
+//!      [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] [--keep-events-for SECONDS]
 //!      [--graph URL --tenant-id T --app-id A --user-id U [--jwks URL]
-//!       [--token TOKEN | --token-file FILE] [--public-url URL] [--key PEM]]
+//!       [--token TOKEN | --token-file FILE] [--key PEM]] [--help]
 //! ```
 //!
 //! * No `--graph`: everything offline. Graph is a `graph-sim` in this process on its own
@@ -36,7 +37,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph_chat_app::options::{Options, USAGE};
+use graph_chat_app::options::{Options, HELP, USAGE};
 use graph_chat_app::{demo, App};
 
 async fn run(options: Options) -> Result<(), String> {
@@ -51,7 +52,12 @@ async fn run(options: Options) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let resync_every = Duration::from_secs(options.resync_every);
-            let config = demo::config(&sim, options.listen, &options.data, resync_every);
+            let config = options.page_settings(demo::config(
+                &sim,
+                options.listen,
+                &options.data,
+                resync_every,
+            ));
             (Some(Arc::new(sim)), config)
         }
     };
@@ -86,6 +92,10 @@ fn main() -> ExitCode {
     log::install("chat", "info");
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
+        Err(e) if e.is_help() => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("chat: {e}\n{USAGE}");
             return ExitCode::from(2);

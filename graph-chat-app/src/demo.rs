@@ -87,6 +87,9 @@ pub fn config(sim: &Simulator, listen: SocketAddr, data: &Path, resync_every: Du
         user_id: identity.user_id,
         jwks: JwksSource::Url(identity.jwks_url),
         public_url: None,
+        trust_proxy: false,
+        frame_ancestors: None,
+        event_retention: crate::store::EVENT_RETENTION,
         key_file: None,
     }
 }

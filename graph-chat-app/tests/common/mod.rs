@@ -291,6 +291,9 @@ impl Harness {
             user_id: identity.user_id,
             jwks: JwksSource::Url(identity.jwks_url),
             public_url: None,
+            trust_proxy: false,
+            frame_ancestors: None,
+            event_retention: graph_chat_app::store::EVENT_RETENTION,
             key_file: None,
         }
     }
