@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] [--resync-every SECONDS]
+//!      [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] [--keep-events-for SECONDS]
 //!      [--graph URL --tenant-id T --app-id A [--client-id ID] [--client-secret-file FILE]
-//!       [--authority URL] [--jwks URL] [--public-url URL] [--key PEM]]
+//!       [--authority URL] [--jwks URL] [--key PEM]] [--help]
 //! ```
 //!
 //! People sign in on the page (`/auth/login`, the authorization code flow with PKCE); each sees
@@ -42,7 +43,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph_chat_app::options::{Options, USAGE};
+use graph_chat_app::options::{Options, HELP, USAGE};
 use graph_chat_app::{demo, App};
 
 async fn run(options: Options) -> Result<(), String> {
@@ -53,11 +54,17 @@ async fn run(options: Options) -> Result<(), String> {
     let (sim, config) = match options.graph_config().map_err(|e| e.to_string())? {
         Some(config) => (None, config),
         None => {
-            let sim = demo::start_simulator(&options.data)
+            // Behind a public URL, browsers come back from the sign-in there.
+            let sim = demo::start_simulator_for(&options.data, options.public_url.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             let resync_every = Duration::from_secs(options.resync_every);
-            let config = demo::config(&sim, options.listen, &options.data, resync_every);
+            let config = options.page_settings(demo::config(
+                &sim,
+                options.listen,
+                &options.data,
+                resync_every,
+            ));
             demo::seed(&sim, &config).await.map_err(|e| e.to_string())?;
             (Some(Arc::new(sim)), config)
         }
@@ -90,6 +97,10 @@ fn main() -> ExitCode {
     log::install("chat", "info");
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
+        Err(e) if e.is_help() => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("chat: {e}\n{USAGE}");
             return ExitCode::from(2);

@@ -62,10 +62,24 @@ fn failed(e: impl std::fmt::Display) -> DemoError {
 }
 
 /// Starts the simulator on its own loopback port, its state kept in `graph-sim.json` under
-/// `data` (a restart on the same directory is the same Graph).
+/// `data` (a restart on the same directory is the same Graph), checking tokens as the identity
+/// platform does. Its sign-in takes the app's loopback `http://` redirect URIs.
 pub async fn start_simulator(data: &Path) -> Result<Simulator, DemoError> {
+    start_simulator_for(data, None).await
+}
+
+/// The same, for an app behind `public_url` too: its sign-in also takes
+/// `PUBLIC_URL/auth/callback` as a redirect URI.
+pub async fn start_simulator_for(
+    data: &Path,
+    public_url: Option<&str>,
+) -> Result<Simulator, DemoError> {
+    let redirect_uris = public_url
+        .map(|u| vec![format!("{}/auth/callback", u.trim_end_matches('/'))])
+        .unwrap_or_default();
     Simulator::start(graph_sim::Config {
         state_path: Some(data.join("graph-sim.json")),
+        redirect_uris,
         ..graph_sim::Config::default()
     })
     .await
@@ -89,6 +103,9 @@ pub fn config(sim: &Simulator, listen: SocketAddr, data: &Path, resync_every: Du
         authority: base,
         jwks: JwksSource::Url(identity.jwks_url),
         public_url: None,
+        trust_proxy: false,
+        frame_ancestors: None,
+        event_retention: crate::store::EVENT_RETENTION,
         key_file: None,
     }
 }

@@ -22,11 +22,13 @@
 
 pub mod accounts;
 pub mod demo;
+mod files;
 pub mod keys;
 pub mod options;
 pub mod people;
 pub mod secrets;
 mod signin;
+mod site;
 pub mod store;
 pub mod sync;
 pub mod view;
@@ -62,7 +64,8 @@ pub use crate::signin::SCOPES;
 pub struct Config {
     /// Where the page, the app's API and the webhook listen.
     pub listen: SocketAddr,
-    /// The durable state: inbox, cache, subscriptions, watermarks, the app's key.
+    /// The durable state: inbox, cache, subscriptions, watermarks, the app's key; readable by
+    /// the app's user only (`0700`, its files `0600`, set on every start).
     pub data: PathBuf,
     /// How often every subscription is checked and every chat read from its watermark.
     pub resync_every: Duration,
@@ -85,6 +88,16 @@ pub struct Config {
     /// The public URL Graph reaches the webhook at (`https://...`, through a tunnel or a
     /// proxy); without it, `http://` and the listening address (fine for a simulator).
     pub public_url: Option<String>,
+    /// Whether the reverse proxy in front is trusted to say which host and scheme the browser
+    /// asked for (`Forwarded`, `X-Forwarded-Host`, `X-Forwarded-Proto`): set only when every
+    /// request comes through it. Otherwise those headers are ignored and `Host` decides.
+    pub trust_proxy: bool,
+    /// The pages that may frame the app's page: Content-Security-Policy `frame-ancestors`
+    /// sources (`"https://a.example https://b.example"`); `None`: none may.
+    pub frame_ancestors: Option<String>,
+    /// How long the event log keeps an event for pages that resume
+    /// ([`store::EVENT_RETENTION`] by default).
+    pub event_retention: Duration,
     /// The encryption key (PEM, with its certificate) to use instead of the one the app makes
     /// under `data` on its first start.
     pub key_file: Option<PathBuf>,
@@ -178,7 +191,7 @@ impl App {
             .map_err(io(format!("cannot listen on {}", config.listen)))?;
         let addr = listener.local_addr().map_err(io("local address"))?;
         let public = public_base(&config, addr);
-        let subscriber = subscriber(&config, &public, &key, &client_state);
+        let subscriber = subscriber(&config, addr, &key, &client_state);
         let webhook = open_webhook(&config, key, client_state.to_string()).await?;
         drop(client_state);
         let authority = Authority::new(&config.authority, &config.tenant_id)
@@ -199,6 +212,7 @@ impl App {
                 data: config.data.clone(),
                 subscriber,
                 resync_every: config.resync_every,
+                event_retention: config.event_retention,
             },
             Arc::clone(&oauth),
             accounts.clone(),
@@ -211,14 +225,14 @@ impl App {
         );
 
         let (stop, stopped) = watch::channel(false);
-        let hosts = hosts(addr, config.public_url.as_deref());
+        let site = hosts(addr, &config);
         let signin = Arc::new(SignInState::new(
             oauth,
             accounts,
             people.clone(),
             public.starts_with("https://"),
         ));
-        let router = web::router(signin, stopped.clone(), hosts).merge(webhook.router());
+        let router = web::router(signin, stopped.clone(), site).merge(webhook.router());
         let mut server_stop = stopped.clone();
         // The webhook's own server for the whole router: head and idle deadlines, connection
         // caps per address; the event streams count in its stream pool, apart from the
@@ -290,9 +304,12 @@ async fn open_state(
 ) -> Result<(Accounts, AppKey, zeroize::Zeroizing<String>), AppError> {
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&config.data)
+        files::private_dir(&config.data)
             .map_err(io(format!("cannot create {}", config.data.display())))?;
         let sealer = Sealer::load_or_create(&config.data)?;
+        let records = config.data.join(accounts::ACCOUNTS_FILE);
+        files::create_private_file(&records)
+            .map_err(io(format!("cannot create {}", records.display())))?;
         let accounts = Accounts::open(&config.data, sealer)?;
         let key = match &config.key_file {
             Some(path) => keys::load(path)?,
@@ -306,19 +323,38 @@ async fn open_state(
         .map_err(|_| AppError::Store(StoreError::Unavailable))?
 }
 
-/// The app's public base URL, without a trailing `/`: the public URL, else this address over
-/// `http://` (which only a local Graph and a local identity platform reach).
+/// The app's public base URL, without a trailing `/`, where browsers come back to after
+/// signing in: the public URL, else this address over `http://` (which only a browser on this
+/// machine reaches).
 fn public_base(config: &Config, addr: SocketAddr) -> String {
     config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"))
+        .unwrap_or_else(|| format!("http://{}", loopback(addr)))
         .trim_end_matches('/')
         .to_owned()
 }
 
-/// Where Graph is to deliver, and what it encrypts for.
-fn subscriber(config: &Config, public: &str, key: &AppKey, client_state: &str) -> Subscriber {
+/// Where Graph is to deliver, and what it encrypts for: the public URL, else this address
+/// over `http://` (which only a local Graph reaches). A simulator on this machine (an `http://`
+/// loopback Graph, the embedded one included) is always given this address: it reaches it
+/// directly, and could not speak to the proxy in front.
+fn subscriber(config: &Config, addr: SocketAddr, key: &AppKey, client_state: &str) -> Subscriber {
+    let local_graph = url::Url::parse(&config.graph).is_ok_and(|u| {
+        u.scheme() == "http"
+            && match u.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    });
+    let direct = local_graph || config.public_url.is_none();
+    let public = match &config.public_url {
+        Some(url) if !direct => url.clone(),
+        _ => format!("http://{}", loopback(addr)),
+    };
+    let public = public.trim_end_matches('/');
     Subscriber {
         notification_url: format!("{public}/notifications"),
         lifecycle_url: format!("{public}/lifecycle"),
@@ -326,7 +362,20 @@ fn subscriber(config: &Config, public: &str, key: &AppKey, client_state: &str) -
         certificate_id: key.certificate_id.clone(),
         client_state: client_state.to_owned(),
         // Without a public URL the webhook is this address: only a local Graph reaches it.
-        loopback_http: config.public_url.is_none(),
+        loopback_http: direct,
+    }
+}
+
+/// `addr`, or, when it is every interface (`0.0.0.0`, `[::]`), its loopback address.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
 
@@ -348,6 +397,8 @@ async fn open_webhook(
         .build()
         .map_err(|e| AppError::Webhook(e.to_string()))?;
     let inbox_path = config.data.join("inbox.sqlite");
+    files::create_private_file(&inbox_path)
+        .map_err(io(format!("cannot create {}", inbox_path.display())))?;
     let jwks = config.jwks.clone();
     // Opening the inbox and the first JWKS fetch block: off the async threads.
     tokio::task::spawn_blocking(move || {
@@ -365,31 +416,15 @@ async fn open_webhook(
 }
 
 /// The `Host` names the page and its API answer to: the listening address and its loopback
-/// names, and the public URL's host; any, when listening on every interface without one.
-fn hosts(addr: SocketAddr, public_url: Option<&str>) -> web::Hosts {
-    if addr.ip().is_unspecified() && public_url.is_none() {
-        return web::Hosts::Any;
-    }
-    let port = addr.port();
-    let mut names = vec![
-        addr.to_string(),
-        format!("localhost:{port}"),
-        format!("127.0.0.1:{port}"),
-        format!("[::1]:{port}"),
-    ];
-    if let Some(host) = public_url
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| {
-            let host = u.host_str()?.to_owned();
-            Some(match u.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host,
-            })
-        })
-    {
-        names.push(host);
-    }
-    web::Hosts::Only(names.into())
+/// names, and the public URL's host (with and without its default port); any, when listening on
+/// every interface without one. Behind a trusted proxy, the host it forwards.
+fn hosts(addr: SocketAddr, config: &Config) -> site::Site {
+    site::Site::new(
+        addr,
+        config.public_url.as_deref(),
+        config.trust_proxy,
+        config.frame_ancestors.as_deref(),
+    )
 }
 
 /// What the webhook refused: already a `tracing` event of the webhook's (target

@@ -1,5 +1,6 @@
 //! The `chat` example's command line (`docs/contracts.md#the-chat-app`), parsed into what the
-//! app takes: long options as `--opt value` or `--opt=value`, each at most once.
+//! app takes: long options as `--opt value` or `--opt=value`, each at most once; `--trust-proxy`
+//! takes no value; `--help` (or `-h`) asks for [`HELP`].
 //!
 //! ```
 //! use graph_chat_app::options::Options;
@@ -8,6 +9,7 @@
 //! assert_eq!(options.resync_every, 5);
 //! assert!(options.graph.is_none());
 //! assert!(Options::parse(["--graph".to_owned()]).is_err());
+//! assert!(Options::parse(["--help".to_owned()]).unwrap_err().is_help());
 //! ```
 
 use std::net::SocketAddr;
@@ -17,15 +19,57 @@ use std::time::Duration;
 use graph_chat_webhook::notifications::Cloud;
 use graph_chat_webhook::JwksSource;
 
+use crate::site::{valid_frame_ancestors, FRAME_ANCESTORS_SYNTAX};
+use crate::store::EVENT_RETENTION;
 use crate::Config;
 
 /// How the `chat` example is called.
 pub const USAGE: &str = "usage: chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] \
-[--resync-every SECONDS] [--graph URL --tenant-id T --app-id A [--client-id ID] \
-[--client-secret-file FILE] [--authority URL] [--jwks URL] [--public-url URL] [--key PEM]]";
+[--resync-every SECONDS] [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] \
+[--keep-events-for SECONDS] [--graph URL --tenant-id T --app-id A [--client-id ID] \
+[--client-secret-file FILE] [--authority URL] [--jwks URL] [--key PEM]] [--help]";
 
-/// Every option, each taking a value.
-const NAMES: [&str; 14] = [
+/// What `chat --help` prints: [`USAGE`] and every option.
+pub const HELP: &str = "usage: chat [OPTIONS]
+
+The Teams-embedding guide's chat app: a live chat page over a server that subscribes to Graph,
+receives, decrypts and caches. People sign in on the page; each sees their own chats. Without
+--graph, everything runs offline against a Graph simulator (and identity platform) in this
+process.
+
+  --listen ADDR              where the page, its API and the webhook listen (127.0.0.1:8080);
+                             an address other machines reach needs --public-url
+  --data DIR                 the durable state, readable by this user only (./chat-data)
+  --colleague-every SECONDS  offline: how often the simulated colleague writes (5; 0 = never)
+  --resync-every SECONDS     how often subscriptions are checked and chats read (60)
+  --public-url URL           the https URL of the tunnel or reverse proxy in front of --listen:
+                             Graph delivers there, and the page answers to its host
+  --trust-proxy              believe the proxy's Forwarded / X-Forwarded-Host /
+                             X-Forwarded-Proto (only when every request comes through it)
+  --frame-ancestors SOURCES  the pages that may frame the app's page, space-separated
+                             (\"https://a.example https://b.example\"; default 'none')
+  --keep-events-for SECONDS  how long the event log keeps an event for pages that resume
+                             (604800, 7 days)
+  --graph URL                a Graph at URL instead of the simulator: a graph-sim, or
+                             https://graph.microsoft.com; needs the two ids below
+  --tenant-id T, --app-id A  the tenant, and the app registration
+  --client-id ID             the registration people sign in to (--app-id)
+  --client-secret-file FILE  the registration's client secret (a confidential client)
+  --authority URL            where people sign in (the cloud's identity platform, or the
+                             graph-sim at --graph)
+  --jwks URL                 where validation tokens' keys come from (the cloud's)
+  --user-id U                accepted, no longer needed: people sign in
+  --key PEM                  the key and certificate notifications are encrypted for (made
+                             under --data)
+  --help, -h                 this text
+
+Exit: 0 after SIGTERM or Ctrl-C (or this text), 2 for bad arguments, 1 when it cannot start.";
+
+/// The options that take no value.
+const FLAGS: [&str; 1] = ["--trust-proxy"];
+
+/// Every option that takes a value.
+const NAMES: [&str; 16] = [
     "--listen",
     "--data",
     "--colleague-every",
@@ -40,22 +84,38 @@ const NAMES: [&str; 14] = [
     "--authority",
     "--public-url",
     "--key",
+    "--frame-ancestors",
+    "--keep-events-for",
 ];
 
 /// Why a command line, or the Graph it names, cannot run the app. Its text names the option.
+/// `--help` is one too ([`OptionsError::is_help`]): the program prints [`HELP`] and exits 0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct OptionsError(String);
+#[error("{message}")]
+pub struct OptionsError {
+    message: String,
+    help: bool,
+}
+
+impl OptionsError {
+    /// Whether the command line asked for help (`--help`, `-h`) rather than being wrong.
+    pub fn is_help(&self) -> bool {
+        self.help
+    }
+}
 
 impl From<String> for OptionsError {
     fn from(message: String) -> Self {
-        Self(message)
+        Self {
+            message,
+            help: false,
+        }
     }
 }
 
 impl From<&str> for OptionsError {
     fn from(message: &str) -> Self {
-        Self(message.to_owned())
+        message.to_owned().into()
     }
 }
 
@@ -89,10 +149,16 @@ pub struct Options {
     pub client_secret: Option<String>,
     /// `--authority` (with `--graph`): the identity platform's base URL.
     pub authority: Option<String>,
-    /// `--public-url` (with `--graph`).
+    /// `--public-url`: the URL of the tunnel or proxy in front of `--listen`.
     pub public_url: Option<String>,
     /// `--key` (with `--graph`).
     pub key: Option<PathBuf>,
+    /// `--trust-proxy`: the proxy's forwarding headers are believed.
+    pub trust_proxy: bool,
+    /// `--frame-ancestors`: the pages that may frame the app's page (default: none).
+    pub frame_ancestors: Option<String>,
+    /// `--keep-events-for` in seconds (default 7 days).
+    pub keep_events_for: u64,
 }
 
 impl std::fmt::Debug for Options {
@@ -136,6 +202,12 @@ impl Options {
         let (mut only_positional, mut positional) = (false, false);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
+            if !only_positional && (arg == "--help" || arg == "-h") {
+                return Err(OptionsError {
+                    message: HELP.to_owned(),
+                    help: true,
+                });
+            }
             if only_positional || arg == "-" || !arg.starts_with("--") {
                 positional = true;
                 continue;
@@ -148,6 +220,13 @@ impl Options {
                 Some((n, v)) => (n, Some(v.to_owned())),
                 None => (arg.as_str(), None),
             };
+            if let Some(flag) = FLAGS.iter().copied().find(|n| *n == name) {
+                if inline.is_some() {
+                    return Err(format!("{flag} takes no value").into());
+                }
+                given.0.push((flag, String::new()));
+                continue;
+            }
             let Some(name) = NAMES.iter().copied().find(|n| *n == name) else {
                 return Err(format!("unknown option {name}").into());
             };
@@ -200,7 +279,40 @@ impl Options {
             authority: given.one("--authority")?,
             public_url: given.one("--public-url")?,
             key: given.one("--key")?.map(PathBuf::from),
+            trust_proxy: given.one("--trust-proxy")?.is_some(),
+            frame_ancestors: given.one("--frame-ancestors")?,
+            keep_events_for: given
+                .seconds("--keep-events-for")?
+                .unwrap_or(EVENT_RETENTION.as_secs()),
         };
+        if let Some(sources) = &options.frame_ancestors {
+            if !valid_frame_ancestors(sources) {
+                return Err(FRAME_ANCESTORS_SYNTAX.into());
+            }
+        }
+        if options.keep_events_for == 0 {
+            return Err("--keep-events-for takes at least 1 second".into());
+        }
+        if let Some(public) = &options.public_url {
+            let url = url::Url::parse(public).ok();
+            if !url.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+                return Err(format!(
+                    "--public-url takes an https:// URL (http:// for a simulator), got {public:?}"
+                )
+                .into());
+            }
+        } else if !options.listen.ip().is_loopback() {
+            return Err(format!(
+                "--listen {} is reachable from other machines: give --public-url https://..., \
+                 the URL of the tunnel or reverse proxy in front of it (Graph delivers only to \
+                 https, and the page answers only to that URL's host)",
+                options.listen
+            )
+            .into());
+        }
+        if options.trust_proxy && options.public_url.is_none() {
+            return Err("--trust-proxy goes with --public-url".into());
+        }
         if options.graph.is_some() {
             for (name, value) in [
                 ("--tenant-id", &options.tenant_id),
@@ -217,7 +329,6 @@ impl Options {
                 ("--client-id", options.client_id.is_some()),
                 ("--client-secret-file", options.client_secret.is_some()),
                 ("--authority", options.authority.is_some()),
-                ("--public-url", options.public_url.is_some()),
                 ("--key", options.key.is_some()),
             ] {
                 if given {
@@ -259,12 +370,12 @@ impl Options {
             (None, Some(cloud)) => format!("https://{}", cloud.login_host()),
             (None, None) => graph.trim_end_matches('/').to_owned(),
         };
-        if let Some(bad) = [&self.authority, &self.public_url]
+        if let Some(bad) = [&self.authority]
             .into_iter()
             .flatten()
             .find(|u| url::Url::parse(u).is_err())
         {
-            return Err(format!("{bad:?} is not a URL").into());
+            return Err(format!("--authority takes a URL, got {bad:?}").into());
         }
         if cloud.is_some() && self.public_url.is_none() {
             return Err(
@@ -287,8 +398,24 @@ impl Options {
             authority,
             jwks,
             public_url: self.public_url.clone(),
+            trust_proxy: self.trust_proxy,
+            frame_ancestors: self.frame_ancestors.clone(),
+            event_retention: Duration::from_secs(self.keep_events_for),
             key_file: self.key.clone(),
         }))
+    }
+
+    /// `config` (the embedded simulator's, from [`demo::config`](crate::demo::config)) with
+    /// what these options say of the page: the public URL, the proxy, who may frame it, how
+    /// long the event log keeps events.
+    pub fn page_settings(&self, config: Config) -> Config {
+        Config {
+            public_url: self.public_url.clone(),
+            trust_proxy: self.trust_proxy,
+            frame_ancestors: self.frame_ancestors.clone(),
+            event_retention: Duration::from_secs(self.keep_events_for),
+            ..config
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use graph_chat_webhook::tokens::{
 use graph_chat_webhook::GraphClient;
 
 use crate::accounts::Accounts;
+use crate::files;
 use crate::store::{Store, StoreError};
 use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 use crate::view::Viewer;
@@ -62,6 +63,8 @@ pub struct Setup {
     pub subscriber: Subscriber,
     /// How often each person's subscriptions are checked and chats read.
     pub resync_every: Duration,
+    /// How long each person's event log keeps an event for pages that resume.
+    pub event_retention: Duration,
 }
 
 impl std::fmt::Debug for Setup {
@@ -273,9 +276,19 @@ impl People {
             graph_base: setup.graph.trim_end_matches('/').to_owned(),
         };
         let path = cache_file(&setup.data, &user_id);
-        let store = tokio::task::spawn_blocking(move || Store::open(&path, viewer))
-            .await
-            .map_err(|_| StoreError::Unavailable)??;
+        let retention = setup.event_retention;
+        let store = tokio::task::spawn_blocking(move || {
+            // Readable by the app's user only, its `-wal` and `-shm` too.
+            files::create_private_file(&path).map_err(|e| {
+                tracing::error!(error = %e, "cannot create a person's cache");
+                StoreError::Unavailable
+            })?;
+            let store = Store::open(&path, viewer)?;
+            store.set_event_retention(retention);
+            Ok::<_, StoreError>(store)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable)??;
         let accounts = self.inner.accounts.clone();
         let owner = user_id.clone();
         // Refreshed half-way through its life: a subscription's `reauthorizationRequired` (at

@@ -5,9 +5,18 @@
 //! Every change is one transaction, and the events it causes are numbered, stored and published
 //! inside it, under the store's lock: a page sees events in the order their changes committed,
 //! and a replay from the log and the live channel never disagree.
+//!
+//! What a deleted or blocked message said is not kept: its row holds the message without its
+//! body, attachments, hosted contents or mentions, the events that carried its earlier versions
+//! are dropped from the log, SQLite overwrites what it frees (`secure_delete`), and the
+//! write-ahead log is emptied after such a change, so no copy stays in the files. The log keeps
+//! at most [`EVENTS_KEPT`] events, for at most the retention set with
+//! [`Store::set_event_retention`] (7 days by default).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use graph_chat_webhook::notifications::model::{parse_time, Chat, ChatMessage, MessageVersion};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -15,10 +24,14 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use crate::view::{self, Change, ChatItem, MessageItem, Viewer};
+use crate::files;
+use crate::view::{self, Change, ChatItem, MessageItem, MessageState, Viewer};
 
-/// How many events the log keeps; a page that resumes from an older one reloads.
-const EVENTS_KEPT: i64 = 100_000;
+/// How many events the log keeps at most; a page that resumes from an older one reloads.
+pub const EVENTS_KEPT: i64 = 100_000;
+
+/// How long the log keeps an event unless [`Store::set_event_retention`] says otherwise: 7 days.
+pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Why the cache could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +49,9 @@ pub enum StoreError {
         /// What it should have been.
         kind: &'static str,
     },
+    /// The cache's file could not be created or made private.
+    #[error("cache: {0}")]
+    File(std::io::Error),
     /// The task that ran a call on the store ended without an answer (it panicked, or the
     /// runtime is shutting down).
     #[error("cache: the call did not complete")]
@@ -93,6 +109,8 @@ struct Inner {
     conn: Mutex<Connection>,
     events: broadcast::Sender<Event>,
     viewer: Viewer,
+    /// How long the log keeps an event, in seconds.
+    retention: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -126,9 +144,49 @@ CREATE INDEX IF NOT EXISTS messages_order ON messages (chat_id, created_key, id_
 CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, counts, created_key);
 CREATE TABLE IF NOT EXISTS watermarks (chat_id TEXT PRIMARY KEY, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (kind TEXT PRIMARY KEY, id TEXT NOT NULL, json TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    data TEXT NOT NULL,
+    chat_id TEXT,
+    message_id TEXT,
+    at INTEGER
+);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
+
+/// What a cache written before the log knew its events' messages and times needs: the columns,
+/// filled from the events themselves (their time: now).
+const EVENTS_MIGRATION: &str = "
+ALTER TABLE events ADD COLUMN chat_id TEXT;
+ALTER TABLE events ADD COLUMN message_id TEXT;
+ALTER TABLE events ADD COLUMN at INTEGER;
+UPDATE events SET chat_id = json_extract(data, '$.chatId'), message_id = json_extract(data, '$.id')
+    WHERE json_extract(data, '$.kind') = 'message';
+UPDATE events SET at = CAST(strftime('%s', 'now') AS INTEGER);
+";
+
+const EVENTS_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS events_message ON events (chat_id, message_id);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+";
+
+/// The properties of a deleted or blocked message the cache keeps: what orders its versions
+/// and places it, never what it said (its body's text, subject, summary, attachments, hosted
+/// contents, mentions, reactions).
+const KEPT_WHEN_HIDDEN: [&str; 12] = [
+    "id",
+    "replyToId",
+    "etag",
+    "messageType",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "lastEditedDateTime",
+    "deletedDateTime",
+    "chatId",
+    "from",
+    "importance",
+    "locale",
+];
 
 /// A time as a key that sorts as the time does: UTC, nine fractional digits (years 1 to 9999).
 pub(crate) fn time_key(t: OffsetDateTime) -> String {
@@ -156,8 +214,16 @@ fn id_key(id: &str) -> String {
 
 impl Store {
     /// Opens (or creates) the cache at `path`, for the signed-in user `viewer`.
+    ///
+    /// The file (and SQLite's `-wal` and `-shm` beside it, which take its mode) is readable by
+    /// the app's user only. What a deleted or blocked message said in a cache written by an
+    /// earlier version is removed on open.
     pub fn open(path: &Path, viewer: Viewer) -> Result<Self, StoreError> {
+        files::create_private_file(path).map_err(StoreError::File)?;
         let conn = Connection::open(path)?;
+        // What SQLite frees (a deleted row, an overwritten value) is overwritten with zeros,
+        // not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         // WAL: a committed change survives the process (kill -9 included). `NORMAL` sync: a
         // power cut may take the last commits back, but never half of one, and what they held
         // is not lost: the inbox (fully synced) held every acknowledged notification until its
@@ -167,15 +233,76 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let migrate = has_table(&conn, "events")? && !has_column(&conn, "events", "message_id")?;
         conn.execute_batch(SCHEMA)?;
+        if migrate {
+            conn.execute_batch(&format!("BEGIN; {EVENTS_MIGRATION} COMMIT;"))?;
+        }
+        conn.execute_batch(EVENTS_INDEXES)?;
         let (events, _) = broadcast::channel(4096);
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 events,
                 viewer,
+                retention: AtomicU64::new(EVENT_RETENTION.as_secs()),
             }),
-        })
+        };
+        store.purge_hidden()?;
+        if migrate {
+            // Written before SQLite overwrote what it freed: its free pages may hold anything
+            // deleted then. Rewritten whole, once.
+            let conn = store.lock();
+            conn.execute_batch("VACUUM")?;
+            empty_wal(&conn)?;
+        }
+        Ok(store)
+    }
+
+    /// How long the log keeps an event (at least a second); a page that resumes from an older
+    /// one reloads. Events older than that go with the next change.
+    pub fn set_event_retention(&self, retention: Duration) {
+        self.inner
+            .retention
+            .store(retention.as_secs().max(1), Ordering::Relaxed);
+    }
+
+    /// Removes what deleted or blocked messages said from every row and event that still holds
+    /// it (a cache from an earlier version), then empties the write-ahead log (which a crash
+    /// between a purge and its checkpoint may have left holding it).
+    fn purge_hidden(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let rows: Vec<(String, String, String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT chat_id, id, v_content, json FROM messages \
+                 WHERE json_extract(item, '$.state') IN ('deleted', 'blocked')",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (chat_id, id, v_content, json) in rows {
+            let (kept_version, kept_json) = (redact(&v_content), redact(&json));
+            if kept_version != v_content || kept_json != json {
+                tx.execute(
+                    "UPDATE messages SET v_content = ?3, json = ?4 WHERE chat_id = ?1 AND id = ?2",
+                    params![chat_id, id, kept_version, kept_json],
+                )?;
+            }
+            tx.execute(
+                "DELETE FROM events WHERE chat_id = ?1 AND message_id = ?2 \
+                 AND json_extract(data, '$.content') IS NOT NULL",
+                params![chat_id, id],
+            )?;
+        }
+        tx.commit()?;
+        // Always: a purge whose checkpoint a crash interrupted left the old pages in the WAL.
+        empty_wal(&conn)?;
+        Ok(())
+    }
+
+    fn retention_secs(&self) -> i64 {
+        i64::try_from(self.inner.retention.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -222,10 +349,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The oldest event still in the log (0 when it is empty).
+    /// The oldest event still in the log (0 when it never had one; the next id when all have
+    /// expired).
     pub fn first_event_id(&self) -> Result<i64, StoreError> {
         let conn = self.lock();
-        Ok(conn.query_row("SELECT COALESCE(MIN(id), 0) FROM events", [], |r| r.get(0))?)
+        // An empty log (everything in it expired) starts after the last id it gave.
+        Ok(conn.query_row(
+            "SELECT COALESCE(MIN(id), \
+               (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 0) FROM events",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Applies one version of a message of `chat_id` (its JSON as Graph sent it; `deleted` when
@@ -269,19 +403,35 @@ impl Store {
             Origin::Notification { deleted } => (deleted, false),
             Origin::Read => (false, true),
         };
-        let version = MessageVersion::of(message, deleted);
+        let mut version = MessageVersion::of(message, deleted);
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        if let Some(old) = stored_version(&tx, chat_id, id)? {
-            let tie = version.last_modified == old.last_modified
+        let old = stored_version(&tx, chat_id, id)?;
+        let same_but_content = |version: &MessageVersion, old: &MessageVersion| {
+            version.last_modified == old.last_modified
                 && version.deleted == old.deleted
                 && version.etag == old.etag
-                && version.content != old.content;
-            if !(version.supersedes(&old) || (read && tie)) {
+        };
+        if let Some(old) = &old {
+            // Decided without the content (an older or newer version), or the same version
+            // again (a duplicate of a shown message): no need to make its item.
+            let decided = !same_but_content(&version, old) || version.content == old.content;
+            if decided && !version.supersedes(old) {
                 return Ok(Applied::Unchanged);
             }
         }
         let item = view::message_item(message, version.deleted, &self.inner.viewer);
+        let hidden = is_hidden(&item);
+        if hidden {
+            // Versions of a hidden message compare by what is kept of them.
+            version.content = redact(&version.content);
+        }
+        if let Some(old) = &old {
+            let tie = same_but_content(&version, old) && version.content != old.content;
+            if !(version.supersedes(old) || (read && tie)) {
+                return Ok(Applied::Unchanged);
+            }
+        }
         let created = message
             .created_date_time
             .get()
@@ -313,9 +463,17 @@ impl Store {
                 view::sender_of(message),
             ],
         )?;
+        // Earlier versions of a hidden message leave the log; the file is emptied of them too.
+        let forgot = hidden && {
+            let dropped = forget_events(&tx, chat_id, id)?;
+            dropped || old.is_some()
+        };
         let events = self.after_message_change(&tx, chat_id, item)?;
         tx.commit()?;
         self.publish(events);
+        if forgot {
+            empty_wal(&conn)?;
+        }
         Ok(Applied::Changed)
     }
 
@@ -327,19 +485,20 @@ impl Store {
         let Some(old) = stored_version(&tx, chat_id, id)? else {
             return Ok(Applied::Unchanged);
         };
-        let version = old.deletion();
+        let mut version = old.deletion();
         if !version.supersedes(&old) {
             return Ok(Applied::Unchanged);
         }
-        let item: String = tx.query_row(
-            "SELECT item FROM messages WHERE chat_id = ?1 AND id = ?2",
+        version.content = redact(&version.content);
+        let (item, json): (String, String) = tx.query_row(
+            "SELECT item, json FROM messages WHERE chat_id = ?1 AND id = ?2",
             params![chat_id, id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let item = parse_item::<MessageItem>(&item)?.into_deleted();
         tx.execute(
             "UPDATE messages SET v_modified = ?3, v_deleted = ?4, v_etag = ?5, v_content = ?6, \
-             item = ?7, counts = 0 WHERE chat_id = ?1 AND id = ?2",
+             item = ?7, counts = 0, json = ?8 WHERE chat_id = ?1 AND id = ?2",
             params![
                 chat_id,
                 id,
@@ -348,11 +507,14 @@ impl Store {
                 version.etag,
                 version.content,
                 to_json(&item),
+                redact(&json),
             ],
         )?;
+        forget_events(&tx, chat_id, id)?;
         let events = self.after_message_change(&tx, chat_id, item)?;
         tx.commit()?;
         self.publish(events);
+        empty_wal(&conn)?;
         Ok(Applied::Changed)
     }
 
@@ -426,6 +588,7 @@ impl Store {
         });
         let event = log_event(
             &tx,
+            self.retention_secs(),
             &Change::Chat {
                 item: ChatItem {
                     id: id.to_owned(),
@@ -604,7 +767,7 @@ impl Store {
             chat_id: chat_id.to_owned(),
             item,
         };
-        let mut events = vec![log_event(tx, &change)?];
+        let mut events = vec![log_event(tx, self.retention_secs(), &change)?];
         let row: Option<(String, String)> = tx
             .query_row(
                 "SELECT json, item FROM chats WHERE id = ?1",
@@ -656,7 +819,7 @@ impl Store {
             item,
             removed: false,
         };
-        Ok(vec![log_event(tx, &change)?])
+        Ok(vec![log_event(tx, self.retention_secs(), &change)?])
     }
 }
 
@@ -722,14 +885,106 @@ fn last_event_id(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
 }
 
-fn log_event(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<Event, StoreError> {
+/// Logs `change`, and drops the events past the log's count or older than `keep_for` seconds.
+fn log_event(
+    tx: &rusqlite::Transaction<'_>,
+    keep_for: i64,
+    change: &Change,
+) -> Result<Event, StoreError> {
     let data = to_json(change);
-    tx.execute("INSERT INTO events (data) VALUES (?1)", [&data])?;
+    let (chat_id, message_id) = match change {
+        Change::Message { chat_id, item } => (Some(chat_id.as_str()), Some(item.id.as_str())),
+        Change::Chat { .. } => (None, None),
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    tx.execute(
+        "INSERT INTO events (data, chat_id, message_id, at) VALUES (?1, ?2, ?3, ?4)",
+        params![data, chat_id, message_id, now],
+    )?;
     let id = tx.last_insert_rowid();
     if id % 1000 == 0 {
         tx.execute("DELETE FROM events WHERE id <= ?1", [id - EVENTS_KEPT])?;
     }
+    tx.execute(
+        "DELETE FROM events WHERE at < ?1",
+        [now.saturating_sub(keep_for)],
+    )?;
     Ok(Event { id, data })
+}
+
+/// Drops the events that carried a message's earlier versions: a replay never shows what it
+/// said once it is deleted or blocked. Whether there were any.
+fn forget_events(
+    tx: &rusqlite::Transaction<'_>,
+    chat_id: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let dropped = tx.execute(
+        "DELETE FROM events WHERE chat_id = ?1 AND message_id = ?2",
+        params![chat_id, id],
+    )?;
+    Ok(dropped > 0)
+}
+
+/// Writes the write-ahead log into the database and empties it: the old versions of the pages
+/// a purge overwrote are no longer on disk.
+fn empty_wal(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// Whether the page is shown nothing of what a message said: deleted, or blocked for the viewer.
+fn is_hidden(item: &MessageItem) -> bool {
+    matches!(item.state, MessageState::Deleted | MessageState::Blocked)
+}
+
+/// A message's JSON with only what orders and places it ([`KEPT_WHEN_HIDDEN`]; of its body,
+/// the content type; of a policy's verdict, the action). The same JSON gives the same text.
+fn redact(json: &str) -> String {
+    let Ok(Value::Object(message)) = serde_json::from_str::<Value>(json) else {
+        return "{}".to_owned();
+    };
+    let mut kept = Map::new();
+    for (name, value) in message {
+        if KEPT_WHEN_HIDDEN.contains(&name.as_str()) {
+            kept.insert(name, value);
+        } else if name == "body" {
+            let mut body = Map::new();
+            if let Some(t) = value.get("contentType") {
+                body.insert("contentType".into(), t.clone());
+            }
+            kept.insert(name, Value::Object(body));
+        } else if name == "policyViolation" {
+            let mut verdict = Map::new();
+            if let Some(a) = value.get("dlpAction") {
+                verdict.insert("dlpAction".into(), a.clone());
+            }
+            kept.insert(name, Value::Object(verdict));
+        }
+    }
+    Value::Object(kept).to_string()
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// A message row's version fields: modified, deleted, etag, content.

@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::signin::{self, SignInState};
+use crate::site::Site;
 use crate::store::{Event, Origin, Snapshot, Store, StoreError};
 use crate::sync::{GraphSync, SyncError};
 
@@ -35,7 +36,8 @@ const STYLE: &str = include_str!("page/app.css");
 /// Events read from the log at once when a stream catches up.
 const REPLAY_BATCH: usize = 500;
 
-/// The page runs only its own script: even a sanitizer miss could not run a sender's.
+/// The page runs only its own script: even a sanitizer miss could not run a sender's. No page
+/// frames it, unless `--frame-ancestors` names the ones that may ([`Site::csp`]).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -87,65 +89,30 @@ async fn home(State(signin): State<Arc<SignInState>>, headers: HeaderMap) -> Res
     }
 }
 
-/// Which `Host` the page and its API answer to.
-#[derive(Debug, Clone)]
-pub(crate) enum Hosts {
-    /// Only these (`127.0.0.1:8080`, `localhost:8080`, a public host): another name pointing
-    /// here (DNS rebinding) gets nothing.
-    Only(Arc<[String]>),
-    /// Any: the app listens on every interface and no public URL names it.
-    Any,
-}
-
 /// The page and its API answer only to the hosts they are served as, and take changes (POST)
 /// only from their own page: a request another site's page makes (`Origin` elsewhere,
 /// `Sec-Fetch-Site: cross-site`) is refused, so it cannot send or mark read for the user.
+/// Which hosts and origins those are, behind a proxy too, is the [`Site`]'s; so is who may
+/// frame the page (its `frame-ancestors`).
 async fn same_origin(
-    State(hosts): State<Hosts>,
+    State(site): State<Site>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err((status, why)) = check_origin(&hosts, &request) {
+    if let Err((status, why)) = site.check(request.method(), request.headers()) {
         return ApiError::new(status, why).into_response();
     }
-    next.run(request).await
-}
-
-fn check_origin(
-    hosts: &Hosts,
-    request: &axum::extract::Request,
-) -> Result<(), (StatusCode, &'static str)> {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    let host = header("host");
-    if let Hosts::Only(allowed) = hosts {
-        if !allowed.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-            return Err((
-                StatusCode::MISDIRECTED_REQUEST,
-                "not served under this host name",
-            ));
-        }
+    let mut response = next.run(request).await;
+    let csp = response
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|csp| site.csp(csp));
+    if let Some(csp) = csp {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    let reads = matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    if !reads {
-        let cross_site = header("sec-fetch-site").eq_ignore_ascii_case("cross-site");
-        let origin = header("origin").trim_end_matches('/');
-        let foreign_origin = !origin.is_empty()
-            && origin != format!("http://{host}")
-            && origin != format!("https://{host}");
-        if cross_site || foreign_origin {
-            return Err((StatusCode::FORBIDDEN, "only the app's own page may do this"));
-        }
-    }
-    Ok(())
+    response
 }
 
 /// The largest request body the API reads: 64 KiB (axum's default is 2 MB). A message the
@@ -189,7 +156,7 @@ async fn bounded_body(request: axum::extract::Request, next: axum::middleware::N
 pub(crate) fn router(
     signin: Arc<SignInState>,
     stopped: watch::Receiver<bool>,
-    hosts: Hosts,
+    site: Site,
 ) -> Router {
     let pages = Router::new()
         .route("/", get(home))
@@ -227,7 +194,7 @@ pub(crate) fn router(
             signin,
             require_session,
         ))
-        .layer(axum::middleware::from_fn_with_state(hosts, same_origin))
+        .layer(axum::middleware::from_fn_with_state(site, same_origin))
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -318,6 +318,58 @@ fn bad_arguments_exit_2_with_a_message() {
     }
 }
 
+#[test]
+fn help_prints_every_option_and_exits_0() {
+    for flag in ["--help", "-h"] {
+        let out = Command::new(example_path("chat"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for option in [
+            "--listen",
+            "--data",
+            "--public-url",
+            "--trust-proxy",
+            "--frame-ancestors",
+            "--keep-events-for",
+            "--graph",
+            "--client-id",
+            "--client-secret-file",
+            "--authority",
+            "--key",
+        ] {
+            assert!(
+                text.contains(option),
+                "{flag}: {option} missing from\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn listening_for_other_machines_without_a_public_url_says_what_it_needs() {
+    for args in [
+        &["--listen", "0.0.0.0:0"][..],
+        &["--listen", "[::]:0"][..],
+        &["--frame-ancestors", "https://a.example; script-src *"][..],
+        &["--trust-proxy"][..],
+    ] {
+        let out = Command::new(example_path("chat"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        if args[0] == "--listen" {
+            assert!(stderr.contains("--public-url https://"), "{stderr}");
+            assert!(!stderr.contains("notificationUrl"), "{stderr}");
+        }
+    }
+}
+
 /// Whether a line of `lines` passes `want`.
 fn logged(lines: &Mutex<Vec<String>>, want: impl Fn(&str) -> bool) -> bool {
     lines.lock().unwrap().iter().any(|l| want(l))

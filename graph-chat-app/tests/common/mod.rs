@@ -477,6 +477,9 @@ impl Harness {
             authority: self.sim().base_url().trim_end_matches('/').to_owned(),
             jwks: JwksSource::Url(identity.jwks_url),
             public_url: None,
+            trust_proxy: false,
+            frame_ancestors: None,
+            event_retention: graph_chat_app::store::EVENT_RETENTION,
             key_file: None,
         }
     }
