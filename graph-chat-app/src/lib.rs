@@ -306,6 +306,7 @@ async fn open_state(
     let opened = tokio::task::spawn_blocking(move || {
         files::private_dir(&config.data)
             .map_err(io(format!("cannot create {}", config.data.display())))?;
+        remove_single_user_cache(&config.data)?;
         let sealer = Sealer::load_or_create(&config.data)?;
         let records = config.data.join(accounts::ACCOUNTS_FILE);
         files::create_private_file(&records)
@@ -321,6 +322,25 @@ async fn open_state(
     opened
         .await
         .map_err(|_| AppError::Store(StoreError::Unavailable))?
+}
+
+/// The cache of the versions before people signed in (`cache.sqlite`, one user's): its
+/// `clientState` was kept in clear, and each person's cache is read again from Graph when they
+/// sign in. Removed, with its `-wal` and `-shm`.
+pub const SINGLE_USER_CACHE: &str = "cache.sqlite";
+
+fn remove_single_user_cache(data: &std::path::Path) -> Result<(), AppError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let path = data.join(format!("{SINGLE_USER_CACHE}{suffix}"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed the single-user cache of an earlier version")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("cannot remove {}", path.display()))(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The app's public base URL, without a trailing `/`, where browsers come back to after

@@ -575,3 +575,24 @@ fn refresh_tokens_and_the_client_state_are_nowhere_in_clear_under_data() {
         .unwrap();
     assert!(sealed.is_some_and(|s| s.len() > 16));
 }
+
+#[test]
+fn the_single_user_cache_of_an_earlier_version_is_removed_with_its_clear_client_state() {
+    let mut h = Harness::start(Duration::from_secs(600));
+    let data = h.dir.path().join("data");
+    h.stop_app();
+    let legacy = data.join(graph_chat_app::SINGLE_USER_CACHE);
+    {
+        let old = rusqlite::Connection::open(&legacy).unwrap();
+        old.execute_batch(
+            "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO settings VALUES ('clientState', 'legacy-client-state-in-clear');",
+        )
+        .unwrap();
+    }
+    assert!(legacy.exists());
+    h.start_app();
+    assert!(!legacy.exists());
+    // The person signed in before goes on, from their own cache.
+    assert_eq!(h.chat_ids().len(), 1);
+}
