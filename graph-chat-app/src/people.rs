@@ -236,10 +236,13 @@ impl People {
                             person.user_id.clone(),
                             zeroize::Zeroizing::new(rotated.secret().to_owned()),
                         );
-                        let _ = tokio::task::spawn_blocking(move || {
+                        let kept = tokio::task::spawn_blocking(move || {
                             accounts.save_refresh_token(&id, &secret)
                         })
                         .await;
+                        if let Ok(Err(e)) = kept {
+                            tracing::warn!(error = %e, "cannot keep a rotated refresh token");
+                        }
                     }
                     if let Err(e) = self
                         .start(person.user_id.clone(), person.display_name, tokens)
