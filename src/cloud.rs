@@ -63,6 +63,13 @@ impl Cloud {
         }
     }
 
+    /// The identity platform's base URL, without a trailing slash:
+    /// `https://login.microsoftonline.com`. Its OAuth 2.0 endpoints are
+    /// `{login_url}/{tenant}/oauth2/v2.0/authorize` and `.../token`.
+    pub fn login_url(self) -> String {
+        format!("https://{}", self.login_host())
+    }
+
     /// The host of the v1.0 token issuer (`https://{host}/{tenant}/`). The US Government
     /// clouds issue v1.0 tokens under the global service's `sts.windows.net`.
     pub fn v1_issuer_host(self) -> &'static str {

@@ -67,6 +67,7 @@ fn failed(e: impl std::fmt::Display) -> DemoError {
 pub async fn start_simulator(data: &Path) -> Result<Simulator, DemoError> {
     Simulator::start(graph_sim::Config {
         state_path: Some(data.join("graph-sim.json")),
+        accept_any_token: true,
         ..graph_sim::Config::default()
     })
     .await

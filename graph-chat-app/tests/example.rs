@@ -265,7 +265,10 @@ fn after_kill_9_and_a_restart_on_the_same_data_the_page_shows_the_same() {
 fn with_graph_it_uses_a_simulator_started_on_its_own() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let sim = runtime
-        .block_on(graph_sim::Simulator::start(graph_sim::Config::default()))
+        .block_on(graph_sim::Simulator::start(graph_sim::Config {
+            accept_any_token: true,
+            ..graph_sim::Config::default()
+        }))
         .unwrap();
     let identity = sim.identity();
     let dir = TempDir::new("graph");
@@ -361,6 +364,7 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
     let sim = runtime
         .block_on(graph_sim::Simulator::start(graph_sim::Config {
             retry_base: Duration::from_millis(100),
+            accept_any_token: true,
             ..graph_sim::Config::default()
         }))
         .unwrap();

@@ -92,6 +92,7 @@
 #![deny(missing_docs)]
 
 mod admit;
+mod agent;
 mod body;
 mod client;
 mod conn;
@@ -102,12 +103,14 @@ mod memory;
 mod pool;
 mod queue;
 mod refusal;
+mod retry;
 mod routes;
 mod server;
 mod source;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
+pub mod tokens;
 mod workers;
 
 /// The sans-IO core, re-exported so that one dependency suffices. Named `notifications`, not
@@ -126,6 +129,7 @@ pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
 pub use pool::StreamSlot;
 pub use refusal::{Refusal, REFUSAL_TARGET};
+pub use retry::RetryPolicy;
 pub use server::{Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteInbox;

@@ -27,6 +27,8 @@ const RETRY_FOR: Duration = Duration::from_secs(4 * 60 * 60);
 const LONGEST_WAIT: Duration = Duration::from_secs(30 * 60);
 /// `reorder` holds a delivery back up to this much more.
 const REORDER_MS: u64 = 500;
+/// A held delivery looks again this often whether its subscription may deliver.
+const HELD_POLL: Duration = Duration::from_millis(200);
 /// How much of an answer is read (handshakes echo a short token).
 const ANSWER_LIMIT: usize = 64 * 1024;
 /// What Graph answers when a handshake fails.
@@ -39,6 +41,9 @@ pub(crate) trait Subscriptions: Send + Sync + 'static {
     /// Whether the subscription is live: not expired, deleted or removed. A change notification
     /// for one that is not is never (re)tried.
     fn is_live(&self, id: &str) -> bool;
+    /// Whether the subscription's deliveries are held (a delegated subscription past its
+    /// creator's token expiry, not reauthorized): not sent, not lost, until it is.
+    fn is_paused(&self, id: &str) -> bool;
 }
 
 /// The outbound side of the Graph: one HTTP client, the delivery counts, the `failFirst` budget,
@@ -53,6 +58,8 @@ pub(crate) struct Courier {
     /// comes from.
     runtime: tokio::runtime::Handle,
     stop: watch::Receiver<bool>,
+    /// Rung when a subscription is reauthorized or renewed: held deliveries look again.
+    resume: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -126,6 +133,7 @@ impl Courier {
             handshake_timeout,
             runtime: tokio::runtime::Handle::current(),
             stop,
+            resume: tokio::sync::Notify::new(),
         }
     }
 
@@ -137,6 +145,11 @@ impl Courier {
     /// The next `n` attempts fail as a network failure would (the `failFirst` fault).
     pub fn fail_next(&self, n: u64) {
         self.fail_first.store(n, Ordering::SeqCst);
+    }
+
+    /// Held deliveries look again whether their subscription may deliver.
+    pub fn wake(&self) {
+        self.resume.notify_waiters();
     }
 
     /// The stop signal, its current value seen (as a fresh subscription to it would be).
@@ -215,6 +228,16 @@ async fn attempts(
                 // Expired, deleted or removed: nothing more, silently.
                 dec(&counters.pending);
                 return;
+            }
+            if subs.is_paused(id) {
+                // Held until reauthorized or renewed (or gone): looked at again when woken, and
+                // every HELD_POLL in any case.
+                tokio::select! {
+                    _ = courier.resume.notified() => {}
+                    _ = tokio::time::sleep(HELD_POLL) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
             }
         }
         inc(&counters.attempted);

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::graph::{Graph, HostedAnswer, Scope};
+use crate::graph::{Authorize, Graph, HostedAnswer, OAuthError, Scope, CALLER};
 use crate::types::{Faults, Sender};
 use crate::usage::Seen;
 use crate::util::{fmt_ms, guid, now_ms, query_pairs, ApiError, ApiResult};
@@ -135,6 +135,48 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
                 }),
             )));
         }
+        [tenant, "oauth2", "v2.0", endpoint @ ("authorize" | "token")]
+            if tenant.eq_ignore_ascii_case(&graph.config.tenant_id)
+                || ["common", "organizations"].contains(tenant) =>
+        {
+            return match (*endpoint, m) {
+                ("authorize", &Method::GET) => match graph.authorize(&pairs) {
+                    Ok(Authorize::Redirect(to)) => (
+                        StatusCode::FOUND,
+                        [
+                            (header::LOCATION, to),
+                            (header::CACHE_CONTROL, "no-store".into()),
+                        ],
+                    )
+                        .into_response(),
+                    Ok(Authorize::Page(html)) => (
+                        [
+                            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                            (header::CACHE_CONTROL, "no-store"),
+                        ],
+                        html,
+                    )
+                        .into_response(),
+                    Err(e) => oauth_error(&e),
+                },
+                ("token", &Method::POST) => match graph.token_endpoint(&body) {
+                    Ok(v) => (
+                        [
+                            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+                            (header::CACHE_CONTROL, "no-store"),
+                        ],
+                        v.to_string(),
+                    )
+                        .into_response(),
+                    Err(e) => oauth_error(&e),
+                },
+                _ => error_response(&ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    format!("{m} is not allowed on the {endpoint} endpoint"),
+                )),
+            };
+        }
         ["_sim", rest @ ..] => return respond(control(&graph, m, rest, &body)),
         [version @ ("v1.0" | "beta"), rest @ ..] => {
             graph.seen(&Seen {
@@ -149,18 +191,15 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
                     .and_then(|v| v.to_str().ok()),
                 now_ms: now_ms(),
             });
-            let authorized = parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-            if !authorized {
-                return error_response(&ApiError::new(
-                    401,
-                    "InvalidAuthenticationToken",
-                    "Access token is empty.",
-                ));
-            }
+            let caller = match graph.authenticate(
+                parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            ) {
+                Ok(c) => c,
+                Err(e) => return error_response(&e),
+            };
             if graph.throttled() {
                 let mut r = error_response(&ApiError::new(
                     429,
@@ -171,7 +210,23 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
                     .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
                 return r;
             }
-            let answer = api(&graph, m, version, rest, &body, &pairs, &self_url).await;
+            if let Err(e) = graph.check_access(&caller, rest) {
+                return error_response(&e);
+            }
+            let eventual = parts
+                .headers
+                .get("consistencylevel")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("eventual"));
+            let call = Call {
+                version,
+                rest,
+                body: &body,
+                pairs: &pairs,
+                self_url: &self_url,
+                eventual,
+            };
+            let answer = CALLER.scope(caller, api(&graph, m, call)).await;
             return respond(answer);
         }
         _ => {}
@@ -222,16 +277,39 @@ fn not_found(m: &Method, rest: &[&str]) -> ApiError {
     )
 }
 
-async fn api(
-    graph: &Arc<Graph>,
-    m: &Method,
-    version: &str,
-    rest: &[&str],
-    body: &[u8],
-    pairs: &[(String, String)],
-    self_url: &str,
-) -> ApiResult<Answer> {
+fn oauth_error(e: &OAuthError) -> Response {
+    (
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        [
+            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        e.to_json().to_string(),
+    )
+        .into_response()
+}
+
+/// One call to Graph's API, read.
+struct Call<'a> {
+    version: &'a str,
+    rest: &'a [&'a str],
+    body: &'a [u8],
+    pairs: &'a [(String, String)],
+    self_url: &'a str,
+    /// `ConsistencyLevel: eventual` was sent (needed by `$search` on users).
+    eventual: bool,
+}
+
+async fn api(graph: &Arc<Graph>, m: &Method, call: Call<'_>) -> ApiResult<Answer> {
     use Answer::{Json, NoContent};
+    let Call {
+        version,
+        rest,
+        body,
+        pairs,
+        self_url,
+        eventual,
+    } = call;
     let get = m == Method::GET;
     let post = m == Method::POST;
     let patch = m == Method::PATCH;
@@ -288,6 +366,10 @@ async fn api(
         ["chats", c, "messages", id, "hostedContents", more @ ..] if get => {
             hosted(graph, c, id, more, m, rest)?
         }
+        // users, for a people picker
+        ["me"] if get => Json(200, graph.me_json(version)?),
+        ["users"] if get => Json(200, graph.list_users(pairs, eventual, version)?),
+        ["users", u] if get => Json(200, graph.get_user(u, version)?),
         // a user's view
         [scope @ ("me" | "users"), tail @ ..] => {
             let (user, tail) = match (*scope, tail) {
@@ -462,6 +544,14 @@ fn control(graph: &Arc<Graph>, m: &Method, rest: &[&str], body: &[u8]) -> ApiRes
         ["usage"] if get => Json(200, serde_json::to_value(graph.usage()).unwrap_or_default()),
         ["usage", "reset"] if post => {
             graph.reset_usage();
+            NoContent
+        }
+        ["users"] if get => Json(
+            200,
+            json!({"value": serde_json::to_value(graph.users()).unwrap_or_default()}),
+        ),
+        ["users", id, "revoke"] if post => {
+            graph.revoke(id)?;
             NoContent
         }
         ["identity"] if get => Json(

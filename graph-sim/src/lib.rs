@@ -21,8 +21,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Test-only: any bearer token is accepted, state lives in memory (or in one JSON file), and the
-//! signing key is the simulator's own.
+//! It is the identity platform of its tenant too: the v2.0 authorize endpoint (the authorization
+//! code flow with PKCE) and token endpoint on its base URL, for the tenant's users
+//! ([`Simulator::users`]). Every call to Graph's API needs an access token it issued (401
+//! otherwise), and a delegated token acts as its user (403 on another user's chats); set
+//! [`Config::accept_any_token`] to accept any bearer as the configuration's user, or mint a
+//! token without the sign-in with [`Simulator::token_for`].
+//!
+//! Test-only: state lives in memory (or in one JSON file), and the signing key is the
+//! simulator's own.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -39,7 +46,7 @@ mod util;
 
 use graph::Graph;
 
-pub use types::{Config, Deliveries, Faults, Identity, Sender, SimError};
+pub use types::{Config, Deliveries, Faults, Identity, Sender, SimError, User};
 pub use usage::{CallCount, PolledResource, Usage, MAX_POLL_LIMIT};
 
 /// A running simulator. Dropping it stops serving and delivering.
@@ -88,6 +95,28 @@ impl Simulator {
     /// The JWKS bytes (also served at `/common/discovery/v2.0/keys`).
     pub fn jwks(&self) -> Vec<u8> {
         self.graph.jwks.clone()
+    }
+
+    /// The tenant's users (`GET /_sim/users`), the configuration's user first.
+    pub fn users(&self) -> Vec<User> {
+        self.graph.users().to_vec()
+    }
+
+    /// A delegated access token for a user of the tenant (by id or principal name), as the
+    /// token endpoint issues after a sign-in, without the sign-in: for tests.
+    pub fn token_for(&self, user: &str) -> Result<String, SimError> {
+        self.graph.token_for(user).map_err(Into::into)
+    }
+
+    /// An app token, as the token endpoint issues for client credentials: for tests.
+    pub fn app_token(&self) -> String {
+        self.graph.app_token()
+    }
+
+    /// Revokes a user's refresh tokens (`POST /_sim/users/{id}/revoke`); access tokens already
+    /// issued stay valid until they expire.
+    pub fn revoke_user(&self, user: &str) -> Result<(), SimError> {
+        self.graph.revoke(user).map_err(Into::into)
     }
 
     /// Another member writes in a chat (`POST /_sim/chats/{id}/messages`): returns the

@@ -3,7 +3,8 @@
 //! ```text
 //! graph-sim [--listen ADDR] [--tenant-id T] [--app-id A] [--user-id U] [--seed N]
 //!           [--retry-base-ms MS] [--state FILE] [--user-name NAME]
-//!           [--poll-limit N] [--poll-window SECONDS]
+//!           [--poll-limit N] [--poll-window SECONDS] [--accept-any-token]
+//!           [--token-lifetime SECONDS] [--redirect-uri URI]...
 //! ```
 //!
 //! Prints `graph: http://HOST:PORT/` once it serves, runs until SIGTERM or SIGINT, exits 0.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use graph_sim::{Config, Simulator};
 
-const USAGE: &str = "usage: graph-sim [--listen ADDR] [--tenant-id T] [--app-id A] [--user-id U] [--seed N] [--retry-base-ms MS] [--state FILE] [--user-name NAME] [--poll-limit N] [--poll-window SECONDS]";
+const USAGE: &str = "usage: graph-sim [--listen ADDR] [--tenant-id T] [--app-id A] [--user-id U] [--seed N] [--retry-base-ms MS] [--state FILE] [--user-name NAME] [--poll-limit N] [--poll-window SECONDS] [--accept-any-token] [--token-lifetime SECONDS] [--redirect-uri URI]...";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let mut config = Config::default();
@@ -26,6 +27,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             return Err(String::new());
+        }
+        if flag == "--accept-any-token" {
+            config.accept_any_token = true;
+            continue;
         }
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
@@ -42,6 +47,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
             "--user-name",
             "--poll-limit",
             "--poll-window",
+            "--token-lifetime",
+            "--redirect-uri",
         ];
         if !known.contains(&name.as_str()) {
             return Err(format!("unknown argument '{flag}'"));
@@ -93,6 +100,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Config, String> {
                 })?;
                 config.poll_window = Duration::from_secs(secs);
             }
+            "--token-lifetime" => {
+                let secs: u64 = value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("--token-lifetime '{value}' is not a whole number of seconds over 0")
+                })?;
+                config.token_lifetime = Duration::from_secs(secs);
+            }
+            "--redirect-uri" => config.redirect_uris.push(value),
             _ => unreachable!("checked against the known flags"),
         }
     }

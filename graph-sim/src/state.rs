@@ -21,6 +21,20 @@ pub(crate) struct State {
     pub chats: Vec<Chat>,
     #[serde(default)]
     pub subscriptions: Vec<Sub>,
+    /// The refresh tokens in force, by the SHA-256 of the token (hex): the tokens themselves are
+    /// never stored.
+    #[serde(default)]
+    pub refresh_tokens: BTreeMap<String, RefreshGrant>,
+}
+
+/// What a refresh token stands for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RefreshGrant {
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub issued_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +109,17 @@ pub(crate) struct Sub {
     /// Whether `reauthorizationRequired` went out in the current lifetime.
     #[serde(default)]
     pub reauth_sent: bool,
+    /// The user whose token created it (the signed-in user when any bearer is accepted).
+    #[serde(default)]
+    pub creator: Option<String>,
+    /// A delegated subscription's authorization: when the token it was last created, renewed
+    /// or reauthorized with was issued and when it expires (milliseconds). `None` when any
+    /// bearer is accepted or for an app token.
+    #[serde(default)]
+    pub authorized: Option<(i64, i64)>,
+    /// Whether `reauthorizationRequired` went out for the current authorization.
+    #[serde(default)]
+    pub auth_reauth_sent: bool,
 }
 
 impl Message {
@@ -216,6 +241,12 @@ impl Sub {
     /// delivers nothing.
     pub fn is_live(&self, now_ms: i64) -> bool {
         self.expires_ms > now_ms
+    }
+
+    /// Whether its deliveries are held at `now_ms`: a delegated subscription past its
+    /// creator's token expiry, not reauthorized.
+    pub fn is_paused(&self, now_ms: i64) -> bool {
+        self.authorized.is_some_and(|(_, until)| until <= now_ms)
     }
 
     pub fn to_json(&self, app_id: &str, creator: &str, base: &str) -> Value {

@@ -39,6 +39,34 @@ pub struct Config {
     /// The window of [`poll_limit`](Self::poll_limit) (`--poll-window SECONDS`, default 3600 s;
     /// not zero). Tests may shorten it below a second.
     pub poll_window: Duration,
+    /// `true`: any bearer token is accepted and every call acts as [`user_id`](Self::user_id)
+    /// (`--accept-any-token`), for tests that do not exercise identity. `false` (the default):
+    /// every call to Graph's API needs an access token the simulator issued, unexpired, for
+    /// Graph's audience; a delegated token acts as its `oid`.
+    pub accept_any_token: bool,
+    /// How long the access tokens the simulator issues live (`--token-lifetime SECONDS`,
+    /// default 3600 s; not zero).
+    pub token_lifetime: Duration,
+    /// Redirect URIs the sign-in accepts besides loopback `http://` ones (`--redirect-uri`,
+    /// repeated), compared exactly.
+    pub redirect_uris: Vec<String>,
+    /// The tenant's other users, after [`user_id`](Self::user_id) (default: Adele Vance and
+    /// Alex Wilber).
+    pub colleagues: Vec<User>,
+}
+
+/// The domain of the default users' principal names.
+const DOMAIN: &str = "contoso.onmicrosoft.com";
+
+/// The default colleagues: Adele (in both of the chat example's demo chats) and Alex.
+fn default_colleagues() -> Vec<User> {
+    [
+        ("5b7ac4a3-7c1c-4cd3-9a8e-2f5e0b6e1c01", "Adele Vance"),
+        ("8d0f6b51-3b9e-4a57-9a4e-7e1b3c2d4e02", "Alex Wilber"),
+    ]
+    .into_iter()
+    .map(|(id, name)| User::new(id, name))
+    .collect()
 }
 
 impl Default for Config {
@@ -55,6 +83,10 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             poll_limit: 2,
             poll_window: Duration::from_secs(3600),
+            accept_any_token: false,
+            token_lifetime: Duration::from_secs(3600),
+            redirect_uris: Vec::new(),
+            colleagues: default_colleagues(),
         }
     }
 }
@@ -71,6 +103,48 @@ pub struct Identity {
     pub user_id: String,
     /// Where the JWKS is served (`{base}common/discovery/v2.0/keys`).
     pub jwks_url: String,
+}
+
+/// A user of the tenant: who can sign in, be found by the people picker, and be a chat member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// The object id (`oid` of the user's tokens).
+    pub id: String,
+    /// The display name.
+    pub display_name: String,
+    /// The sign-in name, such as `AdeleV@contoso.onmicrosoft.com`.
+    pub user_principal_name: String,
+}
+
+impl User {
+    /// A user whose principal name is made from the display name as the default tenant's are:
+    /// the first name and the initial of the last, at `contoso.onmicrosoft.com`.
+    pub fn new(id: impl Into<String>, display_name: impl Into<String>) -> Self {
+        let display_name = display_name.into();
+        let mut words = display_name.split_whitespace();
+        let first: String = words
+            .next()
+            .unwrap_or("user")
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let initial: String = words
+            .last()
+            .and_then(|w| w.chars().find(char::is_ascii_alphanumeric))
+            .map(|c| c.to_ascii_uppercase().to_string())
+            .unwrap_or_default();
+        let first = if first.is_empty() {
+            "user".into()
+        } else {
+            first
+        };
+        Self {
+            id: id.into(),
+            user_principal_name: format!("{first}{initial}@{DOMAIN}"),
+            display_name,
+        }
+    }
 }
 
 /// Another member of a chat, writing as a colleague would.

@@ -164,6 +164,7 @@ async fn creation_checks_body_then_support_then_quota_then_handshake() {
 
     let impatient = common::sim(Config {
         handshake_timeout: Duration::from_millis(500),
+        accept_any_token: true,
         ..Default::default()
     })
     .await;
@@ -667,6 +668,7 @@ async fn a_restart_on_the_same_state_file_is_the_same_graph() {
     let _ = std::fs::remove_file(&path);
     let config = Config {
         state_path: Some(path.clone()),
+        accept_any_token: true,
         ..Default::default()
     };
     let first = common::sim(config.clone()).await;

@@ -67,7 +67,7 @@ hook_url = f"http://127.0.0.1:{hook.server_address[1]}/notify"
 
 # The simulator.
 sim = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", "--tenant-id", TEN, "--app-id", APP,
-                        "--user-id", USER, "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                        "--user-id", USER, "--seed", "1", "--accept-any-token"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 line = sim.stdout.readline().decode().strip()
 m = re.fullmatch(r"graph: http://127\.0\.0\.1:(\d+)/", line)
 check("prints 'graph: http://HOST:PORT/' once it serves", m is not None, line)

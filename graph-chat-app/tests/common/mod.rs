@@ -245,6 +245,7 @@ impl Harness {
             .block_on(Simulator::start(graph_sim::Config {
                 retry_base: Duration::from_millis(100),
                 seed: 7,
+                accept_any_token: true,
                 ..graph_sim::Config::default()
             }))
             .unwrap();

@@ -124,11 +124,9 @@ impl Graph {
             bad("user@odata.bind must name a user: https://graph.microsoft.com/v1.0/users('{id or UPN}')")
         })?;
         let (user_id, display_name, email) = if self.is_me(&user) {
-            (
-                self.me().to_string(),
-                self.config.user_display_name.clone(),
-                None,
-            )
+            (self.me(), self.my_name(), None)
+        } else if let Some(u) = self.find_user(&user) {
+            (u.id.clone(), u.display_name.clone(), None)
         } else if is_guid(&user) {
             (
                 user.to_ascii_lowercase(),
@@ -189,7 +187,7 @@ impl Graph {
         let store = self.lock();
         let viewer = match user {
             Some(u) => self.viewer(&store, u)?,
-            None => self.me().to_string(),
+            None => self.me(),
         };
         let c = Self::chat_ref(&store, chat)?;
         if !self.user_sees(&viewer, c) {

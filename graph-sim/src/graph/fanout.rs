@@ -36,7 +36,7 @@ impl Graph {
                     let Some(m) = c.message(id) else { continue };
                     for (sub, p) in live(&store.state.subscriptions, now) {
                         if !sub.change_types.iter().any(|t| t == change)
-                            || !self.message_matches(&p, c, m)
+                            || !self.message_matches(&p, c, m, self.owner(sub))
                         {
                             continue;
                         }
@@ -49,7 +49,7 @@ impl Graph {
                 Event::Chat { chat, change } => {
                     for (sub, p) in live(&store.state.subscriptions, now) {
                         if !sub.change_types.iter().any(|t| t == change)
-                            || !self.chat_matches(&p, chat)
+                            || !self.chat_matches(&p, chat, self.owner(sub))
                         {
                             continue;
                         }
@@ -67,13 +67,11 @@ impl Graph {
                         continue;
                     };
                     for (sub, p) in live(&store.state.subscriptions, now) {
-                        let mine = self.is_me(user);
+                        let mine = self.names_user(user, self.owner(sub));
                         let matches = p.user_specific
                             && match &p.target {
                                 Target::Chat(id) => id == chat && mine,
-                                Target::UserChats(u) => {
-                                    u.eq_ignore_ascii_case(user) || (self.is_me(u) && mine)
-                                }
+                                Target::UserChats(u) => self.names_user(u, user),
                                 Target::MyChats => mine,
                                 _ => false,
                             };
@@ -179,10 +177,16 @@ impl Graph {
         item
     }
 
-    fn message_matches(&self, p: &Parsed, chat: &Chat, m: &Message) -> bool {
+    /// The user a subscription was created for: its creator, or the configuration's user.
+    fn owner<'a>(&'a self, sub: &'a Sub) -> &'a str {
+        sub.creator.as_deref().unwrap_or(&self.config.user_id)
+    }
+
+    fn message_matches(&self, p: &Parsed, chat: &Chat, m: &Message, owner: &str) -> bool {
         let scope = match &p.target {
             Target::ChatMessages(id) => id == &chat.id,
-            Target::AllChatMessages | Target::MyChatMessages => true,
+            Target::AllChatMessages => true,
+            Target::MyChatMessages => self.user_sees(owner, chat),
             Target::UserChatMessages(u) => self.user_sees(u, chat),
             _ => false,
         };
@@ -218,9 +222,10 @@ impl Graph {
         true
     }
 
-    fn chat_matches(&self, p: &Parsed, chat: &Chat) -> bool {
+    fn chat_matches(&self, p: &Parsed, chat: &Chat, owner: &str) -> bool {
         match &p.target {
-            Target::AllChats | Target::MyChats => true,
+            Target::AllChats => true,
+            Target::MyChats => self.user_sees(owner, chat),
             Target::Chat(id) => id == &chat.id,
             Target::UserChats(u) => self.user_sees(u, chat),
             _ => false,

@@ -67,8 +67,8 @@ impl Graph {
             },
         };
         let from = Sender {
-            id: self.me().to_string(),
-            display_name: self.config.user_display_name.clone(),
+            id: self.me(),
+            display_name: self.my_name(),
         };
         self.new_message(chat, &from, content, content_type, extra, hosted)
     }
@@ -212,7 +212,7 @@ impl Graph {
         by_me: bool,
     ) -> ApiResult<()> {
         let body = json_object(body)?;
-        let me = self.me().to_string();
+        let me = self.me();
         let mut new_body = None;
         if let Some(b) = body.get("body") {
             let b = b
@@ -299,7 +299,7 @@ impl Graph {
                 ));
             }
         }
-        let me = self.me().to_string();
+        let me = self.me();
         self.mutate(|store, events| {
             let c = Self::chat_mut(store, chat)?;
             let m = c
@@ -347,7 +347,7 @@ impl Graph {
                 )
             })?
             .to_string();
-        let me = self.me().to_string();
+        let me = self.me();
         let tenant = self.config.tenant_id.clone();
         self.mutate(|store, events| {
             let c = Self::chat_mut(store, chat)?;

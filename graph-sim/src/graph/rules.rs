@@ -223,6 +223,9 @@ pub(super) fn parse_create(body: &[u8], now: i64, version: &str) -> ApiResult<Su
         certificate_id: if include { certificate_id } else { None },
         tls,
         reauth_sent: false,
+        creator: None,
+        authorized: None,
+        auth_reauth_sent: false,
     })
 }
 

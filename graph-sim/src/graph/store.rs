@@ -14,10 +14,11 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
+use super::caller::{Caller, Platform};
 use super::rules::parse_certificate;
 use crate::deliver::Courier;
 use crate::state::{self, Chat, State, Sub};
-use crate::types::{Config, Faults, Identity, SimError};
+use crate::types::{Config, Faults, Identity, SimError, User};
 use crate::usage::{Change, Counter, Seen, Usage, MAX_POLL_LIMIT};
 use crate::util::ApiResult;
 
@@ -32,6 +33,10 @@ pub(crate) struct Graph {
     pub stop_tx: watch::Sender<bool>,
     /// What it served of Graph's API; taken after `store` when both are held, never before.
     usage: Mutex<Counter>,
+    /// The tenant's users, the configuration's user first.
+    pub users: Vec<User>,
+    /// Codes waiting to be redeemed and tokens checked; never held with `store`.
+    pub(super) platform: Mutex<Platform>,
 }
 
 /// What the Graph holds under its lock: the saved state, and what it derives from it at run time
@@ -116,6 +121,20 @@ impl Graph {
             stop,
         ));
         let seed = config.seed;
+        if config.token_lifetime.is_zero() {
+            return Err(SimError::BadRequest(
+                "the token lifetime is not zero".into(),
+            ));
+        }
+        let mut users = vec![User::new(
+            config.user_id.clone(),
+            config.user_display_name.clone(),
+        )];
+        for c in &config.colleagues {
+            if !users.iter().any(|u| u.id.eq_ignore_ascii_case(&c.id)) {
+                users.push(c.clone());
+            }
+        }
         let graph = Arc::new(Self {
             base_url,
             crypto,
@@ -132,6 +151,8 @@ impl Graph {
             courier,
             stop_tx,
             usage: Mutex::new(Counter::new(config.poll_limit, config.poll_window)),
+            users,
+            platform: Mutex::new(Platform::default()),
             config,
         });
         graph.persist(&graph.lock());
@@ -178,12 +199,17 @@ impl Graph {
         }
     }
 
-    pub(super) fn me(&self) -> &str {
-        &self.config.user_id
+    /// The user the call being served acts as: the delegated token's `oid`, else (any bearer
+    /// accepted, an app token, or outside a call) the configuration's user.
+    pub(super) fn me(&self) -> String {
+        match Self::caller() {
+            Caller::User { oid, .. } => oid,
+            Caller::Anyone | Caller::App => self.config.user_id.clone(),
+        }
     }
 
     pub(super) fn is_me(&self, user: &str) -> bool {
-        user.eq_ignore_ascii_case(&self.config.user_id) || user.eq_ignore_ascii_case("me")
+        user.eq_ignore_ascii_case("me") || self.names_user(user, &self.me())
     }
 
     pub(super) fn persist(&self, store: &Store) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::body::json_object;
+use super::caller::Caller;
 use super::rules::{
     bad_certificate, check_id_len, check_lifetime, parse_certificate, parse_create, parse_resource,
     Parsed, Target,
@@ -32,12 +33,15 @@ impl Graph {
         let now = now_ms();
         let mut sub = parse_create(body, now, version)?;
         let parsed = parse_resource(&sub.resource, version)?;
+        self.check_subscriber(&parsed)?;
         self.check_quota(&self.lock(), &parsed)?;
         deliver::handshake(&self.courier, &sub.notification_url).await?;
         if let Some(url) = sub.lifecycle_url.clone() {
             deliver::handshake(&self.courier, &url).await?;
         }
         sub.id = guid();
+        sub.creator = Some(self.me());
+        sub.authorized = Self::authorization();
         let cert = sub.certificate.as_deref().and_then(parse_certificate);
         self.mutate(|store, _| {
             self.check_quota(store, &parsed)?;
@@ -52,7 +56,68 @@ impl Graph {
     }
 
     fn sub_json(&self, sub: &Sub) -> Value {
-        sub.to_json(&self.config.app_id, self.me(), &self.base_url)
+        let creator = sub.creator.as_deref().unwrap_or(&self.config.user_id);
+        sub.to_json(&self.config.app_id, creator, &self.base_url)
+    }
+
+    /// The authorization a delegated token gives a subscription it creates, renews or
+    /// reauthorizes: when the token was issued and when it expires.
+    fn authorization() -> Option<(i64, i64)> {
+        match Self::caller() {
+            Caller::User {
+                issued_ms,
+                expires_ms,
+                ..
+            } => Some((issued_ms, expires_ms)),
+            Caller::Anyone | Caller::App => None,
+        }
+    }
+
+    /// A renewal or reauthorization of `sub` with the caller's token: a delegated subscription
+    /// takes its fresh expiry (403 for another user's token). Resumes held deliveries.
+    fn reauthorized(&self, sub: &mut Sub) -> ApiResult<()> {
+        if let Caller::User { oid, .. } = Self::caller() {
+            if sub.authorized.is_some()
+                && !sub
+                    .creator
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&oid))
+            {
+                return Err(ApiError::forbidden(
+                    "Only the user who created a subscription can renew or reauthorize it.",
+                ));
+            }
+        }
+        if let Some(fresh) = Self::authorization() {
+            if sub.authorized.is_some() {
+                sub.authorized = Some(fresh);
+                sub.auth_reauth_sent = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// 403 when a delegated token subscribes to another user's chats, or to a chat its user is
+    /// not a member of.
+    fn check_subscriber(&self, p: &Parsed) -> ApiResult<()> {
+        let Caller::User { oid, .. } = Self::caller() else {
+            return Ok(());
+        };
+        match &p.target {
+            Target::UserChats(u) | Target::UserChatMessages(u) if !self.names_user(u, &oid) => Err(
+                ApiError::forbidden("A delegated token subscribes to its own user's chats only."),
+            ),
+            Target::Chat(c) | Target::ChatMessages(c) => {
+                let store = self.lock();
+                match store.state.chats.iter().find(|x| &x.id == c) {
+                    Some(chat) if !chat.has_member(&oid) => Err(ApiError::forbidden(format!(
+                        "The user is not a member of chat '{c}'."
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_quota(&self, store: &Store, p: &Parsed) -> ApiResult<()> {
@@ -177,6 +242,7 @@ impl Graph {
                 .find(|s| s.id == id && s.is_live(now))
                 .ok_or_else(|| ApiError::subscription_not_found(id))?;
             check_lifetime(expires - now, sub.lifecycle_url.is_some())?;
+            self.reauthorized(sub)?;
             let mut new_cert = None;
             match (cert, cert_id) {
                 (None, None) => {}
@@ -211,19 +277,24 @@ impl Graph {
             };
             Ok(sub)
         })?;
+        self.courier.wake();
         Ok(self.sub_json(&sub))
     }
 
-    pub fn reauthorize(&self, id: &str) -> ApiResult<()> {
-        let store = self.lock();
-        let now = now_ms();
-        store
-            .state
-            .subscriptions
-            .iter()
-            .any(|s| s.id == id && s.is_live(now))
-            .then_some(())
-            .ok_or_else(|| ApiError::subscription_not_found(id))
+    pub fn reauthorize(self: &Arc<Self>, id: &str) -> ApiResult<()> {
+        self.mutate(|store, _| {
+            let now = now_ms();
+            let sub = store
+                .state
+                .subscriptions
+                .iter_mut()
+                .find(|s| s.id == id && s.is_live(now))
+                .ok_or_else(|| ApiError::subscription_not_found(id))?;
+            self.reauthorized(sub)
+        })?;
+        // Held deliveries flow again: the courier looks again at once.
+        self.courier.wake();
+        Ok(())
     }
 
     pub fn delete_subscription(self: &Arc<Self>, id: &str) -> ApiResult<()> {
@@ -290,6 +361,21 @@ impl Graph {
             for sub in store.state.subscriptions.iter_mut() {
                 let lifetime = sub.expires_ms - sub.renewed_ms;
                 let threshold = (lifetime / 4).min(REAUTH_AT_MOST_MS);
+                // A delegated subscription: at three quarters of its token's lifetime.
+                if let Some((from, until)) = sub.authorized {
+                    if sub.lifecycle_url.is_some()
+                        && !sub.auth_reauth_sent
+                        && now >= from + (until - from) * 3 / 4
+                    {
+                        sub.auth_reauth_sent = true;
+                        changed = true;
+                        events.push(Event::Lifecycle {
+                            sub: Box::new(sub.clone()),
+                            event: "reauthorizationRequired",
+                        });
+                        continue;
+                    }
+                }
                 if sub.lifecycle_url.is_some()
                     && !sub.reauth_sent
                     && sub.expires_ms - now <= threshold
@@ -321,5 +407,14 @@ impl Subscriptions for Graph {
             .subscriptions
             .iter()
             .any(|s| s.id == id && s.is_live(now))
+    }
+
+    fn is_paused(&self, id: &str) -> bool {
+        let now = now_ms();
+        self.lock()
+            .state
+            .subscriptions
+            .iter()
+            .any(|s| s.id == id && s.is_paused(now))
     }
 }

@@ -6,19 +6,35 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::body::json_object;
+use super::caller::Caller;
 use super::store::{Event, Graph, Store};
 use crate::state::{Chat, Viewpoint};
 use crate::util::{is_guid, now_ms, parse_ms, ApiError, ApiResult};
 
 impl Graph {
+    /// Whether `user` (an id, a principal name or `me`) sees `chat`: a member does; when any
+    /// bearer is accepted, the configuration's user sees every chat (as before tokens were
+    /// checked).
     pub(super) fn user_sees(&self, user: &str, chat: &Chat) -> bool {
-        self.is_me(user) || chat.has_member(user)
+        if self.config.accept_any_token {
+            return self.is_me(user) || chat.has_member(user);
+        }
+        let id = if user.eq_ignore_ascii_case("me") {
+            self.me()
+        } else {
+            self.find_user(user)
+                .map_or_else(|| user.to_string(), |u| u.id.clone())
+        };
+        chat.has_member(&id)
     }
 
     /// Resolves the user of `/users/{user}/...` (or `me`).
     pub(super) fn viewer(&self, store: &Store, user: &str) -> ApiResult<String> {
         if self.is_me(user) {
-            return Ok(self.me().to_string());
+            return Ok(self.me());
+        }
+        if let Some(u) = self.find_user(user) {
+            return Ok(u.id.clone());
         }
         for c in &store.state.chats {
             if let Some(m) = c.members.iter().find(|m| {
@@ -68,8 +84,15 @@ impl Graph {
                 ))
             }
         };
+        if let Caller::User { oid, .. } = Self::caller() {
+            if !self.names_user(&user, &oid) {
+                return Err(ApiError::forbidden(
+                    "A delegated token changes its own user's view only.",
+                ));
+            }
+        }
         let user = if self.is_me(&user) {
-            self.me().to_string()
+            self.me()
         } else {
             user.to_ascii_lowercase()
         };
