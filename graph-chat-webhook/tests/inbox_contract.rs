@@ -139,6 +139,43 @@ mod sqlite {
         one_claimer_each(Arc::new(SqliteInbox::open(path("claimers")).unwrap()));
     }
 
+    /// A notification's body holds its `clientState` (and, for a basic notification, what
+    /// changed): once its batch is done, nothing of it stays in the inbox's files, free pages
+    /// and WAL included.
+    #[test]
+    fn a_done_batch_leaves_no_copy_in_the_files() {
+        let at = path("wipe");
+        let marker = b"client-state-secret-7b41e9";
+        {
+            let inbox = SqliteInbox::open(&at).unwrap();
+            let mut record = vec![b'x'; 3000];
+            record.extend_from_slice(marker);
+            let id = inbox
+                .put(NewBatch {
+                    route: Route::Notifications,
+                    received: UNIX_EPOCH,
+                    record,
+                })
+                .unwrap();
+            let claimed = inbox.claim(Duration::from_secs(5)).unwrap();
+            assert_eq!(claimed.id, id);
+            inbox.done(id).unwrap();
+            // A batch done before the next arrives: the inbox goes on working.
+            inbox.put(batch(2, 10)).unwrap();
+            inbox.close();
+        }
+        let dir = at.parent().unwrap();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let file = entry.unwrap().path();
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "{} still holds a done batch",
+                file.display()
+            );
+        }
+    }
+
     #[test]
     fn an_inbox_that_would_not_survive_the_process_is_refused() {
         for path in ["", ":memory:", "file::memory:?cache=shared"] {
