@@ -260,6 +260,26 @@ async fn the_code_flow_with_pkce_signs_a_user_in_once_per_code() {
     assert_eq!(me.json()["id"], adele.id.as_str());
     assert_eq!(me.json()["displayName"], "Adele Vance");
 
+    // The OpenID configuration names both endpoints.
+    let config = get(
+        &format!(
+            "{}{}/v2.0/.well-known/openid-configuration",
+            sim.base_url(),
+            id.tenant_id
+        ),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        config["authorization_endpoint"],
+        format!("{}{}/oauth2/v2.0/authorize", sim.base_url(), id.tenant_id)
+    );
+    assert_eq!(
+        config["token_endpoint"],
+        format!("{}{}/oauth2/v2.0/token", sim.base_url(), id.tenant_id)
+    );
+
     // A code is good once.
     let again = redeem(&sim, &code, VERIFIER).await;
     assert_eq!(again.status, 400);

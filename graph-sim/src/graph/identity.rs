@@ -543,8 +543,12 @@ impl Graph {
     /// forged, for another audience or expired (any bearer passes when accepted).
     pub fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Caller> {
         let token = authorization
-            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
-            .map(|v| v[7..].trim())
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .and_then(|_| v.get(7..))
+            })
+            .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("Access token is empty."))?;
         if self.config.accept_any_token {
