@@ -391,8 +391,14 @@ impl Graph {
                 let user = self.find_user(&grant.user_id).cloned().ok_or_else(|| {
                     OAuthError::new("invalid_grant", "AADSTS50034: The user no longer exists.")
                 })?;
+                // A refresh may name Graph scopes again; with none named (or OpenID ones
+                // only), the grant's scopes stay.
+                let names_graph_scopes = get("scope").is_some_and(|s| {
+                    s.split_whitespace()
+                        .any(|x| !OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(x)))
+                });
                 let scope = match get("scope") {
-                    Some(s) if !graph_scopes(s).is_empty() && s.split_whitespace().any(|x| !OIDC_SCOPES.contains(&x)) => graph_scopes(s),
+                    Some(s) if names_graph_scopes => graph_scopes(s),
                     _ => grant.scope.clone(),
                 };
                 Ok(self.delegated_reply(&user, client_id, &scope, None, now))
