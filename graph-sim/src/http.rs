@@ -125,13 +125,25 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
             )
                 .into_response()
         }
-        ["common", "v2.0", ".well-known", "openid-configuration"] if m == Method::GET => {
+        [tenant, "v2.0", ".well-known", "openid-configuration"]
+            if m == Method::GET
+                && (tenant.eq_ignore_ascii_case(&graph.config.tenant_id)
+                    || ["common", "organizations"].contains(tenant)) =>
+        {
             let id = graph.identity();
+            let endpoint = |name: &str| format!("{}{tenant}/oauth2/v2.0/{name}", graph.base_url);
             return respond(Ok(Answer::Json(
                 200,
                 json!({
                     "issuer": format!("https://login.microsoftonline.com/{}/v2.0", id.tenant_id),
                     "jwks_uri": id.jwks_url,
+                    "authorization_endpoint": endpoint("authorize"),
+                    "token_endpoint": endpoint("token"),
+                    "response_types_supported": ["code"],
+                    "code_challenge_methods_supported": ["S256"],
+                    "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 }),
             )));
         }

@@ -260,6 +260,26 @@ async fn the_code_flow_with_pkce_signs_a_user_in_once_per_code() {
     assert_eq!(me.json()["id"], adele.id.as_str());
     assert_eq!(me.json()["displayName"], "Adele Vance");
 
+    // The OpenID configuration names both endpoints.
+    let config = get(
+        &format!(
+            "{}{}/v2.0/.well-known/openid-configuration",
+            sim.base_url(),
+            id.tenant_id
+        ),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        config["authorization_endpoint"],
+        format!("{}{}/oauth2/v2.0/authorize", sim.base_url(), id.tenant_id)
+    );
+    assert_eq!(
+        config["token_endpoint"],
+        format!("{}{}/oauth2/v2.0/token", sim.base_url(), id.tenant_id)
+    );
+
     // A code is good once.
     let again = redeem(&sim, &code, VERIFIER).await;
     assert_eq!(again.status, 400);
@@ -912,4 +932,56 @@ async fn a_delegated_subscription_asks_for_reauthorization_then_holds_deliveries
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_survive_a_restart_on_the_same_state_file_as_hashes_only() {
+    let path = std::env::temp_dir().join(format!(
+        "graph-sim-identity-restart-{}.json",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let config = Config {
+        state_path: Some(path.clone()),
+        ..Config::default()
+    };
+    let first = checked_sim(config.clone()).await;
+    let me = first.identity().user_id;
+    let code = code_of(&authorize(&first, &[("login_hint", &me)]).await);
+    let reply = redeem(&first, &code, VERIFIER).await.json();
+    let refresh_token = reply["refresh_token"].as_str().unwrap().to_string();
+    first.shutdown().await;
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !saved.contains("simrt."),
+        "refresh tokens are kept as hashes"
+    );
+
+    let second = checked_sim(config).await;
+    let app = second.identity().app_id;
+    let refreshed = token(
+        &second,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &app),
+            ("refresh_token", &refresh_token),
+        ],
+    )
+    .await;
+    assert_eq!(
+        refreshed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&refreshed.body)
+    );
+    // An access token issued before the restart still passes (the same signing key).
+    let access = reply["access_token"].as_str().unwrap();
+    assert_eq!(
+        get(&format!("{}v1.0/me", second.base_url()), Some(access))
+            .await
+            .status,
+        200
+    );
+    second.shutdown().await;
+    let _ = std::fs::remove_file(&path);
 }

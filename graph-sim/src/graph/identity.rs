@@ -391,8 +391,14 @@ impl Graph {
                 let user = self.find_user(&grant.user_id).cloned().ok_or_else(|| {
                     OAuthError::new("invalid_grant", "AADSTS50034: The user no longer exists.")
                 })?;
+                // A refresh may name Graph scopes again; with none named (or OpenID ones
+                // only), the grant's scopes stay.
+                let names_graph_scopes = get("scope").is_some_and(|s| {
+                    s.split_whitespace()
+                        .any(|x| !OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(x)))
+                });
                 let scope = match get("scope") {
-                    Some(s) if !graph_scopes(s).is_empty() && s.split_whitespace().any(|x| !OIDC_SCOPES.contains(&x)) => graph_scopes(s),
+                    Some(s) if names_graph_scopes => graph_scopes(s),
                     _ => grant.scope.clone(),
                 };
                 Ok(self.delegated_reply(&user, client_id, &scope, None, now))
@@ -543,8 +549,12 @@ impl Graph {
     /// forged, for another audience or expired (any bearer passes when accepted).
     pub fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Caller> {
         let token = authorization
-            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
-            .map(|v| v[7..].trim())
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .and_then(|_| v.get(7..))
+            })
+            .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("Access token is empty."))?;
         if self.config.accept_any_token {
