@@ -79,6 +79,7 @@ impl std::fmt::Debug for Setup {
 /// A person whose Graph side runs.
 struct Running {
     sync: Arc<GraphSync>,
+    source: Arc<PersonTokens>,
     display_name: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -178,7 +179,9 @@ impl People {
     }
 
     /// A person signed in with `tokens` (from a redeemed code): recorded with their refresh
-    /// token, their Graph side started (or started again) and their chats read. Their user id.
+    /// token, their Graph side started and their chats read. Their user id. A person whose
+    /// Graph side runs already (signed in elsewhere) keeps it as it is, with its token and its
+    /// event streams; one whose token was refused gets a new one.
     pub async fn sign_in(&self, tokens: TokenSet) -> Result<String, PeopleError> {
         let claims = tokens.id_claims.as_ref().ok_or(PeopleError::NoIdentity)?;
         if let Some(tid) = claims.tid.as_deref() {
@@ -195,6 +198,13 @@ impl People {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| user_id.clone());
+        let running = self
+            .running()
+            .get(&user_id)
+            .is_some_and(|r| !r.source.is_revoked());
+        if running {
+            return Ok(user_id);
+        }
         let accounts = self.inner.accounts.clone();
         let refresh = tokens
             .refresh_token
@@ -336,7 +346,7 @@ impl People {
             self.clone(),
             user_id.clone(),
             Arc::clone(&sync),
-            source,
+            Arc::clone(&source),
         )));
         // Signed in again: the Graph side before goes (its tasks end when it is dropped). The
         // new one is found by its subscriptions from the moment they exist.
@@ -344,6 +354,7 @@ impl People {
             user_id,
             Running {
                 sync: Arc::clone(&sync),
+                source: Arc::clone(&source),
                 display_name,
                 tasks,
             },

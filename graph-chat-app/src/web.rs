@@ -44,6 +44,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 #[derive(Clone)]
 struct AppState {
     stopped: watch::Receiver<bool>,
+    signin: Arc<SignInState>,
 }
 
 /// The signed-in person a request of the API comes from: their Graph side (and cache), and
@@ -184,7 +185,10 @@ pub(crate) fn router(
             "/api/{*rest}",
             axum::routing::any(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") }),
         )
-        .with_state(AppState { stopped })
+        .with_state(AppState {
+            stopped,
+            signin: Arc::clone(&signin),
+        })
         .merge(pages)
         .merge(signin::routes(Arc::clone(&signin)))
         .layer(axum::middleware::from_fn(bounded_body))
@@ -496,6 +500,12 @@ async fn events(
     let after = resume.unwrap_or(last).max(0);
     // Events the log no longer holds: the page must reload its snapshot.
     let reset = resume.is_some() && first > 0 && after + 1 < first;
+    let mut recheck = tokio::time::interval(SESSION_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cookie = HeaderMap::new();
+    if let Some(value) = headers.get(header::COOKIE) {
+        cookie.insert(header::COOKIE, value.clone());
+    }
     let stream = EventStream {
         store,
         live,
@@ -503,6 +513,12 @@ async fn events(
         replaying: resume.is_some_and(|r| r < last),
         backlog: VecDeque::new(),
         stopped: state.stopped.clone(),
+        session: Session {
+            signin: Arc::clone(&state.signin),
+            cookie,
+            sync: person.sync,
+            recheck,
+        },
     };
     let mut sse = Sse::new(stream.into_stream(reset))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -519,10 +535,33 @@ struct EventStream {
     replaying: bool,
     backlog: VecDeque<Event>,
     stopped: watch::Receiver<bool>,
+    session: Session,
+}
+
+/// How often an open event stream checks that its session still lasts: a stream of a person
+/// who signed out, or was signed out, ends within this (the page then finds itself signed out).
+const SESSION_RECHECK: Duration = Duration::from_secs(5);
+
+/// The session an event stream was opened with, and the Graph side it is for.
+struct Session {
+    signin: Arc<SignInState>,
+    cookie: HeaderMap,
+    sync: Arc<GraphSync>,
+    recheck: tokio::time::Interval,
+}
+
+impl Session {
+    /// Whether the session still lasts, for the same Graph side of its person.
+    async fn lasts(&self) -> bool {
+        self.signin
+            .signed_in(&self.cookie)
+            .await
+            .is_some_and(|(sync, _)| Arc::ptr_eq(&sync, &self.sync))
+    }
 }
 
 impl EventStream {
-    /// The next event to send, or `None` when the app stops.
+    /// The next event to send, or `None` when the app stops or the session ends.
     async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(event) = self.backlog.pop_front() {
@@ -547,15 +586,22 @@ impl EventStream {
                 self.backlog.extend(batch);
                 continue;
             }
-            tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(event) if event.id > self.after => self.backlog.push_back(event),
-                    Ok(_) => {}
-                    // Too slow a reader: catch up from the log, which holds everything.
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+            let recheck = tokio::select! {
+                received = self.live.recv() => {
+                    match received {
+                        Ok(event) if event.id > self.after => self.backlog.push_back(event),
+                        Ok(_) => {}
+                        // Too slow a reader: catch up from the log, which holds everything.
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                    false
+                }
                 _ = self.stopped.wait_for(|s| *s) => return None,
+                _ = self.session.recheck.tick() => true,
+            };
+            if recheck && !self.session.lasts().await {
+                return None;
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     agent, agent_with_session, create_chat_as, get, location, post, raw_agent, set_cookie,
-    sign_in_cookie, wait_for, Harness, COLLEAGUE, SESSION_COOKIE,
+    sign_in_cookie, wait_for, Harness, COLLEAGUE, PATIENCE, SESSION_COOKIE,
 };
 use serde_json::{json, Value};
 
@@ -113,9 +113,13 @@ fn two_people_see_their_own_chats_and_a_stranger_sees_nothing() {
     let (_, page) = text(&h.http, &app);
     assert!(page.contains("id=\"compose\""), "{page}");
 
-    // Each person's stream: their chats' events only.
+    // Each person's stream: their chats' events only. Adele's first stream stays live when she
+    // signs in again elsewhere.
     let mine = h.events(None, None);
-    let adeles = common::Sse::open(&app, &sign_in_cookie(&app, COLLEAGUE.0), None, None);
+    let adele_session = sign_in_cookie(&app, COLLEAGUE.0);
+    let adeles = common::Sse::open(&app, &adele_session, None, None);
+    let elsewhere = agent_with_session(&sign_in_cookie(&app, COLLEAGUE.0));
+    assert_eq!(get(&elsewhere, &format!("{app}api/chats")).0, 200);
     let secret = h
         .sim()
         .colleague_writes(
@@ -228,7 +232,9 @@ fn forged_expired_ended_and_brought_sessions_are_not_sessions() {
     assert_eq!(get(&agent_with_session(&"b".repeat(64)), &chats).0, 401);
     assert_eq!(get(&agent_with_session(&fresh), &chats).0, 200);
 
-    // Signing out: from another site, refused; from the page, the session ends.
+    // Signing out: from another site, refused; from the page, the session ends, and so does
+    // the event stream it had open.
+    let stream = common::Sse::open(&app, &fresh, None, None);
     let logout = format!("{app}auth/logout");
     let cross = agent_with_session(&fresh)
         .post(&logout)
@@ -246,6 +252,10 @@ fn forged_expired_ended_and_brought_sessions_are_not_sessions() {
     assert_eq!(out.status().as_u16(), 303);
     assert_eq!(location(&out), "/");
     assert_eq!(get(&agent_with_session(&fresh), &chats).0, 401);
+    assert!(
+        stream.ends_within(PATIENCE),
+        "the ended session's stream goes on"
+    );
     assert_eq!(
         get(&h.http, &chats).0,
         200,

@@ -363,6 +363,22 @@ impl Sse {
         }
     }
 
+    /// Whether the stream ends (the server closes it) within `within`; events on the way are
+    /// skipped.
+    pub fn ends_within(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
     /// Every event that arrives within `within`.
     pub fn drain(&self, within: Duration) -> Vec<SseEvent> {
         let deadline = Instant::now() + within;
