@@ -606,3 +606,41 @@ fn the_single_user_cache_of_an_earlier_version_is_removed_with_its_clear_client_
     // The person signed in before goes on, from their own cache.
     assert_eq!(h.chat_ids().len(), 1);
 }
+
+#[test]
+fn behind_an_https_public_url_cookies_are_secure_and_people_come_back_there() {
+    let mut h = Harness::start(Duration::from_secs(600));
+    h.stop_app();
+    let mut config = h.config();
+    config.public_url = Some("https://chat.example.com".into());
+    h.app = Some(
+        h.runtime
+            .block_on(graph_chat_app::App::start(config))
+            .unwrap(),
+    );
+    let login = raw_agent()
+        .get(&format!("{}auth/login", h.url()))
+        .call()
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 302);
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("chat_login="))
+        .unwrap();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/auth"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let authorize = url::Url::parse(&location(&login)).unwrap();
+    let redirect = authorize
+        .query_pairs()
+        .find(|(n, _)| n == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(redirect, "https://chat.example.com/auth/callback");
+    // The session of before the restart goes on.
+    assert_eq!(h.chat_ids().len(), 1);
+}
