@@ -366,7 +366,8 @@ impl People {
         Ok(())
     }
 
-    /// Signs a person out for good: their sessions and record go, their Graph side stops.
+    /// Signs a person out for good: their sessions and record go, their Graph side stops, and
+    /// their cache is removed.
     async fn sign_out(&self, user_id: &str, why: &'static str) {
         tracing::warn!(user = %user_id, reason = why, "a person is signed out");
         let accounts = self.inner.accounts.clone();
@@ -376,6 +377,18 @@ impl People {
         }
         let gone = self.running().remove(user_id);
         drop(gone);
+        // Their cache goes too: with no token, no notification or read keeps it current, so a
+        // message deleted or blocked from now on would stay in it. A new sign-in reads again.
+        let cache = cache_file(&self.inner.setup.data, user_id);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = cache.clone().into_os_string();
+            file.push(suffix);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::error!(error = %e, "cannot remove a signed-out person's cache"),
+            }
+        }
     }
 
     /// Stops everyone's Graph side (the app stops).

@@ -497,6 +497,11 @@ fn a_revoked_person_is_signed_out_and_graph_hears_no_more_for_them() {
     assert_eq!(status, 200);
     assert!(page.contains("href=\"/auth/login\""), "{page}");
     assert!(h.app().person(&me).is_none());
+    // Their cache is gone with them: nothing would keep it current any more.
+    wait_for("the revoked person's cache removed", || {
+        (!graph_chat_app::people::cache_file(&h.dir.path().join("data"), &me).exists())
+            .then_some(())
+    });
     // Adele goes on.
     assert_eq!(get(&adele, &format!("{app}api/chats")).0, 200);
 
