@@ -333,7 +333,7 @@ mod postgres {
         // leases run out.
         not_done_survives_reopening(
             &|| Box::new(db.open().with_lease(Duration::from_secs(1))),
-            Duration::from_secs(5),
+            Duration::from_secs(3),
         );
     }
 
