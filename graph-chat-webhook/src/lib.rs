@@ -100,6 +100,8 @@ mod inbox;
 mod jwks;
 pub mod limits;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg_tls;
 mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -10,6 +10,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use crate::inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 use crate::limits::{COMMIT_WAIT, INBOX_CAP_BYTES, INBOX_LEASE, INBOX_POLL};
+use crate::pg_tls::RustlsConnect;
 
 /// The schema this version of the crate writes; a database at a later version is refused.
 const SCHEMA_VERSION: i32 = 1;
@@ -71,9 +72,12 @@ CREATE SEQUENCE gcw_inbox_holders;
 /// The tables (`gcw_inbox`, `gcw_inbox_totals`, `gcw_inbox_schema`) are made, or migrated, when
 /// the inbox opens, in the connection's `search_path`: give each inbox its own schema with
 /// `options=-c search_path=NAME` in the URL. The connection string is libpq's (URL or
-/// `key=value`). TLS to the database is not built in: connect over loopback, a Unix socket
-/// (`host=/run/postgresql`) or a private network; `sslmode=require` (or stricter) is refused,
-/// and the default `sslmode=prefer` connects without TLS.
+/// `key=value`). `sslmode=require` connects with TLS (rustls on AWS-LC) and verifies the
+/// server's certificate and name against the platform's certificate store, as the crate's
+/// HTTPS calls do: stricter than libpq's `require`, which verifies nothing, and a connection
+/// that cannot verify fails rather than going on in the clear. `sslmode=disable` and the
+/// default `prefer` connect without TLS (over loopback, a Unix socket such as
+/// `host=/run/postgresql`, or a private network).
 ///
 /// PostgreSQL keeps a deleted row's bytes in its pages until `VACUUM` reuses them: unlike the
 /// SQLite inbox, a done batch is not wiped from the disk at once.
@@ -94,6 +98,8 @@ pub struct PgInbox {
 /// What the inbox's calls and its lease renewer share.
 struct Shared {
     config: Config,
+    /// TLS for `sslmode=require`; none for `disable` and `prefer`.
+    tls: Option<RustlsConnect>,
     runtime: tokio::runtime::Handle,
     idle: Mutex<Vec<Client>>,
     /// This copy's name in the `holder` column.
@@ -180,18 +186,27 @@ impl Shared {
             idle.retain(|c| !c.is_closed());
             idle.pop()
         };
-        let config = &self.config;
+        let (config, tls) = (&self.config, &self.tls);
         let out = self.runtime.block_on(async {
             tokio::time::timeout(limit, async {
                 let mut client = match pooled {
                     Some(c) => c,
-                    None => {
-                        let (client, connection) = config.connect(NoTls).await?;
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                        });
-                        client
-                    }
+                    None => match tls {
+                        None => {
+                            let (client, connection) = config.connect(NoTls).await?;
+                            tokio::spawn(async move {
+                                let _ = connection.await;
+                            });
+                            client
+                        }
+                        Some(tls) => {
+                            let (client, connection) = config.connect(tls.clone()).await?;
+                            tokio::spawn(async move {
+                                let _ = connection.await;
+                            });
+                            client
+                        }
+                    },
                 };
                 let value = op(&mut client).await?;
                 Ok::<_, tokio_postgres::Error>((client, value))
@@ -293,16 +308,14 @@ impl PgInbox {
         let config = Config::from_str(url).map_err(|_| InboxError::Unavailable {
             reason: "not a PostgreSQL connection string (URL or key=value)".into(),
         })?;
-        if !matches!(
-            config.get_ssl_mode(),
-            tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer
-        ) {
-            return Err(InboxError::Unavailable {
-                reason: "TLS to the database is not built in: connect over loopback, a Unix \
-                         socket or a private network (sslmode=disable or prefer)"
-                    .into(),
-            });
-        }
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer => {
+                None
+            }
+            _ => Some(RustlsConnect::new().map_err(|e| InboxError::Unavailable {
+                reason: format!("cannot set up TLS to the database: {e}"),
+            })?),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("inbox-postgres")
@@ -312,6 +325,7 @@ impl PgInbox {
             .map_err(unavailable)?;
         let mut shared = Shared {
             config,
+            tls,
             runtime: runtime.handle().clone(),
             idle: Mutex::new(Vec::new()),
             holder: 0,

@@ -277,6 +277,15 @@ mod postgres {
             Some(Self { admin, name, url })
         }
 
+        /// The schema's connection string with one more parameter.
+        fn url_with(&self, key: &str, value: &str) -> String {
+            if self.url.contains("://") {
+                format!("{}&{key}={value}", self.url)
+            } else {
+                format!("{} {key}={value}", self.url)
+            }
+        }
+
         fn open(&self) -> PgInbox {
             PgInbox::open(&self.url).unwrap()
         }
@@ -435,7 +444,21 @@ mod postgres {
     fn a_connection_string_is_never_quoted_back() {
         let err = PgInbox::open("postgres://user:hunter2@[::1:bad/db").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
-        let err = PgInbox::open("host=127.0.0.1 password=hunter2 sslmode=require").unwrap_err();
+        let err =
+            PgInbox::open("host=127.0.0.1 port=1 password=hunter2 sslmode=require").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    /// `sslmode=require` against a server without TLS (the test cluster has none): refused,
+    /// never carried on in the clear.
+    #[test]
+    fn tls_required_of_a_server_without_it_is_refused() {
+        let Some(db) = Schema::new("tls") else {
+            return;
+        };
+        let err = PgInbox::open(&db.url_with("sslmode", "require")).unwrap_err();
+        assert!(matches!(err, InboxError::Unavailable { .. }), "{err}");
+        // The same database without TLS opens: the refusal was TLS's.
+        drop(db.open());
     }
 }
