@@ -3,7 +3,7 @@
 //! connections, the JWKS refresh, the workers).
 //!
 //! ```text
-//! webhook --listen ADDR --key CERT_ID=KEY_FILE... --client-state S... --inbox PATH
+//! webhook --listen ADDR --key CERT_ID=KEY_FILE... --client-state S... --inbox PATH|URL
 //!         [--jwks FILE|URL --app-id ID... --tenant-id ID...] [--jwks-min-interval SECONDS]
 //!         [--insecure-no-tokens] [--event-grid]
 //! ```
@@ -13,7 +13,8 @@
 //! * `POST /notifications` and `POST /lifecycle` with a batch: admitted (size, JSON, every
 //!   validation token, each notification's tenant and `clientState`; no RSA private-key
 //!   operation), committed to the SQLite inbox at `--inbox` (WAL, full sync), and only then
-//!   answered 202. A forged or
+//!   answered 202 (`--inbox postgres://...`: the PostgreSQL inbox that several copies share,
+//!   when built with `--features postgres`). A forged or
 //!   malformed body is answered 202 and stored nowhere (a line on stderr); a notification
 //!   refused alone prints its `ok: false` line at once and is not stored. A token naming a
 //!   signing key not yet known: 503 until the JWKS refresh (at most once per
@@ -44,17 +45,18 @@ mod signal;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use graph_chat_webhook::notifications::crypto::DecryptBuffer;
 use graph_chat_webhook::notifications::inbound::{Batch, Delivery};
 use graph_chat_webhook::notifications::tokens::{TokenValidator, EVENT_GRID_APP_ID};
 use graph_chat_webhook::{
-    BatchContext, EventGrid, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook,
+    BatchContext, EventGrid, HandlerError, Inbox, JwksSource, Refusal, SqliteInbox, Webhook,
 };
 
 const USAGE: &str = "usage: webhook --listen ADDR --key CERT_ID=KEY_FILE... --client-state S... \
---inbox PATH [--jwks FILE|URL --app-id ID... --tenant-id ID...] [--jwks-min-interval SECONDS] \
+--inbox PATH|URL [--jwks FILE|URL --app-id ID... --tenant-id ID...] [--jwks-min-interval SECONDS] \
 [--insecure-no-tokens] [--event-grid]";
 
 /// Each batch's lines, decrypted outside any lock, then written to stdout at once.
@@ -81,6 +83,24 @@ fn report(refusal: &Refusal) {
         }
     }
     eprintln!("webhook: {refusal}");
+}
+
+/// `--inbox`: a SQLite file, or a PostgreSQL URL (libpq's) that several copies of the webhook
+/// share. The URL is never printed back: it may hold a password.
+fn open_inbox(spec: &str) -> Result<Arc<dyn Inbox>, String> {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return graph_chat_webhook::PgInbox::open(spec)
+            .map(|inbox| Arc::new(inbox) as Arc<dyn Inbox>)
+            .map_err(|e| format!("--inbox (PostgreSQL): {e}"));
+        #[cfg(not(feature = "postgres"))]
+        return Err(
+            "--inbox postgres://...: this build has no PostgreSQL inbox (build with --features postgres)"
+                .into(),
+        );
+    }
+    let inbox = SqliteInbox::open(spec).map_err(|e| format!("--inbox {spec}: {e}"))?;
+    Ok(Arc::new(inbox))
 }
 
 fn configure() -> Result<(String, Webhook), String> {
@@ -148,9 +168,9 @@ fn configure() -> Result<(String, Webhook), String> {
         None
     };
     let receiver = common::receiver_from(&options, validator, Delivery::Webhook, &[])?;
-    let inbox = SqliteInbox::open(&inbox).map_err(|e| format!("--inbox {inbox}: {e}"))?;
+    let inbox = open_inbox(&inbox)?;
     let mut builder = Webhook::builder(receiver)
-        .inbox(inbox)
+        .shared_inbox(inbox)
         .jwks_min_interval(min_interval)
         .on_refusal(report);
     if let Some(source) = options.one("--jwks")? {

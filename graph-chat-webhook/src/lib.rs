@@ -100,7 +100,11 @@ mod inbox;
 mod jwks;
 pub mod limits;
 mod memory;
+#[cfg(feature = "postgres")]
+mod pg_tls;
 mod pool;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod queue;
 mod refusal;
 mod retry;
@@ -128,6 +132,8 @@ pub use jwks::JwksSource;
 pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
 pub use pool::StreamSlot;
+#[cfg(feature = "postgres")]
+pub use postgres::PgInbox;
 pub use refusal::{Refusal, REFUSAL_TARGET};
 pub use retry::RetryPolicy;
 pub use server::{Webhook, WebhookBuilder, JWKS_MIN_INTERVAL};

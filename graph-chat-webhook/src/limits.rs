@@ -120,6 +120,17 @@ pub const ADMISSIONS_PER_CORE: usize = 2;
 /// ([`SqliteInbox::with_cap_bytes`](crate::SqliteInbox::with_cap_bytes) changes it).
 pub const INBOX_CAP_BYTES: u64 = 1 << 30;
 
+/// How long a batch claimed from the PostgreSQL inbox stays with the copy that claimed it
+/// without a renewal: 15 s, the longest a batch held by a copy that died waits for another.
+/// A living copy renews its leases every third of it, so a slow batch is not taken over.
+pub const INBOX_LEASE: Duration = Duration::from_secs(15);
+
+/// How often a waiting claim of the PostgreSQL inbox asks the database again: 250 ms, so that a
+/// batch another copy stored, a lease that ran out or a delayed batch that fell due is handed
+/// out within a quarter of a second, for one indexed query per waiting worker (a batch this
+/// copy stored wakes its claimers at once).
+pub const INBOX_POLL: Duration = Duration::from_millis(250);
+
 /// The server's bounds: [`Default`] is the constants of this module; each `with_*` changes one.
 ///
 /// ```

@@ -293,13 +293,18 @@ fn write_loop(mut db: Connection, ops: Receiver<Op>, queue: &Queue, queued: &Ato
                     wiped = std::time::Instant::now();
                 }
                 deletions.clear();
+                for stored in ids.iter().flatten() {
+                    queue.stored(stored.0, stored.1);
+                }
+                // Counted as stored, then no longer as waiting, and only then answered: a caller's
+                // next put sees its batch counted once, not twice (which refused it as over the
+                // cap while the two counts overlapped).
+                release(queued);
                 for (stored, (_, _, _, _, reply)) in ids.into_iter().zip(puts) {
-                    if let Some((id, len)) = stored {
-                        queue.stored(id, len);
+                    if let Some((id, _)) = stored {
                         let _ = reply.send(Ok(id));
                     }
                 }
-                release(queued);
             }
             Err(e) => {
                 let reason = e.to_string();

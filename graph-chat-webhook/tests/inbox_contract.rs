@@ -1,7 +1,13 @@
-//! The `Inbox` contract, checked against both implementations: ids increase, each batch goes
-//! to one claimer at a time, a released batch comes back after its delay whatever else arrives,
-//! done batches are gone, the cap refuses, close wakes claimers; and for SQLite, what was not
-//! done survives reopening.
+//! The `Inbox` contract, one suite run against every implementation (memory, SQLite, and
+//! PostgreSQL with the `postgres` feature): ids increase, each batch goes to one claimer at a
+//! time, a released batch comes back after its delay whatever else arrives, done batches are
+//! gone, the cap refuses, close wakes claimers; for the durable ones, what was not done survives
+//! reopening; and for PostgreSQL, copies of the webhook sharing one inbox: two copies racing for
+//! a batch, a copy killed holding a lease.
+//!
+//! The PostgreSQL tests run against the database `GCW_POSTGRES_URL` (or `DATABASE_URL`) names,
+//! each in a schema of its own made and dropped by the test, so they run in parallel. Without a
+//! URL they print that they were skipped, and fail when `CI` is set.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -109,6 +115,35 @@ fn one_claimer_each(inbox: Arc<dyn Inbox>) {
     assert_eq!(unique.len(), 200, "no batch was handed to two claimers");
 }
 
+/// Three batches stored; the process "dies" with two in hand (one never claimed before it died
+/// counts the same) and one done. Reopened, the two come back, the done one does not. `wait`:
+/// how long a claim after reopening may wait (for PostgreSQL, the dead copy's leases to run out).
+fn not_done_survives_reopening(open: &dyn Fn() -> Box<dyn Inbox>, wait: Duration) {
+    let (kept, finished) = {
+        let inbox = open();
+        let kept = inbox.put(batch(1, 10)).unwrap();
+        let finished = inbox.put(batch(2, 10)).unwrap();
+        let in_hand = inbox.put(batch(3, 10)).unwrap();
+        for _ in 0..3 {
+            let b = inbox.claim(Duration::ZERO).unwrap();
+            if b.id == finished {
+                inbox.done(b.id).unwrap();
+            }
+        }
+        let _ = in_hand; // claimed, never done: the process "dies" with it in hand
+        (kept, finished)
+    };
+    let inbox = open();
+    let mut ids = Vec::new();
+    while let Some(b) = inbox.claim(wait) {
+        ids.push(b.id);
+    }
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&kept));
+    assert!(!ids.contains(&finished));
+    assert_eq!(inbox.stats().batches, 2);
+}
+
 #[test]
 fn the_memory_inbox_keeps_the_contract() {
     contract(&MemoryInbox::new(1 << 20));
@@ -189,28 +224,241 @@ mod sqlite {
     #[test]
     fn what_was_not_done_is_handed_out_again_after_reopening() {
         let at = path("reopen");
-        let (kept, finished) = {
-            let inbox = SqliteInbox::open(&at).unwrap();
-            let kept = inbox.put(batch(1, 10)).unwrap();
-            let finished = inbox.put(batch(2, 10)).unwrap();
-            let in_hand = inbox.put(batch(3, 10)).unwrap();
-            for _ in 0..3 {
-                let b = inbox.claim(Duration::ZERO).unwrap();
-                if b.id == finished {
-                    inbox.done(b.id).unwrap();
+        not_done_survives_reopening(
+            &|| Box::new(SqliteInbox::open(&at).unwrap()),
+            Duration::from_millis(20),
+        );
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use graph_chat_webhook::PgInbox;
+
+    /// A schema of the test's own on the test database, dropped when the test ends.
+    struct Schema {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl Schema {
+        /// `None` (after a line saying so) when no database is given, outside CI.
+        fn new(test: &str) -> Option<Self> {
+            let admin = match std::env::var("GCW_POSTGRES_URL")
+                .or_else(|_| std::env::var("DATABASE_URL"))
+            {
+                Ok(url) if !url.is_empty() => url,
+                _ => {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "GCW_POSTGRES_URL (or DATABASE_URL) is unset: in CI the PostgreSQL \
+                         inbox's tests must run against a database (.ci/run starts one)"
+                    );
+                    eprintln!(
+                        "SKIPPED {test}: set GCW_POSTGRES_URL=postgres://USER@HOST:PORT/DB to run \
+                         the PostgreSQL inbox's tests"
+                    );
+                    return None;
                 }
-            }
-            let _ = in_hand; // claimed, never done: the process "dies" with it in hand
-            (kept, finished)
-        };
-        let inbox = SqliteInbox::open(&at).unwrap();
-        let mut ids = Vec::new();
-        while let Some(b) = inbox.claim(Duration::from_millis(20)) {
-            ids.push(b.id);
+            };
+            let name = format!("gcw_test_{}_{test}", std::process::id());
+            sql(
+                &admin,
+                &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+            );
+            let url = if admin.starts_with("postgres://") || admin.starts_with("postgresql://") {
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                format!("{admin}{sep}options=-c%20search_path%3D{name}")
+            } else {
+                format!("{admin} options='-c search_path={name}'")
+            };
+            Some(Self { admin, name, url })
         }
-        assert_eq!(ids.len(), 2, "{ids:?}");
-        assert!(ids.contains(&kept));
-        assert!(!ids.contains(&finished));
-        assert_eq!(inbox.stats().batches, 2);
+
+        /// The schema's connection string with one more parameter.
+        fn url_with(&self, key: &str, value: &str) -> String {
+            if self.url.contains("://") {
+                format!("{}&{key}={value}", self.url)
+            } else {
+                format!("{} {key}={value}", self.url)
+            }
+        }
+
+        fn open(&self) -> PgInbox {
+            PgInbox::open(&self.url).unwrap()
+        }
+    }
+
+    impl Drop for Schema {
+        fn drop(&mut self) {
+            sql(
+                &self.admin,
+                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+            );
+        }
+    }
+
+    /// Runs `statements` on the test database (outside any inbox).
+    fn sql(url: &str, statements: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to GCW_POSTGRES_URL");
+            let driver = tokio::spawn(connection);
+            client.batch_execute(statements).await.unwrap();
+            drop(client);
+            let _ = driver.await;
+        });
+    }
+
+    #[test]
+    fn the_postgres_inbox_keeps_the_contract() {
+        let Some(db) = Schema::new("contract") else {
+            return;
+        };
+        contract(&db.open());
+        let Some(db) = Schema::new("capped") else {
+            return;
+        };
+        capped(&db.open().with_cap_bytes(100));
+        let Some(db) = Schema::new("claimers") else {
+            return;
+        };
+        one_claimer_each(Arc::new(db.open()));
+    }
+
+    #[test]
+    fn what_was_not_done_is_handed_out_again_after_restarting() {
+        let Some(db) = Schema::new("restart") else {
+            return;
+        };
+        // The restarted copy is a new holder: it takes over the dead one's batches when their
+        // leases run out.
+        not_done_survives_reopening(
+            &|| Box::new(db.open().with_lease(Duration::from_secs(1))),
+            Duration::from_secs(3),
+        );
+    }
+
+    #[test]
+    fn two_copies_racing_for_one_batch_complete_it_once() {
+        let Some(db) = Schema::new("race") else {
+            return;
+        };
+        let copies = [db.open(), db.open()];
+        let id = copies[0].put(batch(1, 10)).unwrap();
+        let start = std::sync::Barrier::new(2);
+        let completed = std::thread::scope(|s| {
+            let racers: Vec<_> = copies
+                .iter()
+                .map(|copy| {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        let claimed = copy.claim(Duration::from_secs(1))?;
+                        copy.done(claimed.id).unwrap();
+                        Some(claimed.id)
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .filter_map(|r| r.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(completed, vec![id], "exactly one copy completes the batch");
+        assert_eq!(copies[1].stats().batches, 0);
+
+        // And many batches, two workers in each copy: each batch completed exactly once.
+        let copies: [Arc<dyn Inbox>; 2] = [Arc::new(db.open()), Arc::new(db.open())];
+        let mut stored = HashSet::new();
+        for n in 0..100u8 {
+            stored.insert(copies[usize::from(n % 2)].put(batch(n, 8)).unwrap());
+        }
+        let seen = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for copy in copies.iter().chain(copies.iter()) {
+                let seen = &seen;
+                s.spawn(move || {
+                    while let Some(b) = copy.claim(Duration::from_millis(300)) {
+                        seen.lock().unwrap().push(b.id);
+                        copy.done(b.id).unwrap();
+                    }
+                });
+            }
+        });
+        let seen = seen.into_inner().unwrap();
+        let unique: HashSet<_> = seen.iter().copied().collect();
+        assert_eq!(seen.len(), 100, "no batch was completed twice");
+        assert_eq!(unique, stored);
+        assert_eq!(copies[0].stats(), Default::default());
+    }
+
+    #[test]
+    fn a_copy_killed_holding_a_lease_leaves_its_batch_to_another() {
+        let Some(db) = Schema::new("killed") else {
+            return;
+        };
+        let survivor = db.open();
+        let id = {
+            let doomed = db.open().with_lease(Duration::from_secs(3));
+            let id = doomed.put(batch(1, 10)).unwrap();
+            let claimed = doomed.claim(Duration::ZERO).unwrap();
+            assert_eq!((claimed.id, claimed.attempts), (id, 0));
+            // Held: the other copy does not take it.
+            assert!(survivor.claim(Duration::ZERO).is_none());
+            id
+            // Killed: its connections close and its leases stop being renewed, with nothing
+            // given back.
+        };
+        let taken = survivor.claim(Duration::from_secs(10)).unwrap();
+        assert_eq!((taken.id, taken.attempts), (id, 1));
+        assert_eq!(taken.record, vec![1; 10]);
+        survivor.done(id).unwrap();
+        assert_eq!(survivor.stats().batches, 0);
+    }
+
+    #[test]
+    fn a_database_migrated_by_a_later_release_is_refused() {
+        let Some(db) = Schema::new("later") else {
+            return;
+        };
+        drop(db.open());
+        sql(
+            &db.admin,
+            &format!("UPDATE {}.gcw_inbox_schema SET version = 99", db.name),
+        );
+        assert!(matches!(
+            PgInbox::open(&db.url),
+            Err(InboxError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_connection_string_is_never_quoted_back() {
+        let err = PgInbox::open("postgres://user:hunter2@[::1:bad/db").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err =
+            PgInbox::open("host=127.0.0.1 port=1 password=hunter2 sslmode=require").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    /// `sslmode=require` against a server without TLS (the test cluster has none): refused,
+    /// never carried on in the clear.
+    #[test]
+    fn tls_required_of_a_server_without_it_is_refused() {
+        let Some(db) = Schema::new("tls") else {
+            return;
+        };
+        let err = PgInbox::open(&db.url_with("sslmode", "require")).unwrap_err();
+        assert!(matches!(err, InboxError::Unavailable { .. }), "{err}");
+        // The same database without TLS opens: the refusal was TLS's.
+        drop(db.open());
     }
 }
