@@ -180,13 +180,7 @@ impl Graph {
     pub fn get_subscription(&self, id: &str) -> ApiResult<Value> {
         let store = self.lock();
         let now = now_ms();
-        store
-            .state
-            .subscriptions
-            .iter()
-            .find(|s| s.id == id && s.is_live(now))
-            .map(|s| self.sub_json(s))
-            .ok_or_else(|| ApiError::subscription_not_found(id))
+        live(&store.state.subscriptions, id, now).map(|s| self.sub_json(s))
     }
 
     pub fn list_subscriptions(&self, version: &str) -> Value {
@@ -235,12 +229,7 @@ impl Graph {
         let cert = body.get("encryptionCertificate").map(|c| c.as_str());
         let cert_id = body.get("encryptionCertificateId").map(|c| c.as_str());
         let sub = self.mutate(|store, _| {
-            let sub = store
-                .state
-                .subscriptions
-                .iter_mut()
-                .find(|s| s.id == id && s.is_live(now))
-                .ok_or_else(|| ApiError::subscription_not_found(id))?;
+            let sub = live_mut(&mut store.state.subscriptions, id, now)?;
             check_lifetime(expires - now, sub.lifecycle_url.is_some())?;
             self.reauthorized(sub)?;
             let mut new_cert = None;
@@ -284,12 +273,7 @@ impl Graph {
     pub fn reauthorize(self: &Arc<Self>, id: &str) -> ApiResult<()> {
         self.mutate(|store, _| {
             let now = now_ms();
-            let sub = store
-                .state
-                .subscriptions
-                .iter_mut()
-                .find(|s| s.id == id && s.is_live(now))
-                .ok_or_else(|| ApiError::subscription_not_found(id))?;
+            let sub = live_mut(&mut store.state.subscriptions, id, now)?;
             self.reauthorized(sub)
         })?;
         // Held deliveries flow again: the courier looks again at once.
@@ -417,4 +401,20 @@ impl Subscriptions for Graph {
             .iter()
             .any(|s| s.id == id && s.is_paused(now))
     }
+}
+
+/// The live subscription `id`, or Graph's 404 for it.
+fn live<'a>(subscriptions: &'a [Sub], id: &str, now: i64) -> ApiResult<&'a Sub> {
+    subscriptions
+        .iter()
+        .find(|s| s.id == id && s.is_live(now))
+        .ok_or_else(|| ApiError::subscription_not_found(id))
+}
+
+/// [`live`], to change.
+fn live_mut<'a>(subscriptions: &'a mut [Sub], id: &str, now: i64) -> ApiResult<&'a mut Sub> {
+    subscriptions
+        .iter_mut()
+        .find(|s| s.id == id && s.is_live(now))
+        .ok_or_else(|| ApiError::subscription_not_found(id))
 }
