@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
@@ -290,6 +290,47 @@ impl Browser {
         self.execute("window.__browserTestMarker = true;", vec![]);
     }
 
+    /// Shows the page at `width` x `height` CSS pixels, as a phone (390) or a laptop (1280) does.
+    fn viewport(&self, width: u32, height: u32) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700}),
+        );
+    }
+
+    /// axe-core's serious and critical violations on the page as it is now (the npm package,
+    /// injected through WebDriver): `[{"id", "impact", "nodes"}]`.
+    fn axe(&self) -> Vec<Value> {
+        let loaded = self.execute(&format!("{}\nreturn typeof axe;", axe_source()), vec![]);
+        assert_eq!(loaded, "object", "axe-core did not load");
+        let client = self.client();
+        let found = self
+            .run("axe-core", async move {
+                client
+                    .execute_async(
+                        "const done = arguments[arguments.length - 1];
+                         axe.run(document).then((r) => done(r.violations
+                           .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                           .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                             nodes: v.nodes.map((n) => n.target.join(' ')) }))),
+                           (e) => done([{ id: 'axe failed', impact: 'critical', help: String(e) }]));",
+                        vec![],
+                    )
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("axe-core: {e}"));
+        found.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Presses `keys` (WebDriver key codes allowed) in the element that has the focus.
+    fn keys(&self, keys: &str) {
+        let client = self.client();
+        self.run("keys", async move {
+            client.active_element().await?.send_keys(keys).await
+        })
+        .unwrap_or_else(|e| panic!("cannot type: {e}"));
+    }
+
     /// Clicks the first element matching `css`, finding it afresh on each try (the page may
     /// re-render it between a find and a click).
     fn click(&self, css: &str) {
@@ -318,6 +359,48 @@ impl Browser {
         })
         .unwrap_or_else(|e| panic!("cannot send from the page: {e}"));
     }
+}
+
+/// The axe-core version the audits run (npm's `axe-core`), installed under the target directory
+/// when missing, like Chromium is by `.ci/run`.
+const AXE_PACKAGE: &str = "axe-core@4.10.3";
+
+/// axe-core's browser script, from `<target>/axe-core/`: `npm install`ed there on first use.
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        // <target>/debug/deps/browser-<hash>: the cache sits beside the build.
+        let exe = std::env::current_exe().expect("the test's path");
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("the test runs from <target>/<profile>/deps");
+        let dir = target.join("axe-core");
+        let file = dir.join("node_modules/axe-core/axe.min.js");
+        if !file.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = Command::new("npm")
+                .arg("install")
+                .arg("--prefix")
+                .arg(&dir)
+                .args([
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    AXE_PACKAGE,
+                ])
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run npm to install {AXE_PACKAGE}: {e}"));
+            assert!(
+                status.success(),
+                "npm install {AXE_PACKAGE} failed: {status}"
+            );
+        }
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+    })
 }
 
 /// chromedriver's `POST /session/{id}/goog/cdp/execute`.
@@ -754,5 +837,228 @@ fn before_its_script_runs_the_form_submits_nothing() {
         "the browser would submit the form itself"
     );
     assert_eq!(page["search"], "", "the browser submitted the form itself");
-    assert_eq!(page["value"], "not yet");
+    // Enter in the message box before the script runs is the textarea's own new line.
+    assert_eq!(page["value"].as_str().map(str::trim_end), Some("not yet"));
+}
+
+/// What a phone-sized screen shows: whether anything scrolls sideways, and where things are.
+const LAYOUT: &str = r##"
+const box = (s) => { const e = document.querySelector(s); if (!e) return null;
+  const r = e.getBoundingClientRect(); const st = getComputedStyle(e);
+  return { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width,
+    shown: st.display !== "none" && st.visibility !== "hidden" && r.width > 0 && r.height > 0 }; };
+return {
+  width: window.innerWidth,
+  height: window.innerHeight,
+  scrollWidth: document.documentElement.scrollWidth,
+  bodyScrollWidth: document.body.scrollWidth,
+  list: box("#chats"),
+  messages: box("#scroller"),
+  send: box("#compose button[type=submit]"),
+  field: box("#compose [name=content]"),
+  back: box("#back"),
+  widest: Math.max(0, ...[...document.querySelectorAll("[data-message-id], [data-chat-id]")]
+    .map((e) => e.getBoundingClientRect().right)),
+};
+"##;
+
+fn fits(layout: &Value) -> bool {
+    let width = layout["width"].as_f64().unwrap_or(0.0);
+    layout["scrollWidth"].as_f64() <= Some(width)
+        && layout["bodyScrollWidth"].as_f64() <= Some(width)
+        && layout["widest"].as_f64() <= Some(width + 0.5)
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn axe_core_finds_no_serious_violation_at_1280_and_390_px() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    shown(&h, &b, &chat_id, "something to read");
+    b.compose("and something of mine");
+    b.until("my message", |page| {
+        messages(page)
+            .iter()
+            .any(|m| text(m).contains("something of mine"))
+            .then_some(())
+    });
+    let wide = b.axe();
+    assert!(wide.is_empty(), "at 1280 px: {wide:#?}");
+    b.viewport(390, 844);
+    // The list (the address names no chat), then the open chat.
+    b.goto(&h.url());
+    b.until("the chat list", |page| {
+        page["chats"].as_array().filter(|c| !c.is_empty()).map(drop)
+    });
+    let list = b.axe();
+    assert!(list.is_empty(), "at 390 px, the list: {list:#?}");
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.loaded();
+    let open = b.axe();
+    assert!(open.is_empty(), "at 390 px, the open chat: {open:#?}");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn at_390_px_the_list_and_the_chat_fit_the_screen_and_send_is_on_it() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.viewport(390, 844);
+    b.goto(&h.url());
+    b.until("the chat list", |page| chat(page, &chat_id).map(drop));
+    let layout = b.execute(LAYOUT, vec![]);
+    assert!(fits(&layout), "the list scrolls sideways: {layout:#}");
+    assert_eq!(layout["list"]["shown"], true, "{layout:#}");
+    // The list takes the screen: the chat opens in its place.
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.loaded();
+    // A long word, and a message of mine with one too.
+    let word = "Donaudampfschifffahrtsgesellschaftskapitän".repeat(40);
+    let long = shown(&h, &b, &chat_id, &word);
+    b.compose(&format!("mine: {word}"));
+    b.until("my long message", |page| {
+        messages(page)
+            .iter()
+            .any(|m| text(m).contains("mine: "))
+            .then_some(())
+    });
+    let layout = b.execute(LAYOUT, vec![]);
+    assert!(fits(&layout), "the chat scrolls sideways: {layout:#}");
+    assert_eq!(layout["list"]["shown"], false, "{layout:#}");
+    let width = layout["width"].as_f64().unwrap();
+    let height = layout["height"].as_f64().unwrap();
+    let send = &layout["send"];
+    assert_eq!(send["shown"], true, "{layout:#}");
+    assert!(
+        send["right"].as_f64() <= Some(width) && send["bottom"].as_f64() <= Some(height),
+        "Send is off screen: {layout:#}"
+    );
+    assert_eq!(ids(&b.snapshot())[0], long);
+    // Back to the list.
+    b.click("#back");
+    let layout = b.execute(LAYOUT, vec![]);
+    assert_eq!(layout["list"]["shown"], true, "{layout:#}");
+    assert!(fits(&layout), "{layout:#}");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn chats_are_reached_and_opened_by_keyboard_with_a_visible_focus() {
+    let h = Harness::start(Duration::from_secs(60));
+    let project = h.first_chat();
+    let design = h.create_chat("Design");
+    let b = Browser::start();
+    b.open(&h.url());
+    b.until("both chats", |page| chat(page, &design).map(drop));
+    let focused = || {
+        b.execute(
+            "const e = document.activeElement; const s = getComputedStyle(e);
+             return { chat: e.dataset ? e.dataset.chatId || null : null, tag: e.tagName,
+                      name: (e.getAttribute('aria-label') || e.textContent || '').trim(),
+                      outline: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2 };",
+            vec![],
+        )
+    };
+    // Tab from the top of the page to the first chat.
+    b.execute(
+        "document.activeElement && document.activeElement.blur();",
+        vec![],
+    );
+    let mut entry = Value::Null;
+    for _ in 0..10 {
+        b.keys("\u{E004}");
+        let now = focused();
+        if now["chat"].is_string() {
+            entry = now;
+            break;
+        }
+    }
+    assert!(entry["chat"].is_string(), "Tab never reached a chat");
+    assert_eq!(entry["outline"], true, "no visible focus: {entry:#}");
+    assert!(!entry["name"].as_str().unwrap().is_empty(), "{entry:#}");
+    // Tab to the other chat and open it with Enter.
+    let other = if entry["chat"] == project.as_str() {
+        &design
+    } else {
+        &project
+    };
+    b.keys("\u{E004}");
+    assert_eq!(focused()["chat"], other.as_str());
+    let said = id_of(&h.colleague_writes(other, "opened by keyboard", "text"));
+    b.keys("\u{E007}");
+    b.until("the chat opened by Enter", |page| {
+        message(page, &said).map(drop)
+    });
+    let current = b.execute(
+        "return [...document.querySelectorAll('[data-chat-id][aria-current=true]')].map((e) => e.dataset.chatId);",
+        vec![],
+    );
+    assert_eq!(current, json!([other]));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn enter_sends_shift_enter_starts_a_new_line_and_no_format_picker_is_left() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    let field = b.execute(
+        "const f = document.querySelector('#compose [name=content]');
+         return { tag: f.tagName, selects: document.querySelectorAll('#compose select').length };",
+        vec![],
+    );
+    assert_eq!(field, json!({"tag": "TEXTAREA", "selects": 0}));
+    b.click("#compose [name=content]");
+    b.keys("line one\u{E008}\u{E007}\u{E000}line two\u{E007}");
+    let sent = wait_for("the message in Graph", || {
+        h.sim().truth(&chat_id).unwrap().into_iter().find(|m| {
+            m["body"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("line two"))
+        })
+    });
+    assert_eq!(sent["body"]["content"], "line one\nline two");
+    let id = id_of(&sent);
+    b.until("the message on the page", |page| {
+        message(page, &id).map(drop)
+    });
+    let value = b.execute(
+        "return document.querySelector('#compose [name=content]').value;",
+        vec![],
+    );
+    assert_eq!(value, "");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_new_message_is_announced_to_screen_readers() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    shown(&h, &b, &chat_id, "can anyone hear me");
+    let live = || {
+        b.execute(
+            "return [...document.querySelectorAll('[aria-live]:not([aria-live=off]), [role=log], [role=status], [role=alert]')]
+               .map((e) => e.textContent).join(' | ');",
+            vec![],
+        )
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let said = live();
+        if said
+            .as_str()
+            .unwrap_or("")
+            .contains("Adele Vance: can anyone hear me")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not announced: {said}");
+        std::thread::sleep(POLL);
+    }
 }
