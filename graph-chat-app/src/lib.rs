@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod actions;
 pub mod demo;
 pub mod keys;
 pub mod options;

@@ -100,10 +100,12 @@ impl MessageItem {
     }
 }
 
-/// A chat as `GET /api/chats` lists it. `Debug` shows its id and counts, never its topic.
+/// A chat as `GET /api/chats` lists it. `Debug` shows its id and counts, never its topic,
+/// its members or its newest message.
 ///
 /// The fields are declared in the order of their names, the order in which earlier versions
-/// stored the item: a cache written by them compares equal, and sends no event for nothing.
+/// stored the item, and the newer ones are left out when empty: a cache written by them
+/// compares equal, and sends no event for nothing.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatItem {
@@ -113,6 +115,14 @@ pub struct ChatItem {
     pub hidden: bool,
     /// The chat id.
     pub id: String,
+    /// The newest message that counts (see [`counts`]), briefly: what the chat list shows
+    /// under the chat's name, and orders the chats by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Preview>,
+    /// The other members (not the signed-in user), as Graph listed them with the chat: a chat
+    /// without a topic is named after them, as Teams names it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Sender>,
     /// The chat's topic, if it has one.
     pub topic: Option<String>,
     /// Messages from others, not deleted, created after the user last read the chat.
@@ -127,6 +137,66 @@ impl fmt::Debug for ChatItem {
             .field("hidden", &self.hidden)
             .finish_non_exhaustive()
     }
+}
+
+/// A chat's newest message, as the chat list shows it (`{"id", "createdDateTime", "from",
+/// "text"}`): its text without markup, at most [`PREVIEW_CHARS`] characters.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    /// The message id.
+    pub id: String,
+    /// `createdDateTime` as Graph sent it.
+    pub created_date_time: Option<String>,
+    /// The sender, as the message's item names them.
+    pub from: Option<Sender>,
+    /// The text (HTML reduced to its text), shortened.
+    pub text: String,
+}
+
+impl fmt::Debug for Preview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preview")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much of a message the chat list shows under the chat's name.
+pub const PREVIEW_CHARS: usize = 120;
+
+/// A message's [`Preview`], from its item (its content already sanitized).
+pub fn preview(item: &MessageItem) -> Preview {
+    let content = item.content.as_deref().unwrap_or("");
+    let text = if item.content_type.eq_ignore_ascii_case("html") {
+        html_text(content)
+    } else {
+        content.to_owned()
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = match text.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    };
+    Preview {
+        id: item.id.clone(),
+        created_date_time: item.created_date_time.clone(),
+        from: item.from.clone(),
+        text,
+    }
+}
+
+/// The text of HTML: every tag gone (an image says so), the entities the sanitizer writes
+/// decoded. The page shows it as text, never as markup.
+fn html_text(html: &str) -> String {
+    let with_images = html.replace("<img", " [image] <img");
+    let text = ammonia::Builder::empty().clean(&with_images).to_string();
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// One change to a view, as `GET /api/events` sends it in `data:`: the item with its `kind`.
@@ -246,8 +316,33 @@ pub fn last_read(chat: &Chat<'_>) -> Option<OffsetDateTime> {
 /// [`counts`] from others, created after the viewpoint's `lastMessageReadDateTime`) and the
 /// creation time of its newest such message: a hidden chat shows again once a message is
 /// created after the user last read it.
-pub fn chat_item(chat: &Chat<'_>, unread: u64, newest: Option<OffsetDateTime>) -> ChatItem {
+///
+/// `last_message` is the newest message that counts, `viewer` the signed-in user (left out of
+/// the members).
+pub fn chat_item(
+    chat: &Chat<'_>,
+    unread: u64,
+    newest: Option<OffsetDateTime>,
+    last_message: Option<Preview>,
+    viewer: &str,
+) -> ChatItem {
+    let members = chat
+        .members
+        .get()
+        .map(|members| {
+            members
+                .iter()
+                .filter(|m| m.user_id.as_deref() != Some(viewer))
+                .map(|m| Sender {
+                    id: m.user_id.as_deref().map(str::to_owned),
+                    display_name: m.display_name.as_deref().map(str::to_owned),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     ChatItem {
+        last_message,
+        members,
         id: chat.id.as_deref().unwrap_or("").to_owned(),
         topic: chat.topic.as_deref().map(str::to_owned),
         chat_type: chat.chat_type.get().map(|t| t.as_str().to_owned()),

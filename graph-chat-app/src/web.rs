@@ -43,6 +43,13 @@ struct AppState {
     stopped: watch::Receiver<bool>,
 }
 
+/// The actions' handlers (`crate::actions`) take the Graph side alone.
+impl axum::extract::FromRef<AppState> for Arc<GraphSync> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.sync)
+    }
+}
+
 /// Which `Host` the page and its API answer to.
 #[derive(Debug, Clone)]
 pub(crate) enum Hosts {
@@ -165,6 +172,7 @@ pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts
             get(hosted_content),
         )
         .route("/api/events", get(events))
+        .route("/api/chats/{chat_id}/history", get(crate::actions::history))
         .with_state(AppState { sync, stopped })
         .layer(axum::middleware::from_fn(bounded_body))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))

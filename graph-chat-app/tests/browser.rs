@@ -57,9 +57,9 @@ return {
   })),
   // The chat whose snapshot the page has rendered (none while one loads).
   loadedChat: document.getElementById("messages").dataset.loadedChat || null,
-  // Reads (and sends) of a chat's messages the page made.
+  // Reads (and sends) of a chat's messages the page made (all of them, or a page of its history).
   messageFetches: performance.getEntriesByType("resource")
-    .filter((r) => /\/api\/chats\/[^/]+\/messages$/.test(new URL(r.name).pathname)).length,
+    .filter((r) => /\/api\/chats\/[^/]+\/(messages|history)$/.test(new URL(r.name).pathname)).length,
 };
 "#;
 
@@ -1061,4 +1061,362 @@ fn a_new_message_is_announced_to_screen_readers() {
         assert!(Instant::now() < deadline, "not announced: {said}");
         std::thread::sleep(POLL);
     }
+}
+
+/// Where the open chat is scrolled, and which messages are in view.
+const SCROLL: &str = r##"
+const s = document.getElementById("scroller");
+const view = s.getBoundingClientRect();
+return {
+  atBottom: s.scrollHeight - s.scrollTop - s.clientHeight < 2,
+  scrollable: s.scrollHeight > s.clientHeight,
+  inView: [...document.querySelectorAll("[data-message-id]")].filter((e) => {
+    const r = e.getBoundingClientRect();
+    return r.bottom > view.top && r.top < view.bottom;
+  }).map((e) => e.dataset.messageId),
+  older: (() => { const b = document.getElementById("older"); return b && !b.hidden; })(),
+  divider: (() => { const d = document.querySelector("#messages .divider");
+    const next = d && d.nextElementSibling; return next ? next.dataset.messageId || null : null; })(),
+};
+"##;
+
+/// The colleague writes `n` messages ("old 0", "old 1"...); their ids in order.
+fn history(h: &Harness, chat_id: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| h.says(chat_id, &format!("old {i}")))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
+    let mut h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let written = history(&h, &chat_id, 130);
+    wait_for("the cache to hold them all", || {
+        (api_ids(&h, &chat_id) == written).then_some(())
+    });
+    // The cache lets go of the oldest 70 (as a purge would): only Graph still has them.
+    h.stop_app();
+    {
+        let cache = rusqlite::Connection::open(h.dir.path().join("data/cache.sqlite")).unwrap();
+        for id in &written[..70] {
+            cache
+                .execute(
+                    "DELETE FROM messages WHERE chat_id = ?1 AND id = ?2",
+                    [&chat_id, id],
+                )
+                .unwrap();
+        }
+    }
+    {
+        // Its watermark past them too, or the restart's read would fetch them all again (they
+        // are all within its overlap).
+        let cache = rusqlite::Connection::open(h.dir.path().join("data/cache.sqlite")).unwrap();
+        cache
+            .execute(
+                "INSERT OR REPLACE INTO watermarks (chat_id, at) \
+                 VALUES (?1, '2999-01-01T00:00:00.000000000Z')",
+                [&chat_id],
+            )
+            .unwrap();
+    }
+    h.start_app();
+    assert_eq!(api_ids(&h, &chat_id), written[70..]);
+    let b = Browser::start();
+    let page = b.open(&h.url());
+    // The newest page, scrolled to its end.
+    assert_eq!(ids(&page), written[80..], "not the newest page");
+    let at = b.execute(SCROLL, vec![]);
+    assert_eq!(at["atBottom"], true, "{at:#}");
+    assert!(
+        at["inView"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(written[129])),
+        "{at:#}"
+    );
+    assert_eq!(at["older"], true, "{at:#}");
+    // button#older: the rest of the cache, then Graph past it.
+    // (Pressed where it is: a WebDriver click would scroll to the top first, which loads a
+    // page by itself.)
+    b.execute("document.getElementById('older').click();", vec![]);
+    b.until("the second page", |page| {
+        (ids(page) == written[30..]).then_some(())
+    });
+    // Scrolling to the top loads the next.
+    b.until("the first message", |page| {
+        b.execute("document.getElementById('scroller').scrollTop = 0;", vec![]);
+        (ids(page) == written).then_some(())
+    });
+    let at = b.execute(SCROLL, vec![]);
+    assert_eq!(
+        at["older"], false,
+        "more offered past the first message: {at:#}"
+    );
+    // Graph's truth, in the cache and on the page.
+    let truth: Vec<String> = {
+        let mut t = h.sim().truth(&chat_id).unwrap();
+        t.sort_by_key(|m| m["id"].as_str().unwrap().parse::<u128>().unwrap());
+        t.iter().map(id_of).collect()
+    };
+    assert_eq!(truth, written);
+    assert_eq!(api_ids(&h, &chat_id), written);
+    assert_eq!(ids(&b.snapshot()), written);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn new_messages_scroll_into_view_and_the_open_chat_stays_read() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let written = history(&h, &chat_id, 40);
+    wait_for("the cache", || {
+        (api_ids(&h, &chat_id).len() == 40).then_some(())
+    });
+    let b = Browser::start();
+    b.open(&h.url());
+    let at = b.execute(SCROLL, vec![]);
+    assert_eq!(at["scrollable"], true, "{at:#}");
+    assert_eq!(at["atBottom"], true, "{at:#}");
+    // Unread before it was opened: the divider marks where the person left off.
+    assert_eq!(at["divider"], written[0].as_str(), "{at:#}");
+    b.until("the chat read", |page| {
+        (chat(page, &chat_id)?["unread"] == "0").then_some(())
+    });
+    wait_for("Graph's viewpoint", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    // The colleague writes while the person reads: in view, and never counted unread.
+    for n in 0..3 {
+        let id = h.says(&chat_id, &format!("while reading {n}"));
+        b.until("the new message in view", |page| {
+            assert_eq!(
+                chat(page, &chat_id).unwrap()["unread"],
+                "0",
+                "the open chat counted a message unread: {page:#}"
+            );
+            let at = b.execute(SCROLL, vec![]);
+            at["inView"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(id))
+                .then_some(())
+        });
+    }
+    wait_for("Graph's viewpoint read again", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    // Sent from the page: in view too.
+    b.compose("my answer");
+    let mine = b.until("my answer", |page| {
+        messages(page)
+            .iter()
+            .find(|m| text(m).contains("my answer"))
+            .map(id_of)
+    });
+    let at = b.execute(SCROLL, vec![]);
+    assert!(
+        at["inView"].as_array().unwrap().contains(&json!(mine)),
+        "{at:#}"
+    );
+    assert_eq!(chat(&b.snapshot(), &chat_id).unwrap()["unread"], "0");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn chats_are_named_as_teams_names_them_with_a_preview_by_latest_activity() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let project = h.first_chat();
+    // A one-on-one chat has no topic: Teams names it after the other person.
+    let user = h.sim().identity().user_id;
+    let member = |id: &str| {
+        json!({"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+               "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{id}')")})
+    };
+    let body =
+        json!({"chatType": "oneOnOne", "members": [member(&user), member(common::COLLEAGUE.0)]});
+    let mut answer = h
+        .http
+        .post(&format!("{}v1.0/chats", h.sim().base_url()))
+        .header("Authorization", "Bearer test")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    let direct: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    let direct = direct["id"].as_str().unwrap().to_owned();
+    h.says(&project, "in the project");
+    h.says(&direct, "just between us");
+    let b = Browser::start();
+    b.open(&h.url());
+    let order = |page: &Value| -> Vec<String> {
+        page["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = b.until("both chats", |page| {
+        (order(page) == [direct.clone(), project.clone()]).then(|| page.clone())
+    });
+    let entry = chat(&page, &direct).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        entry.contains(common::COLLEAGUE.1),
+        "not named after Adele: {entry}"
+    );
+    assert!(entry.contains("just between us"), "no preview: {entry}");
+    assert!(!entry.contains("Direct chat"), "{entry}");
+    let entry = chat(&page, &project).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        entry.contains("Project") && entry.contains("in the project"),
+        "{entry}"
+    );
+    // Activity moves a chat to the top.
+    h.says(&project, "back to work");
+    b.until("Project on top with its newest message", |page| {
+        (order(page) == [project.clone(), direct.clone()]
+            && text(chat(page, &project)?).contains("back to work"))
+        .then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn with_no_chats_the_page_says_so_and_a_send_says_why_not() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let (status, _) = h.graph("DELETE", &format!("v1.0/chats/{chat_id}"));
+    assert_eq!(status, 204);
+    wait_for("the app to forget the chat", || {
+        h.chat_ids().is_empty().then_some(())
+    });
+    let b = Browser::start();
+    b.goto(&h.url());
+    let shown = |css: &str| {
+        b.execute(
+            "const e = document.querySelector(arguments[0]);
+             return e && !e.hidden && e.getClientRects().length > 0 ? e.textContent.trim() : null;",
+            vec![json!(css)],
+        )
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while shown("#no-chats").is_null() {
+        assert!(Instant::now() < deadline, "no empty state");
+        std::thread::sleep(POLL);
+    }
+    assert!(shown("#no-chats").as_str().unwrap().contains("No chats"));
+    b.click("#compose [name=content]");
+    b.keys("hello?\u{E007}");
+    let deadline = Instant::now() + PATIENCE;
+    while shown("#send-error").is_null() {
+        assert!(Instant::now() < deadline, "Enter did nothing, silently");
+        std::thread::sleep(POLL);
+    }
+    assert!(shown("#send-error")
+        .as_str()
+        .unwrap()
+        .contains("open a chat"));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_failed_send_shows_with_a_retry_that_clears_it_and_a_failed_mark_read_shows() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let design = h.create_chat("Design");
+    let b = Browser::start();
+    b.open(&h.url());
+    b.until("both chats", |page| chat(page, &design).map(drop));
+    let error = || {
+        b.execute(
+            "const e = document.getElementById('send-error');
+             return e.hidden ? null : { text: e.textContent, role: e.getAttribute('role'),
+               retry: !!e.querySelector('button#retry') };",
+            vec![],
+        )
+    };
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.until("Project open", |page| {
+        (page["loadedChat"] == chat_id.as_str()).then_some(())
+    });
+    // Graph throttles every call: the send fails, and says so.
+    h.sim()
+        .set_faults(graph_sim::Faults {
+            throttle: 1.0,
+            ..graph_sim::Faults::default()
+        })
+        .unwrap();
+    b.compose("please arrive");
+    let deadline = Instant::now() + PATIENCE;
+    let shown = loop {
+        let e = error();
+        if !e.is_null() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the failure is not shown");
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(shown["role"], "alert", "{shown:#}");
+    assert_eq!(shown["retry"], true, "{shown:#}");
+    assert!(
+        shown["text"].as_str().unwrap().contains("Not sent"),
+        "{shown:#}"
+    );
+    // A failed mark-read is shown too.
+    b.click(&format!(r#"[data-chat-id="{design}"]"#));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let e = b.execute(
+            "const e = document.getElementById('read-error'); return e.hidden ? '' : e.textContent;",
+            vec![],
+        );
+        if e.as_str().unwrap_or("").contains("Could not mark") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed mark-read is not shown"
+        );
+        std::thread::sleep(POLL);
+    }
+    assert!(h
+        .sim()
+        .truth(&chat_id)
+        .unwrap()
+        .iter()
+        .all(|m| m["body"]["content"] != "please arrive"));
+    // Graph takes calls again: Retry sends it (to the chat it was written in), once.
+    h.sim().set_faults(graph_sim::Faults::default()).unwrap();
+    b.click("#retry");
+    let sent = wait_for("the retried message in Graph", || {
+        h.sim()
+            .truth(&chat_id)
+            .unwrap()
+            .into_iter()
+            .find(|m| m["body"]["content"] == "please arrive")
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while !error().is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "the failure stays after the send succeeded"
+        );
+        std::thread::sleep(POLL);
+    }
+    let copies = h
+        .sim()
+        .truth(&chat_id)
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"]["content"] == "please arrive")
+        .count();
+    assert_eq!(copies, 1, "{sent:#}");
 }

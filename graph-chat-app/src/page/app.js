@@ -15,7 +15,13 @@ const state = {
   started: null,         // settles once the page has loaded and opened its first chat
   sending: false,        // a message is on its way
   failed: null,          // the send that failed: { chatId, content }, offered for a retry
+  more: false,           // whether the open chat has older messages than the page shows
+  loadingOlder: false,   // an older page is on its way
+  readTimer: null,       // a mark-read about to be sent for the open chat
 };
+
+// Messages per page of a chat's history.
+const PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
 const narrow = () => window.matchMedia("(max-width: 700px)").matches;
@@ -53,8 +59,39 @@ function before(a, b) {
   try { return BigInt(a.id) < BigInt(b.id); } catch (_) { return String(a.id) < String(b.id); }
 }
 
+// A chat's name as Teams gives it: its topic, else the other people's names.
 function chatLabel(chat) {
-  return chat.topic || (chat.chatType === "oneOnOne" ? "Direct chat" : "Group chat");
+  if (chat.topic) return chat.topic;
+  const names = (chat.members || []).map((m) => m.displayName).filter(Boolean);
+  if (names.length) return names.join(", ");
+  return chat.chatType === "oneOnOne" ? "Direct chat" : "Group chat";
+}
+
+// When the chat last saw activity: its newest message (0 without one).
+function activity(chat) {
+  const last = chat.lastMessage;
+  return (last && Date.parse(last.createdDateTime)) || 0;
+}
+
+// A time as the list shows it: the time of day today, else the date.
+function shortTime(iso) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "";
+  const now = new Date();
+  return t.toDateString() === now.toDateString()
+    ? t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : t.toLocaleDateString([], { month: "short", day: "numeric" });
+}
+
+// The person is reading the open chat (the page is in front and shows it).
+function reading(chatId) {
+  return chatId === state.open && document.visibilityState === "visible"
+    && (!narrow() || $("app").dataset.view === "chat");
+}
+
+// The unread count shown: none for the chat being read (the page marks it read).
+function shownUnread(chat) {
+  return reading(chat.id) ? 0 : chat.unreadCount;
 }
 
 function renderChats() {
@@ -63,26 +100,45 @@ function renderChats() {
     ? document.activeElement.dataset.chatId : undefined;
   list.replaceChildren();
   const visible = [...state.chats.values()].filter((c) => !c.hidden);
-  visible.sort((a, b) => chatLabel(a).localeCompare(chatLabel(b)) || a.id.localeCompare(b.id));
+  // Latest activity first, as Teams lists them.
+  visible.sort((a, b) => activity(b) - activity(a)
+    || chatLabel(a).localeCompare(chatLabel(b)) || a.id.localeCompare(b.id));
   for (const chat of visible) {
     const li = document.createElement("li");
     const entry = document.createElement("button");
     entry.type = "button";
     entry.dataset.chatId = chat.id;
-    entry.dataset.unread = String(chat.unreadCount);
+    const unreadCount = shownUnread(chat);
+    entry.dataset.unread = String(unreadCount);
     entry.dataset.hidden = String(Boolean(chat.hidden));
     if (chat.id === state.open) entry.setAttribute("aria-current", "true");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = chatLabel(chat);
+    const time = document.createElement("time");
+    time.className = "time";
+    const last = chat.lastMessage;
+    if (last && last.createdDateTime) {
+      time.dateTime = last.createdDateTime;
+      time.textContent = shortTime(last.createdDateTime);
+    }
+    const preview = document.createElement("span");
+    preview.className = "preview";
+    if (last) {
+      const mine = last.from && state.me && last.from.id === state.me.id;
+      const who = mine ? "You" : ((last.from && last.from.displayName) || "");
+      preview.textContent = who ? `${who}: ${last.text}` : last.text;
+    } else {
+      preview.textContent = "No messages yet";
+    }
     const badge = document.createElement("span");
     badge.className = "badge";
-    badge.textContent = String(chat.unreadCount);
+    badge.textContent = String(unreadCount);
     const unread = document.createElement("span");
     unread.className = "visually-hidden";
-    unread.textContent = chat.unreadCount ? ` unread` : "";
+    unread.textContent = unreadCount ? " unread" : "";
     badge.append(unread);
-    entry.append(name, badge);
+    entry.append(name, time, preview, badge);
     entry.addEventListener("click", () => {
       openChat(chat.id, true).catch((e) => status(`cannot open: ${e.message}`));
     });
@@ -168,22 +224,104 @@ async function openChat(id, byPerson) {
   history.replaceState(null, "", `#${encodeURIComponent(id)}`);
   const chat = state.chats.get(id);
   $("chat-title").textContent = chat ? chatLabel(chat) : "";
-  renderChats();
   if (byPerson) showView("chat");
+  renderChats();
   $("messages").replaceChildren();
   delete $("messages").dataset.loadedChat;
+  $("older").hidden = true;
+  $("history-start").hidden = true;
+  $("read-error").hidden = true;
+  const unreadBefore = chat ? chat.unreadCount : 0;
   // Opening a chat marks it read, through Graph (the app calls markChatReadForUser).
-  fetch(`/api/chats/${encodeURIComponent(id)}/read`, { method: "POST" }).catch(() => {});
-  const { data, last } = await getJson(`/api/chats/${encodeURIComponent(id)}/messages`);
+  markRead(id);
+  const { data, last } = await getJson(`/api/chats/${encodeURIComponent(id)}/history?limit=${PAGE}`);
   if (state.open !== id) return;
-  for (const item of data) upsertMessage(item);
+  for (const item of data.messages) upsertMessage(item);
+  setMore(data.more);
   state.openSnapshot = last;
   for (const { eventId, item } of state.pending) if (eventId > last) upsertMessage(item);
   state.pending = [];
+  placeDivider(unreadBefore);
   scrollToBottom();
   // The open chat's snapshot is on the page (for tests and tools that wait for it).
   $("messages").dataset.loadedChat = id;
   if (byPerson && narrow()) $("content").focus();
+}
+
+// Marks `chatId` read through the app (markChatReadForUser); a failure is shown.
+async function markRead(chatId) {
+  clearTimeout(state.readTimer);
+  state.readTimer = null;
+  let problem = null;
+  try {
+    const response = await fetch(`/api/chats/${encodeURIComponent(chatId)}/read`, { method: "POST" });
+    if (!response.ok) problem = await failure(response);
+  } catch (_) {
+    problem = "the app could not be reached";
+  }
+  if (state.open !== chatId) return;
+  const shown = $("read-error");
+  if (problem) {
+    shown.textContent = `Could not mark this chat read: ${problem}. Others may still see it unread.`;
+    shown.hidden = false;
+  } else {
+    shown.hidden = true;
+  }
+}
+
+// A new message in the chat being read: it is read too (once, shortly, for a burst).
+function readSoon(chatId) {
+  if (state.readTimer) return;
+  state.readTimer = setTimeout(() => markRead(chatId), 300);
+}
+
+function setMore(more) {
+  state.more = Boolean(more);
+  $("older").hidden = !state.more;
+  $("history-start").hidden = state.more || !$("messages").querySelector("[data-message-id]");
+}
+
+// The next older page of the open chat: from the cache, then from Graph past it.
+async function loadOlder() {
+  if (state.loadingOlder || !state.more || !state.open || state.openSnapshot === null) return;
+  const chatId = state.open;
+  const first = $("messages").querySelector("[data-message-id]");
+  const before = first ? `&before=${encodeURIComponent(first.dataset.messageId)}` : "";
+  state.loadingOlder = true;
+  $("older").disabled = true;
+  $("older").textContent = "Loading older messages...";
+  try {
+    const { data } = await getJson(`/api/chats/${encodeURIComponent(chatId)}/history?limit=${PAGE}${before}`);
+    if (state.open !== chatId) return;
+    const scroller = $("scroller");
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    for (const item of data.messages) upsertMessage(item);
+    setMore(data.more);
+    // The messages the person was reading stay where they were.
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  } catch (e) {
+    status(`cannot load older messages: ${e.message}`);
+  } finally {
+    state.loadingOlder = false;
+    $("older").disabled = false;
+    $("older").textContent = "Show older messages";
+  }
+}
+
+// A line before the first of the `unread` newest messages from others: where the person left off.
+function placeDivider(unread) {
+  const old = $("messages").querySelector(".divider");
+  if (old) old.remove();
+  if (!unread) return;
+  const others = [...$("messages").querySelectorAll("[data-message-id]")].filter((li) =>
+    !li.classList.contains("mine") && li.dataset.state !== "deleted");
+  const first = others[Math.max(0, others.length - unread)];
+  if (!first) return;
+  const divider = document.createElement("li");
+  divider.className = "divider";
+  divider.setAttribute("role", "separator");
+  divider.textContent = "New messages";
+  first.before(divider);
 }
 
 function closeChat() {
@@ -226,6 +364,8 @@ function onEvent(event) {
       if (state.open === item.id) closeChat();
     } else {
       state.chats.set(item.id, item);
+      // Counted unread while the person reads it: it is read.
+      if (item.unreadCount > 0 && reading(item.id)) readSoon(item.id);
     }
     renderChats();
   } else if (item.kind === "message" && item.chatId === state.open) {
@@ -332,8 +472,20 @@ function start() {
   compose.querySelector("button[type=submit]").disabled = false;
   $("retry").addEventListener("click", retry);
   $("discard").addEventListener("click", clearSendError);
+  $("older").addEventListener("click", loadOlder);
+  $("scroller").addEventListener("scroll", () => {
+    if ($("scroller").scrollTop < 40) loadOlder();
+  });
+  // Back to the page: the open chat is read again, and its count shown so.
+  document.addEventListener("visibilitychange", () => {
+    if (state.open && reading(state.open) && (state.chats.get(state.open) || {}).unreadCount) {
+      markRead(state.open);
+    }
+    renderChats();
+  });
   $("back").addEventListener("click", () => {
     showView("list");
+    renderChats();
     const entry = document.querySelector(`[data-chat-id="${CSS.escape(state.open || "")}"]`);
     if (entry) entry.focus();
   });

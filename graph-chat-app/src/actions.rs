@@ -1,0 +1,197 @@
+//! What a person does on the page beyond sending and marking read
+//! (`docs/contracts.md#the-chat-app`): a chat's history, a page at a time, from the cache first
+//! and from Graph past what it holds.
+//!
+//! Every call to Graph goes through [`GraphSync::send`], as the send and mark-read handlers'
+//! do, and every failure answers `{"error": ...}` with a plain message; what went wrong inside
+//! is logged, never sent.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use graph_chat_webhook::notifications::model::ChatMessage;
+use graph_chat_webhook::notifications::outbound::{MessagesRequest, OrderBy};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::store::{MessagePage, Origin, StoreError};
+use crate::sync::GraphSync;
+
+/// The most messages one history page holds (and Graph's own most per page, `$top=50`).
+pub(crate) const PAGE_SIZE: usize = 50;
+
+/// Why an action failed, as the page is told.
+#[derive(Debug)]
+pub(crate) struct ActionError {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl ActionError {
+    fn new(status: StatusCode, message: &'static str) -> Self {
+        Self { status, message }
+    }
+
+    /// Graph did not do what was asked: 502, the reason logged.
+    fn graph(message: &'static str, reason: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %reason, "{message}");
+        Self::new(StatusCode::BAD_GATEWAY, message)
+    }
+}
+
+impl From<StoreError> for ActionError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "an action could not use the cache");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the cache is unavailable",
+        )
+    }
+}
+
+impl IntoResponse for ActionError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// `?before=<message id>&limit=<n>`.
+#[derive(Deserialize)]
+pub(crate) struct HistoryQuery {
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+/// One page of Graph's listing: its items and whether another follows.
+#[derive(Deserialize)]
+struct GraphPage<'a> {
+    #[serde(borrow, default)]
+    value: Vec<&'a RawValue>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+/// `GET /api/chats/{chatId}/history[?before=ID][&limit=N]`: the newest `N` messages (default
+/// and most 50), or the `N` before message `ID`, oldest first, as
+/// `{"messages": [...], "more": bool}` with `x-last-event-id` (as the chat's messages). The
+/// newest page comes from the cache alone; for an older page the cache holds too little of,
+/// the rest is read from Graph (`$orderby=createdDateTime desc` with
+/// `$filter=createdDateTime lt ...`), kept, and shown: a person scrolling back is a person's
+/// action, never a timer. `more` is false once Graph has nothing older.
+pub(crate) async fn history(
+    State(sync): State<Arc<GraphSync>>,
+    Path(chat_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ActionError> {
+    let limit = query.limit.unwrap_or(PAGE_SIZE).clamp(1, PAGE_SIZE);
+    let read = {
+        let (chat_id, before) = (chat_id.clone(), query.before.clone());
+        let store = sync.store().clone();
+        move || {
+            let (chat_id, before, store) = (chat_id.clone(), before.clone(), store.clone());
+            async move {
+                store
+                    .call(move |store| store.message_page(&chat_id, before.as_deref(), limit))
+                    .await
+            }
+        }
+    };
+    let Some(mut page) = read().await? else {
+        return Err(ActionError::new(StatusCode::NOT_FOUND, "no such chat"));
+    };
+    // The newest page comes from the cache alone: opening a chat reads nothing from Graph.
+    // Past the cache's oldest, Graph may hold more: the person can ask (the page offers it).
+    let mut more = page.older || page.count > 0;
+    if !page.older && query.before.is_some() {
+        // The cache holds nothing older: Graph may.
+        let from = match (&page.oldest, &query.before) {
+            (Some(oldest), _) => oldest.created_date_time.clone(),
+            (None, Some(before)) => {
+                let (chat, id) = (chat_id.clone(), before.clone());
+                let item = sync
+                    .store()
+                    .call(move |store| store.message(&chat, &id))
+                    .await?;
+                match item {
+                    Some(item) => item.created_date_time,
+                    None => return Err(ActionError::new(StatusCode::NOT_FOUND, "no such message")),
+                }
+            }
+            (None, None) => None,
+        };
+        // Only what the page lacks.
+        let missing = limit.saturating_sub(page.count).max(1);
+        more = older_from_graph(&sync, &chat_id, from.as_deref(), missing).await?;
+        if let Some(again) = read().await? {
+            more |= again.older;
+            page = again;
+        }
+    }
+    Ok(history_answer(page, more))
+}
+
+/// Reads the `limit` messages created before `before` (or the newest) from Graph into the
+/// cache; whether Graph holds more past them.
+async fn older_from_graph(
+    sync: &GraphSync,
+    chat_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<bool, ActionError> {
+    let top = u32::try_from(limit).unwrap_or(50);
+    let mut request = MessagesRequest::user_chat(sync.user_id().to_owned(), chat_id.to_owned())
+        .top(top)
+        .order_by(OrderBy::CreatedDesc)
+        .build()
+        .map_err(|_| ActionError::new(StatusCode::BAD_REQUEST, "not a chat id"))?;
+    if let Some(time) = before {
+        // Graph applies a createdDateTime filter when the order is on the same property.
+        let filter = format!("createdDateTime lt {time}");
+        let filter =
+            percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC);
+        request.url.push_str(&format!("&$filter={filter}"));
+    }
+    let answer = sync
+        .send(request)
+        .await
+        .map_err(|e| ActionError::graph("Graph could not be reached", &e))?;
+    if !answer.is_success() {
+        tracing::warn!(status = answer.status, "Graph did not list older messages");
+        return Err(ActionError::new(
+            StatusCode::BAD_GATEWAY,
+            "Graph did not list the older messages",
+        ));
+    }
+    let chat = chat_id.to_owned();
+    sync.store()
+        .call(move |store| {
+            let page: GraphPage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
+                ActionError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a page")
+            })?;
+            for item in &page.value {
+                match serde_json::from_str::<ChatMessage<'_>>(item.get()) {
+                    Ok(message) => {
+                        store.apply(&chat, &message, Origin::Read)?;
+                    }
+                    Err(_) => {
+                        tracing::warn!(chat = %chat, "a message Graph listed is not a chatMessage")
+                    }
+                }
+            }
+            Ok(page.next_link.is_some())
+        })
+        .await
+}
+
+fn history_answer(page: MessagePage, more: bool) -> Response {
+    let body = format!("{{\"messages\":{},\"more\":{more}}}", page.json);
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&page.last_event.to_string()) {
+        response.headers_mut().insert("x-last-event-id", v);
+    }
+    response
+}
