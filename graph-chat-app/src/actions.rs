@@ -1,6 +1,7 @@
 //! What a person does on the page beyond sending and marking read
 //! (`docs/contracts.md#the-chat-app`): a chat's history, a page at a time, from the cache first
-//! and from Graph past what it holds.
+//! and from Graph past what it holds; editing, deleting and restoring their own messages;
+//! reacting; marking a chat unread, hiding and unhiding it.
 //!
 //! Every call to Graph goes through [`GraphSync::send`], as the send and mark-read handlers'
 //! do, and every failure answers `{"error": ...}` with a plain message; what went wrong inside
@@ -13,7 +14,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use graph_chat_webhook::notifications::model::ChatMessage;
-use graph_chat_webhook::notifications::outbound::{MessagesRequest, OrderBy};
+use graph_chat_webhook::notifications::outbound::{self, MessageRequest, MessagesRequest, OrderBy};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -194,4 +195,170 @@ fn history_answer(page: MessagePage, more: bool) -> Response {
         response.headers_mut().insert("x-last-event-id", v);
     }
     response
+}
+
+/// Sends a request a person asked for through Graph (as [`GraphSync::send`] does for the send
+/// and mark-read handlers): Graph's answer when it took it, else a 502 naming `what`.
+async fn ask(
+    sync: &GraphSync,
+    request: graph_chat_webhook::notifications::outbound::HttpRequest,
+    what: &'static str,
+) -> Result<(), ActionError> {
+    let answer = sync
+        .send(request)
+        .await
+        .map_err(|e| ActionError::graph("Graph could not be reached", &e))?;
+    if answer.status == 404 {
+        return Err(ActionError::new(
+            StatusCode::NOT_FOUND,
+            "no such message or chat",
+        ));
+    }
+    if !answer.is_success() {
+        tracing::warn!(status = answer.status, "Graph refused {what}");
+        return Err(ActionError::new(StatusCode::BAD_GATEWAY, what));
+    }
+    Ok(())
+}
+
+/// A message read back from Graph after a change, kept under the version rules, and its item.
+async fn read_back(
+    sync: &GraphSync,
+    chat_id: &str,
+    message_id: &str,
+) -> Result<Response, ActionError> {
+    let request = outbound::get_message(chat_id, message_id)
+        .map_err(|_| ActionError::new(StatusCode::BAD_REQUEST, "not a message id"))?;
+    let answer = sync
+        .send(request)
+        .await
+        .map_err(|e| ActionError::graph("Graph could not be reached", &e))?;
+    if !answer.is_success() {
+        tracing::warn!(
+            status = answer.status,
+            "Graph did not return the changed message"
+        );
+        return Err(ActionError::new(
+            StatusCode::BAD_GATEWAY,
+            "Graph did not return the changed message",
+        ));
+    }
+    let (chat, id) = (chat_id.to_owned(), message_id.to_owned());
+    let item = sync
+        .store()
+        .call(move |store| {
+            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
+                ActionError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
+            })?;
+            store.apply(&chat, &message, Origin::Read)?;
+            Ok::<_, ActionError>(store.message(&chat, &id)?)
+        })
+        .await?;
+    match item {
+        Some(item) => Ok(Json(item).into_response()),
+        None => Err(ActionError::new(StatusCode::NOT_FOUND, "no such message")),
+    }
+}
+
+/// `{"content"}`: an edit's new text.
+#[derive(Deserialize)]
+pub(crate) struct Edit {
+    content: String,
+}
+
+/// `PATCH /api/chats/{chatId}/messages/{messageId}` `{"content"}`: edits the user's own message
+/// through Graph (as text); 200 with its item, read back.
+pub(crate) async fn edit(
+    State(sync): State<Arc<GraphSync>>,
+    Path((chat_id, message_id)): Path<(String, String)>,
+    Json(edit): Json<Edit>,
+) -> Result<Response, ActionError> {
+    let request = MessageRequest::edit(chat_id.clone(), message_id.clone(), edit.content)
+        .text()
+        .build()
+        .map_err(|_| ActionError::new(StatusCode::BAD_REQUEST, "Graph would refuse this edit"))?;
+    ask(&sync, request, "Graph did not take the edit").await?;
+    read_back(&sync, &chat_id, &message_id).await
+}
+
+/// `{"reactionType"}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct React {
+    reaction_type: Option<String>,
+}
+
+/// `POST /api/chats/{chatId}/messages/{messageId}/{action}`, one of `softDelete`,
+/// `undoSoftDelete`, `setReaction` and `unsetReaction` (`{"reactionType"}`): done through Graph
+/// as the user; 200 with the message's item, read back.
+pub(crate) async fn message_action(
+    State(sync): State<Arc<GraphSync>>,
+    Path((chat_id, message_id, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ActionError> {
+    let bad = |_| ActionError::new(StatusCode::BAD_REQUEST, "Graph would refuse this request");
+    let reaction = || -> Result<String, ActionError> {
+        serde_json::from_slice::<React>(&body)
+            .ok()
+            .and_then(|r| r.reaction_type)
+            .ok_or(ActionError::new(
+                StatusCode::BAD_REQUEST,
+                "reactionType is required",
+            ))
+    };
+    let user = sync.user_id().to_owned();
+    let (request, what) = match action.as_str() {
+        "softDelete" => (
+            outbound::soft_delete(&user, &chat_id, &message_id).map_err(bad)?,
+            "Graph did not delete the message",
+        ),
+        "undoSoftDelete" => (
+            outbound::undo_soft_delete(&user, &chat_id, &message_id).map_err(bad)?,
+            "Graph did not restore the message",
+        ),
+        "setReaction" => (
+            outbound::set_reaction(&chat_id, &message_id, &reaction()?).map_err(bad)?,
+            "Graph did not take the reaction",
+        ),
+        "unsetReaction" => (
+            outbound::unset_reaction(&chat_id, &message_id, &reaction()?).map_err(bad)?,
+            "Graph did not remove the reaction",
+        ),
+        _ => return Err(ActionError::new(StatusCode::NOT_FOUND, "no such action")),
+    };
+    ask(&sync, request, what).await?;
+    read_back(&sync, &chat_id, &message_id).await
+}
+
+/// `POST /api/chats/{chatId}/{action}`, one of `unread` (`markChatUnreadForUser`), `hide`
+/// (`hideForUser`) and `unhide` (`unhideForUser`), through Graph as the user; the chat is read
+/// back for its new viewpoint; 204.
+pub(crate) async fn chat_action(
+    State(sync): State<Arc<GraphSync>>,
+    Path((chat_id, action)): Path<(String, String)>,
+) -> Result<StatusCode, ActionError> {
+    let bad = |_| ActionError::new(StatusCode::BAD_REQUEST, "not a chat id");
+    let (user, tenant) = (sync.user_id().to_owned(), sync.tenant_id().to_owned());
+    let (request, what) = match action.as_str() {
+        "unread" => (
+            outbound::MarkChatUnread::new(chat_id.clone(), user, tenant)
+                .build()
+                .map_err(bad)?,
+            "Graph did not mark the chat unread",
+        ),
+        "hide" => (
+            outbound::hide_for_user(&chat_id, &user, &tenant).map_err(bad)?,
+            "Graph did not hide the chat",
+        ),
+        "unhide" => (
+            outbound::unhide_for_user(&chat_id, &user, &tenant).map_err(bad)?,
+            "Graph did not unhide the chat",
+        ),
+        _ => return Err(ActionError::new(StatusCode::NOT_FOUND, "no such action")),
+    };
+    ask(&sync, request, what).await?;
+    sync.read_chat(&chat_id)
+        .await
+        .map_err(|e| ActionError::graph("Graph did not return the chat", &e))?;
+    Ok(StatusCode::NO_CONTENT)
 }

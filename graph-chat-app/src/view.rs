@@ -76,6 +76,33 @@ pub struct MessageItem {
     /// What a policy did to the viewer's own message (Teams shows the same notice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// The reactions, one entry per reaction type, in the order Graph first lists them; left
+    /// out when there are none (and for a deleted or blocked message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionItem>,
+}
+
+/// One reaction type on a message, as the page shows it: `{"reactionType", "count", "users",
+/// "mine"}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionItem {
+    /// `reactionType`: an emoji, or a legacy name (`like`, `heart`...).
+    pub reaction_type: String,
+    /// How many reacted so.
+    pub count: u64,
+    /// Who reacted so (their ids; names when Graph gave them).
+    pub users: Vec<Sender>,
+    /// Whether the signed-in user is one of them.
+    pub mine: bool,
+}
+
+impl fmt::Debug for ReactionItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReactionItem")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for MessageItem {
@@ -95,6 +122,7 @@ impl MessageItem {
             content: None,
             state: MessageState::Deleted,
             notice: None,
+            reactions: Vec::new(),
             ..self
         }
     }
@@ -271,6 +299,35 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
         _ => None,
     };
     let time = |t: &Prop<DateTime<'_>>| t.get().map(|t| t.as_str().to_owned());
+    let mut reactions: Vec<ReactionItem> = Vec::new();
+    if matches!(state, MessageState::Visible | MessageState::Edited) {
+        for reaction in message.reactions.get().into_iter().flatten() {
+            let Some(kind) = reaction.reaction_type.as_deref() else {
+                continue;
+            };
+            let who = reaction.user.get().and_then(|u| u.user.get());
+            let user = Sender {
+                id: who.and_then(|w| w.id.as_deref()).map(str::to_owned),
+                display_name: who
+                    .and_then(|w| w.display_name.as_deref())
+                    .map(str::to_owned),
+            };
+            let mine = user.id.as_deref() == Some(viewer.user_id.as_str());
+            match reactions.iter_mut().find(|r| r.reaction_type == kind) {
+                Some(entry) => {
+                    entry.count += 1;
+                    entry.mine |= mine;
+                    entry.users.push(user);
+                }
+                None => reactions.push(ReactionItem {
+                    reaction_type: kind.to_owned(),
+                    count: 1,
+                    users: vec![user],
+                    mine,
+                }),
+            }
+        }
+    }
     MessageItem {
         id: message.id.as_deref().unwrap_or("").to_owned(),
         created_date_time: time(&message.created_date_time),
@@ -283,6 +340,7 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
         content,
         state,
         notice: notice.map(str::to_owned),
+        reactions,
     }
 }
 

@@ -173,6 +173,18 @@ pub(crate) fn router(sync: Arc<GraphSync>, stopped: watch::Receiver<bool>, hosts
         )
         .route("/api/events", get(events))
         .route("/api/chats/{chat_id}/history", get(crate::actions::history))
+        .route(
+            "/api/chats/{chat_id}/messages/{message_id}",
+            axum::routing::patch(crate::actions::edit),
+        )
+        .route(
+            "/api/chats/{chat_id}/messages/{message_id}/{action}",
+            post(crate::actions::message_action),
+        )
+        .route(
+            "/api/chats/{chat_id}/{action}",
+            post(crate::actions::chat_action),
+        )
         .with_state(AppState { sync, stopped })
         .layer(axum::middleware::from_fn(bounded_body))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))

@@ -1420,3 +1420,177 @@ fn a_failed_send_shows_with_a_retry_that_clears_it_and_a_failed_mark_read_shows(
         .count();
     assert_eq!(copies, 1, "{sent:#}");
 }
+
+/// The first message of the page whose text contains `content`.
+fn find_text(page: &Value, content: &str) -> Option<Value> {
+    messages(page)
+        .iter()
+        .find(|m| text(m).contains(content))
+        .cloned()
+}
+
+/// Graph's copy of message `id`.
+fn truth_of(h: &Harness, chat_id: &str, id: &str) -> Value {
+    h.sim()
+        .truth(chat_id)
+        .unwrap()
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn own_messages_are_edited_in_place_and_deleted_with_an_undo() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    let theirs = shown(&h, &b, &chat_id, "not mine to change");
+    b.compose("first draft");
+    let mine = b.until("my message", |page| {
+        find_text(page, "first draft").map(|m| id_of(&m))
+    });
+    let buttons = |id: &str| {
+        b.execute(
+            "return [...document.querySelectorAll(`[data-message-id=\"${arguments[0]}\"] button[data-action]`)]
+               .map((e) => e.dataset.action);",
+            vec![json!(id)],
+        )
+    };
+    assert_eq!(
+        buttons(&theirs),
+        json!(["react"]),
+        "only my own messages can be changed"
+    );
+    assert_eq!(buttons(&mine), json!(["react", "edit", "delete"]));
+    // Edit in place.
+    b.click(&format!(
+        r#"[data-message-id="{mine}"] button[data-action=edit]"#
+    ));
+    b.keys("\u{E009}a\u{E000}\u{E017}final wording\u{E007}");
+    b.until("the edit shown", |page| {
+        let m = message(page, &mine)?;
+        (m["state"] == "edited"
+            && text(m).contains("final wording")
+            && !text(m).contains("first draft"))
+        .then_some(())
+    });
+    let graph = truth_of(&h, &chat_id, &mine);
+    assert_eq!(graph["body"]["content"], "final wording");
+    assert!(!graph["lastEditedDateTime"].is_null(), "{graph:#}");
+    // Delete, then undo.
+    b.click(&format!(
+        r#"[data-message-id="{mine}"] button[data-action=delete]"#
+    ));
+    b.until("the delete shown", |page| {
+        (message(page, &mine)?["state"] == "deleted").then_some(())
+    });
+    assert!(!truth_of(&h, &chat_id, &mine)["deletedDateTime"].is_null());
+    assert_eq!(buttons(&mine), json!(["undo-delete"]));
+    b.click(&format!(
+        r#"[data-message-id="{mine}"] button[data-action=undo-delete]"#
+    ));
+    b.until("the message back", |page| {
+        let m = message(page, &mine)?;
+        (m["state"] != "deleted" && text(m).contains("final wording")).then_some(())
+    });
+    assert!(truth_of(&h, &chat_id, &mine)["deletedDateTime"].is_null());
+    h.converged(&chat_id);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn reactions_show_with_counts_and_are_set_and_unset_by_click() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let me = h.sim().identity().user_id;
+    let b = Browser::start();
+    b.open(&h.url());
+    let id = shown(&h, &b, &chat_id, "react to this");
+    let reaction = |page_id: &str| {
+        b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"] [data-reaction]`);
+             return e ? { type: e.dataset.reaction, count: e.dataset.count,
+                          pressed: e.getAttribute('aria-pressed'), label: e.getAttribute('aria-label') } : null;",
+            vec![json!(page_id)],
+        )
+    };
+    assert!(reaction(&id).is_null());
+    b.click(&format!(
+        r#"[data-message-id="{id}"] button[data-action=react]"#
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    let set = loop {
+        let r = reaction(&id);
+        if !r.is_null() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the reaction does not show");
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(set["count"], "1", "{set:#}");
+    assert_eq!(set["pressed"], "true", "{set:#}");
+    assert!(set["label"].as_str().unwrap().contains("You"), "{set:#}");
+    let graph = truth_of(&h, &chat_id, &id);
+    let reactions = graph["reactions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(reactions.len(), 1, "{graph:#}");
+    assert_eq!(reactions[0]["reactionType"], set["type"]);
+    assert_eq!(reactions[0]["user"]["user"]["id"], me.as_str());
+    // A click on it takes it back.
+    b.click(&format!(r#"[data-message-id="{id}"] [data-reaction]"#));
+    let deadline = Instant::now() + PATIENCE;
+    while !reaction(&id).is_null() {
+        assert!(Instant::now() < deadline, "the reaction stays");
+        std::thread::sleep(POLL);
+    }
+    let graph = truth_of(&h, &chat_id, &id);
+    assert!(
+        graph["reactions"].as_array().is_none_or(Vec::is_empty),
+        "{graph:#}"
+    );
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_chat_is_marked_unread_hidden_and_unhidden_from_the_page() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    shown(&h, &b, &chat_id, "one");
+    shown(&h, &b, &chat_id, "two");
+    wait_for("read", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    b.click("button[data-action=mark-unread]");
+    b.until("the chat unread", |page| {
+        (chat(page, &chat_id)?["unread"] != "0").then_some(())
+    });
+    let (_, graph) = h.graph("GET", &format!("v1.0/me/chats/{chat_id}"));
+    assert!(!graph["viewpoint"].is_null(), "{graph:#}");
+    assert!(h.chat(&chat_id)["unreadCount"].as_u64() > Some(0));
+    // Open again (read), then hide it.
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.until("read again", |page| {
+        (chat(page, &chat_id)?["unread"] == "0").then_some(())
+    });
+    wait_for("read in Graph", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    b.click("button[data-action=hide]");
+    wait_for("hidden in Graph", || {
+        (h.chat(&chat_id)["hidden"] == true).then_some(())
+    });
+    let (_, graph) = h.graph("GET", &format!("v1.0/me/chats/{chat_id}"));
+    assert_eq!(graph["viewpoint"]["isHidden"], true, "{graph:#}");
+    b.click("button[data-action=unhide]");
+    wait_for("unhidden in Graph", || {
+        (h.chat(&chat_id)["hidden"] == false).then_some(())
+    });
+    let (_, graph) = h.graph("GET", &format!("v1.0/me/chats/{chat_id}"));
+    assert_eq!(graph["viewpoint"]["isHidden"], false, "{graph:#}");
+    b.until("the chat listed", |page| {
+        (chat(page, &chat_id)?["unread"] == "0").then_some(())
+    });
+}

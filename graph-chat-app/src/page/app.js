@@ -18,6 +18,7 @@ const state = {
   more: false,           // whether the open chat has older messages than the page shows
   loadingOlder: false,   // an older page is on its way
   readTimer: null,       // a mark-read about to be sent for the open chat
+  showHidden: false,     // the list shows hidden chats too
 };
 
 // Messages per page of a chat's history.
@@ -98,20 +99,32 @@ function renderChats() {
   const list = $("chats");
   const focused = document.activeElement && document.activeElement.dataset
     ? document.activeElement.dataset.chatId : undefined;
-  list.replaceChildren();
-  const visible = [...state.chats.values()].filter((c) => !c.hidden);
+  // Entries are kept and updated in place (a person tabbing through them keeps their place).
+  const kept = new Map([...list.children].map((li) => [li.firstChild.dataset.chatId, li]));
+  const visible = [...state.chats.values()].filter((c) => state.showHidden || !c.hidden || c.id === state.open);
   // Latest activity first, as Teams lists them.
   visible.sort((a, b) => activity(b) - activity(a)
     || chatLabel(a).localeCompare(chatLabel(b)) || a.id.localeCompare(b.id));
+  let index = 0;
   for (const chat of visible) {
-    const li = document.createElement("li");
-    const entry = document.createElement("button");
-    entry.type = "button";
-    entry.dataset.chatId = chat.id;
+    let li = kept.get(chat.id);
+    kept.delete(chat.id);
+    if (!li) {
+      li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.chatId = chat.id;
+      button.addEventListener("click", () => {
+        openChat(chat.id, true).catch((e) => status(`cannot open: ${e.message}`));
+      });
+      li.append(button);
+    }
+    const entry = li.firstChild;
     const unreadCount = shownUnread(chat);
     entry.dataset.unread = String(unreadCount);
     entry.dataset.hidden = String(Boolean(chat.hidden));
     if (chat.id === state.open) entry.setAttribute("aria-current", "true");
+    else entry.removeAttribute("aria-current");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = chatLabel(chat);
@@ -138,13 +151,13 @@ function renderChats() {
     unread.className = "visually-hidden";
     unread.textContent = unreadCount ? " unread" : "";
     badge.append(unread);
-    entry.append(name, time, preview, badge);
-    entry.addEventListener("click", () => {
-      openChat(chat.id, true).catch((e) => status(`cannot open: ${e.message}`));
-    });
-    li.append(entry);
-    list.append(li);
+    entry.replaceChildren(name, time, preview, badge);
+    // In order; an entry already in its place is not moved (moving one takes its focus).
+    const at = list.children[index];
+    if (at !== li) list.insertBefore(li, at || null);
+    index += 1;
   }
+  for (const gone of kept.values()) gone.remove();
   $("no-chats").hidden = visible.length > 0;
   if (focused) {
     const again = list.querySelector(`[data-chat-id="${CSS.escape(focused)}"]`);
@@ -187,8 +200,150 @@ function messageElement(item) {
     notice.textContent = item.notice;
     li.append(notice);
   }
+  const reactions = document.createElement("div");
+  reactions.className = "reactions";
+  for (const r of item.reactions || []) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "reaction";
+    chip.dataset.reaction = r.reactionType;
+    chip.dataset.count = String(r.count);
+    chip.setAttribute("aria-pressed", String(Boolean(r.mine)));
+    const names = (r.users || []).map((u) => personName(u)).join(", ");
+    chip.title = names;
+    chip.setAttribute("aria-label", `${r.reactionType} ${r.count}: ${names}`);
+    chip.textContent = `${r.reactionType} ${r.count}`;
+    chip.addEventListener("click", () => react(item, r.reactionType, !r.mine));
+    reactions.append(chip);
+  }
+  if (reactions.childElementCount) li.append(reactions);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const author = item.from && item.from.displayName ? item.from.displayName : "this person";
+  const button = (action, label, name, run) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.action = action;
+    b.textContent = label;
+    b.setAttribute("aria-label", name);
+    b.addEventListener("click", run);
+    actions.append(b);
+  };
+  if (item.state === "deleted") {
+    if (mine) button("undo-delete", "Undo", "Undo the delete", () => messageAction(item, "undoSoftDelete"));
+  } else if (item.state !== "blocked") {
+    const liked = (item.reactions || []).some((r) => r.reactionType === LIKE && r.mine);
+    button("react", LIKE, liked ? `Remove your ${LIKE} from ${author}'s message` : `React ${LIKE} to ${author}'s message`,
+      () => react(item, LIKE, !liked));
+    if (mine) {
+      button("edit", "Edit", "Edit your message", () => startEdit(li, item));
+      button("delete", "Delete", "Delete your message", () => messageAction(item, "softDelete"));
+    }
+  }
+  if (actions.childElementCount) li.append(actions);
   li._item = item;
   return li;
+}
+
+// The reaction the react button gives (Teams' first).
+const LIKE = "👍";
+
+// A person's name: theirs, "You", or the name the chat's members give them.
+function personName(user) {
+  if (state.me && user.id === state.me.id) return "You";
+  if (user.displayName) return user.displayName;
+  const chat = state.chats.get(state.open);
+  const member = chat && (chat.members || []).find((m) => m.id === user.id);
+  return (member && member.displayName) || "Someone";
+}
+
+// Something a person did that did not work: said on the page, and to screen readers.
+function problem(text) {
+  const shown = $("read-error");
+  shown.textContent = text;
+  shown.hidden = false;
+}
+
+// A POST or PATCH of the app's API; the message's new item on success.
+async function change(url, method, body) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method,
+      headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (_) {
+    return { error: "the app could not be reached" };
+  }
+  if (!response.ok) return { error: await failure(response) };
+  if (response.status === 204) return {};
+  return { item: await response.json() };
+}
+
+function messageUrl(item, tail) {
+  const chat = encodeURIComponent(state.open);
+  return `/api/chats/${chat}/messages/${encodeURIComponent(item.id)}${tail}`;
+}
+
+async function messageAction(item, action, body) {
+  const chatId = state.open;
+  const { item: changed, error } = await change(messageUrl(item, `/${action}`), "POST", body);
+  if (error) { problem(`That did not work: ${error}.`); return; }
+  $("read-error").hidden = true;
+  if (changed && state.open === chatId) upsertMessage(changed);
+}
+
+function react(item, reactionType, on) {
+  return messageAction(item, on ? "setReaction" : "unsetReaction", { reactionType });
+}
+
+// Edit in place: the text in a box under the message; Enter (or Save) saves, Escape cancels.
+function startEdit(li, item) {
+  if (li.querySelector("form.edit")) return;
+  const form = document.createElement("form");
+  form.className = "edit";
+  const field = document.createElement("textarea");
+  field.name = "content";
+  field.setAttribute("aria-label", "Edit your message");
+  field.value = item.contentType === "html" ? textOf(item.content) : (item.content || "");
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.textContent = "Save";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  form.append(field, save, cancel);
+  const done = () => { form.remove(); li.querySelector(".body").hidden = false; };
+  cancel.addEventListener("click", done);
+  field.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") done();
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const content = field.value;
+    if (!content.trim()) return;
+    const chatId = state.open;
+    const { item: changed, error } = await change(messageUrl(item, ""), "PATCH", { content });
+    if (error) { problem(`Not edited: ${error}.`); return; }
+    $("read-error").hidden = true;
+    if (changed && state.open === chatId) upsertMessage(changed);
+  });
+  li.querySelector(".body").hidden = true;
+  li.querySelector(".body").after(form);
+  field.focus();
+}
+
+// A chat action through Graph (unread, hide, unhide).
+async function chatAction(action) {
+  const chatId = state.open;
+  if (!chatId) return;
+  // Left unread: the person stops reading it first (or the page would mark it read again).
+  if (action === "unread") closeChat();
+  const { error } = await change(`/api/chats/${encodeURIComponent(chatId)}/${action}`, "POST");
+  if (error) { problem(`That did not work: ${error}.`); return; }
+  if (action === "unread") status("Marked unread");
 }
 
 // Whether the person is looking at the newest messages (so new ones scroll into view).
@@ -224,6 +379,7 @@ async function openChat(id, byPerson) {
   history.replaceState(null, "", `#${encodeURIComponent(id)}`);
   const chat = state.chats.get(id);
   $("chat-title").textContent = chat ? chatLabel(chat) : "";
+  renderChatActions();
   if (byPerson) showView("chat");
   renderChats();
   $("messages").replaceChildren();
@@ -324,11 +480,20 @@ function placeDivider(unread) {
   first.before(divider);
 }
 
+// The open chat's own buttons: mark unread, hide or unhide.
+function renderChatActions() {
+  const chat = state.chats.get(state.open);
+  $("chat-actions").hidden = !chat;
+  $("hide").hidden = !chat || chat.hidden;
+  $("unhide").hidden = !chat || !chat.hidden;
+}
+
 function closeChat() {
   state.open = null;
   $("messages").replaceChildren();
   delete $("messages").dataset.loadedChat;
   $("chat-title").textContent = "Select a chat";
+  renderChatActions();
   history.replaceState(null, "", location.pathname);
   showView("list");
 }
@@ -368,6 +533,7 @@ function onEvent(event) {
       if (item.unreadCount > 0 && reading(item.id)) readSoon(item.id);
     }
     renderChats();
+    if (item.id === state.open) renderChatActions();
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
     else if (eventId > state.openSnapshot) showLive(item);
@@ -473,6 +639,14 @@ function start() {
   $("retry").addEventListener("click", retry);
   $("discard").addEventListener("click", clearSendError);
   $("older").addEventListener("click", loadOlder);
+  $("mark-unread").addEventListener("click", () => chatAction("unread"));
+  $("hide").addEventListener("click", () => chatAction("hide"));
+  $("unhide").addEventListener("click", () => chatAction("unhide"));
+  $("show-hidden").addEventListener("click", () => {
+    state.showHidden = !state.showHidden;
+    $("show-hidden").setAttribute("aria-pressed", String(state.showHidden));
+    renderChats();
+  });
   $("scroller").addEventListener("scroll", () => {
     if ($("scroller").scrollTop < 40) loadOlder();
   });
