@@ -290,7 +290,7 @@ pub(crate) struct React {
 
 /// `POST /api/chats/{chatId}/messages/{messageId}/{action}`, one of `softDelete`,
 /// `undoSoftDelete`, `setReaction` and `unsetReaction` (`{"reactionType"}`): done through Graph
-/// as the user; 200 with the message's item, read back.
+/// as the user; 200 with the message's item, read back. `reply` (`{"content"}`) is [`reply`].
 pub(crate) async fn message_action(
     State(sync): State<Arc<GraphSync>>,
     Path((chat_id, message_id, action)): Path<(String, String, String)>,
@@ -306,6 +306,9 @@ pub(crate) async fn message_action(
                 "reactionType is required",
             ))
     };
+    if action == "reply" {
+        return reply(&sync, &chat_id, &message_id, &body).await;
+    }
     let user = sync.user_id().to_owned();
     let (request, what) = match action.as_str() {
         "softDelete" => (
@@ -328,6 +331,120 @@ pub(crate) async fn message_action(
     };
     ask(&sync, request, what).await?;
     read_back(&sync, &chat_id, &message_id).await
+}
+
+/// `{"content"}`: a reply's text.
+#[derive(Deserialize)]
+struct Reply {
+    content: String,
+}
+
+/// A reply to message `quoted` of `chat_id`, as Teams sends one in a chat: the text as HTML
+/// after an `<attachment id>` naming the quoted message, with its `messageReference`
+/// attachment (the quoted message's preview and sender).
+fn reply_request(
+    chat_id: &str,
+    quoted: &crate::view::MessageItem,
+    text: &str,
+) -> Result<graph_chat_webhook::notifications::outbound::HttpRequest, ActionError> {
+    let bad = |_| ActionError::new(StatusCode::BAD_REQUEST, "Graph would refuse this reply");
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let paragraphs: String = text
+        .split('\n')
+        .map(&escape)
+        .collect::<Vec<_>>()
+        .join("<br>");
+    let html = format!(
+        "<attachment id=\"{}\"></attachment><p>{paragraphs}</p>",
+        escape(&quoted.id)
+    );
+    let mut request = MessageRequest::send(chat_id.to_owned(), html)
+        .html()
+        .build()
+        .map_err(bad)?;
+    let preview = crate::view::preview(quoted);
+    let sender = quoted.from.as_ref().map(|f| {
+        json!({"user": {"id": f.id, "displayName": f.display_name, "userIdentityType": "aadUser"}})
+    });
+    let reference = json!({
+        "messageId": quoted.id,
+        "messagePreview": preview.text,
+        "messageSender": sender,
+    });
+    let mut body: serde_json::Value = request
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .ok_or(ActionError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the reply could not be written",
+        ))?;
+    body["attachments"] = json!([{
+        "id": quoted.id,
+        "contentType": "messageReference",
+        "content": reference.to_string(),
+    }]);
+    request.body = Some(body.to_string().into_bytes());
+    Ok(request)
+}
+
+/// `POST /api/chats/{chatId}/messages/{messageId}/reply` `{"content"}`: sends the text through
+/// Graph as a reply quoting that message; 201 with the new message's item (kept under the same
+/// rules as its notification, so the two are one message on the page).
+async fn reply(
+    sync: &GraphSync,
+    chat_id: &str,
+    message_id: &str,
+    body: &[u8],
+) -> Result<Response, ActionError> {
+    let Ok(Reply { content }) = serde_json::from_slice::<Reply>(body) else {
+        return Err(ActionError::new(
+            StatusCode::BAD_REQUEST,
+            "a reply is {\"content\"}",
+        ));
+    };
+    let (chat, id) = (chat_id.to_owned(), message_id.to_owned());
+    let quoted = sync
+        .store()
+        .call(move |store| store.message(&chat, &id))
+        .await?
+        .ok_or(ActionError::new(StatusCode::NOT_FOUND, "no such message"))?;
+    let request = reply_request(chat_id, &quoted, &content)?;
+    let answer = sync
+        .send(request)
+        .await
+        .map_err(|e| ActionError::graph("Graph could not be reached", &e))?;
+    if !answer.is_success() {
+        tracing::warn!(status = answer.status, "Graph refused a reply");
+        return Err(ActionError::new(
+            StatusCode::BAD_GATEWAY,
+            "Graph did not take the reply",
+        ));
+    }
+    let chat = chat_id.to_owned();
+    let item = sync
+        .store()
+        .call(move |store| {
+            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
+                ActionError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
+            })?;
+            let id = message.id.as_deref().unwrap_or("").to_owned();
+            store.apply(&chat, &message, Origin::Read)?;
+            Ok::<_, ActionError>(store.message(&chat, &id)?)
+        })
+        .await?;
+    match item {
+        Some(item) => Ok((StatusCode::CREATED, Json(item)).into_response()),
+        None => Err(ActionError::new(
+            StatusCode::BAD_GATEWAY,
+            "the reply was not kept",
+        )),
+    }
 }
 
 /// `POST /api/chats/{chatId}/{action}`, one of `unread` (`markChatUnreadForUser`), `hide`

@@ -80,6 +80,56 @@ pub struct MessageItem {
     /// out when there are none (and for a deleted or blocked message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionItem>,
+    /// The message this one replies to (a `messageReference` attachment), as Teams quotes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+}
+
+/// A quoted message: `{"id", "preview", "from"}`, from the reply's `messageReference`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quote {
+    /// The quoted message's id.
+    pub id: String,
+    /// Its text as the reply quotes it (`messagePreview`), markup removed.
+    pub preview: Option<String>,
+    /// Its sender's name (`messageSender`), when given.
+    pub from: Option<String>,
+}
+
+impl fmt::Debug for Quote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quote")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message a reply quotes: its first `messageReference` attachment.
+fn quote(message: &ChatMessage<'_>) -> Option<Quote> {
+    let reference = message.attachments.get()?.iter().find(|a| {
+        a.content_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("messageReference"))
+    })?;
+    let id = reference.id.as_deref()?.to_owned();
+    let content: serde_json::Value = reference
+        .content
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    let preview = content["messagePreview"].as_str().map(|p| {
+        html_text(p)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let sender = &content["messageSender"];
+    let from = ["user", "application"]
+        .iter()
+        .find_map(|k| sender[k]["displayName"].as_str())
+        .map(str::to_owned);
+    Some(Quote { id, preview, from })
 }
 
 /// One reaction type on a message, as the page shows it: `{"reactionType", "count", "users",
@@ -123,6 +173,7 @@ impl MessageItem {
             state: MessageState::Deleted,
             notice: None,
             reactions: Vec::new(),
+            reply_to: None,
             ..self
         }
     }
@@ -341,6 +392,10 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
         state,
         notice: notice.map(str::to_owned),
         reactions,
+        reply_to: match state {
+            MessageState::Visible | MessageState::Edited => quote(message),
+            MessageState::Deleted | MessageState::Blocked => None,
+        },
     }
 }
 

@@ -1460,10 +1460,10 @@ fn own_messages_are_edited_in_place_and_deleted_with_an_undo() {
     };
     assert_eq!(
         buttons(&theirs),
-        json!(["react"]),
+        json!(["react", "reply"]),
         "only my own messages can be changed"
     );
-    assert_eq!(buttons(&mine), json!(["react", "edit", "delete"]));
+    assert_eq!(buttons(&mine), json!(["react", "reply", "edit", "delete"]));
     // Edit in place.
     b.click(&format!(
         r#"[data-message-id="{mine}"] button[data-action=edit]"#
@@ -1593,4 +1593,51 @@ fn a_chat_is_marked_unread_hidden_and_unhidden_from_the_page() {
     b.until("the chat listed", |page| {
         (chat(page, &chat_id)?["unread"] == "0").then_some(())
     });
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_reply_quotes_the_message_it_answers() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    let asked = shown(&h, &b, &chat_id, "lunch at noon?");
+    b.click(&format!(
+        r#"[data-message-id="{asked}"] button[data-action=reply]"#
+    ));
+    b.compose("noon works");
+    let reply = b.until("the reply", |page| {
+        find_text(page, "noon works").map(|m| id_of(&m))
+    });
+    let shown = b.execute(
+        "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"]`);
+         return { replyTo: e.dataset.replyTo || null, quote: (e.querySelector('.quote') || {}).textContent || '' };",
+        vec![json!(reply)],
+    );
+    assert_eq!(shown["replyTo"], asked.as_str(), "{shown:#}");
+    assert!(
+        shown["quote"].as_str().unwrap().contains("lunch at noon?"),
+        "{shown:#}"
+    );
+    // Graph holds a reply as Teams sends one: the reference and its attachment.
+    let graph = truth_of(&h, &chat_id, &reply);
+    assert_eq!(graph["body"]["contentType"], "html", "{graph:#}");
+    assert!(
+        graph["body"]["content"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(r#"<attachment id="{asked}">"#)),
+        "{graph:#}"
+    );
+    assert_eq!(graph["attachments"][0]["contentType"], "messageReference");
+    assert_eq!(graph["attachments"][0]["id"], asked.as_str());
+    // The next message is no reply.
+    b.compose("and a plain one");
+    let plain = b.until("the plain message", |page| {
+        find_text(page, "and a plain one").map(|m| id_of(&m))
+    });
+    assert!(truth_of(&h, &chat_id, &plain)["attachments"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
 }

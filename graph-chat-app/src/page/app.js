@@ -19,6 +19,7 @@ const state = {
   loadingOlder: false,   // an older page is on its way
   readTimer: null,       // a mark-read about to be sent for the open chat
   showHidden: false,     // the list shows hidden chats too
+  replyTo: null,         // the message the next send replies to: { chatId, item }
 };
 
 // Messages per page of a chat's history.
@@ -193,7 +194,21 @@ function messageElement(item) {
   } else {
     body.textContent = item.content || "";
   }
-  li.append(meta, body);
+  if (item.replyTo) {
+    // A reply quotes the message it answers, as Teams shows it.
+    li.dataset.replyTo = item.replyTo.id;
+    const quote = document.createElement("blockquote");
+    quote.className = "quote";
+    const from = document.createElement("div");
+    from.className = "quote-from";
+    from.textContent = item.replyTo.from || "";
+    const said = document.createElement("div");
+    said.textContent = item.replyTo.preview || "";
+    quote.append(from, said);
+    li.append(meta, quote, body);
+  } else {
+    li.append(meta, body);
+  }
   if (item.notice) {
     const notice = document.createElement("div");
     notice.className = "notice";
@@ -235,6 +250,7 @@ function messageElement(item) {
     const liked = (item.reactions || []).some((r) => r.reactionType === LIKE && r.mine);
     button("react", LIKE, liked ? `Remove your ${LIKE} from ${author}'s message` : `React ${LIKE} to ${author}'s message`,
       () => react(item, LIKE, !liked));
+    button("reply", "Reply", `Reply to ${author}'s message`, () => startReply(item));
     if (mine) {
       button("edit", "Edit", "Edit your message", () => startEdit(li, item));
       button("delete", "Delete", "Delete your message", () => messageAction(item, "softDelete"));
@@ -333,6 +349,21 @@ function startEdit(li, item) {
   li.querySelector(".body").hidden = true;
   li.querySelector(".body").after(form);
   field.focus();
+}
+
+// Reply: the message quoted above the message box until sent or cancelled.
+function startReply(item) {
+  state.replyTo = { chatId: state.open, item };
+  const who = item.from && item.from.displayName ? item.from.displayName : "Someone";
+  const text = item.contentType === "html" ? textOf(item.content) : (item.content || "");
+  $("replying-text").textContent = `Replying to ${who}: ${text.slice(0, 120)}`;
+  $("replying").hidden = false;
+  $("content").focus();
+}
+
+function cancelReply() {
+  state.replyTo = null;
+  $("replying").hidden = true;
 }
 
 // A chat action through Graph (unread, hide, unhide).
@@ -563,21 +594,24 @@ function clearSendError() {
 
 // Sends `content` to `chatId`; true once Graph has it. A failure stays on the page, with a
 // retry, until a send succeeds.
-async function deliver(chatId, content) {
+async function deliver(chatId, content, replyTo) {
+  const url = replyTo
+    ? `/api/chats/${encodeURIComponent(chatId)}/messages/${encodeURIComponent(replyTo)}/reply`
+    : `/api/chats/${encodeURIComponent(chatId)}/messages`;
   let response;
   try {
-    response = await fetch(`/api/chats/${encodeURIComponent(chatId)}/messages`, {
+    response = await fetch(url, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ content, contentType: "text" }),
     });
   } catch (e) {
-    state.failed = { chatId, content };
+    state.failed = { chatId, content, replyTo };
     showSendError(`Not sent: the app could not be reached. Your message is kept below.`);
     return false;
   }
   if (!response.ok) {
-    state.failed = { chatId, content };
+    state.failed = { chatId, content, replyTo };
     showSendError(`Not sent: ${await failure(response)}.`);
     return false;
   }
@@ -601,7 +635,9 @@ async function send(form) {
       showSendError("Not sent: open a chat first.");
       return;
     }
-    const ok = await deliver(state.open, content);
+    const reply = state.replyTo && state.replyTo.chatId === state.open ? state.replyTo.item.id : null;
+    const ok = await deliver(state.open, content, reply);
+    if (ok && reply) cancelReply();
     // Keep anything typed meanwhile.
     if (ok && form.elements.content.value === content) form.elements.content.value = "";
   } finally {
@@ -611,10 +647,10 @@ async function send(form) {
 
 async function retry() {
   if (state.sending || !state.failed) return;
-  const { chatId, content } = state.failed;
+  const { chatId, content, replyTo } = state.failed;
   state.sending = true;
   try {
-    const ok = await deliver(chatId, content);
+    const ok = await deliver(chatId, content, replyTo);
     const field = $("content");
     if (ok && field.value === content) field.value = "";
   } finally {
@@ -640,6 +676,7 @@ function start() {
   $("discard").addEventListener("click", clearSendError);
   $("older").addEventListener("click", loadOlder);
   $("mark-unread").addEventListener("click", () => chatAction("unread"));
+  $("cancel-reply").addEventListener("click", cancelReply);
   $("hide").addEventListener("click", () => chatAction("hide"));
   $("unhide").addEventListener("click", () => chatAction("unhide"));
   $("show-hidden").addEventListener("click", () => {
