@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use graph_chat_webhook::notifications::model::{
-    chat_is_visible, Chat, ChatMessage, DateTime, DlpAction, Identity, ItemBody, Prop,
+    chat_is_visible, Chat, ChatMessage, DateTime, DlpAction, EventDetail, Identity, ItemBody, Prop,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -83,6 +83,56 @@ pub struct MessageItem {
     /// The message this one replies to (a `messageReference` attachment), as Teams quotes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<Quote>,
+    /// A system event (`eventDetail`) as Teams words it ("Adele Vance added Alex Wilber"); the
+    /// page shows it instead of the (empty) content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+}
+
+/// A system event as Teams words it, from its `eventDetail`; `None` when there is none.
+fn event_text(message: &ChatMessage<'_>) -> Option<String> {
+    let detail = message.event_detail.get()?;
+    let fields = detail.fields();
+    let name = |identity: Option<&Identity<'_>>| {
+        identity
+            .and_then(|i| i.display_name.as_deref())
+            .unwrap_or("Someone")
+            .to_owned()
+    };
+    let initiator = fields.initiator.get().and_then(|i| {
+        i.user
+            .get()
+            .or_else(|| i.application.get())
+            .map(|who| name(Some(who)))
+    });
+    let who = initiator.unwrap_or_else(|| "Someone".to_owned());
+    let members = || {
+        let names: Vec<String> = fields
+            .members
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|m| name(Some(m)))
+            .collect();
+        if names.is_empty() {
+            "someone".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    Some(match detail {
+        EventDetail::MembersAdded(_) => format!("{who} added {}", members()),
+        EventDetail::MembersDeleted(_) => format!("{who} removed {}", members()),
+        EventDetail::MembersJoined(_) => format!("{} joined", members()),
+        EventDetail::MembersLeft(_) => format!("{} left", members()),
+        EventDetail::ChatRenamed(_) => match fields.chat_display_name.as_deref() {
+            Some(topic) => format!("{who} renamed the chat to \u{201c}{topic}\u{201d}"),
+            None => format!("{who} removed the chat's name"),
+        },
+        EventDetail::CallStarted(_) => "Call started".to_owned(),
+        EventDetail::CallEnded(_) => "Call ended".to_owned(),
+        _ => "Something happened in the chat".to_owned(),
+    })
 }
 
 /// A quoted message: `{"id", "preview", "from"}`, from the reply's `messageReference`.
@@ -174,6 +224,7 @@ impl MessageItem {
             notice: None,
             reactions: Vec::new(),
             reply_to: None,
+            event: None,
             ..self
         }
     }
@@ -396,6 +447,7 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
             MessageState::Visible | MessageState::Edited => quote(message),
             MessageState::Deleted | MessageState::Blocked => None,
         },
+        event: event_text(message),
     }
 }
 

@@ -1641,3 +1641,68 @@ fn a_reply_quotes_the_message_it_answers() {
         .as_array()
         .is_none_or(Vec::is_empty));
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn system_events_show_as_teams_words_them_never_raw() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    // Graph's system messages, as a notification brings them.
+    let event = |id: &str, detail: Value| {
+        json!({
+            "id": id, "chatId": chat_id, "messageType": "systemEventMessage",
+            "createdDateTime": "2026-12-01T09:00:00.000Z",
+            "lastModifiedDateTime": "2026-12-01T09:00:00.000Z",
+            "from": null, "body": {"contentType": "html", "content": "<systemEventMessage/>"},
+            "eventDetail": detail,
+        })
+        .to_string()
+    };
+    let adele = json!({"user": {"id": common::COLLEAGUE.0, "displayName": common::COLLEAGUE.1}});
+    let store = h.app().store();
+    store
+        .apply_message(
+            &chat_id,
+            &event(
+                "1764579600001",
+                json!({"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail",
+                       "initiator": adele,
+                       "members": [{"id": "a1", "displayName": "Alex Wilber"}]}),
+            ),
+            false,
+        )
+        .unwrap();
+    store
+        .apply_message(
+            &chat_id,
+            &event(
+                "1764579600002",
+                json!({"@odata.type": "#microsoft.graph.chatRenamedEventMessageDetail",
+                       "initiator": adele, "chatDisplayName": "Launch"}),
+            ),
+            false,
+        )
+        .unwrap();
+    let page = b.until("both events", |page| {
+        (message(page, "1764579600001").is_some() && message(page, "1764579600002").is_some())
+            .then(|| page.clone())
+    });
+    let added = text(message(&page, "1764579600001").unwrap());
+    assert!(added.contains("Adele Vance added Alex Wilber"), "{added}");
+    let renamed = text(message(&page, "1764579600002").unwrap());
+    assert!(
+        renamed.contains("Adele Vance renamed the chat to"),
+        "{renamed}"
+    );
+    assert!(renamed.contains("Launch"), "{renamed}");
+    for m in messages(&page) {
+        assert!(!m["html"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("systemeventmessage"));
+        assert!(!text(m).contains("Unknown sender"), "{m:#}");
+    }
+}

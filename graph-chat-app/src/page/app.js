@@ -179,6 +179,17 @@ function messageElement(item) {
   const who = item.from && item.from.displayName ? item.from.displayName : "Unknown sender";
   const when = item.createdDateTime ? new Date(item.createdDateTime).toLocaleString() : "";
   meta.textContent = `${who} · ${when}${item.state === "edited" ? " · edited" : ""}`;
+  if (item.event && item.state !== "deleted") {
+    // A system event, as Teams shows it: one line, no sender, nothing to act on.
+    li.className = "message system";
+    const line = document.createElement("div");
+    line.className = "body";
+    const when = item.createdDateTime ? new Date(item.createdDateTime).toLocaleString() : "";
+    line.textContent = when ? `${item.event} · ${when}` : item.event;
+    li.append(line);
+    li._item = item;
+    return li;
+  }
   const body = document.createElement("div");
   body.className = "body";
   if (item.state === "deleted") {
