@@ -415,16 +415,24 @@ async fn reply(
         .await?
         .ok_or(ActionError::new(StatusCode::NOT_FOUND, "no such message"))?;
     let request = reply_request(chat_id, &quoted, &content)?;
+    send_and_keep(sync, chat_id, request, "Graph did not take the reply").await
+}
+
+/// Sends a new message through Graph and keeps Graph's answer under the same rules as its
+/// notification (so the two are one message on the page); 201 with its item.
+async fn send_and_keep(
+    sync: &GraphSync,
+    chat_id: &str,
+    request: graph_chat_webhook::notifications::outbound::HttpRequest,
+    what: &'static str,
+) -> Result<Response, ActionError> {
     let answer = sync
         .send(request)
         .await
         .map_err(|e| ActionError::graph("Graph could not be reached", &e))?;
     if !answer.is_success() {
-        tracing::warn!(status = answer.status, "Graph refused a reply");
-        return Err(ActionError::new(
-            StatusCode::BAD_GATEWAY,
-            "Graph did not take the reply",
-        ));
+        tracing::warn!(status = answer.status, "{what}");
+        return Err(ActionError::new(StatusCode::BAD_GATEWAY, what));
     }
     let chat = chat_id.to_owned();
     let item = sync
@@ -442,18 +450,93 @@ async fn reply(
         Some(item) => Ok((StatusCode::CREATED, Json(item)).into_response()),
         None => Err(ActionError::new(
             StatusCode::BAD_GATEWAY,
-            "the reply was not kept",
+            "the sent message was not kept",
         )),
     }
 }
 
+/// A person mentioned: `{"userId", "displayName"}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Mentioned {
+    user_id: String,
+    display_name: String,
+}
+
+/// `{"content", "mentions"}`: text where each mentioned person appears as `@` and their name.
+#[derive(Deserialize)]
+struct WithMentions {
+    content: String,
+    #[serde(default)]
+    mentions: Vec<Mentioned>,
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The message as Teams sends a mention: the text as HTML, each `@Name` of a mentioned person
+/// (in order) an `<at id="n">Name</at>` with its entry in `mentions`. A mention whose `@Name`
+/// is not in the text is left out.
+fn mention_request(
+    chat_id: &str,
+    message: &WithMentions,
+) -> Result<graph_chat_webhook::notifications::outbound::HttpRequest, ActionError> {
+    let mut html = String::new();
+    let mut rest = message.content.as_str();
+    let mut kept: Vec<&Mentioned> = Vec::new();
+    for person in &message.mentions {
+        let token = format!("@{}", person.display_name);
+        if let Some(at) = rest.find(&token) {
+            html.push_str(&escape_html(&rest[..at]));
+            html.push_str(&format!(
+                "<at id=\"{}\">{}</at>",
+                kept.len(),
+                escape_html(&person.display_name)
+            ));
+            rest = &rest[at + token.len()..];
+            kept.push(person);
+        }
+    }
+    html.push_str(&escape_html(rest));
+    let html = format!("<p>{}</p>", html.replace('\n', "<br>"));
+    let mut request = MessageRequest::send(chat_id.to_owned(), html).html();
+    for (n, person) in kept.iter().enumerate() {
+        request = request.mention(
+            u32::try_from(n).unwrap_or(u32::MAX),
+            person.display_name.clone(),
+            person.user_id.clone(),
+            person.display_name.clone(),
+        );
+    }
+    request
+        .build()
+        .map_err(|_| ActionError::new(StatusCode::BAD_REQUEST, "Graph would refuse this message"))
+}
+
 /// `POST /api/chats/{chatId}/{action}`, one of `unread` (`markChatUnreadForUser`), `hide`
 /// (`hideForUser`) and `unhide` (`unhideForUser`), through Graph as the user; the chat is read
-/// back for its new viewpoint; 204.
+/// back for its new viewpoint; 204. `mention` (`{"content", "mentions": [{"userId",
+/// "displayName"}]}`) sends a message with real mentions (`<at>` and `mentions`); 201 with its
+/// item.
 pub(crate) async fn chat_action(
     State(sync): State<Arc<GraphSync>>,
     Path((chat_id, action)): Path<(String, String)>,
-) -> Result<StatusCode, ActionError> {
+    body: axum::body::Bytes,
+) -> Result<Response, ActionError> {
+    if action == "mention" {
+        let Ok(message) = serde_json::from_slice::<WithMentions>(&body) else {
+            return Err(ActionError::new(
+                StatusCode::BAD_REQUEST,
+                "a message is {\"content\", \"mentions\"}",
+            ));
+        };
+        let request = mention_request(&chat_id, &message)?;
+        return send_and_keep(&sync, &chat_id, request, "Graph did not take the message").await;
+    }
     let bad = |_| ActionError::new(StatusCode::BAD_REQUEST, "not a chat id");
     let (user, tenant) = (sync.user_id().to_owned(), sync.tenant_id().to_owned());
     let (request, what) = match action.as_str() {
@@ -477,5 +560,5 @@ pub(crate) async fn chat_action(
     sync.read_chat(&chat_id)
         .await
         .map_err(|e| ActionError::graph("Graph did not return the chat", &e))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

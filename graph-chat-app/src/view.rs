@@ -87,6 +87,30 @@ pub struct MessageItem {
     /// page shows it instead of the (empty) content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Who the message mentions (its `<at>` tags, shown highlighted), in the order of their
+    /// `id`s; left out when it mentions no one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<MentionItem>,
+}
+
+/// A mention: `{"text", "userId", "me"}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MentionItem {
+    /// The mention's text (`mentionText`), as the `<at>` tag shows it.
+    pub text: String,
+    /// The mentioned user's id, when a user is mentioned.
+    pub user_id: Option<String>,
+    /// Whether the signed-in user is the one mentioned.
+    pub me: bool,
+}
+
+impl fmt::Debug for MentionItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MentionItem")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A system event as Teams words it, from its `eventDetail`; `None` when there is none.
@@ -225,6 +249,7 @@ impl MessageItem {
             reactions: Vec::new(),
             reply_to: None,
             event: None,
+            mentions: Vec::new(),
             ..self
         }
     }
@@ -448,6 +473,34 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
             MessageState::Deleted | MessageState::Blocked => None,
         },
         event: event_text(message),
+        mentions: match state {
+            MessageState::Visible | MessageState::Edited => {
+                let mut all: Vec<(i64, MentionItem)> = message
+                    .mentions
+                    .get()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        let user_id = m
+                            .mentioned
+                            .get()
+                            .and_then(|w| w.user.get())
+                            .and_then(|u| u.id.as_deref())
+                            .map(str::to_owned);
+                        let me = user_id.as_deref() == Some(viewer.user_id.as_str());
+                        let item = MentionItem {
+                            text: m.mention_text.as_deref().unwrap_or("").to_owned(),
+                            user_id,
+                            me,
+                        };
+                        (m.id.get().copied().unwrap_or(i64::MAX), item)
+                    })
+                    .collect();
+                all.sort_by_key(|(id, _)| *id);
+                all.into_iter().map(|(_, m)| m).collect()
+            }
+            MessageState::Deleted | MessageState::Blocked => Vec::new(),
+        },
     }
 }
 
@@ -629,6 +682,9 @@ pub fn sanitize(html: &str, viewer: &Viewer, chat_id: &str, message_id: &str) ->
         "th",
         "a",
         "img",
+        // Teams' mentions (`<at id="0">Name</at>`), kept without attributes: the page
+        // highlights them.
+        "at",
     ]
     .into_iter()
     .collect();

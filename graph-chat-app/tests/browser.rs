@@ -1261,14 +1261,20 @@ fn chats_are_named_as_teams_names_them_with_a_preview_by_latest_activity() {
     let page = b.until("both chats", |page| {
         (order(page) == [direct.clone(), project.clone()]).then(|| page.clone())
     });
+    // Named after the other member, as the chat's members name them.
+    let other = h.chat(&direct)["members"][0]["displayName"]
+        .as_str()
+        .expect("the chat's members")
+        .to_owned();
+    let named = b.execute(
+        "return document.querySelector(`[data-chat-id=\"${arguments[0]}\"] .name`).textContent;",
+        vec![json!(direct)],
+    );
+    assert_eq!(named, other.as_str());
     let entry = chat(&page, &direct).unwrap()["text"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(
-        entry.contains(common::COLLEAGUE.1),
-        "not named after Adele: {entry}"
-    );
     assert!(entry.contains("just between us"), "no preview: {entry}");
     assert!(!entry.contains("Direct chat"), "{entry}");
     let entry = chat(&page, &project).unwrap()["text"]
@@ -1705,4 +1711,56 @@ fn system_events_show_as_teams_words_them_never_raw() {
             .contains("systemeventmessage"));
         assert!(!text(m).contains("Unknown sender"), "{m:#}");
     }
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn at_opens_a_picker_of_the_chats_members_and_sends_a_real_mention() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    // The colleague as the chat's members name them.
+    let name = h.chat(&chat_id)["members"][0]["displayName"]
+        .as_str()
+        .expect("the chat's members")
+        .to_owned();
+    b.click("#compose [name=content]");
+    b.keys(&format!("thanks @{}", &name[..2]));
+    let picker = b.execute(
+        "const p = document.getElementById('mention-picker');
+         return p.hidden ? null : [...p.querySelectorAll('[role=option]')].map((o) => o.textContent);",
+        vec![],
+    );
+    assert_eq!(picker, json!([name]), "the picker");
+    // Enter picks the person; a second Enter sends.
+    b.keys("\u{E007}for this\u{E007}");
+    let sent = wait_for("the message in Graph", || {
+        h.sim().truth(&chat_id).unwrap().into_iter().find(|m| {
+            m["body"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("for this"))
+        })
+    });
+    let content = sent["body"]["content"].as_str().unwrap();
+    assert_eq!(sent["body"]["contentType"], "html", "{sent:#}");
+    assert!(
+        content.contains(&format!(r#"<at id="0">{name}</at>"#)),
+        "{sent:#}"
+    );
+    assert_eq!(
+        sent["mentions"][0]["mentioned"]["user"]["id"],
+        common::COLLEAGUE.0,
+        "{sent:#}"
+    );
+    let id = id_of(&sent);
+    b.until("the mention shown highlighted", |page| {
+        message(page, &id)?;
+        let shown = b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"] at.mention`);
+             return e ? { text: e.textContent, user: e.dataset.userId || null } : null;",
+            vec![json!(id)],
+        );
+        (shown["text"] == name.as_str() && shown["user"] == common::COLLEAGUE.0).then_some(())
+    });
 }

@@ -20,6 +20,7 @@ const state = {
   readTimer: null,       // a mark-read about to be sent for the open chat
   showHidden: false,     // the list shows hidden chats too
   replyTo: null,         // the message the next send replies to: { chatId, item }
+  mentions: [],          // people picked with `@` for the next send: { userId, displayName }
 };
 
 // Messages per page of a chat's history.
@@ -202,6 +203,14 @@ function messageElement(item) {
     // Sanitized by the server (ammonia): formatting only, no scripts, handlers or frames.
     body.className += " html";
     body.innerHTML = item.content || "";
+    // Mentions highlighted; the signed-in person's own marked.
+    const mentions = item.mentions || [];
+    body.querySelectorAll("at").forEach((at, n) => {
+      at.classList.add("mention");
+      const m = mentions[n];
+      if (m && m.userId) at.dataset.userId = m.userId;
+      if (m && m.me) at.classList.add("me");
+    });
   } else {
     body.textContent = item.content || "";
   }
@@ -359,6 +368,66 @@ function startEdit(li, item) {
   });
   li.querySelector(".body").hidden = true;
   li.querySelector(".body").after(form);
+  field.focus();
+}
+
+// `@` in the message box: a picker of the chat's other members; the picked person is mentioned
+// for real (`<at>` and `mentions`) when the message is sent.
+function mentionQuery() {
+  const field = $("content");
+  const before = field.value.slice(0, field.selectionStart);
+  const match = /(^|\s)@([^@\n]{0,40})$/.exec(before);
+  return match ? { start: before.length - match[2].length - 1, text: match[2] } : null;
+}
+
+function updateMentionPicker() {
+  const picker = $("mention-picker");
+  const query = mentionQuery();
+  const chat = state.chats.get(state.open);
+  const people = query && chat ? (chat.members || []).filter((m) => m.displayName
+    && m.displayName.toLowerCase().startsWith(query.text.toLowerCase())) : [];
+  if (!people.length) { closeMentionPicker(); return; }
+  picker.replaceChildren();
+  people.forEach((person, n) => {
+    const option = document.createElement("li");
+    option.id = `mention-option-${n}`;
+    option.setAttribute("role", "option");
+    option.dataset.userId = person.id;
+    option.textContent = person.displayName;
+    option.setAttribute("aria-selected", String(n === 0));
+    option.addEventListener("mousedown", (e) => { e.preventDefault(); pickMention(person); });
+    picker.append(option);
+  });
+  picker.hidden = false;
+  $("content").setAttribute("aria-activedescendant", "mention-option-0");
+}
+
+function closeMentionPicker() {
+  $("mention-picker").hidden = true;
+  $("content").removeAttribute("aria-activedescendant");
+}
+
+function moveMention(step) {
+  const options = [...$("mention-picker").children];
+  const at = options.findIndex((o) => o.getAttribute("aria-selected") === "true");
+  const next = (at + step + options.length) % options.length;
+  options.forEach((o, n) => o.setAttribute("aria-selected", String(n === next)));
+  $("content").setAttribute("aria-activedescendant", options[next].id);
+}
+
+function pickMention(person) {
+  const field = $("content");
+  const query = mentionQuery();
+  if (!query) return;
+  const end = field.selectionStart;
+  const text = `@${person.displayName} `;
+  field.value = field.value.slice(0, query.start) + text + field.value.slice(end);
+  const caret = query.start + text.length;
+  field.setSelectionRange(caret, caret);
+  if (!state.mentions.some((m) => m.userId === person.id)) {
+    state.mentions.push({ userId: person.id, displayName: person.displayName });
+  }
+  closeMentionPicker();
   field.focus();
 }
 
@@ -605,24 +674,27 @@ function clearSendError() {
 
 // Sends `content` to `chatId`; true once Graph has it. A failure stays on the page, with a
 // retry, until a send succeeds.
-async function deliver(chatId, content, replyTo) {
+async function deliver(chatId, content, replyTo, mentions) {
+  const chat = encodeURIComponent(chatId);
+  const mentioned = (mentions || []).filter((m) => content.includes(`@${m.displayName}`));
   const url = replyTo
-    ? `/api/chats/${encodeURIComponent(chatId)}/messages/${encodeURIComponent(replyTo)}/reply`
-    : `/api/chats/${encodeURIComponent(chatId)}/messages`;
+    ? `/api/chats/${chat}/messages/${encodeURIComponent(replyTo)}/reply`
+    : mentioned.length ? `/api/chats/${chat}/mention` : `/api/chats/${chat}/messages`;
   let response;
   try {
     response = await fetch(url, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ content, contentType: "text" }),
+      body: JSON.stringify(mentioned.length && !replyTo
+        ? { content, mentions: mentioned } : { content, contentType: "text" }),
     });
   } catch (e) {
-    state.failed = { chatId, content, replyTo };
+    state.failed = { chatId, content, replyTo, mentions };
     showSendError(`Not sent: the app could not be reached. Your message is kept below.`);
     return false;
   }
   if (!response.ok) {
-    state.failed = { chatId, content, replyTo };
+    state.failed = { chatId, content, replyTo, mentions };
     showSendError(`Not sent: ${await failure(response)}.`);
     return false;
   }
@@ -647,8 +719,9 @@ async function send(form) {
       return;
     }
     const reply = state.replyTo && state.replyTo.chatId === state.open ? state.replyTo.item.id : null;
-    const ok = await deliver(state.open, content, reply);
+    const ok = await deliver(state.open, content, reply, state.mentions);
     if (ok && reply) cancelReply();
+    if (ok) state.mentions = [];
     // Keep anything typed meanwhile.
     if (ok && form.elements.content.value === content) form.elements.content.value = "";
   } finally {
@@ -658,10 +731,10 @@ async function send(form) {
 
 async function retry() {
   if (state.sending || !state.failed) return;
-  const { chatId, content, replyTo } = state.failed;
+  const { chatId, content, replyTo, mentions } = state.failed;
   state.sending = true;
   try {
-    const ok = await deliver(chatId, content, replyTo);
+    const ok = await deliver(chatId, content, replyTo, mentions);
     const field = $("content");
     if (ok && field.value === content) field.value = "";
   } finally {
@@ -676,7 +749,23 @@ function start() {
   const compose = $("compose");
   compose.addEventListener("submit", (e) => { e.preventDefault(); send(e.target); });
   // Enter sends; Shift+Enter (and Enter while composing text in an input method) is a new line.
+  $("content").addEventListener("input", updateMentionPicker);
+  $("content").addEventListener("blur", () => setTimeout(closeMentionPicker, 150));
   $("content").addEventListener("keydown", (e) => {
+    if (!$("mention-picker").hidden) {
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        moveMention(e.key === "ArrowDown" ? 1 : -1);
+        return;
+      }
+      if (e.key === "Enter" || e.key === "Tab") {
+        e.preventDefault();
+        const option = $("mention-picker").querySelector("[aria-selected=true]");
+        if (option) pickMention({ id: option.dataset.userId, displayName: option.textContent });
+        return;
+      }
+      if (e.key === "Escape") { closeMentionPicker(); return; }
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       compose.requestSubmit();
