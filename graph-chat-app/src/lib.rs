@@ -21,6 +21,8 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+mod actions;
+mod api;
 pub mod demo;
 mod files;
 pub mod keys;

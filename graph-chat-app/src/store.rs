@@ -77,6 +77,21 @@ pub struct Snapshot {
     pub last_event: i64,
 }
 
+/// A page of a chat's messages ([`Store::message_page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    /// The JSON array of items, oldest first.
+    pub json: String,
+    /// How many items it holds.
+    pub count: usize,
+    /// The oldest item of the page.
+    pub oldest: Option<MessageItem>,
+    /// Whether the cache holds older messages of the chat.
+    pub older: bool,
+    /// The id of the last event committed before it was read.
+    pub last_event: i64,
+}
+
 /// Where a version of a message comes from, which decides a tie the version rules cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -583,6 +598,8 @@ impl Store {
             chat_type: None,
             hidden: true,
             id: id.to_owned(),
+            last_message: None,
+            members: Vec::new(),
             topic: None,
             unread_count: 0,
         });
@@ -676,6 +693,43 @@ impl Store {
             )
             .optional()?;
         item.as_deref().map(parse_item).transpose()
+    }
+
+    /// A page of a chat's messages, oldest first, as the chat's messages list them: the newest
+    /// `limit`, or the `limit` just before message `before`; `None` when the cache does not
+    /// know the chat.
+    pub fn message_page(
+        &self,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<MessagePage>, StoreError> {
+        let conn = self.lock();
+        if !has_chat(&conn, chat_id)? {
+            return Ok(None);
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT item FROM messages WHERE chat_id = ?1 AND (?2 IS NULL OR \
+             (created_key, id_key) < (SELECT created_key, id_key FROM messages \
+              WHERE chat_id = ?1 AND id = ?2)) \
+             ORDER BY created_key DESC, id_key DESC LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut items: Vec<String> = stmt
+            .query_map(params![chat_id, before, limit.saturating_add(1)], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        let older = items.len() as i64 > limit;
+        items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        items.reverse();
+        Ok(Some(MessagePage {
+            json: json_array(&items),
+            count: items.len(),
+            oldest: items.first().map(|i| parse_item(i)).transpose()?,
+            older,
+            last_event: last_event_id(&conn)?,
+        }))
     }
 
     /// Where the last complete read of a chat's messages left off.
@@ -805,8 +859,27 @@ impl Store {
             params![chat_id, after, self.inner.viewer.user_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        let newest_item: Option<String> = tx
+            .query_row(
+                "SELECT item FROM messages WHERE chat_id = ?1 AND counts = 1 \
+                 ORDER BY created_key DESC, id_key DESC LIMIT 1",
+                [chat_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let last_message = newest_item
+            .as_deref()
+            .map(parse_item::<MessageItem>)
+            .transpose()?
+            .map(|item| view::preview(&item));
         let newest = newest.as_deref().and_then(parse_time);
-        let item = view::chat_item(chat, u64::try_from(unread).unwrap_or(0), newest);
+        let item = view::chat_item(
+            chat,
+            u64::try_from(unread).unwrap_or(0),
+            newest,
+            last_message,
+            &self.inner.viewer.user_id,
+        );
         let text = to_json(&item);
         if text == old_item {
             return Ok(Vec::new());

@@ -328,6 +328,14 @@ fn log_task(subscription: &str, kind: &TaskKind, outcome: &Outcome) {
     }
 }
 
+/// `GET /users/{id}/chats/{chatId}?$expand=members`: the chat for the user, with its members
+/// (the page names a chat without a topic after them, as Teams does).
+fn user_chat_with_members(user_id: &str, chat_id: &str) -> Result<HttpRequest, SyncError> {
+    let mut request = outbound::get_user_chat(user_id, chat_id)?;
+    request.url.push_str("?$expand=members");
+    Ok(request)
+}
+
 /// A chat read back: kept, or forgotten when Graph no longer has it for the user.
 fn apply_read_chat(store: &Store, chat_id: &str, answer: &GraphResponse) -> Result<(), SyncError> {
     if answer.status == 404 {
@@ -673,7 +681,10 @@ impl GraphSync {
 
     /// Reads the user's chats (with their viewpoints) into the cache.
     pub async fn read_chats(&self) -> Result<(), SyncError> {
-        let request = ChatsRequest::user(self.user_id.clone()).top(50).build()?;
+        let request = ChatsRequest::user(self.user_id.clone())
+            .top(50)
+            .expand_members()
+            .build()?;
         let listed: std::collections::HashSet<String> = self
             .read_pages("GET chats", request, |store, chat| {
                 let kept = store.apply_chat(chat.get());
@@ -702,7 +713,7 @@ impl GraphSync {
     /// Reads one chat for the user (its viewpoint included) into the cache.
     pub async fn read_chat(&self, chat_id: &str) -> Result<(), SyncError> {
         let answer = self
-            .send(outbound::get_user_chat(&self.user_id, chat_id)?)
+            .send(user_chat_with_members(&self.user_id, chat_id)?)
             .await?;
         let chat_id = chat_id.to_owned();
         self.store
@@ -714,7 +725,7 @@ impl GraphSync {
     pub fn read_chat_blocking(&self, chat_id: &str) -> Result<(), SyncError> {
         let answer = call(
             &self.graph,
-            &outbound::get_user_chat(&self.user_id, chat_id)?,
+            &user_chat_with_members(&self.user_id, chat_id)?,
         )?;
         apply_read_chat(&self.store, chat_id, &answer)
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use graph_chat_webhook::notifications::model::{
-    chat_is_visible, Chat, ChatMessage, DateTime, DlpAction, Identity, ItemBody, Prop,
+    chat_is_visible, Chat, ChatMessage, DateTime, DlpAction, EventDetail, Identity, ItemBody, Prop,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -76,6 +76,157 @@ pub struct MessageItem {
     /// What a policy did to the viewer's own message (Teams shows the same notice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// The reactions, one entry per reaction type, in the order Graph first lists them; left
+    /// out when there are none (and for a deleted or blocked message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionItem>,
+    /// The message this one replies to (a `messageReference` attachment), as Teams quotes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+    /// A system event (`eventDetail`) as Teams words it ("Adele Vance added Alex Wilber"); the
+    /// page shows it instead of the (empty) content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// Who the message mentions (its `<at>` tags, shown highlighted), in the order of their
+    /// `id`s; left out when it mentions no one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<MentionItem>,
+}
+
+/// A mention: `{"text", "userId", "me"}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MentionItem {
+    /// The mention's text (`mentionText`), as the `<at>` tag shows it.
+    pub text: String,
+    /// The mentioned user's id, when a user is mentioned.
+    pub user_id: Option<String>,
+    /// Whether the signed-in user is the one mentioned.
+    pub me: bool,
+}
+
+impl fmt::Debug for MentionItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MentionItem")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A system event as Teams words it, from its `eventDetail`; `None` when there is none.
+fn event_text(message: &ChatMessage<'_>) -> Option<String> {
+    let detail = message.event_detail.get()?;
+    let fields = detail.fields();
+    let name = |identity: Option<&Identity<'_>>| {
+        identity
+            .and_then(|i| i.display_name.as_deref())
+            .unwrap_or("Someone")
+            .to_owned()
+    };
+    let initiator = fields.initiator.get().and_then(|i| {
+        i.user
+            .get()
+            .or_else(|| i.application.get())
+            .map(|who| name(Some(who)))
+    });
+    let who = initiator.unwrap_or_else(|| "Someone".to_owned());
+    let members = || {
+        let names: Vec<String> = fields
+            .members
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|m| name(Some(m)))
+            .collect();
+        if names.is_empty() {
+            "someone".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    Some(match detail {
+        EventDetail::MembersAdded(_) => format!("{who} added {}", members()),
+        EventDetail::MembersDeleted(_) => format!("{who} removed {}", members()),
+        EventDetail::MembersJoined(_) => format!("{} joined", members()),
+        EventDetail::MembersLeft(_) => format!("{} left", members()),
+        EventDetail::ChatRenamed(_) => match fields.chat_display_name.as_deref() {
+            Some(topic) => format!("{who} renamed the chat to \u{201c}{topic}\u{201d}"),
+            None => format!("{who} removed the chat's name"),
+        },
+        EventDetail::CallStarted(_) => "Call started".to_owned(),
+        EventDetail::CallEnded(_) => "Call ended".to_owned(),
+        _ => "Something happened in the chat".to_owned(),
+    })
+}
+
+/// A quoted message: `{"id", "preview", "from"}`, from the reply's `messageReference`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quote {
+    /// The quoted message's id.
+    pub id: String,
+    /// Its text as the reply quotes it (`messagePreview`), markup removed.
+    pub preview: Option<String>,
+    /// Its sender's name (`messageSender`), when given.
+    pub from: Option<String>,
+}
+
+impl fmt::Debug for Quote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quote")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message a reply quotes: its first `messageReference` attachment.
+fn quote(message: &ChatMessage<'_>) -> Option<Quote> {
+    let reference = message.attachments.get()?.iter().find(|a| {
+        a.content_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("messageReference"))
+    })?;
+    let id = reference.id.as_deref()?.to_owned();
+    let content: serde_json::Value = reference
+        .content
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    let preview = content["messagePreview"].as_str().map(|p| {
+        html_text(p)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let sender = &content["messageSender"];
+    let from = ["user", "application"]
+        .iter()
+        .find_map(|k| sender[k]["displayName"].as_str())
+        .map(str::to_owned);
+    Some(Quote { id, preview, from })
+}
+
+/// One reaction type on a message, as the page shows it: `{"reactionType", "count", "users",
+/// "mine"}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionItem {
+    /// `reactionType`: an emoji, or a legacy name (`like`, `heart`...).
+    pub reaction_type: String,
+    /// How many reacted so.
+    pub count: u64,
+    /// Who reacted so (their ids; names when Graph gave them).
+    pub users: Vec<Sender>,
+    /// Whether the signed-in user is one of them.
+    pub mine: bool,
+}
+
+impl fmt::Debug for ReactionItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReactionItem")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for MessageItem {
@@ -95,15 +246,21 @@ impl MessageItem {
             content: None,
             state: MessageState::Deleted,
             notice: None,
+            reactions: Vec::new(),
+            reply_to: None,
+            event: None,
+            mentions: Vec::new(),
             ..self
         }
     }
 }
 
-/// A chat as `GET /api/chats` lists it. `Debug` shows its id and counts, never its topic.
+/// A chat as `GET /api/chats` lists it. `Debug` shows its id and counts, never its topic,
+/// its members or its newest message.
 ///
 /// The fields are declared in the order of their names, the order in which earlier versions
-/// stored the item: a cache written by them compares equal, and sends no event for nothing.
+/// stored the item, and the newer ones are left out when empty: a cache written by them
+/// compares equal, and sends no event for nothing.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatItem {
@@ -113,6 +270,14 @@ pub struct ChatItem {
     pub hidden: bool,
     /// The chat id.
     pub id: String,
+    /// The newest message that counts (see [`counts`]), briefly: what the chat list shows
+    /// under the chat's name, and orders the chats by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Preview>,
+    /// The other members (not the signed-in user), as Graph listed them with the chat: a chat
+    /// without a topic is named after them, as Teams names it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Sender>,
     /// The chat's topic, if it has one.
     pub topic: Option<String>,
     /// Messages from others, not deleted, created after the user last read the chat.
@@ -127,6 +292,66 @@ impl fmt::Debug for ChatItem {
             .field("hidden", &self.hidden)
             .finish_non_exhaustive()
     }
+}
+
+/// A chat's newest message, as the chat list shows it (`{"id", "createdDateTime", "from",
+/// "text"}`): its text without markup, at most [`PREVIEW_CHARS`] characters.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    /// The message id.
+    pub id: String,
+    /// `createdDateTime` as Graph sent it.
+    pub created_date_time: Option<String>,
+    /// The sender, as the message's item names them.
+    pub from: Option<Sender>,
+    /// The text (HTML reduced to its text), shortened.
+    pub text: String,
+}
+
+impl fmt::Debug for Preview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preview")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much of a message the chat list shows under the chat's name.
+pub const PREVIEW_CHARS: usize = 120;
+
+/// A message's [`Preview`], from its item (its content already sanitized).
+pub fn preview(item: &MessageItem) -> Preview {
+    let content = item.content.as_deref().unwrap_or("");
+    let text = if item.content_type.eq_ignore_ascii_case("html") {
+        html_text(content)
+    } else {
+        content.to_owned()
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = match text.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    };
+    Preview {
+        id: item.id.clone(),
+        created_date_time: item.created_date_time.clone(),
+        from: item.from.clone(),
+        text,
+    }
+}
+
+/// The text of HTML: every tag gone (an image says so), the entities the sanitizer writes
+/// decoded. The page shows it as text, never as markup.
+fn html_text(html: &str) -> String {
+    let with_images = html.replace("<img", " [image] <img");
+    let text = ammonia::Builder::empty().clean(&with_images).to_string();
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// One change to a view, as `GET /api/events` sends it in `data:`: the item with its `kind`.
@@ -201,6 +426,35 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
         _ => None,
     };
     let time = |t: &Prop<DateTime<'_>>| t.get().map(|t| t.as_str().to_owned());
+    let mut reactions: Vec<ReactionItem> = Vec::new();
+    if matches!(state, MessageState::Visible | MessageState::Edited) {
+        for reaction in message.reactions.get().into_iter().flatten() {
+            let Some(kind) = reaction.reaction_type.as_deref() else {
+                continue;
+            };
+            let who = reaction.user.get().and_then(|u| u.user.get());
+            let user = Sender {
+                id: who.and_then(|w| w.id.as_deref()).map(str::to_owned),
+                display_name: who
+                    .and_then(|w| w.display_name.as_deref())
+                    .map(str::to_owned),
+            };
+            let mine = user.id.as_deref() == Some(viewer.user_id.as_str());
+            match reactions.iter_mut().find(|r| r.reaction_type == kind) {
+                Some(entry) => {
+                    entry.count += 1;
+                    entry.mine |= mine;
+                    entry.users.push(user);
+                }
+                None => reactions.push(ReactionItem {
+                    reaction_type: kind.to_owned(),
+                    count: 1,
+                    users: vec![user],
+                    mine,
+                }),
+            }
+        }
+    }
     MessageItem {
         id: message.id.as_deref().unwrap_or("").to_owned(),
         created_date_time: time(&message.created_date_time),
@@ -213,6 +467,40 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
         content,
         state,
         notice: notice.map(str::to_owned),
+        reactions,
+        reply_to: match state {
+            MessageState::Visible | MessageState::Edited => quote(message),
+            MessageState::Deleted | MessageState::Blocked => None,
+        },
+        event: event_text(message),
+        mentions: match state {
+            MessageState::Visible | MessageState::Edited => {
+                let mut all: Vec<(i64, MentionItem)> = message
+                    .mentions
+                    .get()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        let user_id = m
+                            .mentioned
+                            .get()
+                            .and_then(|w| w.user.get())
+                            .and_then(|u| u.id.as_deref())
+                            .map(str::to_owned);
+                        let me = user_id.as_deref() == Some(viewer.user_id.as_str());
+                        let item = MentionItem {
+                            text: m.mention_text.as_deref().unwrap_or("").to_owned(),
+                            user_id,
+                            me,
+                        };
+                        (m.id.get().copied().unwrap_or(i64::MAX), item)
+                    })
+                    .collect();
+                all.sort_by_key(|(id, _)| *id);
+                all.into_iter().map(|(_, m)| m).collect()
+            }
+            MessageState::Deleted | MessageState::Blocked => Vec::new(),
+        },
     }
 }
 
@@ -246,8 +534,33 @@ pub fn last_read(chat: &Chat<'_>) -> Option<OffsetDateTime> {
 /// [`counts`] from others, created after the viewpoint's `lastMessageReadDateTime`) and the
 /// creation time of its newest such message: a hidden chat shows again once a message is
 /// created after the user last read it.
-pub fn chat_item(chat: &Chat<'_>, unread: u64, newest: Option<OffsetDateTime>) -> ChatItem {
+///
+/// `last_message` is the newest message that counts, `viewer` the signed-in user (left out of
+/// the members).
+pub fn chat_item(
+    chat: &Chat<'_>,
+    unread: u64,
+    newest: Option<OffsetDateTime>,
+    last_message: Option<Preview>,
+    viewer: &str,
+) -> ChatItem {
+    let members = chat
+        .members
+        .get()
+        .map(|members| {
+            members
+                .iter()
+                .filter(|m| m.user_id.as_deref() != Some(viewer))
+                .map(|m| Sender {
+                    id: m.user_id.as_deref().map(str::to_owned),
+                    display_name: m.display_name.as_deref().map(str::to_owned),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     ChatItem {
+        last_message,
+        members,
         id: chat.id.as_deref().unwrap_or("").to_owned(),
         topic: chat.topic.as_deref().map(str::to_owned),
         chat_type: chat.chat_type.get().map(|t| t.as_str().to_owned()),
@@ -369,6 +682,9 @@ pub fn sanitize(html: &str, viewer: &Viewer, chat_id: &str, message_id: &str) ->
         "th",
         "a",
         "img",
+        // Teams' mentions (`<at id="0">Name</at>`), kept without attributes: the page
+        // highlights them.
+        "at",
     ]
     .into_iter()
     .collect();

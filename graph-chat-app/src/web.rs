@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
+use crate::api::{known_chat, send_as_asked, ApiError, Person};
 use crate::signin::{self, SignInState};
 use crate::site::Site;
 use crate::store::{Event, Origin, Snapshot, Store, StoreError};
@@ -45,14 +46,6 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 struct AppState {
     stopped: watch::Receiver<bool>,
     signin: Arc<SignInState>,
-}
-
-/// The signed-in person a request of the API comes from: their Graph side (and cache), and
-/// their name.
-#[derive(Clone)]
-struct Person {
-    sync: Arc<GraphSync>,
-    display_name: String,
 }
 
 /// Every `/api` route answers 401 without a valid session; with one, the handler gets the
@@ -180,6 +173,19 @@ pub(crate) fn router(
             get(hosted_content),
         )
         .route("/api/events", get(events))
+        .route("/api/chats/{chat_id}/history", get(crate::actions::history))
+        .route(
+            "/api/chats/{chat_id}/messages/{message_id}",
+            axum::routing::patch(crate::actions::edit),
+        )
+        .route(
+            "/api/chats/{chat_id}/messages/{message_id}/{action}",
+            post(crate::actions::message_action),
+        )
+        .route(
+            "/api/chats/{chat_id}/{action}",
+            post(crate::actions::chat_action),
+        )
         // Any other path of the API: 404, after the session check like the rest.
         .route(
             "/api/{*rest}",
@@ -212,59 +218,6 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-/// Why a request failed, as the page is told: a status and a plain message (`{"error": ...}`).
-/// What went wrong inside is logged where the error is made, never sent.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    message: Cow<'static, str>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    /// The request itself is wrong (a bad id, a bad content type): the message says how.
-    fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    /// Graph did not do what was asked: 502, the reason logged.
-    fn graph(what: &'static str, reason: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(error = %reason, "{what}");
-        Self::new(StatusCode::BAD_GATEWAY, what)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "a request could not use the cache");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the cache is unavailable",
-        )
-    }
-}
-
-impl From<SyncError> for ApiError {
-    fn from(e: SyncError) -> Self {
-        match e {
-            SyncError::Store(e) => e.into(),
-            other => Self::graph("Graph did not answer as expected", &other),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
 }
 
 /// A snapshot, with the last event it reflects: a page that opens the stream after it
@@ -357,43 +310,6 @@ async fn send(
             "the sent message was not kept",
         )),
     }
-}
-
-/// A chat of the person's own (their cache knows it), else 404: the API never acts on, nor
-/// tells of, another person's chat.
-async fn known_chat(person: &Person, chat_id: &str) -> Result<(), ApiError> {
-    let id = chat_id.to_owned();
-    let known = person
-        .sync
-        .store()
-        .call(move |store| store.has_chat(&id))
-        .await?;
-    if known {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "no such chat"))
-    }
-}
-
-/// A request a person asked for, sent to Graph: its answer when Graph took it, else a 502 that
-/// names `what` and Graph's status.
-async fn send_as_asked(
-    person: &Person,
-    request: outbound::HttpRequest,
-    what: &str,
-) -> Result<graph_chat_webhook::GraphResponse, ApiError> {
-    let answer = person
-        .sync
-        .send(request)
-        .await
-        .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
-    if !answer.is_success() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("Graph answered {} to {what}", answer.status),
-        ));
-    }
-    Ok(answer)
 }
 
 /// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.

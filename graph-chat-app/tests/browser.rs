@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
@@ -57,9 +57,9 @@ return {
   })),
   // The chat whose snapshot the page has rendered (none while one loads).
   loadedChat: document.getElementById("messages").dataset.loadedChat || null,
-  // Reads (and sends) of a chat's messages the page made.
+  // Reads (and sends) of a chat's messages the page made (all of them, or a page of its history).
   messageFetches: performance.getEntriesByType("resource")
-    .filter((r) => /\/api\/chats\/[^/]+\/messages$/.test(new URL(r.name).pathname)).length,
+    .filter((r) => /\/api\/chats\/[^/]+\/(messages|history)$/.test(new URL(r.name).pathname)).length,
 };
 "#;
 
@@ -290,6 +290,47 @@ impl Browser {
         self.execute("window.__browserTestMarker = true;", vec![]);
     }
 
+    /// Shows the page at `width` x `height` CSS pixels, as a phone (390) or a laptop (1280) does.
+    fn viewport(&self, width: u32, height: u32) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 700}),
+        );
+    }
+
+    /// axe-core's serious and critical violations on the page as it is now (the npm package,
+    /// injected through WebDriver): `[{"id", "impact", "nodes"}]`.
+    fn axe(&self) -> Vec<Value> {
+        let loaded = self.execute(&format!("{}\nreturn typeof axe;", axe_source()), vec![]);
+        assert_eq!(loaded, "object", "axe-core did not load");
+        let client = self.client();
+        let found = self
+            .run("axe-core", async move {
+                client
+                    .execute_async(
+                        "const done = arguments[arguments.length - 1];
+                         axe.run(document).then((r) => done(r.violations
+                           .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                           .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                             nodes: v.nodes.map((n) => n.target.join(' ')) }))),
+                           (e) => done([{ id: 'axe failed', impact: 'critical', help: String(e) }]));",
+                        vec![],
+                    )
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("axe-core: {e}"));
+        found.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Presses `keys` (WebDriver key codes allowed) in the element that has the focus.
+    fn keys(&self, keys: &str) {
+        let client = self.client();
+        self.run("keys", async move {
+            client.active_element().await?.send_keys(keys).await
+        })
+        .unwrap_or_else(|e| panic!("cannot type: {e}"));
+    }
+
     /// Clicks the first element matching `css`, finding it afresh on each try (the page may
     /// re-render it between a find and a click).
     fn click(&self, css: &str) {
@@ -318,6 +359,48 @@ impl Browser {
         })
         .unwrap_or_else(|e| panic!("cannot send from the page: {e}"));
     }
+}
+
+/// The axe-core version the audits run (npm's `axe-core`), installed under the target directory
+/// when missing, like Chromium is by `.ci/run`.
+const AXE_PACKAGE: &str = "axe-core@4.10.3";
+
+/// axe-core's browser script, from `<target>/axe-core/`: `npm install`ed there on first use.
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        // <target>/debug/deps/browser-<hash>: the cache sits beside the build.
+        let exe = std::env::current_exe().expect("the test's path");
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("the test runs from <target>/<profile>/deps");
+        let dir = target.join("axe-core");
+        let file = dir.join("node_modules/axe-core/axe.min.js");
+        if !file.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = Command::new("npm")
+                .arg("install")
+                .arg("--prefix")
+                .arg(&dir)
+                .args([
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    AXE_PACKAGE,
+                ])
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run npm to install {AXE_PACKAGE}: {e}"));
+            assert!(
+                status.success(),
+                "npm install {AXE_PACKAGE} failed: {status}"
+            );
+        }
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+    })
 }
 
 /// chromedriver's `POST /session/{id}/goog/cdp/execute`.
@@ -754,7 +837,932 @@ fn before_its_script_runs_the_form_submits_nothing() {
         "the browser would submit the form itself"
     );
     assert_eq!(page["search"], "", "the browser submitted the form itself");
-    assert_eq!(page["value"], "not yet");
+    // Enter in the message box before the script runs is the textarea's own new line.
+    assert_eq!(page["value"].as_str().map(str::trim_end), Some("not yet"));
+}
+
+/// What a phone-sized screen shows: whether anything scrolls sideways, and where things are.
+const LAYOUT: &str = r##"
+const box = (s) => { const e = document.querySelector(s); if (!e) return null;
+  const r = e.getBoundingClientRect(); const st = getComputedStyle(e);
+  return { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width,
+    shown: st.display !== "none" && st.visibility !== "hidden" && r.width > 0 && r.height > 0 }; };
+return {
+  width: window.innerWidth,
+  height: window.innerHeight,
+  scrollWidth: document.documentElement.scrollWidth,
+  bodyScrollWidth: document.body.scrollWidth,
+  list: box("#chats"),
+  messages: box("#scroller"),
+  send: box("#compose button[type=submit]"),
+  field: box("#compose [name=content]"),
+  back: box("#back"),
+  widest: Math.max(0, ...[...document.querySelectorAll("[data-message-id], [data-chat-id]")]
+    .map((e) => e.getBoundingClientRect().right)),
+};
+"##;
+
+fn fits(layout: &Value) -> bool {
+    let width = layout["width"].as_f64().unwrap_or(0.0);
+    layout["scrollWidth"].as_f64() <= Some(width)
+        && layout["bodyScrollWidth"].as_f64() <= Some(width)
+        && layout["widest"].as_f64() <= Some(width + 0.5)
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn axe_core_finds_no_serious_violation_at_1280_and_390_px() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    shown(&h, &b, &chat_id, "something to read");
+    b.compose("and something of mine");
+    b.until("my message", |page| {
+        messages(page)
+            .iter()
+            .any(|m| text(m).contains("something of mine"))
+            .then_some(())
+    });
+    let wide = b.axe();
+    assert!(wide.is_empty(), "at 1280 px: {wide:#?}");
+    b.viewport(390, 844);
+    // The list (the address names no chat), then the open chat.
+    b.goto(&h.url());
+    b.until("the chat list", |page| {
+        page["chats"].as_array().filter(|c| !c.is_empty()).map(drop)
+    });
+    let list = b.axe();
+    assert!(list.is_empty(), "at 390 px, the list: {list:#?}");
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.loaded();
+    let open = b.axe();
+    assert!(open.is_empty(), "at 390 px, the open chat: {open:#?}");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn at_390_px_the_list_and_the_chat_fit_the_screen_and_send_is_on_it() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.viewport(390, 844);
+    b.goto(&h.url());
+    b.until("the chat list", |page| chat(page, &chat_id).map(drop));
+    let layout = b.execute(LAYOUT, vec![]);
+    assert!(fits(&layout), "the list scrolls sideways: {layout:#}");
+    assert_eq!(layout["list"]["shown"], true, "{layout:#}");
+    // The list takes the screen: the chat opens in its place.
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.loaded();
+    // A long word, and a message of mine with one too.
+    let word = "Donaudampfschifffahrtsgesellschaftskapitän".repeat(40);
+    let long = shown(&h, &b, &chat_id, &word);
+    b.compose(&format!("mine: {word}"));
+    b.until("my long message", |page| {
+        messages(page)
+            .iter()
+            .any(|m| text(m).contains("mine: "))
+            .then_some(())
+    });
+    let layout = b.execute(LAYOUT, vec![]);
+    assert!(fits(&layout), "the chat scrolls sideways: {layout:#}");
+    assert_eq!(layout["list"]["shown"], false, "{layout:#}");
+    let width = layout["width"].as_f64().unwrap();
+    let height = layout["height"].as_f64().unwrap();
+    let send = &layout["send"];
+    assert_eq!(send["shown"], true, "{layout:#}");
+    assert!(
+        send["right"].as_f64() <= Some(width) && send["bottom"].as_f64() <= Some(height),
+        "Send is off screen: {layout:#}"
+    );
+    assert_eq!(ids(&b.snapshot())[0], long);
+    // Back to the list.
+    b.click("#back");
+    let layout = b.execute(LAYOUT, vec![]);
+    assert_eq!(layout["list"]["shown"], true, "{layout:#}");
+    assert!(fits(&layout), "{layout:#}");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn chats_are_reached_and_opened_by_keyboard_with_a_visible_focus() {
+    let h = Harness::start(Duration::from_secs(60));
+    let project = h.first_chat();
+    let design = h.create_chat("Design");
+    let b = Browser::start();
+    b.open(&h.url());
+    b.until("both chats", |page| chat(page, &design).map(drop));
+    let focused = || {
+        b.execute(
+            "const e = document.activeElement; const s = getComputedStyle(e);
+             return { chat: e.dataset ? e.dataset.chatId || null : null, tag: e.tagName,
+                      name: (e.getAttribute('aria-label') || e.textContent || '').trim(),
+                      outline: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2 };",
+            vec![],
+        )
+    };
+    // Tab from the top of the page to the first chat.
+    b.execute(
+        "document.activeElement && document.activeElement.blur();",
+        vec![],
+    );
+    let mut entry = Value::Null;
+    for _ in 0..10 {
+        b.keys("\u{E004}");
+        let now = focused();
+        if now["chat"].is_string() {
+            entry = now;
+            break;
+        }
+    }
+    assert!(entry["chat"].is_string(), "Tab never reached a chat");
+    assert_eq!(entry["outline"], true, "no visible focus: {entry:#}");
+    assert!(!entry["name"].as_str().unwrap().is_empty(), "{entry:#}");
+    // Tab to the other chat and open it with Enter.
+    let other = if entry["chat"] == project.as_str() {
+        &design
+    } else {
+        &project
+    };
+    b.keys("\u{E004}");
+    assert_eq!(focused()["chat"], other.as_str());
+    let said = id_of(&h.colleague_writes(other, "opened by keyboard", "text"));
+    b.keys("\u{E007}");
+    b.until("the chat opened by Enter", |page| {
+        message(page, &said).map(drop)
+    });
+    let current = b.execute(
+        "return [...document.querySelectorAll('[data-chat-id][aria-current=true]')].map((e) => e.dataset.chatId);",
+        vec![],
+    );
+    assert_eq!(current, json!([other]));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn enter_sends_shift_enter_starts_a_new_line_and_no_format_picker_is_left() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    let field = b.execute(
+        "const f = document.querySelector('#compose [name=content]');
+         return { tag: f.tagName, selects: document.querySelectorAll('#compose select').length };",
+        vec![],
+    );
+    assert_eq!(field, json!({"tag": "TEXTAREA", "selects": 0}));
+    b.click("#compose [name=content]");
+    b.keys("line one\u{E008}\u{E007}\u{E000}line two\u{E007}");
+    let sent = wait_for("the message in Graph", || {
+        h.sim().truth(&chat_id).unwrap().into_iter().find(|m| {
+            m["body"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("line two"))
+        })
+    });
+    assert_eq!(sent["body"]["content"], "line one\nline two");
+    let id = id_of(&sent);
+    b.until("the message on the page", |page| {
+        message(page, &id).map(drop)
+    });
+    let value = b.execute(
+        "return document.querySelector('#compose [name=content]').value;",
+        vec![],
+    );
+    assert_eq!(value, "");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_new_message_is_announced_to_screen_readers() {
+    let h = Harness::start(Duration::from_secs(60));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    shown(&h, &b, &chat_id, "can anyone hear me");
+    let live = || {
+        b.execute(
+            "return [...document.querySelectorAll('[aria-live]:not([aria-live=off]), [role=log], [role=status], [role=alert]')]
+               .map((e) => e.textContent).join(' | ');",
+            vec![],
+        )
+    };
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let said = live();
+        if said
+            .as_str()
+            .unwrap_or("")
+            .contains("Adele Vance: can anyone hear me")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not announced: {said}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Where the open chat is scrolled, and which messages are in view.
+const SCROLL: &str = r##"
+const s = document.getElementById("scroller");
+const view = s.getBoundingClientRect();
+return {
+  atBottom: s.scrollHeight - s.scrollTop - s.clientHeight < 2,
+  scrollable: s.scrollHeight > s.clientHeight,
+  inView: [...document.querySelectorAll("[data-message-id]")].filter((e) => {
+    const r = e.getBoundingClientRect();
+    return r.bottom > view.top && r.top < view.bottom;
+  }).map((e) => e.dataset.messageId),
+  older: (() => { const b = document.getElementById("older"); return b && !b.hidden; })(),
+  divider: (() => { const d = document.querySelector("#messages .divider");
+    const next = d && d.nextElementSibling; return next ? next.dataset.messageId || null : null; })(),
+};
+"##;
+
+/// The colleague writes `n` messages ("old 0", "old 1"...); their ids in order.
+fn history(h: &Harness, chat_id: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| h.says(chat_id, &format!("old {i}")))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
+    let mut h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let written = history(&h, &chat_id, 130);
+    wait_for("the cache to hold them all", || {
+        (api_ids(&h, &chat_id) == written).then_some(())
+    });
+    // The cache lets go of the oldest 70 (as a purge would): only Graph still has them.
+    h.stop_app();
+    {
+        let cache = rusqlite::Connection::open(h.dir.path().join("data/cache.sqlite")).unwrap();
+        for id in &written[..70] {
+            cache
+                .execute(
+                    "DELETE FROM messages WHERE chat_id = ?1 AND id = ?2",
+                    [&chat_id, id],
+                )
+                .unwrap();
+        }
+    }
+    {
+        // Its watermark past them too, or the restart's read would fetch them all again (they
+        // are all within its overlap).
+        let cache = rusqlite::Connection::open(h.dir.path().join("data/cache.sqlite")).unwrap();
+        cache
+            .execute(
+                "INSERT OR REPLACE INTO watermarks (chat_id, at) \
+                 VALUES (?1, '2999-01-01T00:00:00.000000000Z')",
+                [&chat_id],
+            )
+            .unwrap();
+    }
+    h.start_app();
+    assert_eq!(api_ids(&h, &chat_id), written[70..]);
+    let b = Browser::start();
+    let page = b.open(&h.url());
+    // The newest page, scrolled to its end.
+    assert_eq!(ids(&page), written[80..], "not the newest page");
+    let at = b.execute(SCROLL, vec![]);
+    assert_eq!(at["atBottom"], true, "{at:#}");
+    assert!(
+        at["inView"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(written[129])),
+        "{at:#}"
+    );
+    assert_eq!(at["older"], true, "{at:#}");
+    // button#older: the rest of the cache, then Graph past it.
+    // (Pressed where it is: a WebDriver click would scroll to the top first, which loads a
+    // page by itself.)
+    b.execute("document.getElementById('older').click();", vec![]);
+    b.until("the second page", |page| {
+        (ids(page) == written[30..]).then_some(())
+    });
+    // Scrolling to the top loads the next.
+    b.until("the first message", |page| {
+        b.execute("document.getElementById('scroller').scrollTop = 0;", vec![]);
+        (ids(page) == written).then_some(())
+    });
+    let at = b.execute(SCROLL, vec![]);
+    assert_eq!(
+        at["older"], false,
+        "more offered past the first message: {at:#}"
+    );
+    // Graph's truth, in the cache and on the page.
+    let truth: Vec<String> = {
+        let mut t = h.sim().truth(&chat_id).unwrap();
+        t.sort_by_key(|m| m["id"].as_str().unwrap().parse::<u128>().unwrap());
+        t.iter().map(id_of).collect()
+    };
+    assert_eq!(truth, written);
+    assert_eq!(api_ids(&h, &chat_id), written);
+    assert_eq!(ids(&b.snapshot()), written);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn new_messages_scroll_into_view_and_the_open_chat_stays_read() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let written = history(&h, &chat_id, 40);
+    wait_for("the cache", || {
+        (api_ids(&h, &chat_id).len() == 40).then_some(())
+    });
+    let b = Browser::start();
+    b.open(&h.url());
+    let at = b.execute(SCROLL, vec![]);
+    assert_eq!(at["scrollable"], true, "{at:#}");
+    assert_eq!(at["atBottom"], true, "{at:#}");
+    // Unread before it was opened: the divider marks where the person left off.
+    assert_eq!(at["divider"], written[0].as_str(), "{at:#}");
+    b.until("the chat read", |page| {
+        (chat(page, &chat_id)?["unread"] == "0").then_some(())
+    });
+    wait_for("Graph's viewpoint", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    // The colleague writes while the person reads: in view, and never counted unread.
+    for n in 0..3 {
+        let id = h.says(&chat_id, &format!("while reading {n}"));
+        b.until("the new message in view", |page| {
+            assert_eq!(
+                chat(page, &chat_id).unwrap()["unread"],
+                "0",
+                "the open chat counted a message unread: {page:#}"
+            );
+            let at = b.execute(SCROLL, vec![]);
+            at["inView"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(id))
+                .then_some(())
+        });
+    }
+    wait_for("Graph's viewpoint read again", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    // Sent from the page: in view too.
+    b.compose("my answer");
+    let mine = b.until("my answer", |page| {
+        messages(page)
+            .iter()
+            .find(|m| text(m).contains("my answer"))
+            .map(id_of)
+    });
+    let at = b.execute(SCROLL, vec![]);
+    assert!(
+        at["inView"].as_array().unwrap().contains(&json!(mine)),
+        "{at:#}"
+    );
+    assert_eq!(chat(&b.snapshot(), &chat_id).unwrap()["unread"], "0");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn chats_are_named_as_teams_names_them_with_a_preview_by_latest_activity() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let project = h.first_chat();
+    // A one-on-one chat has no topic: Teams names it after the other person.
+    let user = h.sim().identity().user_id;
+    let member = |id: &str| {
+        json!({"@odata.type": "#microsoft.graph.aadUserConversationMember", "roles": ["owner"],
+               "user@odata.bind": format!("https://graph.microsoft.com/v1.0/users('{id}')")})
+    };
+    let body =
+        json!({"chatType": "oneOnOne", "members": [member(&user), member(common::COLLEAGUE.0)]});
+    let mut answer = h
+        .http
+        .post(&format!("{}v1.0/chats", h.sim().base_url()))
+        .header("Authorization", "Bearer test")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    let direct: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    let direct = direct["id"].as_str().unwrap().to_owned();
+    h.says(&project, "in the project");
+    h.says(&direct, "just between us");
+    let b = Browser::start();
+    b.open(&h.url());
+    let order = |page: &Value| -> Vec<String> {
+        page["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = b.until("both chats", |page| {
+        (order(page) == [direct.clone(), project.clone()]).then(|| page.clone())
+    });
+    // Named after the other member, as the chat's members name them.
+    let other = h.chat(&direct)["members"][0]["displayName"]
+        .as_str()
+        .expect("the chat's members")
+        .to_owned();
+    let named = b.execute(
+        "return document.querySelector(`[data-chat-id=\"${arguments[0]}\"] .name`).textContent;",
+        vec![json!(direct)],
+    );
+    assert_eq!(named, other.as_str());
+    let entry = chat(&page, &direct).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(entry.contains("just between us"), "no preview: {entry}");
+    assert!(!entry.contains("Direct chat"), "{entry}");
+    let entry = chat(&page, &project).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        entry.contains("Project") && entry.contains("in the project"),
+        "{entry}"
+    );
+    // Activity moves a chat to the top.
+    h.says(&project, "back to work");
+    b.until("Project on top with its newest message", |page| {
+        (order(page) == [project.clone(), direct.clone()]
+            && text(chat(page, &project)?).contains("back to work"))
+        .then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn with_no_chats_the_page_says_so_and_a_send_says_why_not() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let (status, _) = h.graph("DELETE", &format!("v1.0/chats/{chat_id}"));
+    assert_eq!(status, 204);
+    wait_for("the app to forget the chat", || {
+        h.chat_ids().is_empty().then_some(())
+    });
+    let b = Browser::start();
+    b.goto(&h.url());
+    let shown = |css: &str| {
+        b.execute(
+            "const e = document.querySelector(arguments[0]);
+             return e && !e.hidden && e.getClientRects().length > 0 ? e.textContent.trim() : null;",
+            vec![json!(css)],
+        )
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while shown("#no-chats").is_null() {
+        assert!(Instant::now() < deadline, "no empty state");
+        std::thread::sleep(POLL);
+    }
+    assert!(shown("#no-chats").as_str().unwrap().contains("No chats"));
+    b.click("#compose [name=content]");
+    b.keys("hello?\u{E007}");
+    let deadline = Instant::now() + PATIENCE;
+    while shown("#send-error").is_null() {
+        assert!(Instant::now() < deadline, "Enter did nothing, silently");
+        std::thread::sleep(POLL);
+    }
+    assert!(shown("#send-error")
+        .as_str()
+        .unwrap()
+        .contains("open a chat"));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_failed_send_shows_with_a_retry_that_clears_it_and_a_failed_mark_read_shows() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let design = h.create_chat("Design");
+    let b = Browser::start();
+    b.open(&h.url());
+    b.until("both chats", |page| chat(page, &design).map(drop));
+    let error = || {
+        b.execute(
+            "const e = document.getElementById('send-error');
+             return e.hidden ? null : { text: e.textContent, role: e.getAttribute('role'),
+               retry: !!e.querySelector('button#retry') };",
+            vec![],
+        )
+    };
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.until("Project open", |page| {
+        (page["loadedChat"] == chat_id.as_str()).then_some(())
+    });
+    // Graph throttles every call: the send fails, and says so.
+    h.sim()
+        .set_faults(graph_sim::Faults {
+            throttle: 1.0,
+            ..graph_sim::Faults::default()
+        })
+        .unwrap();
+    b.compose("please arrive");
+    let deadline = Instant::now() + PATIENCE;
+    let shown = loop {
+        let e = error();
+        if !e.is_null() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the failure is not shown");
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(shown["role"], "alert", "{shown:#}");
+    assert_eq!(shown["retry"], true, "{shown:#}");
+    assert!(
+        shown["text"].as_str().unwrap().contains("Not sent"),
+        "{shown:#}"
+    );
+    // A failed mark-read is shown too.
+    b.click(&format!(r#"[data-chat-id="{design}"]"#));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let e = b.execute(
+            "const e = document.getElementById('read-error'); return e.hidden ? '' : e.textContent;",
+            vec![],
+        );
+        if e.as_str().unwrap_or("").contains("Could not mark") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed mark-read is not shown"
+        );
+        std::thread::sleep(POLL);
+    }
+    assert!(h
+        .sim()
+        .truth(&chat_id)
+        .unwrap()
+        .iter()
+        .all(|m| m["body"]["content"] != "please arrive"));
+    // Graph takes calls again: Retry sends it (to the chat it was written in), once.
+    h.sim().set_faults(graph_sim::Faults::default()).unwrap();
+    b.click("#retry");
+    let sent = wait_for("the retried message in Graph", || {
+        h.sim()
+            .truth(&chat_id)
+            .unwrap()
+            .into_iter()
+            .find(|m| m["body"]["content"] == "please arrive")
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while !error().is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "the failure stays after the send succeeded"
+        );
+        std::thread::sleep(POLL);
+    }
+    let copies = h
+        .sim()
+        .truth(&chat_id)
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"]["content"] == "please arrive")
+        .count();
+    assert_eq!(copies, 1, "{sent:#}");
+}
+
+/// The first message of the page whose text contains `content`.
+fn find_text(page: &Value, content: &str) -> Option<Value> {
+    messages(page)
+        .iter()
+        .find(|m| text(m).contains(content))
+        .cloned()
+}
+
+/// Graph's copy of message `id`.
+fn truth_of(h: &Harness, chat_id: &str, id: &str) -> Value {
+    h.sim()
+        .truth(chat_id)
+        .unwrap()
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn own_messages_are_edited_in_place_and_deleted_with_an_undo() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    let theirs = shown(&h, &b, &chat_id, "not mine to change");
+    b.compose("first draft");
+    let mine = b.until("my message", |page| {
+        find_text(page, "first draft").map(|m| id_of(&m))
+    });
+    let buttons = |id: &str| {
+        b.execute(
+            "return [...document.querySelectorAll(`[data-message-id=\"${arguments[0]}\"] button[data-action]`)]
+               .map((e) => e.dataset.action);",
+            vec![json!(id)],
+        )
+    };
+    assert_eq!(
+        buttons(&theirs),
+        json!(["react", "reply"]),
+        "only my own messages can be changed"
+    );
+    assert_eq!(buttons(&mine), json!(["react", "reply", "edit", "delete"]));
+    // Edit in place.
+    b.click(&format!(
+        r#"[data-message-id="{mine}"] button[data-action=edit]"#
+    ));
+    b.keys("\u{E009}a\u{E000}\u{E017}final wording\u{E007}");
+    b.until("the edit shown", |page| {
+        let m = message(page, &mine)?;
+        (m["state"] == "edited"
+            && text(m).contains("final wording")
+            && !text(m).contains("first draft"))
+        .then_some(())
+    });
+    let graph = truth_of(&h, &chat_id, &mine);
+    assert_eq!(graph["body"]["content"], "final wording");
+    assert!(!graph["lastEditedDateTime"].is_null(), "{graph:#}");
+    // Delete, then undo.
+    b.click(&format!(
+        r#"[data-message-id="{mine}"] button[data-action=delete]"#
+    ));
+    b.until("the delete shown", |page| {
+        (message(page, &mine)?["state"] == "deleted").then_some(())
+    });
+    assert!(!truth_of(&h, &chat_id, &mine)["deletedDateTime"].is_null());
+    assert_eq!(buttons(&mine), json!(["undo-delete"]));
+    b.click(&format!(
+        r#"[data-message-id="{mine}"] button[data-action=undo-delete]"#
+    ));
+    b.until("the message back", |page| {
+        let m = message(page, &mine)?;
+        (m["state"] != "deleted" && text(m).contains("final wording")).then_some(())
+    });
+    assert!(truth_of(&h, &chat_id, &mine)["deletedDateTime"].is_null());
+    h.converged(&chat_id);
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn reactions_show_with_counts_and_are_set_and_unset_by_click() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let me = h.sim().identity().user_id;
+    let b = Browser::start();
+    b.open(&h.url());
+    let id = shown(&h, &b, &chat_id, "react to this");
+    let reaction = |page_id: &str| {
+        b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"] [data-reaction]`);
+             return e ? { type: e.dataset.reaction, count: e.dataset.count,
+                          pressed: e.getAttribute('aria-pressed'), label: e.getAttribute('aria-label') } : null;",
+            vec![json!(page_id)],
+        )
+    };
+    assert!(reaction(&id).is_null());
+    b.click(&format!(
+        r#"[data-message-id="{id}"] button[data-action=react]"#
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    let set = loop {
+        let r = reaction(&id);
+        if !r.is_null() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the reaction does not show");
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(set["count"], "1", "{set:#}");
+    assert_eq!(set["pressed"], "true", "{set:#}");
+    assert!(set["label"].as_str().unwrap().contains("You"), "{set:#}");
+    let graph = truth_of(&h, &chat_id, &id);
+    let reactions = graph["reactions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(reactions.len(), 1, "{graph:#}");
+    assert_eq!(reactions[0]["reactionType"], set["type"]);
+    assert_eq!(reactions[0]["user"]["user"]["id"], me.as_str());
+    // A click on it takes it back.
+    b.click(&format!(r#"[data-message-id="{id}"] [data-reaction]"#));
+    let deadline = Instant::now() + PATIENCE;
+    while !reaction(&id).is_null() {
+        assert!(Instant::now() < deadline, "the reaction stays");
+        std::thread::sleep(POLL);
+    }
+    let graph = truth_of(&h, &chat_id, &id);
+    assert!(
+        graph["reactions"].as_array().is_none_or(Vec::is_empty),
+        "{graph:#}"
+    );
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_chat_is_marked_unread_hidden_and_unhidden_from_the_page() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    shown(&h, &b, &chat_id, "one");
+    shown(&h, &b, &chat_id, "two");
+    wait_for("read", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    b.click("button[data-action=mark-unread]");
+    b.until("the chat unread", |page| {
+        (chat(page, &chat_id)?["unread"] != "0").then_some(())
+    });
+    let (_, graph) = h.graph("GET", &format!("v1.0/me/chats/{chat_id}"));
+    assert!(!graph["viewpoint"].is_null(), "{graph:#}");
+    assert!(h.chat(&chat_id)["unreadCount"].as_u64() > Some(0));
+    // Open again (read), then hide it.
+    b.click(&format!(r#"[data-chat-id="{chat_id}"]"#));
+    b.until("read again", |page| {
+        (chat(page, &chat_id)?["unread"] == "0").then_some(())
+    });
+    wait_for("read in Graph", || {
+        (h.chat(&chat_id)["unreadCount"] == 0).then_some(())
+    });
+    b.click("button[data-action=hide]");
+    wait_for("hidden in Graph", || {
+        (h.chat(&chat_id)["hidden"] == true).then_some(())
+    });
+    let (_, graph) = h.graph("GET", &format!("v1.0/me/chats/{chat_id}"));
+    assert_eq!(graph["viewpoint"]["isHidden"], true, "{graph:#}");
+    b.click("button[data-action=unhide]");
+    wait_for("unhidden in Graph", || {
+        (h.chat(&chat_id)["hidden"] == false).then_some(())
+    });
+    let (_, graph) = h.graph("GET", &format!("v1.0/me/chats/{chat_id}"));
+    assert_eq!(graph["viewpoint"]["isHidden"], false, "{graph:#}");
+    b.until("the chat listed", |page| {
+        (chat(page, &chat_id)?["unread"] == "0").then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_reply_quotes_the_message_it_answers() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    let asked = shown(&h, &b, &chat_id, "lunch at noon?");
+    b.click(&format!(
+        r#"[data-message-id="{asked}"] button[data-action=reply]"#
+    ));
+    b.compose("noon works");
+    let reply = b.until("the reply", |page| {
+        find_text(page, "noon works").map(|m| id_of(&m))
+    });
+    let shown = b.execute(
+        "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"]`);
+         return { replyTo: e.dataset.replyTo || null, quote: (e.querySelector('.quote') || {}).textContent || '' };",
+        vec![json!(reply)],
+    );
+    assert_eq!(shown["replyTo"], asked.as_str(), "{shown:#}");
+    assert!(
+        shown["quote"].as_str().unwrap().contains("lunch at noon?"),
+        "{shown:#}"
+    );
+    // Graph holds a reply as Teams sends one: the reference and its attachment.
+    let graph = truth_of(&h, &chat_id, &reply);
+    assert_eq!(graph["body"]["contentType"], "html", "{graph:#}");
+    assert!(
+        graph["body"]["content"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(r#"<attachment id="{asked}">"#)),
+        "{graph:#}"
+    );
+    assert_eq!(graph["attachments"][0]["contentType"], "messageReference");
+    assert_eq!(graph["attachments"][0]["id"], asked.as_str());
+    // The next message is no reply.
+    b.compose("and a plain one");
+    let plain = b.until("the plain message", |page| {
+        find_text(page, "and a plain one").map(|m| id_of(&m))
+    });
+    assert!(truth_of(&h, &chat_id, &plain)["attachments"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn system_events_show_as_teams_words_them_never_raw() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    // Graph's system messages, as a notification brings them.
+    let event = |id: &str, detail: Value| {
+        json!({
+            "id": id, "chatId": chat_id, "messageType": "systemEventMessage",
+            "createdDateTime": "2026-12-01T09:00:00.000Z",
+            "lastModifiedDateTime": "2026-12-01T09:00:00.000Z",
+            "from": null, "body": {"contentType": "html", "content": "<systemEventMessage/>"},
+            "eventDetail": detail,
+        })
+        .to_string()
+    };
+    let adele = json!({"user": {"id": common::COLLEAGUE.0, "displayName": common::COLLEAGUE.1}});
+    let store = h.app().store();
+    store
+        .apply_message(
+            &chat_id,
+            &event(
+                "1764579600001",
+                json!({"@odata.type": "#microsoft.graph.membersAddedEventMessageDetail",
+                       "initiator": adele,
+                       "members": [{"id": "a1", "displayName": "Alex Wilber"}]}),
+            ),
+            false,
+        )
+        .unwrap();
+    store
+        .apply_message(
+            &chat_id,
+            &event(
+                "1764579600002",
+                json!({"@odata.type": "#microsoft.graph.chatRenamedEventMessageDetail",
+                       "initiator": adele, "chatDisplayName": "Launch"}),
+            ),
+            false,
+        )
+        .unwrap();
+    let page = b.until("both events", |page| {
+        (message(page, "1764579600001").is_some() && message(page, "1764579600002").is_some())
+            .then(|| page.clone())
+    });
+    let added = text(message(&page, "1764579600001").unwrap());
+    assert!(added.contains("Adele Vance added Alex Wilber"), "{added}");
+    let renamed = text(message(&page, "1764579600002").unwrap());
+    assert!(
+        renamed.contains("Adele Vance renamed the chat to"),
+        "{renamed}"
+    );
+    assert!(renamed.contains("Launch"), "{renamed}");
+    for m in messages(&page) {
+        assert!(!m["html"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("systemeventmessage"));
+        assert!(!text(m).contains("Unknown sender"), "{m:#}");
+    }
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn at_opens_a_picker_of_the_chats_members_and_sends_a_real_mention() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.url());
+    // The colleague as the chat's members name them.
+    let name = h.chat(&chat_id)["members"][0]["displayName"]
+        .as_str()
+        .expect("the chat's members")
+        .to_owned();
+    b.click("#compose [name=content]");
+    b.keys(&format!("thanks @{}", &name[..2]));
+    let picker = b.execute(
+        "const p = document.getElementById('mention-picker');
+         return p.hidden ? null : [...p.querySelectorAll('[role=option]')].map((o) => o.textContent);",
+        vec![],
+    );
+    assert_eq!(picker, json!([name]), "the picker");
+    // Enter picks the person; a second Enter sends.
+    b.keys("\u{E007}for this\u{E007}");
+    let sent = wait_for("the message in Graph", || {
+        h.sim().truth(&chat_id).unwrap().into_iter().find(|m| {
+            m["body"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("for this"))
+        })
+    });
+    let content = sent["body"]["content"].as_str().unwrap();
+    assert_eq!(sent["body"]["contentType"], "html", "{sent:#}");
+    assert!(
+        content.contains(&format!(r#"<at id="0">{name}</at>"#)),
+        "{sent:#}"
+    );
+    assert_eq!(
+        sent["mentions"][0]["mentioned"]["user"]["id"],
+        common::COLLEAGUE.0,
+        "{sent:#}"
+    );
+    let id = id_of(&sent);
+    b.until("the mention shown highlighted", |page| {
+        message(page, &id)?;
+        let shown = b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"] at.mention`);
+             return e ? { text: e.textContent, user: e.dataset.userId || null } : null;",
+            vec![json!(id)],
+        );
+        (shown["text"] == name.as_str() && shown["user"] == common::COLLEAGUE.0).then_some(())
+    });
 }
 
 #[test]

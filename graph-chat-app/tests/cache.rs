@@ -436,9 +436,13 @@ fn items_and_events_keep_the_contracts_json() {
         assert_eq!(got, want);
     }
     // Unread: 1, 2, 3, 5, 8 and 10 (not mine, not deleted, messages, after the read time).
-    let chat_item = json!({
+    // The newest message that counts, for the chat list: 10 (all at one time; the highest id).
+    let newest =
+        json!({"id": "10", "createdDateTime": "2026-11-30T10:00:00Z", "from": null, "text": ""});
+    let mut chat_item = json!({
         "id": CHAT, "topic": "Demo", "chatType": "group", "unreadCount": 6, "hidden": false,
     });
+    chat_item["lastMessage"] = newest.clone();
     assert_eq!(as_json(&store.chats().unwrap().0), vec![chat_item.clone()]);
 
     let events: Vec<Value> = store
@@ -448,6 +452,7 @@ fn items_and_events_keep_the_contracts_json() {
         .map(|e| serde_json::from_str(&e.data).unwrap())
         .collect();
     let mut first_chat = chat_item.clone();
+    first_chat.as_object_mut().unwrap().remove("lastMessage");
     first_chat["unreadCount"] = 0.into();
     first_chat["kind"] = "chat".into();
     assert_eq!(events[0], first_chat);
@@ -456,6 +461,9 @@ fn items_and_events_keep_the_contracts_json() {
     first_message["chatId"] = CHAT.into();
     assert_eq!(events[1], first_message);
     let mut counted = chat_item.clone();
+    counted["lastMessage"] = json!({
+        "id": "1", "createdDateTime": at, "from": someone, "text": "hello",
+    });
     counted["unreadCount"] = 1.into();
     counted["kind"] = "chat".into();
     assert_eq!(events[2], counted);
@@ -475,7 +483,7 @@ fn items_and_events_keep_the_contracts_json() {
         removed,
         json!({
             "id": CHAT, "topic": "Demo", "chatType": "group", "unreadCount": 0, "hidden": true,
-            "removed": true, "kind": "chat",
+            "removed": true, "kind": "chat", "lastMessage": newest,
         })
     );
 }

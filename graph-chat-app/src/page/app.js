@@ -1,6 +1,7 @@
 // The chat page: a snapshot from the app's API, then live events over Server-Sent Events.
 // Message HTML arrives sanitized by the server; the page's Content-Security-Policy runs only
 // this script, so a sender's script could not run even if a sanitizer missed it.
+// Hand-written, no build step: what the server sends is what runs.
 "use strict";
 
 const state = {
@@ -13,19 +14,53 @@ const state = {
   source: null,
   started: null,         // settles once the page has loaded and opened its first chat
   sending: false,        // a message is on its way
+  failed: null,          // the send that failed: { chatId, content }, offered for a retry
+  more: false,           // whether the open chat has older messages than the page shows
+  loadingOlder: false,   // an older page is on its way
+  readTimer: null,       // a mark-read about to be sent for the open chat
+  showHidden: false,     // the list shows hidden chats too
+  replyTo: null,         // the message the next send replies to: { chatId, item }
+  mentions: [],          // people picked with `@` for the next send: { userId, displayName }
 };
 
+// Messages per page of a chat's history.
+const PAGE = 50;
+
 const $ = (id) => document.getElementById(id);
+const narrow = () => window.matchMedia("(max-width: 700px)").matches;
+
+// Every call of the app's API. An answer of 401 means signed out (the session ended, or the
+// person's access was revoked): the page goes to the sign-in.
+async function api(url, options) {
+  const response = await fetch(url, options);
+  if (response.status === 401) { location.assign("/"); throw new Error("signed out"); }
+  return response;
+}
 
 async function getJson(url) {
-  const response = await fetch(url, { cache: "no-store" });
-  // Signed out (the session ended, or the person's access was revoked): the sign-in page.
-  if (response.status === 401) { location.assign("/"); throw new Error("signed out"); }
+  const response = await api(url, { cache: "no-store" });
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return { data: await response.json(), last: Number(response.headers.get("x-last-event-id") || 0) };
 }
 
+// Why a request failed, from the API's `{"error": ...}` answer.
+async function failure(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error) return `${body.error} (${response.status})`;
+  } catch (_) { /* not JSON */ }
+  return `the app answered ${response.status}`;
+}
+
 function status(text) { $("status").textContent = text; }
+
+// Said to screen readers (a polite live region): new messages, sends, failures.
+function announce(text) {
+  const region = $("announce");
+  region.textContent = "";
+  // A change after a clear is announced even when the text repeats.
+  setTimeout(() => { region.textContent = text; }, 50);
+}
 
 // createdDateTime order, ties broken by id compared as a number (Graph's ids are epoch ms).
 function before(a, b) {
@@ -35,44 +70,135 @@ function before(a, b) {
   try { return BigInt(a.id) < BigInt(b.id); } catch (_) { return String(a.id) < String(b.id); }
 }
 
+// A chat's name as Teams gives it: its topic, else the other people's names.
 function chatLabel(chat) {
-  return chat.topic || (chat.chatType === "oneOnOne" ? "Direct chat" : "Group chat");
+  if (chat.topic) return chat.topic;
+  const names = (chat.members || []).map((m) => m.displayName).filter(Boolean);
+  if (names.length) return names.join(", ");
+  return chat.chatType === "oneOnOne" ? "Direct chat" : "Group chat";
+}
+
+// When the chat last saw activity: its newest message (0 without one).
+function activity(chat) {
+  const last = chat.lastMessage;
+  return (last && Date.parse(last.createdDateTime)) || 0;
+}
+
+// A time as the list shows it: the time of day today, else the date.
+function shortTime(iso) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return "";
+  const now = new Date();
+  return t.toDateString() === now.toDateString()
+    ? t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : t.toLocaleDateString([], { month: "short", day: "numeric" });
+}
+
+// The person is reading the open chat (the page is in front and shows it).
+function reading(chatId) {
+  return chatId === state.open && document.visibilityState === "visible"
+    && (!narrow() || $("app").dataset.view === "chat");
+}
+
+// The unread count shown: none for the chat being read (the page marks it read).
+function shownUnread(chat) {
+  return reading(chat.id) ? 0 : chat.unreadCount;
 }
 
 function renderChats() {
   const list = $("chats");
-  list.replaceChildren();
-  const visible = [...state.chats.values()].filter((c) => !c.hidden);
-  visible.sort((a, b) => chatLabel(a).localeCompare(chatLabel(b)) || a.id.localeCompare(b.id));
+  const focused = document.activeElement && document.activeElement.dataset
+    ? document.activeElement.dataset.chatId : undefined;
+  // Entries are kept and updated in place (a person tabbing through them keeps their place).
+  const kept = new Map([...list.children].map((li) => [li.firstChild.dataset.chatId, li]));
+  const visible = [...state.chats.values()].filter((c) => state.showHidden || !c.hidden || c.id === state.open);
+  // Latest activity first, as Teams lists them.
+  visible.sort((a, b) => activity(b) - activity(a)
+    || chatLabel(a).localeCompare(chatLabel(b)) || a.id.localeCompare(b.id));
+  let index = 0;
   for (const chat of visible) {
-    const li = document.createElement("li");
-    li.dataset.chatId = chat.id;
-    li.dataset.unread = String(chat.unreadCount);
-    if (chat.id === state.open) li.classList.add("open");
+    let li = kept.get(chat.id);
+    kept.delete(chat.id);
+    if (!li) {
+      li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.chatId = chat.id;
+      button.addEventListener("click", () => {
+        openChat(chat.id, true).catch((e) => status(`cannot open: ${e.message}`));
+      });
+      li.append(button);
+    }
+    const entry = li.firstChild;
+    const unreadCount = shownUnread(chat);
+    entry.dataset.unread = String(unreadCount);
+    entry.dataset.hidden = String(Boolean(chat.hidden));
+    if (chat.id === state.open) entry.setAttribute("aria-current", "true");
+    else entry.removeAttribute("aria-current");
     const name = document.createElement("span");
+    name.className = "name";
     name.textContent = chatLabel(chat);
+    const time = document.createElement("time");
+    time.className = "time";
+    const last = chat.lastMessage;
+    if (last && last.createdDateTime) {
+      time.dateTime = last.createdDateTime;
+      time.textContent = shortTime(last.createdDateTime);
+    }
+    const preview = document.createElement("span");
+    preview.className = "preview";
+    if (last) {
+      const mine = last.from && state.me && last.from.id === state.me.id;
+      const who = mine ? "You" : ((last.from && last.from.displayName) || "");
+      preview.textContent = who ? `${who}: ${last.text}` : last.text;
+    } else {
+      preview.textContent = "No messages yet";
+    }
     const badge = document.createElement("span");
     badge.className = "badge";
-    badge.textContent = String(chat.unreadCount);
-    li.append(name, badge);
-    li.addEventListener("click", () => {
-      openChat(chat.id).catch((e) => status(`cannot open: ${e.message}`));
-    });
-    list.append(li);
+    badge.textContent = String(unreadCount);
+    const unread = document.createElement("span");
+    unread.className = "visually-hidden";
+    unread.textContent = unreadCount ? " unread" : "";
+    badge.append(unread);
+    entry.replaceChildren(name, time, preview, badge);
+    // In order; an entry already in its place is not moved (moving one takes its focus).
+    const at = list.children[index];
+    if (at !== li) list.insertBefore(li, at || null);
+    index += 1;
+  }
+  for (const gone of kept.values()) gone.remove();
+  $("no-chats").hidden = visible.length > 0;
+  if (focused) {
+    const again = list.querySelector(`[data-chat-id="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
   }
 }
 
 function messageElement(item) {
   const li = document.createElement("li");
   li.className = "message";
-  if (state.me && item.from && item.from.id === state.me.id) li.classList.add("mine");
+  const mine = Boolean(state.me && item.from && item.from.id === state.me.id);
+  if (mine) li.classList.add("mine");
   li.dataset.messageId = item.id;
   li.dataset.state = item.state;
+  if (item.from && item.from.id) li.dataset.fromId = item.from.id;
   const meta = document.createElement("div");
   meta.className = "meta";
   const who = item.from && item.from.displayName ? item.from.displayName : "Unknown sender";
   const when = item.createdDateTime ? new Date(item.createdDateTime).toLocaleString() : "";
   meta.textContent = `${who} · ${when}${item.state === "edited" ? " · edited" : ""}`;
+  if (item.event && item.state !== "deleted") {
+    // A system event, as Teams shows it: one line, no sender, nothing to act on.
+    li.className = "message system";
+    const line = document.createElement("div");
+    line.className = "body";
+    const when = item.createdDateTime ? new Date(item.createdDateTime).toLocaleString() : "";
+    line.textContent = when ? `${item.event} · ${when}` : item.event;
+    li.append(line);
+    li._item = item;
+    return li;
+  }
   const body = document.createElement("div");
   body.className = "body";
   if (item.state === "deleted") {
@@ -83,50 +209,431 @@ function messageElement(item) {
     body.textContent = "This message was blocked by a policy.";
   } else if (item.contentType === "html") {
     // Sanitized by the server (ammonia): formatting only, no scripts, handlers or frames.
+    body.className += " html";
     body.innerHTML = item.content || "";
+    // Mentions highlighted; the signed-in person's own marked.
+    const mentions = item.mentions || [];
+    body.querySelectorAll("at").forEach((at, n) => {
+      at.classList.add("mention");
+      const m = mentions[n];
+      if (m && m.userId) at.dataset.userId = m.userId;
+      if (m && m.me) at.classList.add("me");
+    });
   } else {
     body.textContent = item.content || "";
   }
-  li.append(meta, body);
+  if (item.replyTo) {
+    // A reply quotes the message it answers, as Teams shows it.
+    li.dataset.replyTo = item.replyTo.id;
+    const quote = document.createElement("blockquote");
+    quote.className = "quote";
+    const from = document.createElement("div");
+    from.className = "quote-from";
+    from.textContent = item.replyTo.from || "";
+    const said = document.createElement("div");
+    said.textContent = item.replyTo.preview || "";
+    quote.append(from, said);
+    li.append(meta, quote, body);
+  } else {
+    li.append(meta, body);
+  }
   if (item.notice) {
     const notice = document.createElement("div");
     notice.className = "notice";
     notice.textContent = item.notice;
     li.append(notice);
   }
+  const reactions = document.createElement("div");
+  reactions.className = "reactions";
+  for (const r of item.reactions || []) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "reaction";
+    chip.dataset.reaction = r.reactionType;
+    chip.dataset.count = String(r.count);
+    chip.setAttribute("aria-pressed", String(Boolean(r.mine)));
+    const names = (r.users || []).map((u) => personName(u)).join(", ");
+    chip.title = names;
+    chip.setAttribute("aria-label", `${r.reactionType} ${r.count}: ${names}`);
+    chip.textContent = `${r.reactionType} ${r.count}`;
+    chip.addEventListener("click", () => react(item, r.reactionType, !r.mine));
+    reactions.append(chip);
+  }
+  if (reactions.childElementCount) li.append(reactions);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const author = item.from && item.from.displayName ? item.from.displayName : "this person";
+  const button = (action, label, name, run) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.action = action;
+    b.textContent = label;
+    b.setAttribute("aria-label", name);
+    b.addEventListener("click", run);
+    actions.append(b);
+  };
+  if (item.state === "deleted") {
+    if (mine) button("undo-delete", "Undo", "Undo the delete", () => messageAction(item, "undoSoftDelete"));
+  } else if (item.state !== "blocked") {
+    const liked = (item.reactions || []).some((r) => r.reactionType === LIKE && r.mine);
+    button("react", LIKE, liked ? `Remove your ${LIKE} from ${author}'s message` : `React ${LIKE} to ${author}'s message`,
+      () => react(item, LIKE, !liked));
+    button("reply", "Reply", `Reply to ${author}'s message`, () => startReply(item));
+    if (mine) {
+      button("edit", "Edit", "Edit your message", () => startEdit(li, item));
+      button("delete", "Delete", "Delete your message", () => messageAction(item, "softDelete"));
+    }
+  }
+  if (actions.childElementCount) li.append(actions);
   li._item = item;
   return li;
 }
 
+// The reaction the react button gives (Teams' first).
+const LIKE = "👍";
+
+// A person's name: theirs, "You", or the name the chat's members give them.
+function personName(user) {
+  if (state.me && user.id === state.me.id) return "You";
+  if (user.displayName) return user.displayName;
+  const chat = state.chats.get(state.open);
+  const member = chat && (chat.members || []).find((m) => m.id === user.id);
+  return (member && member.displayName) || "Someone";
+}
+
+// Something a person did that did not work: said on the page, and to screen readers.
+function problem(text) {
+  const shown = $("read-error");
+  shown.textContent = text;
+  shown.hidden = false;
+}
+
+// A POST or PATCH of the app's API; the message's new item on success.
+async function change(url, method, body) {
+  let response;
+  try {
+    response = await api(url, {
+      method,
+      headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (_) {
+    return { error: "the app could not be reached" };
+  }
+  if (!response.ok) return { error: await failure(response) };
+  if (response.status === 204) return {};
+  return { item: await response.json() };
+}
+
+function messageUrl(item, tail) {
+  const chat = encodeURIComponent(state.open);
+  return `/api/chats/${chat}/messages/${encodeURIComponent(item.id)}${tail}`;
+}
+
+async function messageAction(item, action, body) {
+  const chatId = state.open;
+  const { item: changed, error } = await change(messageUrl(item, `/${action}`), "POST", body);
+  if (error) { problem(`That did not work: ${error}.`); return; }
+  $("read-error").hidden = true;
+  if (changed && state.open === chatId) upsertMessage(changed);
+}
+
+function react(item, reactionType, on) {
+  return messageAction(item, on ? "setReaction" : "unsetReaction", { reactionType });
+}
+
+// Edit in place: the text in a box under the message; Enter (or Save) saves, Escape cancels.
+function startEdit(li, item) {
+  if (li.querySelector("form.edit")) return;
+  const form = document.createElement("form");
+  form.className = "edit";
+  const field = document.createElement("textarea");
+  field.name = "content";
+  field.setAttribute("aria-label", "Edit your message");
+  field.value = item.contentType === "html" ? textOf(item.content) : (item.content || "");
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.textContent = "Save";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  form.append(field, save, cancel);
+  const done = () => { form.remove(); li.querySelector(".body").hidden = false; };
+  cancel.addEventListener("click", done);
+  field.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") done();
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const content = field.value;
+    if (!content.trim()) return;
+    const chatId = state.open;
+    const { item: changed, error } = await change(messageUrl(item, ""), "PATCH", { content });
+    if (error) { problem(`Not edited: ${error}.`); return; }
+    $("read-error").hidden = true;
+    if (changed && state.open === chatId) upsertMessage(changed);
+  });
+  li.querySelector(".body").hidden = true;
+  li.querySelector(".body").after(form);
+  field.focus();
+}
+
+// `@` in the message box: a picker of the chat's other members; the picked person is mentioned
+// for real (`<at>` and `mentions`) when the message is sent.
+function mentionQuery() {
+  const field = $("content");
+  const before = field.value.slice(0, field.selectionStart);
+  const match = /(^|\s)@([^@\n]{0,40})$/.exec(before);
+  return match ? { start: before.length - match[2].length - 1, text: match[2] } : null;
+}
+
+function updateMentionPicker() {
+  const picker = $("mention-picker");
+  const query = mentionQuery();
+  const chat = state.chats.get(state.open);
+  const people = query && chat ? (chat.members || []).filter((m) => m.displayName
+    && m.displayName.toLowerCase().startsWith(query.text.toLowerCase())) : [];
+  if (!people.length) { closeMentionPicker(); return; }
+  picker.replaceChildren();
+  people.forEach((person, n) => {
+    const option = document.createElement("li");
+    option.id = `mention-option-${n}`;
+    option.setAttribute("role", "option");
+    option.dataset.userId = person.id;
+    option.textContent = person.displayName;
+    option.setAttribute("aria-selected", String(n === 0));
+    option.addEventListener("mousedown", (e) => { e.preventDefault(); pickMention(person); });
+    picker.append(option);
+  });
+  picker.hidden = false;
+  $("content").setAttribute("aria-activedescendant", "mention-option-0");
+}
+
+function closeMentionPicker() {
+  $("mention-picker").hidden = true;
+  $("content").removeAttribute("aria-activedescendant");
+}
+
+function moveMention(step) {
+  const options = [...$("mention-picker").children];
+  const at = options.findIndex((o) => o.getAttribute("aria-selected") === "true");
+  const next = (at + step + options.length) % options.length;
+  options.forEach((o, n) => o.setAttribute("aria-selected", String(n === next)));
+  $("content").setAttribute("aria-activedescendant", options[next].id);
+}
+
+function pickMention(person) {
+  const field = $("content");
+  const query = mentionQuery();
+  if (!query) return;
+  const end = field.selectionStart;
+  const text = `@${person.displayName} `;
+  field.value = field.value.slice(0, query.start) + text + field.value.slice(end);
+  const caret = query.start + text.length;
+  field.setSelectionRange(caret, caret);
+  if (!state.mentions.some((m) => m.userId === person.id)) {
+    state.mentions.push({ userId: person.id, displayName: person.displayName });
+  }
+  closeMentionPicker();
+  field.focus();
+}
+
+// Reply: the message quoted above the message box until sent or cancelled.
+function startReply(item) {
+  state.replyTo = { chatId: state.open, item };
+  const who = item.from && item.from.displayName ? item.from.displayName : "Someone";
+  const text = item.contentType === "html" ? textOf(item.content) : (item.content || "");
+  $("replying-text").textContent = `Replying to ${who}: ${text.slice(0, 120)}`;
+  $("replying").hidden = false;
+  $("content").focus();
+}
+
+function cancelReply() {
+  state.replyTo = null;
+  $("replying").hidden = true;
+}
+
+// A chat action through Graph (unread, hide, unhide).
+async function chatAction(action) {
+  const chatId = state.open;
+  if (!chatId) return;
+  // Left unread: the person stops reading it first (or the page would mark it read again).
+  if (action === "unread") closeChat();
+  const { error } = await change(`/api/chats/${encodeURIComponent(chatId)}/${action}`, "POST");
+  if (error) { problem(`That did not work: ${error}.`); return; }
+  if (action === "unread") status("Marked unread");
+}
+
+// Whether the person is looking at the newest messages (so new ones scroll into view).
+function atBottom() {
+  const s = $("scroller");
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 40;
+}
+
+function scrollToBottom() {
+  const s = $("scroller");
+  s.scrollTop = s.scrollHeight;
+}
+
+// Puts a message in its place (or replaces its older version); `true` when it is new.
 function upsertMessage(item) {
   const list = $("messages");
   const element = messageElement(item);
   const existing = [...list.children].find((li) => li.dataset.messageId === item.id);
-  if (existing) { existing.replaceWith(element); return; }
-  const next = [...list.children].find((li) => before(item, li._item));
+  if (existing) { existing.replaceWith(element); return false; }
+  const next = [...list.children].find((li) => li._item && before(item, li._item));
   list.insertBefore(element, next || null);
+  return true;
 }
 
-async function openChat(id) {
+function showView(view) {
+  $("app").dataset.view = view;
+}
+
+async function openChat(id, byPerson) {
   state.open = id;
   state.openSnapshot = null;
   state.pending = [];
-  location.hash = encodeURIComponent(id);
+  history.replaceState(null, "", `#${encodeURIComponent(id)}`);
   const chat = state.chats.get(id);
   $("chat-title").textContent = chat ? chatLabel(chat) : "";
+  renderChatActions();
+  if (byPerson) showView("chat");
   renderChats();
   $("messages").replaceChildren();
   delete $("messages").dataset.loadedChat;
-  // Clicking a chat marks it read, through Graph (the app calls markChatReadForUser).
-  fetch(`/api/chats/${encodeURIComponent(id)}/read`, { method: "POST" }).catch(() => {});
-  const { data, last } = await getJson(`/api/chats/${encodeURIComponent(id)}/messages`);
+  $("older").hidden = true;
+  $("history-start").hidden = true;
+  $("read-error").hidden = true;
+  const unreadBefore = chat ? chat.unreadCount : 0;
+  // Opening a chat marks it read, through Graph (the app calls markChatReadForUser).
+  markRead(id);
+  const { data, last } = await getJson(`/api/chats/${encodeURIComponent(id)}/history?limit=${PAGE}`);
   if (state.open !== id) return;
-  for (const item of data) upsertMessage(item);
+  for (const item of data.messages) upsertMessage(item);
+  setMore(data.more);
   state.openSnapshot = last;
   for (const { eventId, item } of state.pending) if (eventId > last) upsertMessage(item);
   state.pending = [];
+  placeDivider(unreadBefore);
+  scrollToBottom();
   // The open chat's snapshot is on the page (for tests and tools that wait for it).
   $("messages").dataset.loadedChat = id;
+  if (byPerson && narrow()) $("content").focus();
+}
+
+// Marks `chatId` read through the app (markChatReadForUser); a failure is shown.
+async function markRead(chatId) {
+  clearTimeout(state.readTimer);
+  state.readTimer = null;
+  let problem = null;
+  try {
+    const response = await api(`/api/chats/${encodeURIComponent(chatId)}/read`, { method: "POST" });
+    if (!response.ok) problem = await failure(response);
+  } catch (_) {
+    problem = "the app could not be reached";
+  }
+  if (state.open !== chatId) return;
+  const shown = $("read-error");
+  if (problem) {
+    shown.textContent = `Could not mark this chat read: ${problem}. Others may still see it unread.`;
+    shown.hidden = false;
+  } else {
+    shown.hidden = true;
+  }
+}
+
+// A new message in the chat being read: it is read too (once, shortly, for a burst).
+function readSoon(chatId) {
+  if (state.readTimer) return;
+  state.readTimer = setTimeout(() => markRead(chatId), 300);
+}
+
+function setMore(more) {
+  state.more = Boolean(more);
+  $("older").hidden = !state.more;
+  $("history-start").hidden = state.more || !$("messages").querySelector("[data-message-id]");
+}
+
+// The next older page of the open chat: from the cache, then from Graph past it.
+async function loadOlder() {
+  if (state.loadingOlder || !state.more || !state.open || state.openSnapshot === null) return;
+  const chatId = state.open;
+  const first = $("messages").querySelector("[data-message-id]");
+  const before = first ? `&before=${encodeURIComponent(first.dataset.messageId)}` : "";
+  state.loadingOlder = true;
+  $("older").disabled = true;
+  $("older").textContent = "Loading older messages...";
+  try {
+    const { data } = await getJson(`/api/chats/${encodeURIComponent(chatId)}/history?limit=${PAGE}${before}`);
+    if (state.open !== chatId) return;
+    const scroller = $("scroller");
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    for (const item of data.messages) upsertMessage(item);
+    setMore(data.more);
+    // The messages the person was reading stay where they were.
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  } catch (e) {
+    status(`cannot load older messages: ${e.message}`);
+  } finally {
+    state.loadingOlder = false;
+    $("older").disabled = false;
+    $("older").textContent = "Show older messages";
+  }
+}
+
+// A line before the first of the `unread` newest messages from others: where the person left off.
+function placeDivider(unread) {
+  const old = $("messages").querySelector(".divider");
+  if (old) old.remove();
+  if (!unread) return;
+  const others = [...$("messages").querySelectorAll("[data-message-id]")].filter((li) =>
+    !li.classList.contains("mine") && li.dataset.state !== "deleted");
+  const first = others[Math.max(0, others.length - unread)];
+  if (!first) return;
+  const divider = document.createElement("li");
+  divider.className = "divider";
+  divider.setAttribute("role", "separator");
+  divider.textContent = "New messages";
+  first.before(divider);
+}
+
+// The open chat's own buttons: mark unread, hide or unhide.
+function renderChatActions() {
+  const chat = state.chats.get(state.open);
+  $("chat-actions").hidden = !chat;
+  $("hide").hidden = !chat || chat.hidden;
+  $("unhide").hidden = !chat || !chat.hidden;
+}
+
+function closeChat() {
+  state.open = null;
+  $("messages").replaceChildren();
+  delete $("messages").dataset.loadedChat;
+  $("chat-title").textContent = "Select a chat";
+  renderChatActions();
+  history.replaceState(null, "", location.pathname);
+  showView("list");
+}
+
+// A message shown live in the open chat: in view when the person was at the newest ones.
+function showLive(item) {
+  const follow = atBottom();
+  const added = upsertMessage(item);
+  if (follow) scrollToBottom();
+  const mine = state.me && item.from && item.from.id === state.me.id;
+  if (added && !mine && item.state === "visible") {
+    const who = item.from && item.from.displayName ? item.from.displayName : "Someone";
+    const text = item.contentType === "html" ? textOf(item.content) : (item.content || "");
+    announce(`${who}: ${text.slice(0, 200)}`);
+  }
+}
+
+// The text of sanitized HTML (parsed inert: nothing in it loads or runs).
+function textOf(html) {
+  const doc = new DOMParser().parseFromString(html || "", "text/html");
+  return (doc.body.textContent || "").trim();
 }
 
 function onEvent(event) {
@@ -138,18 +645,17 @@ function onEvent(event) {
     if (item.removed) {
       // Graph no longer has it for the user (deleted, or the user left).
       state.chats.delete(item.id);
-      if (state.open === item.id) {
-        state.open = null;
-        $("messages").replaceChildren();
-        $("chat-title").textContent = "Select a chat";
-      }
+      if (state.open === item.id) closeChat();
     } else {
       state.chats.set(item.id, item);
+      // Counted unread while the person reads it: it is read.
+      if (item.unreadCount > 0 && reading(item.id)) readSoon(item.id);
     }
     renderChats();
+    if (item.id === state.open) renderChatActions();
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
-    else if (eventId > state.openSnapshot) upsertMessage(item);
+    else if (eventId > state.openSnapshot) showLive(item);
   }
 }
 
@@ -167,32 +673,82 @@ function listen(after) {
   state.source = source;
 }
 
+function showSendError(text) {
+  $("send-error-text").textContent = text;
+  $("send-error").hidden = false;
+}
+
+function clearSendError() {
+  state.failed = null;
+  $("send-error").hidden = true;
+  $("send-error-text").textContent = "";
+}
+
+// Sends `content` to `chatId`; true once Graph has it. A failure stays on the page, with a
+// retry, until a send succeeds.
+async function deliver(chatId, content, replyTo, mentions) {
+  const chat = encodeURIComponent(chatId);
+  const mentioned = (mentions || []).filter((m) => content.includes(`@${m.displayName}`));
+  const url = replyTo
+    ? `/api/chats/${chat}/messages/${encodeURIComponent(replyTo)}/reply`
+    : mentioned.length ? `/api/chats/${chat}/mention` : `/api/chats/${chat}/messages`;
+  let response;
+  try {
+    response = await api(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(mentioned.length && !replyTo
+        ? { content, mentions: mentioned } : { content, contentType: "text" }),
+    });
+  } catch (e) {
+    state.failed = { chatId, content, replyTo, mentions };
+    showSendError(`Not sent: the app could not be reached. Your message is kept below.`);
+    return false;
+  }
+  if (!response.ok) {
+    state.failed = { chatId, content, replyTo, mentions };
+    showSendError(`Not sent: ${await failure(response)}.`);
+    return false;
+  }
+  clearSendError();
+  const item = await response.json();
+  // The same message as its notification will be: shown once, whichever comes first.
+  if (state.open === chatId) { upsertMessage(item); scrollToBottom(); }
+  return true;
+}
+
 async function send(form) {
   // A second press (or Enter) while a message is on its way would send it twice.
   if (state.sending) return;
   const content = form.elements.content.value;
-  const contentType = form.elements.contentType.value;
-  if (!content) return;
+  if (!content.trim()) return;
   state.sending = true;
   try {
     // Submitted before the page had opened a chat: send once it has.
     await state.started;
-    if (!state.open) return;
-    const chatId = state.open;
-    const response = await fetch(`/api/chats/${encodeURIComponent(chatId)}/messages`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ content, contentType }),
-    });
-    if (response.status === 401) { location.assign("/"); return; }
-    if (!response.ok) { status(`not sent (${response.status})`); return; }
+    if (!state.open) {
+      showSendError("Not sent: open a chat first.");
+      return;
+    }
+    const reply = state.replyTo && state.replyTo.chatId === state.open ? state.replyTo.item.id : null;
+    const ok = await deliver(state.open, content, reply, state.mentions);
+    if (ok && reply) cancelReply();
+    if (ok) state.mentions = [];
     // Keep anything typed meanwhile.
-    if (form.elements.content.value === content) form.elements.content.value = "";
-    const item = await response.json();
-    // The same message as its notification will be: shown once, whichever comes first.
-    if (state.open === chatId) upsertMessage(item);
-  } catch (e) {
-    status(`not sent (${e.message})`);
+    if (ok && form.elements.content.value === content) form.elements.content.value = "";
+  } finally {
+    state.sending = false;
+  }
+}
+
+async function retry() {
+  if (state.sending || !state.failed) return;
+  const { chatId, content, replyTo, mentions } = state.failed;
+  state.sending = true;
+  try {
+    const ok = await deliver(chatId, content, replyTo, mentions);
+    const field = $("content");
+    if (ok && field.value === content) field.value = "";
   } finally {
     state.sending = false;
   }
@@ -204,7 +760,58 @@ function start() {
   // disabled in the HTML until now, so nothing submits before this script runs either.
   const compose = $("compose");
   compose.addEventListener("submit", (e) => { e.preventDefault(); send(e.target); });
+  // Enter sends; Shift+Enter (and Enter while composing text in an input method) is a new line.
+  $("content").addEventListener("input", updateMentionPicker);
+  $("content").addEventListener("blur", () => setTimeout(closeMentionPicker, 150));
+  $("content").addEventListener("keydown", (e) => {
+    if (!$("mention-picker").hidden) {
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        moveMention(e.key === "ArrowDown" ? 1 : -1);
+        return;
+      }
+      if (e.key === "Enter" || e.key === "Tab") {
+        e.preventDefault();
+        const option = $("mention-picker").querySelector("[aria-selected=true]");
+        if (option) pickMention({ id: option.dataset.userId, displayName: option.textContent });
+        return;
+      }
+      if (e.key === "Escape") { closeMentionPicker(); return; }
+    }
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      compose.requestSubmit();
+    }
+  });
   compose.querySelector("button[type=submit]").disabled = false;
+  $("retry").addEventListener("click", retry);
+  $("discard").addEventListener("click", clearSendError);
+  $("older").addEventListener("click", loadOlder);
+  $("mark-unread").addEventListener("click", () => chatAction("unread"));
+  $("cancel-reply").addEventListener("click", cancelReply);
+  $("hide").addEventListener("click", () => chatAction("hide"));
+  $("unhide").addEventListener("click", () => chatAction("unhide"));
+  $("show-hidden").addEventListener("click", () => {
+    state.showHidden = !state.showHidden;
+    $("show-hidden").setAttribute("aria-pressed", String(state.showHidden));
+    renderChats();
+  });
+  $("scroller").addEventListener("scroll", () => {
+    if ($("scroller").scrollTop < 40) loadOlder();
+  });
+  // Back to the page: the open chat is read again, and its count shown so.
+  document.addEventListener("visibilitychange", () => {
+    if (state.open && reading(state.open) && (state.chats.get(state.open) || {}).unreadCount) {
+      markRead(state.open);
+    }
+    renderChats();
+  });
+  $("back").addEventListener("click", () => {
+    showView("list");
+    renderChats();
+    const entry = document.querySelector(`[data-chat-id="${CSS.escape(state.open || "")}"]`);
+    if (entry) entry.focus();
+  });
   state.started = load();
 }
 
@@ -218,10 +825,13 @@ async function load() {
     renderChats();
     listen(last);
     const wanted = decodeURIComponent(location.hash.slice(1));
-    const first = state.chats.has(wanted) && !state.chats.get(wanted).hidden
-      ? wanted
-      : [...$("chats").children].map((li) => li.dataset.chatId)[0];
-    if (first) await openChat(first);
+    const named = state.chats.has(wanted) && !state.chats.get(wanted).hidden;
+    const first = named ? wanted : [...$("chats").querySelectorAll("[data-chat-id]")]
+      .map((e) => e.dataset.chatId)[0];
+    // A narrow screen shows the list first, unless the address names a chat.
+    showView(named || !narrow() ? "chat" : "list");
+    if (first) await openChat(first, false);
+    else status("live");
   } catch (e) {
     status(`cannot load: ${e.message}`);
   }
