@@ -4,7 +4,6 @@
 //! Every failure answers with one [`ApiError`]: a status and a plain message for the page,
 //! while what went wrong inside (SQLite's text, a connection's error) goes to the log only.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,8 +26,8 @@ use tokio::sync::{broadcast, watch};
 use crate::api::{known_chat, send_as_asked, ApiError, Person};
 use crate::signin::{self, SignInState};
 use crate::site::Site;
-use crate::store::{Event, Origin, Snapshot, Store, StoreError};
-use crate::sync::{GraphSync, SyncError};
+use crate::store::{Event, Origin, Snapshot, Store};
+use crate::sync::GraphSync;
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");

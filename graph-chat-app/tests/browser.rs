@@ -1667,7 +1667,8 @@ fn system_events_show_as_teams_words_them_never_raw() {
         .to_string()
     };
     let adele = json!({"user": {"id": common::COLLEAGUE.0, "displayName": common::COLLEAGUE.1}});
-    let store = h.app().store();
+    let person = h.app().person(&h.user()).expect("the user is signed in");
+    let store = person.store();
     store
         .apply_message(
             &chat_id,
