@@ -967,7 +967,12 @@ fn log_event(
     let data = to_json(change);
     let (chat_id, message_id) = match change {
         Change::Message { chat_id, item } => (Some(chat_id.as_str()), Some(item.id.as_str())),
-        Change::Chat { .. } => (None, None),
+        // A chat's item shows its newest message's preview: the event is that message's too,
+        // so that it goes with the message's other events once it is deleted or blocked.
+        Change::Chat { item, .. } => (
+            Some(item.id.as_str()),
+            item.last_message.as_ref().map(|m| m.id.as_str()),
+        ),
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     tx.execute(
