@@ -1099,7 +1099,11 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
     // The cache lets go of the oldest 70 (as a purge would): only Graph still has them.
     h.stop_app();
     {
-        let cache = rusqlite::Connection::open(h.dir.path().join("data/cache.sqlite")).unwrap();
+        let cache = rusqlite::Connection::open(graph_chat_app::people::cache_file(
+            &h.dir.path().join("data"),
+            &h.user(),
+        ))
+        .unwrap();
         for id in &written[..70] {
             cache
                 .execute(
@@ -1112,7 +1116,11 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
     {
         // Its watermark past them too, or the restart's read would fetch them all again (they
         // are all within its overlap).
-        let cache = rusqlite::Connection::open(h.dir.path().join("data/cache.sqlite")).unwrap();
+        let cache = rusqlite::Connection::open(graph_chat_app::people::cache_file(
+            &h.dir.path().join("data"),
+            &h.user(),
+        ))
+        .unwrap();
         cache
             .execute(
                 "INSERT OR REPLACE INTO watermarks (chat_id, at) \
@@ -1239,7 +1247,10 @@ fn chats_are_named_as_teams_names_them_with_a_preview_by_latest_activity() {
     let mut answer = h
         .http
         .post(&format!("{}v1.0/chats", h.sim().base_url()))
-        .header("Authorization", "Bearer test")
+        .header(
+            "Authorization",
+            format!("Bearer {}", common::token_for(h.sim(), &user)),
+        )
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
         .unwrap();
