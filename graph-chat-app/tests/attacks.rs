@@ -6,7 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{location, raw_agent, set_cookie, Harness, SESSION_COOKIE};
+use common::{
+    agent, agent_with_session, get, location, post, raw_agent, set_cookie, sign_in_cookie, Harness,
+    SESSION_COOKIE,
+};
+use serde_json::json;
 
 /// A sign-in begun at the app as `user`: its login cookie and the authorize URL it redirects to.
 fn begin(app: &str, user: &str) -> (String, String) {
@@ -56,4 +60,46 @@ fn a_flood_of_sign_ins_begun_does_not_lose_a_persons_sign_in() {
     }
 
     assert_eq!(finish(&authorize, &cookie), (302, true));
+}
+
+/// A person whose refresh token was revoked (their account reset by an administrator, say) and
+/// who signs in again at once, before the app has noticed, stays signed in: the app takes the
+/// new sign-in's tokens rather than going on with the revoked refresh token, also after a
+/// restart.
+#[test]
+fn a_person_who_signs_in_again_after_a_revocation_stays_signed_in() {
+    // Long enough that the app has not yet refreshed (nor noticed the revocation) when the
+    // person signs in again, right after.
+    const LIFETIME: u64 = 10;
+    let config = graph_sim::Config {
+        token_lifetime: Duration::from_secs(LIFETIME),
+        ..common::sim_config()
+    };
+    let mut h = Harness::start_with(Duration::from_secs(600), config);
+    let chat = h.first_chat();
+    let me = h.user();
+    let revoke = agent()
+        .post(&format!("{}_sim/users/{me}/revoke", h.sim().base_url()))
+        .send_empty()
+        .unwrap();
+    assert!(revoke.status().is_success(), "{}", revoke.status());
+    let again = agent_with_session(&sign_in_cookie(&h.url(), &me));
+    assert_eq!(get(&again, &format!("{}api/chats", h.url())).0, 200);
+
+    // Every token the app held before the new sign-in has expired, and the app's token watch
+    // has looked since: the revoked refresh token would have been tried and refused by now.
+    std::thread::sleep(Duration::from_secs(LIFETIME + 6));
+    let app = h.url();
+    assert_eq!(get(&again, &format!("{app}api/chats")).0, 200);
+    let (status, item) = post(
+        &again,
+        &format!("{app}api/chats/{}/messages", common::encode(&chat)),
+        &json!({"content": "still here"}),
+    );
+    assert_eq!(status, 201, "{item}");
+
+    // The new refresh token is the one kept: after a restart the person is resumed with it.
+    h.stop_app();
+    h.start_app();
+    assert_eq!(get(&again, &format!("{}api/chats", h.url())).0, 200);
 }
