@@ -103,3 +103,41 @@ fn a_person_who_signs_in_again_after_a_revocation_stays_signed_in() {
     h.start_app();
     assert_eq!(get(&again, &format!("{}api/chats", h.url())).0, 200);
 }
+
+/// An event stream whose session cookie comes in a second `Cookie` header (as HTTP/2 sends
+/// cookies, and proxies may pass them on) goes on like one opened with a single header: it was
+/// let in, so its session checks must read the same cookies.
+#[test]
+fn an_event_stream_with_its_cookie_in_a_second_header_stays_open() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let h = Harness::start(Duration::from_secs(600));
+    let chat = h.first_chat();
+    let app = url::Url::parse(&h.url()).unwrap();
+    let host = format!("{}:{}", app.host_str().unwrap(), app.port().unwrap());
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\
+         Cookie: theme=dark\r\nCookie: {SESSION_COOKIE}={}\r\n\r\n",
+        h.session
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Past the stream's first session check, which comes at once.
+    std::thread::sleep(Duration::from_millis(500));
+    let id = h.says(&chat, "to a stream with two cookie headers");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader.read_line(&mut line).unwrap();
+        assert!(read > 0, "the stream ended before the message");
+        if line.contains(&id) {
+            break;
+        }
+    }
+}
