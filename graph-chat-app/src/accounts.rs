@@ -131,6 +131,11 @@ impl Accounts {
         })
     }
 
+    /// The sealer of the app's secrets, for what the app gives a browser to keep for it.
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -180,8 +180,9 @@ impl People {
 
     /// A person signed in with `tokens` (from a redeemed code): recorded with their refresh
     /// token, their Graph side started and their chats read. Their user id. A person whose
-    /// Graph side runs already (signed in elsewhere) keeps it as it is, with its token and its
-    /// event streams; one whose token was refused gets a new one.
+    /// Graph side runs already (signed in elsewhere) keeps it, with its event streams, but with
+    /// this sign-in's tokens (the refresh token it held may have been revoked since, unnoticed
+    /// yet); one whose token was refused gets a new one.
     pub async fn sign_in(&self, tokens: TokenSet) -> Result<String, PeopleError> {
         let claims = tokens.id_claims.as_ref().ok_or(PeopleError::NoIdentity)?;
         if let Some(tid) = claims.tid.as_deref() {
@@ -201,8 +202,13 @@ impl People {
         let running = self
             .running()
             .get(&user_id)
-            .is_some_and(|r| !r.source.is_revoked());
-        if running {
+            .filter(|r| !r.source.is_revoked())
+            .map(|r| Arc::clone(&r.source));
+        if let Some(source) = running {
+            // Its rotation hook keeps the new refresh token, sealed.
+            tokio::task::spawn_blocking(move || source.replace(tokens))
+                .await
+                .map_err(|_| StoreError::Unavailable)?;
             return Ok(user_id);
         }
         let accounts = self.inner.accounts.clone();
@@ -405,7 +411,16 @@ async fn watch(people: People, user_id: String, sync: Arc<GraphSync>, source: Ar
         tokio::time::sleep(TOKEN_WATCH).await;
         let asked = Arc::clone(&source);
         let answer = tokio::task::spawn_blocking(move || asked.token()).await;
-        let revoked = source.is_revoked() || matches!(answer, Ok(Err(TokenError::InvalidGrant)));
+        let refused = source.is_revoked() || matches!(answer, Ok(Err(TokenError::InvalidGrant)));
+        // A sign-in of theirs since may have given the source new tokens: asked again, it
+        // answers (with nothing new, it refuses at once, without calling the platform).
+        let revoked = refused && {
+            let asked = Arc::clone(&source);
+            !matches!(
+                tokio::task::spawn_blocking(move || asked.token()).await,
+                Ok(Ok(_))
+            )
+        };
         if revoked {
             // Only if this is still the person's Graph side (not one started again since).
             let current = people.get(&user_id).is_some_and(|s| Arc::ptr_eq(&s, &sync));

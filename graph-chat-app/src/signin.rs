@@ -2,29 +2,31 @@
 //! against the identity platform, and the sessions that follow it.
 //!
 //! - `GET /auth/login[?login_hint=H]`: a pending sign-in (its `state`, PKCE verifier and `nonce`)
-//!   kept here, bound to this browser by a short-lived random cookie (only its hash is a key);
-//!   302 to the authorize endpoint.
-//! - `GET /auth/callback?code&state`: the pending sign-in of this browser, taken once; `state`
-//!   compared in constant time; the code redeemed with the verifier; the id token's `nonce`
-//!   checked; the person's Graph side started; a session with a fresh random id (the one the
-//!   browser brought, if any, ends); 302 to `/`.
+//!   sealed (AES-256-GCM, under the app's key) into a short-lived cookie of this browser, so
+//!   that the server keeps nothing for a sign-in begun and no number of them begun elsewhere
+//!   can push this one out; 302 to the authorize endpoint.
+//! - `GET /auth/callback?code&state`: the pending sign-in of this browser, opened from its
+//!   cookie and good once; `state` compared in constant time; the code redeemed with the
+//!   verifier; the id token's `nonce` checked; the person's Graph side started; a session with
+//!   a fresh random id (the one the browser brought, if any, ends); 302 to `/`.
 //! - `POST /auth/logout`: the session ends; 303 to `/`.
 //!
 //! Cookies are `HttpOnly`, `SameSite=Lax`, and `Secure` when the public URL is https.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use graph_chat_webhook::tokens::{OAuthClient, SignIn};
+use graph_chat_webhook::tokens::{OAuthClient, PkceVerifier, SignIn};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
-use crate::accounts::{random_token, Accounts, SESSION_LIFETIME};
+use crate::accounts::{Accounts, SESSION_LIFETIME};
 use crate::people::People;
 use crate::sync::GraphSync;
 
@@ -35,9 +37,14 @@ const LOGIN_COOKIE: &str = "chat_login";
 /// How long a sign-in may take between `/auth/login` and `/auth/callback` (the identity
 /// platform's codes live about as long).
 const LOGIN_LIFETIME: Duration = Duration::from_secs(600);
-/// Pending sign-ins kept at once: past it, the oldest is dropped (a flood of `/auth/login`
-/// cannot grow memory).
-const MAX_PENDING: usize = 4096;
+/// What the sealer binds a pending sign-in's cookie to.
+const LOGIN_PURPOSE: &str = "pending sign-in";
+/// The longest login cookie opened (a sealed pending sign-in is about 260 characters).
+const MAX_LOGIN_COOKIE: usize = 1024;
+/// Login cookies remembered as used, so that each is good once: past it, the oldest is
+/// forgotten (a flood cannot grow memory; a cookie forgotten early is still no use again, since
+/// the identity platform takes the one code its PKCE verifier was issued for only once).
+const MAX_SPENT: usize = 4096;
 
 /// What the app asks the person to grant: their chats (read and write), sending, the people
 /// picker's reads, a refresh token, and who they are.
@@ -56,9 +63,11 @@ const SIGN_IN_PAGE: &str = include_str!("page/signin.html");
 const CSP: &str = "default-src 'none'; style-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
+/// A pending sign-in, opened from its login cookie.
 struct Pending {
-    sign_in: SignIn,
-    started: Instant,
+    state: Zeroizing<String>,
+    nonce: Zeroizing<String>,
+    pkce_verifier: PkceVerifier,
 }
 
 /// The sign-in's state, shared by its routes and the API's session check.
@@ -66,7 +75,8 @@ pub(crate) struct SignInState {
     oauth: Arc<OAuthClient>,
     accounts: Accounts,
     people: People,
-    pending: Mutex<HashMap<Vec<u8>, Pending>>,
+    /// The hashes of login cookies brought to the callback, and when.
+    spent: Mutex<HashMap<Vec<u8>, Instant>>,
     secure: bool,
 }
 
@@ -82,39 +92,67 @@ impl SignInState {
             oauth,
             accounts,
             people,
-            pending: Mutex::new(HashMap::new()),
+            spent: Mutex::new(HashMap::new()),
             secure,
         }
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Pending>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    fn spent(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Instant>> {
+        self.spent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn keep_pending(&self, key: Vec<u8>, sign_in: SignIn) {
-        let mut pending = self.pending();
-        pending.retain(|_, p| p.started.elapsed() < LOGIN_LIFETIME);
-        if pending.len() >= MAX_PENDING {
-            if let Some(oldest) = pending
+    /// The login cookie of `sign_in`: when it began, its `state`, `nonce` and verifier, sealed.
+    fn seal_pending(&self, sign_in: &SignIn) -> String {
+        let plain = Zeroizing::new(format!(
+            "{}\n{}\n{}\n{}",
+            unix_now(),
+            sign_in.state.as_str(),
+            sign_in.nonce.as_str(),
+            sign_in.pkce_verifier.secret()
+        ));
+        let sealed = self.accounts.sealer().seal(LOGIN_PURPOSE, plain.as_bytes());
+        sealed.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The pending sign-in a login cookie holds, once: `None` for a cookie this app did not
+    /// seal, one older than [`LOGIN_LIFETIME`], or one brought before.
+    fn take_pending(&self, cookie: &str) -> Option<Pending> {
+        if cookie.len() > MAX_LOGIN_COOKIE {
+            return None;
+        }
+        let sealed = from_hex(cookie)?;
+        let plain = self.accounts.sealer().open(LOGIN_PURPOSE, &sealed)?;
+        let plain = std::str::from_utf8(&plain).ok()?;
+        let mut fields = plain.splitn(4, '\n');
+        let started: u64 = fields.next()?.parse().ok()?;
+        let (state, nonce, verifier) = (fields.next()?, fields.next()?, fields.next()?);
+        let age = unix_now().checked_sub(started)?;
+        if age >= LOGIN_LIFETIME.as_secs() {
+            return None;
+        }
+        let mut spent = self.spent();
+        spent.retain(|_, at| at.elapsed() < LOGIN_LIFETIME);
+        let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &sealed)
+            .as_ref()
+            .to_vec();
+        if spent.contains_key(&key) {
+            return None;
+        }
+        if spent.len() >= MAX_SPENT {
+            if let Some(oldest) = spent
                 .iter()
-                .min_by_key(|(_, p)| p.started)
+                .min_by_key(|(_, at)| **at)
                 .map(|(k, _)| k.clone())
             {
-                pending.remove(&oldest);
+                spent.remove(&oldest);
             }
         }
-        pending.insert(
-            key,
-            Pending {
-                sign_in,
-                started: Instant::now(),
-            },
-        );
-    }
-
-    fn take_pending(&self, cookie: &str) -> Option<SignIn> {
-        let pending = self.pending().remove(&digest(cookie))?;
-        (pending.started.elapsed() < LOGIN_LIFETIME).then_some(pending.sign_in)
+        spent.insert(key, Instant::now());
+        Some(Pending {
+            state: Zeroizing::new(state.to_owned()),
+            nonce: Zeroizing::new(nonce.to_owned()),
+            pkce_verifier: PkceVerifier::new(verifier),
+        })
     }
 
     fn cookie(&self, name: &str, value: &str, max_age: Duration, path: &str) -> HeaderValue {
@@ -144,10 +182,25 @@ impl SignInState {
     }
 }
 
-fn digest(value: &str) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes())
-        .as_ref()
-        .to_vec()
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The bytes of hex text (digits only, no sign); `None` for anything else.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [high, low] => u8::try_from(digit(*high)? * 16 + digit(*low)?).ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The value of cookie `name` in a request, if it has one.
@@ -219,8 +272,7 @@ async fn login(State(state): State<Arc<SignInState>>, Query(q): Query<LoginQuery
     let hint = q.login_hint.filter(|h| !h.is_empty() && h.len() <= 256);
     let sign_in = state.oauth.begin_sign_in(&SCOPES, hint.as_deref());
     let url = sign_in.url.to_string();
-    let cookie = random_token();
-    state.keep_pending(digest(&cookie), sign_in);
+    let cookie = state.seal_pending(&sign_in);
     let mut response = redirect(StatusCode::FOUND, &url);
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -417,9 +417,10 @@ async fn events(
     let reset = resume.is_some() && first > 0 && after + 1 < first;
     let mut recheck = tokio::time::interval(SESSION_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every `Cookie` header, as the session check that let the stream in read them.
     let mut cookie = HeaderMap::new();
-    if let Some(value) = headers.get(header::COOKIE) {
-        cookie.insert(header::COOKIE, value.clone());
+    for value in headers.get_all(header::COOKIE) {
+        cookie.append(header::COOKIE, value.clone());
     }
     let stream = EventStream {
         store,

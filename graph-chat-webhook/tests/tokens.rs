@@ -397,6 +397,34 @@ fn each_rotated_refresh_token_reaches_the_callback() {
 }
 
 #[test]
+fn a_new_sign_in_replaces_a_revoked_persons_tokens() {
+    let server = Server::start();
+    server.sim().revoked.insert("rt-0".into());
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let sink = stored.clone();
+    let person = server
+        .person("at-old", SystemTime::now() - Duration::from_secs(1))
+        .on_rotate(move |rt| sink.lock().unwrap().push(rt.secret().to_owned()));
+    assert_eq!(person.token().unwrap_err(), TokenError::InvalidGrant);
+    assert!(person.is_revoked());
+    // The person signs in again: the source answers with that sign-in's tokens, and its
+    // refresh token reaches the callback to be kept.
+    person.replace(TokenSet::new(
+        AccessToken::new("at-signed-in"),
+        Some(RefreshToken::new("rt-signed-in")),
+        hour(),
+    ));
+    assert!(!person.is_revoked());
+    assert_eq!(person.token().unwrap().secret(), "at-signed-in");
+    assert_eq!(*stored.lock().unwrap(), ["rt-signed-in"]);
+    assert_eq!(
+        server.sim().refreshes,
+        1,
+        "the revoked token is not tried again"
+    );
+}
+
+#[test]
 fn the_apps_token_is_cached_until_rejected() {
     let server = Server::start();
     let oauth = server.oauth(Some(CLIENT_SECRET));

@@ -151,6 +151,23 @@ impl PersonTokens {
         self
     }
 
+    /// Takes the tokens of a new sign-in of the same person in place of those held (whose
+    /// refresh token may have been revoked since): the source answers again with them, and the
+    /// new refresh token goes to [`on_rotate`](Self::on_rotate), under the source's lock.
+    pub fn replace(&self, tokens: TokenSet) {
+        let mut state = lock(&self.state);
+        if let (Some(new), Some(f)) = (&tokens.refresh_token, &self.on_rotate) {
+            if state.refresh.as_ref() != Some(new) {
+                f(new);
+            }
+        }
+        state.fresh_until = fresh_until(SystemTime::now(), tokens.expires_at, self.margin);
+        state.expires_at = tokens.expires_at;
+        state.access = tokens.access_token;
+        state.refresh = tokens.refresh_token;
+        state.revoked = false;
+    }
+
     /// Whether the refresh token was refused (`invalid_grant`): the person must sign in again.
     pub fn is_revoked(&self) -> bool {
         lock(&self.state).revoked
