@@ -24,6 +24,7 @@ pub mod accounts;
 mod actions;
 mod api;
 pub mod demo;
+mod directory;
 mod files;
 pub mod keys;
 pub mod options;

@@ -173,6 +173,8 @@ pub(crate) fn router(
         )
         .route("/api/events", get(events))
         .route("/api/chats/{chat_id}/history", get(crate::actions::history))
+        .route("/api/people", get(crate::directory::search))
+        .route("/api/chats", post(crate::directory::create))
         .route(
             "/api/chats/{chat_id}/messages/{message_id}",
             axum::routing::patch(crate::actions::edit),

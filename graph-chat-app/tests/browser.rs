@@ -1811,3 +1811,153 @@ fn a_person_signs_in_from_the_page_with_one_click_and_out_again() {
     let body = b.execute("return document.body.textContent;", vec![]);
     assert!(body.as_str().unwrap().contains("sign in first"), "{body}");
 }
+
+/// Alex Wilber, the simulator's second colleague (in no chat at the start).
+const ALEX: (&str, &str) = ("8d0f6b51-3b9e-4a57-9a4e-7e1b3c2d4e02", "Alex Wilber");
+
+/// The people the page's picker shows (`[data-user-id]`) and has picked (`[data-picked-user-id]`),
+/// and how many directory searches it has made.
+const PICKER: &str = r##"
+const all = (s) => [...document.querySelectorAll(s)];
+return {
+  results: all("#new-chat-form [data-user-id]").map((e) => e.dataset.userId),
+  picked: all("#new-chat-form [data-picked-user-id]").map((e) => e.dataset.pickedUserId),
+  searches: performance.getEntriesByType("resource")
+    .filter((r) => new URL(r.name).pathname === "/api/people").length,
+  topicDisabled: document.querySelector("#new-chat-form input[name=topic]").disabled,
+};
+"##;
+
+/// Types `words` in the picker and picks the person `id` once the directory has found them.
+fn pick(b: &Browser, words: &str, id: &str) {
+    b.click("#new-chat-form input[name=people]");
+    b.keys(words);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let picker = b.execute(PICKER, vec![]);
+        if picker["results"].as_array().unwrap().contains(&json!(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{id} is not found: {picker:#}");
+        std::thread::sleep(POLL);
+    }
+    b.click(&format!(r#"#new-chat-form [data-user-id="{id}"]"#));
+}
+
+/// The chat's member ids in Graph, sorted.
+fn members_in_graph(h: &Harness, chat_id: &str) -> Vec<String> {
+    let (status, members) = h.graph("GET", &format!("v1.0/chats/{chat_id}/members"));
+    assert_eq!(status, 200, "{members:#}");
+    let mut ids: Vec<String> = members["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_new_chat_is_started_from_the_people_picker_and_opens() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let me = h.user();
+    let before = h.sim().chat_ids();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    b.click("button#new-chat");
+    // A burst of keys searches once (debounced), never for the signed-in person.
+    b.click("#new-chat-form input[name=people]");
+    b.keys("Al");
+    b.until("the picker's results", |_| {
+        let picker = b.execute(PICKER, vec![]);
+        (picker["results"] == json!([ALEX.0])).then_some(())
+    });
+    let picker = b.execute(PICKER, vec![]);
+    assert_eq!(picker["searches"], 1, "{picker:#}");
+    b.click(&format!(r#"#new-chat-form [data-user-id="{}"]"#, ALEX.0));
+    pick(&b, "Ad", common::COLLEAGUE.0);
+    let picker = b.execute(PICKER, vec![]);
+    assert_eq!(picker["picked"], json!([ALEX.0, common::COLLEAGUE.0]));
+    assert_eq!(picker["topicDisabled"], false, "a group may be named");
+    // Removable: Adele out, and in again.
+    b.click(&format!(
+        r#"[data-picked-user-id="{}"] button"#,
+        common::COLLEAGUE.0
+    ));
+    let picker = b.execute(PICKER, vec![]);
+    assert_eq!(picker["picked"], json!([ALEX.0]));
+    assert_eq!(
+        picker["topicDisabled"], true,
+        "a one-on-one chat has no name"
+    );
+    pick(&b, "Ade", common::COLLEAGUE.0);
+    b.click("#new-chat-form input[name=topic]");
+    b.keys("Launch plans");
+    b.click("#new-chat-form button[type=submit]");
+    // Opened, and in the list once, named by its topic.
+    let page = b.until("the new chat open", |page| {
+        let id = page["loadedChat"].as_str()?;
+        (!before.iter().any(|c| c == id)).then(|| page.clone())
+    });
+    let group = page["loadedChat"].as_str().unwrap().to_owned();
+    assert!(
+        chat(&page, &group).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Launch plans"),
+        "{page:#}"
+    );
+    let current = b.execute(
+        "return document.querySelector('[data-chat-id][aria-current=true]').dataset.chatId;",
+        vec![],
+    );
+    assert_eq!(current, group.as_str());
+    // Graph's truth: a group of the three, with its topic.
+    assert!(h.sim().chat_ids().contains(&group));
+    let (_, graph) = h.graph("GET", &format!("v1.0/chats/{group}"));
+    assert_eq!(graph["chatType"], "group", "{graph:#}");
+    assert_eq!(graph["topic"], "Launch plans", "{graph:#}");
+    let mut three = vec![
+        me.clone(),
+        ALEX.0.to_owned(),
+        common::COLLEAGUE.0.to_owned(),
+    ];
+    three.sort();
+    assert_eq!(members_in_graph(&h, &group), three);
+    // A message there; once it has come back, the chat's notification has too: still one entry.
+    b.compose("welcome, both");
+    b.until("the message", |page| {
+        find_text(page, "welcome, both").map(drop)
+    });
+    wait_for("the chat in the app's list", || {
+        h.chat_ids().contains(&group).then_some(())
+    });
+    let entries = b.execute(
+        "return document.querySelectorAll(`[data-chat-id=\"${arguments[0]}\"]`).length;",
+        vec![json!(group)],
+    );
+    assert_eq!(entries, 1);
+    // One person: a one-on-one chat, named after them.
+    b.click("button#new-chat");
+    pick(&b, "Wil", ALEX.0);
+    b.click("#new-chat-form button[type=submit]");
+    let page = b.until("the one-on-one chat open", |page| {
+        let id = page["loadedChat"].as_str()?;
+        (id != group && !before.iter().any(|c| c == id)).then(|| page.clone())
+    });
+    let direct = page["loadedChat"].as_str().unwrap().to_owned();
+    let (_, graph) = h.graph("GET", &format!("v1.0/chats/{direct}"));
+    assert_eq!(graph["chatType"], "oneOnOne", "{graph:#}");
+    let mut two = vec![me, ALEX.0.to_owned()];
+    two.sort();
+    assert_eq!(members_in_graph(&h, &direct), two);
+    assert!(
+        chat(&page, &direct).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains(ALEX.1),
+        "{page:#}"
+    );
+}

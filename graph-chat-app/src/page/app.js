@@ -754,6 +754,203 @@ async function retry() {
   }
 }
 
+// A new chat: a people picker over the organisation's directory (searched through the app, as
+// the person), a name for a group, then the chat is created through Graph and opened.
+const picker = {
+  picked: [],        // { id, displayName }, in the order picked
+  timer: null,       // the debounce of the next search
+  inFlight: false,   // a search is on its way (at most one at a time)
+  again: false,      // the words changed while it was: search once more after it
+  creating: false,   // the chat is being created
+};
+
+// How long the picker waits after the last key before it searches.
+const SEARCH_DEBOUNCE_MS = 250;
+
+function openNewChat() {
+  const form = $("new-chat-form");
+  form.hidden = false;
+  $("new-chat").setAttribute("aria-expanded", "true");
+  $("new-chat-error").hidden = true;
+  $("people").focus();
+}
+
+function closeNewChat() {
+  const form = $("new-chat-form");
+  form.hidden = true;
+  form.reset();
+  picker.picked = [];
+  renderPicked();
+  showResults([]);
+  $("people-status").textContent = "";
+  $("new-chat-error").hidden = true;
+  $("new-chat").setAttribute("aria-expanded", "false");
+}
+
+function peopleInput() {
+  clearTimeout(picker.timer);
+  picker.timer = setTimeout(searchPeople, SEARCH_DEBOUNCE_MS);
+}
+
+async function searchPeople() {
+  if (picker.inFlight) { picker.again = true; return; }
+  const words = $("people").value.trim();
+  if (!words) { showResults([]); $("people-status").textContent = ""; return; }
+  picker.inFlight = true;
+  try {
+    const response = await api(`/api/people?search=${encodeURIComponent(words)}`, { cache: "no-store" });
+    if (!response.ok) {
+      $("people-status").textContent = `Cannot search: ${await failure(response)}.`;
+      return;
+    }
+    const people = await response.json();
+    // An answer for words no longer typed is not shown (the next search follows).
+    if ($("people").value.trim() !== words) return;
+    const fresh = people.filter((p) => !picker.picked.some((q) => q.id === p.id));
+    showResults(fresh);
+    $("people-status").textContent = fresh.length
+      ? `${fresh.length} ${fresh.length === 1 ? "person" : "people"} found`
+      : "Nobody found by that name";
+  } catch (_) {
+    $("people-status").textContent = "Cannot search: the app could not be reached.";
+  } finally {
+    picker.inFlight = false;
+    if (picker.again) { picker.again = false; searchPeople(); }
+  }
+}
+
+function showResults(people) {
+  const list = $("people-results");
+  list.replaceChildren();
+  people.forEach((person, n) => {
+    const option = document.createElement("li");
+    option.id = `person-option-${n}`;
+    option.setAttribute("role", "option");
+    option.dataset.userId = person.id;
+    option.setAttribute("aria-selected", String(n === 0));
+    const name = document.createElement("span");
+    name.textContent = person.displayName || person.userPrincipalName || person.id;
+    option.append(name);
+    if (person.userPrincipalName) {
+      const upn = document.createElement("span");
+      upn.className = "upn";
+      upn.textContent = person.userPrincipalName;
+      option.append(upn);
+    }
+    option._person = person;
+    option.addEventListener("mousedown", (e) => { e.preventDefault(); pickPerson(person); });
+    list.append(option);
+  });
+  list.hidden = people.length === 0;
+  const input = $("people");
+  input.setAttribute("aria-expanded", String(people.length > 0));
+  if (people.length) input.setAttribute("aria-activedescendant", "person-option-0");
+  else input.removeAttribute("aria-activedescendant");
+}
+
+function movePerson(step) {
+  const options = [...$("people-results").children];
+  if (!options.length) return;
+  const at = options.findIndex((o) => o.getAttribute("aria-selected") === "true");
+  const next = (at + step + options.length) % options.length;
+  options.forEach((o, n) => o.setAttribute("aria-selected", String(n === next)));
+  $("people").setAttribute("aria-activedescendant", options[next].id);
+}
+
+function pickPerson(person) {
+  if (!picker.picked.some((p) => p.id === person.id)) {
+    picker.picked.push({ id: person.id, displayName: person.displayName || person.userPrincipalName || person.id });
+  }
+  $("people").value = "";
+  showResults([]);
+  $("people-status").textContent = `${person.displayName || "Someone"} added`;
+  renderPicked();
+  $("people").focus();
+}
+
+function renderPicked() {
+  const list = $("picked");
+  list.replaceChildren();
+  for (const person of picker.picked) {
+    const li = document.createElement("li");
+    li.dataset.pickedUserId = person.id;
+    const name = document.createElement("span");
+    name.textContent = person.displayName;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${person.displayName}`);
+    remove.addEventListener("click", () => {
+      picker.picked = picker.picked.filter((p) => p.id !== person.id);
+      renderPicked();
+      $("people").focus();
+    });
+    li.append(name, remove);
+    list.append(li);
+  }
+  // A name is for a group: two or more others.
+  const group = picker.picked.length >= 2;
+  $("topic").disabled = !group;
+  $("topic-hint").textContent = group ? "Optional." : "For a group: pick two or more people.";
+}
+
+async function createChat(form) {
+  if (picker.creating) return;
+  const error = $("new-chat-error");
+  if (!picker.picked.length) {
+    error.textContent = "Pick at least one person to chat with.";
+    error.hidden = false;
+    $("people").focus();
+    return;
+  }
+  const body = { members: picker.picked.map((p) => p.id) };
+  const topic = form.elements.topic.value.trim();
+  if (picker.picked.length >= 2 && topic) body.topic = topic;
+  picker.creating = true;
+  $("start-chat").disabled = true;
+  try {
+    const { item, error: failed } = await change("/api/chats", "POST", body);
+    if (failed) {
+      error.textContent = `The chat was not started: ${failed}.`;
+      error.hidden = false;
+      return;
+    }
+    // Shown from Graph's answer now; its notification later updates the same entry.
+    state.chats.set(item.id, item);
+    closeNewChat();
+    renderChats();
+    await openChat(item.id, true);
+    announce(`Chat started: ${chatLabel(item)}`);
+  } finally {
+    picker.creating = false;
+    $("start-chat").disabled = false;
+  }
+}
+
+function startNewChat() {
+  $("new-chat").addEventListener("click", () => {
+    if ($("new-chat-form").hidden) openNewChat(); else closeNewChat();
+  });
+  $("new-chat-cancel").addEventListener("click", () => { closeNewChat(); $("new-chat").focus(); });
+  $("new-chat-form").addEventListener("submit", (e) => { e.preventDefault(); createChat(e.target); });
+  $("people").addEventListener("input", peopleInput);
+  $("people").addEventListener("blur", () => setTimeout(() => showResults([]), 150));
+  $("people").addEventListener("keydown", (e) => {
+    const open = !$("people-results").hidden;
+    if (open && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+      e.preventDefault();
+      movePerson(e.key === "ArrowDown" ? 1 : -1);
+    } else if (open && e.key === "Enter") {
+      // Enter picks the highlighted person (it does not submit the form).
+      e.preventDefault();
+      const option = $("people-results").querySelector("[aria-selected=true]");
+      if (option) pickPerson(option._person);
+    } else if (e.key === "Escape") {
+      if (open) showResults([]); else { closeNewChat(); $("new-chat").focus(); }
+    }
+  });
+}
+
 function start() {
   // The form is the page's before anything loads: a submit must never fall through to the
   // browser's own, which would navigate away with the message in the URL. The button is
@@ -784,6 +981,7 @@ function start() {
     }
   });
   compose.querySelector("button[type=submit]").disabled = false;
+  startNewChat();
   $("retry").addEventListener("click", retry);
   $("discard").addEventListener("click", clearSendError);
   $("older").addEventListener("click", loadOlder);
