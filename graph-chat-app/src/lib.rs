@@ -26,6 +26,7 @@ mod api;
 pub mod demo;
 mod directory;
 mod files;
+mod images;
 pub mod keys;
 pub mod options;
 pub mod people;

@@ -1992,3 +1992,98 @@ fn axe_core_finds_no_serious_violation_with_the_new_chat_form_open() {
     b.click("#back");
     audit(390);
 }
+
+/// A 2 x 2 PNG, as a screenshot tool would paste one.
+const PNG_2X2: &str = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAwMDAwMDAAAANAAH/3WvRAAAAAElFTkSuQmCC";
+
+/// Pastes a file into the message box, as a browser does (a `paste` event carrying it):
+/// `bytes` is base64, or a count of zero bytes when a number.
+fn paste_file(b: &Browser, name: &str, content_type: &str, bytes: Value) {
+    b.execute(
+        "const [name, type, bytes] = arguments;
+         const data = typeof bytes === 'number' ? new Uint8Array(bytes)
+           : Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
+         const transfer = new DataTransfer();
+         transfer.items.add(new File([data], name, { type }));
+         const field = document.querySelector('#compose [name=content]');
+         field.focus();
+         field.dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));",
+        vec![json!(name), json!(content_type), bytes],
+    );
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_pasted_image_is_sent_inline_and_shown_and_other_files_are_refused_saying_why() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    let in_graph = || h.sim().truth(&chat_id).unwrap().len();
+    let before = in_graph();
+    let refusal = || {
+        b.execute(
+            "const e = document.getElementById('attach-error');
+             return e && !e.hidden ? e.textContent : null;",
+            vec![],
+        )
+    };
+    // Not an image: refused on the page, nothing sent.
+    paste_file(&b, "notes.txt", "text/plain", json!("aGVsbG8="));
+    let said = refusal();
+    assert!(
+        said.as_str().is_some_and(|s| s.contains("only images")),
+        "{said}"
+    );
+    // Too large: refused, saying the limit.
+    paste_file(&b, "huge.png", "image/png", json!(3 << 20));
+    let said = refusal();
+    assert!(said.as_str().is_some_and(|s| s.contains("2 MB")), "{said}");
+    assert_eq!(in_graph(), before, "nothing was sent");
+    // An image, with a caption: sent inline (hostedContents), shown through the app.
+    paste_file(&b, "screenshot.png", "image/png", json!(PNG_2X2));
+    assert!(refusal().is_null());
+    b.click("#compose [name=content]");
+    b.keys("the chart\u{E007}");
+    let sent = wait_for("the image in Graph", || {
+        h.sim().truth(&chat_id).unwrap().into_iter().find(|m| {
+            m["body"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("the chart"))
+        })
+    });
+    let content = sent["body"]["content"].as_str().unwrap();
+    assert_eq!(sent["body"]["contentType"], "html", "{sent:#}");
+    assert!(content.contains("/hostedContents/"), "{sent:#}");
+    let id = id_of(&sent);
+    let (status, hosted) = h.graph(
+        "GET",
+        &format!("v1.0/chats/{chat_id}/messages/{id}/hostedContents"),
+    );
+    assert_eq!(status, 200, "{hosted:#}");
+    assert_eq!(
+        hosted["value"].as_array().map(Vec::len),
+        Some(1),
+        "{hosted:#}"
+    );
+    let shown = b.until("the image shown", |page| {
+        message(page, &id)?;
+        let image = b.execute(
+            "const i = document.querySelector(`[data-message-id=\"${arguments[0]}\"] img`);
+             return i && i.complete && i.naturalWidth > 0
+               ? { src: i.getAttribute('src'), width: i.naturalWidth } : null;",
+            vec![json!(id)],
+        );
+        (!image.is_null()).then_some(image)
+    });
+    assert_eq!(shown["width"], 2, "{shown:#}");
+    assert!(
+        shown["src"].as_str().unwrap().starts_with("/api/chats/"),
+        "shown through the app: {shown:#}"
+    );
+    let attached = b.execute(
+        "return document.getElementById('attachment').hidden;",
+        vec![],
+    );
+    assert_eq!(attached, true, "the attachment is cleared once sent");
+}

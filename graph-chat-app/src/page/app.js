@@ -21,6 +21,7 @@ const state = {
   showHidden: false,     // the list shows hidden chats too
   replyTo: null,         // the message the next send replies to: { chatId, item }
   mentions: [],          // people picked with `@` for the next send: { userId, displayName }
+  image: null,           // an image pasted or dropped, sent with the next send (a File)
 };
 
 // Messages per page of a chat's history.
@@ -721,13 +722,18 @@ async function send(form) {
   // A second press (or Enter) while a message is on its way would send it twice.
   if (state.sending) return;
   const content = form.elements.content.value;
-  if (!content.trim()) return;
+  if (!content.trim() && !state.image) return;
   state.sending = true;
   try {
     // Submitted before the page had opened a chat: send once it has.
     await state.started;
     if (!state.open) {
       showSendError("Not sent: open a chat first.");
+      return;
+    }
+    if (state.image) {
+      const ok = await sendImage(state.open, content, state.image);
+      if (ok && form.elements.content.value === content) form.elements.content.value = "";
       return;
     }
     const reply = state.replyTo && state.replyTo.chatId === state.open ? state.replyTo.item.id : null;
@@ -951,6 +957,104 @@ function startNewChat() {
   });
 }
 
+// Images: one pasted or dropped is attached to the next send, and sent inline through Graph
+// (its hostedContents); the page shows it back through the app like every inline image.
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+// The largest image the app sends (2 MiB), as the app checks it too.
+const MAX_IMAGE_BYTES = 2 * 1024 * 1024;
+
+function attachError(text) {
+  const shown = $("attach-error");
+  shown.textContent = text;
+  shown.hidden = !text;
+}
+
+function sizeText(bytes) {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+}
+
+// A pasted or dropped file: attached if it is an image the app sends, else refused, saying why.
+function attachFile(file) {
+  const name = file.name || "The file";
+  if (!IMAGE_TYPES.includes(file.type)) {
+    attachError(`${name} was not attached: only images (PNG, JPEG, GIF or WebP) can be pasted or dropped here.`);
+    return;
+  }
+  if (file.size > MAX_IMAGE_BYTES) {
+    attachError(`${name} was not attached: it is ${sizeText(file.size)}, and images up to 2 MB can be sent.`);
+    return;
+  }
+  attachError("");
+  state.image = file;
+  $("attachment-text").textContent = `Image attached: ${file.name || "pasted image"} (${sizeText(file.size)}). Enter sends it.`;
+  $("attachment").hidden = false;
+  // With an image, the text is optional.
+  $("content").required = false;
+  $("content").focus();
+}
+
+function removeAttachment() {
+  state.image = null;
+  $("attachment").hidden = true;
+  $("attachment-text").textContent = "";
+  $("content").required = true;
+}
+
+function filesOf(transfer) {
+  return transfer ? [...(transfer.files || [])] : [];
+}
+
+function readBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",")[1] || "");
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// Sends the attached image (with `content` as its caption) to `chatId`; true once Graph has it.
+async function sendImage(chatId, content, file) {
+  let contentBytes;
+  try {
+    contentBytes = await readBase64(file);
+  } catch (_) {
+    attachError("The image could not be read. Try pasting it again.");
+    return false;
+  }
+  const { item, error } = await change(`/api/chats/${encodeURIComponent(chatId)}/images`, "POST",
+    { content, contentType: file.type, contentBytes });
+  if (error) {
+    attachError(`The image was not sent: ${error}.`);
+    return false;
+  }
+  attachError("");
+  removeAttachment();
+  if (state.open === chatId) { upsertMessage(item); scrollToBottom(); }
+  announce("Image sent");
+  return true;
+}
+
+function startImages() {
+  $("content").addEventListener("paste", (e) => {
+    const files = filesOf(e.clipboardData);
+    if (!files.length) return;
+    e.preventDefault();
+    attachFile(files[0]);
+  });
+  const chat = $("chat");
+  chat.addEventListener("dragover", (e) => {
+    if (e.dataTransfer && [...e.dataTransfer.types].includes("Files")) e.preventDefault();
+  });
+  chat.addEventListener("drop", (e) => {
+    const files = filesOf(e.dataTransfer);
+    if (!files.length) return;
+    e.preventDefault();
+    attachFile(files[0]);
+  });
+  $("remove-attachment").addEventListener("click", () => { removeAttachment(); $("content").focus(); });
+}
+
 function start() {
   // The form is the page's before anything loads: a submit must never fall through to the
   // browser's own, which would navigate away with the message in the URL. The button is
@@ -982,6 +1086,7 @@ function start() {
   });
   compose.querySelector("button[type=submit]").disabled = false;
   startNewChat();
+  startImages();
   $("retry").addEventListener("click", retry);
   $("discard").addEventListener("click", clearSendError);
   $("older").addEventListener("click", loadOlder);
