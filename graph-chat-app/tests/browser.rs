@@ -2087,3 +2087,75 @@ fn a_pasted_image_is_sent_inline_and_shown_and_other_files_are_refused_saying_wh
     );
     assert_eq!(attached, true, "the attachment is cleared once sent");
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn files_show_as_links_with_their_names_and_cards_as_a_placeholder_never_raw() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    // The colleague sends a file, a card and a file with a script URL, through Graph.
+    let file = "https://contoso.sharepoint.com/sites/team/Shared%20Documents/Budget%202027.xlsx";
+    let body = json!({
+        "body": {"contentType": "html", "content":
+            "<p>see attached</p><attachment id=\"f1\"></attachment><attachment id=\"c1\"></attachment><attachment id=\"f2\"></attachment>"},
+        "attachments": [
+            {"id": "f1", "contentType": "reference", "contentUrl": file, "name": "Budget 2027.xlsx"},
+            {"id": "c1", "contentType": "application/vnd.microsoft.card.adaptive",
+             "content": "{\"type\":\"AdaptiveCard\",\"body\":[{\"type\":\"TextBlock\",\"text\":\"words of the card\"}]}"},
+            {"id": "f2", "contentType": "reference", "contentUrl": "javascript:alert(1)", "name": "notes.txt"},
+        ],
+    });
+    let mut answer = h
+        .http
+        .post(&format!(
+            "{}v1.0/chats/{chat_id}/messages",
+            h.sim().base_url()
+        ))
+        .header(
+            "Authorization",
+            format!("Bearer {}", common::token_for(h.sim(), common::COLLEAGUE.0)),
+        )
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    let sent: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    let id = id_of(&sent);
+    let graph = truth_of(&h, &chat_id, &id);
+    assert_eq!(
+        graph["attachments"].as_array().map(Vec::len),
+        Some(3),
+        "{graph:#}"
+    );
+    let page = b.until("the message with its attachments", |page| {
+        message(page, &id).cloned()
+    });
+    let shown = b.execute(
+        "return [...document.querySelectorAll(`[data-message-id=\"${arguments[0]}\"] [data-attachment]`)]
+           .map((e) => { const a = e.querySelector('a');
+             return { kind: e.dataset.attachment, text: e.textContent, href: a ? a.href : null }; });",
+        vec![json!(id)],
+    );
+    assert_eq!(shown[0]["kind"], "file", "{shown:#}");
+    assert_eq!(shown[0]["href"], file, "{shown:#}");
+    assert!(shown[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Budget 2027.xlsx"));
+    assert_eq!(shown[1]["kind"], "card", "{shown:#}");
+    assert!(
+        shown[1]["text"].as_str().unwrap().contains("A card"),
+        "{shown:#}"
+    );
+    assert_eq!(shown[2]["kind"], "file", "{shown:#}");
+    assert!(shown[2]["href"].is_null(), "no script link: {shown:#}");
+    assert!(shown[2]["text"].as_str().unwrap().contains("notes.txt"));
+    let html = page["html"].as_str().unwrap();
+    assert!(
+        !html.contains("AdaptiveCard") && !html.contains("words of the card"),
+        "a card's JSON is never shown: {html}"
+    );
+    assert_eq!(page["scriptUrls"], 0, "{page:#}");
+}

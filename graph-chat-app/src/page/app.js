@@ -244,6 +244,28 @@ function messageElement(item) {
     notice.textContent = item.notice;
     li.append(notice);
   }
+  // Files as links with their names; cards as a placeholder (the app never sends their JSON).
+  const attached = document.createElement("ul");
+  attached.className = "attachments";
+  for (const a of item.attachments || []) {
+    const entry = document.createElement("li");
+    entry.dataset.attachment = a.kind;
+    if (a.kind === "card") {
+      entry.className = "card";
+      entry.textContent = "A card (open Teams to see it)";
+    } else if (a.url) {
+      const link = document.createElement("a");
+      link.href = a.url;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.textContent = a.name || "A file";
+      entry.append("File: ", link);
+    } else {
+      entry.textContent = `File: ${a.name || "a file"}`;
+    }
+    attached.append(entry);
+  }
+  if (attached.childElementCount) li.append(attached);
   const reactions = document.createElement("div");
   reactions.className = "reactions";
   for (const r of item.reactions || []) {
