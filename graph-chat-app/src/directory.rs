@@ -187,3 +187,76 @@ pub(crate) async fn create(
         )),
     }
 }
+
+/// `{"topic"}`: a group chat's new name.
+#[derive(Deserialize)]
+pub(crate) struct Rename {
+    topic: String,
+}
+
+/// `PATCH /api/chats/{chatId}` `{"topic"}`: renames a group chat through Graph as the
+/// signed-in person (`PATCH /chats/{chatId}`, 1 to 250 characters, no ':'), then reads the
+/// chat back; 200 with its item.
+pub(crate) async fn rename(
+    Extension(person): Extension<Person>,
+    axum::extract::Path(chat_id): axum::extract::Path<String>,
+    Json(rename): Json<Rename>,
+) -> Result<Response, ApiError> {
+    let topic = rename.topic.trim();
+    if topic.is_empty() {
+        return Err(ApiError::bad_request("a chat's name is not empty"));
+    }
+    if topic.chars().count() > outbound::MAX_TOPIC_CHARS {
+        return Err(ApiError::bad_request(
+            "a chat's name is at most 250 characters",
+        ));
+    }
+    if topic.contains(':') {
+        return Err(ApiError::bad_request(
+            "Graph does not allow ':' in a chat's name",
+        ));
+    }
+    crate::api::known_chat(&person, &chat_id).await?;
+    let sync = Arc::clone(&person.sync);
+    let id = chat_id.clone();
+    let group = sync
+        .store()
+        .call(move |store| {
+            let (chats, _) = store.chats()?;
+            Ok::<_, ApiError>(
+                chats
+                    .into_iter()
+                    .find(|c| c.id == id)
+                    .is_some_and(|c| c.chat_type.as_deref() == Some("group")),
+            )
+        })
+        .await?;
+    if !group {
+        return Err(ApiError::bad_request("only a group chat has a name"));
+    }
+    // The core has no request value for a chat's update: the chat's own URL, patched.
+    let mut request =
+        outbound::get_chat(&chat_id).map_err(|_| ApiError::bad_request("not a chat id"))?;
+    request.method = outbound::Method::Patch;
+    request.headers.push(("Content-Type", "application/json"));
+    request.body = Some(
+        serde_json::json!({ "topic": topic })
+            .to_string()
+            .into_bytes(),
+    );
+    send_as_asked(&person, request, "the new name").await?;
+    sync.read_chat(&chat_id)
+        .await
+        .map_err(|e| ApiError::graph("Graph did not return the chat", &e))?;
+    let item = sync
+        .store()
+        .call(move |store| {
+            let (chats, _) = store.chats()?;
+            Ok::<_, ApiError>(chats.into_iter().find(|c| c.id == chat_id))
+        })
+        .await?;
+    match item {
+        Some(item) => Ok(Json(item).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such chat")),
+    }
+}

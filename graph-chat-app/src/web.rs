@@ -176,6 +176,10 @@ pub(crate) fn router(
         .route("/api/chats", post(crate::directory::create))
         .route("/api/chats/{chat_id}/images", post(crate::images::send))
         .route(
+            "/api/chats/{chat_id}",
+            axum::routing::patch(crate::directory::rename),
+        )
+        .route(
             "/api/chats/{chat_id}/messages/{message_id}",
             axum::routing::patch(crate::actions::edit),
         )

@@ -2159,3 +2159,28 @@ fn files_show_as_links_with_their_names_and_cards_as_a_placeholder_never_raw() {
     );
     assert_eq!(page["scriptUrls"], 0, "{page:#}");
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_group_chat_is_renamed_from_the_page() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    b.click("button[data-action=rename]");
+    b.keys("\u{E009}a\u{E000}\u{E017}Project Phoenix\u{E007}");
+    b.until("the new name listed", |page| {
+        chat(page, &chat_id)?["text"]
+            .as_str()?
+            .contains("Project Phoenix")
+            .then_some(())
+    });
+    let title = b.execute(
+        "return document.getElementById('chat-title').textContent;",
+        vec![],
+    );
+    assert_eq!(title, "Project Phoenix");
+    let (_, graph) = h.graph("GET", &format!("v1.0/chats/{chat_id}"));
+    assert_eq!(graph["topic"], "Project Phoenix", "{graph:#}");
+    assert_eq!(h.chat(&chat_id)["topic"], "Project Phoenix");
+}

@@ -626,6 +626,8 @@ function placeDivider(unread) {
 function renderChatActions() {
   const chat = state.chats.get(state.open);
   $("chat-actions").hidden = !chat;
+  $("rename").hidden = !chat || chat.chatType !== "group";
+  if (!chat || chat.chatType !== "group") closeRename();
   $("hide").hidden = !chat || chat.hidden;
   $("unhide").hidden = !chat || !chat.hidden;
 }
@@ -675,7 +677,11 @@ function onEvent(event) {
       if (item.unreadCount > 0 && reading(item.id)) readSoon(item.id);
     }
     renderChats();
-    if (item.id === state.open) renderChatActions();
+    if (item.id === state.open && !item.removed) {
+      renderChatActions();
+      // Renamed (here or in Teams): the open chat's title follows.
+      $("chat-title").textContent = chatLabel(item);
+    }
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
     else if (eventId > state.openSnapshot) showLive(item);
@@ -1077,6 +1083,47 @@ function startImages() {
   $("remove-attachment").addEventListener("click", () => { removeAttachment(); $("content").focus(); });
 }
 
+// Renaming a group chat (its topic, through Graph).
+function openRename() {
+  const chat = state.chats.get(state.open);
+  if (!chat) return;
+  $("chat-topic").value = chat.topic || "";
+  $("rename-form").hidden = false;
+  $("rename").setAttribute("aria-expanded", "true");
+  $("chat-topic").focus();
+  $("chat-topic").select();
+}
+
+function closeRename() {
+  $("rename-form").hidden = true;
+  $("rename").setAttribute("aria-expanded", "false");
+}
+
+async function rename(form) {
+  const chatId = state.open;
+  const topic = form.elements["chat-topic"].value.trim();
+  if (!chatId || !topic) return;
+  const { item, error } = await change(`/api/chats/${encodeURIComponent(chatId)}`, "PATCH", { topic });
+  if (error) { problem(`Not renamed: ${error}.`); return; }
+  $("read-error").hidden = true;
+  closeRename();
+  state.chats.set(item.id, item);
+  renderChats();
+  if (state.open === item.id) $("chat-title").textContent = chatLabel(item);
+  $("rename").focus();
+}
+
+function startRename() {
+  $("rename").addEventListener("click", () => {
+    if ($("rename-form").hidden) openRename(); else closeRename();
+  });
+  $("rename-cancel").addEventListener("click", () => { closeRename(); $("rename").focus(); });
+  $("rename-form").addEventListener("submit", (e) => { e.preventDefault(); rename(e.target); });
+  $("chat-topic").addEventListener("keydown", (e) => {
+    if (e.key === "Escape") { closeRename(); $("rename").focus(); }
+  });
+}
+
 function start() {
   // The form is the page's before anything loads: a submit must never fall through to the
   // browser's own, which would navigate away with the message in the URL. The button is
@@ -1109,6 +1156,7 @@ function start() {
   compose.querySelector("button[type=submit]").disabled = false;
   startNewChat();
   startImages();
+  startRename();
   $("retry").addEventListener("click", retry);
   $("discard").addEventListener("click", clearSendError);
   $("older").addEventListener("click", loadOlder);
