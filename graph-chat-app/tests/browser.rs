@@ -2043,6 +2043,8 @@ fn a_pasted_image_is_sent_inline_and_shown_and_other_files_are_refused_saying_wh
     // An image, with a caption: sent inline (hostedContents), shown through the app.
     paste_file(&b, "screenshot.png", "image/png", json!(PNG_2X2));
     assert!(refusal().is_null());
+    let found = b.axe();
+    assert!(found.is_empty(), "with an image attached: {found:#?}");
     b.click("#compose [name=content]");
     b.keys("the chart\u{E007}");
     let sent = wait_for("the image in Graph", || {
@@ -2168,6 +2170,8 @@ fn a_group_chat_is_renamed_from_the_page() {
     let b = Browser::start();
     b.open(&h.login_url());
     b.click("button[data-action=rename]");
+    let found = b.axe();
+    assert!(found.is_empty(), "with the rename form open: {found:#?}");
     b.keys("\u{E009}a\u{E000}\u{E017}Project Phoenix\u{E007}");
     b.until("the new name listed", |page| {
         chat(page, &chat_id)?["text"]
