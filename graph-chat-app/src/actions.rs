@@ -393,7 +393,7 @@ async fn reply(
 
 /// Sends a new message through Graph and keeps Graph's answer under the same rules as its
 /// notification (so the two are one message on the page); 201 with its item.
-async fn send_and_keep(
+pub(crate) async fn send_and_keep(
     sync: &GraphSync,
     chat_id: &str,
     request: graph_chat_webhook::notifications::outbound::HttpRequest,

@@ -91,6 +91,92 @@ pub struct MessageItem {
     /// `id`s; left out when it mentions no one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<MentionItem>,
+    /// The files and cards attached (not a reply's quote), in Graph's order; left out when
+    /// there are none (and for a deleted or blocked message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentItem>,
+}
+
+/// What an attachment is, as the page shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttachmentKind {
+    /// A file (`reference`, or a file's own type): a link with its name.
+    File,
+    /// A card (`application/vnd.microsoft.card.*`): a labelled placeholder, never its JSON.
+    Card,
+}
+
+/// An attachment: `{"kind", "name", "url"}`. A card carries neither name nor URL; its content
+/// never leaves the app.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentItem {
+    /// A file or a card.
+    pub kind: AttachmentKind,
+    /// A file's name, as Graph gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A file's `contentUrl`, only when it is an https URL (the page links to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl fmt::Debug for AttachmentItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttachmentItem")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The files and cards of a message: every attachment but a reply's `messageReference`.
+fn attachments(message: &ChatMessage<'_>) -> Vec<AttachmentItem> {
+    let mut items = Vec::new();
+    for attachment in message.attachments.get().into_iter().flatten() {
+        let content_type = attachment.content_type.as_deref().unwrap_or("");
+        if content_type.eq_ignore_ascii_case("messageReference") {
+            continue;
+        }
+        if content_type
+            .to_ascii_lowercase()
+            .starts_with("application/vnd.microsoft.card.")
+        {
+            items.push(AttachmentItem {
+                kind: AttachmentKind::Card,
+                name: None,
+                url: None,
+            });
+            continue;
+        }
+        let url = attachment
+            .content_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| u.scheme() == "https")
+            .map(String::from);
+        let name = attachment
+            .name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_owned)
+            .or_else(|| {
+                // No name: the last segment of its URL, as Teams falls back to.
+                url.as_deref()
+                    .and_then(|u| u.rsplit('/').find(|s| !s.is_empty()))
+                    .map(|s| {
+                        percent_encoding::percent_decode_str(s)
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
+            });
+        items.push(AttachmentItem {
+            kind: AttachmentKind::File,
+            name,
+            url,
+        });
+    }
+    items
 }
 
 /// A mention: `{"text", "userId", "me"}`.
@@ -250,6 +336,7 @@ impl MessageItem {
             reply_to: None,
             event: None,
             mentions: Vec::new(),
+            attachments: Vec::new(),
             ..self
         }
     }
@@ -473,6 +560,10 @@ pub fn message_item(message: &ChatMessage<'_>, deleted: bool, viewer: &Viewer) -
             MessageState::Deleted | MessageState::Blocked => None,
         },
         event: event_text(message),
+        attachments: match state {
+            MessageState::Visible | MessageState::Edited => attachments(message),
+            MessageState::Deleted | MessageState::Blocked => Vec::new(),
+        },
         mentions: match state {
             MessageState::Visible | MessageState::Edited => {
                 let mut all: Vec<(i64, MentionItem)> = message
@@ -719,4 +810,32 @@ pub fn sanitize(html: &str, viewer: &Viewer, chat_id: &str, message_id: &str) ->
             }
         });
     builder.clean(html).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_keep_a_name_and_only_an_https_link_and_cards_keep_nothing() {
+        let message: ChatMessage<'_> = serde_json::from_str(
+            r#"{"id": "1", "attachments": [
+                {"id": "q", "contentType": "messageReference", "content": "{}"},
+                {"id": "a", "contentType": "reference", "contentUrl": "https://contoso.sharepoint.com/Docs/Plan%20B.docx"},
+                {"id": "b", "contentType": "reference", "contentUrl": "javascript:alert(1)", "name": "x.txt"},
+                {"id": "c", "contentType": "application/vnd.microsoft.card.adaptive", "content": "{\"secret\": 1}"}
+            ]}"#,
+        )
+        .unwrap();
+        let items = attachments(&message);
+        assert_eq!(items.len(), 3, "the quote is no attachment to show");
+        assert_eq!(items[0].kind, AttachmentKind::File);
+        assert_eq!(items[0].name.as_deref(), Some("Plan B.docx"));
+        assert!(items[0].url.is_some());
+        assert_eq!(items[1].url, None);
+        assert_eq!(items[1].name.as_deref(), Some("x.txt"));
+        assert_eq!(items[2].kind, AttachmentKind::Card);
+        let json = serde_json::to_string(&items).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+    }
 }

@@ -117,19 +117,18 @@ const MAX_API_BODY: usize = 64 << 10;
 /// webhook, so a body sent a byte at a time must not hold it.
 const API_BODY_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Reads the request body whole, under [`MAX_API_BODY`] and [`API_BODY_DEADLINE`], before the
-/// handler runs: 413 past the size, 408 past the deadline.
+/// Reads the request body whole, under [`MAX_API_BODY`] (the image route's own limit for it,
+/// [`crate::images::body_limit`]) and [`API_BODY_DEADLINE`], before the handler runs: 413 past
+/// the size, 408 past the deadline.
 async fn bounded_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (limit, too_large) = crate::images::body_limit(request.method(), request.uri().path())
+        .unwrap_or((MAX_API_BODY, "the request body is over 64 KiB"));
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(API_BODY_DEADLINE, axum::body::to_bytes(body, MAX_API_BODY));
+    let read = tokio::time::timeout(API_BODY_DEADLINE, axum::body::to_bytes(body, limit));
     let bytes = match read.await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is over 64 KiB",
-            )
-            .into_response()
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, too_large).into_response()
         }
         Err(_) => {
             return ApiError::new(
@@ -173,6 +172,13 @@ pub(crate) fn router(
         )
         .route("/api/events", get(events))
         .route("/api/chats/{chat_id}/history", get(crate::actions::history))
+        .route("/api/people", get(crate::directory::search))
+        .route("/api/chats", post(crate::directory::create))
+        .route("/api/chats/{chat_id}/images", post(crate::images::send))
+        .route(
+            "/api/chats/{chat_id}",
+            axum::routing::patch(crate::directory::rename),
+        )
         .route(
             "/api/chats/{chat_id}/messages/{message_id}",
             axum::routing::patch(crate::actions::edit),

@@ -1099,11 +1099,8 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
     // The cache lets go of the oldest 70 (as a purge would): only Graph still has them.
     h.stop_app();
     {
-        let cache = rusqlite::Connection::open(graph_chat_app::people::cache_file(
-            &h.dir.path().join("data"),
-            &h.user(),
-        ))
-        .unwrap();
+        let file = graph_chat_app::people::cache_file(&h.dir.path().join("data"), &h.user());
+        let cache = rusqlite::Connection::open(file).unwrap();
         for id in &written[..70] {
             cache
                 .execute(
@@ -1116,11 +1113,8 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
     {
         // Its watermark past them too, or the restart's read would fetch them all again (they
         // are all within its overlap).
-        let cache = rusqlite::Connection::open(graph_chat_app::people::cache_file(
-            &h.dir.path().join("data"),
-            &h.user(),
-        ))
-        .unwrap();
+        let file = graph_chat_app::people::cache_file(&h.dir.path().join("data"), &h.user());
+        let cache = rusqlite::Connection::open(file).unwrap();
         cache
             .execute(
                 "INSERT OR REPLACE INTO watermarks (chat_id, at) \
@@ -1821,4 +1815,376 @@ fn a_person_signs_in_from_the_page_with_one_click_and_out_again() {
     b.goto(&format!("{}api/chats", h.url()));
     let body = b.execute("return document.body.textContent;", vec![]);
     assert!(body.as_str().unwrap().contains("sign in first"), "{body}");
+}
+
+/// Alex Wilber, the simulator's second colleague (in no chat at the start).
+const ALEX: (&str, &str) = ("8d0f6b51-3b9e-4a57-9a4e-7e1b3c2d4e02", "Alex Wilber");
+
+/// The people the page's picker shows (`[data-user-id]`) and has picked (`[data-picked-user-id]`),
+/// and how many directory searches it has made.
+const PICKER: &str = r##"
+const all = (s) => [...document.querySelectorAll(s)];
+return {
+  results: all("#new-chat-form [data-user-id]").map((e) => e.dataset.userId),
+  picked: all("#new-chat-form [data-picked-user-id]").map((e) => e.dataset.pickedUserId),
+  searches: performance.getEntriesByType("resource")
+    .filter((r) => new URL(r.name).pathname === "/api/people").length,
+  topicDisabled: document.querySelector("#new-chat-form input[name=topic]").disabled,
+};
+"##;
+
+/// Types `words` in the picker and picks the person `id` once the directory has found them.
+fn pick(b: &Browser, words: &str, id: &str) {
+    b.click("#new-chat-form input[name=people]");
+    b.keys(words);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let picker = b.execute(PICKER, vec![]);
+        if picker["results"].as_array().unwrap().contains(&json!(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{id} is not found: {picker:#}");
+        std::thread::sleep(POLL);
+    }
+    b.click(&format!(r#"#new-chat-form [data-user-id="{id}"]"#));
+}
+
+/// The chat's member ids in Graph, sorted.
+fn members_in_graph(h: &Harness, chat_id: &str) -> Vec<String> {
+    let (status, members) = h.graph("GET", &format!("v1.0/chats/{chat_id}/members"));
+    assert_eq!(status, 200, "{members:#}");
+    let mut ids: Vec<String> = members["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_new_chat_is_started_from_the_people_picker_and_opens() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let me = h.user();
+    let before = h.sim().chat_ids();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    b.click("button#new-chat");
+    // A burst of keys searches once (debounced), never for the signed-in person.
+    b.click("#new-chat-form input[name=people]");
+    b.keys("Al");
+    b.until("the picker's results", |_| {
+        let picker = b.execute(PICKER, vec![]);
+        (picker["results"] == json!([ALEX.0])).then_some(())
+    });
+    let picker = b.execute(PICKER, vec![]);
+    assert_eq!(picker["searches"], 1, "{picker:#}");
+    b.click(&format!(r#"#new-chat-form [data-user-id="{}"]"#, ALEX.0));
+    pick(&b, "Ad", common::COLLEAGUE.0);
+    let picker = b.execute(PICKER, vec![]);
+    assert_eq!(picker["picked"], json!([ALEX.0, common::COLLEAGUE.0]));
+    assert_eq!(picker["topicDisabled"], false, "a group may be named");
+    // Removable: Adele out, and in again.
+    b.click(&format!(
+        r#"[data-picked-user-id="{}"] button"#,
+        common::COLLEAGUE.0
+    ));
+    let picker = b.execute(PICKER, vec![]);
+    assert_eq!(picker["picked"], json!([ALEX.0]));
+    assert_eq!(
+        picker["topicDisabled"], true,
+        "a one-on-one chat has no name"
+    );
+    pick(&b, "Ade", common::COLLEAGUE.0);
+    b.click("#new-chat-form input[name=topic]");
+    b.keys("Launch plans");
+    b.click("#new-chat-form button[type=submit]");
+    // Opened, and in the list once, named by its topic.
+    let page = b.until("the new chat open", |page| {
+        let id = page["loadedChat"].as_str()?;
+        (!before.iter().any(|c| c == id)).then(|| page.clone())
+    });
+    let group = page["loadedChat"].as_str().unwrap().to_owned();
+    assert!(
+        chat(&page, &group).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Launch plans"),
+        "{page:#}"
+    );
+    let current = b.execute(
+        "return document.querySelector('[data-chat-id][aria-current=true]').dataset.chatId;",
+        vec![],
+    );
+    assert_eq!(current, group.as_str());
+    // Graph's truth: a group of the three, with its topic.
+    assert!(h.sim().chat_ids().contains(&group));
+    let (_, graph) = h.graph("GET", &format!("v1.0/chats/{group}"));
+    assert_eq!(graph["chatType"], "group", "{graph:#}");
+    assert_eq!(graph["topic"], "Launch plans", "{graph:#}");
+    let mut three = vec![
+        me.clone(),
+        ALEX.0.to_owned(),
+        common::COLLEAGUE.0.to_owned(),
+    ];
+    three.sort();
+    assert_eq!(members_in_graph(&h, &group), three);
+    // A message there; once it has come back, the chat's notification has too: still one entry.
+    b.compose("welcome, both");
+    b.until("the message", |page| {
+        find_text(page, "welcome, both").map(drop)
+    });
+    wait_for("the chat in the app's list", || {
+        h.chat_ids().contains(&group).then_some(())
+    });
+    let entries = b.execute(
+        "return document.querySelectorAll(`[data-chat-id=\"${arguments[0]}\"]`).length;",
+        vec![json!(group)],
+    );
+    assert_eq!(entries, 1);
+    // One person: a one-on-one chat, named after them.
+    b.click("button#new-chat");
+    pick(&b, "Wil", ALEX.0);
+    b.click("#new-chat-form button[type=submit]");
+    let page = b.until("the one-on-one chat open", |page| {
+        let id = page["loadedChat"].as_str()?;
+        (id != group && !before.iter().any(|c| c == id)).then(|| page.clone())
+    });
+    let direct = page["loadedChat"].as_str().unwrap().to_owned();
+    let (_, graph) = h.graph("GET", &format!("v1.0/chats/{direct}"));
+    assert_eq!(graph["chatType"], "oneOnOne", "{graph:#}");
+    let mut two = vec![me, ALEX.0.to_owned()];
+    two.sort();
+    assert_eq!(members_in_graph(&h, &direct), two);
+    assert!(
+        chat(&page, &direct).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .contains(ALEX.1),
+        "{page:#}"
+    );
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn axe_core_finds_no_serious_violation_with_the_new_chat_form_open() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let b = Browser::start();
+    b.open(&h.login_url());
+    let audit = |width: u32| {
+        b.click("button#new-chat");
+        pick(&b, "Al", ALEX.0);
+        // Results showing, one person picked.
+        b.click("#new-chat-form input[name=people]");
+        b.keys("Ad");
+        b.until("the results", |_| {
+            let picker = b.execute(PICKER, vec![]);
+            (picker["results"] == json!([common::COLLEAGUE.0])).then_some(())
+        });
+        let found = b.axe();
+        assert!(found.is_empty(), "at {width} px: {found:#?}");
+        b.click("#new-chat-cancel");
+    };
+    audit(1280);
+    b.viewport(390, 844);
+    b.click("#back");
+    audit(390);
+}
+
+/// A 2 x 2 PNG, as a screenshot tool would paste one.
+const PNG_2X2: &str = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAwMDAwMDAAAANAAH/3WvRAAAAAElFTkSuQmCC";
+
+/// Pastes a file into the message box, as a browser does (a `paste` event carrying it):
+/// `bytes` is base64, or a count of zero bytes when a number.
+fn paste_file(b: &Browser, name: &str, content_type: &str, bytes: Value) {
+    b.execute(
+        "const [name, type, bytes] = arguments;
+         const data = typeof bytes === 'number' ? new Uint8Array(bytes)
+           : Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
+         const transfer = new DataTransfer();
+         transfer.items.add(new File([data], name, { type }));
+         const field = document.querySelector('#compose [name=content]');
+         field.focus();
+         field.dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));",
+        vec![json!(name), json!(content_type), bytes],
+    );
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_pasted_image_is_sent_inline_and_shown_and_other_files_are_refused_saying_why() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    let in_graph = || h.sim().truth(&chat_id).unwrap().len();
+    let before = in_graph();
+    let refusal = || {
+        b.execute(
+            "const e = document.getElementById('attach-error');
+             return e && !e.hidden ? e.textContent : null;",
+            vec![],
+        )
+    };
+    // Not an image: refused on the page, nothing sent.
+    paste_file(&b, "notes.txt", "text/plain", json!("aGVsbG8="));
+    let said = refusal();
+    assert!(
+        said.as_str().is_some_and(|s| s.contains("only images")),
+        "{said}"
+    );
+    // Too large: refused, saying the limit.
+    paste_file(&b, "huge.png", "image/png", json!(3 << 20));
+    let said = refusal();
+    assert!(said.as_str().is_some_and(|s| s.contains("2 MB")), "{said}");
+    assert_eq!(in_graph(), before, "nothing was sent");
+    // An image, with a caption: sent inline (hostedContents), shown through the app.
+    paste_file(&b, "screenshot.png", "image/png", json!(PNG_2X2));
+    assert!(refusal().is_null());
+    let found = b.axe();
+    assert!(found.is_empty(), "with an image attached: {found:#?}");
+    b.click("#compose [name=content]");
+    b.keys("the chart\u{E007}");
+    let sent = wait_for("the image in Graph", || {
+        h.sim().truth(&chat_id).unwrap().into_iter().find(|m| {
+            m["body"]["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("the chart"))
+        })
+    });
+    let content = sent["body"]["content"].as_str().unwrap();
+    assert_eq!(sent["body"]["contentType"], "html", "{sent:#}");
+    assert!(content.contains("/hostedContents/"), "{sent:#}");
+    let id = id_of(&sent);
+    let (status, hosted) = h.graph(
+        "GET",
+        &format!("v1.0/chats/{chat_id}/messages/{id}/hostedContents"),
+    );
+    assert_eq!(status, 200, "{hosted:#}");
+    assert_eq!(
+        hosted["value"].as_array().map(Vec::len),
+        Some(1),
+        "{hosted:#}"
+    );
+    let shown = b.until("the image shown", |page| {
+        message(page, &id)?;
+        let image = b.execute(
+            "const i = document.querySelector(`[data-message-id=\"${arguments[0]}\"] img`);
+             return i && i.complete && i.naturalWidth > 0
+               ? { src: i.getAttribute('src'), width: i.naturalWidth } : null;",
+            vec![json!(id)],
+        );
+        (!image.is_null()).then_some(image)
+    });
+    assert_eq!(shown["width"], 2, "{shown:#}");
+    assert!(
+        shown["src"].as_str().unwrap().starts_with("/api/chats/"),
+        "shown through the app: {shown:#}"
+    );
+    let attached = b.execute(
+        "return document.getElementById('attachment').hidden;",
+        vec![],
+    );
+    assert_eq!(attached, true, "the attachment is cleared once sent");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn files_show_as_links_with_their_names_and_cards_as_a_placeholder_never_raw() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    // The colleague sends a file, a card and a file with a script URL, through Graph.
+    let file = "https://contoso.sharepoint.com/sites/team/Shared%20Documents/Budget%202027.xlsx";
+    let body = json!({
+        "body": {"contentType": "html", "content":
+            "<p>see attached</p><attachment id=\"f1\"></attachment><attachment id=\"c1\"></attachment><attachment id=\"f2\"></attachment>"},
+        "attachments": [
+            {"id": "f1", "contentType": "reference", "contentUrl": file, "name": "Budget 2027.xlsx"},
+            {"id": "c1", "contentType": "application/vnd.microsoft.card.adaptive",
+             "content": "{\"type\":\"AdaptiveCard\",\"body\":[{\"type\":\"TextBlock\",\"text\":\"words of the card\"}]}"},
+            {"id": "f2", "contentType": "reference", "contentUrl": "javascript:alert(1)", "name": "notes.txt"},
+        ],
+    });
+    let mut answer = h
+        .http
+        .post(&format!(
+            "{}v1.0/chats/{chat_id}/messages",
+            h.sim().base_url()
+        ))
+        .header(
+            "Authorization",
+            format!("Bearer {}", common::token_for(h.sim(), common::COLLEAGUE.0)),
+        )
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 201);
+    let sent: Value = serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    let id = id_of(&sent);
+    let graph = truth_of(&h, &chat_id, &id);
+    assert_eq!(
+        graph["attachments"].as_array().map(Vec::len),
+        Some(3),
+        "{graph:#}"
+    );
+    let page = b.until("the message with its attachments", |page| {
+        message(page, &id).cloned()
+    });
+    let shown = b.execute(
+        "return [...document.querySelectorAll(`[data-message-id=\"${arguments[0]}\"] [data-attachment]`)]
+           .map((e) => { const a = e.querySelector('a');
+             return { kind: e.dataset.attachment, text: e.textContent, href: a ? a.href : null }; });",
+        vec![json!(id)],
+    );
+    assert_eq!(shown[0]["kind"], "file", "{shown:#}");
+    assert_eq!(shown[0]["href"], file, "{shown:#}");
+    assert!(shown[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Budget 2027.xlsx"));
+    assert_eq!(shown[1]["kind"], "card", "{shown:#}");
+    assert!(
+        shown[1]["text"].as_str().unwrap().contains("A card"),
+        "{shown:#}"
+    );
+    assert_eq!(shown[2]["kind"], "file", "{shown:#}");
+    assert!(shown[2]["href"].is_null(), "no script link: {shown:#}");
+    assert!(shown[2]["text"].as_str().unwrap().contains("notes.txt"));
+    let html = page["html"].as_str().unwrap();
+    assert!(
+        !html.contains("AdaptiveCard") && !html.contains("words of the card"),
+        "a card's JSON is never shown: {html}"
+    );
+    assert_eq!(page["scriptUrls"], 0, "{page:#}");
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_group_chat_is_renamed_from_the_page() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    b.click("button[data-action=rename]");
+    let found = b.axe();
+    assert!(found.is_empty(), "with the rename form open: {found:#?}");
+    b.keys("\u{E009}a\u{E000}\u{E017}Project Phoenix\u{E007}");
+    b.until("the new name listed", |page| {
+        chat(page, &chat_id)?["text"]
+            .as_str()?
+            .contains("Project Phoenix")
+            .then_some(())
+    });
+    let title = b.execute(
+        "return document.getElementById('chat-title').textContent;",
+        vec![],
+    );
+    assert_eq!(title, "Project Phoenix");
+    let (_, graph) = h.graph("GET", &format!("v1.0/chats/{chat_id}"));
+    assert_eq!(graph["topic"], "Project Phoenix", "{graph:#}");
+    assert_eq!(h.chat(&chat_id)["topic"], "Project Phoenix");
 }

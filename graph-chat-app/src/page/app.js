@@ -21,6 +21,7 @@ const state = {
   showHidden: false,     // the list shows hidden chats too
   replyTo: null,         // the message the next send replies to: { chatId, item }
   mentions: [],          // people picked with `@` for the next send: { userId, displayName }
+  image: null,           // an image pasted or dropped, sent with the next send (a File)
 };
 
 // Messages per page of a chat's history.
@@ -243,6 +244,28 @@ function messageElement(item) {
     notice.textContent = item.notice;
     li.append(notice);
   }
+  // Files as links with their names; cards as a placeholder (the app never sends their JSON).
+  const attached = document.createElement("ul");
+  attached.className = "attachments";
+  for (const a of item.attachments || []) {
+    const entry = document.createElement("li");
+    entry.dataset.attachment = a.kind;
+    if (a.kind === "card") {
+      entry.className = "card";
+      entry.textContent = "A card (open Teams to see it)";
+    } else if (a.url) {
+      const link = document.createElement("a");
+      link.href = a.url;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.textContent = a.name || "A file";
+      entry.append("File: ", link);
+    } else {
+      entry.textContent = `File: ${a.name || "a file"}`;
+    }
+    attached.append(entry);
+  }
+  if (attached.childElementCount) li.append(attached);
   const reactions = document.createElement("div");
   reactions.className = "reactions";
   for (const r of item.reactions || []) {
@@ -603,6 +626,8 @@ function placeDivider(unread) {
 function renderChatActions() {
   const chat = state.chats.get(state.open);
   $("chat-actions").hidden = !chat;
+  $("rename").hidden = !chat || chat.chatType !== "group";
+  if (!chat || chat.chatType !== "group") closeRename();
   $("hide").hidden = !chat || chat.hidden;
   $("unhide").hidden = !chat || !chat.hidden;
 }
@@ -652,7 +677,11 @@ function onEvent(event) {
       if (item.unreadCount > 0 && reading(item.id)) readSoon(item.id);
     }
     renderChats();
-    if (item.id === state.open) renderChatActions();
+    if (item.id === state.open && !item.removed) {
+      renderChatActions();
+      // Renamed (here or in Teams): the open chat's title follows.
+      $("chat-title").textContent = chatLabel(item);
+    }
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
     else if (eventId > state.openSnapshot) showLive(item);
@@ -721,13 +750,18 @@ async function send(form) {
   // A second press (or Enter) while a message is on its way would send it twice.
   if (state.sending) return;
   const content = form.elements.content.value;
-  if (!content.trim()) return;
+  if (!content.trim() && !state.image) return;
   state.sending = true;
   try {
     // Submitted before the page had opened a chat: send once it has.
     await state.started;
     if (!state.open) {
       showSendError("Not sent: open a chat first.");
+      return;
+    }
+    if (state.image) {
+      const ok = await sendImage(state.open, content, state.image);
+      if (ok && form.elements.content.value === content) form.elements.content.value = "";
       return;
     }
     const reply = state.replyTo && state.replyTo.chatId === state.open ? state.replyTo.item.id : null;
@@ -752,6 +786,342 @@ async function retry() {
   } finally {
     state.sending = false;
   }
+}
+
+// A new chat: a people picker over the organisation's directory (searched through the app, as
+// the person), a name for a group, then the chat is created through Graph and opened.
+const picker = {
+  picked: [],        // { id, displayName }, in the order picked
+  timer: null,       // the debounce of the next search
+  inFlight: false,   // a search is on its way (at most one at a time)
+  again: false,      // the words changed while it was: search once more after it
+  creating: false,   // the chat is being created
+};
+
+// How long the picker waits after the last key before it searches.
+const SEARCH_DEBOUNCE_MS = 250;
+
+function openNewChat() {
+  const form = $("new-chat-form");
+  form.hidden = false;
+  $("new-chat").setAttribute("aria-expanded", "true");
+  $("new-chat-error").hidden = true;
+  $("people").focus();
+}
+
+function closeNewChat() {
+  const form = $("new-chat-form");
+  form.hidden = true;
+  form.reset();
+  picker.picked = [];
+  renderPicked();
+  showResults([]);
+  $("people-status").textContent = "";
+  $("new-chat-error").hidden = true;
+  $("new-chat").setAttribute("aria-expanded", "false");
+}
+
+function peopleInput() {
+  clearTimeout(picker.timer);
+  picker.timer = setTimeout(searchPeople, SEARCH_DEBOUNCE_MS);
+}
+
+async function searchPeople() {
+  if (picker.inFlight) { picker.again = true; return; }
+  const words = $("people").value.trim();
+  if (!words) { showResults([]); $("people-status").textContent = ""; return; }
+  picker.inFlight = true;
+  try {
+    const response = await api(`/api/people?search=${encodeURIComponent(words)}`, { cache: "no-store" });
+    if (!response.ok) {
+      $("people-status").textContent = `Cannot search: ${await failure(response)}.`;
+      return;
+    }
+    const people = await response.json();
+    // An answer for words no longer typed is not shown (the next search follows).
+    if ($("people").value.trim() !== words) return;
+    const fresh = people.filter((p) => !picker.picked.some((q) => q.id === p.id));
+    showResults(fresh);
+    $("people-status").textContent = fresh.length
+      ? `${fresh.length} ${fresh.length === 1 ? "person" : "people"} found`
+      : "Nobody found by that name";
+  } catch (_) {
+    $("people-status").textContent = "Cannot search: the app could not be reached.";
+  } finally {
+    picker.inFlight = false;
+    if (picker.again) { picker.again = false; searchPeople(); }
+  }
+}
+
+function showResults(people) {
+  const list = $("people-results");
+  list.replaceChildren();
+  people.forEach((person, n) => {
+    const option = document.createElement("li");
+    option.id = `person-option-${n}`;
+    option.setAttribute("role", "option");
+    option.dataset.userId = person.id;
+    option.setAttribute("aria-selected", String(n === 0));
+    const name = document.createElement("span");
+    name.textContent = person.displayName || person.userPrincipalName || person.id;
+    option.append(name);
+    if (person.userPrincipalName) {
+      const upn = document.createElement("span");
+      upn.className = "upn";
+      upn.textContent = person.userPrincipalName;
+      option.append(upn);
+    }
+    option._person = person;
+    option.addEventListener("mousedown", (e) => { e.preventDefault(); pickPerson(person); });
+    list.append(option);
+  });
+  list.hidden = people.length === 0;
+  const input = $("people");
+  input.setAttribute("aria-expanded", String(people.length > 0));
+  if (people.length) input.setAttribute("aria-activedescendant", "person-option-0");
+  else input.removeAttribute("aria-activedescendant");
+}
+
+function movePerson(step) {
+  const options = [...$("people-results").children];
+  if (!options.length) return;
+  const at = options.findIndex((o) => o.getAttribute("aria-selected") === "true");
+  const next = (at + step + options.length) % options.length;
+  options.forEach((o, n) => o.setAttribute("aria-selected", String(n === next)));
+  $("people").setAttribute("aria-activedescendant", options[next].id);
+}
+
+function pickPerson(person) {
+  if (!picker.picked.some((p) => p.id === person.id)) {
+    picker.picked.push({ id: person.id, displayName: person.displayName || person.userPrincipalName || person.id });
+  }
+  $("people").value = "";
+  showResults([]);
+  $("people-status").textContent = `${person.displayName || "Someone"} added`;
+  renderPicked();
+  $("people").focus();
+}
+
+function renderPicked() {
+  const list = $("picked");
+  list.replaceChildren();
+  for (const person of picker.picked) {
+    const li = document.createElement("li");
+    li.dataset.pickedUserId = person.id;
+    const name = document.createElement("span");
+    name.textContent = person.displayName;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${person.displayName}`);
+    remove.addEventListener("click", () => {
+      picker.picked = picker.picked.filter((p) => p.id !== person.id);
+      renderPicked();
+      $("people").focus();
+    });
+    li.append(name, remove);
+    list.append(li);
+  }
+  // A name is for a group: two or more others.
+  const group = picker.picked.length >= 2;
+  $("topic").disabled = !group;
+  $("topic-hint").textContent = group ? "Optional." : "For a group: pick two or more people.";
+}
+
+async function createChat(form) {
+  if (picker.creating) return;
+  const error = $("new-chat-error");
+  if (!picker.picked.length) {
+    error.textContent = "Pick at least one person to chat with.";
+    error.hidden = false;
+    $("people").focus();
+    return;
+  }
+  const body = { members: picker.picked.map((p) => p.id) };
+  const topic = form.elements.topic.value.trim();
+  if (picker.picked.length >= 2 && topic) body.topic = topic;
+  picker.creating = true;
+  $("start-chat").disabled = true;
+  try {
+    const { item, error: failed } = await change("/api/chats", "POST", body);
+    if (failed) {
+      error.textContent = `The chat was not started: ${failed}.`;
+      error.hidden = false;
+      return;
+    }
+    // Shown from Graph's answer now; its notification later updates the same entry.
+    state.chats.set(item.id, item);
+    closeNewChat();
+    renderChats();
+    await openChat(item.id, true);
+    announce(`Chat started: ${chatLabel(item)}`);
+  } finally {
+    picker.creating = false;
+    $("start-chat").disabled = false;
+  }
+}
+
+function startNewChat() {
+  $("new-chat").addEventListener("click", () => {
+    if ($("new-chat-form").hidden) openNewChat(); else closeNewChat();
+  });
+  $("new-chat-cancel").addEventListener("click", () => { closeNewChat(); $("new-chat").focus(); });
+  $("new-chat-form").addEventListener("submit", (e) => { e.preventDefault(); createChat(e.target); });
+  $("people").addEventListener("input", peopleInput);
+  $("people").addEventListener("blur", () => setTimeout(() => showResults([]), 150));
+  $("people").addEventListener("keydown", (e) => {
+    const open = !$("people-results").hidden;
+    if (open && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+      e.preventDefault();
+      movePerson(e.key === "ArrowDown" ? 1 : -1);
+    } else if (open && e.key === "Enter") {
+      // Enter picks the highlighted person (it does not submit the form).
+      e.preventDefault();
+      const option = $("people-results").querySelector("[aria-selected=true]");
+      if (option) pickPerson(option._person);
+    } else if (e.key === "Escape") {
+      if (open) showResults([]); else { closeNewChat(); $("new-chat").focus(); }
+    }
+  });
+}
+
+// Images: one pasted or dropped is attached to the next send, and sent inline through Graph
+// (its hostedContents); the page shows it back through the app like every inline image.
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+// The largest image the app sends (2 MiB), as the app checks it too.
+const MAX_IMAGE_BYTES = 2 * 1024 * 1024;
+
+function attachError(text) {
+  const shown = $("attach-error");
+  shown.textContent = text;
+  shown.hidden = !text;
+}
+
+function sizeText(bytes) {
+  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+}
+
+// A pasted or dropped file: attached if it is an image the app sends, else refused, saying why.
+function attachFile(file) {
+  const name = file.name || "The file";
+  if (!IMAGE_TYPES.includes(file.type)) {
+    attachError(`${name} was not attached: only images (PNG, JPEG, GIF or WebP) can be pasted or dropped here.`);
+    return;
+  }
+  if (file.size > MAX_IMAGE_BYTES) {
+    attachError(`${name} was not attached: it is ${sizeText(file.size)}, and images up to 2 MB can be sent.`);
+    return;
+  }
+  attachError("");
+  state.image = file;
+  $("attachment-text").textContent = `Image attached: ${file.name || "pasted image"} (${sizeText(file.size)}). Enter sends it.`;
+  $("attachment").hidden = false;
+  // With an image, the text is optional.
+  $("content").required = false;
+  $("content").focus();
+}
+
+function removeAttachment() {
+  state.image = null;
+  $("attachment").hidden = true;
+  $("attachment-text").textContent = "";
+  $("content").required = true;
+}
+
+function filesOf(transfer) {
+  return transfer ? [...(transfer.files || [])] : [];
+}
+
+function readBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",")[1] || "");
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// Sends the attached image (with `content` as its caption) to `chatId`; true once Graph has it.
+async function sendImage(chatId, content, file) {
+  let contentBytes;
+  try {
+    contentBytes = await readBase64(file);
+  } catch (_) {
+    attachError("The image could not be read. Try pasting it again.");
+    return false;
+  }
+  const { item, error } = await change(`/api/chats/${encodeURIComponent(chatId)}/images`, "POST",
+    { content, contentType: file.type, contentBytes });
+  if (error) {
+    attachError(`The image was not sent: ${error}.`);
+    return false;
+  }
+  attachError("");
+  removeAttachment();
+  if (state.open === chatId) { upsertMessage(item); scrollToBottom(); }
+  announce("Image sent");
+  return true;
+}
+
+function startImages() {
+  $("content").addEventListener("paste", (e) => {
+    const files = filesOf(e.clipboardData);
+    if (!files.length) return;
+    e.preventDefault();
+    attachFile(files[0]);
+  });
+  const chat = $("chat");
+  chat.addEventListener("dragover", (e) => {
+    if (e.dataTransfer && [...e.dataTransfer.types].includes("Files")) e.preventDefault();
+  });
+  chat.addEventListener("drop", (e) => {
+    const files = filesOf(e.dataTransfer);
+    if (!files.length) return;
+    e.preventDefault();
+    attachFile(files[0]);
+  });
+  $("remove-attachment").addEventListener("click", () => { removeAttachment(); $("content").focus(); });
+}
+
+// Renaming a group chat (its topic, through Graph).
+function openRename() {
+  const chat = state.chats.get(state.open);
+  if (!chat) return;
+  $("chat-topic").value = chat.topic || "";
+  $("rename-form").hidden = false;
+  $("rename").setAttribute("aria-expanded", "true");
+  $("chat-topic").focus();
+  $("chat-topic").select();
+}
+
+function closeRename() {
+  $("rename-form").hidden = true;
+  $("rename").setAttribute("aria-expanded", "false");
+}
+
+async function rename(form) {
+  const chatId = state.open;
+  const topic = form.elements["chat-topic"].value.trim();
+  if (!chatId || !topic) return;
+  const { item, error } = await change(`/api/chats/${encodeURIComponent(chatId)}`, "PATCH", { topic });
+  if (error) { problem(`Not renamed: ${error}.`); return; }
+  $("read-error").hidden = true;
+  closeRename();
+  state.chats.set(item.id, item);
+  renderChats();
+  if (state.open === item.id) $("chat-title").textContent = chatLabel(item);
+  $("rename").focus();
+}
+
+function startRename() {
+  $("rename").addEventListener("click", () => {
+    if ($("rename-form").hidden) openRename(); else closeRename();
+  });
+  $("rename-cancel").addEventListener("click", () => { closeRename(); $("rename").focus(); });
+  $("rename-form").addEventListener("submit", (e) => { e.preventDefault(); rename(e.target); });
+  $("chat-topic").addEventListener("keydown", (e) => {
+    if (e.key === "Escape") { closeRename(); $("rename").focus(); }
+  });
 }
 
 function start() {
@@ -784,6 +1154,9 @@ function start() {
     }
   });
   compose.querySelector("button[type=submit]").disabled = false;
+  startNewChat();
+  startImages();
+  startRename();
   $("retry").addEventListener("click", retry);
   $("discard").addEventListener("click", clearSendError);
   $("older").addEventListener("click", loadOlder);
