@@ -54,7 +54,7 @@ use crate::keys::{AppKey, KeyError};
 use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
 use crate::signin::SignInState;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use crate::sync::{GraphSync, Subscriber, SyncError};
 
 pub use crate::signin::SCOPES;
@@ -518,14 +518,39 @@ fn apply(sync: &GraphSync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
                 tracing::warn!(chat = %chat_id, error = %e, "cannot read a deleted message; the next resync will");
             }
         }
-        // A chat changed (its topic, its members, the user's viewpoint): its read for the user
-        // is the truth now, whatever order its notifications come in.
+        // The user's viewpoint moved forward (read further, as after a mark-read): applied as
+        // it came, no read. One that may be older than the cache's (notifications come in any
+        // order), or a chat marked unread, hidden or shown, is settled by reading the chat.
+        (Payload::Decrypted(json), Some(ResourcePath::Chat { chat_id }))
+            if !deleted && viewpoint_forward(store, chat_id, json)? =>
+        {
+            // Applied.
+        }
+        // A chat changed (its topic, its members): its read for the user is the truth now,
+        // whatever order its notifications come in.
         // Deleted too: the read answers 404 and the chat is forgotten.
         (_, Some(ResourcePath::Chat { chat_id })) => read_chat(sync, chat_id),
         // Anything else (a message without data, a channel's) is found by the next read.
         _ => {}
     }
     Ok(())
+}
+
+/// Whether a chat notification's data is only the user's viewpoint, moved forward, and was
+/// applied.
+fn viewpoint_forward(store: &Store, chat_id: &str, json: &str) -> Result<bool, StoreError> {
+    let Ok(serde_json::Value::Object(chat)) = serde_json::from_str(json) else {
+        return Ok(false);
+    };
+    let only_viewpoint = chat
+        .keys()
+        .all(|k| matches!(k.as_str(), "id" | "@odata.type" | "viewpoint"));
+    match chat.get("viewpoint") {
+        Some(viewpoint) if only_viewpoint && viewpoint.is_object() => {
+            store.apply_viewpoint_forward(chat_id, viewpoint)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn read_chat(sync: &GraphSync, chat_id: &str) {

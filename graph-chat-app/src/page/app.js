@@ -186,6 +186,8 @@ async function send(form) {
     });
     if (response.status === 401) { location.assign("/"); return; }
     if (!response.ok) { status(`not sent (${response.status})`); return; }
+    // 202: Graph is throttling; the app sends it as soon as Graph takes it (then an event).
+    if (response.status === 202) { form.elements.content.value = ""; status("sending..."); return; }
     // Keep anything typed meanwhile.
     if (form.elements.content.value === content) form.elements.content.value = "";
     const item = await response.json();
