@@ -587,7 +587,12 @@ impl Harness {
 
     /// Waits until the app's view of `chat_id` matches Graph's truth.
     pub fn converged(&self, chat_id: &str) {
-        let deadline = Instant::now() + self.resync_every + PATIENCE;
+        self.converged_within(chat_id, self.resync_every + PATIENCE);
+    }
+
+    /// Waits, at most `within`, until the app's view of `chat_id` matches Graph's truth.
+    pub fn converged_within(&self, chat_id: &str, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
             let truth = expected_view(
                 &self.sim().truth(chat_id).unwrap(),
