@@ -530,7 +530,20 @@ fn apply(sync: &GraphSync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
         // whatever order its notifications come in.
         // Deleted too: the read answers 404 and the chat is forgotten.
         (_, Some(ResourcePath::Chat { chat_id })) => read_chat(sync, chat_id),
-        // Anything else (a message without data, a channel's) is found by the next read.
+        // A message named without its data that the cache does not know: read (that message
+        // only, never the chat's list).
+        (
+            Payload::ResourceData(_),
+            Some(ResourcePath::ChatMessage {
+                chat_id,
+                message_id,
+            }),
+        ) if store.message(chat_id, message_id)?.is_none() => {
+            if let Err(e) = sync.read_message_blocking(chat_id, message_id) {
+                tracing::warn!(chat = %chat_id, error = %e, "cannot read a message a notification named; the next read will");
+            }
+        }
+        // Anything else (a known message without data, a channel's) is found by the next read.
         _ => {}
     }
     Ok(())

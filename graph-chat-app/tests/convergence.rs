@@ -71,7 +71,9 @@ fn run(h: &mut Harness, chat: &str, steps: &[Step]) {
                 let _ = h.sim().colleague_deletes(chat, &ids[i % ids.len()]);
             }
             Step::Dlp(i) if !ids.is_empty() => {
-                let _ = h.sim().policy_violation(chat, &ids[i % ids.len()], "BlockAccess");
+                let _ = h
+                    .sim()
+                    .policy_violation(chat, &ids[i % ids.len()], "BlockAccess");
             }
             Step::ExpireSubscriptions => {
                 for id in h.sim().subscription_ids() {
