@@ -903,8 +903,8 @@ fn throttle_wait(retry_after: Option<&str>, round: u32) -> Duration {
     (base + jitter).min(MAX_THROTTLE_WAIT)
 }
 
-/// A write a person asked for ([`GraphSync::write`]).
-#[derive(Debug, Clone)]
+/// A write a person asked for ([`GraphSync::write`]). Its `Debug` leaves the content out.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Write {
     /// A message sent to a chat. Its content is kept (in memory, for the write's life only) to
@@ -920,6 +920,21 @@ pub enum Write {
         /// The chat.
         chat_id: String,
     },
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Send { chat_id, .. } => f
+                .debug_struct("Send")
+                .field("chat_id", chat_id)
+                .finish_non_exhaustive(),
+            Self::MarkRead { chat_id } => f
+                .debug_struct("MarkRead")
+                .field("chat_id", chat_id)
+                .finish(),
+        }
+    }
 }
 
 impl Write {
@@ -946,6 +961,14 @@ pub enum Written {
     /// Graph throttled it (or could not be reached): it is retried in the background until
     /// Graph takes it, and its result reaches the page as the cache's events.
     Waiting,
+}
+
+/// How one try of a write went.
+enum Try {
+    /// Graph took it; for a send, the new message's id.
+    Done(Option<String>),
+    /// To be tried again, after this `Retry-After` when Graph gave one.
+    Again(Option<String>),
 }
 
 /// A message a send may have made, as a read lists it.
@@ -1102,12 +1125,13 @@ impl GraphSync {
         let started = OffsetDateTime::now_utc();
         let known = self.known_before(&write, started).await?;
         match self.attempt(&write, &request, &known, started).await? {
-            Some(done) => Ok(Written::Done(done)),
-            None => {
+            Try::Done(done) => Ok(Written::Done(done)),
+            Try::Again(retry_after) => {
                 tracing::info!(chat = %write.chat_id(), what = write.what(), "Graph throttled a person's write: it waits and is retried");
                 let this = Arc::clone(self);
                 tokio::spawn(async move {
-                    this.retry_write(write, request, known, started).await;
+                    this.retry_write(write, request, known, started, retry_after)
+                        .await;
                 });
                 Ok(Written::Waiting)
             }
@@ -1132,18 +1156,20 @@ impl GraphSync {
             .await?)
     }
 
-    /// One try of a write: `Some` when Graph took it (the result applied), `None` when it is to
-    /// be tried again.
+    /// One try of a write: done (the result applied), or to be tried again (after Graph's
+    /// `Retry-After`, when it gave one).
     async fn attempt(
         &self,
         write: &Write,
         request: &HttpRequest,
         known: &[String],
         started: OffsetDateTime,
-    ) -> Result<Option<Option<String>>, SyncError> {
+    ) -> Result<Try, SyncError> {
         match Self::send_with(self.once.clone(), request.clone()).await {
-            Ok(answer) if answer.is_success() => self.written(write, &answer.body).await.map(Some),
-            Ok(answer) if matches!(answer.status, 429 | 503) => Ok(None),
+            Ok(answer) if answer.is_success() => {
+                self.written(write, &answer.body).await.map(Try::Done)
+            }
+            Ok(answer) if matches!(answer.status, 429 | 503) => Ok(Try::Again(answer.retry_after)),
             Ok(answer) => Err(SyncError::Status {
                 what: write.what().to_owned(),
                 status: answer.status,
@@ -1152,8 +1178,8 @@ impl GraphSync {
                 match write {
                     Write::Send { chat_id, content } => {
                         match self.find_sent(chat_id, content, known, started).await {
-                            Ok(Some(body)) => self.written(write, &body).await.map(Some),
-                            Ok(None) => Ok(None),
+                            Ok(Some(body)) => self.written(write, &body).await.map(Try::Done),
+                            Ok(None) => Ok(Try::Again(None)),
                             // Not known either way: tried again after the check can be made.
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot check whether a send whose answer was lost was carried out");
@@ -1162,11 +1188,11 @@ impl GraphSync {
                         }
                     }
                     // Marking read twice is marking read once.
-                    Write::MarkRead { .. } => Ok(None),
+                    Write::MarkRead { .. } => Ok(Try::Again(None)),
                 }
             }
             Err(SyncError::Client(ClientError::Token(e))) => Err(ClientError::Token(e).into()),
-            Err(SyncError::Client(_)) => Ok(None),
+            Err(SyncError::Client(_)) => Ok(Try::Again(None)),
             Err(e) => Err(e),
         }
     }
@@ -1250,19 +1276,20 @@ impl GraphSync {
         request: HttpRequest,
         known: Vec<String>,
         started: OffsetDateTime,
+        mut retry_after: Option<String>,
     ) {
         let began = Instant::now();
         let mut round = 0;
         loop {
             round += 1;
-            tokio::time::sleep(throttle_wait(None, round.min(6))).await;
+            tokio::time::sleep(throttle_wait(retry_after.as_deref(), round)).await;
             match self.attempt(&write, &request, &known, started).await {
-                Ok(Some(_)) => {
+                Ok(Try::Done(_)) => {
                     tracing::info!(chat = %write.chat_id(), what = write.what(), round, "a person's throttled write went through");
                     return;
                 }
-                Ok(None) if began.elapsed() < WRITE_PATIENCE => {}
-                Ok(None) => {
+                Ok(Try::Again(after)) if began.elapsed() < WRITE_PATIENCE => retry_after = after,
+                Ok(Try::Again(_)) => {
                     tracing::warn!(chat = %write.chat_id(), what = write.what(), "a person's write is still throttled after an hour: given up");
                     return;
                 }
@@ -1277,7 +1304,31 @@ impl GraphSync {
 
 #[cfg(test)]
 mod tests {
-    use super::path_of;
+    use super::{path_of, throttle_wait, Write};
+    use std::time::Duration;
+
+    #[test]
+    fn a_writes_debug_leaves_its_content_out() {
+        let write = Write::Send {
+            chat_id: "19:a@thread.v2".into(),
+            content: "the figures are 31337".into(),
+        };
+        let shown = format!("{write:?}");
+        assert!(shown.contains("19:a@thread.v2"));
+        assert!(!shown.contains("31337"));
+    }
+
+    #[test]
+    fn a_throttled_call_waits_its_retry_after_with_some_jitter_and_at_most_a_minute() {
+        for _ in 0..20 {
+            let wait = throttle_wait(Some("2"), 1);
+            assert!(wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2500));
+            let wait = throttle_wait(None, 3);
+            assert!(wait >= Duration::from_secs(4) && wait <= Duration::from_secs(5));
+            assert!(throttle_wait(Some("3600"), 1) <= Duration::from_secs(60));
+            assert!(throttle_wait(None, 30) <= Duration::from_secs(60));
+        }
+    }
 
     #[test]
     fn a_call_is_named_by_its_path_without_host_query_or_fragment() {
