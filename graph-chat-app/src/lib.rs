@@ -14,8 +14,13 @@
 //!                   -> workers: decrypt, version rules -> cache (SQLite) -> event log -> SSE -> page
 //! page --POST--> /api/chats/{id}/messages -> Graph (send) -> cache (the same message as its
 //!                                                                   later notification)
-//! timer / lifecycle -> keeper (renew, reauthorize, recreate) and reads from each watermark
+//! timer / lifecycle -> keeper (renew, reauthorize, recreate) and the gap read from each watermark
+//! GET / (at most once a minute) -> one chat list with lastMessagePreview -> reads of the chats
+//!                                  the cache is behind on; a chat opened -> its read (5 min)
 //! ```
+//!
+//! Reads come on evidence or a person's action, never on a short timer (polling is against
+//! Microsoft's terms for the Teams APIs): `docs/contracts.md#the-chat-app` in the repository.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -67,7 +72,8 @@ pub struct Config {
     /// The durable state: inbox, cache, subscriptions, watermarks, the app's key; readable by
     /// the app's user only (`0700`, its files `0600`, set on every start).
     pub data: PathBuf,
-    /// How often every subscription is checked and every chat read from its watermark.
+    /// How often every subscription is checked and every chat read from its watermark (the
+    /// daily reconcile by default; the other reads come on evidence or a person's action).
     pub resync_every: Duration,
     /// The Graph to call: `https://graph.microsoft.com`, or a simulator's base URL.
     pub graph: String,
