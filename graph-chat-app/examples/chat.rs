@@ -23,7 +23,8 @@
 //!   `--key` PEM, private key and certificate, that notifications are encrypted for; the JWKS
 //!   and the identity platform default to the cloud's). `--user-id` is accepted and no longer
 //!   needed.
-//! * `--listen` defaults to `127.0.0.1:8080`, `--data` to `./chat-data`, `--resync-every` to 60.
+//! * `--listen` defaults to `127.0.0.1:8080`, `--data` to `./chat-data`, `--resync-every` to
+//!   86400 (one reconcile a day; reads otherwise come on evidence or a person's action).
 //!
 //! Once it serves, with its chats listed and its subscriptions in place, it prints
 //! `app: http://HOST:PORT/` and, with the embedded simulator, `graph: http://HOST:PORT/`, then

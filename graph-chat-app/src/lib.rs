@@ -14,8 +14,13 @@
 //!                   -> workers: decrypt, version rules -> cache (SQLite) -> event log -> SSE -> page
 //! page --POST--> /api/chats/{id}/messages -> Graph (send) -> cache (the same message as its
 //!                                                                   later notification)
-//! timer / lifecycle -> keeper (renew, reauthorize, recreate) and reads from each watermark
+//! timer / lifecycle -> keeper (renew, reauthorize, recreate) and the gap read from each watermark
+//! GET / (at most once a minute) -> one chat list with lastMessagePreview -> reads of the chats
+//!                                  the cache is behind on; a chat opened -> its read (5 min)
 //! ```
+//!
+//! Reads come on evidence or a person's action, never on a short timer (polling is against
+//! Microsoft's terms for the Teams APIs): `docs/contracts.md#the-chat-app` in the repository.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -58,7 +63,7 @@ use crate::keys::{AppKey, KeyError};
 use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
 use crate::signin::SignInState;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use crate::sync::{GraphSync, Subscriber, SyncError};
 
 pub use crate::signin::SCOPES;
@@ -71,7 +76,8 @@ pub struct Config {
     /// The durable state: inbox, cache, subscriptions, watermarks, the app's key; readable by
     /// the app's user only (`0700`, its files `0600`, set on every start).
     pub data: PathBuf,
-    /// How often every subscription is checked and every chat read from its watermark.
+    /// How often every subscription is checked and every chat read from its watermark (the
+    /// daily reconcile by default; the other reads come on evidence or a person's action).
     pub resync_every: Duration,
     /// The Graph to call: `https://graph.microsoft.com`, or a simulator's base URL.
     pub graph: String,
@@ -522,14 +528,52 @@ fn apply(sync: &GraphSync, opened: &Opened<'_, '_>) -> Result<(), StoreError> {
                 tracing::warn!(chat = %chat_id, error = %e, "cannot read a deleted message; the next resync will");
             }
         }
-        // A chat changed (its topic, its members, the user's viewpoint): its read for the user
-        // is the truth now, whatever order its notifications come in.
+        // The user's viewpoint moved forward (read further, as after a mark-read): applied as
+        // it came, no read. One that may be older than the cache's (notifications come in any
+        // order), or a chat marked unread, hidden or shown, is settled by reading the chat.
+        (Payload::Decrypted(json), Some(ResourcePath::Chat { chat_id }))
+            if !deleted && viewpoint_forward(store, chat_id, json)? =>
+        {
+            // Applied.
+        }
+        // A chat changed (its topic, its members): its read for the user is the truth now,
+        // whatever order its notifications come in.
         // Deleted too: the read answers 404 and the chat is forgotten.
         (_, Some(ResourcePath::Chat { chat_id })) => read_chat(sync, chat_id),
-        // Anything else (a message without data, a channel's) is found by the next read.
+        // A message named without its data that the cache does not know: read (that message
+        // only, never the chat's list).
+        (
+            Payload::ResourceData(_),
+            Some(ResourcePath::ChatMessage {
+                chat_id,
+                message_id,
+            }),
+        ) if store.message(chat_id, message_id)?.is_none() => {
+            if let Err(e) = sync.read_message_blocking(chat_id, message_id) {
+                tracing::warn!(chat = %chat_id, error = %e, "cannot read a message a notification named; the next read will");
+            }
+        }
+        // Anything else (a known message without data, a channel's) is found by the next read.
         _ => {}
     }
     Ok(())
+}
+
+/// Whether a chat notification's data is only the user's viewpoint, moved forward, and was
+/// applied.
+fn viewpoint_forward(store: &Store, chat_id: &str, json: &str) -> Result<bool, StoreError> {
+    let Ok(serde_json::Value::Object(chat)) = serde_json::from_str(json) else {
+        return Ok(false);
+    };
+    let only_viewpoint = chat
+        .keys()
+        .all(|k| matches!(k.as_str(), "id" | "@odata.type" | "viewpoint"));
+    match chat.get("viewpoint") {
+        Some(viewpoint) if only_viewpoint && viewpoint.is_object() => {
+            store.apply_viewpoint_forward(chat_id, viewpoint)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn read_chat(sync: &GraphSync, chat_id: &str) {

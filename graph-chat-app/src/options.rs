@@ -41,7 +41,7 @@ process.
                              an address other machines reach needs --public-url
   --data DIR                 the durable state, readable by this user only (./chat-data)
   --colleague-every SECONDS  offline: how often the simulated colleague writes (5; 0 = never)
-  --resync-every SECONDS     how often subscriptions are checked and chats read (60)
+  --resync-every SECONDS     how often every chat is reconciled with Graph (86400, a day)
   --public-url URL           the https URL of the tunnel or reverse proxy in front of --listen:
                              Graph delivers there, and the page answers to its host
   --trust-proxy              believe the proxy's Forwarded / X-Forwarded-Host /
@@ -67,6 +67,11 @@ Exit: 0 after SIGTERM or Ctrl-C (or this text), 2 for bad arguments, 1 when it c
 
 /// The options that take no value.
 const FLAGS: [&str; 1] = ["--trust-proxy"];
+
+/// `--resync-every`'s default: one reconcile of every chat a day. Reads otherwise come on
+/// evidence (a gap, a chat the cache does not know) or a person's action (a page load, a chat
+/// opened), never on a shorter timer: `docs/contracts.md#the-chat-app`.
+pub const DEFAULT_RESYNC_EVERY: u64 = 86_400;
 
 /// Every option that takes a value.
 const NAMES: [&str; 16] = [
@@ -130,7 +135,8 @@ pub struct Options {
     /// `--colleague-every` in seconds, if given (the default depends on the Graph: 5 with the
     /// embedded simulator, else 0, never).
     pub colleague_every: Option<u64>,
-    /// `--resync-every` in seconds (default 60).
+    /// `--resync-every` in seconds (default 86400: one reconcile a day; reads otherwise come on
+    /// evidence or a person's action).
     pub resync_every: u64,
     /// `--graph`: a Graph at this URL instead of the embedded simulator.
     pub graph: Option<String>,
@@ -268,7 +274,9 @@ impl Options {
                 .one("--data")?
                 .map_or_else(|| PathBuf::from("chat-data"), PathBuf::from),
             colleague_every: given.seconds("--colleague-every")?,
-            resync_every: given.seconds("--resync-every")?.unwrap_or(60),
+            resync_every: given
+                .seconds("--resync-every")?
+                .unwrap_or(DEFAULT_RESYNC_EVERY),
             graph: given.one("--graph")?,
             tenant_id: given.one("--tenant-id")?,
             app_id: given.one("--app-id")?,

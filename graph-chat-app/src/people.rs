@@ -61,7 +61,7 @@ pub struct Setup {
     pub data: PathBuf,
     /// Where Graph delivers, and what it encrypts for.
     pub subscriber: Subscriber,
-    /// How often each person's subscriptions are checked and chats read.
+    /// How often each person's subscriptions are checked and chats read (the reconcile).
     pub resync_every: Duration,
     /// How long each person's event log keeps an event for pages that resume.
     pub event_retention: Duration,

@@ -732,6 +732,136 @@ impl Store {
         }))
     }
 
+    /// Whether the cache holds message `id` of `chat_id` as `deleted` or not: what a chat
+    /// list's `lastMessagePreview` is compared with (a chat whose newest message the cache does
+    /// not hold as Graph shows it is read; the others are not).
+    pub fn holds_message(
+        &self,
+        chat_id: &str,
+        id: &str,
+        deleted: bool,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let stored: Option<bool> = conn
+            .query_row(
+                "SELECT v_deleted FROM messages WHERE chat_id = ?1 AND id = ?2",
+                params![chat_id, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(stored == Some(deleted))
+    }
+
+    /// The ids of the messages of `chat_id` the cache holds created at `since` or later.
+    pub fn message_ids_since(
+        &self,
+        chat_id: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM messages WHERE chat_id = ?1 AND created_key >= ?2")?;
+        let ids = stmt
+            .query_map(params![chat_id, time_key(since)], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    /// A chat's viewpoint as the cache holds it (`isHidden`, `lastMessageReadDateTime`);
+    /// `None` when the cache does not know the chat.
+    fn viewpoint(conn: &Connection, chat_id: &str) -> Result<Option<Value>, StoreError> {
+        let json: Option<String> = conn
+            .query_row("SELECT json FROM chats WHERE id = ?1", [chat_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(json.map(|json| {
+            serde_json::from_str::<Value>(&json)
+                .ok()
+                .and_then(|mut chat| chat.get_mut("viewpoint").map(Value::take))
+                .unwrap_or(Value::Null)
+        }))
+    }
+
+    /// Applies a viewpoint a notification carried (`{"isHidden", "lastMessageReadDateTime"}`)
+    /// when it can only be newer than the cache's: the chat is known, hidden or not as before,
+    /// read up to the same time or later. Returns `false` (nothing applied) otherwise: a
+    /// notification that may be older than what the cache holds (they come in any order), or
+    /// a chat marked unread, hidden or shown, is settled by reading the chat.
+    pub fn apply_viewpoint_forward(
+        &self,
+        chat_id: &str,
+        incoming: &Value,
+    ) -> Result<bool, StoreError> {
+        let Some(cached) = Self::viewpoint(&self.lock(), chat_id)? else {
+            return Ok(false);
+        };
+        let hidden = |v: &Value| v.get("isHidden").and_then(Value::as_bool).unwrap_or(false);
+        let read_at = |v: &Value| {
+            v.get("lastMessageReadDateTime")
+                .and_then(Value::as_str)
+                .and_then(parse_time)
+        };
+        let forward = match (read_at(&cached), read_at(incoming)) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(before), Some(after)) => after >= before,
+        };
+        if hidden(&cached) != hidden(incoming) || !forward {
+            return Ok(false);
+        }
+        let chat = serde_json::json!({ "id": chat_id, "viewpoint": incoming });
+        self.apply_chat(&chat.to_string())?;
+        Ok(true)
+    }
+
+    /// The viewpoint after `markChatReadForUser` succeeded, without reading the chat back: read
+    /// up to its newest message the cache holds (not the app's clock, which may be ahead of
+    /// Graph's: the notification of Graph's own time then moves it forward, never back).
+    /// Returns whether the cache knows the chat.
+    pub fn mark_read_locally(&self, chat_id: &str) -> Result<bool, StoreError> {
+        let (viewpoint, newest) = {
+            let conn = self.lock();
+            let Some(viewpoint) = Self::viewpoint(&conn, chat_id)? else {
+                return Ok(false);
+            };
+            let newest: Option<String> = conn
+                .query_row(
+                    "SELECT json FROM messages WHERE chat_id = ?1 \
+                     ORDER BY created_key DESC LIMIT 1",
+                    [chat_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let newest = newest.and_then(|json| {
+                serde_json::from_str::<Value>(&json)
+                    .ok()?
+                    .get("createdDateTime")?
+                    .as_str()
+                    .map(str::to_owned)
+            });
+            (viewpoint, newest)
+        };
+        let Some(newest) = newest else {
+            return Ok(true);
+        };
+        let before = viewpoint
+            .get("lastMessageReadDateTime")
+            .and_then(Value::as_str)
+            .and_then(parse_time);
+        if before.is_some_and(|b| parse_time(&newest).is_some_and(|n| n <= b)) {
+            return Ok(true);
+        }
+        let mut viewpoint = match viewpoint {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        viewpoint.insert("lastMessageReadDateTime".into(), Value::String(newest));
+        let chat = serde_json::json!({ "id": chat_id, "viewpoint": viewpoint });
+        self.apply_chat(&chat.to_string())?;
+        Ok(true)
+    }
+
     /// Where the last complete read of a chat's messages left off.
     pub fn watermark(&self, chat_id: &str) -> Result<Option<OffsetDateTime>, StoreError> {
         let conn = self.lock();

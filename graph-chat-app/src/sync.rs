@@ -1,13 +1,24 @@
-//! The server component's Graph side: the subscriptions (created, checked, renewed through the
-//! [`Keeper`], recreated when Graph lost them), and the reads that make the cache complete
-//! whatever the notifications did (every chat from its watermark).
+//! The server component's Graph side: the subscriptions (created, renewed and reauthorized
+//! through the [`Keeper`], recreated when Graph lost them), and the reads that make the cache
+//! complete whatever the notifications did.
 //!
-//! Graph says nothing when a Teams notification is lost or a subscription expires (no `missed`
-//! event for chat messages), so only reads find a gap: a per-chat watermark, moved only by a read
-//! that reached its last page, and a `GET` of each subscription.
+//! Reads happen on evidence or on a person's action only, never on a short timer (Microsoft's
+//! Teams API overview calls a GET loop polling, and forbids it): every chat from its watermark
+//! at start ([`GraphSync::resync_all`]), the gap of a subscription found gone, a chat a
+//! notification names that the cache does not know, a page load ([`GraphSync::page_loaded`]:
+//! one list of the person's chats, then only the chats whose newest message the cache lacks), a
+//! chat opened ([`GraphSync::chat_opened`]), and one reconcile per `--resync-every`. Graph says
+//! nothing when a Teams notification is lost (no `missed` event for chat messages): the contract
+//! is in `docs/contracts.md#the-chat-app`.
+//!
+//! Every read is paced under Graph's Teams limits ([`READ_GAP`]), and one Graph still throttles
+//! waits its `Retry-After` and goes on from the page it stopped at. What a person asked for
+//! ([`GraphSync::write`]) is sent once at once; throttled, it waits and is retried in the
+//! background until Graph takes it or refuses it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use graph_chat_webhook::notifications::keeper::{Keeper, KeeperConfig, Outcome, TaskKind};
 use graph_chat_webhook::notifications::model::{
@@ -16,7 +27,7 @@ use graph_chat_webhook::notifications::model::{
 use graph_chat_webhook::notifications::outbound::{
     self, ChatsRequest, HttpRequest, MessagesRequest, Resource, Subscription, SubscriptionRequest,
 };
-use graph_chat_webhook::{ClientError, GraphClient, GraphResponse};
+use graph_chat_webhook::{ClientError, GraphClient, GraphResponse, RetryPolicy};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -34,6 +45,34 @@ const WATERMARK_OVERLAP: Duration = Duration::from_secs(60);
 
 /// The most pages one read follows (50 messages each): a runaway `nextLink` stops here.
 const MAX_PAGES: usize = 10_000;
+
+/// The pages the first read of a chat (no watermark yet) follows: its newest 100 messages.
+/// Older ones are history a person pages back to, not something to copy up front.
+pub const FIRST_READ_PAGES: usize = 2;
+
+/// A page load lists the person's chats at most this often.
+pub const PAGE_LOAD_EVERY: Duration = Duration::from_secs(60);
+
+/// Opening a chat reads it at most this often.
+pub const OPEN_CHAT_EVERY: Duration = Duration::from_secs(300);
+
+/// The least time between two of a person's reads: Graph's Teams limit for reading chats is
+/// about 5 requests a second per user.
+pub const READ_GAP: Duration = Duration::from_millis(200);
+
+/// How often a read Graph keeps throttling (after the client's own retries) waits and tries the
+/// same page again before the read gives up; the next trigger goes on from the watermark.
+const THROTTLED_ROUNDS: u32 = 20;
+
+/// The longest a throttled call waits before it is tried again, whatever `Retry-After` says.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(60);
+
+/// How far before a send a message found after its answer was lost may have been made (the
+/// clocks of the app and Graph differ a little).
+const SEND_CHECK_SLACK: Duration = Duration::from_secs(120);
+
+/// How long a write a person asked for is retried while Graph throttles it.
+pub const WRITE_PATIENCE: Duration = Duration::from_secs(3600);
 
 /// Why a call to Graph did not do what it should.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +141,8 @@ pub enum ResyncReason {
     Recreated,
     /// The offline demo wrote its first messages through Graph.
     Seeded,
+    /// A page load found chats the cache is behind on: notifications were lost.
+    PageLoad,
 }
 
 impl ResyncReason {
@@ -113,6 +154,7 @@ impl ResyncReason {
             Self::Lifecycle => "lifecycle event",
             Self::Recreated => "subscription recreated",
             Self::Seeded => "demo seeded",
+            Self::PageLoad => "page load",
         }
     }
 }
@@ -221,6 +263,9 @@ impl std::fmt::Debug for Subscriber {
 /// keeper's loop.
 pub struct GraphSync {
     graph: GraphClient,
+    /// The same client without its retries: a person's write is tried once while they wait,
+    /// then retried in the background ([`GraphSync::write`]).
+    once: GraphClient,
     store: Store,
     user_id: String,
     tenant_id: String,
@@ -228,6 +273,12 @@ pub struct GraphSync {
     keeper: Mutex<Keeper>,
     wake: Notify,
     resync: tokio::sync::Mutex<()>,
+    /// When the next read may go (reads are paced, [`READ_GAP`] apart).
+    next_read: tokio::sync::Mutex<tokio::time::Instant>,
+    /// When a page load last listed the chats.
+    page_loaded: Mutex<Option<Instant>>,
+    /// When each chat was last read because it was opened.
+    opened: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for GraphSync {
@@ -361,6 +412,7 @@ impl GraphSync {
         subscriber: Subscriber,
     ) -> Self {
         Self {
+            once: graph.clone().with_retry(RetryPolicy::none()),
             graph,
             store,
             user_id,
@@ -369,6 +421,9 @@ impl GraphSync {
             keeper: Mutex::new(Keeper::new(KeeperConfig::default())),
             wake: Notify::new(),
             resync: tokio::sync::Mutex::new(()),
+            next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            page_loaded: Mutex::new(None),
+            opened: Mutex::new(HashMap::new()),
         }
     }
 
@@ -387,9 +442,26 @@ impl GraphSync {
         &self.tenant_id
     }
 
-    /// Sends a request off the async threads.
+    /// Sends a request off the async threads (a `GET` paced [`READ_GAP`] after the person's
+    /// last one), with the client's retries of throttled calls.
     pub async fn send(&self, request: HttpRequest) -> Result<GraphResponse, SyncError> {
-        let graph = self.graph.clone();
+        if request.method.as_str() == "GET" {
+            self.pace().await;
+        }
+        Self::send_with(self.graph.clone(), request).await
+    }
+
+    /// Waits for the person's next read slot.
+    async fn pace(&self) {
+        let mut next = self.next_read.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + READ_GAP;
+    }
+
+    async fn send_with(
+        graph: GraphClient,
+        request: HttpRequest,
+    ) -> Result<GraphResponse, SyncError> {
         tokio::task::spawn_blocking(move || call(&graph, &request))
             .await
             .map_err(|e| SyncError::Answer {
@@ -470,7 +542,7 @@ impl GraphSync {
                 .call(move |store| store.subscription_id(kind.name()))
                 .await?;
             if let Some(id) = known.filter(|id| !id.is_empty()) {
-                let answer = self.send(outbound::get_subscription(&id)?).await?;
+                let answer = self.read(&outbound::get_subscription(&id)?).await?;
                 if answer.status == 404 {
                     tracing::warn!(subscription = %id, kind = kind.name(), "subscription found gone; creating it again");
                     self.keeper().untrack(&id);
@@ -489,7 +561,7 @@ impl GraphSync {
                     // replaced, or every notification would go to a dead address.
                     tracing::info!(subscription = %id, kind = kind.name(), "subscription delivers elsewhere; replacing it");
                     self.keeper().untrack(&id);
-                    let gone = self.send(outbound::delete(&id)?).await?;
+                    let gone = self.read(&outbound::delete(&id)?).await?;
                     if !gone.is_success() && gone.status != 404 {
                         tracing::warn!(subscription = %id, status = gone.status, "cannot delete the old subscription");
                     }
@@ -513,7 +585,7 @@ impl GraphSync {
             .template(kind)
             .expires_in(now(), SUBSCRIPTION_LIFETIME)
             .build()?;
-        let answer = self.send(request).await?;
+        let answer = self.read(&request).await?;
         expect_success("POST subscription", &answer)?;
         let subscription =
             Subscription::from_json(&answer.body).map_err(|e| SyncError::Answer {
@@ -613,13 +685,22 @@ impl GraphSync {
         }
     }
 
-    /// Reconciles the subscriptions, then reads every chat and every chat's messages changed
-    /// since its watermark, to the last page. One at a time. Logs its start and end with its
+    /// Reconciles the subscriptions (at start, per reconcile and on a page load's evidence),
+    /// then reads every chat and every chat's messages changed since its watermark, to the last
+    /// page (a chat read for the first time: its newest [`FIRST_READ_PAGES`]). One at a time; a
+    /// page Graph throttles is waited for and read again, not skipped. Logs its start and end with its
     /// `reason` (a warning when it failed).
     pub async fn resync_all(&self, reason: ResyncReason) -> Result<(), SyncError> {
         let _one = self.resync.lock().await;
         tracing::info!(reason = reason.as_str(), "resync started");
-        let result = self.resync_locked().await;
+        // The subscriptions are checked with a GET at start (they may have expired while the
+        // app was down), once per reconcile, and when a page load found notifications lost;
+        // otherwise their renewals and lifecycle events keep them.
+        let check = matches!(
+            reason,
+            ResyncReason::Start | ResyncReason::Periodic | ResyncReason::PageLoad
+        );
+        let result = self.resync_locked(check).await;
         match &result {
             Ok(chats) => tracing::info!(reason = reason.as_str(), chats, "resync done"),
             Err(e) => tracing::warn!(reason = reason.as_str(), error = %e, "resync failed"),
@@ -628,8 +709,10 @@ impl GraphSync {
     }
 
     /// The resync's work, under its lock; the number of chats it read.
-    async fn resync_locked(&self) -> Result<usize, SyncError> {
-        self.ensure_subscriptions().await?;
+    async fn resync_locked(&self, check_subscriptions: bool) -> Result<usize, SyncError> {
+        if check_subscriptions {
+            self.ensure_subscriptions().await?;
+        }
         self.read_chats().await?;
         let mut first_error = None;
         let chat_ids = self.store.call(|store| store.chat_ids()).await?;
@@ -643,19 +726,44 @@ impl GraphSync {
         first_error.map_or(Ok(chats), Err)
     }
 
-    /// Sends `request` and every next page after it (to the last one, or [`MAX_PAGES`]),
+    /// A read (or one of the app's own subscription calls): sent (a `GET` paced, with the
+    /// client's retries), and while Graph still answers 429 or 503 (the call was not carried
+    /// out), its `Retry-After` (or a back-off) waited and the same request sent again, up to
+    /// [`THROTTLED_ROUNDS`] times: a resync that meets throttling goes on where it stopped.
+    async fn read(&self, request: &HttpRequest) -> Result<GraphResponse, SyncError> {
+        let mut round = 0;
+        loop {
+            let answer = self.send(request.clone()).await?;
+            if !matches!(answer.status, 429 | 503) || round >= THROTTLED_ROUNDS {
+                return Ok(answer);
+            }
+            round += 1;
+            let wait = throttle_wait(answer.retry_after.as_deref(), round);
+            tracing::info!(
+                path = %path_of(&request.url),
+                round,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "a throttled read waits, then goes on where it stopped"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends `request` and every next page after it (to the last one, `max_pages`, or
+    /// [`MAX_PAGES`]),
     /// handing each item of `value` to `apply` with the store, off the async threads; returns
     /// what `apply` returned for the items.
     async fn read_pages<T: Send + 'static>(
         &self,
         what: &'static str,
         mut request: HttpRequest,
+        max_pages: usize,
         apply: impl Fn(&Store, &RawValue) -> T + Send + std::marker::Sync + 'static,
     ) -> Result<Vec<T>, SyncError> {
         let apply = Arc::new(apply);
         let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let answer = self.send(request).await?;
+        for _ in 0..max_pages.min(MAX_PAGES) {
+            let answer = self.read(&request).await?;
             expect_success(what, &answer)?;
             let apply = Arc::clone(&apply);
             let (items, next) = self
@@ -686,7 +794,7 @@ impl GraphSync {
             .expand_members()
             .build()?;
         let listed: std::collections::HashSet<String> = self
-            .read_pages("GET chats", request, |store, chat| {
+            .read_pages("GET chats", request, MAX_PAGES, |store, chat| {
                 let kept = store.apply_chat(chat.get());
                 if let Err(e) = &kept {
                     tracing::warn!(error = %e, "a chat Graph listed was not kept");
@@ -713,7 +821,7 @@ impl GraphSync {
     /// Reads one chat for the user (its viewpoint included) into the cache.
     pub async fn read_chat(&self, chat_id: &str) -> Result<(), SyncError> {
         let answer = self
-            .send(user_chat_with_members(&self.user_id, chat_id)?)
+            .read(&user_chat_with_members(&self.user_id, chat_id)?)
             .await?;
         let chat_id = chat_id.to_owned();
         self.store
@@ -748,20 +856,25 @@ impl GraphSync {
     }
 
     /// Reads a chat's messages changed since its watermark, every page, then moves the
-    /// watermark to the newest change read (less an overlap).
+    /// watermark to the newest change read (less an overlap). Without a watermark (the chat's
+    /// first read) only its newest [`FIRST_READ_PAGES`]: whatever changes later is newer than
+    /// them, and what is older is history, read when a person pages back.
     pub async fn read_messages(&self, chat_id: &str) -> Result<(), SyncError> {
         let chat = chat_id.to_owned();
-        let since = self
-            .store
-            .call(move |store| store.watermark(&chat))
-            .await?
-            .map_or(SystemTime::UNIX_EPOCH, to_system_time);
+        let watermark = self.store.call(move |store| store.watermark(&chat)).await?;
+        // The first read (no watermark): the newest pages only, newest change first.
+        let pages = if watermark.is_some() {
+            MAX_PAGES
+        } else {
+            FIRST_READ_PAGES
+        };
+        let since = watermark.map_or(SystemTime::UNIX_EPOCH, to_system_time);
         let request = MessagesRequest::user_chat(self.user_id.clone(), chat_id.to_owned())
             .changed_since(since)
             .build()?;
         let chat = chat_id.to_owned();
         let modified = self
-            .read_pages("GET messages", request, move |store, json| {
+            .read_pages("GET messages", request, pages, move |store, json| {
                 let message = match serde_json::from_str::<ChatMessage<'_>>(json.get()) {
                     Ok(m) => m,
                     Err(_) => {
@@ -785,9 +898,448 @@ impl GraphSync {
     }
 }
 
+/// How long to wait before trying a throttled call again: its `Retry-After` (seconds) when
+/// Graph gave one, else an exponential back-off from 1 s; jittered (up to a quarter more) so
+/// that calls throttled together do not come back together; at most [`MAX_THROTTLE_WAIT`].
+fn throttle_wait(retry_after: Option<&str>, round: u32) -> Duration {
+    let base = retry_after
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| Duration::from_secs(1u64 << round.min(6).saturating_sub(1)));
+    let base = base.min(MAX_THROTTLE_WAIT);
+    let mut byte = [0u8; 1];
+    // Jitter needs no secrecy; a generator that fails only loses the spread.
+    let _ = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut byte);
+    let jitter = base / 4 * u32::from(byte[0]) / 255;
+    (base + jitter).min(MAX_THROTTLE_WAIT)
+}
+
+/// A write a person asked for ([`GraphSync::write`]). Its `Debug` leaves the content out.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Write {
+    /// A message sent to a chat. Its content is kept (in memory, for the write's life only) to
+    /// find the message among the chat's newest when the send's answer was lost.
+    Send {
+        /// The chat.
+        chat_id: String,
+        /// What was sent (`body.content`).
+        content: String,
+    },
+    /// `markChatReadForUser`.
+    MarkRead {
+        /// The chat.
+        chat_id: String,
+    },
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Send { chat_id, .. } => f
+                .debug_struct("Send")
+                .field("chat_id", chat_id)
+                .finish_non_exhaustive(),
+            Self::MarkRead { chat_id } => f
+                .debug_struct("MarkRead")
+                .field("chat_id", chat_id)
+                .finish(),
+        }
+    }
+}
+
+impl Write {
+    fn what(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => "the send",
+            Self::MarkRead { .. } => "markChatReadForUser",
+        }
+    }
+
+    fn chat_id(&self) -> &str {
+        match self {
+            Self::Send { chat_id, .. } | Self::MarkRead { chat_id } => chat_id,
+        }
+    }
+}
+
+/// How a write a person asked for went ([`GraphSync::write`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Written {
+    /// Graph took it; for a send, the new message's id (the cache holds it).
+    Done(Option<String>),
+    /// Graph throttled it (or could not be reached): it is retried in the background until
+    /// Graph takes it, and its result reaches the page as the cache's events.
+    Waiting,
+}
+
+/// How one try of a write went.
+enum Try {
+    /// Graph took it; for a send, the new message's id.
+    Done(Option<String>),
+    /// To be tried again, after this `Retry-After` when Graph gave one.
+    Again(Option<String>),
+}
+
+/// A message a send may have made, as a read lists it.
+#[derive(Deserialize)]
+struct Sent<'a> {
+    #[serde(borrow)]
+    id: Option<&'a str>,
+    #[serde(borrow)]
+    from: Option<SentFrom<'a>>,
+    #[serde(borrow)]
+    body: Option<SentBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SentFrom<'a> {
+    #[serde(borrow)]
+    user: Option<SentUser<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SentUser<'a> {
+    #[serde(borrow)]
+    id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct SentBody<'a> {
+    #[serde(borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// A chat of a list read with `$expand=lastMessagePreview`: its id and its newest message.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Previewed {
+    id: Option<String>,
+    last_message_preview: Option<Preview>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Preview {
+    id: Option<String>,
+    #[serde(default)]
+    is_deleted: bool,
+}
+
+impl GraphSync {
+    /// A signed-in person loaded the page (`GET /`): at most once per [`PAGE_LOAD_EVERY`], one
+    /// list of their chats with `$expand=lastMessagePreview`, then a read of only the chats
+    /// whose newest message the cache does not hold as Graph shows it. A chat that differs is
+    /// evidence notifications were lost: the subscriptions are checked too. Returns whether it
+    /// read (`false`: a page load less than a minute ago did).
+    pub async fn page_loaded(&self) -> Result<bool, SyncError> {
+        {
+            let mut last = self.page_loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < PAGE_LOAD_EVERY) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        let request = ChatsRequest::user(self.user_id.clone())
+            .expand_last_message_preview()
+            .top(50)
+            .build()?;
+        let listed = self
+            .read_pages("GET chats", request, MAX_PAGES, |store, chat| {
+                let previewed: Previewed = serde_json::from_str(chat.get()).ok()?;
+                let id = previewed.id?;
+                // The preview holds what the newest message says: never kept (a deleted or
+                // blocked message's words must not outlive it here).
+                let mut kept: serde_json::Map<String, Value> =
+                    serde_json::from_str(chat.get()).ok()?;
+                kept.remove("lastMessagePreview");
+                if let Err(e) = store.apply_chat(&Value::Object(kept).to_string()) {
+                    tracing::warn!(error = %e, "a chat Graph listed was not kept");
+                }
+                let behind = match previewed.last_message_preview {
+                    Some(Preview {
+                        id: Some(newest),
+                        is_deleted,
+                    }) => !store
+                        .holds_message(&id, &newest, is_deleted)
+                        .unwrap_or(false),
+                    _ => false,
+                };
+                Some((id, behind))
+            })
+            .await?;
+        let listed: HashMap<String, bool> = listed.into_iter().flatten().collect();
+        for id in self.store.call(|store| store.chat_ids()).await? {
+            if !listed.contains_key(&id) {
+                if let Err(e) = self.read_chat(&id).await {
+                    tracing::warn!(chat = %id, error = %e, "cannot read a chat the list left out");
+                }
+            }
+        }
+        let mut behind: Vec<&String> = listed
+            .iter()
+            .filter(|(_, behind)| **behind)
+            .map(|(id, _)| id)
+            .collect();
+        behind.sort();
+        if behind.is_empty() {
+            return Ok(true);
+        }
+        tracing::info!(
+            chats = behind.len(),
+            "a page load found chats the cache is behind on: reading them"
+        );
+        if let Err(e) = self.ensure_subscriptions().await {
+            tracing::warn!(error = %e, "cannot check the subscriptions");
+        }
+        let mut first_error = None;
+        for chat_id in behind {
+            if let Err(e) = self.read_messages(chat_id).await {
+                tracing::warn!(chat = %chat_id, error = %e, "reading a chat's messages failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(true), Err)
+    }
+
+    /// A person opened chat `chat_id` (`GET /api/chats/{id}/messages`): its messages read from
+    /// its watermark, at most once per [`OPEN_CHAT_EVERY`]. Returns whether it read.
+    pub async fn chat_opened(&self, chat_id: &str) -> Result<bool, SyncError> {
+        {
+            let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            if opened
+                .get(chat_id)
+                .is_some_and(|at| at.elapsed() < OPEN_CHAT_EVERY)
+            {
+                return Ok(false);
+            }
+            opened.retain(|_, at| at.elapsed() < OPEN_CHAT_EVERY);
+            opened.insert(chat_id.to_owned(), Instant::now());
+        }
+        self.read_messages(chat_id).await?;
+        Ok(true)
+    }
+
+    /// A write a person asked for (`request`, which does `write`): tried once at once; taken,
+    /// its result goes into the cache ([`Written::Done`]). Throttled (429, 503) or unanswered,
+    /// it is retried in the background, each time after `Retry-After` or a back-off with
+    /// jitter, for up to [`WRITE_PATIENCE`] ([`Written::Waiting`]). A send whose answer was
+    /// lost is never sent again blindly: the chat's newest messages are read first, and one
+    /// from the person with the same content made since is the send's. Refused for another
+    /// reason: [`SyncError::Status`].
+    pub async fn write(
+        self: &Arc<Self>,
+        write: Write,
+        request: HttpRequest,
+    ) -> Result<Written, SyncError> {
+        let started = OffsetDateTime::now_utc();
+        let known = self.known_before(&write, started).await?;
+        match self.attempt(&write, &request, &known, started).await? {
+            Try::Done(done) => Ok(Written::Done(done)),
+            Try::Again(retry_after) => {
+                tracing::info!(chat = %write.chat_id(), what = write.what(), "Graph throttled a person's write: it waits and is retried");
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    this.retry_write(write, request, known, started, retry_after)
+                        .await;
+                });
+                Ok(Written::Waiting)
+            }
+        }
+    }
+
+    /// The ids the cache held, before a send, of the chat's messages made since a little before
+    /// it: what a check after a lost answer must not take for the send's message.
+    async fn known_before(
+        &self,
+        write: &Write,
+        started: OffsetDateTime,
+    ) -> Result<Vec<String>, SyncError> {
+        let Write::Send { chat_id, .. } = write else {
+            return Ok(Vec::new());
+        };
+        let chat = chat_id.clone();
+        let since = started - SEND_CHECK_SLACK;
+        Ok(self
+            .store
+            .call(move |store| store.message_ids_since(&chat, since))
+            .await?)
+    }
+
+    /// One try of a write: done (the result applied), or to be tried again (after Graph's
+    /// `Retry-After`, when it gave one).
+    async fn attempt(
+        &self,
+        write: &Write,
+        request: &HttpRequest,
+        known: &[String],
+        started: OffsetDateTime,
+    ) -> Result<Try, SyncError> {
+        match Self::send_with(self.once.clone(), request.clone()).await {
+            Ok(answer) if answer.is_success() => {
+                self.written(write, &answer.body).await.map(Try::Done)
+            }
+            Ok(answer) if matches!(answer.status, 429 | 503) => Ok(Try::Again(answer.retry_after)),
+            Ok(answer) => Err(SyncError::Status {
+                what: write.what().to_owned(),
+                status: answer.status,
+            }),
+            Err(SyncError::Client(ClientError::OutcomeUnknown { .. })) => {
+                match write {
+                    Write::Send { chat_id, content } => {
+                        match self.find_sent(chat_id, content, known, started).await {
+                            Ok(Some(body)) => self.written(write, &body).await.map(Try::Done),
+                            Ok(None) => Ok(Try::Again(None)),
+                            // Not known either way: tried again after the check can be made.
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot check whether a send whose answer was lost was carried out");
+                                Err(e)
+                            }
+                        }
+                    }
+                    // Marking read twice is marking read once.
+                    Write::MarkRead { .. } => Ok(Try::Again(None)),
+                }
+            }
+            Err(SyncError::Client(ClientError::Token(e))) => Err(ClientError::Token(e).into()),
+            Err(SyncError::Client(_)) => Ok(Try::Again(None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The write's result into the cache: the sent message (its id), or the chat read.
+    async fn written(&self, write: &Write, body: &[u8]) -> Result<Option<String>, SyncError> {
+        let body = body.to_vec();
+        let write = write.clone();
+        self.store
+            .call(move |store| match write {
+                Write::Send { chat_id, .. } => {
+                    let message: ChatMessage<'_> =
+                        serde_json::from_slice(&body).map_err(|_| SyncError::Answer {
+                            what: "the send".into(),
+                            reason: "not a chatMessage".into(),
+                        })?;
+                    let id = message.id.as_deref().map(str::to_owned).ok_or_else(|| {
+                        SyncError::Answer {
+                            what: "the send".into(),
+                            reason: "a message without an id".into(),
+                        }
+                    })?;
+                    store.apply(&chat_id, &message, Origin::Read)?;
+                    Ok(Some(id))
+                }
+                Write::MarkRead { chat_id } => {
+                    store.mark_read_locally(&chat_id)?;
+                    Ok(None)
+                }
+            })
+            .await
+    }
+
+    /// After a send's answer was lost: the chat's newest messages, and among them one from the
+    /// person with the same content, made since a little before the send and not in `known`.
+    /// Its JSON when there is one.
+    async fn find_sent(
+        &self,
+        chat_id: &str,
+        content: &str,
+        known: &[String],
+        started: OffsetDateTime,
+    ) -> Result<Option<Vec<u8>>, SyncError> {
+        let since = to_system_time(started - SEND_CHECK_SLACK);
+        let request = MessagesRequest::user_chat(self.user_id.clone(), chat_id.to_owned())
+            .changed_since(since)
+            .build()?;
+        let answer = self.read(&request).await?;
+        expect_success("GET messages", &answer)?;
+        let page: Page<'_> =
+            serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
+                what: "GET messages".into(),
+                reason: "not a page of items".into(),
+            })?;
+        for item in page.value {
+            let Ok(sent) = serde_json::from_str::<Sent<'_>>(item.get()) else {
+                continue;
+            };
+            let mine = sent
+                .from
+                .and_then(|f| f.user)
+                .and_then(|u| u.id)
+                .is_some_and(|id| id == self.user_id);
+            let same = sent
+                .body
+                .and_then(|b| b.content)
+                .is_some_and(|c| c == content);
+            let new = sent.id.is_some_and(|id| !known.iter().any(|k| k == id));
+            if mine && same && new {
+                return Ok(Some(item.get().as_bytes().to_vec()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Retries a throttled write in the background until Graph takes or refuses it, or
+    /// [`WRITE_PATIENCE`] has passed.
+    async fn retry_write(
+        &self,
+        write: Write,
+        request: HttpRequest,
+        known: Vec<String>,
+        started: OffsetDateTime,
+        mut retry_after: Option<String>,
+    ) {
+        let began = Instant::now();
+        let mut round = 0;
+        loop {
+            round += 1;
+            tokio::time::sleep(throttle_wait(retry_after.as_deref(), round)).await;
+            match self.attempt(&write, &request, &known, started).await {
+                Ok(Try::Done(_)) => {
+                    tracing::info!(chat = %write.chat_id(), what = write.what(), round, "a person's throttled write went through");
+                    return;
+                }
+                Ok(Try::Again(after)) if began.elapsed() < WRITE_PATIENCE => retry_after = after,
+                Ok(Try::Again(_)) => {
+                    tracing::warn!(chat = %write.chat_id(), what = write.what(), "a person's write is still throttled after an hour: given up");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(chat = %write.chat_id(), what = write.what(), error = %e, "a person's write failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::path_of;
+    use super::{path_of, throttle_wait, Write};
+    use std::time::Duration;
+
+    #[test]
+    fn a_writes_debug_leaves_its_content_out() {
+        let write = Write::Send {
+            chat_id: "19:a@thread.v2".into(),
+            content: "the figures are 31337".into(),
+        };
+        let shown = format!("{write:?}");
+        assert!(shown.contains("19:a@thread.v2"));
+        assert!(!shown.contains("31337"));
+    }
+
+    #[test]
+    fn a_throttled_call_waits_its_retry_after_with_some_jitter_and_at_most_a_minute() {
+        for _ in 0..20 {
+            let wait = throttle_wait(Some("2"), 1);
+            assert!(wait >= Duration::from_secs(2) && wait <= Duration::from_millis(2500));
+            let wait = throttle_wait(None, 3);
+            assert!(wait >= Duration::from_secs(4) && wait <= Duration::from_secs(5));
+            assert!(throttle_wait(Some("3600"), 1) <= Duration::from_secs(60));
+            assert!(throttle_wait(None, 30) <= Duration::from_secs(60));
+        }
+    }
 
     #[test]
     fn a_call_is_named_by_its_path_without_host_query_or_fragment() {

@@ -17,7 +17,6 @@ use axum::routing::{get, post};
 use axum::Extension;
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use graph_chat_webhook::notifications::model::ChatMessage;
 use graph_chat_webhook::notifications::outbound::{self, MessageRequest};
 use serde::Deserialize;
 use serde_json::json;
@@ -26,8 +25,8 @@ use tokio::sync::{broadcast, watch};
 use crate::api::{known_chat, send_as_asked, ApiError, Person};
 use crate::signin::{self, SignInState};
 use crate::site::Site;
-use crate::store::{Event, Origin, Snapshot, Store};
-use crate::sync::GraphSync;
+use crate::store::{Event, Snapshot, Store, StoreError};
+use crate::sync::{GraphSync, SyncError, Write, Written};
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
@@ -69,10 +68,17 @@ async fn require_session(
     }
 }
 
-/// `GET /`: the chat page for a signed-in person, the sign-in page for anyone else.
+/// `GET /`: the chat page for a signed-in person, the sign-in page for anyone else. A page load
+/// is when the person's chats are checked against Graph ([`GraphSync::page_loaded`]: at most
+/// once a minute), in the background: what it finds reaches the page as events.
 async fn home(State(signin): State<Arc<SignInState>>, headers: HeaderMap) -> Response {
     match signin.signed_in(&headers).await {
-        Some(_) => {
+        Some((sync, _)) => {
+            tokio::spawn(async move {
+                if let Err(e) = sync.page_loaded().await {
+                    tracing::warn!(error = %e, "the page load's read failed");
+                }
+            });
             let mut page = asset(PAGE, "text/html; charset=utf-8");
             page.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -250,17 +256,29 @@ async fn chats(Extension(person): Extension<Person>) -> Result<Response, ApiErro
     Ok(snapshot(chats))
 }
 
+/// The cache's view of a chat; a chat opened is read from Graph in the background
+/// ([`GraphSync::chat_opened`]: at most once per 5 minutes), what it finds reaching the page as
+/// events.
 async fn messages(
     Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = chat_id.clone();
     let messages = person
         .sync
         .store()
-        .call(move |store| store.messages_snapshot(&chat_id))
+        .call(move |store| store.messages_snapshot(&id))
         .await?;
     match messages {
-        Some(messages) => Ok(snapshot(messages)),
+        Some(messages) => {
+            let sync = Arc::clone(&person.sync);
+            tokio::spawn(async move {
+                if let Err(e) = sync.chat_opened(&chat_id).await {
+                    tracing::warn!(chat = %chat_id, error = %e, "reading an opened chat failed");
+                }
+            });
+            Ok(snapshot(messages))
+        }
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such chat")),
     }
 }
@@ -274,12 +292,18 @@ struct Compose {
 }
 
 /// Sends through Graph; the 201's message goes into the cache under the same rules as its
-/// later notification, so the two are one message on the page.
+/// later notification, so the two are one message on the page. Throttled: 202 at once, and the
+/// send waits and is retried until Graph takes it ([`GraphSync::write`]); the message reaches
+/// the page as an event.
 async fn send(
     Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
     Json(compose): Json<Compose>,
 ) -> Result<Response, ApiError> {
+    let write = Write::Send {
+        chat_id: chat_id.clone(),
+        content: compose.content.clone(),
+    };
     let mut request = MessageRequest::send(chat_id.clone(), compose.content);
     match compose.content_type.as_deref() {
         None | Some("text") => request = request.text(),
@@ -290,23 +314,20 @@ async fn send(
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     known_chat(&person, &chat_id).await?;
-    let answer = send_as_asked(&person, request, "the send").await?;
+    let id = match write_as_asked(&person, write, request).await? {
+        Written::Done(Some(id)) => id,
+        Written::Waiting => return Ok(waiting()),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "Graph's answer is not a message",
+            ))
+        }
+    };
     let item = person
         .sync
         .store()
-        .call(move |store| {
-            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
-                ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
-            })?;
-            let Some(id) = message.id.as_deref() else {
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "Graph's answer is not a message",
-                ));
-            };
-            store.apply(&chat_id, &message, Origin::Read)?;
-            Ok(store.message(&chat_id, id)?)
-        })
+        .call(move |store| store.message(&chat_id, &id))
         .await?;
     match item {
         Some(item) => Ok((StatusCode::CREATED, Json(item)).into_response()),
@@ -317,18 +338,53 @@ async fn send(
     }
 }
 
-/// `markChatReadForUser` through Graph, then the chat read back for its new viewpoint.
+/// 202: Graph throttled what the person asked for; it is retried until Graph takes it.
+fn waiting() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "waiting", "reason": "Graph is throttling: retried until it takes it" })),
+    )
+        .into_response()
+}
+
+/// A write a person asked for ([`GraphSync::write`]): a 502 naming what Graph refused and its
+/// status; never an error for throttling.
+async fn write_as_asked(
+    person: &Person,
+    write: Write,
+    request: outbound::HttpRequest,
+) -> Result<Written, ApiError> {
+    let what = match &write {
+        Write::Send { .. } => "the send",
+        _ => "markChatReadForUser",
+    };
+    match person.sync.write(write, request).await {
+        Ok(written) => Ok(written),
+        Err(SyncError::Status { status, .. }) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Graph answered {status} to {what}"),
+        )),
+        Err(SyncError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::graph("Graph could not be reached", &e)),
+    }
+}
+
+/// `markChatReadForUser` through Graph, one call: the cache's viewpoint moves with it (read up
+/// to the newest message it holds) and Graph's own time arrives with the chat's notification.
+/// 204 once Graph took it; 202 while it waits out throttling.
 async fn mark_read(
     Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let request =
         outbound::mark_chat_read_for_user(&chat_id, person.sync.user_id(), person.sync.tenant_id())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     known_chat(&person, &chat_id).await?;
-    send_as_asked(&person, request, "markChatReadForUser").await?;
-    person.sync.read_chat(&chat_id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let write = Write::MarkRead { chat_id };
+    match write_as_asked(&person, write, request).await? {
+        Written::Waiting => Ok(waiting()),
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// An inline image: the browser has no token for Graph, so the app fetches it.

@@ -463,13 +463,30 @@ fn its_log_lines_name_throttled_calls_resyncs_and_subscriptions_but_no_secret_no
         assert!(throttled.contains(field), "{field} in {throttled}");
     }
     assert!(!throttled.contains('?'), "no query string: {throttled}");
-    wait_for("the failed periodic resync", || {
+    // The periodic resync says why it ran, waits the throttling out where it stopped, and
+    // completes once Graph answers again.
+    wait_for("the throttled periodic resync waiting", || {
         logged(&stderr, |l| {
-            l.contains("WARN") && l.contains("resync failed") && l.contains("periodic")
+            l.contains("INFO") && l.contains("a throttled read waits")
         })
         .then_some(())
     });
+    let done_before = stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("resync done") && l.contains("periodic"))
+        .count();
     sim.set_faults(graph_sim::Faults::default()).unwrap();
+    wait_for("the periodic resync done", || {
+        let done = stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("resync done") && l.contains("periodic"))
+            .count();
+        (done > done_before).then_some(())
+    });
     assert!(terminate(&mut running).success());
 
     // stdout: the one contract line, read by `start`, and nothing after it.

@@ -740,6 +740,8 @@ async function deliver(chatId, content, replyTo, mentions) {
     return false;
   }
   clearSendError();
+  // 202: Graph is throttling; the app sends it as soon as Graph takes it (then an event).
+  if (response.status === 202) { status("sending..."); return true; }
   const item = await response.json();
   // The same message as its notification will be: shown once, whichever comes first.
   if (state.open === chatId) { upsertMessage(item); scrollToBottom(); }

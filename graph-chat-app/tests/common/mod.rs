@@ -208,10 +208,19 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
+        // The process id alone is not unique: test runs in other sandboxes share `/tmp` and
+        // may have the same one (and would remove this directory as theirs). The time and a
+        // random number make the name this run's.
+        let mut random = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!(
-            "graph-chat-app-{tag}-{}-{}",
+            "graph-chat-app-{tag}-{}-{}-{nanos}-{:016x}",
             std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
+            N.fetch_add(1, Ordering::Relaxed),
+            u64::from_le_bytes(random)
         ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
@@ -587,7 +596,12 @@ impl Harness {
 
     /// Waits until the app's view of `chat_id` matches Graph's truth.
     pub fn converged(&self, chat_id: &str) {
-        let deadline = Instant::now() + self.resync_every + PATIENCE;
+        self.converged_within(chat_id, self.resync_every + PATIENCE);
+    }
+
+    /// Waits, at most `within`, until the app's view of `chat_id` matches Graph's truth.
+    pub fn converged_within(&self, chat_id: &str, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
             let truth = expected_view(
                 &self.sim().truth(chat_id).unwrap(),
