@@ -22,10 +22,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use crate::api::{known_chat, send_as_asked, ApiError, Person};
+use crate::api::{known_chat, ApiError, Person};
 use crate::signin::{self, SignInState};
 use crate::site::Site;
-use crate::store::{Event, Snapshot, Store, StoreError};
+use crate::store::{Event, Snapshot, Store};
 use crate::sync::{GraphSync, SyncError, Write, Written};
 
 const PAGE: &str = include_str!("page/index.html");
