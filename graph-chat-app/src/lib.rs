@@ -4,7 +4,7 @@
 //! it; `docs/manual/chat-app.md` in the repository walks the architecture, guide step by
 //! guide step.
 //!
-//! Each person signs in ([`signin`]: the authorization code flow with PKCE) and gets a Graph
+//! Each person signs in (`/auth/login`: the authorization code flow with PKCE) and gets a Graph
 //! side of their own ([`people`]): their cache, their two subscriptions made with their token,
 //! their reads; the page and the API show a person their own chats only.
 //!
