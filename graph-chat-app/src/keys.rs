@@ -84,7 +84,7 @@ fn read(path: &Path) -> Result<Vec<u8>, KeyError> {
 
 /// Writes `bytes` to `path` at once (a temporary file, synced, then renamed), readable by its
 /// owner only.
-fn write(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -109,8 +109,8 @@ pub fn load_or_create(data: &Path) -> Result<AppKey, KeyError> {
     if !key_path.exists() || !certificate_path.exists() {
         let (key, certificate) = create()?;
         // The certificate first: a key without it is made again on the next start.
-        write(&certificate_path, &certificate)?;
-        write(&key_path, &key)?;
+        write_private(&certificate_path, &certificate)?;
+        write_private(&key_path, &key)?;
     }
     let key = zeroize::Zeroizing::new(read(&key_path)?);
     let bad = |e: &dyn std::fmt::Display| KeyError::Invalid(format!("{}: {e}", data.display()));

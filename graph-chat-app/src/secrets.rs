@@ -16,14 +16,13 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use rand_core::RngCore;
 use zeroize::Zeroizing;
 
-use crate::keys::KeyError;
+use crate::keys::{write_private, KeyError};
 
 /// The sealing key's file under the data directory (32 random bytes, readable by its owner only).
 pub const SEALING_KEY_FILE: &str = "app-secrets.key";
@@ -104,27 +103,6 @@ impl Sealer {
         body.truncate(plain);
         Some(body)
     }
-}
-
-/// Writes `bytes` to `path` at once (a temporary file, synced, then renamed), readable by its
-/// owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(&tmp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| KeyError::Io {
-            what: format!("cannot write {}", path.display()),
-            source,
-        })
 }
 
 #[cfg(test)]
