@@ -1358,13 +1358,13 @@ fn a_failed_send_shows_with_a_retry_that_clears_it_and_a_failed_mark_read_shows(
     b.until("Project open", |page| {
         (page["loadedChat"] == chat_id.as_str()).then_some(())
     });
-    // Graph throttles every call: the send fails, and says so.
-    h.sim()
-        .set_faults(graph_sim::Faults {
-            throttle: 1.0,
-            ..graph_sim::Faults::default()
-        })
-        .unwrap();
+    // The app cannot be reached (a throttled Graph is no failure: the app answers 202 and
+    // sends once Graph takes it): the send fails, and says so.
+    b.cdp("Network.enable", json!({}));
+    b.cdp(
+        "Network.setBlockedURLs",
+        json!({"urls": ["*/messages", "*/read"]}),
+    );
     b.compose("please arrive");
     let deadline = Instant::now() + PATIENCE;
     let shown = loop {
@@ -1404,8 +1404,8 @@ fn a_failed_send_shows_with_a_retry_that_clears_it_and_a_failed_mark_read_shows(
         .unwrap()
         .iter()
         .all(|m| m["body"]["content"] != "please arrive"));
-    // Graph takes calls again: Retry sends it (to the chat it was written in), once.
-    h.sim().set_faults(graph_sim::Faults::default()).unwrap();
+    // The app is reached again: Retry sends it (to the chat it was written in), once.
+    b.cdp("Network.setBlockedURLs", json!({"urls": []}));
     b.click("#retry");
     let sent = wait_for("the retried message in Graph", || {
         h.sim()
