@@ -1096,12 +1096,14 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
     wait_for("the cache to hold them all", || {
         (api_ids(&h, &chat_id) == written).then_some(())
     });
-    // The cache lets go of the oldest 70 (as a purge would): only Graph still has them.
+    // The cache lets go of the oldest 30 (as a purge would): only Graph still has them. (Older
+    // than the two newest pages a start reads, so no read brings them back before the person
+    // pages back to them.)
     h.stop_app();
     {
         let file = graph_chat_app::people::cache_file(&h.dir.path().join("data"), &h.user());
         let cache = rusqlite::Connection::open(file).unwrap();
-        for id in &written[..70] {
+        for id in &written[..30] {
             cache
                 .execute(
                     "DELETE FROM messages WHERE chat_id = ?1 AND id = ?2",
@@ -1124,7 +1126,7 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
             .unwrap();
     }
     h.start_app();
-    assert_eq!(api_ids(&h, &chat_id), written[70..]);
+    assert_eq!(api_ids(&h, &chat_id), written[30..]);
     let b = Browser::start();
     let page = b.open(&h.login_url());
     // The newest page, scrolled to its end.
@@ -1139,12 +1141,15 @@ fn a_long_chat_opens_at_its_newest_page_and_pages_back_to_its_first_message() {
         "{at:#}"
     );
     assert_eq!(at["older"], true, "{at:#}");
-    // button#older: the rest of the cache, then Graph past it.
+    // button#older: the next page, from the cache; then the first 30, from Graph past it.
     // (Pressed where it is: a WebDriver click would scroll to the top first, which loads a
     // page by itself.)
     b.execute("document.getElementById('older').click();", vec![]);
+    // (A read since the restart may already have brought back a message or so of the older
+    // ones: the page holds at least the cache's second page.)
     b.until("the second page", |page| {
-        (ids(page) == written[30..]).then_some(())
+        let shown = ids(page);
+        (shown.len() >= 100 && shown.ends_with(&written[30..])).then_some(())
     });
     // Scrolling to the top loads the next.
     b.until("the first message", |page| {
