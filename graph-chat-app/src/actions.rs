@@ -20,9 +20,10 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::api::{known_chat, ApiError, Person};
+use crate::api::{known_chat, send_as_asked, ApiError, Person};
 use crate::store::{MessagePage, Origin};
 use crate::sync::GraphSync;
+use crate::view::MessageItem;
 
 /// The most messages one history page holds (and Graph's own most per page, `$top=50`).
 pub(crate) const PAGE_SIZE: usize = 50;
@@ -198,35 +199,32 @@ async fn read_back(
 ) -> Result<Response, ApiError> {
     let request = outbound::get_message(chat_id, message_id)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "not a message id"))?;
-    let answer = sync
-        .send(request)
-        .await
-        .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
-    if !answer.is_success() {
-        tracing::warn!(
-            status = answer.status,
-            "Graph did not return the changed message"
-        );
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "Graph did not return the changed message",
-        ));
-    }
-    let (chat, id) = (chat_id.to_owned(), message_id.to_owned());
-    let item = sync
-        .store()
-        .call(move |store| {
-            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
-                ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
-            })?;
-            store.apply(&chat, &message, Origin::Read)?;
-            Ok::<_, ApiError>(store.message(&chat, &id)?)
-        })
-        .await?;
-    match item {
+    let answer = send_as_asked(sync, request, "the read of the changed message").await?;
+    match keep_answered(sync, chat_id, answer.body).await? {
         Some(item) => Ok(Json(item).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such message")),
     }
+}
+
+/// Keeps a message Graph answered with under the version rules (as its notification would
+/// be), and gives its item.
+async fn keep_answered(
+    sync: &GraphSync,
+    chat_id: &str,
+    body: Vec<u8>,
+) -> Result<Option<MessageItem>, ApiError> {
+    let chat = chat_id.to_owned();
+    sync.store()
+        .call(move |store| {
+            let not_a_message =
+                || ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message");
+            let message: ChatMessage<'_> =
+                serde_json::from_slice(&body).map_err(|_| not_a_message())?;
+            let id = message.id.as_deref().ok_or_else(not_a_message)?;
+            store.apply(&chat, &message, Origin::Read)?;
+            Ok(store.message(&chat, id)?)
+        })
+        .await
 }
 
 /// `{"content"}`: an edit's new text.
@@ -388,7 +386,7 @@ async fn reply(
         .await?
         .ok_or(ApiError::new(StatusCode::NOT_FOUND, "no such message"))?;
     let request = reply_request(chat_id, &quoted, &content)?;
-    send_and_keep(sync, chat_id, request, "Graph did not take the reply").await
+    send_and_keep(sync, chat_id, request, "the reply").await
 }
 
 /// Sends a new message through Graph and keeps Graph's answer under the same rules as its
@@ -399,27 +397,8 @@ pub(crate) async fn send_and_keep(
     request: graph_chat_webhook::notifications::outbound::HttpRequest,
     what: &'static str,
 ) -> Result<Response, ApiError> {
-    let answer = sync
-        .send(request)
-        .await
-        .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
-    if !answer.is_success() {
-        tracing::warn!(status = answer.status, "{what}");
-        return Err(ApiError::new(StatusCode::BAD_GATEWAY, what));
-    }
-    let chat = chat_id.to_owned();
-    let item = sync
-        .store()
-        .call(move |store| {
-            let message: ChatMessage<'_> = serde_json::from_slice(&answer.body).map_err(|_| {
-                ApiError::new(StatusCode::BAD_GATEWAY, "Graph's answer is not a message")
-            })?;
-            let id = message.id.as_deref().unwrap_or("").to_owned();
-            store.apply(&chat, &message, Origin::Read)?;
-            Ok::<_, ApiError>(store.message(&chat, &id)?)
-        })
-        .await?;
-    match item {
+    let answer = send_as_asked(sync, request, what).await?;
+    match keep_answered(sync, chat_id, answer.body).await? {
         Some(item) => Ok((StatusCode::CREATED, Json(item)).into_response()),
         None => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -510,7 +489,7 @@ pub(crate) async fn chat_action(
             ));
         };
         let request = mention_request(&chat_id, &message)?;
-        return send_and_keep(&sync, &chat_id, request, "Graph did not take the message").await;
+        return send_and_keep(&sync, &chat_id, request, "the message").await;
     }
     let bad = |_| ApiError::new(StatusCode::BAD_REQUEST, "not a chat id");
     let (user, tenant) = (sync.user_id().to_owned(), sync.tenant_id().to_owned());

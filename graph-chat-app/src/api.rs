@@ -94,16 +94,16 @@ pub(crate) async fn known_chat(person: &Person, chat_id: &str) -> Result<(), Api
 /// A request a person asked for, sent to Graph: its answer when Graph took it, else a 502 that
 /// names `what` and Graph's status.
 pub(crate) async fn send_as_asked(
-    person: &Person,
+    sync: &GraphSync,
     request: outbound::HttpRequest,
     what: &str,
 ) -> Result<graph_chat_webhook::GraphResponse, ApiError> {
-    let answer = person
-        .sync
+    let answer = sync
         .send(request)
         .await
         .map_err(|e| ApiError::graph("Graph could not be reached", &e))?;
     if !answer.is_success() {
+        tracing::warn!(status = answer.status, "Graph refused {what}");
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("Graph answered {} to {what}", answer.status),

@@ -86,7 +86,7 @@ pub(crate) async fn search(
     let mut request = outbound::follow_link(&link, "")
         .map_err(|_| ApiError::bad_request("not a search Graph would take"))?;
     request.headers.push(("ConsistencyLevel", "eventual"));
-    let answer = send_as_asked(&person, request, "the directory search").await?;
+    let answer = send_as_asked(&person.sync, request, "the directory search").await?;
     let page: UsersPage = serde_json::from_slice(&answer.body).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -153,7 +153,7 @@ pub(crate) async fn create(
     let request = request
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let answer = send_as_asked(&person, request, "the new chat").await?;
+    let answer = send_as_asked(&person.sync, request, "the new chat").await?;
     let sync = Arc::clone(&person.sync);
     let created = outbound::created_chat(&answer.body)
         .ok()
@@ -244,7 +244,7 @@ pub(crate) async fn rename(
             .to_string()
             .into_bytes(),
     );
-    send_as_asked(&person, request, "the new name").await?;
+    send_as_asked(&person.sync, request, "the new name").await?;
     sync.read_chat(&chat_id)
         .await
         .map_err(|e| ApiError::graph("Graph did not return the chat", &e))?;

@@ -143,7 +143,7 @@ pub(crate) async fn send(
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let sync = Arc::clone(&person.sync);
-    send_and_keep(&sync, &chat_id, request, "Graph did not take the image").await
+    send_and_keep(&sync, &chat_id, request, "the image").await
 }
 
 #[cfg(test)]
