@@ -34,6 +34,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use crate::jobs::Job;
 use crate::store::{Origin, Store, StoreError};
 
 mod visits;
@@ -43,6 +44,10 @@ pub use write::{Write, Written};
 
 /// How long each subscription lives: the guide's hour, renewed half-way by the keeper.
 pub const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The shortest time between renewals `--renew-every` may ask for: a renewal's round trip
+/// must fit well inside it.
+pub const MIN_RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// A read that found messages moves the watermark to the newest change it saw, less this much:
 /// a change Graph committed a little late is read again rather than missed.
@@ -148,6 +153,9 @@ pub enum ResyncReason {
     Seeded,
     /// A page load found chats the cache is behind on: notifications were lost.
     PageLoad,
+    /// This copy took the person's job (another copy that held it stopped, or died): their
+    /// subscriptions are checked, then their chats read.
+    JobTaken,
 }
 
 impl ResyncReason {
@@ -160,6 +168,7 @@ impl ResyncReason {
             Self::Recreated => "subscription recreated",
             Self::Seeded => "demo seeded",
             Self::PageLoad => "page load",
+            Self::JobTaken => "job taken over",
         }
     }
 }
@@ -276,6 +285,14 @@ pub struct GraphSync {
     tenant_id: String,
     subscriber: Subscriber,
     keeper: Mutex<Keeper>,
+    /// The keeper's settings (a new keeper is made with them when the job is lost).
+    keeper_config: KeeperConfig,
+    /// `--renew-every`, when given: a subscription found at start or on a takeover is renewed
+    /// at once, so that the keeper's next renewal comes this long after.
+    renew_every: Option<Duration>,
+    /// Whether this copy does the person's subscriptions, renewals and reconciles
+    /// ([`crate::jobs`]).
+    job: Job,
     wake: Notify,
     resync: tokio::sync::Mutex<()>,
     /// When the next read may go (reads are paced, [`READ_GAP`] apart).
@@ -424,12 +441,42 @@ impl GraphSync {
             tenant_id,
             subscriber,
             keeper: Mutex::new(Keeper::new(KeeperConfig::default())),
+            keeper_config: KeeperConfig::default(),
+            renew_every: None,
+            job: Job::always(),
             wake: Notify::new(),
             resync: tokio::sync::Mutex::new(()),
             next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             page_loaded: Mutex::new(None),
             opened: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Renewals every `every` (`--renew-every`) rather than half-way through a subscription's
+    /// life: held to at least [`MIN_RENEW_EVERY`] and at most half of
+    /// [`SUBSCRIPTION_LIFETIME`] (a subscription must not lapse between two renewals).
+    pub fn with_renew_every(mut self, every: Duration) -> Self {
+        let every = every.clamp(MIN_RENEW_EVERY, SUBSCRIPTION_LIFETIME / 2);
+        // The keeper renews half-way, and never later than its margin before the expiry: a
+        // margin of the lifetime less `every` renews `every` after each renewal.
+        let mut config = KeeperConfig::default();
+        config.renew_margin = SUBSCRIPTION_LIFETIME - every;
+        self.keeper_config = config;
+        self.keeper = Mutex::new(Keeper::new(self.keeper_config));
+        self.renew_every = Some(every);
+        self
+    }
+
+    /// Does the person's subscriptions, renewals, reauthorizations and reconciles only while
+    /// `job` is held ([`crate::jobs`]); without it, always.
+    pub fn with_job(mut self, job: Job) -> Self {
+        self.job = job;
+        self
+    }
+
+    /// Whether this copy does the person's subscriptions, renewals and reconciles now.
+    pub fn holds_job(&self) -> bool {
+        self.job.is_held()
     }
 
     /// The cache.
@@ -539,13 +586,31 @@ impl GraphSync {
     /// Makes sure both subscriptions exist: each one known is checked with a `GET` (a 404 means
     /// Graph dropped it, silently: it is created again); a missing one is created. Returns
     /// whether any was (re)created, which means notifications may have been lost.
+    ///
+    /// Only by the copy that holds the person's job ([`crate::jobs`]); on another, nothing.
     pub async fn ensure_subscriptions(&self) -> Result<bool, SyncError> {
+        if !self.job.is_held() {
+            return Ok(false);
+        }
         let mut recreated = false;
+        let mut listed: Option<Vec<Subscription>> = None;
         for kind in Kind::ALL {
-            let known = self
+            let mut known = self
                 .store
                 .call(move |store| store.subscription_id(kind.name()))
-                .await?;
+                .await?
+                .filter(|id| !id.is_empty());
+            if known.is_none() && self.job.is_shared() {
+                // Another copy may have made it (and died before this one knew): Graph's list
+                // says, so that this copy keeps or replaces it rather than making a second.
+                if listed.is_none() {
+                    listed = Some(self.list_subscriptions().await?);
+                }
+                known = listed.iter().flatten().find_map(|s| {
+                    let mine = s.resource.as_deref().and_then(|r| self.kind_of(r)) == Some(kind);
+                    mine.then(|| s.id.clone())
+                });
+            }
             if let Some(id) = known.filter(|id| !id.is_empty()) {
                 let answer = self.read(&outbound::get_subscription(&id)?).await?;
                 if answer.status == 404 {
@@ -559,6 +624,7 @@ impl GraphSync {
                             reason: e.to_string(),
                         })?;
                     if self.delivers_here(&subscription) {
+                        let subscription = self.renew_now(subscription).await?;
                         self.track(kind, subscription).await?;
                         continue;
                     }
@@ -576,6 +642,43 @@ impl GraphSync {
             recreated = true;
         }
         Ok(recreated)
+    }
+
+    /// With `--renew-every`, a subscription found alive (at start, on a takeover) renewed to a
+    /// whole lifetime at once: the keeper then renews it every `--renew-every` from now. A
+    /// renewal Graph refuses leaves it as it was, for the keeper. Without it, as it was.
+    async fn renew_now(&self, subscription: Subscription) -> Result<Subscription, SyncError> {
+        if self.renew_every.is_none() {
+            return Ok(subscription);
+        }
+        let request = outbound::renew(&subscription.id, now(), SUBSCRIPTION_LIFETIME)?;
+        let answer = self.read(&request).await?;
+        if !answer.is_success() {
+            return Ok(subscription);
+        }
+        match Subscription::from_json(&answer.body) {
+            Ok(renewed) => {
+                tracing::info!(subscription = %renewed.id, expires = renewed.expiration_date_time.as_deref(), "subscription renewal done");
+                Ok(renewed)
+            }
+            Err(_) => Ok(subscription),
+        }
+    }
+
+    /// The app's subscriptions Graph lists (the first page: the app holds two per person).
+    async fn list_subscriptions(&self) -> Result<Vec<Subscription>, SyncError> {
+        let answer = self.read(&outbound::list_subscriptions()).await?;
+        expect_success("GET subscriptions", &answer)?;
+        let page: Page<'_> =
+            serde_json::from_slice(&answer.body).map_err(|_| SyncError::Answer {
+                what: "GET subscriptions".into(),
+                reason: "not a page of subscriptions".into(),
+            })?;
+        Ok(page
+            .value
+            .iter()
+            .filter_map(|item| Subscription::from_json(item.get().as_bytes()).ok())
+            .collect())
     }
 
     /// Whether a subscription Graph holds sends to this app's URLs now.
@@ -629,11 +732,29 @@ impl GraphSync {
         self.wake.notify_one();
     }
 
-    /// Runs the keeper's tasks until the process ends.
+    /// Runs the keeper's tasks until the process ends, while this copy holds the person's job
+    /// ([`crate::jobs`]). A job lost is let go at once (the keeper forgets what it kept: the
+    /// copy that takes the job keeps it); a job taken checks the subscriptions and reads.
     pub async fn keep(self: Arc<Self>) {
+        let mut held = self.job.watch();
         loop {
+            if !*held.borrow_and_update() {
+                *self.keeper() = Keeper::new(self.keeper_config);
+                tracing::info!(user = %self.user_id, "another copy does this person's subscriptions and reconciles");
+                if held.wait_for(|h| *h).await.is_err() {
+                    return; // The jobs stopped: so does the app.
+                }
+                tracing::info!(user = %self.user_id, "this copy took this person's subscriptions and reconciles");
+                // Logged by the resync.
+                let _ = self.resync_all(ResyncReason::JobTaken).await;
+                continue;
+            }
             let tasks = self.keeper().poll(now());
             for task in tasks {
+                if !self.job.is_held() {
+                    // Lost mid-round: what is left is the new holder's.
+                    break;
+                }
                 let outcome = match &task.kind {
                     TaskKind::Resync { .. } => {
                         // Its failure is logged by the resync; the next one reads it all.
@@ -686,6 +807,7 @@ impl GraphSync {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
+                _ = held.changed() => {}
             }
         }
     }
@@ -695,7 +817,17 @@ impl GraphSync {
     /// page (a chat read for the first time: its newest [`FIRST_READ_PAGES`]). One at a time; a
     /// page Graph throttles is waited for and read again, not skipped. Logs its start and end with its
     /// `reason` (a warning when it failed).
+    ///
+    /// The periodic reconcile is the job's: on a copy that does not hold the person's job, it
+    /// does nothing (and no resync checks the subscriptions there).
     pub async fn resync_all(&self, reason: ResyncReason) -> Result<(), SyncError> {
+        if reason == ResyncReason::Periodic && !self.job.is_held() {
+            tracing::debug!(
+                reason = reason.as_str(),
+                "resync left to the copy that holds the job"
+            );
+            return Ok(());
+        }
         let _one = self.resync.lock().await;
         tracing::info!(reason = reason.as_str(), "resync started");
         // The subscriptions are checked with a GET at start (they may have expired while the
@@ -703,7 +835,10 @@ impl GraphSync {
         // otherwise their renewals and lifecycle events keep them.
         let check = matches!(
             reason,
-            ResyncReason::Start | ResyncReason::Periodic | ResyncReason::PageLoad
+            ResyncReason::Start
+                | ResyncReason::Periodic
+                | ResyncReason::PageLoad
+                | ResyncReason::JobTaken
         );
         let result = self.resync_locked(check).await;
         match &result {
