@@ -18,15 +18,26 @@
 //!   another copy).
 //!
 //! Reads on a person's visit and the processing of notifications are not jobs: any copy may
-//! receive any notification through the public URL, and does its work.
+//! receive any notification through the public URL, and does its work. A lifecycle event
+//! (`reauthorizationRequired`, `subscriptionRemoved`, `missed`) that reaches a copy which does
+//! not hold the person's job is handed to the holder ([`Job::forward`]) with a `NOTIFY` on
+//! [`CHANNEL`] (the job's key, the event and the subscription's id; nothing secret), which every
+//! copy `LISTEN`s on. One sent while the holder is out of reach is lost: the holder's next
+//! renewal finds a removed subscription (404) and renews with a fresh token, which reauthorizes.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio_postgres::Client;
+
+/// The `LISTEN`/`NOTIFY` channel lifecycle events are handed to a job's holder on.
+pub const CHANNEL: &str = "graph_chat_app_jobs";
+
+/// A lifecycle event handed on to the holder of a job: the subscription's id and the event.
+pub type Forwarded = (String, String);
 
 /// How often a copy tries again for the jobs it does not hold, and checks its connection.
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
@@ -76,6 +87,8 @@ impl std::fmt::Debug for Jobs {
 /// takes it).
 pub struct Job {
     held: watch::Receiver<bool>,
+    /// Lifecycle events other copies handed on, while this copy holds the job.
+    forwarded: Option<tokio::sync::Mutex<broadcast::Receiver<Forwarded>>>,
     _wanted: Option<Wanted>,
 }
 
@@ -112,6 +125,8 @@ struct Shared {
     wake: Notify,
     /// Bumped after each round of the loop.
     rounds: watch::Sender<u64>,
+    /// Lifecycle events to hand to other copies (job key, payload), sent by the loop.
+    outbox: Mutex<Vec<(i64, Forwarded)>>,
 }
 
 #[derive(Default)]
@@ -125,6 +140,7 @@ struct State {
 struct Entry {
     held: watch::Sender<bool>,
     wants: usize,
+    forwarded: broadcast::Sender<Forwarded>,
 }
 
 impl Shared {
@@ -177,11 +193,18 @@ impl Jobs {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             rounds,
+            outbox: Mutex::new(Vec::new()),
         });
         // The first connection is made here, so that a wrong URL or a database that is down
         // stops the start rather than leaving every job unheld.
-        let first = connect(&shared).await?;
-        tokio::spawn(run(Arc::downgrade(&shared), Some(first)));
+        let (notifications, heard) = mpsc::unbounded_channel();
+        let first = connect(&shared, notifications.clone()).await?;
+        tokio::spawn(run(
+            Arc::downgrade(&shared),
+            Some(first),
+            notifications,
+            heard,
+        ));
         Ok(Self {
             shared: Some(shared),
         })
@@ -201,16 +224,17 @@ impl Jobs {
         };
         let mut rounds = shared.rounds.subscribe();
         let start = *rounds.borrow_and_update();
-        let (held, key) = {
+        let (held, forwarded, key) = {
             let mut state = shared.lock();
             let namespace = state.namespace.clone().unwrap_or_default();
             let key = lock_key(&namespace, name);
             let entry = state.jobs.entry(key).or_insert_with(|| Entry {
                 held: watch::channel(false).0,
                 wants: 0,
+                forwarded: broadcast::channel(64).0,
             });
             entry.wants += 1;
-            (entry.held.subscribe(), key)
+            (entry.held.subscribe(), entry.forwarded.subscribe(), key)
         };
         shared.wake.notify_one();
         // A round that began after the want was made: two bumps past `start`.
@@ -218,6 +242,7 @@ impl Jobs {
             .await;
         Job {
             held,
+            forwarded: Some(tokio::sync::Mutex::new(forwarded)),
             _wanted: Some(Wanted {
                 shared: Arc::clone(shared),
                 key,
@@ -231,7 +256,50 @@ impl Job {
     pub fn always() -> Self {
         Self {
             held: watch::channel(true).1,
+            forwarded: None,
             _wanted: None,
+        }
+    }
+
+    /// Hands a lifecycle event for one of the job's subscriptions to the copy that holds the
+    /// job (when this one does not). Does not block: the event is sent by the jobs' loop.
+    pub fn forward(&self, subscription_id: &str, event: &str) {
+        let Some(wanted) = &self._wanted else {
+            return;
+        };
+        let plain = |s: &str| {
+            !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_graphic() && b != b' ')
+        };
+        if !plain(subscription_id) || !plain(event) {
+            return;
+        }
+        let mut outbox = wanted
+            .shared
+            .outbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if outbox.len() < 1024 {
+            outbox.push((wanted.key, (subscription_id.to_owned(), event.to_owned())));
+        }
+        drop(outbox);
+        wanted.shared.wake.notify_one();
+    }
+
+    /// The next lifecycle event another copy handed on for this job (see [`Job::forward`]);
+    /// never, for a job of one copy.
+    pub async fn forwarded(&self) -> Forwarded {
+        let Some(forwarded) = &self.forwarded else {
+            return std::future::pending().await;
+        };
+        let mut forwarded = forwarded.lock().await;
+        loop {
+            match forwarded.recv().await {
+                Ok(event) => return event,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => {
+                    return std::future::pending().await;
+                }
+            }
         }
     }
 
@@ -253,16 +321,21 @@ impl Job {
     }
 }
 
-/// A connection for the locks, with the server's keepalives set; the `search_path` recorded.
-async fn connect(shared: &Shared) -> Result<(Client, tokio::task::JoinHandle<()>), JobsError> {
+/// A connection for the locks, with the server's keepalives set, listening on [`CHANNEL`]
+/// (what it hears goes to `notifications`); the `search_path` recorded.
+async fn connect(
+    shared: &Shared,
+    notifications: mpsc::UnboundedSender<tokio_postgres::Notification>,
+) -> Result<(Client, tokio::task::JoinHandle<()>), JobsError> {
     let database = |e: &dyn std::fmt::Display| JobsError::Database(e.to_string());
-    let (client, connection) = graph_chat_webhook::connect_postgres(&shared.config, None)
-        .await
-        .map_err(|e| database(&e))?;
+    let (client, connection) =
+        graph_chat_webhook::connect_postgres(&shared.config, Some(notifications))
+            .await
+            .map_err(|e| database(&e))?;
     let (idle, interval, count) = SERVER_KEEPALIVES;
     let set = format!(
         "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
-         SET tcp_keepalives_count = {count}"
+         SET tcp_keepalives_count = {count}; LISTEN {CHANNEL}"
     );
     let setup = async {
         client.batch_execute(&set).await?;
@@ -286,7 +359,12 @@ async fn connect(shared: &Shared) -> Result<(Client, tokio::task::JoinHandle<()>
 /// Takes the jobs wanted and not held, gives up those no longer wanted, checks the
 /// connection; every [`RETRY_EVERY`] or at once when a job is wanted or given up, until the
 /// [`Jobs`] go. A lost connection loses every job at once, and is made again.
-async fn run(shared: Weak<Shared>, mut connection: Option<(Client, tokio::task::JoinHandle<()>)>) {
+async fn run(
+    shared: Weak<Shared>,
+    mut connection: Option<(Client, tokio::task::JoinHandle<()>)>,
+    notifications: mpsc::UnboundedSender<tokio_postgres::Notification>,
+    mut heard: mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+) {
     let mut warned = false;
     loop {
         let Some(jobs) = shared.upgrade() else {
@@ -300,7 +378,7 @@ async fn run(shared: Weak<Shared>, mut connection: Option<(Client, tokio::task::
             jobs.lose_all();
         }
         if connection.is_none() {
-            match connect(&jobs).await {
+            match connect(&jobs, notifications.clone()).await {
                 Ok(made) => {
                     if warned {
                         tracing::info!("the jobs' database is reachable again");
@@ -336,23 +414,52 @@ async fn run(shared: Weak<Shared>, mut connection: Option<(Client, tokio::task::
         let wake = Arc::clone(&jobs);
         drop(jobs);
         let notified = wake.wake.notified();
-        match &mut connection {
-            Some((_, driver)) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_EVERY) => {}
-                    _ = notified => {}
-                    // The connection ended: its jobs are lost now, not at the next round.
-                    _ = driver => {}
+        tokio::pin!(notified);
+        let sleep = tokio::time::sleep(RETRY_EVERY);
+        tokio::pin!(sleep);
+        loop {
+            let heard_one = match &mut connection {
+                Some((_, driver)) => {
+                    tokio::select! {
+                        _ = &mut sleep => None,
+                        _ = &mut notified => None,
+                        // The connection ended: its jobs are lost now, not at the next round.
+                        _ = driver => None,
+                        n = heard.recv() => n,
+                    }
                 }
-            }
-            None => {
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY_EVERY) => {}
-                    _ = notified => {}
+                None => {
+                    tokio::select! {
+                        _ = &mut sleep => None,
+                        _ = &mut notified => None,
+                    }
                 }
+            };
+            match heard_one {
+                Some(n) => hand_on(&wake, n.payload()),
+                None => break,
             }
         }
-        drop(wake);
+    }
+}
+
+/// A lifecycle event another copy sent: to this copy's want of that job, if it holds it.
+fn hand_on(shared: &Shared, payload: &str) {
+    let mut parts = payload.splitn(3, ' ');
+    let (Some(key), Some(event), Some(subscription)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let Ok(key) = key.parse::<i64>() else {
+        return;
+    };
+    let state = shared.lock();
+    if let Some(entry) = state.jobs.get(&key) {
+        if *entry.held.borrow() {
+            let _ = entry
+                .forwarded
+                .send((subscription.to_owned(), event.to_owned()));
+        }
     }
 }
 
@@ -402,6 +509,15 @@ async fn one_round(shared: &Shared, client: &Client) -> Result<(), tokio_postgre
                 .execute("SELECT pg_advisory_unlock($1)", &[&key])
                 .await?;
         }
+    }
+    let outbox: Vec<(i64, Forwarded)> =
+        std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|e| e.into_inner()));
+    for (key, (subscription, event)) in outbox {
+        // Checked plain (no spaces) when queued: the payload splits on spaces.
+        let payload = format!("{key} {event} {subscription}");
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await?;
     }
     for key in want {
         let taken: bool = client

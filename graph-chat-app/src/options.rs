@@ -10,6 +10,13 @@
 //! assert!(options.graph.is_none());
 //! assert!(Options::parse(["--graph".to_owned()]).is_err());
 //! assert!(Options::parse(["--help".to_owned()]).unwrap_err().is_help());
+//! // Renewals between 5 s and half a subscription's hour; a PostgreSQL URL, never echoed.
+//! let copies = Options::parse(["--renew-every=10", "--database=postgres://app:pw@db/chat"].map(String::from))
+//!     .unwrap();
+//! assert_eq!(copies.renew_every, Some(10));
+//! assert!(Options::parse(["--renew-every=1".to_owned()]).is_err());
+//! let refused = Options::parse(["--database=mysql://app:pw@db/chat".to_owned()]).unwrap_err();
+//! assert!(!refused.to_string().contains("pw"));
 //! ```
 
 use std::net::SocketAddr;

@@ -360,3 +360,152 @@ fn a_copy_started_after_the_holder_leaves_the_subscriptions_to_it() {
         "no second set: {after:?}"
     );
 }
+
+/// A `chat` process (the example), killed when dropped.
+struct Process {
+    child: std::process::Child,
+    app: String,
+}
+
+impl Process {
+    /// `chat` on the Graph `sim`, its state under `data`, sharing `database`; once it printed
+    /// its `app:` line.
+    fn start(sim: &Simulator, data: &std::path::Path, database: &str) -> Self {
+        use std::io::BufRead;
+        let identity = sim.identity();
+        let renew = RENEW_EVERY.as_secs().to_string();
+        let mut child = std::process::Command::new(common::example_path("chat"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+                "--graph",
+                &sim.base_url(),
+                "--tenant-id",
+                &identity.tenant_id,
+                "--app-id",
+                &identity.app_id,
+                "--renew-every",
+                &renew,
+                "--database",
+                database,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("chat printed its URL");
+        let app = line.strip_prefix("app: ").expect("an app: line").to_owned();
+        Self { child, app }
+    }
+
+    /// `kill -9`.
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_chat_process_killed_with_kill_9_hands_its_jobs_to_another_within_15_s() {
+    let Some(db) = Schema::new("kill9") else {
+        return;
+    };
+    // The Graph (in this process) and the copies' database; no App in this process.
+    let copies = Copies::start(0, db);
+    let sim = copies.sim();
+    let user = copies.user();
+    let mut processes: Vec<Process> = (0..2)
+        .map(|i| {
+            Process::start(
+                sim,
+                &copies.dir.path().join(format!("p{i}")),
+                &copies.db.url,
+            )
+        })
+        .collect();
+    for p in &processes {
+        agent_with_session(&sign_in_cookie(&p.app, &user));
+    }
+    // Graph's list says which copy holds the job: the one its subscriptions deliver to.
+    let subscriptions = copies.subscriptions();
+    let holder = processes
+        .iter()
+        .position(|p| one_set_delivering_to(&subscriptions, &p.app))
+        .unwrap_or_else(|| panic!("one set, of one of the copies: {subscriptions:?}"));
+    let other = 1 - holder;
+    processes[holder].kill_9();
+    let other_url = processes[other].app.clone();
+    within(
+        "one set, delivering to the surviving copy",
+        TAKEOVER + PATIENCE,
+        || Some(copies.subscriptions()).filter(|s| one_set_delivering_to(s, &other_url)),
+    );
+    let renewed = copies.renewals();
+    within(
+        "a renewal by the surviving copy",
+        RENEW_EVERY + PATIENCE,
+        || (copies.renewals() > renewed).then_some(()),
+    );
+    let after = copies.subscriptions();
+    assert!(one_set_delivering_to(&after, &other_url), "{after:?}");
+}
+
+#[test]
+fn a_lifecycle_event_that_reaches_a_copy_without_the_job_is_handed_to_the_holder() {
+    let Some(db) = Schema::new("forward") else {
+        return;
+    };
+    let copies = Copies::start(2, db);
+    copies.sign_in_everywhere();
+    let holders = copies.holders();
+    assert_eq!(holders.len(), 1, "one copy holds the person's job");
+    let other = 1 - holders[0];
+    let reauthorizations = || -> u64 {
+        copies
+            .sim()
+            .usage()
+            .calls
+            .iter()
+            .filter(|c| c.method == "POST" && c.route.ends_with("/reauthorize"))
+            .map(|c| c.count)
+            .sum()
+    };
+    assert_eq!(reauthorizations(), 0);
+    // Graph's `reauthorizationRequired` for one of the person's subscriptions, received by the
+    // copy that does not hold the job (any copy may receive it through the public URL).
+    let subscription = copies.subscriptions()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let person = copies.apps[other]
+        .as_ref()
+        .unwrap()
+        .person(&copies.user())
+        .unwrap();
+    person.on_lifecycle(&subscription, "reauthorizationRequired");
+    within("the holder reauthorizes", PATIENCE, || {
+        (reauthorizations() == 1).then_some(())
+    });
+}

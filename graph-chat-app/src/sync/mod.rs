@@ -725,7 +725,15 @@ impl GraphSync {
 
     /// A lifecycle event for one of the app's subscriptions: the keeper decides (reauthorize,
     /// recreate, resync).
+    ///
+    /// On a copy that does not hold the person's job, the event is handed to the copy that does
+    /// ([`Job::forward`]).
     pub fn on_lifecycle(&self, subscription_id: &str, event: &str) {
+        if !self.job.is_held() {
+            tracing::info!(subscription = %subscription_id, event, "lifecycle event, handed to the copy that holds the job");
+            self.job.forward(subscription_id, event);
+            return;
+        }
         tracing::info!(subscription = %subscription_id, event, "lifecycle event");
         let event: EnumValue<'_, LifecycleEvent> = EnumValue::new(event);
         self.keeper().on_lifecycle(subscription_id, &event, now());
@@ -808,6 +816,9 @@ impl GraphSync {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
                 _ = held.changed() => {}
+                (subscription, event) = self.job.forwarded() => {
+                    self.on_lifecycle(&subscription, &event);
+                }
             }
         }
     }
