@@ -517,3 +517,90 @@ fn a_lifecycle_event_that_reaches_a_copy_without_the_job_is_handed_to_the_holder
         (reauthorizations() == 1).then_some(())
     });
 }
+
+/// A TCP proxy on loopback to the test database, for one copy: `cut` closes every connection
+/// through it and refuses new ones, as a network that failed.
+struct Link {
+    url: String,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Link {
+    fn open(runtime: &tokio::runtime::Runtime, database: &str) -> Self {
+        let mut url = url::Url::parse(database).unwrap();
+        let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(port)).unwrap();
+        let (cut, is_cut) = tokio::sync::watch::channel(false);
+        runtime.spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if *is_cut.borrow() {
+                    continue; // Dropped: refused.
+                }
+                let target = target.clone();
+                let mut is_cut = is_cut.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = is_cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            url: url.to_string(),
+            cut,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+}
+
+#[test]
+fn a_copy_that_loses_the_database_stops_its_jobs_and_another_takes_them() {
+    let Some(db) = Schema::new("cut") else {
+        return;
+    };
+    let mut copies = Copies::start(0, db);
+    let links: Vec<Link> = (0..2)
+        .map(|_| Link::open(&copies.runtime, &copies.db.url))
+        .collect();
+    for (i, link) in links.iter().enumerate() {
+        let config = Config {
+            database: Some(link.url.clone()),
+            ..copies.config(i)
+        };
+        let app = copies.runtime.block_on(App::start(config)).unwrap();
+        copies.apps.push(Some(app));
+    }
+    copies.sign_in_everywhere();
+    let holder = copies.one_holder()[0];
+    let other = 1 - holder;
+    let other_url = copies.apps[other].as_ref().unwrap().url().to_owned();
+    // The holder's network to the database fails: it stops at once (it can no longer know
+    // that it holds the lock), and the other copy takes the job; never both at a time.
+    links[holder].cut();
+    within("the other copy takes the job", TAKEOVER, || {
+        let holders = copies.holders();
+        assert!(holders.len() <= 1, "two copies hold one job: {holders:?}");
+        (holders == [other]).then_some(())
+    });
+    within(
+        "one set, delivering to the other copy",
+        TAKEOVER + PATIENCE,
+        || Some(copies.subscriptions()).filter(|s| one_set_delivering_to(s, &other_url)),
+    );
+    assert_eq!(copies.holders(), [other], "the cut copy does not act");
+}
