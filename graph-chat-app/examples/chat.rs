@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] [--resync-every SECONDS]
-//!      [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] [--keep-events-for SECONDS]
+//!      [--renew-every SECONDS] [--database URL] [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] [--keep-events-for SECONDS]
 //!      [--graph URL --tenant-id T --app-id A [--client-id ID] [--client-secret-file FILE]
 //!       [--authority URL] [--jwks URL] [--key PEM]] [--help]
 //! ```
@@ -24,7 +24,11 @@
 //!   and the identity platform default to the cloud's). `--user-id` is accepted and no longer
 //!   needed.
 //! * `--listen` defaults to `127.0.0.1:8080`, `--data` to `./chat-data`, `--resync-every` to
-//!   86400 (one reconcile a day; reads otherwise come on evidence or a person's action).
+//!   86400 (one reconcile a day; reads otherwise come on evidence or a person's action),
+//!   `--renew-every` to half a subscription's hour.
+//! * `--database postgres://...`: copies of the app sharing that PostgreSQL database do each
+//!   person's subscriptions, renewals and reconciles once, by the copy that holds the person's
+//!   job ([`graph_chat_app::jobs`]).
 //!
 //! Once it serves, with its chats listed and its subscriptions in place, it prints
 //! `app: http://HOST:PORT/` and, with the embedded simulator, `graph: http://HOST:PORT/`, then

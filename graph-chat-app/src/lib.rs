@@ -32,6 +32,7 @@ pub mod demo;
 mod directory;
 mod files;
 mod images;
+pub mod jobs;
 pub mod keys;
 pub mod options;
 pub mod people;
@@ -59,6 +60,7 @@ use graph_chat_webhook::{
 use tokio::sync::watch;
 
 use crate::accounts::Accounts;
+use crate::jobs::{Jobs, JobsError};
 use crate::keys::{AppKey, KeyError};
 use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
@@ -111,6 +113,12 @@ pub struct Config {
     /// The encryption key (PEM, with its certificate) to use instead of the one the app makes
     /// under `data` on its first start.
     pub key_file: Option<PathBuf>,
+    /// How often each person's subscriptions are renewed (`--renew-every`); `None`: half-way
+    /// through a subscription's life.
+    pub renew_every: Option<Duration>,
+    /// The PostgreSQL database copies of the app share (`--database postgres://...`); `None`:
+    /// this copy alone, on SQLite under `data`.
+    pub database: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -157,6 +165,9 @@ pub enum AppError {
     /// The identity platform's settings (`authority`, `client_id`).
     #[error("sign-in: {0}")]
     SignIn(String),
+    /// The database copies share for their jobs.
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
 }
 
 impl From<KeyError> for AppError {
@@ -196,6 +207,11 @@ impl App {
     /// subscriptions, then their reads). Returns once all of that is done.
     pub async fn start(config: Config) -> Result<App, AppError> {
         let (accounts, key, client_state) = open_state(&config).await?;
+        // Which copy does each person's subscriptions, renewals and reconciles.
+        let jobs = match &config.database {
+            Some(url) => Jobs::postgres(url).await?,
+            None => Jobs::single(),
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io(format!("cannot listen on {}", config.listen)))?;
@@ -223,6 +239,8 @@ impl App {
                 subscriber,
                 resync_every: config.resync_every,
                 event_retention: config.event_retention,
+                renew_every: config.renew_every,
+                jobs,
             },
             Arc::clone(&oauth),
             accounts.clone(),

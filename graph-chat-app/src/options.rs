@@ -10,6 +10,13 @@
 //! assert!(options.graph.is_none());
 //! assert!(Options::parse(["--graph".to_owned()]).is_err());
 //! assert!(Options::parse(["--help".to_owned()]).unwrap_err().is_help());
+//! // Renewals between 5 s and half a subscription's hour; a PostgreSQL URL, never echoed.
+//! let copies = Options::parse(["--renew-every=10", "--database=postgres://app:pw@db/chat"].map(String::from))
+//!     .unwrap();
+//! assert_eq!(copies.renew_every, Some(10));
+//! assert!(Options::parse(["--renew-every=1".to_owned()]).is_err());
+//! let refused = Options::parse(["--database=mysql://app:pw@db/chat".to_owned()]).unwrap_err();
+//! assert!(!refused.to_string().contains("pw"));
 //! ```
 
 use std::net::SocketAddr;
@@ -21,12 +28,13 @@ use graph_chat_webhook::JwksSource;
 
 use crate::site::{valid_frame_ancestors, FRAME_ANCESTORS_SYNTAX};
 use crate::store::EVENT_RETENTION;
+use crate::sync::{MIN_RENEW_EVERY, SUBSCRIPTION_LIFETIME};
 use crate::Config;
 
 /// How the `chat` example is called.
 pub const USAGE: &str = "usage: chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] \
-[--resync-every SECONDS] [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] \
-[--keep-events-for SECONDS] [--graph URL --tenant-id T --app-id A [--client-id ID] \
+[--resync-every SECONDS] [--renew-every SECONDS] [--database URL] [--public-url URL [--trust-proxy]] \
+[--frame-ancestors SOURCES] [--keep-events-for SECONDS] [--graph URL --tenant-id T --app-id A [--client-id ID] \
 [--client-secret-file FILE] [--authority URL] [--jwks URL] [--key PEM]] [--help]";
 
 /// What `chat --help` prints: [`USAGE`] and every option.
@@ -42,6 +50,11 @@ process.
   --data DIR                 the durable state, readable by this user only (./chat-data)
   --colleague-every SECONDS  offline: how often the simulated colleague writes (5; 0 = never)
   --resync-every SECONDS     how often every chat is reconciled with Graph (86400, a day)
+  --renew-every SECONDS      how often each subscription is renewed, 5 to 1800 (half its
+                             lifetime: 1800)
+  --database URL             postgres://... (or postgresql://): a PostgreSQL database the copies
+                             of the app share; each person's subscriptions, renewals and
+                             reconciles are done by one copy (default: this copy alone)
   --public-url URL           the https URL of the tunnel or reverse proxy in front of --listen:
                              Graph delivers there, and the page answers to its host
   --trust-proxy              believe the proxy's Forwarded / X-Forwarded-Host /
@@ -74,11 +87,13 @@ const FLAGS: [&str; 1] = ["--trust-proxy"];
 pub const DEFAULT_RESYNC_EVERY: u64 = 86_400;
 
 /// Every option that takes a value.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 18] = [
     "--listen",
     "--data",
     "--colleague-every",
     "--resync-every",
+    "--renew-every",
+    "--database",
     "--graph",
     "--tenant-id",
     "--app-id",
@@ -165,6 +180,12 @@ pub struct Options {
     pub frame_ancestors: Option<String>,
     /// `--keep-events-for` in seconds (default 7 days).
     pub keep_events_for: u64,
+    /// `--renew-every` in seconds, if given (5 to 1800; default: half a subscription's
+    /// lifetime).
+    pub renew_every: Option<u64>,
+    /// `--database`: the PostgreSQL database (`postgres://...`) the copies of the app share.
+    /// Never shown by `Debug`: it may hold a password.
+    pub database: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -292,7 +313,27 @@ impl Options {
             keep_events_for: given
                 .seconds("--keep-events-for")?
                 .unwrap_or(EVENT_RETENTION.as_secs()),
+            renew_every: given.seconds("--renew-every")?,
+            database: given.one("--database")?,
         };
+        let renewals = MIN_RENEW_EVERY.as_secs()..=SUBSCRIPTION_LIFETIME.as_secs() / 2;
+        if let Some(every) = options.renew_every {
+            if !renewals.contains(&every) {
+                return Err(format!(
+                    "--renew-every takes {} to {} seconds (a subscription lives {}), got {every}",
+                    renewals.start(),
+                    renewals.end(),
+                    SUBSCRIPTION_LIFETIME.as_secs()
+                )
+                .into());
+            }
+        }
+        if let Some(url) = &options.database {
+            // Not repeated in the message: it may hold a password.
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err("--database takes a postgres:// (or postgresql://) URL".into());
+            }
+        }
         if let Some(sources) = &options.frame_ancestors {
             if !valid_frame_ancestors(sources) {
                 return Err(FRAME_ANCESTORS_SYNTAX.into());
@@ -410,18 +451,23 @@ impl Options {
             frame_ancestors: self.frame_ancestors.clone(),
             event_retention: Duration::from_secs(self.keep_events_for),
             key_file: self.key.clone(),
+            renew_every: self.renew_every.map(Duration::from_secs),
+            database: self.database.clone(),
         }))
     }
 
     /// `config` (the embedded simulator's, from [`demo::config`](crate::demo::config)) with
     /// what these options say of the page: the public URL, the proxy, who may frame it, how
-    /// long the event log keeps events.
+    /// long the event log keeps events; and of the copies: how often subscriptions are renewed,
+    /// the database copies share.
     pub fn page_settings(&self, config: Config) -> Config {
         Config {
             public_url: self.public_url.clone(),
             trust_proxy: self.trust_proxy,
             frame_ancestors: self.frame_ancestors.clone(),
             event_retention: Duration::from_secs(self.keep_events_for),
+            renew_every: self.renew_every.map(Duration::from_secs),
+            database: self.database.clone(),
             ..config
         }
     }

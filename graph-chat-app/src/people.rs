@@ -21,6 +21,7 @@ use graph_chat_webhook::GraphClient;
 
 use crate::accounts::Accounts;
 use crate::files;
+use crate::jobs::Jobs;
 use crate::store::{Store, StoreError};
 use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 use crate::view::Viewer;
@@ -65,6 +66,11 @@ pub struct Setup {
     pub resync_every: Duration,
     /// How long each person's event log keeps an event for pages that resume.
     pub event_retention: Duration,
+    /// How often each person's subscriptions are renewed (`--renew-every`); `None`: half-way
+    /// through their life.
+    pub renew_every: Option<Duration>,
+    /// Which copy of the app does each person's subscriptions, renewals and reconciles.
+    pub jobs: Jobs,
 }
 
 impl std::fmt::Debug for Setup {
@@ -330,13 +336,20 @@ impl People {
             &setup.graph,
             Arc::clone(&source) as Arc<dyn TokenSource>,
         );
-        let sync = Arc::new(GraphSync::new(
+        // Held by one copy of the app at a time (always this one, without a database).
+        let job = setup.jobs.job(&format!("person:{user_id}")).await;
+        let mut sync = GraphSync::new(
             graph,
             store,
             user_id.clone(),
             setup.tenant_id.clone(),
             setup.subscriber.clone(),
-        ));
+        )
+        .with_job(job);
+        if let Some(every) = setup.renew_every {
+            sync = sync.with_renew_every(every);
+        }
+        let sync = Arc::new(sync);
         let mut tasks = vec![tokio::spawn(Arc::clone(&sync).keep())];
         let every = setup.resync_every.max(Duration::from_secs(1));
         let periodic = Arc::clone(&sync);

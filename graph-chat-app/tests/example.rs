@@ -306,6 +306,9 @@ fn bad_arguments_exit_2_with_a_message() {
         &["--authority", "http://127.0.0.1:9/"][..],
         &["--graph", "http://127.0.0.1:9/"][..],
         &["--resync-every", "soon"][..],
+        &["--renew-every", "0"][..],
+        &["--renew-every", "3600"][..],
+        &["--database", "mysql://db.example/chat"][..],
         &["stray"][..],
     ] {
         let out = Command::new(example_path("chat"))
@@ -334,6 +337,8 @@ fn help_prints_every_option_and_exits_0() {
             "--trust-proxy",
             "--frame-ancestors",
             "--keep-events-for",
+            "--renew-every",
+            "--database",
             "--graph",
             "--client-id",
             "--client-secret-file",

@@ -131,6 +131,8 @@ pub use inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredB
 pub use jwks::JwksSource;
 pub use limits::ServerLimits;
 pub use memory::MemoryInbox;
+#[cfg(feature = "postgres")]
+pub use pg_tls::{connect_postgres, PgConnectError};
 pub use pool::StreamSlot;
 #[cfg(feature = "postgres")]
 pub use postgres::PgInbox;

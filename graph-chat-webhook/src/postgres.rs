@@ -6,11 +6,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::inbox::{BatchId, Inbox, InboxError, InboxStats, NewBatch, Route, StoredBatch};
 use crate::limits::{COMMIT_WAIT, INBOX_CAP_BYTES, INBOX_LEASE, INBOX_POLL};
-use crate::pg_tls::RustlsConnect;
+use crate::pg_tls::{connect_with, RustlsConnect};
 
 /// The schema this version of the crate writes; a database at a later version is refused.
 const SCHEMA_VERSION: i32 = 1;
@@ -191,22 +191,7 @@ impl Shared {
             tokio::time::timeout(limit, async {
                 let mut client = match pooled {
                     Some(c) => c,
-                    None => match tls {
-                        None => {
-                            let (client, connection) = config.connect(NoTls).await?;
-                            tokio::spawn(async move {
-                                let _ = connection.await;
-                            });
-                            client
-                        }
-                        Some(tls) => {
-                            let (client, connection) = config.connect(tls.clone()).await?;
-                            tokio::spawn(async move {
-                                let _ = connection.await;
-                            });
-                            client
-                        }
-                    },
+                    None => connect_with(config, tls.as_ref(), None).await?.0,
                 };
                 let value = op(&mut client).await?;
                 Ok::<_, tokio_postgres::Error>((client, value))

@@ -34,8 +34,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
+use crate::jobs::Job;
 use crate::store::{Origin, Store, StoreError};
 
+mod keeping;
 mod visits;
 mod write;
 
@@ -43,6 +45,10 @@ pub use write::{Write, Written};
 
 /// How long each subscription lives: the guide's hour, renewed half-way by the keeper.
 pub const SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The shortest time between renewals `--renew-every` may ask for: a renewal's round trip
+/// must fit well inside it.
+pub const MIN_RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// A read that found messages moves the watermark to the newest change it saw, less this much:
 /// a change Graph committed a little late is read again rather than missed.
@@ -148,6 +154,9 @@ pub enum ResyncReason {
     Seeded,
     /// A page load found chats the cache is behind on: notifications were lost.
     PageLoad,
+    /// This copy took the person's job (another copy that held it stopped, or died): their
+    /// subscriptions are checked, then their chats read.
+    JobTaken,
 }
 
 impl ResyncReason {
@@ -160,6 +169,7 @@ impl ResyncReason {
             Self::Recreated => "subscription recreated",
             Self::Seeded => "demo seeded",
             Self::PageLoad => "page load",
+            Self::JobTaken => "job taken over",
         }
     }
 }
@@ -213,30 +223,6 @@ fn call(graph: &GraphClient, request: &HttpRequest) -> Result<GraphResponse, Cli
     result
 }
 
-/// What the keeper's task was, for its log line.
-fn task_name(kind: &TaskKind) -> &'static str {
-    match kind {
-        TaskKind::Renew => "renewal",
-        TaskKind::Reauthorize => "reauthorization",
-        TaskKind::Recreate => "recreation",
-        TaskKind::Delete => "deletion",
-        TaskKind::Resync { .. } => "resync",
-        _ => "subscription task",
-    }
-}
-
-/// How the keeper's task went, for its log line.
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Done(_) => "done",
-        Outcome::NotFound => "gone",
-        Outcome::Forbidden => "forbidden",
-        Outcome::Throttled { .. } => "throttled",
-        Outcome::Failed => "failed",
-        _ => "other",
-    }
-}
-
 /// What the server component needs to subscribe.
 #[derive(Clone)]
 pub struct Subscriber {
@@ -276,6 +262,14 @@ pub struct GraphSync {
     tenant_id: String,
     subscriber: Subscriber,
     keeper: Mutex<Keeper>,
+    /// The keeper's settings (a new keeper is made with them when the job is lost).
+    keeper_config: KeeperConfig,
+    /// `--renew-every`, when given: a subscription found at start or on a takeover is renewed
+    /// at once, so that the keeper's next renewal comes this long after.
+    renew_every: Option<Duration>,
+    /// Whether this copy does the person's subscriptions, renewals and reconciles
+    /// ([`crate::jobs`]).
+    job: Job,
     wake: Notify,
     resync: tokio::sync::Mutex<()>,
     /// When the next read may go (reads are paced, [`READ_GAP`] apart).
@@ -344,46 +338,6 @@ struct Listed {
     id: Option<String>,
 }
 
-/// The log line of one of the keeper's tasks: info when done, a warning otherwise (a
-/// subscription found gone is recreated by the keeper).
-fn log_task(subscription: &str, kind: &TaskKind, outcome: &Outcome) {
-    if matches!(kind, TaskKind::Resync { .. }) {
-        return; // The resync logs itself, with its reason.
-    }
-    let task = task_name(kind);
-    let result = outcome_name(outcome);
-    match outcome {
-        Outcome::Done(Some(new)) if matches!(kind, TaskKind::Recreate) => tracing::info!(
-            subscription = %subscription,
-            new_subscription = %new.id,
-            expires = new.expiration_date_time.as_deref(),
-            "subscription recreated"
-        ),
-        Outcome::Done(Some(new)) => tracing::info!(
-            subscription = %subscription,
-            task,
-            expires = new.expiration_date_time.as_deref(),
-            "subscription {task} done"
-        ),
-        Outcome::Done(None) => {
-            tracing::info!(subscription = %subscription, task, "subscription {task} done")
-        }
-        Outcome::NotFound => {
-            tracing::warn!(subscription = %subscription, task, "subscription found gone; the keeper creates it again")
-        }
-        Outcome::Throttled { retry_after } => tracing::warn!(
-            subscription = %subscription,
-            task,
-            outcome = result,
-            retry_after_secs = retry_after.as_secs(),
-            "subscription {task} throttled"
-        ),
-        _ => {
-            tracing::warn!(subscription = %subscription, task, outcome = result, "subscription {task} failed")
-        }
-    }
-}
-
 /// `GET /users/{id}/chats/{chatId}?$expand=members`: the chat for the user, with its members
 /// (the page names a chat without a topic after them, as Teams does).
 fn user_chat_with_members(user_id: &str, chat_id: &str) -> Result<HttpRequest, SyncError> {
@@ -424,12 +378,42 @@ impl GraphSync {
             tenant_id,
             subscriber,
             keeper: Mutex::new(Keeper::new(KeeperConfig::default())),
+            keeper_config: KeeperConfig::default(),
+            renew_every: None,
+            job: Job::always(),
             wake: Notify::new(),
             resync: tokio::sync::Mutex::new(()),
             next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             page_loaded: Mutex::new(None),
             opened: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Renewals every `every` (`--renew-every`) rather than half-way through a subscription's
+    /// life: held to at least [`MIN_RENEW_EVERY`] and at most half of
+    /// [`SUBSCRIPTION_LIFETIME`] (a subscription must not lapse between two renewals).
+    pub fn with_renew_every(mut self, every: Duration) -> Self {
+        let every = every.clamp(MIN_RENEW_EVERY, SUBSCRIPTION_LIFETIME / 2);
+        // The keeper renews half-way, and never later than its margin before the expiry: a
+        // margin of the lifetime less `every` renews `every` after each renewal.
+        let mut config = KeeperConfig::default();
+        config.renew_margin = SUBSCRIPTION_LIFETIME - every;
+        self.keeper_config = config;
+        self.keeper = Mutex::new(Keeper::new(self.keeper_config));
+        self.renew_every = Some(every);
+        self
+    }
+
+    /// Does the person's subscriptions, renewals, reauthorizations and reconciles only while
+    /// `job` is held ([`crate::jobs`]); without it, always.
+    pub fn with_job(mut self, job: Job) -> Self {
+        self.job = job;
+        self
+    }
+
+    /// Whether this copy does the person's subscriptions, renewals and reconciles now.
+    pub fn holds_job(&self) -> bool {
+        self.job.is_held()
     }
 
     /// The cache.
@@ -539,13 +523,31 @@ impl GraphSync {
     /// Makes sure both subscriptions exist: each one known is checked with a `GET` (a 404 means
     /// Graph dropped it, silently: it is created again); a missing one is created. Returns
     /// whether any was (re)created, which means notifications may have been lost.
+    ///
+    /// Only by the copy that holds the person's job ([`crate::jobs`]); on another, nothing.
     pub async fn ensure_subscriptions(&self) -> Result<bool, SyncError> {
+        if !self.job.is_held() {
+            return Ok(false);
+        }
         let mut recreated = false;
+        let mut listed: Option<Vec<Subscription>> = None;
         for kind in Kind::ALL {
-            let known = self
+            let mut known = self
                 .store
                 .call(move |store| store.subscription_id(kind.name()))
-                .await?;
+                .await?
+                .filter(|id| !id.is_empty());
+            if known.is_none() && self.job.is_shared() {
+                // Another copy may have made it (and died before this one knew): Graph's list
+                // says, so that this copy keeps or replaces it rather than making a second.
+                if listed.is_none() {
+                    listed = Some(self.list_subscriptions().await?);
+                }
+                known = listed.iter().flatten().find_map(|s| {
+                    let mine = s.resource.as_deref().and_then(|r| self.kind_of(r)) == Some(kind);
+                    mine.then(|| s.id.clone())
+                });
+            }
             if let Some(id) = known.filter(|id| !id.is_empty()) {
                 let answer = self.read(&outbound::get_subscription(&id)?).await?;
                 if answer.status == 404 {
@@ -559,6 +561,7 @@ impl GraphSync {
                             reason: e.to_string(),
                         })?;
                     if self.delivers_here(&subscription) {
+                        let subscription = self.renew_now(subscription).await?;
                         self.track(kind, subscription).await?;
                         continue;
                     }
@@ -622,72 +625,19 @@ impl GraphSync {
 
     /// A lifecycle event for one of the app's subscriptions: the keeper decides (reauthorize,
     /// recreate, resync).
+    ///
+    /// On a copy that does not hold the person's job, the event is handed to the copy that does
+    /// ([`Job::forward`]).
     pub fn on_lifecycle(&self, subscription_id: &str, event: &str) {
+        if !self.job.is_held() {
+            tracing::info!(subscription = %subscription_id, event, "lifecycle event, handed to the copy that holds the job");
+            self.job.forward(subscription_id, event);
+            return;
+        }
         tracing::info!(subscription = %subscription_id, event, "lifecycle event");
         let event: EnumValue<'_, LifecycleEvent> = EnumValue::new(event);
         self.keeper().on_lifecycle(subscription_id, &event, now());
         self.wake.notify_one();
-    }
-
-    /// Runs the keeper's tasks until the process ends.
-    pub async fn keep(self: Arc<Self>) {
-        loop {
-            let tasks = self.keeper().poll(now());
-            for task in tasks {
-                let outcome = match &task.kind {
-                    TaskKind::Resync { .. } => {
-                        // Its failure is logged by the resync; the next one reads it all.
-                        let _ = self.resync_all(ResyncReason::Lifecycle).await;
-                        Outcome::Done(None)
-                    }
-                    _ => match &task.request {
-                        Some(request) => match self.send(request.clone()).await {
-                            Ok(answer) => answer.outcome(),
-                            // Logged by `call`.
-                            Err(_) => Outcome::Failed,
-                        },
-                        None => Outcome::Failed,
-                    },
-                };
-                let recreated = matches!(task.kind, TaskKind::Recreate)
-                    && matches!(outcome, Outcome::Done(Some(_)));
-                log_task(&task.subscription_id, &task.kind, &outcome);
-                if let Outcome::Done(Some(subscription)) = &outcome {
-                    if let Some(kind) = subscription
-                        .resource
-                        .as_deref()
-                        .and_then(|r| self.kind_of(r))
-                    {
-                        let (id, json) = (subscription.id.clone(), summary(subscription));
-                        let recorded = self
-                            .store
-                            .call(move |store| {
-                                store.set_subscription(kind.name(), &id, &json.to_string())
-                            })
-                            .await;
-                        if let Err(e) = recorded {
-                            tracing::warn!(error = %e, "cannot record the subscription");
-                        }
-                    }
-                }
-                self.keeper().complete(task.id, outcome, now());
-                if recreated {
-                    // What was sent while it was gone is only found by reading. A failure is
-                    // logged by the resync.
-                    let _ = self.resync_all(ResyncReason::Recreated).await;
-                }
-            }
-            let wait = self
-                .keeper()
-                .next_wake()
-                .and_then(|at| at.duration_since(now()).ok())
-                .unwrap_or(Duration::from_secs(30))
-                .min(Duration::from_secs(30));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.wake.notified() => {}
-            }
-        }
     }
 
     /// Reconciles the subscriptions (at start, per reconcile and on a page load's evidence),
@@ -695,7 +645,17 @@ impl GraphSync {
     /// page (a chat read for the first time: its newest [`FIRST_READ_PAGES`]). One at a time; a
     /// page Graph throttles is waited for and read again, not skipped. Logs its start and end with its
     /// `reason` (a warning when it failed).
+    ///
+    /// The periodic reconcile is the job's: on a copy that does not hold the person's job, it
+    /// does nothing (and no resync checks the subscriptions there).
     pub async fn resync_all(&self, reason: ResyncReason) -> Result<(), SyncError> {
+        if reason == ResyncReason::Periodic && !self.job.is_held() {
+            tracing::debug!(
+                reason = reason.as_str(),
+                "resync left to the copy that holds the job"
+            );
+            return Ok(());
+        }
         let _one = self.resync.lock().await;
         tracing::info!(reason = reason.as_str(), "resync started");
         // The subscriptions are checked with a GET at start (they may have expired while the
@@ -703,7 +663,10 @@ impl GraphSync {
         // otherwise their renewals and lifecycle events keep them.
         let check = matches!(
             reason,
-            ResyncReason::Start | ResyncReason::Periodic | ResyncReason::PageLoad
+            ResyncReason::Start
+                | ResyncReason::Periodic
+                | ResyncReason::PageLoad
+                | ResyncReason::JobTaken
         );
         let result = self.resync_locked(check).await;
         match &result {

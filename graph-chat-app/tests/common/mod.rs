@@ -506,6 +506,8 @@ impl Harness {
             frame_ancestors: None,
             event_retention: graph_chat_app::store::EVENT_RETENTION,
             key_file: None,
+            renew_every: None,
+            database: None,
         }
     }
 
