@@ -239,6 +239,11 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
                 eventual,
             };
             let answer = CALLER.scope(caller, api(&graph, m, call)).await;
+            if m != Method::GET && answer.is_ok() && graph.lose_answer() {
+                // Carried out; the answer goes no further than its status line.
+                let (parts, _) = respond(answer).into_parts();
+                return Response::from_parts(parts, Body::new(LostBody));
+            }
             return respond(answer);
         }
         _ => {}
@@ -248,6 +253,22 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
         "UnknownError",
         format!("No such resource: {} {raw_path}", parts.method),
     ))
+}
+
+/// The body of an answer that is lost (the `loseAnswers` fault): it fails before its first
+/// byte, and the server closes the connection.
+struct LostBody;
+
+impl axum::body::HttpBody for LostBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("the answer is lost"))))
+    }
 }
 
 /// The body, or `None` when it is over [`BODY_LIMIT`] or cannot be read. An oversized body is
