@@ -803,7 +803,42 @@ async fn a_lost_answer_is_a_write_carried_out_whose_answer_never_arrives() {
         .count();
     assert_eq!(made, 1, "the send was carried out once");
 
-    // One answer lost: the next write is answered.
+    // A write answered 204 loses its answer too.
+    sim.set_faults(Faults {
+        lose_answers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let id = sim.truth(&chat).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let request = outbound::set_reaction(&chat, &id, "👍")
+        .unwrap()
+        .with_base(&base);
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(&request.url)
+        .header("Authorization", "Bearer any-token");
+    for (k, v) in &request.headers {
+        builder = builder.header(*k, *v);
+    }
+    let answer = client
+        .request(
+            builder
+                .body(Full::new(request.body.unwrap_or_default().into()))
+                .unwrap(),
+        )
+        .await;
+    let lost = match answer {
+        Err(_) => true,
+        Ok(response) => response.into_body().collect().await.is_err(),
+    };
+    assert!(lost, "the reaction's answer arrived");
+    let reactions = sim.truth(&chat).unwrap()[0]["reactions"].clone();
+    assert_eq!(reactions.as_array().map(Vec::len), Some(1), "{reactions}");
+
+    // One answer lost each time: the next write is answered.
     let again = send(
         &base,
         MessageRequest::send(&chat, "answered").build().unwrap(),

@@ -28,6 +28,9 @@ use crate::files;
 use crate::view::{self, Change, ChatItem, MessageItem, MessageState, Viewer};
 
 mod reads;
+mod writes;
+
+pub use writes::{PendingWrite, TRYING};
 
 /// How many events the log keeps at most; a page that resumes from an older one reloads.
 pub const EVENTS_KEPT: i64 = 100_000;
@@ -252,6 +255,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let migrate = has_table(&conn, "events")? && !has_column(&conn, "events", "message_id")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(writes::WRITES_SCHEMA)?;
         if migrate {
             conn.execute_batch(&format!("BEGIN; {EVENTS_MIGRATION} COMMIT;"))?;
         }
@@ -796,6 +800,7 @@ fn log_event(
             Some(item.id.as_str()),
             item.last_message.as_ref().map(|m| m.id.as_str()),
         ),
+        Change::Write { chat_id, item } => (Some(chat_id.as_str()), item.message_id.as_deref()),
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     tx.execute(

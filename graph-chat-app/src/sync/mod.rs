@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 
 use crate::store::{Origin, Store, StoreError};
 
+mod pending;
 mod visits;
 mod write;
 
@@ -78,6 +79,33 @@ const SEND_CHECK_SLACK: Duration = Duration::from_secs(120);
 
 /// How long a write a person asked for is retried while Graph throttles it.
 pub const WRITE_PATIENCE: Duration = Duration::from_secs(3600);
+
+/// The least time between two of the app's reads of one chat, and between two of its writes
+/// to one chat: Graph's Teams limit is about one request a second per app per tenant on one
+/// chat (and one message a second per user for sends). Other chats are not held up by it.
+pub const CHAT_GAP: Duration = Duration::from_secs(1);
+
+/// Which of a chat's two paces a call waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Gate {
+    /// The app's reads of the chat.
+    Read,
+    /// The writes people asked for.
+    Write,
+}
+
+/// The chat a call's URL is about (the segment after `chats/`), if it is about one.
+fn chat_of(url: &str) -> Option<&str> {
+    let mut segments = path_of(url).split('/');
+    while let Some(segment) = segments.next() {
+        if segment == "chats" {
+            return segments
+                .next()
+                .filter(|id| !id.is_empty() && *id != "getAllMessages");
+        }
+    }
+    None
+}
 
 /// Why a call to Graph did not do what it should.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +176,9 @@ pub enum ResyncReason {
     Seeded,
     /// A page load found chats the cache is behind on: notifications were lost.
     PageLoad,
+    /// The webhook could not take deliveries (it answered Graph 429 or 5xx, or a batch could
+    /// not be kept) and takes them again.
+    DeliveriesRefused,
 }
 
 impl ResyncReason {
@@ -160,6 +191,7 @@ impl ResyncReason {
             Self::Recreated => "subscription recreated",
             Self::Seeded => "demo seeded",
             Self::PageLoad => "page load",
+            Self::DeliveriesRefused => "deliveries refused",
         }
     }
 }
@@ -284,6 +316,10 @@ pub struct GraphSync {
     page_loaded: Mutex<Option<Instant>>,
     /// When each chat was last read because it was opened.
     opened: Mutex<HashMap<String, Instant>>,
+    /// When each chat's next read and next write may go ([`CHAT_GAP`] apart).
+    chat_slots: Mutex<HashMap<(Gate, String), tokio::time::Instant>>,
+    /// Wakes [`GraphSync::run_writes`]: a write waits.
+    writes_wake: Notify,
 }
 
 impl std::fmt::Debug for GraphSync {
@@ -429,6 +465,8 @@ impl GraphSync {
             next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             page_loaded: Mutex::new(None),
             opened: Mutex::new(HashMap::new()),
+            chat_slots: Mutex::new(HashMap::new()),
+            writes_wake: Notify::new(),
         }
     }
 
@@ -448,12 +486,32 @@ impl GraphSync {
     }
 
     /// Sends a request off the async threads (a `GET` paced [`READ_GAP`] after the person's
-    /// last one), with the client's retries of throttled calls.
+    /// last one, and [`CHAT_GAP`] after the last read of the chat it reads), with the client's
+    /// retries of throttled calls.
     pub async fn send(&self, request: HttpRequest) -> Result<GraphResponse, SyncError> {
         if request.method.as_str() == "GET" {
             self.pace().await;
+            if let Some(chat) = chat_of(&request.url) {
+                self.pace_chat(Gate::Read, chat).await;
+            }
         }
         Self::send_with(self.graph.clone(), request).await
+    }
+
+    /// Waits for the chat's next slot of `gate` ([`CHAT_GAP`] after the one before); the
+    /// other chats' slots are their own.
+    async fn pace_chat(&self, gate: Gate, chat_id: &str) {
+        let slot = {
+            let mut slots = self.chat_slots.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            // A slot in the past holds nothing back: forgotten.
+            slots.retain(|_, next| *next > now);
+            let key = (gate, chat_id.to_owned());
+            let slot = slots.get(&key).copied().unwrap_or(now).max(now);
+            slots.insert(key, slot + CHAT_GAP);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
     }
 
     /// Waits for the person's next read slot.
@@ -929,10 +987,27 @@ mod tests {
         let write = Write::Send {
             chat_id: "19:a@thread.v2".into(),
             content: "the figures are 31337".into(),
+            body: br#"{"body":{"content":"the figures are 31337"}}"#.to_vec(),
         };
         let shown = format!("{write:?}");
         assert!(shown.contains("19:a@thread.v2"));
         assert!(!shown.contains("31337"));
+    }
+
+    #[test]
+    fn a_call_names_the_chat_it_is_about() {
+        use super::chat_of;
+        assert_eq!(
+            chat_of("http://h/v1.0/users/u/chats/19:a@thread.v2/messages?$top=50"),
+            Some("19:a@thread.v2")
+        );
+        assert_eq!(
+            chat_of("http://h/v1.0/chats/c1/messages/2/setReaction"),
+            Some("c1")
+        );
+        assert_eq!(chat_of("http://h/v1.0/users/u/chats?$top=50"), None);
+        assert_eq!(chat_of("http://h/v1.0/users/u/chats/getAllMessages"), None);
+        assert_eq!(chat_of("http://h/v1.0/subscriptions/1"), None);
     }
 
     #[test]
