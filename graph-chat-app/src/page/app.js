@@ -22,6 +22,7 @@ const state = {
   replyTo: null,         // the message the next send replies to: { chatId, item }
   mentions: [],          // people picked with `@` for the next send: { userId, displayName }
   image: null,           // an image pasted or dropped, sent with the next send (a File)
+  writes: new Map(),     // writes Graph is throttling (kept by the app, retried): id -> what
 };
 
 // Messages per page of a chat's history.
@@ -183,6 +184,7 @@ function messageElement(item) {
   if (mine) li.classList.add("mine");
   li.dataset.messageId = item.id;
   li.dataset.state = item.state;
+  if (waitingOn(item.id)) li.dataset.pending = "true";
   if (item.from && item.from.id) li.dataset.fromId = item.from.id;
   const meta = document.createElement("div");
   meta.className = "meta";
@@ -345,7 +347,49 @@ async function change(url, method, body) {
   }
   if (!response.ok) return { error: await failure(response) };
   if (response.status === 204) return {};
+  // 202: Graph is throttling; the app keeps it and retries (its events say what became of it).
+  if (response.status === 202) return { waiting: await response.json().catch(() => ({})) };
   return { item: await response.json() };
+}
+
+// A write Graph is throttling: shown as waiting (on its message, when it changes one) until its
+// event says it is done or failed.
+function waitFor(waiting, write) {
+  if (typeof waiting.write !== "number") return;
+  state.writes.set(waiting.write, write);
+  if (write.messageId) {
+    const li = [...$("messages").children].find((m) => m.dataset.messageId === write.messageId);
+    if (li) li.dataset.pending = "true";
+  }
+  status("waiting for Teams...");
+  announce("Teams is busy: it will be done as soon as Teams takes it.");
+}
+
+// Whether a write waits on message `id`.
+function waitingOn(id) {
+  for (const write of state.writes.values()) if (write.messageId === id) return true;
+  return false;
+}
+
+// What became of a write the app kept: done (its message's own event shows it), or failed,
+// with Graph's reason.
+function onWrite(item) {
+  if (item.state === "waiting") return;
+  const write = state.writes.get(item.id) || { chatId: item.chatId, messageId: item.messageId };
+  state.writes.delete(item.id);
+  if (write.messageId && !waitingOn(write.messageId)) {
+    const li = [...$("messages").children].find((m) => m.dataset.messageId === write.messageId);
+    if (li) delete li.dataset.pending;
+  }
+  if (!state.writes.size) status("live");
+  if (item.state !== "failed") return;
+  const reason = item.reason || "Teams did not take it";
+  if (item.what === "send" && write.content !== undefined) {
+    state.failed = { chatId: write.chatId, content: write.content, replyTo: write.replyTo, mentions: write.mentions };
+    showSendError(`Not sent: ${reason}.`);
+  } else {
+    problem(`That did not work: ${reason}.`);
+  }
 }
 
 function messageUrl(item, tail) {
@@ -355,9 +399,10 @@ function messageUrl(item, tail) {
 
 async function messageAction(item, action, body) {
   const chatId = state.open;
-  const { item: changed, error } = await change(messageUrl(item, `/${action}`), "POST", body);
+  const { item: changed, error, waiting } = await change(messageUrl(item, `/${action}`), "POST", body);
   if (error) { problem(`That did not work: ${error}.`); return; }
   $("read-error").hidden = true;
+  if (waiting) { waitFor(waiting, { chatId, messageId: item.id, what: action }); return; }
   if (changed && state.open === chatId) upsertMessage(changed);
 }
 
@@ -392,9 +437,10 @@ function startEdit(li, item) {
     const content = field.value;
     if (!content.trim()) return;
     const chatId = state.open;
-    const { item: changed, error } = await change(messageUrl(item, ""), "PATCH", { content });
+    const { item: changed, error, waiting } = await change(messageUrl(item, ""), "PATCH", { content });
     if (error) { problem(`Not edited: ${error}.`); return; }
     $("read-error").hidden = true;
+    if (waiting) { done(); waitFor(waiting, { chatId, messageId: item.id, what: "edit" }); return; }
     if (changed && state.open === chatId) upsertMessage(changed);
   });
   li.querySelector(".body").hidden = true;
@@ -682,6 +728,8 @@ function onEvent(event) {
       // Renamed (here or in Teams): the open chat's title follows.
       $("chat-title").textContent = chatLabel(item);
     }
+  } else if (item.kind === "write") {
+    onWrite(item);
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
     else if (eventId > state.openSnapshot) showLive(item);
@@ -740,8 +788,14 @@ async function deliver(chatId, content, replyTo, mentions) {
     return false;
   }
   clearSendError();
-  // 202: Graph is throttling; the app sends it as soon as Graph takes it (then an event).
-  if (response.status === 202) { status("sending..."); return true; }
+  // 202: Graph is throttling; the app keeps it and sends it as soon as Graph takes it (then
+  // events: the message's, or the write's failure with Graph's reason).
+  if (response.status === 202) {
+    const waiting = await response.json().catch(() => ({}));
+    waitFor(waiting, { chatId, content, replyTo, mentions, what: "send" });
+    status("sending...");
+    return true;
+  }
   const item = await response.json();
   // The same message as its notification will be: shown once, whichever comes first.
   if (state.open === chatId) { upsertMessage(item); scrollToBottom(); }
