@@ -379,6 +379,7 @@ async fn api(graph: &Arc<Graph>, m: &Method, call: Call<'_>) -> ApiResult<Answer
             NoContent
         }
         ["chats", c, "members"] if get => Json(200, graph.list_members(c, None)?),
+        ["chats", c, "members"] if post => Json(201, graph.add_member(c, body)?),
         ["chats", c, "messages"] if get => Json(
             200,
             graph.list_messages(Scope::Chat(c.to_string()), pairs, self_url)?,
