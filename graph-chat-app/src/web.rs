@@ -194,6 +194,10 @@ pub(crate) fn router(
             post(crate::actions::message_action),
         )
         .route(
+            "/api/chats/{chat_id}/members",
+            post(crate::directory::add_members),
+        )
+        .route(
             "/api/chats/{chat_id}/{action}",
             post(crate::actions::chat_action),
         )

@@ -525,6 +525,14 @@ struct Edit {
     content: String,
 }
 
+/// `{"user", "reactionType"}`: a colleague's reaction.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ColleagueReaction {
+    user: String,
+    reaction_type: String,
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Verdict {
@@ -551,6 +559,11 @@ fn control(graph: &Arc<Graph>, m: &Method, rest: &[&str], body: &[u8]) -> ApiRes
         }
         ["chats", c, "messages", id] if m == Method::DELETE => {
             graph.soft_delete(c, id, None, true)?;
+            NoContent
+        }
+        ["chats", c, "messages", id, action @ ("setReaction" | "unsetReaction")] if post => {
+            let b: ColleagueReaction = parse(body)?;
+            graph.colleague_reacts(c, id, &b.user, &b.reaction_type, *action == "setReaction")?;
             NoContent
         }
         ["chats", c, "messages", id, "policyViolation"] if post => {

@@ -673,6 +673,8 @@ function renderChatActions() {
   const chat = state.chats.get(state.open);
   $("chat-actions").hidden = !chat;
   $("rename").hidden = !chat || chat.chatType !== "group";
+  $("add-people").hidden = !chat || chat.chatType !== "group";
+  if (picker.adding && picker.adding !== state.open) closeNewChat();
   if (!chat || chat.chatType !== "group") closeRename();
   $("hide").hidden = !chat || chat.hidden;
   $("unhide").hidden = !chat || !chat.hidden;
@@ -852,6 +854,7 @@ const picker = {
   inFlight: false,   // a search is on its way (at most one at a time)
   again: false,      // the words changed while it was: search once more after it
   creating: false,   // the chat is being created
+  adding: null,      // the group chat the picked people are added to (null: a new chat)
 };
 
 // How long the picker waits after the last key before it searches.
@@ -865,8 +868,33 @@ function openNewChat() {
   $("people").focus();
 }
 
+// The same picker adds people to the open group chat: Graph adds each as the person, and the
+// chat shows Teams' "X added Y".
+function openAddPeople() {
+  const chat = state.chats.get(state.open);
+  if (!chat || chat.chatType !== "group") return;
+  closeNewChat();
+  picker.adding = chat.id;
+  $("new-chat-heading").textContent = `Add people to ${chatLabel(chat)}`;
+  $("start-chat").textContent = "Add";
+  $("picked").setAttribute("aria-label", "People to add");
+  $("topic-field").hidden = true;
+  $("add-people").setAttribute("aria-expanded", "true");
+  if (narrow()) showView("list");
+  openNewChat();
+  $("new-chat").setAttribute("aria-expanded", "false");
+}
+
 function closeNewChat() {
   const form = $("new-chat-form");
+  const adding = picker.adding;
+  picker.adding = null;
+  $("new-chat-heading").textContent = "New chat";
+  $("start-chat").textContent = "Start chat";
+  $("picked").setAttribute("aria-label", "People in the new chat");
+  $("topic-field").hidden = false;
+  $("add-people").setAttribute("aria-expanded", "false");
+  if (adding && narrow() && state.open === adding) showView("chat");
   form.hidden = true;
   form.reset();
   picker.picked = [];
@@ -984,7 +1012,42 @@ function renderPicked() {
   $("topic-hint").textContent = group ? "Optional." : "For a group: pick two or more people.";
 }
 
+async function addPeople() {
+  if (picker.creating) return;
+  const error = $("new-chat-error");
+  const chatId = picker.adding;
+  if (!picker.picked.length) {
+    error.textContent = "Pick at least one person to add.";
+    error.hidden = false;
+    $("people").focus();
+    return;
+  }
+  const names = picker.picked.map((p) => p.displayName).join(", ");
+  picker.creating = true;
+  $("start-chat").disabled = true;
+  try {
+    const { item, error: failed } = await change(
+      `/api/chats/${encodeURIComponent(chatId)}/members`, "POST",
+      { members: picker.picked.map((p) => p.id) });
+    if (failed) {
+      error.textContent = `Nobody was added: ${failed}.`;
+      error.hidden = false;
+      return;
+    }
+    if (item) state.chats.set(item.id, item);
+    closeNewChat();
+    renderChats();
+    if (state.open === chatId) renderChatActions();
+    $("add-people").focus();
+    announce(`Added ${names}`);
+  } finally {
+    picker.creating = false;
+    $("start-chat").disabled = false;
+  }
+}
+
 async function createChat(form) {
+  if (picker.adding) return addPeople();
   if (picker.creating) return;
   const error = $("new-chat-error");
   if (!picker.picked.length) {
@@ -1019,9 +1082,16 @@ async function createChat(form) {
 
 function startNewChat() {
   $("new-chat").addEventListener("click", () => {
-    if ($("new-chat-form").hidden) openNewChat(); else closeNewChat();
+    if ($("new-chat-form").hidden || picker.adding) { closeNewChat(); openNewChat(); } else closeNewChat();
   });
-  $("new-chat-cancel").addEventListener("click", () => { closeNewChat(); $("new-chat").focus(); });
+  $("add-people").addEventListener("click", () => {
+    if (picker.adding) { closeNewChat(); $("add-people").focus(); } else openAddPeople();
+  });
+  $("new-chat-cancel").addEventListener("click", () => {
+    const back = picker.adding ? "add-people" : "new-chat";
+    closeNewChat();
+    $(back).focus();
+  });
   $("new-chat-form").addEventListener("submit", (e) => { e.preventDefault(); createChat(e.target); });
   $("people").addEventListener("input", peopleInput);
   $("people").addEventListener("blur", () => setTimeout(() => showResults([]), 150));
@@ -1036,7 +1106,8 @@ function startNewChat() {
       const option = $("people-results").querySelector("[aria-selected=true]");
       if (option) pickPerson(option._person);
     } else if (e.key === "Escape") {
-      if (open) showResults([]); else { closeNewChat(); $("new-chat").focus(); }
+      if (open) showResults([]);
+      else { const back = picker.adding ? "add-people" : "new-chat"; closeNewChat(); $(back).focus(); }
     }
   });
 }
