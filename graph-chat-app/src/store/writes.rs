@@ -231,3 +231,18 @@ impl Store {
         Ok(usize::try_from(waiting).unwrap_or(0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PendingWrite;
+
+    #[test]
+    fn a_kept_writes_debug_leaves_what_it_says_out() {
+        let mut row = PendingWrite::new("send", "19:a@thread.v2", 0);
+        row.content = Some("the figures are 31337".into());
+        row.body = Some(br#"{"body":{"content":"the figures are 31337"}}"#.to_vec());
+        let shown = format!("{row:?}");
+        assert!(shown.contains("19:a@thread.v2"));
+        assert!(!shown.contains("31337"));
+    }
+}
