@@ -2308,3 +2308,57 @@ fn people_are_added_to_a_group_chat_with_the_picker_and_the_chat_says_so() {
     );
     assert_eq!(offered, json!(false));
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_reaction_graph_throttles_shows_waiting_then_lands_once() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    let id = shown(&h, &b, &chat_id, "react while Teams is busy");
+    let pending = |page_id: &str| {
+        b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"]`);
+             return e ? { pending: e.dataset.pending || null,
+                          reacted: Boolean(e.querySelector('[data-reaction]')) } : null;",
+            vec![json!(page_id)],
+        )
+    };
+    h.sim()
+        .set_faults(graph_sim::Faults {
+            throttle: 1.0,
+            ..graph_sim::Faults::default()
+        })
+        .unwrap();
+    b.click(&format!(
+        r#"[data-message-id="{id}"] button[data-action=react]"#
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if pending(&id)["pending"] == "true" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reaction does not show as waiting"
+        );
+        std::thread::sleep(POLL);
+    }
+    h.sim().set_faults(graph_sim::Faults::default()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let state = pending(&id);
+        if state["pending"].is_null() && state["reacted"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reaction does not land: {state:#}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let graph = truth_of(&h, &chat_id, &id);
+    let reactions = graph["reactions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(reactions.len(), 1, "{graph:#}");
+}
