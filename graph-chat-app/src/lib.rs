@@ -66,7 +66,7 @@ use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
 use crate::signin::SignInState;
 use crate::store::{Store, StoreError};
-use crate::sync::{GraphSync, Subscriber, SyncError};
+use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 
 pub use crate::signin::SCOPES;
 
@@ -186,6 +186,7 @@ pub struct App {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: Option<Workers>,
+    rereads: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -218,7 +219,8 @@ impl App {
         let addr = listener.local_addr().map_err(io("local address"))?;
         let public = public_base(&config, addr);
         let subscriber = subscriber(&config, addr, &key, &client_state);
-        let webhook = open_webhook(&config, key, client_state.to_string()).await?;
+        let refused = Arc::new(Refused::default());
+        let webhook = open_webhook(&config, key, client_state.to_string(), &refused).await?;
         drop(client_state);
         let authority = Authority::new(&config.authority, &config.tenant_id)
             .map_err(|e| AppError::SignIn(e.to_string()))?;
@@ -246,11 +248,20 @@ impl App {
             accounts.clone(),
         );
         let handler_people = people.clone();
+        let handled = Arc::clone(&refused);
         let workers = webhook.start_workers(
             move |_: &BatchContext, batch: &Batch<'_, '_>, buf: &mut DecryptBuffer| {
-                handle_batch(&handler_people, batch, buf)
+                let result = handle_batch(&handler_people, batch, buf);
+                match &result {
+                    // Wakes a waiting reread only: a batch taken before a refusal says nothing.
+                    Ok(()) => handled.taken.notify_waiters(),
+                    // Kept in the inbox for later; meanwhile what it held is read.
+                    Err(_) => handled.refused.notify_one(),
+                }
+                result
             },
         );
+        let rereads = tokio::spawn(reread_after_refusals(people.clone(), refused));
 
         let (stop, stopped) = watch::channel(false);
         let site = hosts(addr, &config);
@@ -281,6 +292,7 @@ impl App {
             stop,
             server,
             workers: Some(workers),
+            rereads,
         };
         // Everyone signed in before: subscribed first, then read (what changes in between
         // arrives as a notification).
@@ -310,6 +322,7 @@ impl App {
     /// still in the inbox stays there for the next start.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        self.rereads.abort();
         self.people.stop_all();
         let server = &mut self.server;
         if tokio::time::timeout(Duration::from_secs(5), &mut *server)
@@ -433,6 +446,7 @@ async fn open_webhook(
     config: &Config,
     key: AppKey,
     client_state: String,
+    refused: &Arc<Refused>,
 ) -> Result<Webhook, AppError> {
     let tokens = TokenValidator::new([config.app_id.clone()], [config.tenant_id.clone()]);
     let keystore = KeyStore::new()
@@ -448,13 +462,18 @@ async fn open_webhook(
     files::create_private_file(&inbox_path)
         .map_err(io(format!("cannot create {}", inbox_path.display())))?;
     let jwks = config.jwks.clone();
+    let refused = Arc::clone(refused);
     // Opening the inbox and the first JWKS fetch block: off the async threads.
     tokio::task::spawn_blocking(move || {
         let inbox = SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?;
         Webhook::builder(receiver)
             .inbox(inbox)
             .jwks(jwks)
-            .on_refusal(report_refusal)
+            .on_refusal(move |refusal: &Refusal| {
+                if could_not_take(refusal) {
+                    refused.refused.notify_one();
+                }
+            })
             .build()
             .map_err(|e| e.to_string())
     })
@@ -475,10 +494,57 @@ fn hosts(addr: SocketAddr, config: &Config) -> site::Site {
     )
 }
 
-/// What the webhook refused: already a `tracing` event of the webhook's (target
+/// What the webhook refused is already a `tracing` event of the webhook's (target
 /// `graph_chat_webhook`), which the program's subscriber shows or not; nothing is printed here
-/// (a library does not write to stderr on its own).
-fn report_refusal(_: &Refusal) {}
+/// (a library does not write to stderr on its own). Whether it is a delivery the webhook could
+/// not take (answered 429 or 5xx: its inbox full or failing, no room in its budget): Graph
+/// retries it, for a while, and may give up; the chats are read once deliveries are taken again.
+fn could_not_take(refusal: &Refusal) -> bool {
+    matches!(
+        refusal,
+        Refusal::Answered {
+            status: 429 | 500..=599,
+            ..
+        }
+    )
+}
+
+/// How long after the webhook last could not take a delivery the chats are read, when no batch
+/// has been taken since: the delivery Graph retries may be long in coming, or never come.
+pub const REREAD_AFTER_REFUSAL: Duration = Duration::from_secs(10);
+
+/// The webhook could not take a delivery (`refused`), or took a batch (`taken`).
+#[derive(Default)]
+struct Refused {
+    refused: tokio::sync::Notify,
+    taken: tokio::sync::Notify,
+}
+
+/// Whenever the webhook could not take deliveries (a 429 or 5xx answered to Graph, a batch the
+/// cache could not keep), reads every signed-in person's chats from their watermarks once it
+/// takes them again (a batch stored and handled), or [`REREAD_AFTER_REFUSAL`] after the last
+/// refusal: what was refused is not known to be whose, and Graph may give the delivery up.
+async fn reread_after_refusals(people: People, refused: Arc<Refused>) {
+    loop {
+        refused.refused.notified().await;
+        loop {
+            tokio::select! {
+                _ = refused.refused.notified() => continue,
+                _ = refused.taken.notified() => break,
+                _ = tokio::time::sleep(REREAD_AFTER_REFUSAL) => break,
+            }
+        }
+        tracing::info!(
+            "the webhook could not take deliveries: the chats are read from their watermarks"
+        );
+        for user in people.user_ids() {
+            if let Some(sync) = people.get(&user) {
+                // Its failure is logged by the resync; the next trigger reads again.
+                let _ = sync.resync_all(ResyncReason::DeliveriesRefused).await;
+            }
+        }
+    }
+}
 
 /// One stored batch: each notification opened (decrypted on this worker thread) and applied
 /// to the person whose subscription it came by (one of no one signed in is dropped). A

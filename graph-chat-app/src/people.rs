@@ -288,7 +288,8 @@ impl People {
     }
 
     /// The Graph side of one person: their cache, their token source, their subscriptions and
-    /// reads (the first awaited), their keeper, periodic resync and token watch.
+    /// reads (the first awaited), their keeper, the retries of their kept writes, periodic
+    /// resync and token watch.
     async fn start(
         &self,
         user_id: String,
@@ -310,6 +311,22 @@ impl People {
             })?;
             let store = Store::open(&path, viewer)?;
             store.set_event_retention(retention);
+            // The writes a process that ended was trying are tried again (a send among them
+            // only once it is known not to have been made).
+            let now_ms = i64::try_from(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX);
+            let waiting = store.resume_writes(now_ms)?;
+            if waiting > 0 {
+                tracing::info!(
+                    writes = waiting,
+                    "a person's writes kept in the cache are resumed"
+                );
+            }
             Ok::<_, StoreError>(store)
         })
         .await
@@ -350,7 +367,10 @@ impl People {
             sync = sync.with_renew_every(every);
         }
         let sync = Arc::new(sync);
-        let mut tasks = vec![tokio::spawn(Arc::clone(&sync).keep())];
+        let mut tasks = vec![
+            tokio::spawn(Arc::clone(&sync).keep()),
+            tokio::spawn(Arc::clone(&sync).run_writes()),
+        ];
         let every = setup.resync_every.max(Duration::from_secs(1));
         let periodic = Arc::clone(&sync);
         tasks.push(tokio::spawn(async move {

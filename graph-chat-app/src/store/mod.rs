@@ -28,6 +28,9 @@ use crate::files;
 use crate::view::{self, Change, ChatItem, MessageItem, MessageState, Viewer};
 
 mod reads;
+mod writes;
+
+pub use writes::{PendingWrite, TRYING};
 
 /// How many events the log keeps at most; a page that resumes from an older one reloads.
 pub const EVENTS_KEPT: i64 = 100_000;
@@ -169,6 +172,22 @@ CREATE TABLE IF NOT EXISTS events (
     at INTEGER
 );
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The writes a person asked for that wait for Graph (writes.rs).
+CREATE TABLE IF NOT EXISTS writes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    message_id TEXT,
+    content TEXT,
+    reaction TEXT,
+    body BLOB,
+    known TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    unsure INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL,
+    rounds INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS writes_due ON writes (due_ms);
 ";
 
 /// What a cache written before the log knew its events' messages and times needs: the columns,
@@ -796,6 +815,7 @@ fn log_event(
             Some(item.id.as_str()),
             item.last_message.as_ref().map(|m| m.id.as_str()),
         ),
+        Change::Write { chat_id, item } => (Some(chat_id.as_str()), item.message_id.as_deref()),
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     tx.execute(
