@@ -107,6 +107,7 @@ pub fn config(sim: &Simulator, listen: SocketAddr, data: &Path, resync_every: Du
         frame_ancestors: None,
         event_retention: crate::store::EVENT_RETENTION,
         key_file: None,
+        database: None,
     }
 }
 

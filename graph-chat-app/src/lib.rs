@@ -63,7 +63,7 @@ use crate::keys::{AppKey, KeyError};
 use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
 use crate::signin::SignInState;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 use crate::sync::{GraphSync, Subscriber, SyncError};
 
 pub use crate::signin::SCOPES;
@@ -111,6 +111,11 @@ pub struct Config {
     /// The encryption key (PEM, with its certificate) to use instead of the one the app makes
     /// under `data` on its first start.
     pub key_file: Option<PathBuf>,
+    /// A PostgreSQL URL (`postgres://...`): the app's records (sessions, people, secrets), every
+    /// person's cache and event log in that database, shared with every other copy of the app
+    /// given it; `None`: SQLite files under `data`. Copies share a database only with the same
+    /// sealing key and app key (the files under `data`, or `key_file`), which stay out of it.
+    pub database: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -195,7 +200,7 @@ impl App {
     /// and the webhook, and resumes the Graph side of everyone signed in before (their
     /// subscriptions, then their reads). Returns once all of that is done.
     pub async fn start(config: Config) -> Result<App, AppError> {
-        let (accounts, key, client_state) = open_state(&config).await?;
+        let (accounts, key, client_state, database) = open_state(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(io(format!("cannot listen on {}", config.listen)))?;
@@ -223,6 +228,7 @@ impl App {
                 subscriber,
                 resync_every: config.resync_every,
                 event_retention: config.event_retention,
+                database,
             },
             Arc::clone(&oauth),
             accounts.clone(),
@@ -306,28 +312,44 @@ impl App {
     }
 }
 
-/// The durable state under `config.data`, off the async threads: the app's records (sessions,
-/// people, secrets, sealed by its key, made on the first start), the app's encryption key
-/// (likewise) and the `clientState` secret (likewise).
+/// The durable state under `config.data` (or in `config.database`), off the async threads: the
+/// app's records (sessions, people, secrets, sealed by its key, made on the first start), the
+/// app's encryption key (likewise) and the `clientState` secret (likewise).
 async fn open_state(
     config: &Config,
-) -> Result<(Accounts, AppKey, zeroize::Zeroizing<String>), AppError> {
+) -> Result<
+    (
+        Accounts,
+        AppKey,
+        zeroize::Zeroizing<String>,
+        Option<Database>,
+    ),
+    AppError,
+> {
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
         files::private_dir(&config.data)
             .map_err(io(format!("cannot create {}", config.data.display())))?;
         remove_single_user_cache(&config.data)?;
         let sealer = Sealer::load_or_create(&config.data)?;
-        let records = config.data.join(accounts::ACCOUNTS_FILE);
-        files::create_private_file(&records)
-            .map_err(io(format!("cannot create {}", records.display())))?;
-        let accounts = Accounts::open(&config.data, sealer)?;
+        let (accounts, database) = match &config.database {
+            Some(url) => {
+                let db = Database::open(url)?;
+                (Accounts::open_postgres(&db, sealer)?, Some(db))
+            }
+            None => {
+                let records = config.data.join(accounts::ACCOUNTS_FILE);
+                files::create_private_file(&records)
+                    .map_err(io(format!("cannot create {}", records.display())))?;
+                (Accounts::open(&config.data, sealer)?, None)
+            }
+        };
         let key = match &config.key_file {
             Some(path) => keys::load(path)?,
             None => keys::load_or_create(&config.data)?,
         };
         let client_state = accounts.client_state()?;
-        Ok((accounts, key, client_state))
+        Ok((accounts, key, client_state, database))
     });
     opened
         .await

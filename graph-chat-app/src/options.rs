@@ -20,13 +20,13 @@ use graph_chat_webhook::notifications::Cloud;
 use graph_chat_webhook::JwksSource;
 
 use crate::site::{valid_frame_ancestors, FRAME_ANCESTORS_SYNTAX};
-use crate::store::EVENT_RETENTION;
+use crate::store::{is_postgres_url, EVENT_RETENTION};
 use crate::Config;
 
 /// How the `chat` example is called.
 pub const USAGE: &str = "usage: chat [--listen ADDR] [--data DIR] [--colleague-every SECONDS] \
 [--resync-every SECONDS] [--public-url URL [--trust-proxy]] [--frame-ancestors SOURCES] \
-[--keep-events-for SECONDS] [--graph URL --tenant-id T --app-id A [--client-id ID] \
+[--keep-events-for SECONDS] [--database postgres://...] [--graph URL --tenant-id T --app-id A [--client-id ID] \
 [--client-secret-file FILE] [--authority URL] [--jwks URL] [--key PEM]] [--help]";
 
 /// What `chat --help` prints: [`USAGE`] and every option.
@@ -50,6 +50,10 @@ process.
                              (\"https://a.example https://b.example\"; default 'none')
   --keep-events-for SECONDS  how long the event log keeps an event for pages that resume
                              (604800, 7 days)
+  --database URL             postgres://USER@HOST/DB (or postgresql://): the accounts,
+                             sessions, caches and event log in PostgreSQL, shared by every
+                             copy of the app given it and the same --data key files (default:
+                             SQLite files under --data)
   --graph URL                a Graph at URL instead of the simulator: a graph-sim, or
                              https://graph.microsoft.com; needs the two ids below
   --tenant-id T, --app-id A  the tenant, and the app registration
@@ -74,7 +78,7 @@ const FLAGS: [&str; 1] = ["--trust-proxy"];
 pub const DEFAULT_RESYNC_EVERY: u64 = 86_400;
 
 /// Every option that takes a value.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "--listen",
     "--data",
     "--colleague-every",
@@ -91,6 +95,7 @@ const NAMES: [&str; 16] = [
     "--key",
     "--frame-ancestors",
     "--keep-events-for",
+    "--database",
 ];
 
 /// Why a command line, or the Graph it names, cannot run the app. Its text names the option.
@@ -165,6 +170,9 @@ pub struct Options {
     pub frame_ancestors: Option<String>,
     /// `--keep-events-for` in seconds (default 7 days).
     pub keep_events_for: u64,
+    /// `--database`: a PostgreSQL URL (`postgres://` or `postgresql://`) instead of SQLite
+    /// files under `--data`. Left out of `Debug` (it may hold a password).
+    pub database: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -292,7 +300,15 @@ impl Options {
             keep_events_for: given
                 .seconds("--keep-events-for")?
                 .unwrap_or(EVENT_RETENTION.as_secs()),
+            database: given.one("--database")?,
         };
+        if options
+            .database
+            .as_deref()
+            .is_some_and(|d| !is_postgres_url(d))
+        {
+            return Err("--database takes a postgres:// or postgresql:// URL".into());
+        }
         if let Some(sources) = &options.frame_ancestors {
             if !valid_frame_ancestors(sources) {
                 return Err(FRAME_ANCESTORS_SYNTAX.into());
@@ -410,6 +426,7 @@ impl Options {
             frame_ancestors: self.frame_ancestors.clone(),
             event_retention: Duration::from_secs(self.keep_events_for),
             key_file: self.key.clone(),
+            database: self.database.clone(),
         }))
     }
 
@@ -422,6 +439,7 @@ impl Options {
             trust_proxy: self.trust_proxy,
             frame_ancestors: self.frame_ancestors.clone(),
             event_retention: Duration::from_secs(self.keep_events_for),
+            database: self.database.clone(),
             ..config
         }
     }

@@ -21,7 +21,7 @@ use graph_chat_webhook::GraphClient;
 
 use crate::accounts::Accounts;
 use crate::files;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 use crate::view::Viewer;
 
@@ -65,6 +65,9 @@ pub struct Setup {
     pub resync_every: Duration,
     /// How long each person's event log keeps an event for pages that resume.
     pub event_retention: Duration,
+    /// The PostgreSQL database each person's cache is kept in, shared with the other copies of
+    /// the app; `None`: a SQLite file per person under `data`.
+    pub database: Option<Database>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -296,7 +299,13 @@ impl People {
         };
         let path = cache_file(&setup.data, &user_id);
         let retention = setup.event_retention;
+        let database = setup.database.clone();
         let store = tokio::task::spawn_blocking(move || {
+            if let Some(db) = database {
+                let store = Store::open_postgres(&db, viewer)?;
+                store.set_event_retention(retention);
+                return Ok(store);
+            }
             // Readable by the app's user only, its `-wal` and `-shm` too.
             files::create_private_file(&path).map_err(|e| {
                 tracing::error!(error = %e, "cannot create a person's cache");
@@ -385,6 +394,15 @@ impl People {
         drop(gone);
         // Their cache goes too: with no token, no notification or read keeps it current, so a
         // message deleted or blocked from now on would stay in it. A new sign-in reads again.
+        if let Some(db) = self.inner.setup.database.clone() {
+            let id = user_id.to_owned();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || Store::remove_postgres(&db, &id)).await
+            {
+                tracing::error!(error = %e, "cannot remove a signed-out person's cache");
+            }
+            return;
+        }
         let cache = cache_file(&self.inner.setup.data, user_id);
         for suffix in ["", "-wal", "-shm"] {
             let mut file = cache.clone().into_os_string();

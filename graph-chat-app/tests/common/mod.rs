@@ -4,6 +4,7 @@
 
 #[path = "../../../tests/common/example.rs"]
 mod example;
+pub mod pg;
 #[allow(unused_imports)]
 pub use example::example_path;
 
@@ -506,6 +507,7 @@ impl Harness {
             frame_ancestors: None,
             event_retention: graph_chat_app::store::EVENT_RETENTION,
             key_file: None,
+            database: None,
         }
     }
 
