@@ -19,7 +19,7 @@ use graph_chat_webhook::tokens::{
 };
 use graph_chat_webhook::GraphClient;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Person};
 use crate::files;
 use crate::store::{Database, Store, StoreError};
 use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
@@ -100,6 +100,8 @@ struct Inner {
     oauth: Arc<OAuthClient>,
     accounts: Accounts,
     running: Mutex<HashMap<String, Running>>,
+    /// Held while a person signed in on another copy is taken up here: one start each.
+    joining: tokio::sync::Mutex<()>,
 }
 
 /// Everyone signed in. Cheap to clone; every clone is the same.
@@ -145,6 +147,7 @@ impl People {
                 oauth,
                 accounts,
                 running: Mutex::new(HashMap::new()),
+                joining: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -237,10 +240,42 @@ impl People {
             .await
             .map_err(|_| StoreError::Unavailable)??;
         for person in people {
+            self.resume_one(person).await?;
+        }
+        Ok(())
+    }
+
+    /// The Graph side of a person signed in on another copy of the app (sharing its database):
+    /// started here from their records, as on a restart, the first time one of their sessions
+    /// comes to this copy. `None` when they are not (or no longer) signed in, or it cannot
+    /// start.
+    pub async fn join(&self, user_id: &str) -> Option<Arc<GraphSync>> {
+        // One copy alone (SQLite) started everyone signed in: a person it does not run has no
+        // Graph side to take up (their token could not be refreshed; the next start retries).
+        self.inner.setup.database.as_ref()?;
+        let _one = self.inner.joining.lock().await;
+        if let Some(sync) = self.get(user_id) {
+            return Some(sync);
+        }
+        let accounts = self.inner.accounts.clone();
+        let people = tokio::task::spawn_blocking(move || accounts.people())
+            .await
+            .ok()?
+            .ok()?;
+        let person = people.into_iter().find(|p| p.user_id == user_id)?;
+        if let Err(e) = self.resume_one(person).await {
+            tracing::warn!(user = %user_id, error = %e, "cannot take up a person signed in elsewhere");
+        }
+        self.get(user_id)
+    }
+
+    /// Resumes one person's Graph side from their records (see [`People::resume`]).
+    async fn resume_one(&self, person: Person) -> Result<(), PeopleError> {
+        {
             let Some(refresh) = person.refresh_token else {
                 self.sign_out(&person.user_id, "no refresh token kept")
                     .await;
-                continue;
+                return Ok(());
             };
             let oauth = Arc::clone(&self.inner.oauth);
             let refreshed = tokio::task::spawn_blocking(move || {

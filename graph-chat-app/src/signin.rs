@@ -161,7 +161,11 @@ impl SignInState {
                 tracing::error!(error = %e, "cannot check a session");
                 None
             })?;
-        let sync = self.people.get(&user)?;
+        let sync = match self.people.get(&user) {
+            Some(sync) => sync,
+            // Signed in on another copy of the app: taken up here.
+            None => self.people.join(&user).await?,
+        };
         let name = self.people.display_name(&user).unwrap_or_default();
         Some((sync, name))
     }
