@@ -32,7 +32,7 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::secrets::Sealer;
-use crate::store::{args, Backend, Database, StoreError, Tx};
+use crate::store::{args, ddl, Backend, Database, StoreError, Tx};
 
 /// The app's records' file under the data directory.
 pub const ACCOUNTS_FILE: &str = "app.sqlite";
@@ -41,21 +41,13 @@ pub const ACCOUNTS_FILE: &str = "app.sqlite";
 /// whose refresh token is revoked (their sessions end with it).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The tables, for both engines (`store::ddl`): a table is added here once.
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (hash BLOB PRIMARY KEY, user_id TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (hash {blob} PRIMARY KEY, user_id TEXT NOT NULL, expires {int} NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
-CREATE TABLE IF NOT EXISTS people (user_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, refresh BLOB);
-CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS spent_logins (hash BLOB PRIMARY KEY, at INTEGER NOT NULL);
-";
-
-/// The same tables on PostgreSQL.
-const PG_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (hash bytea PRIMARY KEY, user_id text NOT NULL, expires bigint NOT NULL);
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
-CREATE TABLE IF NOT EXISTS people (user_id text PRIMARY KEY, display_name text NOT NULL, refresh bytea);
-CREATE TABLE IF NOT EXISTS secrets (name text PRIMARY KEY, value bytea NOT NULL);
-CREATE TABLE IF NOT EXISTS spent_logins (hash bytea PRIMARY KEY, at bigint NOT NULL)
+CREATE TABLE IF NOT EXISTS people (user_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, refresh {blob});
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS spent_logins (hash {blob} PRIMARY KEY, at {int} NOT NULL);
 ";
 
 /// What the sealer binds a refresh token to.
@@ -140,7 +132,7 @@ impl Accounts {
         // A secret overwritten or deleted leaves no copy in the file's free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&ddl(SCHEMA, false))?;
         Ok(Self {
             backend: Arc::new(Backend::Sqlite(Mutex::new(conn))),
             sealer: Arc::new(sealer),
@@ -151,7 +143,7 @@ impl Accounts {
     /// every copy of the app on it, their secrets sealed by `sealer` (the same key on every
     /// copy). Blocking: call it off the async threads.
     pub fn open_postgres(db: &Database, sealer: Sealer) -> Result<Self, StoreError> {
-        db.migrate(None, PG_SCHEMA)?;
+        db.migrate(None, &ddl(SCHEMA, true))?;
         Ok(Self {
             backend: Arc::new(Backend::Pg {
                 db: db.clone(),

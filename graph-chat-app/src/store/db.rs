@@ -118,6 +118,29 @@ macro_rules! args {
 }
 pub(crate) use args;
 
+/// A table definition written once for both engines, for `postgres` or SQLite: `{key}` is text
+/// compared bytewise (SQLite's `TEXT`; `text COLLATE "C"`, whatever the database's collation),
+/// `{serial}` an id from the table's sequence (`INTEGER PRIMARY KEY AUTOINCREMENT`; `bigserial
+/// PRIMARY KEY`), `{int}` a 64-bit integer, `{blob}` bytes. `TEXT` and `INTEGER` (32 bits on
+/// PostgreSQL) are the same on both.
+pub(crate) fn ddl(template: &str, postgres: bool) -> String {
+    let types = [
+        ("{key}", "TEXT", "text COLLATE \"C\""),
+        (
+            "{serial}",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "bigserial PRIMARY KEY",
+        ),
+        ("{int}", "INTEGER", "bigint"),
+        ("{blob}", "BLOB", "bytea"),
+    ];
+    types
+        .iter()
+        .fold(template.to_owned(), |text, (name, sqlite, pg)| {
+            text.replace(name, if postgres { pg } else { sqlite })
+        })
+}
+
 fn bad_column(kind: &'static str) -> StoreError {
     StoreError::Invalid {
         what: "a stored column".into(),

@@ -41,7 +41,7 @@ use crate::view::{self, Change, ChatItem, MessageItem, MessageState, Viewer};
 mod db;
 mod reads;
 
-pub(crate) use db::{args, Backend, Tx, Value as SqlValue};
+pub(crate) use db::{args, ddl, Backend, Tx, Value as SqlValue};
 pub use db::{is_postgres_url, Database, StoreError};
 use db::{Feed, SqliteTx, EVENTS_CHANNEL};
 
@@ -129,17 +129,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The tables, for both engines ([`ddl`]): a table is added here once.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS chats (
-    id TEXT PRIMARY KEY,
+    id {key} PRIMARY KEY,
     json TEXT NOT NULL,
     item TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
     chat_id TEXT NOT NULL,
     id TEXT NOT NULL,
-    created_key TEXT NOT NULL,
-    id_key TEXT NOT NULL,
+    created_key {key} NOT NULL,
+    id_key {key} NOT NULL,
     v_modified TEXT,
     v_deleted INTEGER NOT NULL,
     v_etag TEXT,
@@ -152,56 +153,17 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_order ON messages (chat_id, created_key, id_key);
 CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, counts, created_key);
-CREATE TABLE IF NOT EXISTS watermarks (chat_id TEXT PRIMARY KEY, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS watermarks (chat_id TEXT PRIMARY KEY, at {key} NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (kind TEXT PRIMARY KEY, id TEXT NOT NULL, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {serial},
     data TEXT NOT NULL,
     chat_id TEXT,
     message_id TEXT,
-    at INTEGER
+    at {int}
 );
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
-
-/// The same tables on PostgreSQL, in the person's schema. Keys compared as text sort
-/// bytewise (`COLLATE "C"`), as SQLite's do, whatever the database's collation.
-const PG_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS chats (
-    id text COLLATE "C" PRIMARY KEY,
-    json text NOT NULL,
-    item text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    chat_id text NOT NULL,
-    id text NOT NULL,
-    created_key text COLLATE "C" NOT NULL,
-    id_key text COLLATE "C" NOT NULL,
-    v_modified text,
-    v_deleted integer NOT NULL,
-    v_etag text,
-    v_content text NOT NULL,
-    json text NOT NULL,
-    item text NOT NULL,
-    counts integer NOT NULL,
-    sender_id text,
-    PRIMARY KEY (chat_id, id)
-);
-CREATE INDEX IF NOT EXISTS messages_order ON messages (chat_id, created_key, id_key);
-CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, counts, created_key);
-CREATE TABLE IF NOT EXISTS watermarks (chat_id text PRIMARY KEY, at text COLLATE "C" NOT NULL);
-CREATE TABLE IF NOT EXISTS subscriptions (kind text PRIMARY KEY, id text NOT NULL, json text NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id bigserial PRIMARY KEY,
-    data text NOT NULL,
-    chat_id text,
-    message_id text,
-    at bigint
-);
-CREATE TABLE IF NOT EXISTS settings (name text PRIMARY KEY, value text NOT NULL);
-CREATE INDEX IF NOT EXISTS events_message ON events (chat_id, message_id);
-CREATE INDEX IF NOT EXISTS events_at ON events (at)
-"#;
 
 /// What a cache written before the log knew its events' messages and times needs: the columns,
 /// filled from the events themselves (their time: now).
@@ -283,7 +245,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let migrate = has_table(&conn, "events")? && !has_column(&conn, "events", "message_id")?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&ddl(SCHEMA, false))?;
         if migrate {
             conn.execute_batch(&format!("BEGIN; {EVENTS_MIGRATION} COMMIT;"))?;
         }
@@ -306,7 +268,7 @@ impl Store {
     /// lock, so copies opening it at once do not race. Blocking: call it off the async threads.
     pub fn open_postgres(db: &Database, viewer: Viewer) -> Result<Self, StoreError> {
         let schema = db.person_schema(&viewer.user_id);
-        db.migrate(Some(&schema), PG_SCHEMA)?;
+        db.migrate(Some(&schema), &(ddl(SCHEMA, true) + EVENTS_INDEXES))?;
         let backend = Backend::Pg {
             db: db.clone(),
             schema: Some(schema.clone()),
