@@ -276,6 +276,8 @@ impl App {
             app.shutdown().await;
             return Err(e.into());
         }
+        // Sharing a database: people who sign in on another copy are taken up here too.
+        people.take_up_others();
         Ok(app)
     }
 

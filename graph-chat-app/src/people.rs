@@ -102,7 +102,14 @@ struct Inner {
     running: Mutex<HashMap<String, Running>>,
     /// Held while a person signed in on another copy is taken up here: one start each.
     joining: tokio::sync::Mutex<()>,
+    /// Set when the app stops: no one is started any more.
+    stopped: std::sync::atomic::AtomicBool,
 }
+
+/// How often a copy sharing a database looks for people signed in on another copy, and starts
+/// their Graph side here too (so that a notification for them that this copy receives has a
+/// place to go; what it dropped before is read when their Graph side starts here).
+pub const TAKE_UP_EVERY: Duration = Duration::from_secs(10);
 
 /// Everyone signed in. Cheap to clone; every clone is the same.
 #[derive(Clone)]
@@ -148,6 +155,7 @@ impl People {
                 accounts,
                 running: Mutex::new(HashMap::new()),
                 joining: tokio::sync::Mutex::new(()),
+                stopped: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -254,6 +262,9 @@ impl People {
         // Graph side to take up (their token could not be refreshed; the next start retries).
         self.inner.setup.database.as_ref()?;
         let _one = self.inner.joining.lock().await;
+        if self.inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         if let Some(sync) = self.get(user_id) {
             return Some(sync);
         }
@@ -267,6 +278,69 @@ impl People {
             tracing::warn!(user = %user_id, error = %e, "cannot take up a person signed in elsewhere");
         }
         self.get(user_id)
+    }
+
+    /// With a shared database: every [`TAKE_UP_EVERY`], starts here the Graph side of everyone
+    /// signed in on another copy, until the app stops. Nothing with SQLite (one copy).
+    pub fn take_up_others(&self) {
+        if self.inner.setup.database.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TAKE_UP_EVERY).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let people = People { inner };
+                if people
+                    .inner
+                    .stopped
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return;
+                }
+                let accounts = people.inner.accounts.clone();
+                let Ok(Ok(everyone)) = tokio::task::spawn_blocking(move || accounts.people()).await
+                else {
+                    continue;
+                };
+                for person in everyone {
+                    if people.get(&person.user_id).is_none() {
+                        people.join(&person.user_id).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// [`People::restart_from_records`], on a task of its own (the Graph side it stops is the
+    /// one whose token watch asks for it).
+    fn spawn_restart(&self, user_id: String) {
+        let people = self.clone();
+        tokio::spawn(async move { people.restart_from_records(&user_id).await });
+    }
+
+    /// Stops a person's Graph side here and starts it again from their records (their refresh
+    /// token as the database holds it now), as on a restart; not at all when they are no longer
+    /// signed in.
+    async fn restart_from_records(&self, user_id: &str) {
+        let _one = self.inner.joining.lock().await;
+        let gone = self.running().remove(user_id);
+        drop(gone);
+        if self.inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let accounts = self.inner.accounts.clone();
+        let Ok(Ok(people)) = tokio::task::spawn_blocking(move || accounts.people()).await else {
+            return;
+        };
+        if let Some(person) = people.into_iter().find(|p| p.user_id == user_id) {
+            if let Err(e) = self.resume_one(person).await {
+                tracing::warn!(user = %user_id, error = %e, "cannot start a person's Graph side again");
+            }
+        }
     }
 
     /// Resumes one person's Graph side from their records (see [`People::resume`]).
@@ -452,6 +526,9 @@ impl People {
 
     /// Stops everyone's Graph side (the app stops).
     pub fn stop_all(&self) {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let all: Vec<Running> = self.running().drain().map(|(_, r)| r).collect();
         drop(all);
     }
@@ -477,7 +554,12 @@ async fn watch(people: People, user_id: String, sync: Arc<GraphSync>, source: Ar
         if revoked {
             // Only if this is still the person's Graph side (not one started again since).
             let current = people.get(&user_id).is_some_and(|s| Arc::ptr_eq(&s, &sync));
-            if current {
+            if current && people.inner.setup.database.is_some() {
+                // Another copy sharing the database may have rotated the token (a refresh
+                // token is good once): the one the records hold is tried, and refused too,
+                // signs the person out.
+                people.spawn_restart(user_id);
+            } else if current {
                 people.sign_out(&user_id, "refresh token refused").await;
             }
             return;

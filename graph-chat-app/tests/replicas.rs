@@ -144,6 +144,10 @@ fn two_copies_starting_together_on_an_empty_database_both_come_up() {
     let (one, two) = (one.unwrap(), two.unwrap());
     // Both answer, from the same records: a person signed in on one is signed in on the other.
     let session = sign_in_cookie(one.url(), &h.user());
+    // The other copy takes the person up on its own (a notification for them may come to it).
+    wait_for("the other copy runs the person too", || {
+        two.person(&h.user()).map(|_| ())
+    });
     let (status, me) = get(
         &agent_with_session(&session),
         &format!("{}api/me", two.url()),
@@ -281,4 +285,45 @@ fn a_lost_listening_connection_reconnects_and_catches_up() {
     let written = one.events_after(0, 10).unwrap();
     let received = next_event(&mut live);
     assert_eq!(received, written[0]);
+}
+
+/// Two copies run one person's Graph side, each refreshing their token; a refresh token is
+/// good once, so a copy whose token another copy rotated starts again from the one the records
+/// hold, rather than signing the person out.
+#[test]
+fn a_person_run_by_two_copies_stays_signed_in_across_token_lifetimes() {
+    const LIFETIME: u64 = 4;
+    let Some(db) = PgSchema::new("rotation") else {
+        return;
+    };
+    let h = Harness::start_on(
+        Duration::from_secs(600),
+        graph_sim::Config {
+            token_lifetime: Duration::from_secs(LIFETIME),
+            ..sim_config()
+        },
+        Some(db.url().to_owned()),
+    );
+    let chat = h.first_chat();
+    let dir = TempDir::new("rotation");
+    let b = second_copy(&h, &dir);
+    let b_url = b.url().to_owned();
+    let on_b = agent_with_session(&h.session);
+    for round in 0..3 {
+        // A token lifetime and the watch: each copy has refreshed since.
+        std::thread::sleep(Duration::from_secs(LIFETIME + 3));
+        for (copy, agent, url) in [("a", &h.http, h.url()), ("b", &on_b, b_url.clone())] {
+            let (status, _) = get(agent, &format!("{url}api/chats"));
+            assert_eq!(
+                status, 200,
+                "round {round}: copy {copy} still serves the person"
+            );
+        }
+    }
+    let live_b = Sse::open(&b_url, &h.session, None, None);
+    let id = h.says(&chat, "still here");
+    live_b.until("a message after the rotations", |e| {
+        e.data["id"] == id.as_str()
+    });
+    h.runtime.block_on(b.shutdown());
 }
