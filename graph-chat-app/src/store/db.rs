@@ -114,7 +114,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 /// A statement's parameters: `args![a, b]` is `&[Value::from(a), Value::from(b)]`.
 macro_rules! args {
-    ($($x:expr),* $(,)?) => { &[$($crate::store::SqlValue::from($x)),*][..] };
+    ($($x:expr),* $(,)?) => { &[$($crate::store::db::Value::from($x)),*][..] };
 }
 pub(crate) use args;
 

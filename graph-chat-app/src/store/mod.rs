@@ -38,10 +38,10 @@ use tokio::sync::broadcast;
 use crate::files;
 use crate::view::{self, Change, ChatItem, MessageItem, MessageState, Viewer};
 
-mod db;
+pub(crate) mod db;
 mod reads;
 
-pub(crate) use db::{args, ddl, Backend, Tx, Value as SqlValue};
+pub(crate) use db::{args, ddl, Backend, Tx};
 pub use db::{is_postgres_url, Database, StoreError};
 use db::{Feed, SqliteTx, EVENTS_CHANNEL};
 
