@@ -107,6 +107,54 @@ fn two_copies_share_sessions_live_events_and_last_event_id() {
     h.runtime.block_on(b.shutdown());
 }
 
+/// A login cookie is good once across copies: brought again to another copy's callback, it
+/// is refused as one this browser did not start (not tried with the identity platform).
+#[test]
+fn a_login_cookie_brought_to_one_copy_is_refused_by_another() {
+    let Some(db) = PgSchema::new("spent") else {
+        return;
+    };
+    let h = Harness::start_on(
+        Duration::from_secs(3600),
+        sim_config(),
+        Some(db.url().to_owned()),
+    );
+    let dir = TempDir::new("spent");
+    let b = second_copy(&h, &dir);
+    let raw = raw_agent();
+    let login = raw
+        .get(&format!(
+            "{}auth/login?login_hint={}",
+            h.url(),
+            encode(&h.user())
+        ))
+        .call()
+        .unwrap();
+    let pending = set_cookie(&login, "chat_login").expect("a login cookie");
+    let authorize = raw.get(&location(&login)).call().unwrap();
+    let callback = location(&authorize);
+    let on_a = raw
+        .get(&callback)
+        .header("Cookie", format!("chat_login={pending}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        on_a.status().as_u16(),
+        302,
+        "the first copy signs the person in"
+    );
+    let query = callback.split_once('?').unwrap().1;
+    let mut again = raw
+        .get(&format!("{}auth/callback?{query}", b.url()))
+        .header("Cookie", format!("chat_login={pending}"))
+        .call()
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 400);
+    let body = again.body_mut().read_to_string().unwrap();
+    assert!(body.contains("did not start a sign-in"), "{body}");
+    h.runtime.block_on(b.shutdown());
+}
+
 fn messages_of(agent: &ureq::Agent, base: &str, chat: &str) -> Vec<serde_json::Value> {
     common::messages(agent, base, chat)
 }
