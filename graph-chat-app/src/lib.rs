@@ -54,7 +54,7 @@ use graph_chat_webhook::notifications::model::{ChangeType, ResourcePath};
 use graph_chat_webhook::notifications::tokens::TokenValidator;
 use graph_chat_webhook::tokens::{Authority, OAuthClient};
 use graph_chat_webhook::{
-    BatchContext, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
+    BatchContext, HandlerError, JwksSource, PgInbox, Refusal, SqliteInbox, Webhook, Workers,
 };
 use tokio::sync::watch;
 
@@ -451,14 +451,22 @@ async fn open_webhook(
         .build()
         .map_err(|e| AppError::Webhook(e.to_string()))?;
     let inbox_path = config.data.join("inbox.sqlite");
-    files::create_private_file(&inbox_path)
-        .map_err(io(format!("cannot create {}", inbox_path.display())))?;
+    if config.database.is_none() {
+        files::create_private_file(&inbox_path)
+            .map_err(io(format!("cannot create {}", inbox_path.display())))?;
+    }
     let jwks = config.jwks.clone();
+    let database = config.database.clone();
     // Opening the inbox and the first JWKS fetch block: off the async threads.
     tokio::task::spawn_blocking(move || {
-        let inbox = SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?;
-        Webhook::builder(receiver)
-            .inbox(inbox)
+        let builder = Webhook::builder(receiver);
+        // Sharing a database, the copies share the inbox too: a batch a copy stored is claimed
+        // by any copy's workers, and one a dead copy held is taken over when its lease ends.
+        let builder = match database {
+            Some(url) => builder.inbox(PgInbox::open(&url).map_err(|e| e.to_string())?),
+            None => builder.inbox(SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?),
+        };
+        builder
             .jwks(jwks)
             .on_refusal(report_refusal)
             .build()
