@@ -248,12 +248,18 @@ fn a_change_on_one_copy_reaches_the_other_copys_live_channel() {
     let two = Store::open_postgres(&Database::open(db.url()).unwrap(), viewer()).unwrap();
     let (mut live, last) = two.subscribe().unwrap();
     assert_eq!(last, 0);
+    assert_eq!(
+        two.first_event_id().unwrap(),
+        0,
+        "a log that never had an event"
+    );
     one.apply_message("19:c@thread.v2", &message(1, "hello"), false)
         .unwrap();
     let written = one.events_after(0, 10).unwrap();
     assert_eq!(written.len(), 1);
     let received = next_event(&mut live);
     assert_eq!(received, written[0]);
+    assert_eq!(two.first_event_id().unwrap(), written[0].id);
 }
 
 /// Writers on two copies at once, and a reader that follows the log as a resuming page does
