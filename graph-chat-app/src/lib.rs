@@ -55,7 +55,7 @@ use graph_chat_webhook::notifications::model::{ChangeType, ResourcePath};
 use graph_chat_webhook::notifications::tokens::TokenValidator;
 use graph_chat_webhook::tokens::{Authority, OAuthClient};
 use graph_chat_webhook::{
-    BatchContext, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
+    BatchContext, HandlerError, JwksSource, PgInbox, Refusal, SqliteInbox, Webhook, Workers,
 };
 use tokio::sync::watch;
 
@@ -65,7 +65,7 @@ use crate::keys::{AppKey, KeyError};
 use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
 use crate::signin::SignInState;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 
 pub use crate::signin::SCOPES;
@@ -116,8 +116,10 @@ pub struct Config {
     /// How often each person's subscriptions are renewed (`--renew-every`); `None`: half-way
     /// through a subscription's life.
     pub renew_every: Option<Duration>,
-    /// The PostgreSQL database copies of the app share (`--database postgres://...`); `None`:
-    /// this copy alone, on SQLite under `data`.
+    /// A PostgreSQL URL (`postgres://...`): the app's records (sessions, people, secrets), every
+    /// person's cache and event log in that database, shared with every other copy of the app
+    /// given it (and each person's jobs are done by one copy: [`crate::jobs`]); `None`: SQLite files under `data`. Copies share a database only with the same
+    /// sealing key and app key (the files under `data`, or `key_file`), which stay out of it.
     pub database: Option<String>,
 }
 
@@ -207,7 +209,7 @@ impl App {
     /// and the webhook, and resumes the Graph side of everyone signed in before (their
     /// subscriptions, then their reads). Returns once all of that is done.
     pub async fn start(config: Config) -> Result<App, AppError> {
-        let (accounts, key, client_state) = open_state(&config).await?;
+        let (accounts, key, client_state, database) = open_state(&config).await?;
         // Which copy does each person's subscriptions, renewals and reconciles.
         let jobs = match &config.database {
             Some(url) => Jobs::postgres(url).await?,
@@ -243,6 +245,7 @@ impl App {
                 event_retention: config.event_retention,
                 renew_every: config.renew_every,
                 jobs,
+                database,
             },
             Arc::clone(&oauth),
             accounts.clone(),
@@ -300,6 +303,8 @@ impl App {
             app.shutdown().await;
             return Err(e.into());
         }
+        // Sharing a database: people who sign in on another copy are taken up here too.
+        people.take_up_others();
         Ok(app)
     }
 
@@ -337,28 +342,44 @@ impl App {
     }
 }
 
-/// The durable state under `config.data`, off the async threads: the app's records (sessions,
-/// people, secrets, sealed by its key, made on the first start), the app's encryption key
-/// (likewise) and the `clientState` secret (likewise).
+/// The durable state under `config.data` (or in `config.database`), off the async threads: the
+/// app's records (sessions, people, secrets, sealed by its key, made on the first start), the
+/// app's encryption key (likewise) and the `clientState` secret (likewise).
 async fn open_state(
     config: &Config,
-) -> Result<(Accounts, AppKey, zeroize::Zeroizing<String>), AppError> {
+) -> Result<
+    (
+        Accounts,
+        AppKey,
+        zeroize::Zeroizing<String>,
+        Option<Database>,
+    ),
+    AppError,
+> {
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
         files::private_dir(&config.data)
             .map_err(io(format!("cannot create {}", config.data.display())))?;
         remove_single_user_cache(&config.data)?;
         let sealer = Sealer::load_or_create(&config.data)?;
-        let records = config.data.join(accounts::ACCOUNTS_FILE);
-        files::create_private_file(&records)
-            .map_err(io(format!("cannot create {}", records.display())))?;
-        let accounts = Accounts::open(&config.data, sealer)?;
+        let (accounts, database) = match &config.database {
+            Some(url) => {
+                let db = Database::open(url)?;
+                (Accounts::open_postgres(&db, sealer)?, Some(db))
+            }
+            None => {
+                let records = config.data.join(accounts::ACCOUNTS_FILE);
+                files::create_private_file(&records)
+                    .map_err(io(format!("cannot create {}", records.display())))?;
+                (Accounts::open(&config.data, sealer)?, None)
+            }
+        };
         let key = match &config.key_file {
             Some(path) => keys::load(path)?,
             None => keys::load_or_create(&config.data)?,
         };
         let client_state = accounts.client_state()?;
-        Ok((accounts, key, client_state))
+        Ok((accounts, key, client_state, database))
     });
     opened
         .await
@@ -459,15 +480,23 @@ async fn open_webhook(
         .build()
         .map_err(|e| AppError::Webhook(e.to_string()))?;
     let inbox_path = config.data.join("inbox.sqlite");
-    files::create_private_file(&inbox_path)
-        .map_err(io(format!("cannot create {}", inbox_path.display())))?;
+    if config.database.is_none() {
+        files::create_private_file(&inbox_path)
+            .map_err(io(format!("cannot create {}", inbox_path.display())))?;
+    }
     let jwks = config.jwks.clone();
     let refused = Arc::clone(refused);
+    let database = config.database.clone();
     // Opening the inbox and the first JWKS fetch block: off the async threads.
     tokio::task::spawn_blocking(move || {
-        let inbox = SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?;
-        Webhook::builder(receiver)
-            .inbox(inbox)
+        let builder = Webhook::builder(receiver);
+        // Sharing a database, the copies share the inbox too: a batch a copy stored is claimed
+        // by any copy's workers, and one a dead copy held is taken over when its lease ends.
+        let builder = match database {
+            Some(url) => builder.inbox(PgInbox::open(&url).map_err(|e| e.to_string())?),
+            None => builder.inbox(SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?),
+        };
+        builder
             .jwks(jwks)
             .on_refusal(move |refusal: &Refusal| {
                 if could_not_take(refusal) {

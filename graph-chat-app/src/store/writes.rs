@@ -10,6 +10,7 @@
 //! person signs out or is revoked.
 
 use super::*;
+use crate::store::db::Row;
 
 /// The `due_ms` of a write being tried right now: not for the background retries to take.
 pub const TRYING: i64 = i64::MAX;
@@ -79,21 +80,20 @@ impl std::fmt::Debug for PendingWrite {
     }
 }
 
-fn pending_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingWrite> {
-    let known: String = r.get(7)?;
+fn pending_from_row(r: &Row) -> Result<PendingWrite, StoreError> {
     Ok(PendingWrite {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        chat_id: r.get(2)?,
-        message_id: r.get(3)?,
-        content: r.get(4)?,
-        reaction: r.get(5)?,
-        body: r.get(6)?,
-        known: serde_json::from_str(&known).unwrap_or_default(),
-        started_ms: r.get(8)?,
-        unsure: r.get::<_, i64>(9)? != 0,
-        due_ms: r.get(10)?,
-        rounds: u32::try_from(r.get::<_, i64>(11)?).unwrap_or(u32::MAX),
+        id: r.int(0)?,
+        kind: r.text(1)?,
+        chat_id: r.text(2)?,
+        message_id: r.opt_text(3)?,
+        content: r.opt_text(4)?,
+        reaction: r.opt_text(5)?,
+        body: r.opt_blob(6)?,
+        known: serde_json::from_str(&r.text(7)?).unwrap_or_default(),
+        started_ms: r.int(8)?,
+        unsure: r.flag(9)?,
+        due_ms: r.int(10)?,
+        rounds: u32::try_from(r.int(11)?).unwrap_or(u32::MAX),
     })
 }
 
@@ -103,27 +103,30 @@ const COLUMNS: &str = "id, kind, chat_id, message_id, content, reaction, body, k
 impl Store {
     /// Keeps `write` (before it is first sent); its row's id.
     pub fn add_write(&self, write: &PendingWrite) -> Result<i64, StoreError> {
-        let conn = self.lock();
         let known = serde_json::to_string(&write.known).unwrap_or_else(|_| "[]".into());
-        conn.execute(
-            "INSERT INTO writes (kind, chat_id, message_id, content, reaction, body, known, \
-             started_ms, unsure, due_ms, rounds) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                write.kind,
-                write.chat_id,
-                write.message_id,
-                write.content,
-                write.reaction,
-                write.body,
-                known,
-                write.started_ms,
-                i64::from(write.unsure),
-                write.due_ms,
-                i64::from(write.rounds),
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.write(|tx| {
+            let id = tx
+                .one(
+                    "INSERT INTO writes (kind, chat_id, message_id, content, reaction, body, \
+                     known, started_ms, unsure, due_ms, rounds) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                    args![
+                        &write.kind,
+                        &write.chat_id,
+                        write.message_id.as_deref(),
+                        write.content.as_deref(),
+                        write.reaction.as_deref(),
+                        write.body.clone(),
+                        known,
+                        write.started_ms,
+                        i64::from(write.unsure),
+                        write.due_ms,
+                        i64::from(write.rounds),
+                    ],
+                )?
+                .int(0)?;
+            Ok((id, Vec::new()))
+        })
     }
 
     /// Sets when write `id` is tried next, whether a try of it may have been carried out, and
@@ -135,81 +138,85 @@ impl Store {
         unsure: bool,
         rounds: u32,
     ) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let changed = conn.execute(
-            "UPDATE writes SET due_ms = ?2, unsure = ?3, rounds = ?4 WHERE id = ?1",
-            params![id, due_ms, i64::from(unsure), i64::from(rounds)],
-        )?;
-        Ok(changed > 0)
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE writes SET due_ms = $2, unsure = $3, rounds = $4 WHERE id = $1",
+                args![id, due_ms, i64::from(unsure), i64::from(rounds)],
+            )?;
+            Ok((changed > 0, Vec::new()))
+        })
     }
 
     /// Removes write `id` (Graph took it or refused it, or it was given up) and, when the page
     /// was told it waits, logs `change` (what became of it) for the page.
     pub fn remove_write(&self, id: i64, change: Option<&Change>) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM writes WHERE id = ?1", [id])?;
-        let event = match change {
-            Some(change) => Some(log_event(&tx, self.retention_secs(), change)?),
-            None => None,
-        };
-        tx.commit()?;
-        self.publish(event.into_iter().collect());
-        Ok(())
+        let keep_for = self.retention_secs();
+        self.write(|tx| {
+            tx.execute("DELETE FROM writes WHERE id = $1", args![id])?;
+            let events = match change {
+                Some(change) => vec![log_event(tx, keep_for, change)?],
+                None => Vec::new(),
+            };
+            Ok(((), events))
+        })
     }
 
     /// Logs `change` (a write that waits) for the page.
     pub fn log_write(&self, change: &Change) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let event = log_event(&tx, self.retention_secs(), change)?;
-        tx.commit()?;
-        self.publish(vec![event]);
-        Ok(())
+        let keep_for = self.retention_secs();
+        self.write(|tx| Ok(((), vec![log_event(tx, keep_for, change)?])))
     }
 
     /// The write to try next (the one due first), if any.
     pub fn next_write(&self) -> Result<Option<PendingWrite>, StoreError> {
-        let conn = self.lock();
-        Ok(conn
-            .query_row(
+        self.read(|tx| {
+            tx.row(
                 &format!("SELECT {COLUMNS} FROM writes ORDER BY due_ms, id LIMIT 1"),
-                [],
-                pending_from_row,
-            )
-            .optional()?)
+                args![],
+            )?
+            .as_ref()
+            .map(pending_from_row)
+            .transpose()
+        })
     }
 
     /// Takes write `id`, due at `due_ms`, for a try (its `due_ms` becomes [`TRYING`], and it is
     /// `unsure` as said) unless another took it.
     pub fn claim_write(&self, id: i64, due_ms: i64, unsure: bool) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let changed = conn.execute(
-            "UPDATE writes SET due_ms = ?3, unsure = ?4 WHERE id = ?1 AND due_ms = ?2",
-            params![id, due_ms, TRYING, i64::from(unsure)],
-        )?;
-        Ok(changed > 0)
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE writes SET due_ms = $3, unsure = $4 WHERE id = $1 AND due_ms = $2",
+                args![id, due_ms, TRYING, i64::from(unsure)],
+            )?;
+            Ok((changed > 0, Vec::new()))
+        })
     }
 
     /// Every write kept, in the order they were asked for.
     pub fn pending_writes(&self) -> Result<Vec<PendingWrite>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM writes ORDER BY id"))?;
-        let rows = stmt.query_map([], pending_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            tx.query(
+                &format!("SELECT {COLUMNS} FROM writes ORDER BY id"),
+                args![],
+            )?
+            .iter()
+            .map(pending_from_row)
+            .collect()
+        })
     }
 
     /// After a restart: the writes that were being tried when the process ended are due at
     /// once (a send among them is checked for before it is sent again: it stays `unsure`).
     /// How many writes wait.
     pub fn resume_writes(&self, now_ms: i64) -> Result<usize, StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "UPDATE writes SET due_ms = ?1 WHERE due_ms = ?2",
-            params![now_ms, TRYING],
-        )?;
-        let waiting: i64 = conn.query_row("SELECT COUNT(*) FROM writes", [], |r| r.get(0))?;
-        Ok(usize::try_from(waiting).unwrap_or(0))
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE writes SET due_ms = $1 WHERE due_ms = $2",
+                args![now_ms, TRYING],
+            )?;
+            let waiting = tx.one("SELECT COUNT(*) FROM writes", args![])?.int(0)?;
+            Ok((usize::try_from(waiting).unwrap_or(0), Vec::new()))
+        })
     }
 }
 
