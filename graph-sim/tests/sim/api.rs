@@ -1,13 +1,13 @@
 //! Graph's API as the simulator serves it: subscription rules in their order, the documented
 //! requests, listings, errors, throttling, hosted contents, the controls and the state file.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::common::{call, colleague, get_sub, items, send, Hook, Mode, COLLEAGUE};
 use base64::Engine as _;
-use common::{call, colleague, get_sub, items, send, Hook, Mode, COLLEAGUE};
 use graph_chat_notifications::model::ChangeType::Created;
 use graph_chat_notifications::outbound::{
     self, format_time, hosted_content_bytes, sent_message, ChatMember, ChatsRequest, CreateChat,

@@ -4,15 +4,15 @@
 //! people picker's `/users?$search`, and delegated subscriptions that need reauthorization before
 //! their creator's token expires and hold their deliveries past it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::{items, receiver, Hook, Mode, Reply};
 use axum::body::Bytes;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine as _;
-use common::{items, receiver, Hook, Mode, Reply};
 use graph_chat_notifications::model::ChangeType::Created;
 use graph_chat_notifications::outbound::{
     add_chat_member, mark_chat_read_for_user, ChatMember, CreateChat, HttpRequest, Resource,
