@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::api::{known_chat, send_as_asked, ApiError, Person};
+use crate::api::{known_chat, send_as_asked, waiting, write_as_asked, ApiError, Person};
 use crate::store::{MessagePage, Origin};
-use crate::sync::GraphSync;
+use crate::sync::{GraphSync, Write, Written};
 use crate::view::MessageItem;
 
 /// The most messages one history page holds (and Graph's own most per page, `$top=50`).
@@ -191,21 +191,6 @@ async fn ask(
     Ok(())
 }
 
-/// A message read back from Graph after a change, kept under the version rules, and its item.
-async fn read_back(
-    sync: &GraphSync,
-    chat_id: &str,
-    message_id: &str,
-) -> Result<Response, ApiError> {
-    let request = outbound::get_message(chat_id, message_id)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "not a message id"))?;
-    let answer = send_as_asked(sync, request, "the read of the changed message").await?;
-    match keep_answered(sync, chat_id, answer.body).await? {
-        Some(item) => Ok(Json(item).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such message")),
-    }
-}
-
 /// Keeps a message Graph answered with under the version rules (as its notification would
 /// be), and gives its item.
 async fn keep_answered(
@@ -241,13 +226,39 @@ pub(crate) async fn edit(
     Json(edit): Json<Edit>,
 ) -> Result<Response, ApiError> {
     known_chat(&person, &chat_id).await?;
-    let sync = Arc::clone(&person.sync);
-    let request = MessageRequest::edit(chat_id.clone(), message_id.clone(), edit.content)
-        .text()
-        .build()
+    let write = Write::Edit {
+        chat_id,
+        message_id,
+        content: edit.content,
+    };
+    write
+        .request(person.sync.user_id(), person.sync.tenant_id())
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Graph would refuse this edit"))?;
-    ask(&sync, request, "Graph did not take the edit").await?;
-    read_back(&sync, &chat_id, &message_id).await
+    changed(&person, write).await
+}
+
+/// A change to a message the person asked for ([`GraphSync::write`]): 200 with the message's
+/// item once Graph took it (read back, kept under the version rules); 202 while Graph throttles
+/// it (it is kept and retried; the page learns of it by events).
+async fn changed(person: &Person, write: Write) -> Result<Response, ApiError> {
+    let (chat_id, message_id) = (
+        write.chat_id().to_owned(),
+        write.message_id().unwrap_or_default().to_owned(),
+    );
+    match write_as_asked(person, write).await? {
+        Written::Waiting(id) => Ok(waiting(id)),
+        _ => {
+            let item = person
+                .sync
+                .store()
+                .call(move |store| store.message(&chat_id, &message_id))
+                .await?;
+            match item {
+                Some(item) => Ok(Json(item).into_response()),
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such message")),
+            }
+        }
+    }
 }
 
 /// `{"reactionType"}`.
@@ -278,30 +289,34 @@ pub(crate) async fn message_action(
             ))
     };
     if action == "reply" {
-        return reply(&sync, &chat_id, &message_id, &body).await;
+        return reply(&person, &chat_id, &message_id, &body).await;
     }
-    let user = sync.user_id().to_owned();
-    let (request, what) = match action.as_str() {
-        "softDelete" => (
-            outbound::soft_delete(&user, &chat_id, &message_id).map_err(bad)?,
-            "Graph did not delete the message",
-        ),
-        "undoSoftDelete" => (
-            outbound::undo_soft_delete(&user, &chat_id, &message_id).map_err(bad)?,
-            "Graph did not restore the message",
-        ),
-        "setReaction" => (
-            outbound::set_reaction(&chat_id, &message_id, &reaction()?).map_err(bad)?,
-            "Graph did not take the reaction",
-        ),
-        "unsetReaction" => (
-            outbound::unset_reaction(&chat_id, &message_id, &reaction()?).map_err(bad)?,
-            "Graph did not remove the reaction",
-        ),
+    let (chat, message) = (chat_id.clone(), message_id.clone());
+    let write = match action.as_str() {
+        "softDelete" => Write::SoftDelete {
+            chat_id: chat,
+            message_id: message,
+        },
+        "undoSoftDelete" => Write::UndoSoftDelete {
+            chat_id: chat,
+            message_id: message,
+        },
+        "setReaction" => Write::SetReaction {
+            chat_id: chat,
+            message_id: message,
+            reaction: reaction()?,
+        },
+        "unsetReaction" => Write::UnsetReaction {
+            chat_id: chat,
+            message_id: message,
+            reaction: reaction()?,
+        },
         _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "no such action")),
     };
-    ask(&sync, request, what).await?;
-    read_back(&sync, &chat_id, &message_id).await
+    write
+        .request(sync.user_id(), sync.tenant_id())
+        .map_err(bad)?;
+    changed(&person, write).await
 }
 
 /// `{"content"}`: a reply's text.
@@ -368,7 +383,7 @@ fn reply_request(
 /// Graph as a reply quoting that message; 201 with the new message's item (kept under the same
 /// rules as its notification, so the two are one message on the page).
 async fn reply(
-    sync: &GraphSync,
+    person: &Person,
     chat_id: &str,
     message_id: &str,
     body: &[u8],
@@ -380,17 +395,60 @@ async fn reply(
         ));
     };
     let (chat, id) = (chat_id.to_owned(), message_id.to_owned());
-    let quoted = sync
+    let quoted = person
+        .sync
         .store()
         .call(move |store| store.message(&chat, &id))
         .await?
         .ok_or(ApiError::new(StatusCode::NOT_FOUND, "no such message"))?;
     let request = reply_request(chat_id, &quoted, &content)?;
-    send_and_keep(sync, chat_id, request, "the reply").await
+    send_kept(person, chat_id, request).await
 }
 
-/// Sends a new message through Graph and keeps Graph's answer under the same rules as its
-/// notification (so the two are one message on the page); 201 with its item.
+/// Sends a new message through Graph ([`GraphSync::write`]: kept and retried while Graph
+/// throttles it, never sent twice) and keeps Graph's answer under the same rules as its
+/// notification (so the two are one message on the page); 201 with its item, or 202 while it
+/// waits.
+pub(crate) async fn send_kept(
+    person: &Person,
+    chat_id: &str,
+    request: graph_chat_webhook::notifications::outbound::HttpRequest,
+) -> Result<Response, ApiError> {
+    let content = request
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| v["body"]["content"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let write = Write::send(chat_id, content, &request);
+    let id = match write_as_asked(person, write).await? {
+        Written::Waiting(id) => return Ok(waiting(id)),
+        Written::Done(Some(id)) => id,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "Graph's answer is not a message",
+            ))
+        }
+    };
+    let chat = chat_id.to_owned();
+    let item = person
+        .sync
+        .store()
+        .call(move |store| store.message(&chat, &id))
+        .await?;
+    match item {
+        Some(item) => Ok((StatusCode::CREATED, Json(item)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "the sent message was not kept",
+        )),
+    }
+}
+
+/// Sends a new message through Graph once (an image: its inline content is made anew by Graph,
+/// so a lost answer cannot be checked for by content) and keeps Graph's answer under the same
+/// rules as its notification (so the two are one message on the page); 201 with its item.
 pub(crate) async fn send_and_keep(
     sync: &GraphSync,
     chat_id: &str,
@@ -489,7 +547,7 @@ pub(crate) async fn chat_action(
             ));
         };
         let request = mention_request(&chat_id, &message)?;
-        return send_and_keep(&sync, &chat_id, request, "the message").await;
+        return send_kept(&person, &chat_id, request).await;
     }
     let bad = |_| ApiError::new(StatusCode::BAD_REQUEST, "not a chat id");
     let (user, tenant) = (sync.user_id().to_owned(), sync.tenant_id().to_owned());

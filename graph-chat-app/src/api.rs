@@ -12,7 +12,7 @@ use graph_chat_webhook::notifications::outbound;
 use serde_json::json;
 
 use crate::store::StoreError;
-use crate::sync::{GraphSync, SyncError};
+use crate::sync::{GraphSync, SyncError, Write, Written};
 
 /// The signed-in person a request of the API comes from: their Graph side (and cache), and
 /// their name.
@@ -110,4 +110,38 @@ pub(crate) async fn send_as_asked(
         ));
     }
     Ok(answer)
+}
+
+/// 202: Graph throttled what the person asked for (write `id`, named so in its events); it is
+/// kept and retried until Graph takes it.
+pub(crate) fn waiting(id: i64) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "waiting",
+            "write": id,
+            "reason": "Graph is throttling: retried until it takes it",
+        })),
+    )
+        .into_response()
+}
+
+/// A write a person asked for ([`GraphSync::write`]): a 502 naming what Graph refused and its
+/// status (a 404 when Graph has no such message or chat); never an error for throttling.
+pub(crate) async fn write_as_asked(person: &Person, write: Write) -> Result<Written, ApiError> {
+    let what = write.what();
+    let on_message = write.message_id().is_some();
+    match person.sync.write(write).await {
+        Ok(written) => Ok(written),
+        Err(SyncError::Status { status: 404, .. }) if on_message => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such message or chat",
+        )),
+        Err(SyncError::Status { status, .. }) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Graph answered {status} to {what}"),
+        )),
+        Err(SyncError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::graph("Graph could not be reached", &e)),
+    }
 }

@@ -1,6 +1,7 @@
 //! Starting a chat from the page (`docs/contracts.md#the-chat-app`): the people picker searches
 //! the organisation's directory through Graph as the signed-in person (`GET /users?$search`),
-//! and the chat is created through Graph (`POST /chats`) with the person as an owner.
+//! and the chat is created through Graph (`POST /chats`) with the person as an owner. The same
+//! picker adds people to a group chat (`POST /chats/{id}/members`).
 //!
 //! The new chat goes into the person's cache from Graph's answers at once, keyed by its id like
 //! every chat, so the notification that follows it changes nothing the page shows twice.
@@ -216,22 +217,8 @@ pub(crate) async fn rename(
             "Graph does not allow ':' in a chat's name",
         ));
     }
-    crate::api::known_chat(&person, &chat_id).await?;
     let sync = Arc::clone(&person.sync);
-    let id = chat_id.clone();
-    let group = sync
-        .store()
-        .call(move |store| {
-            let (chats, _) = store.chats()?;
-            Ok::<_, ApiError>(
-                chats
-                    .into_iter()
-                    .find(|c| c.id == id)
-                    .is_some_and(|c| c.chat_type.as_deref() == Some("group")),
-            )
-        })
-        .await?;
-    if !group {
+    if !is_group(&person, &chat_id).await? {
         return Err(ApiError::bad_request("only a group chat has a name"));
     }
     // The core has no request value for a chat's update: the chat's own URL, patched.
@@ -245,6 +232,86 @@ pub(crate) async fn rename(
             .into_bytes(),
     );
     send_as_asked(&person.sync, request, "the new name").await?;
+    sync.read_chat(&chat_id)
+        .await
+        .map_err(|e| ApiError::graph("Graph did not return the chat", &e))?;
+    let item = sync
+        .store()
+        .call(move |store| {
+            let (chats, _) = store.chats()?;
+            Ok::<_, ApiError>(chats.into_iter().find(|c| c.id == chat_id))
+        })
+        .await?;
+    match item {
+        Some(item) => Ok(Json(item).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such chat")),
+    }
+}
+
+/// Whether `chat_id` is a group chat of the person's (404 when it is not theirs).
+async fn is_group(person: &Person, chat_id: &str) -> Result<bool, ApiError> {
+    crate::api::known_chat(person, chat_id).await?;
+    let id = chat_id.to_owned();
+    person
+        .sync
+        .store()
+        .call(move |store| {
+            let (chats, _) = store.chats()?;
+            Ok::<_, ApiError>(
+                chats
+                    .into_iter()
+                    .find(|c| c.id == id)
+                    .is_some_and(|c| c.chat_type.as_deref() == Some("group")),
+            )
+        })
+        .await
+}
+
+/// `{"members": [user ids]}`: the people to add to a group chat.
+#[derive(Deserialize)]
+pub(crate) struct NewMembers {
+    members: Vec<String>,
+}
+
+/// `POST /api/chats/{chatId}/members` `{"members": [user ids]}`: adds each person to a group
+/// chat through Graph as the signed-in person (`POST /chats/{chatId}/members`, as owners, without
+/// the chat's earlier history, as Teams does by default), then reads the chat back; 200 with its
+/// item. Graph writes the system event ("Megan added Alex") into the chat, which arrives as its
+/// notification. Not a group chat: 400.
+pub(crate) async fn add_members(
+    Extension(person): Extension<Person>,
+    axum::extract::Path(chat_id): axum::extract::Path<String>,
+    Json(new): Json<NewMembers>,
+) -> Result<Response, ApiError> {
+    let me = person.sync.user_id().to_owned();
+    let mut people: Vec<String> = Vec::new();
+    for id in new.members {
+        if id != me && !people.contains(&id) {
+            people.push(id);
+        }
+    }
+    if people.is_empty() {
+        return Err(ApiError::bad_request("pick at least one person"));
+    }
+    if people.len() > MAX_MEMBERS {
+        return Err(ApiError::bad_request("at most 50 people at once"));
+    }
+    if !is_group(&person, &chat_id).await? {
+        return Err(ApiError::bad_request(
+            "people are added to a group chat only: start a new chat instead",
+        ));
+    }
+    let mut requests = Vec::with_capacity(people.len());
+    for id in &people {
+        requests.push(
+            outbound::add_chat_member(&chat_id, &ChatMember::owner(id), None)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        );
+    }
+    for request in requests {
+        send_as_asked(&person.sync, request, "the new member").await?;
+    }
+    let sync = Arc::clone(&person.sync);
     sync.read_chat(&chat_id)
         .await
         .map_err(|e| ApiError::graph("Graph did not return the chat", &e))?;

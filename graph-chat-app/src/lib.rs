@@ -55,7 +55,7 @@ use graph_chat_webhook::notifications::model::{ChangeType, ResourcePath};
 use graph_chat_webhook::notifications::tokens::TokenValidator;
 use graph_chat_webhook::tokens::{Authority, OAuthClient};
 use graph_chat_webhook::{
-    BatchContext, HandlerError, JwksSource, Refusal, SqliteInbox, Webhook, Workers,
+    BatchContext, HandlerError, JwksSource, PgInbox, Refusal, SqliteInbox, Webhook, Workers,
 };
 use tokio::sync::watch;
 
@@ -65,8 +65,8 @@ use crate::keys::{AppKey, KeyError};
 use crate::people::{People, PeopleError, Setup};
 use crate::secrets::Sealer;
 use crate::signin::SignInState;
-use crate::store::{Store, StoreError};
-use crate::sync::{GraphSync, Subscriber, SyncError};
+use crate::store::{Database, Store, StoreError};
+use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 
 pub use crate::signin::SCOPES;
 
@@ -118,8 +118,10 @@ pub struct Config {
     /// How often each person's subscriptions are renewed (`--renew-every`); `None`: half-way
     /// through a subscription's life.
     pub renew_every: Option<Duration>,
-    /// The PostgreSQL database copies of the app share (`--database postgres://...`); `None`:
-    /// this copy alone, on SQLite under `data`.
+    /// A PostgreSQL URL (`postgres://...`): the app's records (sessions, people, secrets), every
+    /// person's cache and event log in that database, shared with every other copy of the app
+    /// given it (and each person's jobs are done by one copy: [`crate::jobs`]); `None`: SQLite files under `data`. Copies share a database only with the same
+    /// sealing key and app key (the files under `data`, or `key_file`), which stay out of it.
     pub database: Option<String>,
 }
 
@@ -188,6 +190,7 @@ pub struct App {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     workers: Option<Workers>,
+    rereads: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -208,7 +211,7 @@ impl App {
     /// and the webhook, and resumes the Graph side of everyone signed in before (their
     /// subscriptions, then their reads). Returns once all of that is done.
     pub async fn start(config: Config) -> Result<App, AppError> {
-        let (accounts, key, client_state) = open_state(&config).await?;
+        let (accounts, key, client_state, database) = open_state(&config).await?;
         // Which copy does each person's subscriptions, renewals and reconciles.
         let jobs = match &config.database {
             Some(url) => Jobs::postgres(url).await?,
@@ -220,7 +223,8 @@ impl App {
         let addr = listener.local_addr().map_err(io("local address"))?;
         let public = public_base(&config, addr);
         let subscriber = subscriber(&config, addr, &key, &client_state);
-        let webhook = open_webhook(&config, key, client_state.to_string()).await?;
+        let refused = Arc::new(Refused::default());
+        let webhook = open_webhook(&config, key, client_state.to_string(), &refused).await?;
         drop(client_state);
         let authority = Authority::new(&config.authority, &config.tenant_id)
             .map_err(|e| AppError::SignIn(e.to_string()))?;
@@ -243,16 +247,26 @@ impl App {
                 event_retention: config.event_retention,
                 renew_every: config.renew_every,
                 jobs,
+                database,
             },
             Arc::clone(&oauth),
             accounts.clone(),
         );
         let handler_people = people.clone();
+        let handled = Arc::clone(&refused);
         let workers = webhook.start_workers(
             move |_: &BatchContext, batch: &Batch<'_, '_>, buf: &mut DecryptBuffer| {
-                handle_batch(&handler_people, batch, buf)
+                let result = handle_batch(&handler_people, batch, buf);
+                match &result {
+                    // Wakes a waiting reread only: a batch taken before a refusal says nothing.
+                    Ok(()) => handled.taken.notify_waiters(),
+                    // Kept in the inbox for later; meanwhile what it held is read.
+                    Err(_) => handled.refused.notify_one(),
+                }
+                result
             },
         );
+        let rereads = tokio::spawn(reread_after_refusals(people.clone(), refused));
 
         let (stop, stopped) = watch::channel(false);
         let site = hosts(addr, &config);
@@ -283,6 +297,7 @@ impl App {
             stop,
             server,
             workers: Some(workers),
+            rereads,
         };
         // Everyone signed in before: subscribed first, then read (what changes in between
         // arrives as a notification).
@@ -290,6 +305,8 @@ impl App {
             app.shutdown().await;
             return Err(e.into());
         }
+        // Sharing a database: people who sign in on another copy are taken up here too.
+        people.take_up_others();
         Ok(app)
     }
 
@@ -312,6 +329,7 @@ impl App {
     /// still in the inbox stays there for the next start.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        self.rereads.abort();
         self.people.stop_all();
         let server = &mut self.server;
         if tokio::time::timeout(Duration::from_secs(5), &mut *server)
@@ -326,28 +344,44 @@ impl App {
     }
 }
 
-/// The durable state under `config.data`, off the async threads: the app's records (sessions,
-/// people, secrets, sealed by its key, made on the first start), the app's encryption key
-/// (likewise) and the `clientState` secret (likewise).
+/// The durable state under `config.data` (or in `config.database`), off the async threads: the
+/// app's records (sessions, people, secrets, sealed by its key, made on the first start), the
+/// app's encryption key (likewise) and the `clientState` secret (likewise).
 async fn open_state(
     config: &Config,
-) -> Result<(Accounts, AppKey, zeroize::Zeroizing<String>), AppError> {
+) -> Result<
+    (
+        Accounts,
+        AppKey,
+        zeroize::Zeroizing<String>,
+        Option<Database>,
+    ),
+    AppError,
+> {
     let config = config.clone();
     let opened = tokio::task::spawn_blocking(move || {
         files::private_dir(&config.data)
             .map_err(io(format!("cannot create {}", config.data.display())))?;
         remove_single_user_cache(&config.data)?;
         let sealer = Sealer::load_or_create(&config.data)?;
-        let records = config.data.join(accounts::ACCOUNTS_FILE);
-        files::create_private_file(&records)
-            .map_err(io(format!("cannot create {}", records.display())))?;
-        let accounts = Accounts::open(&config.data, sealer)?;
+        let (accounts, database) = match &config.database {
+            Some(url) => {
+                let db = Database::open(url)?;
+                (Accounts::open_postgres(&db, sealer)?, Some(db))
+            }
+            None => {
+                let records = config.data.join(accounts::ACCOUNTS_FILE);
+                files::create_private_file(&records)
+                    .map_err(io(format!("cannot create {}", records.display())))?;
+                (Accounts::open(&config.data, sealer)?, None)
+            }
+        };
         let key = match &config.key_file {
             Some(path) => keys::load(path)?,
             None => keys::load_or_create(&config.data)?,
         };
         let client_state = accounts.client_state()?;
-        Ok((accounts, key, client_state))
+        Ok((accounts, key, client_state, database))
     });
     opened
         .await
@@ -444,6 +478,7 @@ async fn open_webhook(
     config: &Config,
     key: AppKey,
     client_state: String,
+    refused: &Arc<Refused>,
 ) -> Result<Webhook, AppError> {
     let tokens = TokenValidator::new([config.app_id.clone()], [config.tenant_id.clone()]);
     let keystore = KeyStore::new()
@@ -456,16 +491,29 @@ async fn open_webhook(
         .build()
         .map_err(|e| AppError::Webhook(e.to_string()))?;
     let inbox_path = config.data.join("inbox.sqlite");
-    files::create_private_file(&inbox_path)
-        .map_err(io(format!("cannot create {}", inbox_path.display())))?;
+    if config.database.is_none() {
+        files::create_private_file(&inbox_path)
+            .map_err(io(format!("cannot create {}", inbox_path.display())))?;
+    }
     let jwks = config.jwks.clone();
+    let refused = Arc::clone(refused);
+    let database = config.database.clone();
     // Opening the inbox and the first JWKS fetch block: off the async threads.
     tokio::task::spawn_blocking(move || {
-        let inbox = SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?;
-        Webhook::builder(receiver)
-            .inbox(inbox)
+        let builder = Webhook::builder(receiver);
+        // Sharing a database, the copies share the inbox too: a batch a copy stored is claimed
+        // by any copy's workers, and one a dead copy held is taken over when its lease ends.
+        let builder = match database {
+            Some(url) => builder.inbox(PgInbox::open(&url).map_err(|e| e.to_string())?),
+            None => builder.inbox(SqliteInbox::open(&inbox_path).map_err(|e| e.to_string())?),
+        };
+        builder
             .jwks(jwks)
-            .on_refusal(report_refusal)
+            .on_refusal(move |refusal: &Refusal| {
+                if could_not_take(refusal) {
+                    refused.refused.notify_one();
+                }
+            })
             .build()
             .map_err(|e| e.to_string())
     })
@@ -486,10 +534,57 @@ fn hosts(addr: SocketAddr, config: &Config) -> site::Site {
     )
 }
 
-/// What the webhook refused: already a `tracing` event of the webhook's (target
+/// What the webhook refused is already a `tracing` event of the webhook's (target
 /// `graph_chat_webhook`), which the program's subscriber shows or not; nothing is printed here
-/// (a library does not write to stderr on its own).
-fn report_refusal(_: &Refusal) {}
+/// (a library does not write to stderr on its own). Whether it is a delivery the webhook could
+/// not take (answered 429 or 5xx: its inbox full or failing, no room in its budget): Graph
+/// retries it, for a while, and may give up; the chats are read once deliveries are taken again.
+fn could_not_take(refusal: &Refusal) -> bool {
+    matches!(
+        refusal,
+        Refusal::Answered {
+            status: 429 | 500..=599,
+            ..
+        }
+    )
+}
+
+/// How long after the webhook last could not take a delivery the chats are read, when no batch
+/// has been taken since: the delivery Graph retries may be long in coming, or never come.
+pub const REREAD_AFTER_REFUSAL: Duration = Duration::from_secs(10);
+
+/// The webhook could not take a delivery (`refused`), or took a batch (`taken`).
+#[derive(Default)]
+struct Refused {
+    refused: tokio::sync::Notify,
+    taken: tokio::sync::Notify,
+}
+
+/// Whenever the webhook could not take deliveries (a 429 or 5xx answered to Graph, a batch the
+/// cache could not keep), reads every signed-in person's chats from their watermarks once it
+/// takes them again (a batch stored and handled), or [`REREAD_AFTER_REFUSAL`] after the last
+/// refusal: what was refused is not known to be whose, and Graph may give the delivery up.
+async fn reread_after_refusals(people: People, refused: Arc<Refused>) {
+    loop {
+        refused.refused.notified().await;
+        loop {
+            tokio::select! {
+                _ = refused.refused.notified() => continue,
+                _ = refused.taken.notified() => break,
+                _ = tokio::time::sleep(REREAD_AFTER_REFUSAL) => break,
+            }
+        }
+        tracing::info!(
+            "the webhook could not take deliveries: the chats are read from their watermarks"
+        );
+        for user in people.user_ids() {
+            if let Some(sync) = people.get(&user) {
+                // Its failure is logged by the resync; the next trigger reads again.
+                let _ = sync.resync_all(ResyncReason::DeliveriesRefused).await;
+            }
+        }
+    }
+}
 
 /// One stored batch: each notification opened (decrypted on this worker thread) and applied
 /// to the person whose subscription it came by (one of no one signed in is dropped). A

@@ -27,7 +27,7 @@ use graph_chat_webhook::notifications::Cloud;
 use graph_chat_webhook::JwksSource;
 
 use crate::site::{valid_frame_ancestors, FRAME_ANCESTORS_SYNTAX};
-use crate::store::EVENT_RETENTION;
+use crate::store::{is_postgres_url, EVENT_RETENTION};
 use crate::sync::{MIN_RENEW_EVERY, SUBSCRIPTION_LIFETIME};
 use crate::Config;
 
@@ -52,9 +52,6 @@ process.
   --resync-every SECONDS     how often every chat is reconciled with Graph (86400, a day)
   --renew-every SECONDS      how often each subscription is renewed, 5 to 1800 (half its
                              lifetime: 1800)
-  --database URL             postgres://... (or postgresql://): a PostgreSQL database the copies
-                             of the app share; each person's subscriptions, renewals and
-                             reconciles are done by one copy (default: this copy alone)
   --public-url URL           the https URL of the tunnel or reverse proxy in front of --listen:
                              Graph delivers there, and the page answers to its host (loopback
                              http:// for a proxy in front of a graph-sim on this machine)
@@ -64,6 +61,11 @@ process.
                              (\"https://a.example https://b.example\"; default 'none')
   --keep-events-for SECONDS  how long the event log keeps an event for pages that resume
                              (604800, 7 days)
+  --database URL             postgres://USER@HOST/DB (or postgresql://): the accounts,
+                             sessions, caches and event log in PostgreSQL, shared by every
+                             copy of the app given it and the same --data key files; each
+                             person's subscriptions, renewals and reconciles are done by one
+                             copy (default: SQLite files under --data, this copy alone)
   --graph URL                a Graph at URL instead of the simulator: a graph-sim, or
                              https://graph.microsoft.com; needs the two ids below
   --tenant-id T, --app-id A  the tenant, and the app registration
@@ -184,8 +186,9 @@ pub struct Options {
     /// `--renew-every` in seconds, if given (5 to 1800; default: half a subscription's
     /// lifetime).
     pub renew_every: Option<u64>,
-    /// `--database`: the PostgreSQL database (`postgres://...`) the copies of the app share.
-    /// Never shown by `Debug`: it may hold a password.
+    /// `--database`: a PostgreSQL URL (`postgres://` or `postgresql://`) instead of SQLite
+    /// files under `--data`: the database the copies of the app share. Left out of `Debug`
+    /// (it may hold a password).
     pub database: Option<String>,
 }
 
@@ -331,7 +334,7 @@ impl Options {
         }
         if let Some(url) = &options.database {
             // Not repeated in the message: it may hold a password.
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if !is_postgres_url(url) {
                 return Err("--database takes a postgres:// (or postgresql://) URL".into());
             }
         }

@@ -19,10 +19,10 @@ use graph_chat_webhook::tokens::{
 };
 use graph_chat_webhook::GraphClient;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Person};
 use crate::files;
 use crate::jobs::Jobs;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 use crate::sync::{GraphSync, ResyncReason, Subscriber, SyncError};
 use crate::view::Viewer;
 
@@ -71,6 +71,9 @@ pub struct Setup {
     pub renew_every: Option<Duration>,
     /// Which copy of the app does each person's subscriptions, renewals and reconciles.
     pub jobs: Jobs,
+    /// The PostgreSQL database each person's cache is kept in, shared with the other copies of
+    /// the app; `None`: a SQLite file per person under `data`.
+    pub database: Option<Database>,
 }
 
 impl std::fmt::Debug for Setup {
@@ -103,7 +106,16 @@ struct Inner {
     oauth: Arc<OAuthClient>,
     accounts: Accounts,
     running: Mutex<HashMap<String, Running>>,
+    /// Held while a person signed in on another copy is taken up here: one start each.
+    joining: tokio::sync::Mutex<()>,
+    /// Set when the app stops: no one is started any more.
+    stopped: std::sync::atomic::AtomicBool,
 }
+
+/// How often a copy sharing a database looks for people signed in on another copy, and starts
+/// their Graph side here too (so that a notification for them that this copy receives has a
+/// place to go; what it dropped before is read when their Graph side starts here).
+pub const TAKE_UP_EVERY: Duration = Duration::from_secs(10);
 
 /// Everyone signed in. Cheap to clone; every clone is the same.
 #[derive(Clone)]
@@ -148,6 +160,8 @@ impl People {
                 oauth,
                 accounts,
                 running: Mutex::new(HashMap::new()),
+                joining: tokio::sync::Mutex::new(()),
+                stopped: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -240,10 +254,108 @@ impl People {
             .await
             .map_err(|_| StoreError::Unavailable)??;
         for person in people {
+            self.resume_one(person).await?;
+        }
+        Ok(())
+    }
+
+    /// The Graph side of a person signed in on another copy of the app (sharing its database):
+    /// started here from their records, as on a restart, the first time one of their sessions
+    /// comes to this copy. `None` when they are not (or no longer) signed in, or it cannot
+    /// start.
+    pub async fn join(&self, user_id: &str) -> Option<Arc<GraphSync>> {
+        // One copy alone (SQLite) started everyone signed in: a person it does not run has no
+        // Graph side to take up (their token could not be refreshed; the next start retries).
+        self.inner.setup.database.as_ref()?;
+        let _one = self.inner.joining.lock().await;
+        if self.inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(sync) = self.get(user_id) {
+            return Some(sync);
+        }
+        let accounts = self.inner.accounts.clone();
+        let people = tokio::task::spawn_blocking(move || accounts.people())
+            .await
+            .ok()?
+            .ok()?;
+        let person = people.into_iter().find(|p| p.user_id == user_id)?;
+        if let Err(e) = self.resume_one(person).await {
+            tracing::warn!(user = %user_id, error = %e, "cannot take up a person signed in elsewhere");
+        }
+        self.get(user_id)
+    }
+
+    /// With a shared database: every [`TAKE_UP_EVERY`], starts here the Graph side of everyone
+    /// signed in on another copy, until the app stops. Nothing with SQLite (one copy).
+    pub fn take_up_others(&self) {
+        if self.inner.setup.database.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TAKE_UP_EVERY).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let people = People { inner };
+                if people
+                    .inner
+                    .stopped
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return;
+                }
+                let accounts = people.inner.accounts.clone();
+                let Ok(Ok(everyone)) = tokio::task::spawn_blocking(move || accounts.people()).await
+                else {
+                    continue;
+                };
+                for person in everyone {
+                    if people.get(&person.user_id).is_none() {
+                        people.join(&person.user_id).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// [`People::restart_from_records`], on a task of its own (the Graph side it stops is the
+    /// one whose token watch asks for it).
+    fn spawn_restart(&self, user_id: String) {
+        let people = self.clone();
+        tokio::spawn(async move { people.restart_from_records(&user_id).await });
+    }
+
+    /// Stops a person's Graph side here and starts it again from their records (their refresh
+    /// token as the database holds it now), as on a restart; not at all when they are no longer
+    /// signed in.
+    async fn restart_from_records(&self, user_id: &str) {
+        let _one = self.inner.joining.lock().await;
+        let gone = self.running().remove(user_id);
+        drop(gone);
+        if self.inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let accounts = self.inner.accounts.clone();
+        let Ok(Ok(people)) = tokio::task::spawn_blocking(move || accounts.people()).await else {
+            return;
+        };
+        if let Some(person) = people.into_iter().find(|p| p.user_id == user_id) {
+            if let Err(e) = self.resume_one(person).await {
+                tracing::warn!(user = %user_id, error = %e, "cannot start a person's Graph side again");
+            }
+        }
+    }
+
+    /// Resumes one person's Graph side from their records (see [`People::resume`]).
+    async fn resume_one(&self, person: Person) -> Result<(), PeopleError> {
+        {
             let Some(refresh) = person.refresh_token else {
                 self.sign_out(&person.user_id, "no refresh token kept")
                     .await;
-                continue;
+                return Ok(());
             };
             let oauth = Arc::clone(&self.inner.oauth);
             let refreshed = tokio::task::spawn_blocking(move || {
@@ -288,7 +400,8 @@ impl People {
     }
 
     /// The Graph side of one person: their cache, their token source, their subscriptions and
-    /// reads (the first awaited), their keeper, periodic resync and token watch.
+    /// reads (the first awaited), their keeper, the retries of their kept writes, periodic
+    /// resync and token watch.
     async fn start(
         &self,
         user_id: String,
@@ -302,7 +415,13 @@ impl People {
         };
         let path = cache_file(&setup.data, &user_id);
         let retention = setup.event_retention;
+        let database = setup.database.clone();
         let store = tokio::task::spawn_blocking(move || {
+            if let Some(db) = database {
+                let store = Store::open_postgres(&db, viewer)?;
+                store.set_event_retention(retention);
+                return Ok(store);
+            }
             // Readable by the app's user only, its `-wal` and `-shm` too.
             files::create_private_file(&path).map_err(|e| {
                 tracing::error!(error = %e, "cannot create a person's cache");
@@ -310,6 +429,22 @@ impl People {
             })?;
             let store = Store::open(&path, viewer)?;
             store.set_event_retention(retention);
+            // The writes a process that ended was trying are tried again (a send among them
+            // only once it is known not to have been made).
+            let now_ms = i64::try_from(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(i64::MAX);
+            let waiting = store.resume_writes(now_ms)?;
+            if waiting > 0 {
+                tracing::info!(
+                    writes = waiting,
+                    "a person's writes kept in the cache are resumed"
+                );
+            }
             Ok::<_, StoreError>(store)
         })
         .await
@@ -350,7 +485,10 @@ impl People {
             sync = sync.with_renew_every(every);
         }
         let sync = Arc::new(sync);
-        let mut tasks = vec![tokio::spawn(Arc::clone(&sync).keep())];
+        let mut tasks = vec![
+            tokio::spawn(Arc::clone(&sync).keep()),
+            tokio::spawn(Arc::clone(&sync).run_writes()),
+        ];
         let every = setup.resync_every.max(Duration::from_secs(1));
         let periodic = Arc::clone(&sync);
         tasks.push(tokio::spawn(async move {
@@ -398,6 +536,15 @@ impl People {
         drop(gone);
         // Their cache goes too: with no token, no notification or read keeps it current, so a
         // message deleted or blocked from now on would stay in it. A new sign-in reads again.
+        if let Some(db) = self.inner.setup.database.clone() {
+            let id = user_id.to_owned();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || Store::remove_postgres(&db, &id)).await
+            {
+                tracing::error!(error = %e, "cannot remove a signed-out person's cache");
+            }
+            return;
+        }
         let cache = cache_file(&self.inner.setup.data, user_id);
         for suffix in ["", "-wal", "-shm"] {
             let mut file = cache.clone().into_os_string();
@@ -412,6 +559,9 @@ impl People {
 
     /// Stops everyone's Graph side (the app stops).
     pub fn stop_all(&self) {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let all: Vec<Running> = self.running().drain().map(|(_, r)| r).collect();
         drop(all);
     }
@@ -437,7 +587,12 @@ async fn watch(people: People, user_id: String, sync: Arc<GraphSync>, source: Ar
         if revoked {
             // Only if this is still the person's Graph side (not one started again since).
             let current = people.get(&user_id).is_some_and(|s| Arc::ptr_eq(&s, &sync));
-            if current {
+            if current && people.inner.setup.database.is_some() {
+                // Another copy sharing the database may have rotated the token (a refresh
+                // token is good once): the one the records hold is tried, and refused too,
+                // signs the person out.
+                people.spawn_restart(user_id);
+            } else if current {
                 people.sign_out(&user_id, "refresh token refused").await;
             }
             return;

@@ -13,9 +13,8 @@
 //!
 //! Cookies are `HttpOnly`, `SameSite=Lax`, and `Secure` when the public URL is https.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -41,10 +40,6 @@ const LOGIN_LIFETIME: Duration = Duration::from_secs(600);
 const LOGIN_PURPOSE: &str = "pending sign-in";
 /// The longest login cookie opened (a sealed pending sign-in is about 260 characters).
 const MAX_LOGIN_COOKIE: usize = 1024;
-/// Login cookies remembered as used, so that each is good once: past it, the oldest is
-/// forgotten (a flood cannot grow memory; a cookie forgotten early is still no use again, since
-/// the identity platform takes the one code its PKCE verifier was issued for only once).
-const MAX_SPENT: usize = 4096;
 
 /// What the app asks the person to grant: their chats (read and write), sending, the people
 /// picker's reads, a refresh token, and who they are.
@@ -75,8 +70,6 @@ pub(crate) struct SignInState {
     oauth: Arc<OAuthClient>,
     accounts: Accounts,
     people: People,
-    /// The hashes of login cookies brought to the callback, and when.
-    spent: Mutex<HashMap<Vec<u8>, Instant>>,
     secure: bool,
 }
 
@@ -92,13 +85,8 @@ impl SignInState {
             oauth,
             accounts,
             people,
-            spent: Mutex::new(HashMap::new()),
             secure,
         }
-    }
-
-    fn spent(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Instant>> {
-        self.spent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The login cookie of `sign_in`: when it began, its `state`, `nonce` and verifier, sealed.
@@ -115,8 +103,9 @@ impl SignInState {
     }
 
     /// The pending sign-in a login cookie holds, once: `None` for a cookie this app did not
-    /// seal, one older than [`LOGIN_LIFETIME`], or one brought before.
-    fn take_pending(&self, cookie: &str) -> Option<Pending> {
+    /// seal, one older than [`LOGIN_LIFETIME`], or one brought before (to any copy of the app:
+    /// the cookies brought are recorded with the app's records, for [`LOGIN_LIFETIME`]).
+    async fn take_pending(&self, cookie: &str) -> Option<Pending> {
         if cookie.len() > MAX_LOGIN_COOKIE {
             return None;
         }
@@ -130,24 +119,20 @@ impl SignInState {
         if age >= LOGIN_LIFETIME.as_secs() {
             return None;
         }
-        let mut spent = self.spent();
-        spent.retain(|_, at| at.elapsed() < LOGIN_LIFETIME);
         let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &sealed)
             .as_ref()
             .to_vec();
-        if spent.contains_key(&key) {
-            return None;
-        }
-        if spent.len() >= MAX_SPENT {
-            if let Some(oldest) = spent
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(k, _)| k.clone())
-            {
-                spent.remove(&oldest);
+        let accounts = self.accounts.clone();
+        match tokio::task::spawn_blocking(move || accounts.spend_login(&key, LOGIN_LIFETIME)).await
+        {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot record a sign-in's cookie as used");
+                return None;
             }
+            Err(_) => return None,
         }
-        spent.insert(key, Instant::now());
         Some(Pending {
             state: Zeroizing::new(state.to_owned()),
             nonce: Zeroizing::new(nonce.to_owned()),
@@ -176,7 +161,11 @@ impl SignInState {
                 tracing::error!(error = %e, "cannot check a session");
                 None
             })?;
-        let sync = self.people.get(&user)?;
+        let sync = match self.people.get(&user) {
+            Some(sync) => sync,
+            // Signed in on another copy of the app: taken up here.
+            None => self.people.join(&user).await?,
+        };
         let name = self.people.display_name(&user).unwrap_or_default();
         Some((sync, name))
     }
@@ -293,7 +282,11 @@ async fn callback(
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let Some(sign_in) = cookie(&headers, LOGIN_COOKIE).and_then(|c| state.take_pending(c)) else {
+    let pending = match cookie(&headers, LOGIN_COOKIE) {
+        Some(c) => state.take_pending(c).await,
+        None => None,
+    };
+    let Some(sign_in) = pending else {
         return failed(
             StatusCode::BAD_REQUEST,
             "this browser did not start a sign-in, or it took too long",

@@ -464,6 +464,36 @@ pub enum Change {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         removed: bool,
     },
+    /// A write the person asked for that waited for Graph: `"kind": "write"`, its `chatId`
+    /// and what became of it ([`WriteItem`]). Never what it said.
+    Write {
+        /// The chat it is in.
+        #[serde(rename = "chatId")]
+        chat_id: String,
+        /// The write.
+        #[serde(flatten)]
+        item: WriteItem,
+    },
+}
+
+/// A write the person asked for, as the page is told of it while it waits for Graph and once
+/// it is done or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteItem {
+    /// The write's id (the same in each of its events).
+    pub id: i64,
+    /// What it is: `send`, `markRead`, `edit`, `softDelete`, `undoSoftDelete`, `setReaction`
+    /// or `unsetReaction`.
+    pub what: String,
+    /// The message it changes, when it changes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// `waiting` (Graph throttled it: it is tried again), `done` or `failed`.
+    pub state: String,
+    /// Why it failed: Graph's status, or what else stopped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The sender: the user, else the application.

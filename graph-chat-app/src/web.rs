@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use crate::api::{known_chat, ApiError, Person};
+use crate::api::{known_chat, waiting, write_as_asked, ApiError, Person};
 use crate::signin::{self, SignInState};
 use crate::site::Site;
 use crate::store::{Event, Snapshot, Store};
-use crate::sync::{GraphSync, SyncError, Write, Written};
+use crate::sync::{GraphSync, Write, Written};
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
@@ -194,6 +194,10 @@ pub(crate) fn router(
             post(crate::actions::message_action),
         )
         .route(
+            "/api/chats/{chat_id}/members",
+            post(crate::directory::add_members),
+        )
+        .route(
             "/api/chats/{chat_id}/{action}",
             post(crate::actions::chat_action),
         )
@@ -300,10 +304,7 @@ async fn send(
     Path(chat_id): Path<String>,
     Json(compose): Json<Compose>,
 ) -> Result<Response, ApiError> {
-    let write = Write::Send {
-        chat_id: chat_id.clone(),
-        content: compose.content.clone(),
-    };
+    let content = compose.content.clone();
     let mut request = MessageRequest::send(chat_id.clone(), compose.content);
     match compose.content_type.as_deref() {
         None | Some("text") => request = request.text(),
@@ -314,9 +315,10 @@ async fn send(
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     known_chat(&person, &chat_id).await?;
-    let id = match write_as_asked(&person, write, request).await? {
+    let write = Write::send(chat_id.clone(), content, &request);
+    let id = match write_as_asked(&person, write).await? {
         Written::Done(Some(id)) => id,
-        Written::Waiting => return Ok(waiting()),
+        Written::Waiting(write) => return Ok(waiting(write)),
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -338,37 +340,6 @@ async fn send(
     }
 }
 
-/// 202: Graph throttled what the person asked for; it is retried until Graph takes it.
-fn waiting() -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "status": "waiting", "reason": "Graph is throttling: retried until it takes it" })),
-    )
-        .into_response()
-}
-
-/// A write a person asked for ([`GraphSync::write`]): a 502 naming what Graph refused and its
-/// status; never an error for throttling.
-async fn write_as_asked(
-    person: &Person,
-    write: Write,
-    request: outbound::HttpRequest,
-) -> Result<Written, ApiError> {
-    let what = match &write {
-        Write::Send { .. } => "the send",
-        _ => "markChatReadForUser",
-    };
-    match person.sync.write(write, request).await {
-        Ok(written) => Ok(written),
-        Err(SyncError::Status { status, .. }) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("Graph answered {status} to {what}"),
-        )),
-        Err(SyncError::Store(e)) => Err(e.into()),
-        Err(e) => Err(ApiError::graph("Graph could not be reached", &e)),
-    }
-}
-
 /// `markChatReadForUser` through Graph, one call: the cache's viewpoint moves with it (read up
 /// to the newest message it holds) and Graph's own time arrives with the chat's notification.
 /// 204 once Graph took it; 202 while it waits out throttling.
@@ -376,13 +347,12 @@ async fn mark_read(
     Extension(person): Extension<Person>,
     Path(chat_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let request =
-        outbound::mark_chat_read_for_user(&chat_id, person.sync.user_id(), person.sync.tenant_id())
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    outbound::mark_chat_read_for_user(&chat_id, person.sync.user_id(), person.sync.tenant_id())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     known_chat(&person, &chat_id).await?;
     let write = Write::MarkRead { chat_id };
-    match write_as_asked(&person, write, request).await? {
-        Written::Waiting => Ok(waiting()),
+    match write_as_asked(&person, write).await? {
+        Written::Waiting(write) => Ok(waiting(write)),
         _ => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }

@@ -2193,3 +2193,172 @@ fn a_group_chat_is_renamed_from_the_page() {
     assert_eq!(graph["topic"], "Project Phoenix", "{graph:#}");
     assert_eq!(h.chat(&chat_id)["topic"], "Project Phoenix");
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_colleagues_reaction_arrives_live_with_its_count_and_who() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    let id = shown(&h, &b, &chat_id, "react to this, Adele");
+    let reaction = |page_id: &str| {
+        b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"] [data-reaction]`);
+             return e ? { count: e.dataset.count, pressed: e.getAttribute('aria-pressed'),
+                          label: e.getAttribute('aria-label') } : null;",
+            vec![json!(page_id)],
+        )
+    };
+    assert!(reaction(&id).is_null());
+    // The page stays as it is: no reload from here on.
+    b.execute("window.__kept = true; return null;", vec![]);
+    h.sim()
+        .colleague_reacts(&chat_id, &id, common::COLLEAGUE.0, "👍", true)
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let shown = loop {
+        let r = reaction(&id);
+        if !r.is_null() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the colleague's reaction does not show"
+        );
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(shown["count"], "1", "{shown:#}");
+    assert_eq!(shown["pressed"], "false", "{shown:#}");
+    assert!(
+        shown["label"]
+            .as_str()
+            .unwrap()
+            .contains(common::COLLEAGUE.1),
+        "{shown:#}"
+    );
+    assert_eq!(
+        b.execute("return window.__kept === true;", vec![]),
+        json!(true),
+        "the page was reloaded"
+    );
+    // Taken back, live too.
+    h.sim()
+        .colleague_reacts(&chat_id, &id, common::COLLEAGUE.0, "👍", false)
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !reaction(&id).is_null() {
+        assert!(Instant::now() < deadline, "the reaction stays");
+        std::thread::sleep(POLL);
+    }
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn people_are_added_to_a_group_chat_with_the_picker_and_the_chat_says_so() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let me = h.user();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    b.until("the chat open", |page| {
+        (page["loadedChat"] == chat_id.as_str()).then_some(())
+    });
+    b.click("button#add-people");
+    pick(&b, "Wil", ALEX.0);
+    b.click("#new-chat-form button[type=submit]");
+    // Graph's truth: the three of them.
+    let mut three = vec![
+        me.clone(),
+        ALEX.0.to_owned(),
+        common::COLLEAGUE.0.to_owned(),
+    ];
+    three.sort();
+    let deadline = Instant::now() + PATIENCE;
+    while members_in_graph(&h, &chat_id) != three {
+        assert!(Instant::now() < deadline, "Alex was not added");
+        std::thread::sleep(POLL);
+    }
+    // The chat says who added whom, as Teams does, live.
+    let page = b.until("the system event", |page| {
+        find_text(page, "added Alex Wilber").map(|_| page.clone())
+    });
+    let event = find_text(&page, "added Alex Wilber").unwrap();
+    assert!(
+        text(&event).contains("Megan Bowen added Alex Wilber"),
+        "{event:#}"
+    );
+    assert!(!text(&event).contains("Unknown sender"), "{event:#}");
+    // The form is closed; a oneOnOne chat offers no "Add people".
+    let hidden = b.execute(
+        "return document.getElementById('new-chat-form').hidden;",
+        vec![],
+    );
+    assert_eq!(hidden, json!(true));
+    b.click("button#new-chat");
+    pick(&b, "Ad", common::COLLEAGUE.0);
+    b.click("#new-chat-form button[type=submit]");
+    b.until("the one-on-one chat open", |page| {
+        let id = page["loadedChat"].as_str()?;
+        (id != chat_id).then_some(())
+    });
+    let offered = b.execute(
+        "return !document.getElementById('add-people').hidden;",
+        vec![],
+    );
+    assert_eq!(offered, json!(false));
+}
+
+#[test]
+#[ignore = "needs chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it with --ignored"]
+fn a_reaction_graph_throttles_shows_waiting_then_lands_once() {
+    let h = Harness::start(Duration::from_secs(3600));
+    let chat_id = h.first_chat();
+    let b = Browser::start();
+    b.open(&h.login_url());
+    let id = shown(&h, &b, &chat_id, "react while Teams is busy");
+    let pending = |page_id: &str| {
+        b.execute(
+            "const e = document.querySelector(`[data-message-id=\"${arguments[0]}\"]`);
+             return e ? { pending: e.dataset.pending || null,
+                          reacted: Boolean(e.querySelector('[data-reaction]')) } : null;",
+            vec![json!(page_id)],
+        )
+    };
+    h.sim()
+        .set_faults(graph_sim::Faults {
+            throttle: 1.0,
+            ..graph_sim::Faults::default()
+        })
+        .unwrap();
+    b.click(&format!(
+        r#"[data-message-id="{id}"] button[data-action=react]"#
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if pending(&id)["pending"] == "true" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reaction does not show as waiting"
+        );
+        std::thread::sleep(POLL);
+    }
+    h.sim().set_faults(graph_sim::Faults::default()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let state = pending(&id);
+        if state["pending"].is_null() && state["reacted"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reaction does not land: {state:#}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let graph = truth_of(&h, &chat_id, &id);
+    let reactions = graph["reactions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(reactions.len(), 1, "{graph:#}");
+}

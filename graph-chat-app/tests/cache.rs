@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::pg::PgSchema;
 use common::TempDir;
-use graph_chat_app::store::{Applied, Store};
+use graph_chat_app::store::{Applied, Database, Store};
 use graph_chat_app::view::{sanitize, Viewer};
 use serde_json::{json, Value};
 
@@ -19,11 +20,70 @@ fn viewer() -> Viewer {
     }
 }
 
-fn store() -> (TempDir, Store) {
-    let dir = TempDir::new("cache");
-    let store = Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap();
-    (dir, store)
+/// Where a test's cache lives: a SQLite file, or a schema of a PostgreSQL database (the same
+/// tests run on both).
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
+
+/// A test's cache, which can be opened again.
+enum Place {
+    Sqlite(TempDir),
+    Postgres(PgSchema),
+}
+
+impl Place {
+    /// `None` for PostgreSQL when no database is given (outside CI; see `common::pg`).
+    fn new(backend: Backend, test: &str) -> Option<Self> {
+        Some(match backend {
+            Backend::Sqlite => Place::Sqlite(TempDir::new("cache")),
+            Backend::Postgres => Place::Postgres(PgSchema::new(test)?),
+        })
+    }
+
+    fn open(&self) -> Store {
+        match self {
+            Place::Sqlite(dir) => Store::open(&dir.path().join("cache.sqlite"), viewer()).unwrap(),
+            Place::Postgres(schema) => {
+                let db = Database::open(schema.url()).unwrap();
+                Store::open_postgres(&db, viewer()).unwrap()
+            }
+        }
+    }
+}
+
+fn store(backend: Backend, test: &str) -> Option<(Place, Store)> {
+    let place = Place::new(backend, test)?;
+    let store = place.open();
+    Some((place, store))
+}
+
+/// Each test of the store, on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Backend::Postgres) })*
+        }
+    };
+}
+
+on_both!(
+    an_older_or_duplicate_version_never_replaces_a_newer_one,
+    a_deletion_keeps_its_place_without_content_and_an_undo_restores,
+    a_deletion_without_data_deletes_what_it_finds,
+    messages_are_in_created_order_with_ties_broken_by_id_as_a_number,
+    dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts,
+    unread_counts_follow_the_viewpoint_and_hidden_chats_come_back,
+    events_are_logged_in_order_and_replayed_after_an_id,
+    the_cache_survives_a_reopen,
+    a_read_settles_two_versions_notifications_cannot_order,
+    items_and_events_keep_the_contracts_json,
+);
 
 fn message(id: &str, from: &str, content: &str, modified: &str) -> Value {
     json!({
@@ -54,9 +114,13 @@ fn as_json<T: serde::Serialize>(items: &[T]) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn an_older_or_duplicate_version_never_replaces_a_newer_one() {
-    let (_d, store) = store();
+fn an_older_or_duplicate_version_never_replaces_a_newer_one(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "an_older_or_duplicate_version_never_replaces_a_newer_one",
+    ) else {
+        return;
+    };
     let v1 = message("1764496800000", OTHER, "first", "2026-11-30T10:00:00.000Z");
     let mut v2 = message("1764496800000", OTHER, "second", "2026-11-30T10:05:00.000Z");
     v2["lastEditedDateTime"] = "2026-11-30T10:05:00.000Z".into();
@@ -78,9 +142,13 @@ fn an_older_or_duplicate_version_never_replaces_a_newer_one() {
     assert_eq!(items[0]["state"], "edited");
 }
 
-#[test]
-fn a_deletion_keeps_its_place_without_content_and_an_undo_restores() {
-    let (_d, store) = store();
+fn a_deletion_keeps_its_place_without_content_and_an_undo_restores(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "a_deletion_keeps_its_place_without_content_and_an_undo_restores",
+    ) else {
+        return;
+    };
     let v1 = message("1764496800000", OTHER, "hello", "2026-11-30T10:00:00.000Z");
     let mut deleted = v1.clone();
     deleted["deletedDateTime"] = "2026-11-30T10:01:00.000Z".into();
@@ -101,9 +169,11 @@ fn a_deletion_keeps_its_place_without_content_and_an_undo_restores() {
     assert_eq!(view(&store)[0]["content"], "hello");
 }
 
-#[test]
-fn a_deletion_without_data_deletes_what_it_finds() {
-    let (_d, store) = store();
+fn a_deletion_without_data_deletes_what_it_finds(backend: Backend) {
+    let Some((_place, store)) = store(backend, "a_deletion_without_data_deletes_what_it_finds")
+    else {
+        return;
+    };
     let v1 = message("1764496800000", OTHER, "hello", "2026-11-30T10:00:00.000Z");
     store.apply_message(CHAT, &v1.to_string(), false).unwrap();
     assert_eq!(
@@ -119,9 +189,13 @@ fn a_deletion_without_data_deletes_what_it_finds() {
     assert_eq!(store.apply_deletion(CHAT, "1").unwrap(), Applied::Unchanged);
 }
 
-#[test]
-fn messages_are_in_created_order_with_ties_broken_by_id_as_a_number() {
-    let (_d, store) = store();
+fn messages_are_in_created_order_with_ties_broken_by_id_as_a_number(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "messages_are_in_created_order_with_ties_broken_by_id_as_a_number",
+    ) else {
+        return;
+    };
     for id in ["900", "1000", "20"] {
         let mut m = message(id, OTHER, id, "2026-11-30T10:00:00.000Z");
         m["createdDateTime"] = "2026-11-30T09:00:00Z".into();
@@ -139,9 +213,13 @@ fn messages_are_in_created_order_with_ties_broken_by_id_as_a_number() {
     assert_eq!(ids, ["5000", "20", "900", "1000"]);
 }
 
-#[test]
-fn dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts() {
-    let (_d, store) = store();
+fn dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts",
+    ) else {
+        return;
+    };
     let theirs = message("100", OTHER, "secret", "2026-11-30T10:00:00.000Z");
     let mine = message("200", ME, "my secret", "2026-11-30T10:00:00.000Z");
     store
@@ -166,9 +244,13 @@ fn dlp_blocks_others_and_tells_the_sender_and_a_late_verdict_retracts() {
     assert!(items[1]["notice"].as_str().unwrap().contains("policy"));
 }
 
-#[test]
-fn unread_counts_follow_the_viewpoint_and_hidden_chats_come_back() {
-    let (_d, store) = store();
+fn unread_counts_follow_the_viewpoint_and_hidden_chats_come_back(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "unread_counts_follow_the_viewpoint_and_hidden_chats_come_back",
+    ) else {
+        return;
+    };
     store
         .apply_chat(&chat(Some("2026-11-30T09:30:00Z"), true).to_string())
         .unwrap();
@@ -208,9 +290,13 @@ fn unread_counts_follow_the_viewpoint_and_hidden_chats_come_back() {
     assert_eq!(item(&store)["hidden"], true);
 }
 
-#[test]
-fn events_are_logged_in_order_and_replayed_after_an_id() {
-    let (_d, store) = store();
+fn events_are_logged_in_order_and_replayed_after_an_id(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "events_are_logged_in_order_and_replayed_after_an_id",
+    ) else {
+        return;
+    };
     let (mut live, last) = store.subscribe().unwrap();
     assert_eq!(last, 0);
     store.apply_chat(&chat(None, false).to_string()).unwrap();
@@ -236,12 +322,12 @@ fn events_are_logged_in_order_and_replayed_after_an_id() {
     assert_eq!(store.events_after(all[1].id, 100).unwrap(), all[2..]);
 }
 
-#[test]
-fn the_cache_survives_a_reopen() {
-    let dir = TempDir::new("cache");
-    let path = dir.path().join("cache.sqlite");
+fn the_cache_survives_a_reopen(backend: Backend) {
+    let Some(place) = Place::new(backend, "the_cache_survives_a_reopen") else {
+        return;
+    };
     {
-        let store = Store::open(&path, viewer()).unwrap();
+        let store = place.open();
         store.apply_chat(&chat(None, false).to_string()).unwrap();
         store
             .apply_message(
@@ -251,7 +337,7 @@ fn the_cache_survives_a_reopen() {
             )
             .unwrap();
     }
-    let store = Store::open(&path, viewer()).unwrap();
+    let store = place.open();
     assert_eq!(view(&store)[0]["content"], "kept");
     assert_eq!(store.events_after(0, 10).unwrap().len(), 3);
 }
@@ -315,9 +401,13 @@ fn inline_images_are_served_by_the_app_and_no_other_image_loads() {
     assert!(!clean.contains("/api/chats/"), "{clean}");
 }
 
-#[test]
-fn a_read_settles_two_versions_notifications_cannot_order() {
-    let (_d, store) = store();
+fn a_read_settles_two_versions_notifications_cannot_order(backend: Backend) {
+    let Some((_place, store)) = store(
+        backend,
+        "a_read_settles_two_versions_notifications_cannot_order",
+    ) else {
+        return;
+    };
     // Two edits with the same time and etag (notifications cannot tell which is newer).
     let mut a = message("1", OTHER, "edit a", "2026-11-30T10:05:00.000Z");
     a["lastEditedDateTime"] = "2026-11-30T10:05:00.000Z".into();
@@ -342,9 +432,10 @@ fn a_read_settles_two_versions_notifications_cannot_order() {
 /// The JSON the API and the event stream give for each kind of item, field for field (the shapes of
 /// `docs/contracts.md#the-chat-app`): pinned so that how the items are built may change and what the page
 /// reads may not.
-#[test]
-fn items_and_events_keep_the_contracts_json() {
-    let (_d, store) = store();
+fn items_and_events_keep_the_contracts_json(backend: Backend) {
+    let Some((_place, store)) = store(backend, "items_and_events_keep_the_contracts_json") else {
+        return;
+    };
     store
         .apply_chat(&chat(Some("2026-11-30T09:30:00Z"), false).to_string())
         .unwrap();

@@ -239,6 +239,16 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
                 eventual,
             };
             let answer = CALLER.scope(caller, api(&graph, m, call)).await;
+            if m != Method::GET && answer.is_ok() && graph.lose_answer() {
+                // Carried out; the answer goes no further than its status line. A 204 has no
+                // body to cut: its status line says 200, so that the client waits for a body
+                // that never comes.
+                let (mut parts, _) = respond(answer).into_parts();
+                if parts.status == StatusCode::NO_CONTENT {
+                    parts.status = StatusCode::OK;
+                }
+                return Response::from_parts(parts, Body::new(LostBody));
+            }
             return respond(answer);
         }
         _ => {}
@@ -248,6 +258,22 @@ async fn handle(State(graph): State<Arc<Graph>>, request: Request) -> Response {
         "UnknownError",
         format!("No such resource: {} {raw_path}", parts.method),
     ))
+}
+
+/// The body of an answer that is lost (the `loseAnswers` fault): it fails before its first
+/// byte, and the server closes the connection.
+struct LostBody;
+
+impl axum::body::HttpBody for LostBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::other("the answer is lost"))))
+    }
 }
 
 /// The body, or `None` when it is over [`BODY_LIMIT`] or cannot be read. An oversized body is
@@ -353,6 +379,7 @@ async fn api(graph: &Arc<Graph>, m: &Method, call: Call<'_>) -> ApiResult<Answer
             NoContent
         }
         ["chats", c, "members"] if get => Json(200, graph.list_members(c, None)?),
+        ["chats", c, "members"] if post => Json(201, graph.add_member(c, body)?),
         ["chats", c, "messages"] if get => Json(
             200,
             graph.list_messages(Scope::Chat(c.to_string()), pairs, self_url)?,
@@ -498,6 +525,14 @@ struct Edit {
     content: String,
 }
 
+/// `{"user", "reactionType"}`: a colleague's reaction.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ColleagueReaction {
+    user: String,
+    reaction_type: String,
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Verdict {
@@ -524,6 +559,11 @@ fn control(graph: &Arc<Graph>, m: &Method, rest: &[&str], body: &[u8]) -> ApiRes
         }
         ["chats", c, "messages", id] if m == Method::DELETE => {
             graph.soft_delete(c, id, None, true)?;
+            NoContent
+        }
+        ["chats", c, "messages", id, action @ ("setReaction" | "unsetReaction")] if post => {
+            let b: ColleagueReaction = parse(body)?;
+            graph.colleague_reacts(c, id, &b.user, &b.reaction_type, *action == "setReaction")?;
             NoContent
         }
         ["chats", c, "messages", id, "policyViolation"] if post => {

@@ -152,6 +152,22 @@ impl Simulator {
             .map_err(Into::into)
     }
 
+    /// A colleague (`user`, a member of the chat) sets (`set`) or unsets a reaction on a message
+    /// (`POST /_sim/chats/{id}/messages/{id}/setReaction` or `unsetReaction`, `{"user",
+    /// "reactionType"}`); notifies `updated`, as Graph does.
+    pub fn colleague_reacts(
+        &self,
+        chat_id: &str,
+        message_id: &str,
+        user: &str,
+        reaction_type: &str,
+        set: bool,
+    ) -> Result<(), SimError> {
+        self.graph
+            .colleague_reacts(chat_id, message_id, user, reaction_type, set)
+            .map_err(Into::into)
+    }
+
     /// Sets a DLP verdict on a message (`policyViolation.dlpAction`: `None`, `NotifySender`,
     /// `BlockAccess`, `BlockAccessExternal`); notifies `updated`.
     pub fn policy_violation(

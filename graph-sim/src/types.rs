@@ -174,6 +174,10 @@ pub struct Faults {
     pub delay_ms: Option<[u64; 2]>,
     /// The next `n` delivery attempts fail as a network failure would, and are retried.
     pub fail_first: u64,
+    /// The next `n` Graph API calls that change something (any method but `GET`) are carried
+    /// out, and their answer is lost: the connection is closed before the answer's body, as a
+    /// reset or a timeout would leave it. A client cannot tell whether the call was made.
+    pub lose_answers: u64,
     /// The seed of these faults' decisions; [`Config::seed`] when absent.
     pub seed: Option<u64>,
 }

@@ -231,6 +231,67 @@ impl CreateChat {
     }
 }
 
+#[derive(Serialize)]
+struct AddMemberBody {
+    #[serde(rename = "@odata.type")]
+    odata_type: &'static str,
+    roles: [&'static str; 1],
+    #[serde(rename = "user@odata.bind")]
+    user_bind: String,
+    #[serde(
+        rename = "visibleHistoryStartDateTime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    visible_history_start: Option<String>,
+}
+
+/// `POST /chats/{chatId}/members` (Graph's "Add member to a chat"): adds `member` to a group
+/// chat (Graph refuses a `oneOnOne` one with 400), as the signed-in user. With
+/// `visible_history_from`, the new member sees the chat's messages from then on; without it,
+/// none from before they were added (Graph's default). Graph answers `201 Created` with the
+/// `conversationMember`, and the chat shows a system event message (`membersAddedEventMessageDetail`).
+///
+/// ```
+/// use graph_chat_notifications::outbound::{add_chat_member, ChatMember};
+/// let request = add_chat_member(
+///     "19:cf66807577b149cca1b7af0c32eaa1f9@thread.v2",
+///     &ChatMember::owner("8b081ef6-4792-4def-b2c9-c363a1bf41d5"),
+///     None,
+/// )?;
+/// assert_eq!(request.url, "https://graph.microsoft.com/v1.0/chats/19:cf66807577b149cca1b7af0c32eaa1f9@thread.v2/members");
+/// let body: serde_json::Value = serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+/// assert_eq!(body["user@odata.bind"], "https://graph.microsoft.com/v1.0/users('8b081ef6-4792-4def-b2c9-c363a1bf41d5')");
+/// assert_eq!(body["roles"][0], "owner");
+/// # Ok::<(), graph_chat_notifications::outbound::RequestError>(())
+/// ```
+pub fn add_chat_member(
+    chat_id: &str,
+    member: &ChatMember,
+    visible_history_from: Option<std::time::SystemTime>,
+) -> Result<HttpRequest, RequestError> {
+    check_path_id("chat id", chat_id)?;
+    let user = member.user.as_str();
+    if !is_guid(user) && !is_upn(user) {
+        return Err(RequestError::BadMember {
+            index: 0,
+            user: user.to_string(),
+        });
+    }
+    let body = AddMemberBody {
+        odata_type: "#microsoft.graph.aadUserConversationMember",
+        roles: [member.role.as_str()],
+        user_bind: format!("{GRAPH}/v1.0/users('{user}')"),
+        visible_history_start: visible_history_from
+            .map(super::rules::format_time)
+            .transpose()?,
+    };
+    Ok(HttpRequest::json(
+        Method::Post,
+        format!("{GRAPH}/v1.0/chats/{chat_id}/members"),
+        &body,
+    ))
+}
+
 /// The chat Graph returned for a [`CreateChat`] (`201 Created`), or a [`get_chat`](super::get_chat)
 /// or [`get_user_chat`](super::get_user_chat) (`200 OK`), typed as a [`Chat`].
 ///

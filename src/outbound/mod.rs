@@ -47,7 +47,8 @@ mod viewpoint;
 
 pub use self::http::{HttpRequest, Method};
 pub use chats::{
-    created_chat, get_my_chat, ChatMember, ChatsRequest, CreateChat, MemberRole, MAX_TOPIC_CHARS,
+    add_chat_member, created_chat, get_my_chat, ChatMember, ChatsRequest, CreateChat, MemberRole,
+    MAX_TOPIC_CHARS,
 };
 pub use error::RequestError;
 pub use messages::{

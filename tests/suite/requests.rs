@@ -6,10 +6,10 @@ use crate::common;
 
 use graph_chat_notifications::model::ChatType;
 use graph_chat_notifications::outbound::{
-    self, created_chat, get_my_chat, hide_for_user, hosted_content_bytes, mark_chat_read_for_user,
-    sent_message, set_reaction, soft_delete, undo_soft_delete, unhide_for_user, unset_reaction,
-    ChatMember, ChatsRequest, CreateChat, MarkChatUnread, MemberRole, MessageRequest, Page,
-    RequestError as E,
+    self, add_chat_member, created_chat, get_my_chat, hide_for_user, hosted_content_bytes,
+    mark_chat_read_for_user, sent_message, set_reaction, soft_delete, undo_soft_delete,
+    unhide_for_user, unset_reaction, ChatMember, ChatsRequest, CreateChat, MarkChatUnread,
+    MemberRole, MessageRequest, Page, RequestError as E,
 };
 use serde_json::{json, Value};
 
@@ -619,4 +619,41 @@ mod ids {
             }
         }
     }
+}
+
+#[test]
+fn a_member_is_added_to_a_chat_as_graph_documents() {
+    let member = ChatMember::owner("8b081ef6-4792-4def-b2c9-c363a1bf41d5");
+    let from = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_555_631_503_255);
+    let request = add_chat_member(CHAT, &member, Some(from)).unwrap();
+    assert_eq!(request.method.as_str(), "POST");
+    assert_eq!(
+        request.url,
+        format!("https://graph.microsoft.com/v1.0/chats/{CHAT}/members")
+    );
+    let sent = body(&request);
+    assert_eq!(
+        sent["@odata.type"],
+        "#microsoft.graph.aadUserConversationMember"
+    );
+    assert_eq!(
+        sent["user@odata.bind"],
+        "https://graph.microsoft.com/v1.0/users('8b081ef6-4792-4def-b2c9-c363a1bf41d5')"
+    );
+    assert_eq!(sent["roles"], json!(["owner"]));
+    assert_eq!(
+        sent["visibleHistoryStartDateTime"],
+        "2019-04-18T23:51:43.2550000Z"
+    );
+    // Without a time: none sent (Graph's default, no history before the member was added).
+    let plain = add_chat_member(CHAT, &ChatMember::guest("alex@contoso.com"), None).unwrap();
+    let sent = body(&plain);
+    assert!(sent.get("visibleHistoryStartDateTime").is_none(), "{sent}");
+    assert_eq!(sent["roles"], json!(["guest"]));
+    // Graph would refuse these.
+    assert!(matches!(
+        add_chat_member(CHAT, &ChatMember::owner("not a user"), None),
+        Err(E::BadMember { .. })
+    ));
+    assert!(add_chat_member("../x", &member, None).is_err());
 }

@@ -22,6 +22,7 @@ const state = {
   replyTo: null,         // the message the next send replies to: { chatId, item }
   mentions: [],          // people picked with `@` for the next send: { userId, displayName }
   image: null,           // an image pasted or dropped, sent with the next send (a File)
+  writes: new Map(),     // writes Graph is throttling (kept by the app, retried): id -> what
 };
 
 // Messages per page of a chat's history.
@@ -183,6 +184,7 @@ function messageElement(item) {
   if (mine) li.classList.add("mine");
   li.dataset.messageId = item.id;
   li.dataset.state = item.state;
+  if (waitingOn(item.id)) li.dataset.pending = "true";
   if (item.from && item.from.id) li.dataset.fromId = item.from.id;
   const meta = document.createElement("div");
   meta.className = "meta";
@@ -345,7 +347,49 @@ async function change(url, method, body) {
   }
   if (!response.ok) return { error: await failure(response) };
   if (response.status === 204) return {};
+  // 202: Graph is throttling; the app keeps it and retries (its events say what became of it).
+  if (response.status === 202) return { waiting: await response.json().catch(() => ({})) };
   return { item: await response.json() };
+}
+
+// A write Graph is throttling: shown as waiting (on its message, when it changes one) until its
+// event says it is done or failed.
+function waitFor(waiting, write) {
+  if (typeof waiting.write !== "number") return;
+  state.writes.set(waiting.write, write);
+  if (write.messageId) {
+    const li = [...$("messages").children].find((m) => m.dataset.messageId === write.messageId);
+    if (li) li.dataset.pending = "true";
+  }
+  status("waiting for Teams...");
+  announce("Teams is busy: it will be done as soon as Teams takes it.");
+}
+
+// Whether a write waits on message `id`.
+function waitingOn(id) {
+  for (const write of state.writes.values()) if (write.messageId === id) return true;
+  return false;
+}
+
+// What became of a write the app kept: done (its message's own event shows it), or failed,
+// with Graph's reason.
+function onWrite(item) {
+  if (item.state === "waiting") return;
+  const write = state.writes.get(item.id) || { chatId: item.chatId, messageId: item.messageId };
+  state.writes.delete(item.id);
+  if (write.messageId && !waitingOn(write.messageId)) {
+    const li = [...$("messages").children].find((m) => m.dataset.messageId === write.messageId);
+    if (li) delete li.dataset.pending;
+  }
+  if (!state.writes.size) status("live");
+  if (item.state !== "failed") return;
+  const reason = item.reason || "Teams did not take it";
+  if (item.what === "send" && write.content !== undefined) {
+    state.failed = { chatId: write.chatId, content: write.content, replyTo: write.replyTo, mentions: write.mentions };
+    showSendError(`Not sent: ${reason}.`);
+  } else {
+    problem(`That did not work: ${reason}.`);
+  }
 }
 
 function messageUrl(item, tail) {
@@ -355,9 +399,10 @@ function messageUrl(item, tail) {
 
 async function messageAction(item, action, body) {
   const chatId = state.open;
-  const { item: changed, error } = await change(messageUrl(item, `/${action}`), "POST", body);
+  const { item: changed, error, waiting } = await change(messageUrl(item, `/${action}`), "POST", body);
   if (error) { problem(`That did not work: ${error}.`); return; }
   $("read-error").hidden = true;
+  if (waiting) { waitFor(waiting, { chatId, messageId: item.id, what: action }); return; }
   if (changed && state.open === chatId) upsertMessage(changed);
 }
 
@@ -392,9 +437,10 @@ function startEdit(li, item) {
     const content = field.value;
     if (!content.trim()) return;
     const chatId = state.open;
-    const { item: changed, error } = await change(messageUrl(item, ""), "PATCH", { content });
+    const { item: changed, error, waiting } = await change(messageUrl(item, ""), "PATCH", { content });
     if (error) { problem(`Not edited: ${error}.`); return; }
     $("read-error").hidden = true;
+    if (waiting) { done(); waitFor(waiting, { chatId, messageId: item.id, what: "edit" }); return; }
     if (changed && state.open === chatId) upsertMessage(changed);
   });
   li.querySelector(".body").hidden = true;
@@ -627,6 +673,8 @@ function renderChatActions() {
   const chat = state.chats.get(state.open);
   $("chat-actions").hidden = !chat;
   $("rename").hidden = !chat || chat.chatType !== "group";
+  $("add-people").hidden = !chat || chat.chatType !== "group";
+  if (picker.adding && picker.adding !== state.open) closeNewChat();
   if (!chat || chat.chatType !== "group") closeRename();
   $("hide").hidden = !chat || chat.hidden;
   $("unhide").hidden = !chat || !chat.hidden;
@@ -682,6 +730,8 @@ function onEvent(event) {
       // Renamed (here or in Teams): the open chat's title follows.
       $("chat-title").textContent = chatLabel(item);
     }
+  } else if (item.kind === "write") {
+    onWrite(item);
   } else if (item.kind === "message" && item.chatId === state.open) {
     if (state.openSnapshot === null) state.pending.push({ eventId, item });
     else if (eventId > state.openSnapshot) showLive(item);
@@ -740,8 +790,14 @@ async function deliver(chatId, content, replyTo, mentions) {
     return false;
   }
   clearSendError();
-  // 202: Graph is throttling; the app sends it as soon as Graph takes it (then an event).
-  if (response.status === 202) { status("sending..."); return true; }
+  // 202: Graph is throttling; the app keeps it and sends it as soon as Graph takes it (then
+  // events: the message's, or the write's failure with Graph's reason).
+  if (response.status === 202) {
+    const waiting = await response.json().catch(() => ({}));
+    waitFor(waiting, { chatId, content, replyTo, mentions, what: "send" });
+    status("sending...");
+    return true;
+  }
   const item = await response.json();
   // The same message as its notification will be: shown once, whichever comes first.
   if (state.open === chatId) { upsertMessage(item); scrollToBottom(); }
@@ -798,6 +854,7 @@ const picker = {
   inFlight: false,   // a search is on its way (at most one at a time)
   again: false,      // the words changed while it was: search once more after it
   creating: false,   // the chat is being created
+  adding: null,      // the group chat the picked people are added to (null: a new chat)
 };
 
 // How long the picker waits after the last key before it searches.
@@ -811,8 +868,33 @@ function openNewChat() {
   $("people").focus();
 }
 
+// The same picker adds people to the open group chat: Graph adds each as the person, and the
+// chat shows Teams' "X added Y".
+function openAddPeople() {
+  const chat = state.chats.get(state.open);
+  if (!chat || chat.chatType !== "group") return;
+  closeNewChat();
+  picker.adding = chat.id;
+  $("new-chat-heading").textContent = `Add people to ${chatLabel(chat)}`;
+  $("start-chat").textContent = "Add";
+  $("picked").setAttribute("aria-label", "People to add");
+  $("topic-field").hidden = true;
+  $("add-people").setAttribute("aria-expanded", "true");
+  if (narrow()) showView("list");
+  openNewChat();
+  $("new-chat").setAttribute("aria-expanded", "false");
+}
+
 function closeNewChat() {
   const form = $("new-chat-form");
+  const adding = picker.adding;
+  picker.adding = null;
+  $("new-chat-heading").textContent = "New chat";
+  $("start-chat").textContent = "Start chat";
+  $("picked").setAttribute("aria-label", "People in the new chat");
+  $("topic-field").hidden = false;
+  $("add-people").setAttribute("aria-expanded", "false");
+  if (adding && narrow() && state.open === adding) showView("chat");
   form.hidden = true;
   form.reset();
   picker.picked = [];
@@ -930,7 +1012,42 @@ function renderPicked() {
   $("topic-hint").textContent = group ? "Optional." : "For a group: pick two or more people.";
 }
 
+async function addPeople() {
+  if (picker.creating) return;
+  const error = $("new-chat-error");
+  const chatId = picker.adding;
+  if (!picker.picked.length) {
+    error.textContent = "Pick at least one person to add.";
+    error.hidden = false;
+    $("people").focus();
+    return;
+  }
+  const names = picker.picked.map((p) => p.displayName).join(", ");
+  picker.creating = true;
+  $("start-chat").disabled = true;
+  try {
+    const { item, error: failed } = await change(
+      `/api/chats/${encodeURIComponent(chatId)}/members`, "POST",
+      { members: picker.picked.map((p) => p.id) });
+    if (failed) {
+      error.textContent = `Nobody was added: ${failed}.`;
+      error.hidden = false;
+      return;
+    }
+    if (item) state.chats.set(item.id, item);
+    closeNewChat();
+    renderChats();
+    if (state.open === chatId) renderChatActions();
+    $("add-people").focus();
+    announce(`Added ${names}`);
+  } finally {
+    picker.creating = false;
+    $("start-chat").disabled = false;
+  }
+}
+
 async function createChat(form) {
+  if (picker.adding) return addPeople();
   if (picker.creating) return;
   const error = $("new-chat-error");
   if (!picker.picked.length) {
@@ -965,9 +1082,16 @@ async function createChat(form) {
 
 function startNewChat() {
   $("new-chat").addEventListener("click", () => {
-    if ($("new-chat-form").hidden) openNewChat(); else closeNewChat();
+    if ($("new-chat-form").hidden || picker.adding) { closeNewChat(); openNewChat(); } else closeNewChat();
   });
-  $("new-chat-cancel").addEventListener("click", () => { closeNewChat(); $("new-chat").focus(); });
+  $("add-people").addEventListener("click", () => {
+    if (picker.adding) { closeNewChat(); $("add-people").focus(); } else openAddPeople();
+  });
+  $("new-chat-cancel").addEventListener("click", () => {
+    const back = picker.adding ? "add-people" : "new-chat";
+    closeNewChat();
+    $(back).focus();
+  });
   $("new-chat-form").addEventListener("submit", (e) => { e.preventDefault(); createChat(e.target); });
   $("people").addEventListener("input", peopleInput);
   $("people").addEventListener("blur", () => setTimeout(() => showResults([]), 150));
@@ -982,7 +1106,8 @@ function startNewChat() {
       const option = $("people-results").querySelector("[aria-selected=true]");
       if (option) pickPerson(option._person);
     } else if (e.key === "Escape") {
-      if (open) showResults([]); else { closeNewChat(); $("new-chat").focus(); }
+      if (open) showResults([]);
+      else { const back = picker.adding ? "add-people" : "new-chat"; closeNewChat(); $(back).focus(); }
     }
   });
 }

@@ -1,4 +1,4 @@
-//! The cache, in SQLite: chats with their viewpoints, messages under the timeline's version
+//! The cache, in SQLite (or in PostgreSQL, shared by several copies of the app: [`Database`]): chats with their viewpoints, messages under the timeline's version
 //! rules ([`MessageVersion`]), per-chat watermarks, the app's subscriptions, and the event log the
 //! page resumes from (`Last-Event-ID`).
 //!
@@ -12,10 +12,21 @@
 //! write-ahead log is emptied after such a change, so no copy stays in the files. The log keeps
 //! at most [`EVENTS_KEPT`] events, for at most the retention set with
 //! [`Store::set_event_retention`] (7 days by default).
+//!
+//! On PostgreSQL each person's cache is a schema of its own (the same tables and the same SQL
+//! as SQLite's file; a person forgotten is a schema dropped). A write takes that schema's
+//! advisory lock for its transaction before it logs anything, so one person's events take their
+//! ids (from the log's one sequence, which every copy shares) in the order they commit: a page
+//! resuming with `Last-Event-ID` on any copy reads every event after it, and none commits later
+//! with a smaller id. A commit that logged events notifies every copy (`NOTIFY`: the person's
+//! schema and the last id, never content); each copy's store then publishes what its live
+//! streams have not seen, read from the log. PostgreSQL keeps a deleted row's bytes until
+//! `VACUUM` reuses them: unlike the SQLite file, a deleted message's old row is not wiped from
+//! the disk at once (the database's own files are the operator's to protect).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use graph_chat_webhook::notifications::model::{parse_time, Chat, ChatMessage, MessageVersion};
@@ -27,38 +38,23 @@ use tokio::sync::broadcast;
 use crate::files;
 use crate::view::{self, Change, ChatItem, MessageItem, MessageState, Viewer};
 
+pub(crate) mod db;
 mod reads;
+mod schema;
+mod writes;
+
+pub use writes::{PendingWrite, TRYING};
+
+pub(crate) use db::{args, ddl, Backend, Tx};
+pub use db::{is_postgres_url, Database, StoreError};
+use db::{Feed, SqliteTx, EVENTS_CHANNEL};
+use schema::{EVENTS_INDEXES, EVENTS_MIGRATION, SCHEMA};
 
 /// How many events the log keeps at most; a page that resumes from an older one reloads.
 pub const EVENTS_KEPT: i64 = 100_000;
 
 /// How long the log keeps an event unless [`Store::set_event_retention`] says otherwise: 7 days.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-
-/// Why the cache could not do something.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// SQLite failed (the file, the disk, a lock).
-    #[error("cache: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A resource that is not the JSON object it should be (nothing of its content is kept in
-    /// the message).
-    #[error("cache: {what} is not a valid {kind}")]
-    Invalid {
-        /// Which resource (its id, or where it came from).
-        what: String,
-        /// What it should have been.
-        kind: &'static str,
-    },
-    /// The cache's file could not be created or made private.
-    #[error("cache: {0}")]
-    File(std::io::Error),
-    /// The task that ran a call on the store ended without an answer (it panicked, or the
-    /// runtime is shutting down).
-    #[error("cache: the call did not complete")]
-    Unavailable,
-}
 
 /// One change to a view, as the page receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,11 +119,13 @@ pub struct Store {
 }
 
 struct Inner {
-    conn: Mutex<Connection>,
+    backend: Backend,
     events: broadcast::Sender<Event>,
     viewer: Viewer,
     /// How long the log keeps an event, in seconds.
     retention: AtomicU64,
+    /// PostgreSQL: the last event published on `events` (the log is read past it).
+    published: Mutex<i64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -135,57 +133,6 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store").finish_non_exhaustive()
     }
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS chats (
-    id TEXT PRIMARY KEY,
-    json TEXT NOT NULL,
-    item TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    chat_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    created_key TEXT NOT NULL,
-    id_key TEXT NOT NULL,
-    v_modified TEXT,
-    v_deleted INTEGER NOT NULL,
-    v_etag TEXT,
-    v_content TEXT NOT NULL,
-    json TEXT NOT NULL,
-    item TEXT NOT NULL,
-    counts INTEGER NOT NULL,
-    sender_id TEXT,
-    PRIMARY KEY (chat_id, id)
-);
-CREATE INDEX IF NOT EXISTS messages_order ON messages (chat_id, created_key, id_key);
-CREATE INDEX IF NOT EXISTS messages_unread ON messages (chat_id, counts, created_key);
-CREATE TABLE IF NOT EXISTS watermarks (chat_id TEXT PRIMARY KEY, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS subscriptions (kind TEXT PRIMARY KEY, id TEXT NOT NULL, json TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    data TEXT NOT NULL,
-    chat_id TEXT,
-    message_id TEXT,
-    at INTEGER
-);
-CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-";
-
-/// What a cache written before the log knew its events' messages and times needs: the columns,
-/// filled from the events themselves (their time: now).
-const EVENTS_MIGRATION: &str = "
-ALTER TABLE events ADD COLUMN chat_id TEXT;
-ALTER TABLE events ADD COLUMN message_id TEXT;
-ALTER TABLE events ADD COLUMN at INTEGER;
-UPDATE events SET chat_id = json_extract(data, '$.chatId'), message_id = json_extract(data, '$.id')
-    WHERE json_extract(data, '$.kind') = 'message';
-UPDATE events SET at = CAST(strftime('%s', 'now') AS INTEGER);
-";
-
-const EVENTS_INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS events_message ON events (chat_id, message_id);
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-";
 
 /// The properties of a deleted or blocked message the cache keeps: what orders its versions
 /// and places it, never what it said (its body's text, subject, summary, attachments, hosted
@@ -251,29 +198,58 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let migrate = has_table(&conn, "events")? && !has_column(&conn, "events", "message_id")?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&ddl(SCHEMA, false))?;
         if migrate {
             conn.execute_batch(&format!("BEGIN; {EVENTS_MIGRATION} COMMIT;"))?;
         }
         conn.execute_batch(EVENTS_INDEXES)?;
-        let (events, _) = broadcast::channel(4096);
-        let store = Self {
-            inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
-                events,
-                viewer,
-                retention: AtomicU64::new(EVENT_RETENTION.as_secs()),
-            }),
-        };
+        let store = Self::with_backend(Backend::Sqlite(Mutex::new(conn)), viewer, 0);
         store.purge_hidden()?;
         if migrate {
             // Written before SQLite overwrote what it freed: its free pages may hold anything
             // deleted then. Rewritten whole, once.
-            let conn = store.lock();
-            conn.execute_batch("VACUUM")?;
-            empty_wal(&conn)?;
+            if let Some(conn) = store.inner.backend.sqlite() {
+                conn.execute_batch("VACUUM")?;
+                empty_wal(&conn)?;
+            }
         }
         Ok(store)
+    }
+
+    /// Opens (or creates) the cache of the signed-in user `viewer` in `db`, shared with every
+    /// copy of the app on it: their schema, made (or migrated) under the database's migration
+    /// lock, so copies opening it at once do not race. Blocking: call it off the async threads.
+    pub fn open_postgres(db: &Database, viewer: Viewer) -> Result<Self, StoreError> {
+        let schema = db.person_schema(&viewer.user_id);
+        db.migrate(Some(&schema), &(ddl(SCHEMA, true) + EVENTS_INDEXES))?;
+        let backend = Backend::Pg {
+            db: db.clone(),
+            schema: Some(schema.clone()),
+        };
+        let last = backend.read(last_event_id)?;
+        let store = Self::with_backend(backend, viewer, last);
+        let feed: Weak<dyn Feed> = Arc::downgrade(&store.inner) as Weak<Inner>;
+        db.register(&schema, feed);
+        Ok(store)
+    }
+
+    /// Drops the cache of `user_id` from `db` (their schema, under the migration lock): for a
+    /// person signed out for good. Blocking: call it off the async threads.
+    pub fn remove_postgres(db: &Database, user_id: &str) -> Result<(), StoreError> {
+        db.drop_schema(&db.person_schema(user_id))
+    }
+
+    fn with_backend(backend: Backend, viewer: Viewer, published: i64) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                events,
+                viewer,
+                retention: AtomicU64::new(EVENT_RETENTION.as_secs()),
+                published: Mutex::new(published),
+            }),
+        }
     }
 
     /// How long the log keeps an event (at least a second); a page that resumes from an older
@@ -288,7 +264,9 @@ impl Store {
     /// it (a cache from an earlier version), then empties the write-ahead log (which a crash
     /// between a purge and its checkpoint may have left holding it).
     fn purge_hidden(&self) -> Result<(), StoreError> {
-        let mut conn = self.lock();
+        let Some(mut conn) = self.inner.backend.sqlite() else {
+            return Ok(());
+        };
         let tx = conn.transaction()?;
         let rows: Vec<(String, String, String, String)> = {
             let mut stmt = tx.prepare(
@@ -322,9 +300,59 @@ impl Store {
         i64::try_from(self.inner.retention.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
-        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `f` on one consistent view of the cache.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.inner.backend.read(f)
+    }
+
+    /// Runs `f` as one change: its events are published in the order changes commit (on
+    /// SQLite under the lock; on PostgreSQL from the log, after a `NOTIFY` every copy hears).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<(T, Vec<Event>), StoreError>,
+    ) -> Result<T, StoreError> {
+        let schema = match &self.inner.backend {
+            Backend::Pg { schema, .. } => schema.clone(),
+            Backend::Sqlite(_) => None,
+        };
+        let (value, events) = self.inner.backend.write(
+            |tx| {
+                let (value, events) = f(tx)?;
+                if let (Some(schema), Some(last)) = (&schema, events.last()) {
+                    // Delivered at the commit, to every copy (this one included).
+                    tx.execute(
+                        "SELECT pg_notify($1, $2)",
+                        args![EVENTS_CHANNEL, format!("{schema} {}", last.id)],
+                    )?;
+                }
+                Ok((value, events))
+            },
+            |(_, events)| {
+                if schema.is_none() {
+                    // Still under the lock: `subscribe` cannot fall between a commit and its
+                    // send.
+                    for event in events {
+                        // No receiver is not an error: nobody is watching.
+                        let _ = self.inner.events.send(event.clone());
+                    }
+                }
+            },
+        )?;
+        if schema.is_some() && !events.is_empty() {
+            self.inner.catch_up();
+        }
+        Ok(value)
+    }
+
+    /// After a change that dropped what a message said: SQLite's write-ahead log is emptied.
+    fn empty_wal(&self) -> Result<(), StoreError> {
+        match self.inner.backend.sqlite() {
+            Some(conn) => empty_wal(&conn),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` on the store on tokio's blocking threads: the one way async code reaches the
@@ -347,36 +375,36 @@ impl Store {
     /// A receiver of every event committed from now on, and the id of the last one committed
     /// before it (taken together, under the lock: nothing falls between).
     pub fn subscribe(&self) -> Result<(broadcast::Receiver<Event>, i64), StoreError> {
-        let conn = self.lock();
-        let last = last_event_id(&conn)?;
-        Ok((self.inner.events.subscribe(), last))
+        if let Some(conn) = self.inner.backend.sqlite() {
+            let last = last_event_id(&mut SqliteTx(&conn))?;
+            return Ok((self.inner.events.subscribe(), last));
+        }
+        // PostgreSQL: what is published is what the log held up to `published`; what commits
+        // later is published after it, to this receiver too.
+        self.inner.catch_up_now()?;
+        let published = db::lock(&self.inner.published);
+        Ok((self.inner.events.subscribe(), *published))
     }
 
     /// Events after `after`, at most `limit`, in order.
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT id, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok(Event {
-                id: r.get(0)?,
-                data: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| events_after(tx, after, limit))
     }
 
     /// The oldest event still in the log (0 when it never had one; the next id when all have
     /// expired).
     pub fn first_event_id(&self) -> Result<i64, StoreError> {
-        let conn = self.lock();
         // An empty log (everything in it expired) starts after the last id it gave.
-        Ok(conn.query_row(
-            "SELECT COALESCE(MIN(id), \
-               (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 0) FROM events",
-            [],
-            |r| r.get(0),
-        )?)
+        self.read(|tx| {
+            let sql = if tx.postgres() {
+                "SELECT COALESCE((SELECT MIN(id) FROM events), \
+                   (SELECT last_value + 1 FROM events_id_seq WHERE is_called), 0)"
+            } else {
+                "SELECT COALESCE(MIN(id), \
+                   (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 0) FROM events"
+            };
+            tx.one(sql, args![])?.int(0)
+        })
     }
 
     /// Applies one version of a message of `chat_id` (its JSON as Graph sent it; `deleted` when
@@ -421,118 +449,120 @@ impl Store {
             Origin::Read => (false, true),
         };
         let mut version = MessageVersion::of(message, deleted);
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let old = stored_version(&tx, chat_id, id)?;
-        let same_but_content = |version: &MessageVersion, old: &MessageVersion| {
-            version.last_modified == old.last_modified
-                && version.deleted == old.deleted
-                && version.etag == old.etag
-        };
-        if let Some(old) = &old {
-            // Decided without the content (an older or newer version), or the same version
-            // again (a duplicate of a shown message): no need to make its item.
-            let decided = !same_but_content(&version, old) || version.content == old.content;
-            if decided && !version.supersedes(old) {
-                return Ok(Applied::Unchanged);
+        let viewer = &self.inner.viewer;
+        let (applied, forgot) = self.write(|tx| {
+            let old = stored_version(tx, chat_id, id)?;
+            let same_but_content = |version: &MessageVersion, old: &MessageVersion| {
+                version.last_modified == old.last_modified
+                    && version.deleted == old.deleted
+                    && version.etag == old.etag
+            };
+            if let Some(old) = &old {
+                // Decided without the content (an older or newer version), or the same version
+                // again (a duplicate of a shown message): no need to make its item.
+                let decided = !same_but_content(&version, old) || version.content == old.content;
+                if decided && !version.supersedes(old) {
+                    return Ok(((Applied::Unchanged, false), Vec::new()));
+                }
             }
-        }
-        let item = view::message_item(message, version.deleted, &self.inner.viewer);
-        let hidden = is_hidden(&item);
-        if hidden {
-            // Versions of a hidden message compare by what is kept of them.
-            version.content = redact(&version.content);
-        }
-        if let Some(old) = &old {
-            let tie = same_but_content(&version, old) && version.content != old.content;
-            if !(version.supersedes(old) || (read && tie)) {
-                return Ok(Applied::Unchanged);
+            let item = view::message_item(message, version.deleted, viewer);
+            let hidden = is_hidden(&item);
+            if hidden {
+                // Versions of a hidden message compare by what is kept of them.
+                version.content = redact(&version.content);
             }
-        }
-        let created = message
-            .created_date_time
-            .get()
-            .map(|t| time_key(t.at()))
-            .unwrap_or_default();
-        let item_json = to_json(&item);
-        tx.execute(
-            "INSERT INTO messages (chat_id, id, created_key, id_key, v_modified, v_deleted, \
-             v_etag, v_content, json, item, counts, sender_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT(chat_id, id) DO UPDATE SET created_key = excluded.created_key, \
-             v_modified = excluded.v_modified, v_deleted = excluded.v_deleted, \
-             v_etag = excluded.v_etag, v_content = excluded.v_content, json = excluded.json, \
-             item = excluded.item, counts = excluded.counts, sender_id = excluded.sender_id",
-            params![
-                chat_id,
-                id,
-                created,
-                id_key(id),
-                version.last_modified.map(time_key),
-                version.deleted,
-                version.etag,
-                version.content,
-                // The message as the version rules read it: the model serializes what it was
-                // read from, unknown properties included.
-                version.content,
-                item_json,
-                view::counts(message, version.deleted),
-                view::sender_of(message),
-            ],
-        )?;
-        // Earlier versions of a hidden message leave the log; the file is emptied of them too.
-        let forgot = hidden && {
-            let dropped = forget_events(&tx, chat_id, id)?;
-            dropped || old.is_some()
-        };
-        let events = self.after_message_change(&tx, chat_id, item)?;
-        tx.commit()?;
-        self.publish(events);
+            if let Some(old) = &old {
+                let tie = same_but_content(&version, old) && version.content != old.content;
+                if !(version.supersedes(old) || (read && tie)) {
+                    return Ok(((Applied::Unchanged, false), Vec::new()));
+                }
+            }
+            let created = message
+                .created_date_time
+                .get()
+                .map(|t| time_key(t.at()))
+                .unwrap_or_default();
+            let item_json = to_json(&item);
+            tx.execute(
+                "INSERT INTO messages (chat_id, id, created_key, id_key, v_modified, v_deleted, \
+                 v_etag, v_content, json, item, counts, sender_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT(chat_id, id) DO UPDATE SET created_key = excluded.created_key, \
+                 v_modified = excluded.v_modified, v_deleted = excluded.v_deleted, \
+                 v_etag = excluded.v_etag, v_content = excluded.v_content, json = excluded.json, \
+                 item = excluded.item, counts = excluded.counts, sender_id = excluded.sender_id",
+                args![
+                    chat_id,
+                    id,
+                    created,
+                    id_key(id),
+                    version.last_modified.map(time_key),
+                    version.deleted,
+                    version.etag.clone(),
+                    version.content.clone(),
+                    // The message as the version rules read it: the model serializes what it
+                    // was read from, unknown properties included.
+                    version.content.clone(),
+                    item_json,
+                    view::counts(message, version.deleted),
+                    view::sender_of(message),
+                ],
+            )?;
+            // Earlier versions of a hidden message leave the log; the file is emptied of them
+            // too.
+            let forgot = hidden && {
+                let dropped = forget_events(tx, chat_id, id)?;
+                dropped || old.is_some()
+            };
+            let events = self.after_message_change(tx, chat_id, item)?;
+            Ok(((Applied::Changed, forgot), events))
+        })?;
         if forgot {
-            empty_wal(&conn)?;
+            self.empty_wal()?;
         }
-        Ok(Applied::Changed)
+        Ok(applied)
     }
 
     /// A deletion that came without data: the version it finds is deleted (and a newer version
     /// restores it). Unknown messages are left for the next read.
     pub fn apply_deletion(&self, chat_id: &str, id: &str) -> Result<Applied, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let Some(old) = stored_version(&tx, chat_id, id)? else {
-            return Ok(Applied::Unchanged);
-        };
-        let mut version = old.deletion();
-        if !version.supersedes(&old) {
-            return Ok(Applied::Unchanged);
+        let applied = self.write(|tx| {
+            let Some(old) = stored_version(tx, chat_id, id)? else {
+                return Ok((Applied::Unchanged, Vec::new()));
+            };
+            let mut version = old.deletion();
+            if !version.supersedes(&old) {
+                return Ok((Applied::Unchanged, Vec::new()));
+            }
+            version.content = redact(&version.content);
+            let row = tx.one(
+                "SELECT item, json FROM messages WHERE chat_id = $1 AND id = $2",
+                args![chat_id, id],
+            )?;
+            let (item, json) = (row.text(0)?, row.text(1)?);
+            let item = parse_item::<MessageItem>(&item)?.into_deleted();
+            tx.execute(
+                "UPDATE messages SET v_modified = $3, v_deleted = $4, v_etag = $5, v_content = $6, \
+                 item = $7, counts = 0, json = $8 WHERE chat_id = $1 AND id = $2",
+                args![
+                    chat_id,
+                    id,
+                    version.last_modified.map(time_key),
+                    version.deleted,
+                    version.etag,
+                    version.content,
+                    to_json(&item),
+                    redact(&json),
+                ],
+            )?;
+            forget_events(tx, chat_id, id)?;
+            let events = self.after_message_change(tx, chat_id, item)?;
+            Ok((Applied::Changed, events))
+        })?;
+        if applied == Applied::Changed {
+            self.empty_wal()?;
         }
-        version.content = redact(&version.content);
-        let (item, json): (String, String) = tx.query_row(
-            "SELECT item, json FROM messages WHERE chat_id = ?1 AND id = ?2",
-            params![chat_id, id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let item = parse_item::<MessageItem>(&item)?.into_deleted();
-        tx.execute(
-            "UPDATE messages SET v_modified = ?3, v_deleted = ?4, v_etag = ?5, v_content = ?6, \
-             item = ?7, counts = 0, json = ?8 WHERE chat_id = ?1 AND id = ?2",
-            params![
-                chat_id,
-                id,
-                version.last_modified.map(time_key),
-                version.deleted,
-                version.etag,
-                version.content,
-                to_json(&item),
-                redact(&json),
-            ],
-        )?;
-        forget_events(&tx, chat_id, id)?;
-        let events = self.after_message_change(&tx, chat_id, item)?;
-        tx.commit()?;
-        self.publish(events);
-        empty_wal(&conn)?;
-        Ok(Applied::Changed)
+        Ok(applied)
     }
 
     /// Applies a chat as Graph returned it for the user (its JSON, with its `viewpoint`): a read
@@ -552,91 +582,73 @@ impl Store {
         else {
             return Err(invalid("a chat without an id"));
         };
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let old: Option<(String, String)> = tx
-            .query_row("SELECT json, item FROM chats WHERE id = ?1", [&id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let (merged, old_item) = match old {
-            Some((old, item)) => {
-                let mut merged: Map<String, Value> = serde_json::from_str(&old).unwrap_or_default();
-                merged.append(&mut incoming);
-                (Value::Object(merged).to_string(), item)
-            }
-            None => (json.to_owned(), String::new()),
-        };
-        let chat: Chat<'_> =
-            serde_json::from_str(&merged).map_err(|_| invalid(&format!("chat {id}")))?;
-        tx.execute(
-            "INSERT INTO chats (id, json, item) VALUES (?1, ?2, ?3) \
-             ON CONFLICT(id) DO UPDATE SET json = excluded.json",
-            params![id, merged, old_item],
-        )?;
-        let events = self.refresh_chat_item(&tx, &id, &chat, &old_item)?;
-        tx.commit()?;
-        let changed = !events.is_empty();
-        self.publish(events);
-        Ok(changed)
+        self.write(|tx| {
+            let old = tx.row("SELECT json, item FROM chats WHERE id = $1", args![&id])?;
+            let (merged, old_item) = match old {
+                Some(row) => {
+                    let (old, item) = (row.text(0)?, row.text(1)?);
+                    let mut merged: Map<String, Value> =
+                        serde_json::from_str(&old).unwrap_or_default();
+                    merged.append(&mut incoming);
+                    (Value::Object(merged).to_string(), item)
+                }
+                None => (json.to_owned(), String::new()),
+            };
+            let chat: Chat<'_> =
+                serde_json::from_str(&merged).map_err(|_| invalid(&format!("chat {id}")))?;
+            tx.execute(
+                "INSERT INTO chats (id, json, item) VALUES ($1, $2, $3) \
+                 ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+                args![&id, &merged, &old_item],
+            )?;
+            let events = self.refresh_chat_item(tx, &id, &chat, &old_item)?;
+            Ok((!events.is_empty(), events))
+        })
     }
 
     /// Forgets a chat Graph no longer has for the user (deleted, or the user left it), with its
     /// messages and watermark. Its last event says so: the chat's item, `hidden`, with
     /// `"removed": true`.
     pub fn remove_chat(&self, id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let item: Option<String> = tx
-            .query_row("SELECT item FROM chats WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
-        let Some(item) = item else {
-            return Ok(false);
-        };
-        tx.execute("DELETE FROM chats WHERE id = ?1", [id])?;
-        tx.execute("DELETE FROM messages WHERE chat_id = ?1", [id])?;
-        tx.execute("DELETE FROM watermarks WHERE chat_id = ?1", [id])?;
-        let item = serde_json::from_str::<ChatItem>(&item).unwrap_or_else(|_| ChatItem {
-            chat_type: None,
-            hidden: true,
-            id: id.to_owned(),
-            last_message: None,
-            members: Vec::new(),
-            topic: None,
-            unread_count: 0,
-        });
-        let event = log_event(
-            &tx,
-            self.retention_secs(),
-            &Change::Chat {
-                item: ChatItem {
-                    id: id.to_owned(),
-                    hidden: true,
-                    unread_count: 0,
-                    ..item
+        self.write(|tx| {
+            let Some(row) = tx.row("SELECT item FROM chats WHERE id = $1", args![id])? else {
+                return Ok((false, Vec::new()));
+            };
+            let item = row.text(0)?;
+            tx.execute("DELETE FROM chats WHERE id = $1", args![id])?;
+            tx.execute("DELETE FROM messages WHERE chat_id = $1", args![id])?;
+            tx.execute("DELETE FROM watermarks WHERE chat_id = $1", args![id])?;
+            let item = serde_json::from_str::<ChatItem>(&item).unwrap_or_else(|_| ChatItem {
+                chat_type: None,
+                hidden: true,
+                id: id.to_owned(),
+                last_message: None,
+                members: Vec::new(),
+                topic: None,
+                unread_count: 0,
+            });
+            let event = log_event(
+                tx,
+                self.retention_secs(),
+                &Change::Chat {
+                    item: ChatItem {
+                        id: id.to_owned(),
+                        hidden: true,
+                        unread_count: 0,
+                        ..item
+                    },
+                    removed: true,
                 },
-                removed: true,
-            },
-        )?;
-        tx.commit()?;
-        self.publish(vec![event]);
-        Ok(true)
-    }
-
-    fn publish(&self, events: Vec<Event>) {
-        // Called with the connection's lock still held: events go out in the order their
-        // changes committed, and `subscribe` cannot fall between a commit and its send.
-        for event in events {
-            // No receiver is not an error: nobody is watching.
-            let _ = self.inner.events.send(event);
-        }
+            )?;
+            Ok((true, vec![event]))
+        })
     }
 
     /// Logs the message's event and, when the chat's item changed with it (unread count,
     /// hidden), the chat's.
     fn after_message_change(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &mut dyn Tx,
         chat_id: &str,
         item: MessageItem,
     ) -> Result<Vec<Event>, StoreError> {
@@ -645,15 +657,10 @@ impl Store {
             item,
         };
         let mut events = vec![log_event(tx, self.retention_secs(), &change)?];
-        let row: Option<(String, String)> = tx
-            .query_row(
-                "SELECT json, item FROM chats WHERE id = ?1",
-                [chat_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let row = tx.row("SELECT json, item FROM chats WHERE id = $1", args![chat_id])?;
         // Messages of a chat not yet read: its item comes with the chat.
-        if let Some((json, old_item)) = row {
+        if let Some(row) = row {
+            let (json, old_item) = (row.text(0)?, row.text(1)?);
             let chat: Chat<'_> = serde_json::from_str(&json).map_err(|_| StoreError::Invalid {
                 what: format!("the stored chat {chat_id}"),
                 kind: "chat",
@@ -666,7 +673,7 @@ impl Store {
     /// Recomputes a chat's item from the chat and its messages; logs an event if it changed.
     fn refresh_chat_item(
         &self,
-        tx: &rusqlite::Transaction<'_>,
+        tx: &mut dyn Tx,
         chat_id: &str,
         chat: &Chat<'_>,
         old_item: &str,
@@ -674,22 +681,22 @@ impl Store {
         // Counted in SQL over the rows' own columns: a chat of any length costs one indexed
         // scan, not a parse of every message.
         let after = view::last_read(chat).map(time_key).unwrap_or_default();
-        let (unread, newest): (i64, Option<String>) = tx.query_row(
+        let row = tx.one(
             "SELECT \
-               (SELECT COUNT(*) FROM messages WHERE chat_id = ?1 AND counts = 1 \
-                  AND created_key > ?2 AND sender_id IS NOT ?3), \
-               (SELECT MAX(created_key) FROM messages WHERE chat_id = ?1 AND counts = 1)",
-            params![chat_id, after, self.inner.viewer.user_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+               (SELECT COUNT(*) FROM messages WHERE chat_id = $1 AND counts = 1 \
+                  AND created_key > $2 AND sender_id IS DISTINCT FROM $3), \
+               (SELECT MAX(created_key) FROM messages WHERE chat_id = $1 AND counts = 1)",
+            args![chat_id, after, &self.inner.viewer.user_id],
         )?;
-        let newest_item: Option<String> = tx
-            .query_row(
-                "SELECT item FROM messages WHERE chat_id = ?1 AND counts = 1 \
+        let (unread, newest) = (row.int(0)?, row.opt_text(1)?);
+        let newest_item = tx
+            .row(
+                "SELECT item FROM messages WHERE chat_id = $1 AND counts = 1 \
                  ORDER BY created_key DESC, id_key DESC LIMIT 1",
-                [chat_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+                args![chat_id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()?;
         let last_message = newest_item
             .as_deref()
             .map(parse_item::<MessageItem>)
@@ -708,14 +715,43 @@ impl Store {
             return Ok(Vec::new());
         }
         tx.execute(
-            "UPDATE chats SET item = ?2 WHERE id = ?1",
-            params![chat_id, text],
+            "UPDATE chats SET item = $2 WHERE id = $1",
+            args![chat_id, text],
         )?;
         let change = Change::Chat {
             item,
             removed: false,
         };
         Ok(vec![log_event(tx, self.retention_secs(), &change)?])
+    }
+}
+
+impl Inner {
+    /// Publishes what the log holds past what was published (PostgreSQL), in order.
+    fn catch_up_now(&self) -> Result<(), StoreError> {
+        const BATCH: usize = 1000;
+        let mut published = db::lock(&self.published);
+        loop {
+            let after = *published;
+            let batch = self.backend.read(|tx| events_after(tx, after, BATCH))?;
+            let full = batch.len() == BATCH;
+            for event in batch {
+                *published = event.id;
+                // No receiver is not an error: nobody is watching.
+                let _ = self.events.send(event);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Feed for Inner {
+    fn catch_up(&self) {
+        if let Err(e) = self.catch_up_now() {
+            tracing::warn!(error = %e, "cannot read the event log; the next change catches up");
+        }
     }
 }
 
@@ -760,33 +796,46 @@ fn parse_items<T: serde::de::DeserializeOwned>(items: &[String]) -> Result<Vec<T
     items.iter().map(|s| parse_item(s)).collect()
 }
 
-fn has_chat(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row("SELECT 1 FROM chats WHERE id = ?1", [id], |_| Ok(()))
-        .optional()?
+fn has_chat(tx: &mut dyn Tx, id: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .row("SELECT 1 FROM chats WHERE id = $1", args![id])?
         .is_some())
 }
 
-fn message_items(conn: &Connection, chat_id: &str) -> Result<(Vec<String>, i64), StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT item FROM messages WHERE chat_id = ?1 ORDER BY created_key, id_key",
-    )?;
-    let items = stmt
-        .query_map([chat_id], |r| r.get(0))?
+fn message_items(tx: &mut dyn Tx, chat_id: &str) -> Result<(Vec<String>, i64), StoreError> {
+    let items = tx
+        .query(
+            "SELECT item FROM messages WHERE chat_id = $1 ORDER BY created_key, id_key",
+            args![chat_id],
+        )?
+        .iter()
+        .map(|r| r.text(0))
         .collect::<Result<_, _>>()?;
-    Ok((items, last_event_id(conn)?))
+    Ok((items, last_event_id(tx)?))
 }
 
-fn last_event_id(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+fn last_event_id(tx: &mut dyn Tx) -> Result<i64, StoreError> {
+    tx.one("SELECT COALESCE(MAX(id), 0) FROM events", args![])?
+        .int(0)
+}
+
+fn events_after(tx: &mut dyn Tx, after: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    tx.query(
+        "SELECT id, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        args![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Event {
+            id: r.int(0)?,
+            data: r.text(1)?,
+        })
+    })
+    .collect()
 }
 
 /// Logs `change`, and drops the events past the log's count or older than `keep_for` seconds.
-fn log_event(
-    tx: &rusqlite::Transaction<'_>,
-    keep_for: i64,
-    change: &Change,
-) -> Result<Event, StoreError> {
+fn log_event(tx: &mut dyn Tx, keep_for: i64, change: &Change) -> Result<Event, StoreError> {
     let data = to_json(change);
     let (chat_id, message_id) = match change {
         Change::Message { chat_id, item } => (Some(chat_id.as_str()), Some(item.id.as_str())),
@@ -796,33 +845,32 @@ fn log_event(
             Some(item.id.as_str()),
             item.last_message.as_ref().map(|m| m.id.as_str()),
         ),
+        Change::Write { chat_id, item } => (Some(chat_id.as_str()), item.message_id.as_deref()),
     };
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    tx.execute(
-        "INSERT INTO events (data, chat_id, message_id, at) VALUES (?1, ?2, ?3, ?4)",
-        params![data, chat_id, message_id, now],
-    )?;
-    let id = tx.last_insert_rowid();
+    let id = tx
+        .one(
+            "INSERT INTO events (data, chat_id, message_id, at) VALUES ($1, $2, $3, $4) \
+             RETURNING id",
+            args![&data, chat_id, message_id, now],
+        )?
+        .int(0)?;
     if id % 1000 == 0 {
-        tx.execute("DELETE FROM events WHERE id <= ?1", [id - EVENTS_KEPT])?;
+        tx.execute("DELETE FROM events WHERE id <= $1", args![id - EVENTS_KEPT])?;
     }
     tx.execute(
-        "DELETE FROM events WHERE at < ?1",
-        [now.saturating_sub(keep_for)],
+        "DELETE FROM events WHERE at < $1",
+        args![now.saturating_sub(keep_for)],
     )?;
     Ok(Event { id, data })
 }
 
 /// Drops the events that carried a message's earlier versions: a replay never shows what it
 /// said once it is deleted or blocked. Whether there were any.
-fn forget_events(
-    tx: &rusqlite::Transaction<'_>,
-    chat_id: &str,
-    id: &str,
-) -> Result<bool, StoreError> {
+fn forget_events(tx: &mut dyn Tx, chat_id: &str, id: &str) -> Result<bool, StoreError> {
     let dropped = tx.execute(
-        "DELETE FROM events WHERE chat_id = ?1 AND message_id = ?2",
-        params![chat_id, id],
+        "DELETE FROM events WHERE chat_id = $1 AND message_id = $2",
+        args![chat_id, id],
     )?;
     Ok(dropped > 0)
 }
@@ -888,28 +936,23 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, Stor
         .is_some())
 }
 
-/// A message row's version fields: modified, deleted, etag, content.
-type StoredRow = (Option<String>, bool, Option<String>, String);
-
 fn stored_version(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut dyn Tx,
     chat_id: &str,
     id: &str,
 ) -> Result<Option<MessageVersion>, StoreError> {
-    let row: Option<StoredRow> = tx
-        .query_row(
-            "SELECT v_modified, v_deleted, v_etag, v_content FROM messages \
-             WHERE chat_id = ?1 AND id = ?2",
-            params![chat_id, id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    Ok(row.map(|(modified, deleted, etag, content)| {
-        MessageVersion::new(
-            modified.as_deref().and_then(parse_time),
-            deleted,
-            etag,
-            content,
-        )
-    }))
+    let Some(row) = tx.row(
+        "SELECT v_modified, v_deleted, v_etag, v_content FROM messages \
+         WHERE chat_id = $1 AND id = $2",
+        args![chat_id, id],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(MessageVersion::new(
+        row.opt_text(0)?.as_deref().and_then(parse_time),
+        row.flag(1)?,
+        row.opt_text(2)?,
+        row.text(3)?,
+    )))
 }

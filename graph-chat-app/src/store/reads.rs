@@ -6,7 +6,7 @@ use super::*;
 impl Store {
     /// Whether the cache knows chat `id`.
     pub fn has_chat(&self, id: &str) -> Result<bool, StoreError> {
-        has_chat(&self.lock(), id)
+        self.read(|tx| has_chat(tx, id))
     }
 
     /// The chat list, as `GET /api/chats` answers it, with the last event id it reflects.
@@ -25,56 +25,58 @@ impl Store {
     }
 
     pub(super) fn chats_snapshot_parts(&self) -> Result<(Vec<String>, i64), StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT item FROM chats ORDER BY id")?;
-        let items = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok((items, last_event_id(&conn)?))
+        self.read(|tx| {
+            let items = tx
+                .query("SELECT item FROM chats ORDER BY id", args![])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            Ok((items, last_event_id(tx)?))
+        })
     }
 
     /// The ids of the chats the cache knows.
     pub fn chat_ids(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT id FROM chats ORDER BY id")?;
-        let ids = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        self.read(|tx| {
+            tx.query("SELECT id FROM chats ORDER BY id", args![])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect()
+        })
     }
 
     /// A chat's messages, as `GET /api/chats/{id}/messages` answers it (`createdDateTime`
     /// order, ties by id as a number), with the last event id it reflects.
     pub fn messages(&self, chat_id: &str) -> Result<(Vec<MessageItem>, i64), StoreError> {
-        let conn = self.lock();
-        let (items, last) = message_items(&conn, chat_id)?;
+        let (items, last) = self.read(|tx| message_items(tx, chat_id))?;
         Ok((parse_items(&items)?, last))
     }
 
     /// A chat's messages, as `GET /api/chats/{id}/messages` sends them; `None` when the cache
     /// does not know the chat.
     pub fn messages_snapshot(&self, chat_id: &str) -> Result<Option<Snapshot>, StoreError> {
-        let conn = self.lock();
-        if !has_chat(&conn, chat_id)? {
-            return Ok(None);
-        }
-        let (items, last_event) = message_items(&conn, chat_id)?;
-        Ok(Some(Snapshot {
-            json: json_array(&items),
-            last_event,
-        }))
+        self.read(|tx| {
+            if !has_chat(tx, chat_id)? {
+                return Ok(None);
+            }
+            let (items, last_event) = message_items(tx, chat_id)?;
+            Ok(Some(Snapshot {
+                json: json_array(&items),
+                last_event,
+            }))
+        })
     }
 
     /// One message's item, as the chat's messages list it.
     pub fn message(&self, chat_id: &str, id: &str) -> Result<Option<MessageItem>, StoreError> {
-        let conn = self.lock();
-        let item: Option<String> = conn
-            .query_row(
-                "SELECT item FROM messages WHERE chat_id = ?1 AND id = ?2",
-                params![chat_id, id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let item = self.read(|tx| {
+            tx.row(
+                "SELECT item FROM messages WHERE chat_id = $1 AND id = $2",
+                args![chat_id, id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })?;
         item.as_deref().map(parse_item).transpose()
     }
 
@@ -87,22 +89,27 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Option<MessagePage>, StoreError> {
-        let conn = self.lock();
-        if !has_chat(&conn, chat_id)? {
-            return Ok(None);
-        }
-        let mut stmt = conn.prepare_cached(
-            "SELECT item FROM messages WHERE chat_id = ?1 AND (?2 IS NULL OR \
-             (created_key, id_key) < (SELECT created_key, id_key FROM messages \
-              WHERE chat_id = ?1 AND id = ?2)) \
-             ORDER BY created_key DESC, id_key DESC LIMIT ?3",
-        )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut items: Vec<String> = stmt
-            .query_map(params![chat_id, before, limit.saturating_add(1)], |r| {
-                r.get(0)
-            })?
-            .collect::<Result<_, _>>()?;
+        let read = self.read(|tx| {
+            if !has_chat(tx, chat_id)? {
+                return Ok(None);
+            }
+            let items: Vec<String> = tx
+                .query(
+                    "SELECT item FROM messages WHERE chat_id = $1 AND ($2 IS NULL OR \
+                     (created_key, id_key) < (SELECT created_key, id_key FROM messages \
+                      WHERE chat_id = $1 AND id = $2)) \
+                     ORDER BY created_key DESC, id_key DESC LIMIT $3",
+                    args![chat_id, before, limit.saturating_add(1)],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            Ok(Some((items, last_event_id(tx)?)))
+        })?;
+        let Some((mut items, last_event)) = read else {
+            return Ok(None);
+        };
         let older = items.len() as i64 > limit;
         items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         items.reverse();
@@ -111,7 +118,7 @@ impl Store {
             count: items.len(),
             oldest: items.first().map(|i| parse_item(i)).transpose()?,
             older,
-            last_event: last_event_id(&conn)?,
+            last_event,
         }))
     }
 
@@ -124,14 +131,14 @@ impl Store {
         id: &str,
         deleted: bool,
     ) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let stored: Option<bool> = conn
-            .query_row(
-                "SELECT v_deleted FROM messages WHERE chat_id = ?1 AND id = ?2",
-                params![chat_id, id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let stored = self.read(|tx| {
+            tx.row(
+                "SELECT v_deleted FROM messages WHERE chat_id = $1 AND id = $2",
+                args![chat_id, id],
+            )?
+            .map(|r| r.flag(0))
+            .transpose()
+        })?;
         Ok(stored == Some(deleted))
     }
 
@@ -141,23 +148,24 @@ impl Store {
         chat_id: &str,
         since: OffsetDateTime,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT id FROM messages WHERE chat_id = ?1 AND created_key >= ?2")?;
-        let ids = stmt
-            .query_map(params![chat_id, time_key(since)], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        self.read(|tx| {
+            tx.query(
+                "SELECT id FROM messages WHERE chat_id = $1 AND created_key >= $2",
+                args![chat_id, time_key(since)],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
+        })
     }
 
     /// A chat's viewpoint as the cache holds it (`isHidden`, `lastMessageReadDateTime`);
     /// `None` when the cache does not know the chat.
-    pub(super) fn viewpoint(conn: &Connection, chat_id: &str) -> Result<Option<Value>, StoreError> {
-        let json: Option<String> = conn
-            .query_row("SELECT json FROM chats WHERE id = ?1", [chat_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
+    pub(super) fn viewpoint(tx: &mut dyn Tx, chat_id: &str) -> Result<Option<Value>, StoreError> {
+        let json = tx
+            .row("SELECT json FROM chats WHERE id = $1", args![chat_id])?
+            .map(|r| r.text(0))
+            .transpose()?;
         Ok(json.map(|json| {
             serde_json::from_str::<Value>(&json)
                 .ok()
@@ -176,7 +184,7 @@ impl Store {
         chat_id: &str,
         incoming: &Value,
     ) -> Result<bool, StoreError> {
-        let Some(cached) = Self::viewpoint(&self.lock(), chat_id)? else {
+        let Some(cached) = self.read(|tx| Self::viewpoint(tx, chat_id))? else {
             return Ok(false);
         };
         let hidden = |v: &Value| v.get("isHidden").and_then(Value::as_bool).unwrap_or(false);
@@ -203,19 +211,18 @@ impl Store {
     /// Graph's: the notification of Graph's own time then moves it forward, never back).
     /// Returns whether the cache knows the chat.
     pub fn mark_read_locally(&self, chat_id: &str) -> Result<bool, StoreError> {
-        let (viewpoint, newest) = {
-            let conn = self.lock();
-            let Some(viewpoint) = Self::viewpoint(&conn, chat_id)? else {
-                return Ok(false);
+        let read = self.read(|tx| {
+            let Some(viewpoint) = Self::viewpoint(tx, chat_id)? else {
+                return Ok(None);
             };
-            let newest: Option<String> = conn
-                .query_row(
-                    "SELECT json FROM messages WHERE chat_id = ?1 \
+            let newest = tx
+                .row(
+                    "SELECT json FROM messages WHERE chat_id = $1 \
                      ORDER BY created_key DESC LIMIT 1",
-                    [chat_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                    args![chat_id],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
             let newest = newest.and_then(|json| {
                 serde_json::from_str::<Value>(&json)
                     .ok()?
@@ -223,7 +230,10 @@ impl Store {
                     .as_str()
                     .map(str::to_owned)
             });
-            (viewpoint, newest)
+            Ok(Some((viewpoint, newest)))
+        })?;
+        let Some((viewpoint, newest)) = read else {
+            return Ok(false);
         };
         let Some(newest) = newest else {
             return Ok(true);
@@ -247,69 +257,69 @@ impl Store {
 
     /// Where the last complete read of a chat's messages left off.
     pub fn watermark(&self, chat_id: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.lock();
-        let at: Option<String> = conn
-            .query_row(
-                "SELECT at FROM watermarks WHERE chat_id = ?1",
-                [chat_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let at = self.read(|tx| {
+            tx.row(
+                "SELECT at FROM watermarks WHERE chat_id = $1",
+                args![chat_id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })?;
         Ok(at.as_deref().and_then(parse_time))
     }
 
     /// Moves a chat's watermark forward (never back).
     pub fn advance_watermark(&self, chat_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO watermarks (chat_id, at) VALUES (?1, ?2) \
-             ON CONFLICT(chat_id) DO UPDATE SET at = MAX(at, excluded.at)",
-            params![chat_id, time_key(at)],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO watermarks (chat_id, at) VALUES ($1, $2) \
+                 ON CONFLICT(chat_id) DO UPDATE SET at = excluded.at \
+                 WHERE excluded.at > watermarks.at",
+                args![chat_id, time_key(at)],
+            )?;
+            Ok(((), Vec::new()))
+        })
     }
 
     /// The id of the app's subscription of `kind`, if it has one.
     pub fn subscription_id(&self, kind: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
-        Ok(conn
-            .query_row(
-                "SELECT id FROM subscriptions WHERE kind = ?1",
-                [kind],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.read(|tx| {
+            tx.row("SELECT id FROM subscriptions WHERE kind = $1", args![kind])?
+                .map(|r| r.text(0))
+                .transpose()
+        })
     }
 
     /// Records the app's subscription of `kind`: its id, and its JSON as Graph returned it.
     pub fn set_subscription(&self, kind: &str, id: &str, json: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO subscriptions (kind, id, json) VALUES (?1, ?2, ?3) \
-             ON CONFLICT(kind) DO UPDATE SET id = excluded.id, json = excluded.json",
-            params![kind, id, json],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO subscriptions (kind, id, json) VALUES ($1, $2, $3) \
+                 ON CONFLICT(kind) DO UPDATE SET id = excluded.id, json = excluded.json",
+                args![kind, id, json],
+            )?;
+            Ok(((), Vec::new()))
+        })
     }
 
     /// A setting the app keeps (the demo chat's id, the client state).
     pub fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
-        Ok(conn
-            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        self.read(|tx| {
+            tx.row("SELECT value FROM settings WHERE name = $1", args![name])?
+                .map(|r| r.text(0))
+                .transpose()
+        })
     }
 
     /// Keeps a setting.
     pub fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO settings (name, value) VALUES (?1, ?2) \
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            params![name, value],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                args![name, value],
+            )?;
+            Ok(((), Vec::new()))
+        })
     }
 }

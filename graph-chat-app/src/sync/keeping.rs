@@ -193,3 +193,126 @@ impl GraphSync {
         }
     }
 }
+
+/// The person's subscriptions: checked, created, tracked, and their lifecycle events.
+impl GraphSync {
+    /// Makes sure both subscriptions exist: each one known is checked with a `GET` (a 404 means
+    /// Graph dropped it, silently: it is created again); a missing one is created. Returns
+    /// whether any was (re)created, which means notifications may have been lost.
+    ///
+    /// Only by the copy that holds the person's job ([`crate::jobs`]); on another, nothing.
+    pub async fn ensure_subscriptions(&self) -> Result<bool, SyncError> {
+        if !self.job.is_held() {
+            return Ok(false);
+        }
+        let mut recreated = false;
+        let mut listed: Option<Vec<Subscription>> = None;
+        for kind in Kind::ALL {
+            let mut known = self
+                .store
+                .call(move |store| store.subscription_id(kind.name()))
+                .await?
+                .filter(|id| !id.is_empty());
+            if known.is_none() && self.job.is_shared() {
+                // Another copy may have made it (and died before this one knew): Graph's list
+                // says, so that this copy keeps or replaces it rather than making a second.
+                if listed.is_none() {
+                    listed = Some(self.list_subscriptions().await?);
+                }
+                known = listed.iter().flatten().find_map(|s| {
+                    let mine = s.resource.as_deref().and_then(|r| self.kind_of(r)) == Some(kind);
+                    mine.then(|| s.id.clone())
+                });
+            }
+            if let Some(id) = known.filter(|id| !id.is_empty()) {
+                let answer = self.read(&outbound::get_subscription(&id)?).await?;
+                if answer.status == 404 {
+                    tracing::warn!(subscription = %id, kind = kind.name(), "subscription found gone; creating it again");
+                    self.keeper().untrack(&id);
+                } else {
+                    expect_success("GET subscription", &answer)?;
+                    let subscription =
+                        Subscription::from_json(&answer.body).map_err(|e| SyncError::Answer {
+                            what: "GET subscription".into(),
+                            reason: e.to_string(),
+                        })?;
+                    if self.delivers_here(&subscription) {
+                        let subscription = self.renew_now(subscription).await?;
+                        self.track(kind, subscription).await?;
+                        continue;
+                    }
+                    // It delivers to where the app was (another port, another public URL):
+                    // replaced, or every notification would go to a dead address.
+                    tracing::info!(subscription = %id, kind = kind.name(), "subscription delivers elsewhere; replacing it");
+                    self.keeper().untrack(&id);
+                    let gone = self.read(&outbound::delete(&id)?).await?;
+                    if !gone.is_success() && gone.status != 404 {
+                        tracing::warn!(subscription = %id, status = gone.status, "cannot delete the old subscription");
+                    }
+                }
+            }
+            self.create(kind).await?;
+            recreated = true;
+        }
+        Ok(recreated)
+    }
+
+    /// Whether a subscription Graph holds sends to this app's URLs now.
+    fn delivers_here(&self, subscription: &Subscription) -> bool {
+        subscription.notification_url.as_deref() == Some(self.subscriber.notification_url.as_str())
+            && subscription.lifecycle_notification_url.as_deref()
+                == Some(self.subscriber.lifecycle_url.as_str())
+    }
+
+    async fn create(&self, kind: Kind) -> Result<(), SyncError> {
+        let request = self
+            .template(kind)
+            .expires_in(now(), SUBSCRIPTION_LIFETIME)
+            .build()?;
+        let answer = self.read(&request).await?;
+        expect_success("POST subscription", &answer)?;
+        let subscription =
+            Subscription::from_json(&answer.body).map_err(|e| SyncError::Answer {
+                what: "POST subscription".into(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(subscription = %subscription.id, kind = kind.name(), "subscribed");
+        self.track(kind, subscription).await
+    }
+
+    /// Records a subscription Graph returned (its id, resource and expiry) and hands it to the
+    /// keeper.
+    async fn track(&self, kind: Kind, subscription: Subscription) -> Result<(), SyncError> {
+        // What the cache needs of it, never Graph's JSON whole: that echoes the clientState.
+        let json = summary(&subscription).to_string();
+        let id = subscription.id.clone();
+        self.store
+            .call(move |store| store.set_subscription(kind.name(), &id, &json))
+            .await?;
+        let mut keeper = self.keeper();
+        let tracked = keeper.subscriptions().any(|s| s.id == subscription.id);
+        if !tracked {
+            keeper.track(subscription, self.template(kind), now())?;
+        }
+        drop(keeper);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A lifecycle event for one of the app's subscriptions: the keeper decides (reauthorize,
+    /// recreate, resync).
+    ///
+    /// On a copy that does not hold the person's job, the event is handed to the copy that does
+    /// ([`Job::forward`]).
+    pub fn on_lifecycle(&self, subscription_id: &str, event: &str) {
+        if !self.job.is_held() {
+            tracing::info!(subscription = %subscription_id, event, "lifecycle event, handed to the copy that holds the job");
+            self.job.forward(subscription_id, event);
+            return;
+        }
+        tracing::info!(subscription = %subscription_id, event, "lifecycle event");
+        let event: EnumValue<'_, LifecycleEvent> = EnumValue::new(event);
+        self.keeper().on_lifecycle(subscription_id, &event, now());
+        self.wake.notify_one();
+    }
+}

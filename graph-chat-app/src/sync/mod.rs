@@ -38,6 +38,7 @@ use crate::jobs::Job;
 use crate::store::{Origin, Store, StoreError};
 
 mod keeping;
+mod pending;
 mod visits;
 mod write;
 
@@ -84,6 +85,33 @@ const SEND_CHECK_SLACK: Duration = Duration::from_secs(120);
 
 /// How long a write a person asked for is retried while Graph throttles it.
 pub const WRITE_PATIENCE: Duration = Duration::from_secs(3600);
+
+/// The least time between two of the app's reads of one chat, and between two of its writes
+/// to one chat: Graph's Teams limit is about one request a second per app per tenant on one
+/// chat (and one message a second per user for sends). Other chats are not held up by it.
+pub const CHAT_GAP: Duration = Duration::from_secs(1);
+
+/// Which of a chat's two paces a call waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Gate {
+    /// The app's reads of the chat.
+    Read,
+    /// The writes people asked for.
+    Write,
+}
+
+/// The chat a call's URL is about (the segment after `chats/`), if it is about one.
+fn chat_of(url: &str) -> Option<&str> {
+    let mut segments = path_of(url).split('/');
+    while let Some(segment) = segments.next() {
+        if segment == "chats" {
+            return segments
+                .next()
+                .filter(|id| !id.is_empty() && *id != "getAllMessages");
+        }
+    }
+    None
+}
 
 /// Why a call to Graph did not do what it should.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +185,9 @@ pub enum ResyncReason {
     /// This copy took the person's job (another copy that held it stopped, or died): their
     /// subscriptions are checked, then their chats read.
     JobTaken,
+    /// The webhook could not take deliveries (it answered Graph 429 or 5xx, or a batch could
+    /// not be kept) and takes them again.
+    DeliveriesRefused,
 }
 
 impl ResyncReason {
@@ -170,6 +201,7 @@ impl ResyncReason {
             Self::Seeded => "demo seeded",
             Self::PageLoad => "page load",
             Self::JobTaken => "job taken over",
+            Self::DeliveriesRefused => "deliveries refused",
         }
     }
 }
@@ -278,6 +310,10 @@ pub struct GraphSync {
     page_loaded: Mutex<Option<Instant>>,
     /// When each chat was last read because it was opened.
     opened: Mutex<HashMap<String, Instant>>,
+    /// When each chat's next read and next write may go ([`CHAT_GAP`] apart).
+    chat_slots: Mutex<HashMap<(Gate, String), tokio::time::Instant>>,
+    /// Wakes [`GraphSync::run_writes`]: a write waits.
+    writes_wake: Notify,
 }
 
 impl std::fmt::Debug for GraphSync {
@@ -386,6 +422,8 @@ impl GraphSync {
             next_read: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             page_loaded: Mutex::new(None),
             opened: Mutex::new(HashMap::new()),
+            chat_slots: Mutex::new(HashMap::new()),
+            writes_wake: Notify::new(),
         }
     }
 
@@ -432,12 +470,32 @@ impl GraphSync {
     }
 
     /// Sends a request off the async threads (a `GET` paced [`READ_GAP`] after the person's
-    /// last one), with the client's retries of throttled calls.
+    /// last one, and [`CHAT_GAP`] after the last read of the chat it reads), with the client's
+    /// retries of throttled calls.
     pub async fn send(&self, request: HttpRequest) -> Result<GraphResponse, SyncError> {
         if request.method.as_str() == "GET" {
             self.pace().await;
+            if let Some(chat) = chat_of(&request.url) {
+                self.pace_chat(Gate::Read, chat).await;
+            }
         }
         Self::send_with(self.graph.clone(), request).await
+    }
+
+    /// Waits for the chat's next slot of `gate` ([`CHAT_GAP`] after the one before); the
+    /// other chats' slots are their own.
+    async fn pace_chat(&self, gate: Gate, chat_id: &str) {
+        let slot = {
+            let mut slots = self.chat_slots.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            // A slot in the past holds nothing back: forgotten.
+            slots.retain(|_, next| *next > now);
+            let key = (gate, chat_id.to_owned());
+            let slot = slots.get(&key).copied().unwrap_or(now).max(now);
+            slots.insert(key, slot + CHAT_GAP);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
     }
 
     /// Waits for the person's next read slot.
@@ -518,126 +576,6 @@ impl GraphSync {
                 .flatten()
                 .is_some_and(|id| id == subscription_id)
         })
-    }
-
-    /// Makes sure both subscriptions exist: each one known is checked with a `GET` (a 404 means
-    /// Graph dropped it, silently: it is created again); a missing one is created. Returns
-    /// whether any was (re)created, which means notifications may have been lost.
-    ///
-    /// Only by the copy that holds the person's job ([`crate::jobs`]); on another, nothing.
-    pub async fn ensure_subscriptions(&self) -> Result<bool, SyncError> {
-        if !self.job.is_held() {
-            return Ok(false);
-        }
-        let mut recreated = false;
-        let mut listed: Option<Vec<Subscription>> = None;
-        for kind in Kind::ALL {
-            let mut known = self
-                .store
-                .call(move |store| store.subscription_id(kind.name()))
-                .await?
-                .filter(|id| !id.is_empty());
-            if known.is_none() && self.job.is_shared() {
-                // Another copy may have made it (and died before this one knew): Graph's list
-                // says, so that this copy keeps or replaces it rather than making a second.
-                if listed.is_none() {
-                    listed = Some(self.list_subscriptions().await?);
-                }
-                known = listed.iter().flatten().find_map(|s| {
-                    let mine = s.resource.as_deref().and_then(|r| self.kind_of(r)) == Some(kind);
-                    mine.then(|| s.id.clone())
-                });
-            }
-            if let Some(id) = known.filter(|id| !id.is_empty()) {
-                let answer = self.read(&outbound::get_subscription(&id)?).await?;
-                if answer.status == 404 {
-                    tracing::warn!(subscription = %id, kind = kind.name(), "subscription found gone; creating it again");
-                    self.keeper().untrack(&id);
-                } else {
-                    expect_success("GET subscription", &answer)?;
-                    let subscription =
-                        Subscription::from_json(&answer.body).map_err(|e| SyncError::Answer {
-                            what: "GET subscription".into(),
-                            reason: e.to_string(),
-                        })?;
-                    if self.delivers_here(&subscription) {
-                        let subscription = self.renew_now(subscription).await?;
-                        self.track(kind, subscription).await?;
-                        continue;
-                    }
-                    // It delivers to where the app was (another port, another public URL):
-                    // replaced, or every notification would go to a dead address.
-                    tracing::info!(subscription = %id, kind = kind.name(), "subscription delivers elsewhere; replacing it");
-                    self.keeper().untrack(&id);
-                    let gone = self.read(&outbound::delete(&id)?).await?;
-                    if !gone.is_success() && gone.status != 404 {
-                        tracing::warn!(subscription = %id, status = gone.status, "cannot delete the old subscription");
-                    }
-                }
-            }
-            self.create(kind).await?;
-            recreated = true;
-        }
-        Ok(recreated)
-    }
-
-    /// Whether a subscription Graph holds sends to this app's URLs now.
-    fn delivers_here(&self, subscription: &Subscription) -> bool {
-        subscription.notification_url.as_deref() == Some(self.subscriber.notification_url.as_str())
-            && subscription.lifecycle_notification_url.as_deref()
-                == Some(self.subscriber.lifecycle_url.as_str())
-    }
-
-    async fn create(&self, kind: Kind) -> Result<(), SyncError> {
-        let request = self
-            .template(kind)
-            .expires_in(now(), SUBSCRIPTION_LIFETIME)
-            .build()?;
-        let answer = self.read(&request).await?;
-        expect_success("POST subscription", &answer)?;
-        let subscription =
-            Subscription::from_json(&answer.body).map_err(|e| SyncError::Answer {
-                what: "POST subscription".into(),
-                reason: e.to_string(),
-            })?;
-        tracing::info!(subscription = %subscription.id, kind = kind.name(), "subscribed");
-        self.track(kind, subscription).await
-    }
-
-    /// Records a subscription Graph returned (its id, resource and expiry) and hands it to the
-    /// keeper.
-    async fn track(&self, kind: Kind, subscription: Subscription) -> Result<(), SyncError> {
-        // What the cache needs of it, never Graph's JSON whole: that echoes the clientState.
-        let json = summary(&subscription).to_string();
-        let id = subscription.id.clone();
-        self.store
-            .call(move |store| store.set_subscription(kind.name(), &id, &json))
-            .await?;
-        let mut keeper = self.keeper();
-        let tracked = keeper.subscriptions().any(|s| s.id == subscription.id);
-        if !tracked {
-            keeper.track(subscription, self.template(kind), now())?;
-        }
-        drop(keeper);
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// A lifecycle event for one of the app's subscriptions: the keeper decides (reauthorize,
-    /// recreate, resync).
-    ///
-    /// On a copy that does not hold the person's job, the event is handed to the copy that does
-    /// ([`Job::forward`]).
-    pub fn on_lifecycle(&self, subscription_id: &str, event: &str) {
-        if !self.job.is_held() {
-            tracing::info!(subscription = %subscription_id, event, "lifecycle event, handed to the copy that holds the job");
-            self.job.forward(subscription_id, event);
-            return;
-        }
-        tracing::info!(subscription = %subscription_id, event, "lifecycle event");
-        let event: EnumValue<'_, LifecycleEvent> = EnumValue::new(event);
-        self.keeper().on_lifecycle(subscription_id, &event, now());
-        self.wake.notify_one();
     }
 
     /// Reconciles the subscriptions (at start, per reconcile and on a page load's evidence),
@@ -892,10 +830,27 @@ mod tests {
         let write = Write::Send {
             chat_id: "19:a@thread.v2".into(),
             content: "the figures are 31337".into(),
+            body: br#"{"body":{"content":"the figures are 31337"}}"#.to_vec(),
         };
         let shown = format!("{write:?}");
         assert!(shown.contains("19:a@thread.v2"));
         assert!(!shown.contains("31337"));
+    }
+
+    #[test]
+    fn a_call_names_the_chat_it_is_about() {
+        use super::chat_of;
+        assert_eq!(
+            chat_of("http://h/v1.0/users/u/chats/19:a@thread.v2/messages?$top=50"),
+            Some("19:a@thread.v2")
+        );
+        assert_eq!(
+            chat_of("http://h/v1.0/chats/c1/messages/2/setReaction"),
+            Some("c1")
+        );
+        assert_eq!(chat_of("http://h/v1.0/users/u/chats?$top=50"), None);
+        assert_eq!(chat_of("http://h/v1.0/users/u/chats/getAllMessages"), None);
+        assert_eq!(chat_of("http://h/v1.0/subscriptions/1"), None);
     }
 
     #[test]

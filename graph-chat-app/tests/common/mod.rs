@@ -4,6 +4,7 @@
 
 #[path = "../../../tests/common/example.rs"]
 mod example;
+pub mod pg;
 #[allow(unused_imports)]
 pub use example::example_path;
 
@@ -413,6 +414,8 @@ pub struct Harness {
     /// The signed-in user's session (the cookie's value).
     pub session: String,
     pub resync_every: Duration,
+    /// The app's `--database` (PostgreSQL), if any.
+    pub database: Option<String>,
 }
 
 impl Harness {
@@ -424,6 +427,15 @@ impl Harness {
 
     /// The same on a simulator of `config`.
     pub fn start_with(resync_every: Duration, config: graph_sim::Config) -> Self {
+        Self::start_on(resync_every, config, None)
+    }
+
+    /// The same, the app's records and caches in the PostgreSQL database at `database`.
+    pub fn start_on(
+        resync_every: Duration,
+        config: graph_sim::Config,
+        database: Option<String>,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -439,6 +451,7 @@ impl Harness {
             http: agent(),
             session: String::new(),
             resync_every,
+            database,
         };
         harness.create_chat("Project");
         harness.start_app();
@@ -507,7 +520,7 @@ impl Harness {
             event_retention: graph_chat_app::store::EVENT_RETENTION,
             key_file: None,
             renew_every: None,
-            database: None,
+            database: self.database.clone(),
         }
     }
 

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use super::body::json_object;
 use super::queries::{normalize, page, top};
 use super::store::{Event, Graph, Store};
-use crate::state::{Chat, Member};
-use crate::util::{guid, guid_from, is_guid, now_ms, param, ApiError, ApiResult};
+use crate::state::{Chat, Member, Message};
+use crate::util::{fmt_ms, guid, guid_from, is_guid, now_ms, param, ApiError, ApiResult};
 
 impl Graph {
     pub fn create_chat(self: &Arc<Self>, body: &[u8]) -> ApiResult<Value> {
@@ -262,6 +262,134 @@ impl Graph {
             "@odata.count": members.len(),
             "value": members,
         }))
+    }
+
+    /// `POST /chats/{id}/members`: adds a member (an `aadUserConversationMember` with
+    /// `user@odata.bind`, `roles`, optional `visibleHistoryStartDateTime`) to a group chat, as
+    /// the caller; 201 with the member. A oneOnOne chat cannot take one (400), nor can a user
+    /// already in the chat (409). The chat notifies `updated`, and a system event message
+    /// (`membersAddedEventMessageDetail`, the caller as initiator) is created in it, as Teams
+    /// does.
+    pub fn add_member(self: &Arc<Self>, chat: &str, body: &[u8]) -> ApiResult<Value> {
+        let body = json_object(body)?;
+        let member_body = Value::Object(body.clone());
+        let member = self
+            .member_from(0, &member_body)
+            .map_err(|e| ApiError::bad(e.message.replacen("members[0]: ", "", 1)))?;
+        let visible_from = match body.get("visibleHistoryStartDateTime") {
+            None | Some(Value::Null) => "0001-01-01T00:00:00Z".to_owned(),
+            Some(Value::String(t))
+                if time::OffsetDateTime::parse(
+                    t,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .is_ok() =>
+            {
+                t.clone()
+            }
+            Some(_) => {
+                return Err(ApiError::bad(
+                    "visibleHistoryStartDateTime must be a date and time (ISO 8601, UTC)",
+                ))
+            }
+        };
+        let (me, my_name) = (self.me(), self.my_name());
+        let tenant = self.config.tenant_id.clone();
+        let base = self.base_url.clone();
+        self.mutate(|store, events| {
+            let c = Self::chat_mut(store, chat)?;
+            if c.chat_type != "group" {
+                return Err(ApiError::bad(
+                    "Members cannot be added to a oneOnOne chat: start a group chat instead",
+                ));
+            }
+            if c.members
+                .iter()
+                .any(|m| m.user_id.eq_ignore_ascii_case(&member.user_id))
+            {
+                return Err(ApiError::new(
+                    409,
+                    "Conflict",
+                    "The user is already a member of the chat",
+                ));
+            }
+            c.members.push(member.clone());
+            let mut ms = now_ms();
+            while c.messages.iter().any(|m| m.created_ms == ms) {
+                ms += 1;
+            }
+            c.updated_ms = ms;
+            let id = ms.to_string();
+            let json = json!({
+                "id": id,
+                "replyToId": null,
+                "etag": id,
+                "messageType": "systemEventMessage",
+                "createdDateTime": fmt_ms(ms),
+                "lastModifiedDateTime": fmt_ms(ms),
+                "lastEditedDateTime": null,
+                "deletedDateTime": null,
+                "subject": null,
+                "summary": null,
+                "chatId": c.id,
+                "importance": "normal",
+                "locale": "en-us",
+                "webUrl": null,
+                "channelIdentity": null,
+                "policyViolation": null,
+                "eventDetail": {
+                    "@odata.type": "#microsoft.graph.membersAddedEventMessageDetail",
+                    "visibleHistoryStartDateTime": visible_from,
+                    "members": [{
+                        "id": member.user_id,
+                        "displayName": member.display_name,
+                        "userIdentityType": "aadUser",
+                        "tenantId": tenant,
+                    }],
+                    "initiator": {
+                        "application": null,
+                        "device": null,
+                        "user": {
+                            "@odata.type": "#microsoft.graph.teamworkUserIdentity",
+                            "id": me,
+                            "displayName": my_name,
+                            "userIdentityType": "aadUser",
+                            "tenantId": tenant,
+                        }
+                    }
+                },
+                "from": null,
+                "body": {"contentType": "html", "content": "<systemEventMessage/>"},
+                "attachments": [],
+                "mentions": [],
+                "reactions": [],
+                "messageHistory": [],
+            });
+            c.messages.push(Message {
+                json,
+                created_ms: ms,
+                modified_ms: ms,
+                hosted: Vec::new(),
+            });
+            let mut answer = c
+                .members_json(&tenant)
+                .into_iter()
+                .find(|m| m["userId"] == member.user_id.as_str())
+                .unwrap_or(Value::Null);
+            answer["visibleHistoryStartDateTime"] = visible_from.clone().into();
+            answer["@odata.context"] =
+                format!("{base}v1.0/$metadata#chats('{}')/members/$entity", c.id).into();
+            events.push(Event::Chat {
+                chat: Box::new(c.clone()),
+                change: "updated",
+            });
+            events.push(Event::Message {
+                chat: c.id.clone(),
+                id,
+                change: "created",
+            });
+            Ok(answer)
+        })
     }
 
     pub fn patch_chat(self: &Arc<Self>, chat: &str, body: &[u8]) -> ApiResult<()> {

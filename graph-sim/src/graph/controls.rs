@@ -17,6 +17,17 @@ impl Graph {
         p > 0.0 && store.api_rng.gen::<f64>() < p
     }
 
+    /// Whether the answer of a call that was just carried out is to be lost (the
+    /// `loseAnswers` fault: one of its count is used).
+    pub fn lose_answer(&self) -> bool {
+        let mut store = self.lock();
+        if store.faults.lose_answers == 0 {
+            return false;
+        }
+        store.faults.lose_answers -= 1;
+        true
+    }
+
     pub fn truth(&self, chat: &str) -> ApiResult<Vec<Value>> {
         let store = self.lock();
         let c = Self::chat_ref(&store, chat)?;

@@ -336,6 +336,42 @@ impl Graph {
         body: &[u8],
         set: bool,
     ) -> ApiResult<()> {
+        let me = self.me();
+        self.reaction_by(chat, id, body, set, me)
+    }
+
+    /// A colleague (`user`, a member of the chat) sets or unsets a reaction
+    /// (`POST /_sim/chats/{c}/messages/{id}/setReaction` `{"user", "reactionType"}`); notifies
+    /// `updated` as Graph does.
+    pub fn colleague_reacts(
+        self: &Arc<Self>,
+        chat: &str,
+        id: &str,
+        user: &str,
+        reaction_type: &str,
+        set: bool,
+    ) -> ApiResult<()> {
+        let member = {
+            let store = self.lock();
+            let c = Self::chat_ref(&store, chat)?;
+            c.members
+                .iter()
+                .find(|m| m.user_id.eq_ignore_ascii_case(user))
+                .map(|m| m.user_id.clone())
+        };
+        let member = member.ok_or_else(|| ApiError::bad("the user is not a member of the chat"))?;
+        let body = json!({ "reactionType": reaction_type }).to_string();
+        self.reaction_by(chat, id, body.as_bytes(), set, member)
+    }
+
+    fn reaction_by(
+        self: &Arc<Self>,
+        chat: &str,
+        id: &str,
+        body: &[u8],
+        set: bool,
+        me: String,
+    ) -> ApiResult<()> {
         let body = json_object(body)?;
         let kind = body
             .get("reactionType")
@@ -347,7 +383,6 @@ impl Graph {
                 )
             })?
             .to_string();
-        let me = self.me();
         let tenant = self.config.tenant_id.clone();
         self.mutate(|store, events| {
             let c = Self::chat_mut(store, chat)?;

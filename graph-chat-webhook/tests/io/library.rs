@@ -1,13 +1,11 @@
 //! The library in process, over real HTTP on loopback: what is stored (counted in the inbox),
 //! what a handler sees, and what survives a panicking handler.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, DecryptBuffer, KeyStore, PrivateKey};
 use graph_chat_notifications::inbound::{Batch, Payload, Receiver};
 use graph_chat_notifications::model::ChangeType;

@@ -1,13 +1,13 @@
 //! Graph's API as the simulator serves it: subscription rules in their order, the documented
 //! requests, listings, errors, throttling, hosted contents, the controls and the state file.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::common::{call, colleague, get_sub, items, send, Hook, Mode, COLLEAGUE};
 use base64::Engine as _;
-use common::{call, colleague, get_sub, items, send, Hook, Mode, COLLEAGUE};
 use graph_chat_notifications::model::ChangeType::Created;
 use graph_chat_notifications::outbound::{
     self, format_time, hosted_content_bytes, sent_message, ChatMember, ChatsRequest, CreateChat,
@@ -750,4 +750,99 @@ async fn changes_in_one_millisecond_are_still_distinct_versions() {
     assert!(etag >= created + 7, "{now}");
     assert_eq!(now["etag"].as_str().unwrap(), etag.to_string());
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_a_write_carried_out_whose_answer_never_arrives() {
+    use http_body_util::{BodyExt as _, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let sim = common::default_sim().await;
+    let chat = group_chat(&sim).await;
+    let base = sim.base_url();
+    sim.set_faults(Faults {
+        lose_answers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    // A read is answered: only calls that change something lose their answer.
+    let listed = send(&base, MessagesRequest::chat(&chat).build().unwrap()).await;
+    assert_eq!(listed.status, 200);
+
+    let request = MessageRequest::send(&chat, "made, unanswered")
+        .build()
+        .unwrap()
+        .with_base(&base);
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(&request.url)
+        .header("Authorization", "Bearer any-token");
+    for (k, v) in &request.headers {
+        builder = builder.header(*k, *v);
+    }
+    let client: Client<_, Full<axum::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let answer = client
+        .request(
+            builder
+                .body(Full::new(request.body.unwrap_or_default().into()))
+                .unwrap(),
+        )
+        .await;
+    let lost = match answer {
+        Err(_) => true,
+        Ok(response) => response.into_body().collect().await.is_err(),
+    };
+    assert!(lost, "the answer arrived");
+    let made = sim
+        .truth(&chat)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m["body"]["content"] == "made, unanswered")
+        .count();
+    assert_eq!(made, 1, "the send was carried out once");
+
+    // A write answered 204 loses its answer too.
+    sim.set_faults(Faults {
+        lose_answers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let id = sim.truth(&chat).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let request = outbound::set_reaction(&chat, &id, "👍")
+        .unwrap()
+        .with_base(&base);
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(&request.url)
+        .header("Authorization", "Bearer any-token");
+    for (k, v) in &request.headers {
+        builder = builder.header(*k, *v);
+    }
+    let answer = client
+        .request(
+            builder
+                .body(Full::new(request.body.unwrap_or_default().into()))
+                .unwrap(),
+        )
+        .await;
+    let lost = match answer {
+        Err(_) => true,
+        Ok(response) => response.into_body().collect().await.is_err(),
+    };
+    assert!(lost, "the reaction's answer arrived");
+    let reactions = sim.truth(&chat).unwrap()[0]["reactions"].clone();
+    assert_eq!(reactions.as_array().map(Vec::len), Some(1), "{reactions}");
+
+    // One answer lost each time: the next write is answered.
+    let again = send(
+        &base,
+        MessageRequest::send(&chat, "answered").build().unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, 201);
 }

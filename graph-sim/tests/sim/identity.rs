@@ -4,19 +4,19 @@
 //! people picker's `/users?$search`, and delegated subscriptions that need reauthorization before
 //! their creator's token expires and hold their deliveries past it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::{items, receiver, Hook, Mode, Reply};
 use axum::body::Bytes;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine as _;
-use common::{items, receiver, Hook, Mode, Reply};
 use graph_chat_notifications::model::ChangeType::Created;
 use graph_chat_notifications::outbound::{
-    mark_chat_read_for_user, ChatMember, CreateChat, HttpRequest, Resource, Subscription,
-    SubscriptionRequest,
+    add_chat_member, mark_chat_read_for_user, ChatMember, CreateChat, HttpRequest, Resource,
+    Subscription, SubscriptionRequest,
 };
 use graph_sim::{Config, Simulator};
 use http_body_util::{BodyExt as _, Full};
@@ -998,4 +998,102 @@ async fn refresh_tokens_survive_a_restart_on_the_same_state_file_as_hashes_only(
     );
     second.shutdown().await;
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_member_added_to_a_group_chat_sees_it_and_the_chat_says_who_added_whom() {
+    let sim = checked_sim(Config::default()).await;
+    let users = sim.users();
+    let (megan, adele, alex) = (&users[0], &users[1], &users[2]);
+    let megan_token = sim.token_for(&megan.id).unwrap();
+    let alex_token = sim.token_for(&alex.id).unwrap();
+    let base = sim.base_url();
+    let created = send_as(
+        &sim,
+        CreateChat::group([
+            ChatMember::owner(megan.id.clone()),
+            ChatMember::owner(adele.id.clone()),
+        ])
+        .topic("Planning")
+        .build()
+        .unwrap(),
+        &megan_token,
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let chat = created.json()["id"].as_str().unwrap().to_string();
+    let not_yet = get(&format!("{base}v1.0/chats/{chat}"), Some(&alex_token)).await;
+    assert_eq!(not_yet.status, 403);
+
+    let added = send_as(
+        &sim,
+        add_chat_member(&chat, &ChatMember::owner(alex.id.clone()), None).unwrap(),
+        &megan_token,
+    )
+    .await;
+    assert_eq!(
+        added.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    let member = added.json();
+    assert_eq!(member["userId"], alex.id.as_str());
+    assert_eq!(member["roles"][0], "owner");
+    assert_eq!(
+        member["@odata.type"],
+        "#microsoft.graph.aadUserConversationMember"
+    );
+    // The new member sees the chat; its members are three.
+    let seen = get(&format!("{base}v1.0/chats/{chat}"), Some(&alex_token)).await;
+    assert_eq!(seen.status, 200);
+    let members = get(
+        &format!("{base}v1.0/chats/{chat}/members"),
+        Some(&megan_token),
+    )
+    .await;
+    assert_eq!(members.json()["value"].as_array().unwrap().len(), 3);
+    // The chat says who added whom, as Teams does.
+    let event = sim
+        .truth(&chat)
+        .unwrap()
+        .into_iter()
+        .find(|m| m["messageType"] == "systemEventMessage")
+        .expect("a system event message");
+    let detail = &event["eventDetail"];
+    assert_eq!(
+        detail["@odata.type"],
+        "#microsoft.graph.membersAddedEventMessageDetail"
+    );
+    assert_eq!(detail["members"][0]["id"], alex.id.as_str());
+    assert_eq!(detail["initiator"]["user"]["id"], megan.id.as_str());
+
+    // Twice: 409. A oneOnOne chat takes no member: 400.
+    let again = send_as(
+        &sim,
+        add_chat_member(&chat, &ChatMember::owner(alex.id.clone()), None).unwrap(),
+        &megan_token,
+    )
+    .await;
+    assert_eq!(again.status, 409);
+    let direct = send_as(
+        &sim,
+        CreateChat::one_on_one(
+            ChatMember::owner(megan.id.clone()),
+            ChatMember::owner(adele.id.clone()),
+        )
+        .build()
+        .unwrap(),
+        &megan_token,
+    )
+    .await;
+    let direct = direct.json()["id"].as_str().unwrap().to_string();
+    let refused = send_as(
+        &sim,
+        add_chat_member(&direct, &ChatMember::owner(alex.id.clone()), None).unwrap(),
+        &megan_token,
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    refused.error_code();
 }

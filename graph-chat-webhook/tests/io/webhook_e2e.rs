@@ -3,8 +3,6 @@
 //! shutdown on SIGTERM.
 #![cfg(all(feature = "sqlite", unix))]
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::Certificate;
 use graph_chat_notifications::model::{ChangeType, LifecycleEvent};
 use graph_chat_notifications::testing::GraphSimulator;

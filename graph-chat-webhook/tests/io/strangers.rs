@@ -7,15 +7,13 @@
 //! 127.0.0.2 is a second source address.
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 use graph_chat_notifications::crypto::{Certificate, KeyStore, PrivateKey};
 use graph_chat_notifications::inbound::Receiver;
 use graph_chat_notifications::model::ChangeType;

@@ -1,6 +1,6 @@
 //! `GET /_sim/usage`: what the simulator served of Graph's API, and which resources were polled.
 
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

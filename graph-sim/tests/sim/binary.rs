@@ -1,7 +1,7 @@
 //! The `graph-sim` binary checks bearer tokens unless told `--accept-any-token`, and takes the
 //! identity options `--token-lifetime` and `--redirect-uri`.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};

@@ -1,12 +1,12 @@
 //! End to end over loopback: the crate's request values sent to the simulator, its notifications
 //! received by a webhook and checked, decrypted and typed by the crate's Receiver.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{
+use crate::common::{
     call, colleague, items, open, receiver, send, settle, subscribe, Hook, Mode, CERT_ID,
     CLIENT_STATE, COLLEAGUE,
 };

@@ -3,7 +3,7 @@
 //! bound) before the answer goes out, so a client that writes its whole request before reading
 //! the answer always gets the answer, never `BrokenPipe` or `ConnectionReset`.
 
-mod common;
+use crate::common;
 
 use graph_sim::Faults;
 use std::io::{Read as _, Write as _};
