@@ -6,7 +6,9 @@
 //!
 //! Copies behind one public URL (`docs/contracts.md#several-copies`): a small round-robin TCP
 //! proxy on loopback, written here, is the `--public-url`; Graph delivers to it, so any copy may
-//! receive any notification, and a person's requests may reach any copy.
+//! receive any notification, and a person's requests may reach any copy. The three-copy check
+//! runs three `chat` processes behind it, kills one with `kill -9` mid-run and moves a live
+//! stream to another copy with `Last-Event-ID`.
 //!
 //! The tests of copies on a database run against the one `GCW_POSTGRES_URL` names; without one
 //! they are skipped (and fail in CI): `common::pg`. Everything runs on loopback, bounded in
@@ -15,12 +17,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::pg::PgSchema;
 use common::*;
@@ -594,4 +596,404 @@ fn against_a_local_simulator_a_loopback_public_url_is_where_graph_delivers() {
     assert!(proxy.taken_by(addr_of(&app)) > before);
     runtime.block_on(app.shutdown());
     runtime.block_on(sim.shutdown());
+}
+
+/// A `chat` process (the example) behind the proxy, killed when dropped.
+struct Process {
+    child: std::process::Child,
+    /// Its own URL (`http://127.0.0.1:PORT/`).
+    app: String,
+}
+
+impl Process {
+    /// Starts `chat` on the Graph `sim`, its state under `data`, sharing `database`, behind
+    /// `public_url`; returns at once (see [`Process::ready`]).
+    fn spawn(
+        sim: &Simulator,
+        data: &Path,
+        database: &str,
+        public_url: &str,
+    ) -> (std::process::Child, mpsc::Receiver<String>) {
+        let identity = sim.identity();
+        let mut child = std::process::Command::new(common::example_path("chat"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+                "--graph",
+                &sim.base_url(),
+                "--tenant-id",
+                &identity.tenant_id,
+                "--app-id",
+                &identity.app_id,
+                "--renew-every",
+                "5",
+                "--database",
+                database,
+                "--public-url",
+                public_url,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// The process once it printed its `app:` line.
+    fn ready(child: std::process::Child, lines: mpsc::Receiver<String>) -> Self {
+        let app = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(90))
+                .expect("chat printed its URL");
+            if let Some(url) = line.strip_prefix("app: ") {
+                break url.to_owned();
+            }
+        };
+        Self { child, app }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.app
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
+    }
+
+    /// `kill -9`.
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /api/events` read on a thread of its own, each event with the time it arrived; the
+/// channel closes when the stream ends.
+struct Stream {
+    events: mpsc::Receiver<(Instant, SseEvent)>,
+}
+
+impl Stream {
+    fn open(base: &str, session: &str, last_event_id: Option<i64>) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut request = agent
+            .get(&format!("{base}api/events"))
+            .header("Cookie", format!("{}={session}", common::SESSION_COOKIE));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.call().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let reader = std::io::BufReader::new(response.into_body().into_reader());
+            let (mut id, mut data) = (None, String::new());
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if line.is_empty() {
+                    if !data.is_empty() {
+                        let parsed = serde_json::from_str(&data).unwrap_or(Value::Null);
+                        let event = SseEvent {
+                            id: id.take(),
+                            event: None,
+                            data: parsed,
+                        };
+                        if tx.send((Instant::now(), event)).is_err() {
+                            return;
+                        }
+                    }
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        });
+        Self { events: rx }
+    }
+
+    /// Every event that arrived so far.
+    fn take(&self) -> Vec<SseEvent> {
+        self.take_timed().into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Every event that arrived so far, with the time it arrived.
+    fn take_timed(&self) -> Vec<(Instant, SseEvent)> {
+        self.events.try_iter().collect()
+    }
+
+    /// The events until the stream ends, waiting at most `within`; whether it ended.
+    fn until_end(&self, within: Duration) -> (Vec<SseEvent>, bool) {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        loop {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok((_, e)) => out.push(e),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return (out, true),
+                Err(mpsc::RecvTimeoutError::Timeout) => return (out, false),
+            }
+        }
+    }
+}
+
+/// The ids of the message events among `events`.
+fn message_ids(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.data["kind"] == "message")
+        .filter_map(|e| e.data["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Graph, PostgreSQL and `n` `chat` processes behind the proxy, one person signed in through
+/// it, served by every copy.
+struct Deployment {
+    runtime: tokio::runtime::Runtime,
+    sim: Option<Simulator>,
+    proxy: Proxy,
+    processes: Vec<Process>,
+    session: String,
+    chat: String,
+    _db: PgSchema,
+    _dir: TempDir,
+}
+
+impl Deployment {
+    fn start(n: usize, db: PgSchema) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.block_on(Simulator::start(sim_config())).unwrap();
+        let user = sim.identity().user_id;
+        let chat = common::create_chat(&common::agent(), &sim, "Project");
+        let dir = TempDir::new("copies");
+        // One sealing key and one app key and certificate, given to every copy alike.
+        let first = dir.path().join("data0");
+        std::fs::create_dir_all(&first).unwrap();
+        graph_chat_app::secrets::Sealer::load_or_create(&first).unwrap();
+        graph_chat_app::keys::load_or_create(&first).unwrap();
+        for i in 1..n {
+            share_keys(&first, &dir.path().join(format!("data{i}")));
+        }
+        let proxy = Proxy::start();
+        let spawned: Vec<_> = (0..n)
+            .map(|i| {
+                Process::spawn(
+                    &sim,
+                    &dir.path().join(format!("data{i}")),
+                    db.url(),
+                    &proxy.url(),
+                )
+            })
+            .collect();
+        let processes: Vec<Process> = spawned
+            .into_iter()
+            .map(|(child, lines)| Process::ready(child, lines))
+            .collect();
+        proxy.set_backends(processes.iter().map(Process::addr).collect());
+        // Signed in through the public URL; every copy serves the person.
+        let session = sign_in_cookie(&proxy.url(), &user);
+        let agent = agent_with_session(&session);
+        for p in &processes {
+            wait_for("each copy lists the person's chat", || {
+                common::chats(&agent, &p.app)
+                    .iter()
+                    .any(|c| c["id"] == chat.as_str())
+                    .then_some(())
+            });
+        }
+        let deployment = Self {
+            runtime,
+            sim: Some(sim),
+            proxy,
+            processes,
+            session,
+            chat,
+            _db: db,
+            _dir: dir,
+        };
+        wait_for("one set of subscriptions, to the public URL", || {
+            deployment.one_set().then_some(())
+        });
+        deployment
+    }
+
+    fn sim(&self) -> &Simulator {
+        self.sim.as_ref().unwrap()
+    }
+
+    /// Whether Graph holds one set of the person's subscriptions (their messages, their
+    /// chats), both delivering to the public URL.
+    fn one_set(&self) -> bool {
+        let all = subscriptions(self.sim(), &self.sim().identity().user_id);
+        let url = format!("{}notifications", self.proxy.url());
+        all.len() == 2 && all.iter().all(|s| s["notificationUrl"] == url.as_str())
+    }
+
+    /// The colleague writes `text` in the chat; the message's id.
+    fn colleague_says(&self, text: &str) -> String {
+        self.sim()
+            .colleague_writes(
+                &self.chat,
+                Sender {
+                    id: common::COLLEAGUE.0.into(),
+                    display_name: common::COLLEAGUE.1.into(),
+                },
+                text,
+                "text",
+            )
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until copy `i`'s view of the chat is Graph's truth.
+    fn converged(&self, i: usize, within: Duration) {
+        let agent = agent_with_session(&self.session);
+        let me = self.sim().identity().user_id;
+        let deadline = Instant::now() + within;
+        loop {
+            let truth = common::expected_view(&self.sim().truth(&self.chat).unwrap(), &me);
+            let seen = common::observed_view(&common::messages(
+                &agent,
+                &self.processes[i].app,
+                &self.chat,
+            ));
+            if truth == seen {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "copy {i}'s view is not Graph's:\ntruth {truth:?}\nseen  {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        self.processes.clear();
+        if let Some(sim) = self.sim.take() {
+            self.runtime.block_on(sim.shutdown());
+        }
+    }
+}
+
+/// Messages the colleague writes in the three-copy check, one every [`PACE`].
+const MESSAGES: usize = 60;
+/// The colleague's pace: 20 messages a second.
+const PACE: Duration = Duration::from_millis(50);
+/// A batch or a job a killed copy held is another's within this (the contract's 15 s), plus
+/// the time for Graph's retries and the reads.
+const TAKEOVER: Duration = Duration::from_secs(15);
+
+#[test]
+fn three_chat_processes_behind_one_url_lose_nothing_when_one_is_killed() {
+    let Some(db) = PgSchema::new("three_procs") else {
+        return;
+    };
+    let mut d = Deployment::start(3, db);
+    let victim = 0;
+    // A live stream on the copy that will be killed.
+    let first = Stream::open(&d.processes[victim].app, &d.session, None);
+    let mut before_kill = Vec::new();
+    let mut written = Vec::new();
+    for i in 0..MESSAGES {
+        if i == MESSAGES / 3 {
+            // Once the stream has shown something, the copy is killed mid-run.
+            wait_for("an event on the first stream", || {
+                before_kill.extend(first.take());
+                (!before_kill.is_empty()).then_some(())
+            });
+            d.processes[victim].kill_9();
+        }
+        written.push(d.colleague_says(&format!("message {i}")));
+        std::thread::sleep(PACE);
+    }
+    let (rest, ended) = first.until_end(Duration::from_secs(10));
+    assert!(ended, "the killed copy's stream ended");
+    before_kill.extend(rest);
+    let last = before_kill.iter().filter_map(|e| e.id).max().unwrap();
+
+    // The page moves to another copy (through the proxy, which skips the dead one) with
+    // Last-Event-ID, and gets every message once.
+    let moved = Stream::open(&d.proxy.url(), &d.session, Some(last));
+    let mut after = Vec::new();
+    let deadline = Instant::now() + TAKEOVER + common::PATIENCE;
+    loop {
+        after.extend(moved.take());
+        let mut seen = message_ids(&before_kill);
+        seen.extend(message_ids(&after));
+        if written.iter().all(|w| seen.contains(w)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lost: {:?}",
+            written
+                .iter()
+                .filter(|w| !seen.contains(w))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The move carried the stream: messages on both sides of the kill.
+    assert!(!message_ids(&before_kill).is_empty() && !message_ids(&after).is_empty());
+    eprintln!(
+        "the stream showed {} messages before the kill, {} after the move",
+        message_ids(&before_kill).len(),
+        message_ids(&after).len()
+    );
+    // Nothing twice: each message once, the ids increasing across the move.
+    let mut all = before_kill.clone();
+    all.extend(after);
+    let ids: Vec<i64> = all.iter().filter_map(|e| e.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, once: {ids:?}"
+    );
+    let messages = message_ids(&all);
+    for w in &written {
+        assert_eq!(
+            messages.iter().filter(|m| *m == w).count(),
+            1,
+            "message {w} on the stream once"
+        );
+    }
+    // Every surviving copy shows Graph's truth, and Graph holds one set.
+    for i in (0..d.processes.len()).filter(|i| *i != victim) {
+        d.converged(i, common::PATIENCE);
+    }
+    assert!(d.one_set(), "one set of subscriptions");
 }
