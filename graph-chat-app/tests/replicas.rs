@@ -2,7 +2,8 @@
 //! reaches the other's live streams, a page's `Last-Event-ID` taken to the other copy misses
 //! nothing, a session made on one is accepted by the other, copies starting together on an
 //! empty database both come up, a person's event ids are taken in the order their changes
-//! commit, whichever copy writes.
+//! commit, whichever copy writes, and a person signed in or out on one copy is run or stopped by
+//! every copy.
 //!
 //! Copies behind one public URL (`docs/contracts.md#several-copies`): a small round-robin TCP
 //! proxy on loopback, written here, is the `--public-url`; Graph delivers to it, so any copy may
@@ -28,7 +29,7 @@ use common::pg::PgSchema;
 use common::*;
 use graph_chat_app::store::{Database, Store};
 use graph_chat_app::view::Viewer;
-use graph_chat_app::{keys, secrets, App, Config};
+use graph_chat_app::{keys, people, secrets, App, Config};
 use graph_chat_webhook::JwksSource;
 use graph_sim::{Sender, Simulator};
 use serde_json::{json, Value};
@@ -390,6 +391,55 @@ fn a_person_run_by_two_copies_stays_signed_in_across_token_lifetimes() {
     live_b.until("a message after the rotations", |e| {
         e.data["id"] == id.as_str()
     });
+    h.runtime.block_on(b.shutdown());
+}
+
+/// Copies on one database each run every person: one who signs in on one copy is run by the
+/// other without visiting it (so the job holder for them may be either, and a takeover covers
+/// them), and one signed out for good on one copy (their record gone) stops on the other.
+#[test]
+fn a_person_signed_in_or_out_on_one_copy_is_run_or_stopped_by_every_copy() {
+    let Some(db) = PgSchema::new("every_copy") else {
+        return;
+    };
+    let h = Harness::start_on(
+        Duration::from_secs(3600),
+        sim_config(),
+        Some(db.url().to_owned()),
+    );
+    let dir = TempDir::new("every_copy");
+    let b = second_copy(&h, &dir);
+    // The colleague signs in on the first copy only; no request of theirs reaches the second.
+    let colleague = COLLEAGUE.0;
+    assert!(b.person(colleague).is_none());
+    sign_in_cookie(&h.url(), colleague);
+    let within = people::TAKE_UP_EVERY * 2 + PATIENCE;
+    let deadline = Instant::now() + within;
+    while b.person(colleague).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the second copy runs the colleague within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Signed out for good on another copy (their record and sessions gone): both copies stop
+    // their Graph side, without waiting for their token to be refused.
+    let sealer = secrets::Sealer::load_or_create(&h.dir.path().join("data")).unwrap();
+    let records = Database::open(db.url()).unwrap();
+    graph_chat_app::accounts::Accounts::open_postgres(&records, sealer)
+        .unwrap()
+        .forget_person(colleague)
+        .unwrap();
+    let deadline = Instant::now() + within;
+    while b.person(colleague).is_some() || h.app().person(colleague).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "both copies stop the colleague within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The person signed in before runs on both still.
+    assert!(b.person(&h.user()).is_some() && h.app().person(&h.user()).is_some());
     h.runtime.block_on(b.shutdown());
 }
 
