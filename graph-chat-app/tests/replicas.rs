@@ -1047,3 +1047,99 @@ fn three_chat_processes_behind_one_url_lose_nothing_when_one_is_killed() {
     }
     assert!(d.one_set(), "one set of subscriptions");
 }
+
+/// The `p`-th percentile of `sorted` (nearest rank).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The colleague writes `count` messages, one every `pace` (as fast as Graph takes them with
+/// `Duration::ZERO`), while `stream` shows them; each message's time from Graph to the screen,
+/// and the time from the first write to the last message shown. With `kill_at`, the first
+/// copy is killed (`kill -9`) before the message of that index.
+fn measure(
+    d: &mut Deployment,
+    stream: &Stream,
+    count: usize,
+    pace: Duration,
+    kill_at: Option<usize>,
+) -> (Vec<Duration>, Duration) {
+    let mut sent: Vec<(String, Instant)> = Vec::new();
+    let mut shown: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let collect = |shown: &mut std::collections::HashMap<String, Instant>| {
+        for got in stream.take_timed() {
+            if got.1.data["kind"] == "message" {
+                if let Some(id) = got.1.data["id"].as_str() {
+                    shown.entry(id.to_owned()).or_insert(got.0);
+                }
+            }
+        }
+    };
+    let started = Instant::now();
+    for i in 0..count {
+        if kill_at == Some(i) {
+            d.processes[0].kill_9();
+        }
+        let at = Instant::now();
+        sent.push((d.colleague_says(&format!("bench {i}")), at));
+        collect(&mut shown);
+        if !pace.is_zero() {
+            std::thread::sleep(pace);
+        }
+    }
+    let deadline = Instant::now() + TAKEOVER + common::PATIENCE;
+    while !sent.iter().all(|(id, _)| shown.contains_key(id)) {
+        assert!(Instant::now() < deadline, "messages not shown");
+        std::thread::sleep(Duration::from_millis(20));
+        collect(&mut shown);
+    }
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .map(|(id, at)| shown[id].saturating_duration_since(*at))
+        .collect();
+    latencies.sort();
+    let last = sent.iter().map(|(id, _)| shown[id]).max().unwrap();
+    (latencies, last.saturating_duration_since(started))
+}
+
+/// Messages per second through three copies against one, and Graph -> screen p99 with a copy
+/// killed mid-run: `BENCHMARKS.md` has the command and the figures. Needs `GCW_POSTGRES_URL`.
+#[test]
+#[ignore = "a benchmark: prints figures (BENCHMARKS.md)"]
+fn copies_throughput_and_latency_with_a_copy_killed() {
+    const BURST: usize = 300;
+    const STEADY: usize = 300;
+    for n in [1, 3] {
+        let Some(db) = PgSchema::new(&format!("bench{n}")) else {
+            return;
+        };
+        let mut d = Deployment::start(n, db);
+        let stream = Stream::open(&d.proxy.url(), &d.session, None);
+        let (latencies, took) = measure(&mut d, &stream, BURST, Duration::ZERO, None);
+        println!(
+            "copies={n}: {BURST} messages in {:.2} s = {:.0} messages/s through the copies; \
+             Graph -> screen p50 {:?} p99 {:?}",
+            took.as_secs_f64(),
+            BURST as f64 / took.as_secs_f64(),
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+        );
+    }
+    let Some(db) = PgSchema::new("bench_kill") else {
+        return;
+    };
+    let mut d = Deployment::start(3, db);
+    // The screen: a stream on a copy that lives.
+    let stream = Stream::open(&d.processes[1].app, &d.session, None);
+    let (latencies, took) = measure(&mut d, &stream, STEADY, PACE, Some(STEADY / 3));
+    println!(
+        "copies=3, one killed with kill -9 after {} of {STEADY} messages at 20/s ({:.1} s): \
+         Graph -> screen p50 {:?} p99 {:?} max {:?}",
+        STEADY / 3,
+        took.as_secs_f64(),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().unwrap(),
+    );
+}
