@@ -630,9 +630,10 @@ async fn watch(people: People, user_id: String, sync: Arc<GraphSync>, source: Ar
             // Only if this is still the person's Graph side (not one started again since).
             let current = people.get(&user_id).is_some_and(|s| Arc::ptr_eq(&s, &sync));
             if current && people.inner.setup.database.is_some() {
-                // Another copy sharing the database may have rotated the token (a refresh
-                // token is good once): the one the records hold is tried, and refused too,
-                // signs the person out.
+                // The records may hold a newer refresh token than this copy's (the person
+                // signed in again on another copy; or an identity platform that spends a
+                // refresh token when it is used, which Entra does not): the one the records
+                // hold is tried, and refused too, signs the person out.
                 people.spawn_restart(user_id);
             } else if current {
                 people.sign_out(&user_id, "refresh token refused").await;

@@ -353,9 +353,9 @@ fn a_lost_listening_connection_reconnects_and_catches_up() {
     assert_eq!(received, written[0]);
 }
 
-/// Two copies run one person's Graph side, each refreshing their token; a refresh token is
-/// good once, so a copy whose token another copy rotated starts again from the one the records
-/// hold, rather than signing the person out.
+/// Two copies run one person's Graph side, each refreshing their token from the same stored
+/// refresh token (which the identity platform does not revoke when it is used): neither signs
+/// the person out, whichever refreshed first.
 #[test]
 fn a_person_run_by_two_copies_stays_signed_in_across_token_lifetimes() {
     const LIFETIME: u64 = 4;
