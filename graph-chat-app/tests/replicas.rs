@@ -981,14 +981,18 @@ fn three_chat_processes_behind_one_url_lose_nothing_when_one_is_killed() {
     let mut written = Vec::new();
     for i in 0..MESSAGES {
         if i == MESSAGES / 3 {
-            // Once the stream has shown something, the copy is killed mid-run.
+            // Once the stream has shown something ...
             wait_for("an event on the first stream", || {
                 before_kill.extend(first.take());
                 (!before_kill.is_empty()).then_some(())
             });
-            d.processes[victim].kill_9();
         }
         written.push(d.colleague_says(&format!("message {i}")));
+        if i == MESSAGES / 3 {
+            // ... the copy is killed mid-run, with this message's notifications on their way
+            // (to it, or to another copy that may have handed it nothing yet).
+            d.processes[victim].kill_9();
+        }
         std::thread::sleep(PACE);
     }
     let (rest, ended) = first.until_end(Duration::from_secs(10));
