@@ -1,10 +1,8 @@
 //! The cache and the views, without a network: the timeline's version rules on stored rows,
 //! the states and unread counts of `docs/contracts.md#the-chat-app`, and the sanitizer.
 
-mod common;
-
-use common::pg::PgSchema;
-use common::TempDir;
+use crate::common::pg::PgSchema;
+use crate::common::TempDir;
 use graph_chat_app::store::{Applied, Database, PendingWrite, Store, TRYING};
 use graph_chat_app::view::{sanitize, Viewer};
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@
 //! They run against the database `GCW_POSTGRES_URL` names; without one they are skipped (and
 //! fail in CI): `common::pg`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pg::PgSchema;
-use common::*;
+use crate::common::pg::PgSchema;
+use crate::common::*;
 use graph_chat_app::store::{Database, Store};
 use graph_chat_app::view::Viewer;
 use graph_chat_app::{keys, secrets, App};
