@@ -678,7 +678,9 @@ fn unread_counts_show_on_the_chats_and_opening_one_marks_it_read() {
     wait_for("the API's count", || {
         (h.chat(&design)["unreadCount"] == 0).then_some(())
     });
-    assert_eq!(h.chat(&project)["unreadCount"], 0);
+    wait_for("Project's count in the API", || {
+        (h.chat(&project)["unreadCount"] == 0).then_some(())
+    });
 }
 
 #[test]

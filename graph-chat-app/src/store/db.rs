@@ -17,11 +17,11 @@ use std::str::FromStr;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use graph_chat_webhook::{connect_postgres, PgConnectError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 
 /// Why the cache (or the app's records) could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -366,8 +366,9 @@ pub(crate) trait Feed: Send + Sync {
 /// event id, never content) and has the person's store here publish from the log; a lost
 /// listening connection reconnects and every store catches up from the log.
 ///
-/// The connection string is libpq's (URL or `key=value`); connections are made without TLS
-/// (loopback, a Unix socket, or a private network): `sslmode=require` is refused.
+/// The connection string is libpq's (URL or `key=value`); `sslmode=require` connects with TLS,
+/// verifying the server as the webhook's PostgreSQL inbox does
+/// ([`connect_postgres`](graph_chat_webhook::connect_postgres)).
 #[derive(Clone)]
 pub struct Database {
     shared: Arc<Shared>,
@@ -423,11 +424,6 @@ impl Database {
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let config = Config::from_str(url)
             .map_err(|e| StoreError::Postgres(format!("the database URL: {e}")))?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::Postgres(
-                "sslmode=require is not supported: connect over loopback, a Unix socket or a private network".into(),
-            ));
-        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("graph-chat-app-db")
@@ -629,11 +625,8 @@ impl Shared {
         let config = self.config.clone();
         self.run(async move {
             tokio::time::timeout(STATEMENT_LIMIT, async move {
-                let (client, connection) = config.connect(NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                Ok::<_, tokio_postgres::Error>(PgConn {
+                let (client, _driver) = connect_postgres(&config, None).await?;
+                Ok::<_, PgConnectError>(PgConn {
                     client,
                     statements: HashMap::new(),
                 })
@@ -641,7 +634,10 @@ impl Shared {
             .await
         })?
         .map_err(|_| StoreError::Postgres("no connection within 30 s".into()))?
-        .map_err(StoreError::from)
+        .map_err(|e| match e {
+            PgConnectError::Db(e) => StoreError::from(e),
+            tls => StoreError::Postgres(tls.to_string()),
+        })
     }
 
     fn connect_or_idle(&self) -> Result<PgConn, StoreError> {
@@ -719,26 +715,17 @@ impl Shared {
 /// every store catches up, for what it missed while the connection was down.
 async fn listen(config: Config, shared: Weak<Shared>) {
     loop {
-        if let Ok((client, mut connection)) = config.connect(NoTls).await {
-            let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let driver = tokio::spawn(async move {
-                let mut messages = futures_util::stream::poll_fn(|cx| connection.poll_message(cx));
-                while let Some(Ok(message)) = messages.next().await {
-                    if let AsyncMessage::Notification(n) = message {
-                        if sender.send(n.payload().to_owned()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+        let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+        if let Ok((client, driver)) = connect_postgres(&config, Some(sender)).await {
             if client
                 .batch_execute(&format!("LISTEN {EVENTS_CHANNEL}"))
                 .await
                 .is_ok()
             {
                 feed(&shared, None);
-                while let Some(payload) = received.recv().await {
+                while let Some(notification) = received.recv().await {
                     // `<schema> <event id>`.
+                    let payload = notification.payload();
                     let schema = payload.split(' ').next().unwrap_or_default();
                     if !feed(&shared, Some(schema)) {
                         return;

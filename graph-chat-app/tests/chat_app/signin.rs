@@ -2,11 +2,11 @@
 //! sessions, each person's chats for that person only, tokens that expire and are refreshed,
 //! a revoked person signed out, and secrets kept sealed under `--data`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     agent, agent_with_session, create_chat_as, get, location, post, raw_agent, set_cookie,
     sign_in_cookie, wait_for, Harness, COLLEAGUE, PATIENCE, SESSION_COOKIE,
 };

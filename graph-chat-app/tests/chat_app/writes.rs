@@ -3,11 +3,11 @@
 //! takes it, retried, and carried out once; the app's calls on one chat are paced under Graph's
 //! Teams limit; a delivery the webhook could not take is made up for by a read.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{encode, sim_config, wait_for, Harness};
+use crate::common::{encode, sim_config, wait_for, Harness};
 use graph_chat_app::people::cache_file;
 use graph_chat_app::store::{PendingWrite, Store};
 use graph_chat_app::view::Viewer;

@@ -15,7 +15,7 @@
 //! they are skipped (and fail in CI): `common::pg`. Everything runs on loopback, bounded in
 //! count and time.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Read, Write};
@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pg::PgSchema;
-use common::*;
+use crate::common::pg::PgSchema;
+use crate::common::*;
 use graph_chat_app::store::{Database, Store};
 use graph_chat_app::view::Viewer;
 use graph_chat_app::{keys, people, secrets, App, Config};

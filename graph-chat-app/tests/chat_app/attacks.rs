@@ -2,11 +2,11 @@
 //! against the app's sign-in (`docs/contracts.md#the-chat-app`), on loopback and bounded in
 //! count.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     agent, agent_with_session, get, location, post, raw_agent, set_cookie, sign_in_cookie, Harness,
     SESSION_COOKIE,
 };

@@ -2,11 +2,11 @@
 //! (`docs/contracts.md#the-chat-app`),
 //! live events, and a view that matches Graph whatever the delivery does.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{get, post, wait_for, Harness, COLLEAGUE};
+use crate::common::{get, post, wait_for, Harness, COLLEAGUE};
 use graph_sim::Faults;
 use serde_json::{json, Value};
 

@@ -2,11 +2,11 @@
 //! reorders, delays, a silently expired subscription, a restart of the app), its view equals
 //! Graph's truth after the last write plus one resync period.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{wait_for, Harness};
+use crate::common::{wait_for, Harness};
 use graph_sim::Faults;
 use proptest::prelude::*;
 

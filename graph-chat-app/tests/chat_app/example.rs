@@ -2,14 +2,14 @@
 //! arguments is offline with a demo; `--graph` takes a simulator started on its own; SIGTERM
 //! exits 0; after `kill -9` and a restart on the same `--data`, nothing accepted is lost.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     chats, example_path, expected_view, get, messages, observed_view, wait_for, TempDir, PATIENCE,
 };
 use serde_json::Value;

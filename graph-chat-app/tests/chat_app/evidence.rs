@@ -2,11 +2,11 @@
 //! simulator's usage (`Simulator::usage`, what `GET /_sim/usage` answers), and throttling that
 //! the app waits out rather than fails on.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{sim_config, wait_for, Harness};
+use crate::common::{sim_config, wait_for, Harness};
 use graph_chat_app::options::{Options, DEFAULT_RESYNC_EVERY};
 use graph_sim::{Faults, Usage};
 use serde_json::json;

@@ -1,11 +1,9 @@
 //! The cache and the views, without a network: the timeline's version rules on stored rows,
 //! the states and unread counts of `docs/contracts.md#the-chat-app`, and the sanitizer.
 
-mod common;
-
-use common::pg::PgSchema;
-use common::TempDir;
-use graph_chat_app::store::{Applied, Database, Store};
+use crate::common::pg::PgSchema;
+use crate::common::TempDir;
+use graph_chat_app::store::{Applied, Database, PendingWrite, Store, TRYING};
 use graph_chat_app::view::{sanitize, Viewer};
 use serde_json::{json, Value};
 
@@ -83,6 +81,7 @@ on_both!(
     the_cache_survives_a_reopen,
     a_read_settles_two_versions_notifications_cannot_order,
     items_and_events_keep_the_contracts_json,
+    a_kept_write_survives_a_reopen_and_is_claimed_once,
 );
 
 fn message(id: &str, from: &str, content: &str, modified: &str) -> Value {
@@ -577,4 +576,52 @@ fn items_and_events_keep_the_contracts_json(backend: Backend) {
             "removed": true, "kind": "chat", "lastMessage": newest,
         })
     );
+}
+
+fn a_kept_write_survives_a_reopen_and_is_claimed_once(backend: Backend) {
+    let Some((place, store)) = store(
+        backend,
+        "a_kept_write_survives_a_reopen_and_is_claimed_once",
+    ) else {
+        return;
+    };
+    // Epoch milliseconds today overflow 32 bits: the columns must hold them.
+    let asked = 1_796_000_000_000_i64;
+    let mut send = PendingWrite::new("send", CHAT, asked);
+    send.content = Some("the figures".into());
+    send.body = Some(br#"{"body":{"content":"the figures"}}"#.to_vec());
+    send.known = vec!["1764496800000".into()];
+    let id = store.add_write(&send).unwrap();
+    let mut edit = PendingWrite::new("edit", CHAT, asked + 1);
+    edit.message_id = Some("1764496800000".into());
+    edit.due_ms = asked + 5_000;
+    let second = store.add_write(&edit).unwrap();
+    assert!(second > id);
+    drop(store);
+
+    // A restart: the send that was being tried is due at once, and still what it was.
+    let store = place.open();
+    assert_eq!(store.resume_writes(asked + 10).unwrap(), 2);
+    let next = store.next_write().unwrap().unwrap();
+    assert_eq!(next.id, id);
+    assert_eq!(next.due_ms, asked + 10);
+    assert_eq!(next.content.as_deref(), Some("the figures"));
+    assert_eq!(next.body, send.body);
+    assert_eq!(next.known, send.known);
+    assert_eq!(next.started_ms, asked);
+
+    // Claimed once: a second claim of the same due time finds it taken.
+    assert!(store.claim_write(id, asked + 10, true).unwrap());
+    assert!(!store.claim_write(id, asked + 10, true).unwrap());
+    assert!(store.reschedule_write(id, asked + 20_000, true, 3).unwrap());
+    let kept = store.pending_writes().unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(kept[0].unsure);
+    assert_eq!((kept[0].due_ms, kept[0].rounds), (asked + 20_000, 3));
+    assert_ne!(kept[0].due_ms, TRYING);
+
+    store.remove_write(id, None).unwrap();
+    store.remove_write(second, None).unwrap();
+    assert!(store.next_write().unwrap().is_none());
+    assert!(!store.reschedule_write(id, 0, false, 0).unwrap());
 }

@@ -9,11 +9,11 @@
 //! they print that they were skipped, and fail when `CI` is set. With SQLite (no `--database`)
 //! a copy holds every job: the other tests run that way.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{agent_with_session, sign_in_cookie, sim_config, wait_for, TempDir, PATIENCE};
+use crate::common::{agent_with_session, sign_in_cookie, sim_config, wait_for, TempDir, PATIENCE};
 use graph_chat_app::{App, Config};
 use graph_chat_webhook::JwksSource;
 use graph_sim::Simulator;

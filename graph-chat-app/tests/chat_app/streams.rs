@@ -5,15 +5,13 @@
 //! Graph (the test, and the simulator) comes from 127.0.0.1.
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Streams each stranger address opens: the per-address connection cap the webhook had before
 /// streams were counted apart (three addresses then filled its 768 connections).

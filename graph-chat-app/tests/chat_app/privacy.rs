@@ -2,7 +2,7 @@
 //! event log's replays, also after a restart; the files under `--data` are the app's user's
 //! only; the page behind a reverse proxy, and framed by the pages `frame_ancestors` names.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Harness};
+use crate::common::{wait_for, Harness};
 use graph_chat_app::{App, Config};
 use serde_json::Value;
 

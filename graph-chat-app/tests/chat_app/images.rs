@@ -2,13 +2,11 @@
 //! (`hostedContents`), bounded at 2 MiB of image, images only; the larger body limit is the
 //! image route's alone, every other route keeps the API's 64 KiB.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use crate::common::{post, Harness};
 use base64::Engine as _;
-use common::{post, Harness};
 use serde_json::json;
 
 /// A 2 x 2 PNG.
