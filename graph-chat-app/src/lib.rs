@@ -98,7 +98,9 @@ pub struct Config {
     /// Where the identity platform's signing keys come from.
     pub jwks: JwksSource,
     /// The public URL Graph reaches the webhook at (`https://...`, through a tunnel or a
-    /// proxy); without it, `http://` and the listening address (fine for a simulator).
+    /// proxy, in front of one copy of the app or several; loopback `http://` for a proxy in
+    /// front of a simulator on this machine); without it, `http://` and the listening address
+    /// (fine for a simulator).
     pub public_url: Option<String>,
     /// Whether the reverse proxy in front is trusted to say which host and scheme the browser
     /// asked for (`Forwarded`, `X-Forwarded-Host`, `X-Forwarded-Proto`): set only when every
@@ -417,24 +419,22 @@ fn public_base(config: &Config, addr: SocketAddr) -> String {
         .to_owned()
 }
 
-/// Where Graph is to deliver, and what it encrypts for: the public URL, else this address
-/// over `http://` (which only a local Graph reaches). A simulator on this machine (an `http://`
-/// loopback Graph, the embedded one included) is always given this address: it reaches it
-/// directly, and could not speak to the proxy in front.
+/// Where Graph is to deliver, and what it encrypts for: the public URL (a proxy or tunnel in
+/// front of one or several copies of the app, so any copy may receive any notification), else
+/// this address over `http://` (which only a local Graph reaches).
+///
+/// A loopback `http://` public URL is taken only with a Graph on this machine (a simulator,
+/// which reaches it; real Graph requires https, and `options` holds it to that). With a
+/// simulator on this machine an https public URL that is not loopback (the name browsers use,
+/// `https://chat.example.com`) is not reachable from it: the simulator is given this address.
 fn subscriber(config: &Config, addr: SocketAddr, key: &AppKey, client_state: &str) -> Subscriber {
-    let local_graph = url::Url::parse(&config.graph).is_ok_and(|u| {
-        u.scheme() == "http"
-            && match u.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            }
+    let local_graph = url::Url::parse(&config.graph).is_ok_and(|u| is_loopback_http(&u));
+    let public = config.public_url.as_deref().filter(|public| {
+        !local_graph || url::Url::parse(public).is_ok_and(|u| is_loopback_http(&u))
     });
-    let direct = local_graph || config.public_url.is_none();
-    let public = match &config.public_url {
-        Some(url) if !direct => url.clone(),
-        _ => format!("http://{}", loopback(addr)),
+    let (public, loopback_http) = match public {
+        Some(url) => (url.to_owned(), local_graph),
+        None => (format!("http://{}", loopback(addr)), true),
     };
     let public = public.trim_end_matches('/');
     Subscriber {
@@ -443,9 +443,20 @@ fn subscriber(config: &Config, addr: SocketAddr, key: &AppKey, client_state: &st
         certificate_der: key.certificate.clone(),
         certificate_id: key.certificate_id.clone(),
         client_state: client_state.to_owned(),
-        // Without a public URL the webhook is this address: only a local Graph reaches it.
-        loopback_http: direct,
+        // A loopback `http://` webhook only for a Graph on this machine.
+        loopback_http,
     }
+}
+
+/// Whether `url` is `http://` on this machine (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback_http(u: &url::Url) -> bool {
+    u.scheme() == "http"
+        && match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
 }
 
 /// `addr`, or, when it is every interface (`0.0.0.0`, `[::]`), its loopback address.

@@ -53,7 +53,8 @@ process.
   --renew-every SECONDS      how often each subscription is renewed, 5 to 1800 (half its
                              lifetime: 1800)
   --public-url URL           the https URL of the tunnel or reverse proxy in front of --listen:
-                             Graph delivers there, and the page answers to its host
+                             Graph delivers there, and the page answers to its host (loopback
+                             http:// for a proxy in front of a graph-sim on this machine)
   --trust-proxy              believe the proxy's Forwarded / X-Forwarded-Host /
                              X-Forwarded-Proto (only when every request comes through it)
   --frame-ancestors SOURCES  the pages that may frame the app's page, space-separated

@@ -8,11 +8,21 @@
 //! out: their sessions end, their record goes, and the app calls Graph for them no more. A
 //! watch per person asks for their token every [`TOKEN_WATCH`], so that happens within one
 //! token lifetime (and that interval) of the revocation even when nothing else calls Graph.
+//!
+//! Copies of the app sharing a database each run every person signed in
+//! ([`People::take_up_others`]): every [`TAKE_UP_EVERY`] each copy lists the people recorded,
+//! starts those signed in on another copy (from their stored refresh token, which a use does not
+//! revoke) and stops those whose record is gone (signed out or revoked on another copy, which
+//! removed their cache, once). So the copy that holds a person's job may be any copy, a
+//! takeover covers them, and any copy answers their page and handles their notifications. A
+//! periodic list rather than a `NOTIFY`: a notice sent while a copy is reconnecting, or before
+//! it started, is lost, and the list is what such a copy needs anyway; it costs one small query
+//! every few seconds, and no call to Graph.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use graph_chat_webhook::tokens::{
     OAuthClient, PersonTokens, RefreshToken, TokenError, TokenSet, TokenSource,
@@ -91,6 +101,8 @@ struct Running {
     source: Arc<PersonTokens>,
     display_name: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// When it started: a list of the records read before then may not name them yet.
+    started: Instant,
 }
 
 impl Drop for Running {
@@ -114,8 +126,9 @@ struct Inner {
 
 /// How often a copy sharing a database looks for people signed in on another copy, and starts
 /// their Graph side here too (so that a notification for them that this copy receives has a
-/// place to go; what it dropped before is read when their Graph side starts here).
-pub const TAKE_UP_EVERY: Duration = Duration::from_secs(10);
+/// place to go; what it dropped before is read when their Graph side starts here), and for
+/// people signed out or revoked on another copy, whose Graph side stops here too.
+pub const TAKE_UP_EVERY: Duration = Duration::from_secs(5);
 
 /// Everyone signed in. Cheap to clone; every clone is the same.
 #[derive(Clone)]
@@ -287,7 +300,9 @@ impl People {
     }
 
     /// With a shared database: every [`TAKE_UP_EVERY`], starts here the Graph side of everyone
-    /// signed in on another copy, until the app stops. Nothing with SQLite (one copy).
+    /// signed in on another copy, and stops that of everyone whose record is gone (signed out or
+    /// revoked on another copy, which removed their cache), until the app stops. Nothing with
+    /// SQLite (one copy).
     pub fn take_up_others(&self) {
         if self.inner.setup.database.is_none() {
             return;
@@ -307,11 +322,13 @@ impl People {
                 {
                     return;
                 }
+                let listed_at = Instant::now();
                 let accounts = people.inner.accounts.clone();
                 let Ok(Ok(everyone)) = tokio::task::spawn_blocking(move || accounts.people()).await
                 else {
                     continue;
                 };
+                people.stop_unlisted(&everyone, listed_at).await;
                 for person in everyone {
                     if people.get(&person.user_id).is_none() {
                         people.join(&person.user_id).await;
@@ -319,6 +336,30 @@ impl People {
                 }
             }
         });
+    }
+
+    /// Stops here the Graph side of the people running here whom `listed` (the records, read
+    /// at `listed_at`) no longer names: signed out or revoked on another copy, which removed
+    /// their cache. One started since the list was read (signed in here just now) is kept.
+    async fn stop_unlisted(&self, listed: &[Person], listed_at: Instant) {
+        let _one = self.inner.joining.lock().await;
+        let gone: Vec<(String, Running)> = {
+            let mut running = self.running();
+            let ids: Vec<String> = running
+                .iter()
+                .filter(|(id, r)| {
+                    r.started < listed_at && !listed.iter().any(|p| &p.user_id == *id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| running.remove(&id).map(|r| (id, r)))
+                .collect()
+        };
+        for (user_id, running) in gone {
+            tracing::info!(user = %user_id, "signed out on another copy: stopped here too");
+            drop(running);
+        }
     }
 
     /// [`People::restart_from_records`], on a task of its own (the Graph side it stops is the
@@ -514,6 +555,7 @@ impl People {
                 source: Arc::clone(&source),
                 display_name,
                 tasks,
+                started: Instant::now(),
             },
         );
         drop(before);
@@ -588,9 +630,10 @@ async fn watch(people: People, user_id: String, sync: Arc<GraphSync>, source: Ar
             // Only if this is still the person's Graph side (not one started again since).
             let current = people.get(&user_id).is_some_and(|s| Arc::ptr_eq(&s, &sync));
             if current && people.inner.setup.database.is_some() {
-                // Another copy sharing the database may have rotated the token (a refresh
-                // token is good once): the one the records hold is tried, and refused too,
-                // signs the person out.
+                // The records may hold a newer refresh token than this copy's (the person
+                // signed in again on another copy; or an identity platform that spends a
+                // refresh token when it is used, which Entra does not): the one the records
+                // hold is tried, and refused too, signs the person out.
                 people.spawn_restart(user_id);
             } else if current {
                 people.sign_out(&user_id, "refresh token refused").await;

@@ -25,8 +25,14 @@ pub(crate) const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// An authorization code is good once, for this long (the platform's: about 10 minutes).
 const CODE_LIFETIME_MS: i64 = 10 * 60 * 1000;
-/// A refresh token is good for this long (the platform's: 90 days), replaced at each use.
+/// A refresh token is good for this long (the platform's: 90 days). Each use answers a new one,
+/// and, as on the Microsoft identity platform, the one used is not revoked by it: it stays good
+/// until it expires or its user's tokens are revoked, so several copies of an app that share a
+/// person's stored token do not sign each other out.
 const REFRESH_LIFETIME_MS: i64 = 90 * 24 * 60 * 60 * 1000;
+/// Refresh tokens kept per user at most (past it, the oldest is forgotten first; expired ones
+/// are forgotten whenever one is issued), so that the state stays bounded.
+const REFRESH_KEPT_PER_USER: usize = 1024;
 /// What every refresh token the simulator issues starts with, so a check can search for them.
 pub(crate) const REFRESH_PREFIX: &str = "simrt.";
 /// Graph's scopes granted when a sign-in asks for none (or `.default`).
@@ -83,6 +89,27 @@ fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     B64URL.encode(bytes)
+}
+
+/// Forgets the refresh tokens that have expired, and, past [`REFRESH_KEPT_PER_USER`] of
+/// `user_id`'s, that user's oldest, making room for one more.
+fn forget_spent_refresh_tokens(
+    tokens: &mut std::collections::BTreeMap<String, RefreshGrant>,
+    user_id: &str,
+    now: i64,
+) {
+    tokens.retain(|_, g| now - g.issued_ms < REFRESH_LIFETIME_MS);
+    let mut theirs: Vec<(i64, String)> = tokens
+        .iter()
+        .filter(|(_, g)| g.user_id.eq_ignore_ascii_case(user_id))
+        .map(|(k, g)| (g.issued_ms, k.clone()))
+        .collect();
+    if theirs.len() >= REFRESH_KEPT_PER_USER {
+        theirs.sort();
+        for (_, key) in theirs.iter().take(theirs.len() + 1 - REFRESH_KEPT_PER_USER) {
+            tokens.remove(key);
+        }
+    }
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -368,14 +395,9 @@ impl Graph {
             "refresh_token" => {
                 let presented = get("refresh_token").unwrap_or("");
                 let key = sha256_hex(presented);
-                let grant = {
-                    let mut store = self.lock();
-                    let grant = store.state.refresh_tokens.remove(&key);
-                    if grant.is_some() {
-                        self.persist(&store);
-                    }
-                    grant
-                };
+                // Redeeming does not revoke the token (as on the identity platform): it stays
+                // good until it expires or its user's tokens are revoked.
+                let grant = self.lock().state.refresh_tokens.get(&key).cloned();
                 let grant = grant
                     .filter(|g| {
                         presented.starts_with(REFRESH_PREFIX)
@@ -442,6 +464,7 @@ impl Graph {
         let refresh = format!("{REFRESH_PREFIX}{}", random_token());
         {
             let mut store = self.lock();
+            forget_spent_refresh_tokens(&mut store.state.refresh_tokens, &user.id, now);
             store.state.refresh_tokens.insert(
                 sha256_hex(&refresh),
                 RefreshGrant {

@@ -1,5 +1,5 @@
 //! The simulator as the identity platform of its tenant: the authorization code flow with PKCE,
-//! refresh tokens that rotate and can be revoked, client credentials, access tokens checked on
+//! refresh tokens renewed at each use (the used one not spent) and revoked, client credentials, access tokens checked on
 //! every call to Graph's API (401), a delegated token acting for its own user only (403), the
 //! people picker's `/users?$search`, and delegated subscriptions that need reauthorization before
 //! their creator's token expires and hold their deliveries past it.
@@ -389,7 +389,7 @@ async fn without_a_login_hint_a_page_lists_the_users_each_a_sign_in() {
 }
 
 #[tokio::test]
-async fn refresh_tokens_rotate_and_a_revoked_users_are_refused() {
+async fn refresh_tokens_are_renewed_not_spent_and_a_revoked_users_are_refused() {
     let sim = checked_sim(Config::default()).await;
     let me = sim.identity().user_id;
     let app = sim.identity().app_id;
@@ -421,15 +421,26 @@ async fn refresh_tokens_rotate_and_a_revoked_users_are_refused() {
     );
     let r2 = second.json()["refresh_token"].as_str().unwrap().to_string();
     assert!(r2.starts_with("simrt."));
-    assert_ne!(r1, r2, "a refresh token is replaced at each use");
+    assert_ne!(r1, r2, "each use answers a new refresh token");
     assert_eq!(
         claims(second.json()["access_token"].as_str().unwrap())["oid"],
         me.as_str()
     );
-    // The used one is spent.
-    let reused = refresh(r1).await;
-    assert_eq!(reused.status, 400);
-    assert_eq!(oauth_error(&reused), "invalid_grant");
+    // As on the identity platform, redeeming does not revoke the one used: a second copy of an
+    // app holding the same stored token still refreshes with it (and gets its own new one).
+    let reused = refresh(r1.clone()).await;
+    assert_eq!(
+        reused.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reused.body)
+    );
+    let r3 = reused.json()["refresh_token"].as_str().unwrap().to_string();
+    assert!(r3 != r1 && r3 != r2);
+    assert_eq!(
+        claims(reused.json()["access_token"].as_str().unwrap())["oid"],
+        me.as_str()
+    );
 
     // Revoked: the user's refresh tokens answer invalid_grant; the access token stays valid.
     let access = second.json()["access_token"].as_str().unwrap().to_string();
@@ -441,9 +452,12 @@ async fn refresh_tokens_rotate_and_a_revoked_users_are_refused() {
     )
     .await;
     assert_eq!(revoked.status, 204);
-    let refused = refresh(r2).await;
-    assert_eq!(refused.status, 400);
-    assert_eq!(oauth_error(&refused), "invalid_grant");
+    // Every one of them ends: the first, the ones it gave, used or not.
+    for rt in [r1, r2, r3] {
+        let refused = refresh(rt).await;
+        assert_eq!(refused.status, 400);
+        assert_eq!(oauth_error(&refused), "invalid_grant");
+    }
     assert_eq!(
         get(&format!("{}v1.0/me", sim.base_url()), Some(&access))
             .await
