@@ -122,18 +122,7 @@ pub(crate) async fn create(
     Json(new): Json<NewChat>,
 ) -> Result<Response, ApiError> {
     let me = person.sync.user_id().to_owned();
-    let mut others: Vec<String> = Vec::new();
-    for id in new.members {
-        if id != me && !others.contains(&id) {
-            others.push(id);
-        }
-    }
-    if others.is_empty() {
-        return Err(ApiError::bad_request("pick at least one person"));
-    }
-    if others.len() > MAX_MEMBERS {
-        return Err(ApiError::bad_request("at most 50 people in a new chat"));
-    }
+    let others = picked(&person, new.members, "at most 50 people in a new chat")?;
     let topic = new
         .topic
         .map(|t| t.trim().to_owned())
@@ -267,6 +256,29 @@ async fn is_group(person: &Person, chat_id: &str) -> Result<bool, ApiError> {
         .await
 }
 
+/// The people a person picked, each once and without themselves: at least one, at most
+/// [`MAX_MEMBERS`] (else 400 with `too_many`).
+fn picked(
+    person: &Person,
+    ids: Vec<String>,
+    too_many: &'static str,
+) -> Result<Vec<String>, ApiError> {
+    let me = person.sync.user_id();
+    let mut people: Vec<String> = Vec::new();
+    for id in ids {
+        if id != me && !people.contains(&id) {
+            people.push(id);
+        }
+    }
+    if people.is_empty() {
+        return Err(ApiError::bad_request("pick at least one person"));
+    }
+    if people.len() > MAX_MEMBERS {
+        return Err(ApiError::bad_request(too_many));
+    }
+    Ok(people)
+}
+
 /// `{"members": [user ids]}`: the people to add to a group chat.
 #[derive(Deserialize)]
 pub(crate) struct NewMembers {
@@ -283,19 +295,7 @@ pub(crate) async fn add_members(
     axum::extract::Path(chat_id): axum::extract::Path<String>,
     Json(new): Json<NewMembers>,
 ) -> Result<Response, ApiError> {
-    let me = person.sync.user_id().to_owned();
-    let mut people: Vec<String> = Vec::new();
-    for id in new.members {
-        if id != me && !people.contains(&id) {
-            people.push(id);
-        }
-    }
-    if people.is_empty() {
-        return Err(ApiError::bad_request("pick at least one person"));
-    }
-    if people.len() > MAX_MEMBERS {
-        return Err(ApiError::bad_request("at most 50 people at once"));
-    }
+    let people = picked(&person, new.members, "at most 50 people at once")?;
     if !is_group(&person, &chat_id).await? {
         return Err(ApiError::bad_request(
             "people are added to a group chat only: start a new chat instead",
