@@ -127,11 +127,13 @@ impl Accounts {
     /// Opens (or creates) `app.sqlite` under `data`, its secrets sealed by `sealer`.
     pub fn open(data: &Path, sealer: Sealer) -> Result<Self, StoreError> {
         let conn = Connection::open(data.join(ACCOUNTS_FILE))?;
+        // First: a copy still closing (a restart) may hold the file for a moment, and setting
+        // the journal mode waits for it only with a busy timeout set.
+        conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // A secret overwritten or deleted leaves no copy in the file's free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(&ddl(SCHEMA, false))?;
         Ok(Self {
             backend: Arc::new(Backend::Sqlite(Mutex::new(conn))),

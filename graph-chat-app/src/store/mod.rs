@@ -185,6 +185,9 @@ impl Store {
     pub fn open(path: &Path, viewer: Viewer) -> Result<Self, StoreError> {
         files::create_private_file(path).map_err(StoreError::File)?;
         let conn = Connection::open(path)?;
+        // First: the process before a restart may still hold the file for a moment, and the
+        // pragmas below wait for it only with a busy timeout set.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // What SQLite frees (a deleted row, an overwritten value) is overwritten with zeros,
         // not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
@@ -196,7 +199,6 @@ impl Store {
         // checkpoint instead of one per message.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let migrate = has_table(&conn, "events")? && !has_column(&conn, "events", "message_id")?;
         conn.execute_batch(&ddl(SCHEMA, false))?;
         if migrate {
