@@ -13,6 +13,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
+use crate::common::pg::PgSchema;
 use crate::common::{agent_with_session, sign_in_cookie, sim_config, wait_for, TempDir, PATIENCE};
 use graph_chat_app::{App, Config};
 use graph_chat_webhook::JwksSource;
@@ -25,84 +26,17 @@ const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// The contract: a job a copy that stopped held is taken over within this.
 const TAKEOVER: Duration = Duration::from_secs(15);
 
-/// A schema of the test's own on the test database, dropped when the test ends.
-struct Schema {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    /// `None` (after a line saying so) when no database is given, outside CI.
-    fn new(test: &str) -> Option<Self> {
-        let admin =
-            match std::env::var("GCW_POSTGRES_URL").or_else(|_| std::env::var("DATABASE_URL")) {
-                Ok(url) if !url.is_empty() => url,
-                _ => {
-                    assert!(
-                        std::env::var_os("CI").is_none(),
-                        "GCW_POSTGRES_URL (or DATABASE_URL) is unset: in CI the tests of copies \
-                     sharing a database must run against one (.ci/run starts one)"
-                    );
-                    eprintln!(
-                        "SKIPPED {test}: set GCW_POSTGRES_URL=postgres://USER@HOST:PORT/DB to run \
-                     the tests of copies sharing a database"
-                    );
-                    return None;
-                }
-            };
-        assert!(
-            admin.starts_with("postgres://") || admin.starts_with("postgresql://"),
-            "GCW_POSTGRES_URL is a postgres:// URL for these tests"
-        );
-        let name = format!("gca_jobs_{}_{test}", std::process::id());
-        sql(
-            &admin,
-            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
-        );
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{sep}options=-c%20search_path%3D{name}");
-        Some(Self { admin, name, url })
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        sql(
-            &self.admin,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
-        );
-    }
-}
-
-/// Runs `statements` on the test database.
-fn sql(url: &str, statements: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect to GCW_POSTGRES_URL");
-        let driver = tokio::spawn(connection);
-        client.batch_execute(statements).await.unwrap();
-        drop(client);
-        let _ = driver.await;
-    });
-}
-
 /// One Graph and copies of the app on one database, each with its own `--data`.
 struct Copies {
     runtime: tokio::runtime::Runtime,
     sim: Option<Simulator>,
     apps: Vec<Option<App>>,
     dir: TempDir,
-    db: Schema,
+    db: PgSchema,
 }
 
 impl Copies {
-    fn start(n: usize, db: Schema) -> Self {
+    fn start(n: usize, db: PgSchema) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -155,7 +89,7 @@ impl Copies {
             event_retention: graph_chat_app::store::EVENT_RETENTION,
             key_file: None,
             renew_every: Some(RENEW_EVERY),
-            database: Some(self.db.url.clone()),
+            database: Some(self.db.url().to_owned()),
         }
     }
 
@@ -272,7 +206,7 @@ fn one_set_delivering_to(subscriptions: &[Value], app_url: &str) -> bool {
 
 #[test]
 fn three_copies_on_one_database_keep_one_set_of_subscriptions() {
-    let Some(db) = Schema::new("three") else {
+    let Some(db) = PgSchema::new("three") else {
         return;
     };
     let copies = Copies::start(3, db);
@@ -307,7 +241,7 @@ fn three_copies_on_one_database_keep_one_set_of_subscriptions() {
 
 #[test]
 fn when_the_holder_stops_another_copy_takes_the_job_within_15_s_and_renews() {
-    let Some(db) = Schema::new("takeover") else {
+    let Some(db) = PgSchema::new("takeover") else {
         return;
     };
     let mut copies = Copies::start(2, db);
@@ -344,7 +278,7 @@ fn when_the_holder_stops_another_copy_takes_the_job_within_15_s_and_renews() {
 
 #[test]
 fn a_copy_started_after_the_holder_leaves_the_subscriptions_to_it() {
-    let Some(db) = Schema::new("later") else {
+    let Some(db) = PgSchema::new("later") else {
         return;
     };
     let mut copies = Copies::start(1, db);
@@ -436,7 +370,7 @@ impl Drop for Process {
 
 #[test]
 fn a_chat_process_killed_with_kill_9_hands_its_jobs_to_another_within_15_s() {
-    let Some(db) = Schema::new("kill9") else {
+    let Some(db) = PgSchema::new("kill9") else {
         return;
     };
     // The Graph (in this process) and the copies' database; no App in this process.
@@ -448,7 +382,7 @@ fn a_chat_process_killed_with_kill_9_hands_its_jobs_to_another_within_15_s() {
             Process::start(
                 sim,
                 &copies.dir.path().join(format!("p{i}")),
-                &copies.db.url,
+                copies.db.url(),
             )
         })
         .collect();
@@ -482,7 +416,7 @@ fn a_chat_process_killed_with_kill_9_hands_its_jobs_to_another_within_15_s() {
 
 #[test]
 fn a_lifecycle_event_that_reaches_a_copy_without_the_job_is_handed_to_the_holder() {
-    let Some(db) = Schema::new("forward") else {
+    let Some(db) = PgSchema::new("forward") else {
         return;
     };
     let copies = Copies::start(2, db);
@@ -570,12 +504,12 @@ impl Link {
 
 #[test]
 fn a_copy_that_loses_the_database_stops_its_jobs_and_another_takes_them() {
-    let Some(db) = Schema::new("cut") else {
+    let Some(db) = PgSchema::new("cut") else {
         return;
     };
     let mut copies = Copies::start(0, db);
     let links: Vec<Link> = (0..2)
-        .map(|_| Link::open(&copies.runtime, &copies.db.url))
+        .map(|_| Link::open(&copies.runtime, copies.db.url()))
         .collect();
     for (i, link) in links.iter().enumerate() {
         let config = Config {
