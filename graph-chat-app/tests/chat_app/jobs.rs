@@ -14,6 +14,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use crate::common::pg::PgSchema;
+use crate::common::ChatProcess;
 use crate::common::{agent_with_session, sign_in_cookie, sim_config, wait_for, TempDir, PATIENCE};
 use graph_chat_app::{App, Config};
 use graph_chat_webhook::JwksSource;
@@ -302,72 +303,6 @@ fn a_copy_started_after_the_holder_leaves_the_subscriptions_to_it() {
     );
 }
 
-/// A `chat` process (the example), killed when dropped.
-struct Process {
-    child: std::process::Child,
-    app: String,
-}
-
-impl Process {
-    /// `chat` on the Graph `sim`, its state under `data`, sharing `database`; once it printed
-    /// its `app:` line.
-    fn start(sim: &Simulator, data: &std::path::Path, database: &str) -> Self {
-        use std::io::BufRead;
-        let identity = sim.identity();
-        let renew = RENEW_EVERY.as_secs().to_string();
-        let mut child = std::process::Command::new(common::example_path("chat"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().unwrap(),
-                "--graph",
-                &sim.base_url(),
-                "--tenant-id",
-                &identity.tenant_id,
-                "--app-id",
-                &identity.app_id,
-                "--renew-every",
-                &renew,
-                "--database",
-                database,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("chat printed its URL");
-        let app = line.strip_prefix("app: ").expect("an app: line").to_owned();
-        Self { child, app }
-    }
-
-    /// `kill -9`.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_chat_process_killed_with_kill_9_hands_its_jobs_to_another_within_15_s() {
     let Some(db) = PgSchema::new("kill9") else {
@@ -377,12 +312,13 @@ fn a_chat_process_killed_with_kill_9_hands_its_jobs_to_another_within_15_s() {
     let copies = Copies::start(0, db);
     let sim = copies.sim();
     let user = copies.user();
-    let mut processes: Vec<Process> = (0..2)
+    let renew = RENEW_EVERY.as_secs().to_string();
+    let mut processes: Vec<ChatProcess> = (0..2)
         .map(|i| {
-            Process::start(
+            ChatProcess::start(
                 sim,
                 &copies.dir.path().join(format!("p{i}")),
-                copies.db.url(),
+                &["--renew-every", &renew, "--database", copies.db.url()],
             )
         })
         .collect();

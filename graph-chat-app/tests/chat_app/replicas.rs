@@ -648,95 +648,6 @@ fn against_a_local_simulator_a_loopback_public_url_is_where_graph_delivers() {
     runtime.block_on(sim.shutdown());
 }
 
-/// A `chat` process (the example) behind the proxy, killed when dropped.
-struct Process {
-    child: std::process::Child,
-    /// Its own URL (`http://127.0.0.1:PORT/`).
-    app: String,
-}
-
-impl Process {
-    /// Starts `chat` on the Graph `sim`, its state under `data`, sharing `database`, behind
-    /// `public_url`; returns at once (see [`Process::ready`]).
-    fn spawn(
-        sim: &Simulator,
-        data: &Path,
-        database: &str,
-        public_url: &str,
-    ) -> (std::process::Child, mpsc::Receiver<String>) {
-        let identity = sim.identity();
-        let mut child = std::process::Command::new(common::example_path("chat"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().unwrap(),
-                "--graph",
-                &sim.base_url(),
-                "--tenant-id",
-                &identity.tenant_id,
-                "--app-id",
-                &identity.app_id,
-                "--renew-every",
-                "5",
-                "--database",
-                database,
-                "--public-url",
-                public_url,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        (child, rx)
-    }
-
-    /// The process once it printed its `app:` line.
-    fn ready(child: std::process::Child, lines: mpsc::Receiver<String>) -> Self {
-        let app = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(90))
-                .expect("chat printed its URL");
-            if let Some(url) = line.strip_prefix("app: ") {
-                break url.to_owned();
-            }
-        };
-        Self { child, app }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.app
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap()
-    }
-
-    /// `kill -9`.
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `GET /api/events` read on a thread of its own, each event with the time it arrived; the
 /// channel closes when the stream ends.
 struct Stream {
@@ -828,7 +739,7 @@ struct Deployment {
     runtime: tokio::runtime::Runtime,
     sim: Option<Simulator>,
     proxy: Proxy,
-    processes: Vec<Process>,
+    processes: Vec<ChatProcess>,
     session: String,
     chat: String,
     _db: PgSchema,
@@ -857,19 +768,25 @@ impl Deployment {
         let proxy = Proxy::start();
         let spawned: Vec<_> = (0..n)
             .map(|i| {
-                Process::spawn(
+                ChatProcess::spawn(
                     &sim,
                     &dir.path().join(format!("data{i}")),
-                    db.url(),
-                    &proxy.url(),
+                    &[
+                        "--renew-every",
+                        "5",
+                        "--database",
+                        db.url(),
+                        "--public-url",
+                        &proxy.url(),
+                    ],
                 )
             })
             .collect();
-        let processes: Vec<Process> = spawned
+        let processes: Vec<ChatProcess> = spawned
             .into_iter()
-            .map(|(child, lines)| Process::ready(child, lines))
+            .map(|(child, lines)| ChatProcess::ready(child, lines))
             .collect();
-        proxy.set_backends(processes.iter().map(Process::addr).collect());
+        proxy.set_backends(processes.iter().map(ChatProcess::addr).collect());
         // Signed in through the public URL; every copy serves the person.
         let session = sign_in_cookie(&proxy.url(), &user);
         let agent = agent_with_session(&session);

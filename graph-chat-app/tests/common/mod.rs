@@ -707,3 +707,93 @@ pub fn observed_view(items: &[Value]) -> Vec<(String, String, Option<String>)> {
         })
         .collect()
 }
+
+/// A `chat` process (the example) on the Graph `sim`, killed when dropped.
+pub struct ChatProcess {
+    child: std::process::Child,
+    /// Its own URL (`http://127.0.0.1:PORT/`).
+    pub app: String,
+}
+
+impl ChatProcess {
+    /// Starts `chat` on `sim`, its state under `data`, with `args` besides; returns at once
+    /// (see [`ChatProcess::ready`]) with the lines it prints.
+    pub fn spawn(
+        sim: &Simulator,
+        data: &Path,
+        args: &[&str],
+    ) -> (std::process::Child, mpsc::Receiver<String>) {
+        let identity = sim.identity();
+        let mut child = std::process::Command::new(example_path("chat"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+                "--graph",
+                &sim.base_url(),
+                "--tenant-id",
+                &identity.tenant_id,
+                "--app-id",
+                &identity.app_id,
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    /// The process once it printed its `app:` line.
+    pub fn ready(child: std::process::Child, lines: mpsc::Receiver<String>) -> Self {
+        let app = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(90))
+                .expect("chat printed its URL");
+            if let Some(url) = line.strip_prefix("app: ") {
+                break url.to_owned();
+            }
+        };
+        Self { child, app }
+    }
+
+    /// [`ChatProcess::spawn`], then [`ChatProcess::ready`].
+    pub fn start(sim: &Simulator, data: &Path, args: &[&str]) -> Self {
+        let (child, lines) = Self::spawn(sim, data, args);
+        Self::ready(child, lines)
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.app
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
+    }
+
+    /// `kill -9`.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChatProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
